@@ -1,0 +1,49 @@
+"""The Celery app: configured from Django settings (CELERY_*), tasks discovered per app."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.beat import PersistentScheduler
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("djstack")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+class HeartbeatFile(bootsteps.StartStopStep):
+    """Touches a file on the worker's own timer, for a liveness check that skips the broker."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+
+    def start(self, parent: Any) -> None:
+        from django.conf import settings
+
+        path = Path(settings.CELERY_HEARTBEAT_FILE)
+        path.touch()
+        self.tref = parent.timer.call_repeatedly(settings.CELERY_HEARTBEAT_INTERVAL, path.touch)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+
+
+app.steps["worker"].add(HeartbeatFile)
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Beat's scheduler, touching the same heartbeat file on every tick of its loop."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        from django.conf import settings
+
+        Path(settings.CELERY_HEARTBEAT_FILE).touch()
+        interval: float = super().tick(*args, **kwargs)
+        return interval

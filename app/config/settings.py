@@ -1,0 +1,199 @@
+"""All settings, read from the environment (12-factor). `.env.example` lists every variable."""
+
+from pathlib import Path
+
+from config.env import DEV_PREFIX, env_bool, env_float, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# "production" refuses to start with a missing secret or a development placeholder;
+# "local" is what `docker compose up` runs on a fresh clone with no .env.
+APP_ENV = env_str("APP_ENV", "local")
+if APP_ENV not in {"local", "production", "test"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"APP_ENV must be local, production or test, got {APP_ENV!r}")
+PRODUCTION = APP_ENV == "production"
+
+SECRET_KEY = env_secret(
+    "DJANGO_SECRET_KEY", production=PRODUCTION, dev_default=f"{DEV_PREFIX}insecure-secret-key"
+)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "core",
+    "shop",
+]
+
+MIDDLEWARE = [
+    # First: probes must answer before host validation and without sessions or the database.
+    "core.middleware.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases --------------------------------------------------------------------------------
+# Django reaches Postgres only through PgBouncer (transaction pooling). "default" is the primary,
+# "replica" the streaming standby; PgBouncer names both databases and pools each separately.
+_DB_PASSWORD = env_secret("DB_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}app")
+
+
+def _database(name: str) -> dict[str, object]:
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": env_str("DB_USER", "app"),
+        "PASSWORD": _DB_PASSWORD,
+        "HOST": env_str("DB_HOST", "pgbouncer"),
+        "PORT": env_int("DB_PORT", 6432),
+        # 0: under ASGI each request's sync work runs in a short-lived thread, so a persistent
+        # connection would outlive its thread; PgBouncer already keeps the server connections warm.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 0),
+        "CONN_HEALTH_CHECKS": True,
+        # Transaction pooling gives no session to hold a server-side (named) cursor across fetches.
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "OPTIONS": {
+            # Fail fast instead of hanging a worker when PgBouncer is unreachable.
+            "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3),
+            # Detect a dead peer on an open connection in seconds, not the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "application_name": env_str("DB_APPLICATION_NAME", "djstack"),
+        },
+        "TEST": {"NAME": f"test_{name}"},
+    }
+
+
+DATABASES = {
+    "default": _database(env_str("DB_NAME", "app")),
+    "replica": _database(env_str("DB_REPLICA_NAME", "app_replica")),
+}
+# In tests the replica alias is the primary itself (Django's documented mirror pattern).
+DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache (db 2), Celery broker (db 0) and results (db 1) -------------------------------
+REDIS_HOST = env_str("REDIS_HOST", "redis")
+REDIS_PORT = env_int("REDIS_PORT", 6379)
+REDIS_PASSWORD = env_secret("REDIS_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}redis")
+
+
+def redis_url(db: int) -> str:
+    return f"redis://:{REDIS_PASSWORD}@{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": redis_url(2),
+        "TIMEOUT": env_int("CACHE_TTL", 60),
+        "OPTIONS": {
+            # A slow or absent Redis must cost a request at most this much, never a hang.
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+        },
+    }
+}
+
+# --- Celery -----------------------------------------------------------------------------------
+CELERY_BROKER_URL = redis_url(0)
+CELERY_RESULT_BACKEND = redis_url(1)
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_CONCURRENCY", 2)
+# Heartbeat file the worker's liveness check reads: no round trip through the broker.
+CELERY_HEARTBEAT_FILE = env_str("CELERY_HEARTBEAT_FILE", "/tmp/celery-heartbeat")  # noqa: S108
+CELERY_HEARTBEAT_INTERVAL = env_float("CELERY_HEARTBEAT_INTERVAL", 5.0)
+CELERY_BEAT_SCHEDULER = "config.celery.HeartbeatScheduler"
+# Beat wakes at least this often, so its heartbeat stays fresher than the check's limit.
+CELERY_BEAT_MAX_LOOP_INTERVAL = CELERY_HEARTBEAT_INTERVAL
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# --- HTTP, proxies, security ------------------------------------------------------------------
+# Nginx terminates the client connection and says which scheme it used.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = False
+TLS_ENABLED = env_bool("TLS_ENABLED", PRODUCTION)
+SECURE_SSL_REDIRECT = False  # Nginx redirects; Django behind it would loop on probes.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = TLS_ENABLED
+CSRF_COOKIE_SECURE = TLS_ENABLED
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if TLS_ENABLED else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = TLS_ENABLED
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Matches Nginx's client_max_body_size; Django's own guard for anything that bypasses Nginx.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# Readiness checks each dependency with this budget (seconds); probes time out above it.
+READYZ_TIMEOUT = env_float("READYZ_TIMEOUT", 2.0)
+
+# --- Static files: collected at image build, served by Nginx -----------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names let Nginx send a year-long, immutable Cache-Control.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- Logging: one JSON object per line on stdout ----------------------------------------------
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # DisallowedHost is answered with a 400; one line at warning is enough.
+        "django.security.DisallowedHost": {"level": "WARNING"},
+    },
+}

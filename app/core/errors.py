@@ -1,0 +1,51 @@
+"""Every error the app returns is JSON: {"error": {"code", "message", ["fields"]}}."""
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+
+
+def error_response(
+    status: int, code: str, message: str, *, fields: dict[str, list[str]] | None = None
+) -> JsonResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse({"error": body}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    # Reached for DisallowedHost too: the Host header is not one this site serves.
+    return error_response(400, "bad_request", "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(403, "forbidden", "You may not do this.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(404, "not_found", f"Nothing at {request.path}.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return error_response(500, "server_error", "Something went wrong on our side.")
+
+
+def allow_methods(*methods: str) -> Any:
+    """Like require_http_methods, but the 405 is JSON and names the allowed methods."""
+    from functools import wraps
+
+    def decorator(view: Any) -> Any:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if request.method not in methods:
+                response = error_response(
+                    405, "method_not_allowed", f"Use {', '.join(methods)} here."
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,71 @@
+"""Reads about the platform itself: is each dependency reachable right now?"""
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ok: bool
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _database_check(alias: str, timeout: float) -> dict[str, Any]:
+    # A fresh connection, not Django's: the probe never borrows or poisons a request's connection.
+    db = settings.DATABASES[alias]
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        connect_timeout=max(1, int(timeout)),
+        application_name="readyz",
+    ) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return {"in_recovery": bool(row and row[0])}
+
+
+def _redis_check(timeout: float) -> dict[str, Any]:
+    client = redis.Redis(
+        host=settings.REDIS_HOST,
+        port=settings.REDIS_PORT,
+        password=settings.REDIS_PASSWORD,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return {}
+
+
+def readiness_get(*, timeout: float) -> Readiness:
+    """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more."""
+    probes: dict[str, Callable[[], dict[str, Any]]] = {
+        "primary": lambda: _database_check("default", timeout),
+        "replica": lambda: _database_check("replica", timeout),
+        "redis": lambda: _redis_check(timeout),
+    }
+    # A pool per call: a probe stuck behind a dead server must not block the next probe.
+    pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readyz")
+    futures = {name: pool.submit(fn) for name, fn in probes.items()}
+    wait(futures.values(), timeout=timeout)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+    checks: dict[str, dict[str, Any]] = {}
+    for name, future in futures.items():
+        if not future.done():
+            checks[name] = {"ok": False, "error": f"no answer within {timeout:g}s"}
+        elif (exc := future.exception()) is not None:
+            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
+        else:
+            checks[name] = {"ok": True, **future.result()}
+    return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)

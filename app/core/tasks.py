@@ -1,0 +1,7 @@
+from celery import shared_task
+
+
+@shared_task(name="core.add")
+def add(a: int, b: int) -> int:
+    """The smallest real round trip through the broker, a worker and the result backend."""
+    return a + b

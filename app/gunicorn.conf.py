@@ -1,0 +1,88 @@
+"""Gunicorn settings, every one overridable by an environment variable of the same name.
+
+GUNICORN_PROFILE picks the worker model for the workload (see the README):
+  io    (default) Uvicorn workers on the ASGI app; one per core, since each multiplexes
+        thousands of connections on its event loop while waiting on I/O.
+  cpu   sync workers on the WSGI app; 2 x cores + 1, so one waits on I/O while another computes.
+  mixed gthread workers on the WSGI app; cores + 1 processes x GUNICORN_THREADS threads.
+"""
+
+import faulthandler
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+# Cores this container may run on (affinity, not the host's count).
+CORES = len(os.sched_getaffinity(0))
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "io": {"worker_class": "uvicorn_worker.UvicornWorker", "workers": CORES, "threads": 1},
+    "cpu": {"worker_class": "sync", "workers": 2 * CORES + 1, "threads": 1},
+    "mixed": {"worker_class": "gthread", "workers": CORES + 1, "threads": 4},
+}
+PROFILE = os.environ.get("GUNICORN_PROFILE", "io")
+if PROFILE not in PROFILES:
+    sys.exit(f"GUNICORN_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE!r}")
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["worker_class"]
+workers = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
+threads = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
+# Uvicorn workers speak ASGI; sync and gthread speak WSGI.
+wsgi_app = "config.asgi:application" if "uvicorn" in worker_class.lower() else "config.wsgi:application"
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Load Django once in the master and fork: workers share its pages copy-on-write.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
+# Recycle each worker after this many requests, bounding any slow leak; the jitter keeps
+# the workers from all restarting at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# A worker silent this long is killed (WORKER TIMEOUT). Above any legitimate request: slow work
+# belongs in Celery. Nginx's proxy_read_timeout (35s) sits above it, so Gunicorn acts first and
+# its worker_abort hook logs where the request was stuck.
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM, in-flight requests get this long to finish. Kubernetes' grace period is set above
+# preStop + this value (k8s/).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+# Longer than Nginx's upstream keepalive_timeout (60s): Nginx must close an idle connection
+# first, or it may send a request down a socket Gunicorn is closing (a 502).
+keepalive = _int("GUNICORN_KEEPALIVE", 75)
+# The heartbeat file lives in RAM: a disk-backed /tmp can stall it and get workers killed.
+worker_tmp_dir = "/dev/shm"
+# Connections queued in the kernel before Gunicorn accepts them.
+backlog = _int("GUNICORN_BACKLOG", 2048)
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Nginx is the only client; trust its X-Forwarded-* from any address on the private network.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
+proxy_allow_ips = forwarded_allow_ips
+control_socket_disable = True  # Gunicorn 24+: no control socket in a read-only container.
+
+log = logging.getLogger("gunicorn.error")
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # With preload_app the master may hold sockets opened while loading Django; a child must
+    # never share them, or two processes talk over one Postgres connection.
+    from django.db import connections
+
+    connections.close_all()
+
+
+def worker_abort(worker: Any) -> None:
+    # SIGABRT from the arbiter on WORKER TIMEOUT: log every thread's stack before dying.
+    frames = sys._current_frames()
+    stacks = [
+        f"Thread {thread_id}:\n{''.join(traceback.format_stack(frame))}"
+        for thread_id, frame in frames.items()
+    ]
+    log.critical("worker %s aborted (WORKER TIMEOUT); stacks:\n%s", worker.pid, "\n".join(stacks))
+    faulthandler.dump_traceback(all_threads=True)

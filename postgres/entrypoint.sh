@@ -1,0 +1,70 @@
+#!/bin/bash
+# Starts PostgreSQL as the primary or as a streaming replica (PG_ROLE), initialising an empty
+# data directory on first start and reusing it (data intact) on every later start.
+set -euo pipefail
+
+role=${PG_ROLE:-primary}
+: "${DB_NAME:=app}" "${DB_USER:=app}" "${REPLICATION_USER:=replicator}"
+# The app's statement_timeout, set on its role: PgBouncer's transaction pooling rejects it as a
+# startup parameter. Above Gunicorn's request timeout would be pointless; 15s keeps a runaway
+# query from holding a pooled server connection.
+: "${DB_STATEMENT_TIMEOUT:=15s}"
+
+require() {
+  local name=$1
+  if [ -z "${!name:-}" ]; then
+    echo "entrypoint: $name must be set" >&2
+    exit 1
+  fi
+}
+
+start_postgres() {
+  exec postgres -D "$PGDATA" -c config_file=/etc/postgresql/postgresql.conf "$@"
+}
+
+init_primary() {
+  require DB_PASSWORD
+  require REPLICATION_PASSWORD
+  echo "entrypoint: initialising the primary in $PGDATA"
+  # The superuser has no password: only the local OS user reaches it (pg_hba: peer).
+  initdb --username=postgres --encoding=UTF8 --locale=C.UTF-8 --data-checksums \
+    --auth-local=peer --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
+  pg_ctl -D "$PGDATA" -w -o "-c config_file=/etc/postgresql/postgresql.conf -c listen_addresses=''" start >/dev/null
+  psql -v ON_ERROR_STOP=1 --username=postgres --dbname=postgres \
+    --set=db="$DB_NAME" --set=user="$DB_USER" --set=pass="$DB_PASSWORD" \
+    --set=repl_user="$REPLICATION_USER" --set=repl_pass="$REPLICATION_PASSWORD" \
+    --set=stmt_timeout="$DB_STATEMENT_TIMEOUT" <<'SQL'
+-- The app's role owns its database and nothing more: no superuser, no CREATEROLE, no CREATEDB.
+CREATE ROLE :"user" LOGIN PASSWORD :'pass' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+ALTER ROLE :"user" SET statement_timeout = :'stmt_timeout';
+CREATE DATABASE :"db" OWNER :"user";
+REVOKE ALL ON DATABASE postgres, template1 FROM PUBLIC;
+-- The replication role can stream WAL and log in for that; it owns and reads nothing.
+CREATE ROLE :"repl_user" LOGIN REPLICATION PASSWORD :'repl_pass';
+SELECT pg_create_physical_replication_slot('replica1');
+SQL
+  psql -v ON_ERROR_STOP=1 --username=postgres --dbname="$DB_NAME" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT ALL ON SCHEMA public TO \"$DB_USER\";" >/dev/null
+  pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
+}
+
+init_replica() {
+  require REPLICATION_PASSWORD
+  local primary=${PRIMARY_HOST:-db-primary}
+  echo "entrypoint: cloning $primary into $PGDATA"
+  until pg_isready --host="$primary" --port=5432 --quiet; do sleep 1; done
+  # -R writes primary_conninfo and standby.signal: a restart re-attaches with no help.
+  PGPASSWORD=$REPLICATION_PASSWORD pg_basebackup --host="$primary" --port=5432 \
+    --username="$REPLICATION_USER" --pgdata="$PGDATA" --wal-method=stream \
+    --slot=replica1 --write-recovery-conf --checkpoint=fast --no-password
+}
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  case "$role" in
+    primary) init_primary ;;
+    replica) init_replica ;;
+    *) echo "entrypoint: PG_ROLE must be primary or replica" >&2; exit 1 ;;
+  esac
+else
+  echo "entrypoint: reusing the existing $role data in $PGDATA"
+fi
+start_postgres "$@"
