@@ -35,7 +35,9 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["wor
 workers = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
 threads = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
 # Uvicorn workers speak ASGI; sync and gthread speak WSGI.
-wsgi_app = "config.asgi:application" if "uvicorn" in worker_class.lower() else "config.wsgi:application"
+wsgi_app = (
+    "config.asgi:application" if "uvicorn" in worker_class.lower() else "config.wsgi:application"
+)
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Load Django once in the master and fork: workers share its pages copy-on-write.
@@ -55,7 +57,7 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # first, or it may send a request down a socket Gunicorn is closing (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75)
 # The heartbeat file lives in RAM: a disk-backed /tmp can stall it and get workers killed.
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - private to the container
 # Connections queued in the kernel before Gunicorn accepts them.
 backlog = _int("GUNICORN_BACKLOG", 2048)
 accesslog = "-"

@@ -17,7 +17,7 @@ app.autodiscover_tasks()
 class HeartbeatFile(bootsteps.StartStopStep):
     """Touches a file on the worker's own timer, for a liveness check that skips the broker."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -110,7 +110,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: cache (db 2), Celery broker (db 0) and results (db 1) -------------------------------
 REDIS_HOST = env_str("REDIS_HOST", "redis")
 REDIS_PORT = env_int("REDIS_PORT", 6379)
-REDIS_PASSWORD = env_secret("REDIS_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}redis")
+REDIS_PASSWORD = env_secret(
+    "REDIS_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}redis"
+)
 
 
 def redis_url(db: int) -> str:
@@ -152,14 +154,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False
 TLS_ENABLED = env_bool("TLS_ENABLED", PRODUCTION)
-SECURE_SSL_REDIRECT = False  # Nginx redirects; Django behind it would loop on probes.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Nginx sets X-Forwarded-Proto, so this only redirects a request that really came over HTTP.
+SECURE_SSL_REDIRECT = TLS_ENABLED
 SESSION_COOKIE_SECURE = TLS_ENABLED
 CSRF_COOKIE_SECURE = TLS_ENABLED
 SESSION_COOKIE_HTTPONLY = True
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if TLS_ENABLED else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = TLS_ENABLED
-SECURE_HSTS_PRELOAD = False
+# Preloading is a one-way commitment of the whole domain: its owner opts in, so the check that
+# nags for it is silenced rather than the commitment made for every fork of this template.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

@@ -20,11 +20,11 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     # A fresh connection, not Django's: the probe never borrows or poisons a request's connection.
     db = settings.DATABASES[alias]
     with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"],
-        dbname=db["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"],
+        host=str(db["HOST"]),
+        port=str(db["PORT"]),
+        dbname=str(db["NAME"]),
+        user=str(db["USER"]),
+        password=str(db["PASSWORD"]),
         connect_timeout=max(1, int(timeout)),
         application_name="readyz",
     ) as conn:

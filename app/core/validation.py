@@ -23,7 +23,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         data = json.loads(request.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(error_response(400, "malformed_json", f"Body is not JSON: {exc}")) from exc
+        raise InvalidInput(
+            error_response(400, "malformed_json", f"Body is not JSON: {exc}")
+        ) from exc
     if not isinstance(data, dict):
         raise InvalidInput(error_response(400, "malformed_json", "Body must be a JSON object."))
     return data

@@ -36,7 +36,7 @@ def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
         uuid.UUID(task_id)
     except ValueError:
         return error_response(404, "not_found", "No task with that id.")
-    result = AsyncResult(task_id)
+    result: AsyncResult[int] = AsyncResult(task_id)
     body: dict[str, object] = {"id": task_id, "state": result.state}
     if result.successful():
         body["result"] = result.result

@@ -1,0 +1,79 @@
+"""Django tests against real Postgres and Redis, started by testcontainers from our own images.
+
+The replica alias mirrors the primary here (Django's TEST MIRROR); the compose suite proves the
+real replica. Containers start only when a test asks for the database or the cache.
+"""
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from testcontainers.core.container import DockerContainer
+
+from tests.support import container_health, image, wait_until
+
+DB_PASSWORD = secrets.token_urlsafe(16)
+REDIS_PASSWORD = secrets.token_urlsafe(16)
+
+
+def _start(container: DockerContainer) -> DockerContainer:
+    container.start()
+    cid = container.get_wrapped_container().id
+    wait_until(lambda: container_health(cid) == "healthy", timeout=120, what=f"{cid[:12]} healthy")
+    return container
+
+
+@pytest.fixture(scope="session")
+def postgres_container() -> Iterator[DockerContainer]:
+    container = (
+        DockerContainer(image("postgres"))
+        .with_env("PG_ROLE", "primary")
+        .with_env("DB_NAME", "app")
+        .with_env("DB_USER", "app")
+        .with_env("DB_PASSWORD", DB_PASSWORD)
+        .with_env("REPLICATION_PASSWORD", secrets.token_urlsafe(16))
+        .with_exposed_ports(5432)
+    )
+    _start(container)
+    # The app role may not create databases in production; the test runner must create one,
+    # from a connection to the maintenance database.
+    for sql in ("ALTER ROLE app CREATEDB", "GRANT CONNECT ON DATABASE postgres TO app"):
+        container.exec(["psql", "-U", "postgres", "-c", sql])
+    yield container
+    container.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_container() -> Iterator[DockerContainer]:
+    container = (
+        DockerContainer(image("redis"))
+        .with_env("REDIS_PASSWORD", REDIS_PASSWORD)
+        .with_exposed_ports(6379)
+    )
+    _start(container)
+    yield container
+    container.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(postgres_container: DockerContainer) -> None:
+    host = postgres_container.get_container_host_ip()
+    port = int(postgres_container.get_exposed_port(5432))
+    for alias in ("default", "replica"):
+        settings.DATABASES[alias].update({"HOST": host, "PORT": port, "PASSWORD": DB_PASSWORD})
+
+
+@pytest.fixture
+def redis_settings(settings, redis_container: DockerContainer):  # type: ignore[no-untyped-def]
+    """Points the cache and the readiness check at the test Redis."""
+    host = redis_container.get_container_host_ip()
+    port = int(redis_container.get_exposed_port(6379))
+    settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD = host, port, REDIS_PASSWORD
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": f"redis://:{REDIS_PASSWORD}@{host}:{port}/2",
+        }
+    }
+    return settings

@@ -1,0 +1,30 @@
+import pytest
+
+
+def test_liveness_answers_for_any_host_and_touches_nothing(client):
+    # No django_db mark: any database access here would fail the test.
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
+    response = client.get("/readyz", HTTP_HOST="10.1.2.3:8000")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"primary", "replica", "redis"}
+    assert body["checks"]["primary"] == {"ok": True, "in_recovery": False}
+
+
+@pytest.mark.django_db
+def test_readiness_is_503_naming_the_failed_dependency(client, redis_settings):
+    redis_settings.REDIS_PORT = 1  # nothing listens there
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["failed"] == ["redis"]
+    assert body["checks"]["primary"]["ok"] is True
+    assert "error" in body["checks"]["redis"]

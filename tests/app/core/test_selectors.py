@@ -1,0 +1,34 @@
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from core.selectors import readiness_get
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.django_db
+def test_a_dependency_that_hangs_is_reported_not_waited_for(
+    settings, redis_settings, silent_server
+):
+    redis_settings.REDIS_PORT = silent_server
+    report = readiness_get(timeout=0.5)
+    assert not report.ok
+    assert report.checks["redis"]["ok"] is False
+    assert report.checks["primary"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_the_replica_check_reports_recovery_state(redis_settings):
+    report = readiness_get(timeout=2)
+    # Here the replica alias mirrors the primary; the stack suite sees a real standby.
+    assert report.checks["replica"] == {"ok": True, "in_recovery": False}

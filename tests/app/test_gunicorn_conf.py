@@ -1,0 +1,78 @@
+"""The worker profiles of app/gunicorn.conf.py, read by Gunicorn's own config loader."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+PROBE = (
+    "from gunicorn.app.base import Application\n"
+    "class A(Application):\n"
+    "    def init(self, *a): pass\n"
+    "    def load(self): pass\n"
+    "    def load_config(self):\n"
+    "        self.load_config_from_file('gunicorn.conf.py')\n"
+    "a = A(); c = a.cfg\n"
+    "print(c.worker_class_str, c.workers, c.threads, c.preload_app, c.max_requests,\n"
+    "      c.max_requests_jitter, c.timeout, c.graceful_timeout, c.keepalive, c.worker_tmp_dir,\n"
+    "      c.wsgi_app)\n"
+)
+
+
+def gunicorn_config(**env: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**os.environ, **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+CORES = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("profile", "worker_class", "workers", "app"),
+    [
+        ("io", "uvicorn_worker.UvicornWorker", CORES, "config.asgi:application"),
+        ("cpu", "sync", 2 * CORES + 1, "config.wsgi:application"),
+        ("mixed", "gthread", CORES + 1, "config.wsgi:application"),
+    ],
+)
+def test_profiles_pick_worker_class_count_and_app(profile, worker_class, workers, app):
+    values = gunicorn_config(GUNICORN_PROFILE=profile)
+    assert values[0] == worker_class
+    assert int(values[1]) == workers
+    assert values[-1] == app
+
+
+def test_defaults_recycle_preload_and_keep_alive_past_nginx():
+    _, _, _, preload, max_requests, jitter, timeout, graceful, keepalive, tmp, _ = gunicorn_config()
+    assert preload == "True"
+    assert (int(max_requests), int(jitter)) == (1000, 100)
+    assert int(graceful) < int(timeout)
+    # Nginx's upstream keepalive_timeout is 60s: Gunicorn must hold idle connections longer.
+    nginx_conf = (ROOT / "nginx/nginx.conf").read_text()
+    assert "keepalive_timeout 60s;" in nginx_conf
+    assert int(keepalive) > 60
+    assert tmp == "/dev/shm"
+
+
+def test_env_overrides_the_profile():
+    values = gunicorn_config(
+        GUNICORN_PROFILE="io", GUNICORN_WORKERS="7", GUNICORN_MAX_REQUESTS="50"
+    )
+    assert values[1] == "7"
+    assert values[4] == "50"
+
+
+def test_an_unknown_profile_stops_gunicorn():
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_PROFILE="turbo")
+    assert "GUNICORN_PROFILE must be one of" in excinfo.value.stderr

@@ -1,0 +1,91 @@
+"""What is inside the images: fixed non-root users, no build tools or secrets, Django's own
+production checks run in the production image."""
+
+import json
+import secrets
+
+import pytest
+
+from tests.support import docker, image
+
+UIDS = {"web": 10001, "nginx": 10002, "pgbouncer": 10003, "postgres": 10004, "redis": 10005}
+
+
+def config(name: str) -> dict:
+    return json.loads(
+        docker("image", "inspect", "--format", "{{json .Config}}", image(name)).stdout
+    )
+
+
+def sh(name: str, script: str, *env: str) -> str:
+    args = [arg for pair in (("-e", e) for e in env) for arg in pair]
+    return docker(
+        "run", "--rm", *args, "--entrypoint", "sh", image(name), "-c", script
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize(("name", "uid"), UIDS.items())
+def test_runs_as_a_fixed_non_root_uid(name, uid):
+    assert config(name)["User"] == f"{uid}:{uid}"
+    assert sh(name, "id -u") == str(uid)
+
+
+@pytest.mark.parametrize("name", UIDS)
+def test_has_a_healthcheck_and_no_apt_lists(name):
+    assert config(name)["Healthcheck"]["Test"][0] in {"CMD", "CMD-SHELL"}
+    assert sh(name, "ls /var/lib/apt/lists | grep -v -e '^lock$' -e '^partial$' || true") == ""
+
+
+def test_web_runtime_has_no_compiler_pip_or_cache():
+    found = sh(
+        "web",
+        "for t in gcc cc c++ g++ make x86_64-linux-gnu-gcc pip pip3; do command -v $t; done; "
+        "ls -d /root/.cache/pip /opt/venv/bin/pip 2>/dev/null; true",
+    )
+    assert found == ""
+    assert sh("web", "python3 -c 'import sys; print(sys.version_info[:2])'") == "(3, 13)"
+
+
+def test_web_image_is_exec_form_with_sigterm():
+    cfg = config("web")
+    assert cfg["Cmd"] == ["gunicorn", "--config", "gunicorn.conf.py"]
+    assert cfg["StopSignal"] == "SIGTERM"
+
+
+def test_code_is_read_only_for_the_app_user():
+    assert sh("web", "touch /app/manage.py 2>&1 || echo denied").endswith("denied")
+
+
+def production_env() -> list[str]:
+    return [
+        "APP_ENV=production",
+        f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}",
+        f"DB_PASSWORD={secrets.token_urlsafe(20)}",
+        f"REDIS_PASSWORD={secrets.token_urlsafe(20)}",
+        "DJANGO_ALLOWED_HOSTS=shop.example.com",
+    ]
+
+
+def test_check_deploy_passes_in_the_production_image():
+    out = sh("web", "python3 manage.py check --deploy --fail-level WARNING 2>&1", *production_env())
+    assert "System check identified no issues" in out
+
+
+def test_migrations_match_the_models_in_the_production_image():
+    out = sh("web", "python3 manage.py makemigrations --check --dry-run 2>/dev/null")
+    assert out == "No changes detected"
+
+
+@pytest.mark.parametrize("name", UIDS)
+def test_no_build_secret_or_key_in_any_layer(name):
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image(name)).stdout
+    assert "BEGIN CERTIFICATE" not in history
+    assert "PRIVATE KEY" not in history
+    # Regular files only: /usr/lib/ssl/cert.pem is Debian's link to the public CA bundle.
+    leftovers = sh(
+        name,
+        "ls /run/secrets 2>/dev/null; find / -xdev -type f \\( -name '*.pem' -o -name '*.key' "
+        "-o -name '.env' -o -name 'id_rsa*' -o -name '*.p12' \\) -not -path '/proc/*' "
+        "-not -path '/etc/ssl/certs/*' -not -path '/usr/share/ca-certificates/*' 2>/dev/null; true",
+    )
+    assert leftovers == ""

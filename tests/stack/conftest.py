@@ -1,0 +1,74 @@
+"""The compose stack, started once per session under its own project name and port, so it never
+touches a developer's running `docker compose up`; torn down with its volumes at the end, also
+after a failure."""
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from tests.support import ROOT, run, wait_until
+
+PROJECT = os.environ.get("STACK_PROJECT", "djstack-test")
+PORT = int(os.environ.get("STACK_PORT", "18080"))
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "NGINX_PORT": str(self.port)}
+
+    def compose(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            "docker", "compose", *args, check=check, timeout=timeout, cwd=ROOT, env=self.env()
+        )
+
+    def up(self) -> None:
+        result = self.compose("up", "--detach", "--wait", "--wait-timeout", "240", check=False)
+        if result.returncode != 0:
+            logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
+            raise AssertionError(f"compose up failed:\n{result.stderr}\n--- logs ---\n{logs}")
+
+    def psql(self, service: str, sql: str, database: str = "app") -> str:
+        """Runs SQL as the local superuser inside a Postgres container; returns unaligned rows."""
+        return self.compose(
+            "exec", "-T", service, "psql", "-U", "postgres", "-d", database, "-XAtq", "-c", sql
+        ).stdout.strip()
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url(path), timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def post_json(self, path: str, body: object, **kwargs: object) -> requests.Response:
+        return requests.post(self.url(path), json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def wait_ready(self) -> None:
+        wait_until(
+            lambda: self.get("/readyz").status_code == 200, timeout=90, what="/readyz through Nginx"
+        )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    s = Stack(PROJECT, PORT)
+    s.compose("down", "--volumes", "--remove-orphans", check=False)
+    try:
+        s.up()
+        s.wait_ready()
+        yield s
+    finally:
+        s.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)

@@ -1,0 +1,34 @@
+"""A task enqueued by a request, run by the worker, its result read back through the API."""
+
+from tests.support import wait_until
+
+
+def test_celery_round_trip(stack):
+    response = stack.post_json("/api/tasks", {"a": 20, "b": 22})
+    assert response.status_code == 202
+    status_url = response.json()["status_url"]
+    result = wait_until(
+        lambda: (r := stack.get(status_url).json())["state"] == "SUCCESS" and r,
+        timeout=30,
+        what="the task to succeed",
+    )
+    assert result["result"] == 42
+
+
+def test_worker_and_beat_report_healthy_without_the_broker_in_the_check(stack):
+    for service in ("worker", "beat"):
+        result = stack.compose("exec", "-T", service, "python3", "/opt/celery/healthcheck.py")
+        assert result.returncode == 0
+    # A stale heartbeat fails the check: it really reads the file's age.
+    stale = stack.compose(
+        "exec",
+        "-T",
+        "-e",
+        "CELERY_HEARTBEAT_MAX_AGE=0",
+        "worker",
+        "python3",
+        "/opt/celery/healthcheck.py",
+        check=False,
+    )
+    assert stale.returncode != 0
+    assert "heartbeat is" in stale.stderr

@@ -1,0 +1,71 @@
+"""Django through Nginx: probes, a write on the primary, a read from the replica, bad input."""
+
+import requests
+
+from tests.support import wait_until
+
+
+def test_liveness(stack):
+    response = stack.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_sees_a_primary_and_a_standby(stack):
+    response = stack.get("/readyz")
+    assert response.status_code == 200
+    checks = response.json()["checks"]
+    assert checks["primary"] == {"ok": True, "in_recovery": False}
+    assert checks["replica"] == {"ok": True, "in_recovery": True}
+    assert checks["redis"] == {"ok": True}
+
+
+def create_product(stack, name: str) -> int:
+    response = stack.post_json("/api/products", {"name": name, "price": "3.20", "stock": 4})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_write_then_read(stack):
+    product_id = create_product(stack, "Teapot")
+    found = wait_until(
+        lambda: (r := stack.get(f"/api/products/{product_id}")).status_code == 200 and r.json(),
+        timeout=10,
+        what="the new product on the replica",
+    )
+    assert found["name"] == "Teapot"
+
+
+def test_reads_are_served_by_the_replica(stack):
+    """With WAL replay paused on the replica, a committed write stays invisible to reads."""
+    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
+    try:
+        product_id = create_product(stack, "Invisible until replayed")
+        primary_rows = stack.psql(
+            "db-primary", f"SELECT name FROM shop_product WHERE id = {product_id}"
+        )
+        assert primary_rows == "Invisible until replayed"
+        assert stack.get(f"/api/products/{product_id}").status_code == 404
+    finally:
+        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    wait_until(
+        lambda: stack.get(f"/api/products/{product_id}").status_code == 200,
+        timeout=10,
+        what="the product after replay resumed",
+    )
+
+
+def test_bad_input_is_a_json_400_and_writes_nothing(stack):
+    before = stack.psql("db-primary", "SELECT count(*) FROM shop_product")
+    malformed = requests.post(
+        stack.url("/api/products"),
+        data='{"name": ',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "malformed_json"
+    invalid = stack.post_json("/api/products", {"name": "x", "price": "-2", "stock": 1})
+    assert invalid.status_code == 400
+    assert invalid.json()["error"]["fields"].keys() == {"price"}
+    assert stack.psql("db-primary", "SELECT count(*) FROM shop_product") == before

@@ -1,0 +1,62 @@
+"""Helpers the suites share: the images under test, docker and compose commands, polling."""
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = os.environ.get("IMAGE_REGISTRY", "djstack")
+TAG = os.environ.get("IMAGE_TAG", "dev")
+T = TypeVar("T")
+
+
+def image(name: str) -> str:
+    return f"{REGISTRY}/{name}:{TAG}"
+
+
+def run(
+    *args: str, check: bool = True, timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return run("docker", *args, check=check, timeout=timeout)
+
+
+def container_health(container_id: str) -> str:
+    out = docker("inspect", "--format", "{{json .State}}", container_id).stdout
+    state = json.loads(out)
+    if not state.get("Running"):
+        return "exited"
+    return str(state.get("Health", {}).get("Status", "none"))
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.5, what: str
+) -> T:
+    """Polls until probe() returns something truthy; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last!r}")
