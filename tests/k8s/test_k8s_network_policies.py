@@ -1,0 +1,166 @@
+"""NetworkPolicies: everything denied, then exactly the paths the stack uses.
+
+A small evaluator of the NetworkPolicy semantics: a connection is allowed when the sender's
+egress and the receiver's ingress both allow it. A pod selected by no policy of a direction is
+open in that direction, so the default deny must select every pod.
+"""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.k8s.manifests import Doc, Manifests, labels_match
+
+DJANGO = ("web", "worker", "beat", "migrate")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A pod of the stack (by its template labels) or something outside the namespace."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    in_namespace: bool = True
+
+
+OUTSIDE = Peer(in_namespace=False)  # the ingress controller, the internet, kube-dns, a managed DB
+
+
+def peer_matches(rule_peers: list[Doc] | None, peer: Peer) -> bool:
+    if not rule_peers:  # no from/to: any peer
+        return True
+    for item in rule_peers:
+        if "ipBlock" in item:
+            if not peer.in_namespace:
+                return True
+            continue
+        if "namespaceSelector" in item:
+            if not peer.in_namespace and item["namespaceSelector"] == {}:
+                return True
+            continue
+        if peer.in_namespace and labels_match(item["podSelector"], peer.labels):
+            return True
+    return False
+
+
+def port_matches(ports: list[Doc] | None, port: int, protocol: str) -> bool:
+    if not ports:
+        return True
+    return any(
+        p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports
+    )
+
+
+def direction_allows(
+    manifests: Manifests, direction: str, pod: Peer, other: Peer, port: int, protocol: str
+) -> bool:
+    """Whether `pod` may send (Egress) to or receive (Ingress) from `other` on the port."""
+    if not pod.in_namespace:
+        return True  # not ours to restrict
+    policies = [
+        p
+        for p in manifests.of_kind("NetworkPolicy")
+        if direction in p["spec"].get("policyTypes", ["Ingress"])
+        and labels_match(p["spec"]["podSelector"], pod.labels)
+    ]
+    if not policies:
+        return True
+    key, peers = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    return any(
+        peer_matches(rule.get(peers), other) and port_matches(rule.get("ports"), port, protocol)
+        for policy in policies
+        for rule in policy["spec"].get(key) or []
+    )
+
+
+def allowed(
+    manifests: Manifests, source: Peer, target: Peer, port: int, protocol: str = "TCP"
+) -> bool:
+    return direction_allows(
+        manifests, "Egress", source, target, port, protocol
+    ) and direction_allows(manifests, "Ingress", target, source, port, protocol)
+
+
+def pods(manifests: Manifests, component: str) -> Peer:
+    return Peer(manifests.pods_labelled(component))
+
+
+ALLOWED = [
+    ("nginx", "web", 8000),
+    *[(client, "pgbouncer", 6432) for client in DJANGO],
+    *[(client, "redis", 6379) for client in DJANGO],
+    ("pgbouncer", "db-primary", 5432),
+    ("pgbouncer", "db-replica", 5432),
+    ("db-replica", "db-primary", 5432),
+]
+DENIED = [
+    ("nginx", "pgbouncer", 6432),
+    ("nginx", "redis", 6379),
+    ("nginx", "db-primary", 5432),
+    *[(client, "db-primary", 5432) for client in DJANGO],
+    *[(client, "db-replica", 5432) for client in DJANGO],
+    ("worker", "web", 8000),
+    ("web", "nginx", 8080),
+    ("pgbouncer", "redis", 6379),
+    ("redis", "pgbouncer", 6432),
+    ("db-primary", "db-replica", 5432),
+    ("db-primary", "pgbouncer", 6432),
+    ("redis", "web", 8000),
+]
+
+
+def test_everything_is_denied_by_default(deployment: Manifests) -> None:
+    deny = deployment.get("NetworkPolicy", "default-deny-all")["spec"]
+    assert deny["podSelector"] == {}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny.get("ingress")
+    assert not deny.get("egress")
+
+
+@pytest.mark.parametrize(("source", "target", "port"), ALLOWED)
+def test_the_stacks_paths_are_allowed(
+    deployment: Manifests, source: str, target: str, port: int
+) -> None:
+    assert allowed(deployment, pods(deployment, source), pods(deployment, target), port)
+
+
+@pytest.mark.parametrize(("source", "target", "port"), DENIED)
+def test_every_other_path_is_denied(
+    deployment: Manifests, source: str, target: str, port: int
+) -> None:
+    assert not allowed(deployment, pods(deployment, source), pods(deployment, target), port)
+
+
+def test_only_nginx_is_reachable_from_outside(deployment: Manifests) -> None:
+    assert allowed(deployment, OUTSIDE, pods(deployment, "nginx"), 8080)
+    for component, port in [
+        ("web", 8000),
+        ("pgbouncer", 6432),
+        ("redis", 6379),
+        ("db-primary", 5432),
+        ("db-replica", 5432),
+    ]:
+        assert not allowed(deployment, OUTSIDE, pods(deployment, component), port), component
+
+
+def test_every_pod_resolves_names_and_reaches_nothing_else_outside(
+    deployment: Manifests,
+) -> None:
+    components = {
+        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for doc in deployment.workloads
+    }
+    for component in components:
+        pod = pods(deployment, component)
+        assert allowed(deployment, pod, OUTSIDE, 53, "UDP"), component
+        assert allowed(deployment, pod, OUTSIDE, 53, "TCP"), component
+        assert not allowed(deployment, pod, OUTSIDE, 443), component
+        assert not allowed(deployment, pod, OUTSIDE, 5432), component
+
+
+def test_managed_services_are_reached_only_by_their_clients(rendered) -> None:
+    managed = rendered("production-managed")
+    assert allowed(managed, pods(managed, "pgbouncer"), OUTSIDE, 5432)
+    assert not allowed(managed, pods(managed, "web"), OUTSIDE, 5432)
+    for client in DJANGO:
+        assert allowed(managed, pods(managed, client), OUTSIDE, 6379), client
+    assert not allowed(managed, pods(managed, "nginx"), OUTSIDE, 6379)

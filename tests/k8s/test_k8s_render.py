@@ -1,0 +1,191 @@
+"""k8s/ renders offline into valid Kubernetes objects, configured only by documented names."""
+
+import re
+import subprocess
+
+import kubernetes_validate
+import pytest
+
+from tests.k8s.manifests import (
+    COMPONENT_LINES,
+    IMAGE_UIDS,
+    K8S,
+    KUBERNETES_VERSION,
+    NAMESPACE,
+    ROOT,
+    Manifests,
+    documented_env_names,
+    image_name,
+    image_tag,
+)
+
+# What the web container must get from the ConfigMap and the Secret to start and serve.
+WEB_NEEDS = {
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_REPLICA_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "APP_ENV",
+}
+SECRET_NAMES = {"DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "REPLICATION_PASSWORD"}
+
+
+def test_renders_a_complete_stack_in_its_own_namespace(any_variant: Manifests) -> None:
+    kinds = {doc["kind"] for doc in any_variant.docs}
+    assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Job", "Service", "Ingress"} <= kinds
+    assert [ns["metadata"]["name"] for ns in any_variant.of_kind("Namespace")] == [NAMESPACE]
+    for doc in any_variant.docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+
+
+def test_root_kustomization_is_the_local_overlay(rendered) -> None:
+    assert rendered("k8s").docs == rendered("local").docs
+    readme = (K8S / "README.md").read_text()
+    assert "kubectl apply -k k8s/" in readme
+    assert re.search(r"`kubectl apply -k k8s/`[^\n]*local overlay", readme)
+
+
+def test_every_object_is_valid_for_the_targeted_kubernetes(any_variant: Manifests) -> None:
+    # strict: an unknown or misspelt field is an error, as `kubectl apply` would make it.
+    for doc in any_variant.docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(part) for part in error.path)
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {error.message}")
+
+
+def test_readme_states_the_targeted_kubernetes_version() -> None:
+    major_minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    assert f"Kubernetes {major_minor}+" in (K8S / "README.md").read_text()
+
+
+def test_images_are_our_five_and_tagged_with_a_release(any_variant: Manifests) -> None:
+    for container in any_variant.containers():
+        image = container.spec["image"]
+        assert image_name(image) in IMAGE_UIDS, image
+        tag = image_tag(image)
+        assert tag, f"{container.workload}/{container.name}: {image} has no tag"
+        assert tag != "latest", f"{container.workload}/{container.name}: {image}"
+
+
+def test_image_tags_are_set_only_by_the_overlays_images_field() -> None:
+    for path in (K8S / "base").rglob("*.yaml"):
+        for image in re.findall(r"^\s*image:\s*(\S+)", path.read_text(), flags=re.MULTILINE):
+            assert image_tag(image) is None, f"{path}: {image} (set tags in an overlay's images:)"
+
+
+def test_one_release_tag_per_rendering(any_variant: Manifests) -> None:
+    tags = {image_tag(container.spec["image"]) for container in any_variant.containers()}
+    assert len(tags) == 1, tags
+
+
+def test_secret_holds_only_dev_only_placeholders(any_variant: Manifests) -> None:
+    # Rendered from the committed example (or the local overlay's copy of it): a real value
+    # here would mean a secret was committed.
+    assert set(any_variant.secrets) == SECRET_NAMES
+    for name, value in any_variant.secrets.items():
+        assert value.startswith("dev-only-"), name
+
+
+def test_local_overlay_secrets_are_the_committed_example(rendered) -> None:
+    example = dict(
+        line.split("=", 1)
+        for line in (K8S / "secrets.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert rendered("local").secrets == example
+
+
+def test_no_secrets_env_is_committed_and_it_is_gitignored() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "k8s"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not [path for path in tracked if path.endswith("secrets.env")], tracked
+    for path in ("k8s/secrets.env", "k8s/overlays/production/secrets.env"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, f"{path} is not gitignored"
+
+
+def test_every_env_name_is_documented_in_env_example(any_variant: Manifests) -> None:
+    documented = documented_env_names()
+    assert set(any_variant.config) <= documented, set(any_variant.config) - documented
+    assert set(any_variant.secrets) <= documented
+    for doc in any_variant.workloads:
+        # Service links would add REDIS_PORT=tcp://..., PGBOUNCER_SERVICE_HOST and the like.
+        assert doc["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    for container in any_variant.containers():
+        undocumented = any_variant.env_names(container.spec) - documented
+        assert not undocumented, f"{container.workload}/{container.name}: {undocumented}"
+
+
+def test_web_gets_every_setting_it_needs(any_variant: Manifests) -> None:
+    web = next(c for c in any_variant.containers() if c.workload == "web" and not c.init)
+    missing = WEB_NEEDS - any_variant.env_names(web.spec)
+    assert not missing
+    assert set(any_variant.config) >= WEB_NEEDS - SECRET_NAMES
+    assert set(any_variant.secrets) >= WEB_NEEDS & SECRET_NAMES
+
+
+def test_secrets_come_from_the_secret_never_the_config_map(any_variant: Manifests) -> None:
+    assert not SECRET_NAMES & set(any_variant.config)
+    for container in any_variant.containers():
+        for item in container.spec.get("env") or []:
+            if item["name"] in SECRET_NAMES:
+                assert "secretKeyRef" in item.get("valueFrom", {}), item
+
+
+def test_every_config_and_secret_reference_resolves(any_variant: Manifests) -> None:
+    # A missing key is a pod stuck in CreateContainerConfigError.
+    for container in any_variant.containers():
+        for item in container.spec.get("env") or []:
+            source = item.get("valueFrom", {})
+            if "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                assert ref["key"] in any_variant.get("ConfigMap", ref["name"])["data"], ref
+            if "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                assert ref["key"] in any_variant.get("Secret", ref["name"])["data"], ref
+        for source in container.spec.get("envFrom") or []:
+            ref = source.get("configMapRef") or source["secretRef"]
+            kind = "ConfigMap" if "configMapRef" in source else "Secret"
+            any_variant.get(kind, ref["name"])
+
+
+def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> None:
+    services = {doc["metadata"]["name"] for doc in deployment.of_kind("Service")}
+    assert {"web", "nginx", "pgbouncer", "db-primary", "db-replica", "redis"} <= services
+    config = deployment.config
+    for key in ("DB_HOST", "PRIMARY_HOST", "REPLICA_HOST", "REDIS_HOST"):
+        assert config[key] in services, key
+    # nginx.conf proxies to web:8000.
+    assert "server web:8000;" in (ROOT / "nginx" / "nginx.conf").read_text()
+    assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
+
+
+def test_managed_services_are_a_one_line_change_each(rendered) -> None:
+    production = (K8S / "overlays" / "production" / "kustomization.yaml").read_text()
+    for line in COMPONENT_LINES:
+        assert production.count(line + "\n") == 1, line
+    managed = rendered("production-managed")
+    assert not managed.of_kind("StatefulSet")
+    for name in ("db-primary", "db-replica", "redis"):
+        assert managed.get("Service", name)["spec"]["type"] == "ExternalName", name
+        assert managed.find("NetworkPolicy", name) is None, name
+    # Everything else is untouched: same workloads, same config.
+    production_docs = rendered("production")
+    stateless = {
+        doc["metadata"]["name"] for doc in production_docs.workloads if doc["kind"] != "StatefulSet"
+    }
+    assert stateless == {doc["metadata"]["name"] for doc in managed.workloads}
+    assert managed.config == production_docs.config
