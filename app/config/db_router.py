@@ -1,4 +1,7 @@
-"""Writes and migrations go to the primary, reads to the streaming replica."""
+"""Writes and migrations go to the primary; reads go to the streaming replica, except for the
+few apps whose reads must never be stale (logins, sessions, tokens), which stay on the primary.
+Selectors that need read-your-writes or replica fallback choose the alias explicitly (core.db).
+"""
 
 from typing import Any
 
@@ -7,10 +10,14 @@ from django.db.models import Model
 PRIMARY = "default"
 REPLICA = "replica"
 
+# A session or password written a moment ago must be readable at once, lag or not; these
+# tables are small and their reads cheap.
+PRIMARY_ONLY_APPS = frozenset({"auth", "sessions", "accounts", "admin", "contenttypes"})
+
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model: type[Model], **hints: Any) -> str:
-        return REPLICA
+        return PRIMARY if model._meta.app_label in PRIMARY_ONLY_APPS else REPLICA
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str:
         return PRIMARY

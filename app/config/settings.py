@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "core",
+    "accounts",
     "shop",
 ]
 
@@ -105,6 +106,11 @@ DATABASES = {
 # In tests the replica alias is the primary itself (Django's documented mirror pattern).
 DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+# After a write, that customer's reads use the primary this long. Streaming replication lags by
+# milliseconds when healthy; 5s also covers a replica catching up after a burst.
+READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)
+# After a failed replica read, skip the replica this long before trying it again.
+REPLICA_RETRY_AFTER_SECONDS = env_int("REPLICA_RETRY_AFTER_SECONDS", 10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache (db 2), Celery broker (db 0) and results (db 1) -------------------------------
@@ -119,18 +125,36 @@ def redis_url(db: int) -> str:
     return f"redis://:{REDIS_PASSWORD}@{REDIS_HOST}:{REDIS_PORT}/{db}"
 
 
+_REDIS_TIMEOUTS = {
+    # A slow or absent Redis must cost a request at most this much, never a hang.
+    "SOCKET_CONNECT_TIMEOUT": 1,
+    "SOCKET_TIMEOUT": 1,
+}
 CACHES = {
+    # Page and query cache: an outage degrades to uncached reads (misses), never to errors.
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": redis_url(2),
         "TIMEOUT": env_int("CACHE_TTL", 60),
-        "OPTIONS": {
-            # A slow or absent Redis must cost a request at most this much, never a hang.
-            "SOCKET_CONNECT_TIMEOUT": 1,
-            "SOCKET_TIMEOUT": 1,
-        },
-    }
+        "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
+    },
+    # State whose absence must be noticed (read-your-writes marks): errors are raised.
+    "state": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": redis_url(2),
+        "KEY_PREFIX": "state",
+        "OPTIONS": _REDIS_TIMEOUTS,
+    },
 }
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+# --- Upstream HTTP services of the product page ----------------------------------------------
+PRICE_SERVICE_URL = env_str("PRICE_SERVICE_URL", "http://price:8080")
+RECOMMENDATIONS_SERVICE_URL = env_str("RECOMMENDATIONS_SERVICE_URL", "http://recommendations:8080")
+# Each call's own budget (seconds); past it the page falls back (catalogue price, no picks).
+PRICE_TIMEOUT = env_float("PRICE_TIMEOUT", 0.5)
+RECOMMENDATIONS_TIMEOUT = env_float("RECOMMENDATIONS_TIMEOUT", 0.5)
+UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 200)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = redis_url(0)

@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
+
+from config.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("shop.urls")),
-    path("api/", include("core.urls")),
+    path("api/", api.urls),
 ]
 
 handler400 = "core.errors.bad_request"

@@ -1,24 +1,77 @@
-"""One JSON object per log line, so the log pipeline never has to parse prose."""
+"""One JSON object per log line on stdout, so the log pipeline never has to parse prose.
 
-import json
-import logging
+One formatter for everything: stdlib loggers (Django, Gunicorn, Uvicorn, Celery, ours) and
+structlog loggers go through structlog's ProcessorFormatter. Every line has timestamp, level,
+logger, message and pid, the request ID when one is bound (core.request_context), and any
+`extra=` fields of the call.
+"""
+
+import os
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+import structlog
+from structlog.typing import Processor
+
+from core.request_context import add_request_id
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else repr(value)
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+def _timestamp(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    record = event_dict.get("_record")
+    created = record.created if record is not None else datetime.now(UTC).timestamp()
+    event_dict["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat(
+        timespec="milliseconds"
+    )
+    return event_dict
+
+
+def _pid(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # Which Gunicorn worker or Celery pool process wrote the line.
+    record = event_dict.get("_record")
+    event_dict["pid"] = record.process if record is not None else os.getpid()
+    return event_dict
+
+
+# Run for structlog's own loggers when they log, and for stdlib records when they are formatted.
+SHARED_PROCESSORS: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    add_request_id,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _timestamp,
+]
+
+
+def configure_structlog() -> None:
+    """structlog.get_logger() loggers hand their events to stdlib logging, i.e. to JsonFormatter."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+class JsonFormatter(structlog.stdlib.ProcessorFormatter):
+    """The formatter LOGGING (Django, Celery) and core.gunicorn_logging (Gunicorn) install."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        configure_structlog()
+        super().__init__(
+            *args,
+            foreign_pre_chain=[*SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
+            processors=[
+                _pid,
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.EventRenamer("message"),
+                # Values json cannot encode (a request object passed as `extra`) become their repr.
+                structlog.processors.JSONRenderer(ensure_ascii=False),
+            ],
+            **kwargs,
+        )
+

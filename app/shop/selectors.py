@@ -1,12 +1,27 @@
-"""Reads. The router sends them to the replica."""
+"""Reads. They go to the replica, except a customer's own data right after they wrote it, and
+everything while the replica is down (core.db)."""
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
-from shop.models import Product
+from django.core.cache import cache
+from django.db.models import Prefetch, QuerySet
+
+from config.db_router import PRIMARY, REPLICA
+from core import db
+from shop.models import Order, OrderItem, Product
+from shop.services import PRODUCTS_VERSION_KEY
+from shop.stock import stock_cache_get
+from shop.upstream import price_get, recommendations_get
 
 
-def product_get(*, product_id: int) -> Product | None:
-    return Product.objects.filter(pk=product_id).first()
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    page: int
+    page_size: int
+    count: int
 
 
 def product_to_dict(*, product: Product) -> dict[str, Any]:
@@ -18,3 +33,111 @@ def product_to_dict(*, product: Product) -> dict[str, Any]:
         "stock": product.stock,
         "hot": product.hot,
     }
+
+
+def product_get(*, product_id: int) -> Product | None:
+    return db.read(lambda alias: Product.objects.using(alias).filter(pk=product_id).first())
+
+
+def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[str, Any]:
+    """A page of the catalogue, cached in Redis until the TTL or the next product write."""
+    version = cache.get(PRODUCTS_VERSION_KEY, 0)
+    key = f"products:v{version}:hot={hot}:p={page}:s={page_size}"
+    cached: dict[str, Any] | None = cache.get(key)
+    if cached is not None:
+        return cached
+
+    def query(alias: str) -> dict[str, Any]:
+        products: QuerySet[Product] = Product.objects.using(alias).order_by("pk")
+        if hot is not None:
+            products = products.filter(hot=hot)
+        offset = (page - 1) * page_size
+        rows = [product_to_dict(product=p) for p in products[offset : offset + page_size]]
+        return {"items": rows, "page": page, "page_size": page_size, "count": products.count()}
+
+    result = db.read(query)
+    cache.set(key, result)
+    return result
+
+
+async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
+    """The product page: database, live stock and two upstream services, all at once.
+
+    Latency is that of the slowest call, not their sum; each upstream has its own timeout
+    and a fallback, so a slow or failing service degrades the page instead of failing it.
+    """
+    product, stock, price, recommendations = await asyncio.gather(
+        _product_aget(product_id),
+        stock_cache_get(product_id=product_id),
+        price_get(product_id=product_id),
+        recommendations_get(product_id=product_id),
+    )
+    if product is None:
+        return None
+    detail = product_to_dict(product=product)
+    detail["stock"] = stock if stock is not None else product.stock
+    detail["price"] = price["price"] if price else str(product.price)
+    detail["price_source"] = "pricing-service" if price else "catalogue"
+    detail["recommendations"] = recommendations["product_ids"] if recommendations else []
+    return detail
+
+
+async def _product_aget(product_id: int) -> Product | None:
+    alias = db.read_alias()
+    try:
+        return await Product.objects.using(alias).filter(pk=product_id).afirst()
+    except db.DATABASE_ERRORS:
+        if alias != REPLICA:
+            raise
+        db.replica_mark_down()
+        return await Product.objects.using(PRIMARY).filter(pk=product_id).afirst()
+
+
+def _orders(alias: str, customer_id: int) -> QuerySet[Order]:
+    items = OrderItem.objects.using(alias).select_related("product").order_by("pk")
+    return (
+        Order.objects.using(alias)
+        .filter(customer_id=customer_id)
+        .prefetch_related(Prefetch("items", queryset=items))
+    )
+
+
+def order_to_dict(*, order: Order) -> dict[str, Any]:
+    return {
+        "id": order.pk,
+        "status": order.status,
+        "total": str(order.total),
+        "created_at": order.created_at.isoformat(),
+        "items": [
+            {
+                "product_id": item.product_id,
+                "product_name": item.product.name,
+                "quantity": item.quantity,
+                "unit_price": str(item.unit_price),
+            }
+            for item in order.items.all()
+        ],
+    }
+
+
+def order_list(*, customer_id: int, page: int, page_size: int) -> Page:
+    """Three queries whatever the page size: orders, their items with products, the count."""
+
+    def query(alias: str) -> Page:
+        orders = _orders(alias, customer_id)
+        offset = (page - 1) * page_size
+        rows = [order_to_dict(order=o) for o in orders[offset : offset + page_size]]
+        count = Order.objects.using(alias).filter(customer_id=customer_id).count()
+        return Page(items=rows, page=page, page_size=page_size, count=count)
+
+    return db.read(query, user_id=customer_id)
+
+
+def order_get(*, customer_id: int, order_id: int) -> dict[str, Any] | None:
+    """Another customer's order is None, exactly like a missing one."""
+
+    def query(alias: str) -> dict[str, Any] | None:
+        order = _orders(alias, customer_id).filter(pk=order_id).first()
+        return order_to_dict(order=order) if order else None
+
+    return db.read(query, user_id=customer_id)

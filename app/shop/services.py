@@ -1,15 +1,123 @@
-"""Writes. Each runs on the primary (the router sends every write there)."""
+"""Writes. Every one runs on the primary, inside a transaction."""
 
+import hashlib
+import json
 from decimal import Decimal
 
-from django.db import transaction
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
 
-from shop.models import Product
+from config.db_router import PRIMARY
+from core.db import recent_write_mark
+from shop.errors import IdempotencyConflict, OutOfStock, UnknownProducts
+from shop.models import Order, OrderItem, Product
+from shop.stock import stock_cache_set
+
+PRODUCTS_VERSION_KEY = "products:version"
 
 
-@transaction.atomic
-def product_create(*, name: str, price: Decimal, stock: int, description: str = "") -> Product:
-    product = Product(name=name, price=price, stock=stock, description=description)
+def product_list_invalidate() -> None:
+    """Every cached product page embeds the version: bumping it orphans them all at once."""
+    try:
+        cache.incr(PRODUCTS_VERSION_KEY)
+    except ValueError:
+        cache.set(PRODUCTS_VERSION_KEY, 1, timeout=None)
+
+
+@transaction.atomic(using=PRIMARY)
+def product_create(
+    *, name: str, price: Decimal, stock: int, description: str = "", hot: bool = False
+) -> Product:
+    product = Product(name=name, price=price, stock=stock, description=description, hot=hot)
     product.full_clean()
-    product.save()
+    product.save(using=PRIMARY)
+    transaction.on_commit(product_list_invalidate, using=PRIMARY)
     return product
+
+
+@transaction.atomic(using=PRIMARY)
+def product_update(*, product: Product, **fields: object) -> Product:
+    for name, value in fields.items():
+        setattr(product, name, value)
+    product.full_clean()
+    product.save(using=PRIMARY)
+    transaction.on_commit(product_list_invalidate, using=PRIMARY)
+    transaction.on_commit(
+        lambda: stock_cache_set(stocks={product.pk: product.stock}), using=PRIMARY
+    )
+    return product
+
+
+def _fingerprint(items: dict[int, int]) -> str:
+    return hashlib.sha256(json.dumps(sorted(items.items())).encode()).hexdigest()
+
+
+def order_create(
+    *, customer: User, items: dict[int, int], idempotency_key: str | None = None
+) -> tuple[Order, bool]:
+    """Places an order for {product_id: quantity}. Returns (order, created).
+
+    A retry with the same Idempotency-Key returns the first order (created=False); the same key
+    with different items is a conflict. Rows are locked in product id order, so concurrent
+    orders over overlapping products queue on the locks instead of deadlocking.
+    """
+    fingerprint = _fingerprint(items)
+    if idempotency_key:
+        existing = _order_for_key(customer=customer, key=idempotency_key, fingerprint=fingerprint)
+        if existing is not None:
+            return existing, False
+    try:
+        order = _order_place(
+            customer=customer, items=items, key=idempotency_key, fingerprint=fingerprint
+        )
+    except IntegrityError:
+        # Two requests with one key raced: the other committed first; its order is the answer.
+        if not idempotency_key:
+            raise
+        existing = _order_for_key(customer=customer, key=idempotency_key, fingerprint=fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+    return order, True
+
+
+def _order_for_key(*, customer: User, key: str, fingerprint: str) -> Order | None:
+    order = Order.objects.using(PRIMARY).filter(customer=customer, idempotency_key=key).first()
+    if order is not None and order.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was used for a different order.", field="Idempotency-Key"
+        )
+    return order
+
+
+@transaction.atomic(using=PRIMARY)
+def _order_place(
+    *, customer: User, items: dict[int, int], key: str | None, fingerprint: str
+) -> Order:
+    products = list(
+        Product.objects.using(PRIMARY).select_for_update().filter(pk__in=items).order_by("pk")
+    )
+    missing = sorted(set(items) - {p.pk for p in products})
+    if missing:
+        raise UnknownProducts(f"No such products: {missing}", field="items")
+    short = [p.pk for p in products if p.stock < items[p.pk]]
+    if short:
+        raise OutOfStock(f"Not enough stock for products {short}", field="items")
+
+    for product in products:
+        product.stock -= items[product.pk]
+    Product.objects.using(PRIMARY).bulk_update(products, ["stock"])
+    total = sum((p.price * items[p.pk] for p in products), Decimal("0"))
+    order = Order.objects.using(PRIMARY).create(
+        customer=customer, total=total, idempotency_key=key, request_fingerprint=fingerprint
+    )
+    OrderItem.objects.using(PRIMARY).bulk_create(
+        OrderItem(order=order, product=p, quantity=items[p.pk], unit_price=p.price)
+        for p in products
+    )
+    stocks = {p.pk: p.stock for p in products}
+    transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
+    transaction.on_commit(product_list_invalidate, using=PRIMARY)
+    transaction.on_commit(lambda: recent_write_mark(user_id=customer.pk), using=PRIMARY)
+    return order

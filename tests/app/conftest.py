@@ -70,10 +70,11 @@ def redis_settings(settings, redis_container: DockerContainer):  # type: ignore[
     host = redis_container.get_container_host_ip()
     port = int(redis_container.get_exposed_port(6379))
     settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD = host, port, REDIS_PASSWORD
+    location = f"redis://:{REDIS_PASSWORD}@{host}:{port}/2"
     settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": f"redis://:{REDIS_PASSWORD}@{host}:{port}/2",
-        }
+        alias: {**config, "LOCATION": location} for alias, config in settings.CACHES.items()
     }
+    from django.core.cache import caches
+
+    caches["default"].clear()
     return settings

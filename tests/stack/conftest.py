@@ -56,6 +56,12 @@ class Stack:
     def post_json(self, path: str, body: object, **kwargs: object) -> requests.Response:
         return requests.post(self.url(path), json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
 
+    def token(self, username: str, *, staff: bool = False) -> dict[str, str]:
+        """Authorization headers for a user, created on first use (manage.py api_token)."""
+        args = ["exec", "-T", "web", "python3", "manage.py", "api_token", username, "--create"]
+        token = self.compose(*args, *(["--staff"] if staff else [])).stdout.strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def wait_ready(self) -> None:
         wait_until(
             lambda: self.get("/readyz").status_code == 200, timeout=90, what="/readyz through Nginx"

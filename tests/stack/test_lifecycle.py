@@ -4,7 +4,11 @@ from tests.support import wait_until
 
 
 def test_data_survives_down_and_up(stack):
-    response = stack.post_json("/api/products", {"name": "Survivor", "price": "1.00", "stock": 1})
+    response = stack.post_json(
+        "/api/products",
+        {"name": "Survivor", "price": "1.00", "stock": 1},
+        headers=stack.token("staff", staff=True),
+    )
     product_id = response.json()["id"]
     wait_until(
         lambda: stack.get(f"/api/products/{product_id}").status_code == 200,

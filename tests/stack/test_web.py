@@ -21,7 +21,8 @@ def test_readiness_sees_a_primary_and_a_standby(stack):
 
 
 def create_product(stack, name: str) -> int:
-    response = stack.post_json("/api/products", {"name": name, "price": "3.20", "stock": 4})
+    body = {"name": name, "price": "3.20", "stock": 4}
+    response = stack.post_json("/api/products", body, headers=stack.token("staff", staff=True))
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -60,12 +61,16 @@ def test_bad_input_is_a_json_400_and_writes_nothing(stack):
     malformed = requests.post(
         stack.url("/api/products"),
         data='{"name": ',
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **stack.token("staff", staff=True)},
         timeout=10,
     )
     assert malformed.status_code == 400
     assert malformed.json()["error"]["code"] == "malformed_json"
-    invalid = stack.post_json("/api/products", {"name": "x", "price": "-2", "stock": 1})
+    invalid = stack.post_json(
+        "/api/products",
+        {"name": "x", "price": "-2", "stock": 1},
+        headers=stack.token("staff", staff=True),
+    )
     assert invalid.status_code == 400
     assert invalid.json()["error"]["fields"].keys() == {"price"}
     assert stack.psql("db-primary", "SELECT count(*) FROM shop_product") == before

@@ -2,7 +2,8 @@ from decimal import Decimal
 
 import factory
 
-from shop.models import Product
+from shop.models import Order, OrderItem, Product
+from tests.app.accounts.factories import UserFactory
 
 
 class ProductFactory(factory.django.DjangoModelFactory):
@@ -13,3 +14,21 @@ class ProductFactory(factory.django.DjangoModelFactory):
     description = factory.Faker("sentence")
     price = factory.LazyFunction(lambda: Decimal("9.99"))
     stock = 10
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Order
+
+    customer = factory.SubFactory(UserFactory)
+    total = Decimal("0")
+
+
+class OrderItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OrderItem
+
+    order = factory.SubFactory(OrderFactory)
+    product = factory.SubFactory(ProductFactory)
+    quantity = 1
+    unit_price = Decimal("9.99")

@@ -1,0 +1,95 @@
+"""The JSON API: one NinjaAPI, every error in one shape {"error": {code, message, fields?}}.
+
+django-ninja: typed request/response schemas (pydantic), async views, and an OpenAPI schema
+generated from the same types, which the fuzz test holds the running stack to.
+"""
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from accounts.apis import router as accounts_router
+from core.apis import router as core_router
+from core.db import DATABASE_ERRORS
+from core.errors import error_response
+from shop.apis import router as shop_router
+from shop.errors import DomainError
+
+api = NinjaAPI(
+    title="djstack shop API",
+    version="1.0.0",
+    urls_namespace="api",
+    docs_url="/docs",
+)
+api.add_router("", accounts_router)
+api.add_router("", shop_router)
+api.add_router("", core_router)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "unprocessable",
+}
+
+
+def _field_name(loc: list[Any]) -> str:
+    # ("body", "payload", "items", 0, "quantity") -> "items.0.quantity"; ("query", "page") -> "page"
+    parts = [str(p) for p in loc[1:]]
+    if loc and loc[0] == "body" and parts and parts[0] == "payload":
+        parts = parts[1:]
+    return ".".join(parts) or str(loc[0])
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    for error in exc.errors:
+        fields.setdefault(_field_name(list(error.get("loc", []))), []).append(error["msg"])
+    return error_response(
+        400, "validation_error", "Invalid fields: " + ", ".join(sorted(fields)), fields=fields
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    response = error_response(401, "unauthorized", "Send a valid bearer token or session.")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
+        # Ninja's own parse failure: malformed JSON or bytes that are not UTF-8.
+        return error_response(400, "malformed_json", "The body is not valid JSON.")
+    return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(404, "not_found", "Not found.")
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    fields = {exc.field: [exc.message]} if exc.field else None
+    return error_response(exc.status, exc.code, exc.message, fields=fields)
+
+
+def on_database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The primary (or PgBouncer) is unreachable: tell the client to come back, not that it failed.
+    response = error_response(
+        503, "database_unavailable", "The database is unavailable; retry shortly."
+    )
+    response["Retry-After"] = "5"
+    return response
+
+
+for _error in DATABASE_ERRORS:
+    api.add_exception_handler(_error, on_database_unavailable)  # type: ignore[arg-type]

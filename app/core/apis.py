@@ -1,0 +1,53 @@
+"""A Celery round trip: enqueue a task, read its state. The smallest proof the queue works."""
+
+import uuid
+from typing import Any
+
+from celery.result import AsyncResult
+from django.http import HttpRequest
+from django.urls import reverse
+from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
+
+from core.schemas import errors
+from core.tasks import add
+
+router = Router(tags=["tasks"])
+_INT_LIMIT = 2**53  # exact in every JSON parser
+
+
+class AddIn(Schema):
+    a: int = Field(ge=-_INT_LIMIT, le=_INT_LIMIT)
+    b: int = Field(ge=-_INT_LIMIT, le=_INT_LIMIT)
+
+
+class TaskCreated(Schema):
+    id: str
+    status_url: str
+
+
+class TaskOut(Schema):
+    id: str
+    state: str
+    result: int | None = None
+
+
+@router.post("/tasks", response={202: TaskCreated, **errors(400)})
+def task_create(request: HttpRequest, payload: AddIn) -> Status:
+    result = add.delay(payload.a, payload.b)
+    return Status(
+        202, {"id": result.id, "status_url": reverse("api:task_detail", args=[result.id])}
+    )
+
+
+@router.get("/tasks/{task_id}", response={200: TaskOut, **errors(404)}, url_name="task_detail")
+def task_detail(request: HttpRequest, task_id: str) -> dict[str, Any]:
+    try:
+        uuid.UUID(task_id)
+    except ValueError as exc:
+        raise HttpError(404, "No task with that id.") from exc
+    result: AsyncResult[int] = AsyncResult(task_id)
+    body: dict[str, Any] = {"id": task_id, "state": result.state}
+    if result.successful():
+        body["result"] = result.result
+    return body

@@ -1,0 +1,69 @@
+"""Which database serves a read: the replica, unless the reader just wrote or it is down.
+
+Read-your-writes: right after a customer writes, their reads go to the primary for
+READ_YOUR_WRITES_SECONDS, so replica lag never hides their own new order. Fallback: a read that
+fails on the replica is retried on the primary, and the replica is skipped for a short while.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import InterfaceError, OperationalError, connections
+
+from config.db_router import PRIMARY, REPLICA
+
+T = TypeVar("T")
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+log = logging.getLogger(__name__)
+
+# Process-local: each worker learns on its own, which costs at most one failed read per worker.
+_replica_down_until = 0.0
+
+
+def _recent_writer_key(user_id: int) -> str:
+    return f"ryw:{user_id}"
+
+
+def recent_write_mark(*, user_id: int) -> None:
+    """Call after a customer's write commits."""
+    try:
+        caches["state"].set(
+            _recent_writer_key(user_id), 1, timeout=settings.READ_YOUR_WRITES_SECONDS
+        )
+    except Exception:  # the cache is down: reads then go to the primary anyway (below)
+        log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
+
+
+def read_alias(*, user_id: int | None = None) -> str:
+    if time.monotonic() < _replica_down_until:
+        return PRIMARY
+    if user_id is None:
+        return REPLICA
+    try:
+        recent = caches["state"].get(_recent_writer_key(user_id))
+    except Exception:  # no way to know if they just wrote: the primary is always fresh
+        return PRIMARY
+    return PRIMARY if recent else REPLICA
+
+
+def replica_mark_down() -> None:
+    global _replica_down_until  # one flag per process, by design
+    _replica_down_until = time.monotonic() + settings.REPLICA_RETRY_AFTER_SECONDS
+
+
+def read(fn: Callable[[str], T], *, user_id: int | None = None) -> T:
+    """Runs fn(alias) on the right database, retrying once on the primary if the replica fails."""
+    alias = read_alias(user_id=user_id)
+    try:
+        return fn(alias)
+    except DATABASE_ERRORS:
+        if alias != REPLICA:
+            raise
+        log.warning("replica read failed; falling back to the primary", exc_info=True)
+        replica_mark_down()
+        connections[REPLICA].close()
+        return fn(PRIMARY)

@@ -1,0 +1,70 @@
+"""The request ID: one per HTTP request, on every log line it causes, here and in Celery.
+
+Nginx keeps the client's X-Request-ID or mints one and forwards it; a request that reached
+Gunicorn directly (probes, other services on the backend network) gets one minted here. It lives
+in a contextvar, so it follows the request into the thread that runs a sync view, into every log
+line (core.logging adds it) and into the headers of any Celery task enqueued meanwhile, where
+the worker binds it again for the task's own log lines.
+"""
+
+import uuid
+from contextvars import ContextVar, Token
+from typing import Any
+
+import structlog
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The Celery message header that carries it (protocol 2 headers become task.request attributes).
+TASK_HEADER = "request_id"
+# Longer or non-printable IDs from a client are replaced, not trusted into logs and headers.
+MAX_LENGTH = 200
+
+
+def request_id_from(header: str | None) -> str:
+    """The incoming X-Request-ID if usable, otherwise a new one (32 hex digits, like Nginx's)."""
+    if header and len(header) <= MAX_LENGTH and header.isascii() and header.isprintable():
+        return header
+    return uuid.uuid4().hex
+
+
+def bind(request_id: str) -> Token[str | None]:
+    return REQUEST_ID.set(request_id)
+
+
+def unbind(token: Token[str | None]) -> None:
+    REQUEST_ID.reset(token)
+
+
+def add_request_id(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the current request ID, when there is one."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
+# --- Celery: from the request that enqueues a task to the worker that runs it ---------------
+
+
+def on_before_task_publish(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """before_task_publish, in the process that enqueues: carry the request ID in the headers."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None and headers is not None:
+        headers.setdefault(TASK_HEADER, request_id)
+
+
+def on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    """task_prerun, in the worker: bind the enqueuing request's ID for the task's log lines."""
+    request = getattr(task, "request", None)
+    request_id = getattr(request, TASK_HEADER, None)
+    if request_id is None:
+        # Eager (apply) calls keep custom headers apart, under request.headers.
+        request_id = (getattr(request, "headers", None) or {}).get(TASK_HEADER)
+    REQUEST_ID.set(request_id if isinstance(request_id, str) else None)
+    structlog.contextvars.bind_contextvars(task_id=task_id, task_name=getattr(task, "name", None))
+
+
+def on_task_postrun(**kwargs: Any) -> None:
+    """task_postrun: the next task in this worker process must not inherit this one's IDs."""
+    REQUEST_ID.set(None)
+    structlog.contextvars.unbind_contextvars("task_id", "task_name")

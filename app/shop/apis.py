@@ -1,0 +1,117 @@
+"""The shop's HTTP API. Thin: parse, authorise, call a service or selector, shape the answer."""
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Status
+from ninja.errors import HttpError
+from ninja.params.functions import Header
+
+from accounts.auth import customer_auth, staff_auth
+from core.schemas import PageQuery, errors
+from shop import selectors, services
+from shop.models import Product
+from shop.schemas import (
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    PositiveId,
+    ProductDetailOut,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
+    ProductQuery,
+)
+
+router = Router(tags=["shop"])
+
+
+def _customer_id(request: HttpRequest) -> int:
+    # The auth classes guarantee an authenticated user on every route that calls this.
+    return int(request.user.pk)  # type: ignore[arg-type]
+
+
+IDEMPOTENCY_KEY: Any = Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_.:-]+$",
+    description="Retrying a POST with the same key returns the first order, not a second one.",
+)
+
+
+@router.get("/products", response={200: ProductPage, **errors(400)})
+def product_list(request: HttpRequest, query: Query[ProductQuery]) -> dict[str, Any]:
+    return selectors.product_list(page=query.page, page_size=query.page_size, hot=query.hot)
+
+
+@router.post("/products", auth=staff_auth, response={201: ProductOut, **errors(400, 401, 403)})
+def product_create(request: HttpRequest, payload: ProductIn) -> Status:
+    product = services.product_create(**payload.dict())
+    return Status(201, selectors.product_to_dict(product=product))
+
+
+@router.patch(
+    "/products/{product_id}",
+    auth=staff_auth,
+    response={200: ProductOut, **errors(400, 401, 403, 404)},
+)
+def product_update(
+    request: HttpRequest, product_id: PositiveId, payload: ProductPatch
+) -> dict[str, Any]:
+    product = Product.objects.using("default").filter(pk=product_id).first()
+    if product is None:
+        raise HttpError(404, f"No product {product_id}.")
+    changes = payload.dict(exclude_unset=True, exclude_none=True)
+    product = services.product_update(product=product, **changes)
+    return selectors.product_to_dict(product=product)
+
+
+@router.get("/products/{product_id}", response={200: ProductDetailOut, **errors(400, 404)})
+async def product_detail(request: HttpRequest, product_id: PositiveId) -> dict[str, Any]:
+    detail = await selectors.product_detail_get(product_id=product_id)
+    if detail is None:
+        raise HttpError(404, f"No product {product_id}.")
+    return detail
+
+
+@router.post(
+    "/orders",
+    auth=customer_auth,
+    response={201: OrderOut, 200: OrderOut, **errors(400, 401, 409, 422)},
+)
+def order_create(
+    request: HttpRequest,
+    payload: OrderIn,
+    response: HttpResponse,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status:
+    items = {item.product_id: item.quantity for item in payload.items}
+    order, created = services.order_create(
+        customer=request.user,  # type: ignore[arg-type]
+        items=items,
+        idempotency_key=idempotency_key,
+    )
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+    detail = selectors.order_to_dict(order=order)
+    return Status(201 if created else 200, detail)
+
+
+@router.get("/orders", auth=customer_auth, response={200: OrderPage, **errors(400, 401)})
+def order_list(request: HttpRequest, query: Query[PageQuery]) -> Any:
+    return selectors.order_list(
+        customer_id=_customer_id(request), page=query.page, page_size=query.page_size
+    )
+
+
+@router.get(
+    "/orders/{order_id}", auth=customer_auth, response={200: OrderOut, **errors(400, 401, 404)}
+)
+def order_detail(request: HttpRequest, order_id: PositiveId) -> dict[str, Any]:
+    order = selectors.order_get(customer_id=_customer_id(request), order_id=order_id)
+    if order is None:
+        raise HttpError(404, f"No order {order_id}.")
+    return order

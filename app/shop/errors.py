@@ -1,0 +1,26 @@
+"""Domain errors the API turns into 4xx JSON (config/api.py)."""
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class UnknownProducts(DomainError):
+    status = 400
+    code = "unknown_products"
+
+
+class OutOfStock(DomainError):
+    status = 409
+    code = "out_of_stock"
+
+
+class IdempotencyConflict(DomainError):
+    status = 422
+    code = "idempotency_key_reused"

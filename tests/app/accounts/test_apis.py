@@ -1,0 +1,42 @@
+import pytest
+
+from tests.app.accounts.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_token_for_right_credentials_authenticates_the_api(client):
+    UserFactory(username="ann")
+    response = client.post(
+        "/api/auth/token",
+        {"username": "ann", "password": "correct horse battery staple"},
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+    token = response.json()["token"]
+    orders = client.get("/api/orders", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert orders.status_code == 200
+
+
+def test_wrong_password_is_a_json_401(client):
+    UserFactory(username="ann")
+    response = client.post(
+        "/api/auth/token", {"username": "ann", "password": "nope"}, content_type="application/json"
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_unknown_token_is_a_json_401(client):
+    response = client.get("/api/orders", HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_tokens_are_stored_only_as_digests():
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+
+    token = api_token_create(user=UserFactory())
+    assert not ApiToken.objects.filter(digest=token).exists()
+    assert ApiToken.objects.count() == 1

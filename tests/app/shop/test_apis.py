@@ -1,0 +1,220 @@
+"""The shop API through Django's test client: auth, validation, ownership, caching."""
+
+import json
+
+import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from shop.models import Order, Product
+from tests.app.accounts.factories import UserFactory, bearer
+from tests.app.shop.factories import OrderItemFactory, ProductFactory
+
+# Committed transactions: the replica alias is a second connection, which cannot see rows
+# inside another connection's open test transaction.
+pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+
+
+def post(client, path, body, **headers):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def staff():
+    return bearer(UserFactory(is_staff=True))
+
+
+@pytest.fixture
+def customer():
+    user = UserFactory()
+    return user, bearer(user)
+
+
+def test_staff_create_then_anyone_reads(client, staff):
+    response = post(
+        client, "/api/products", {"name": "Lamp", "price": "19.90", "stock": 2}, **staff
+    )
+    assert response.status_code == 201
+    assert response.json()["price"] == "19.90"
+    listing = client.get("/api/products")
+    assert listing.json()["items"][0]["name"] == "Lamp"
+
+
+def test_product_writes_need_staff(client, customer):
+    _, headers = customer
+    body = {"name": "Lamp", "price": "19.90", "stock": 2}
+    assert post(client, "/api/products", body).status_code == 401
+    assert post(client, "/api/products", body, **headers).status_code == 403
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"price": "1.00", "stock": 1}, "name"),
+        ({"name": "x", "price": "-1.00", "stock": 1}, "price"),
+        ({"name": "x", "price": "abc", "stock": 1}, "price"),
+        ({"name": "x", "price": "1.001", "stock": 1}, "price"),
+        ({"name": "x", "price": "1.00", "stock": -5}, "stock"),
+        ({"name": "x", "price": "1.00", "stock": "many"}, "stock"),
+        ({"name": "x" * 201, "price": "1.00", "stock": 1}, "name"),
+    ],
+)
+def test_invalid_fields_are_named_and_nothing_is_written(client, staff, body, field):
+    response = post(client, "/api/products", body, **staff)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert field in error["fields"]
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize("body", ['{"name": ', b"\xff\xfe{}", "not json"])
+def test_malformed_json_is_a_400(client, staff, body):
+    response = post(client, "/api/products", body, **staff)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+@pytest.mark.parametrize("query", ["page=0", "page_size=101", "page=abc", "page=10001"])
+def test_out_of_range_pages_are_a_400_naming_the_parameter(client, query):
+    response = client.get(f"/api/products?{query}")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) & {"page", "page_size"}
+
+
+def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_settings):
+    ProductFactory(name="Old name")
+    with CaptureQueriesContext(connections["replica"]) as first:
+        client.get("/api/products")
+    with CaptureQueriesContext(connections["replica"]) as second:
+        assert client.get("/api/products").json()["items"][0]["name"] == "Old name"
+    assert len(first) > 0
+    assert len(second) == 0  # served from Redis
+
+    product_id = Product.objects.get().pk
+    response = client.patch(
+        f"/api/products/{product_id}",
+        data=json.dumps({"name": "New name"}),
+        content_type="application/json",
+        **staff,
+    )
+    assert response.status_code == 200
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+
+
+def test_product_detail_falls_back_when_upstreams_are_down(client, settings):
+    settings.PRICE_SERVICE_URL = settings.RECOMMENDATIONS_SERVICE_URL = "http://127.0.0.1:1"
+    product = ProductFactory(price="5.00")
+    body = client.get(f"/api/products/{product.pk}").json()
+    assert body["price"] == "5.00"
+    assert body["price_source"] == "catalogue"
+    assert body["recommendations"] == []
+
+
+def test_unknown_product_is_a_json_404(client):
+    response = client.get("/api/products/999999")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def order(client, headers, items, key=None):
+    extra = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return post(client, "/api/orders", {"items": items}, **headers, **extra)
+
+
+def test_order_decrements_stock_and_totals(client, customer):
+    _, headers = customer
+    mug, pot = ProductFactory(price="2.50", stock=5), ProductFactory(price="10.00", stock=1)
+    response = order(
+        client,
+        headers,
+        [{"product_id": mug.pk, "quantity": 2}, {"product_id": pot.pk, "quantity": 1}],
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["total"] == "15.00"
+    mug.refresh_from_db()
+    pot.refresh_from_db()
+    assert (mug.stock, pot.stock) == (3, 0)
+
+
+def test_out_of_stock_is_a_409_and_changes_nothing(client, customer):
+    _, headers = customer
+    mug = ProductFactory(stock=1)
+    response = order(client, headers, [{"product_id": mug.pk, "quantity": 2}])
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "out_of_stock"
+    mug.refresh_from_db()
+    assert mug.stock == 1
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("items", "field"),
+    [
+        ([], "items"),
+        ([{"product_id": 1, "quantity": 0}], "items.0.quantity"),
+        ([{"product_id": 1, "quantity": -3}], "items.0.quantity"),
+        ([{"product_id": "one", "quantity": 1}], "items.0.product_id"),
+        ([{"quantity": 1}], "items.0.product_id"),
+        ([{"product_id": 1, "quantity": 1}, {"product_id": 1, "quantity": 2}], "items"),
+    ],
+)
+def test_invalid_orders_name_the_field(client, customer, items, field):
+    _, headers = customer
+    response = order(client, headers, items)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert Order.objects.count() == 0
+
+
+def test_unknown_product_in_an_order_is_a_400(client, customer):
+    _, headers = customer
+    response = order(client, headers, [{"product_id": 987654, "quantity": 1}])
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_products"
+
+
+def test_idempotency_key_replays_the_first_order(client, customer):
+    _, headers = customer
+    mug = ProductFactory(stock=5)
+    items = [{"product_id": mug.pk, "quantity": 1}]
+    first = order(client, headers, items, key="retry-1")
+    again = order(client, headers, items, key="retry-1")
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert Order.objects.count() == 1
+    mug.refresh_from_db()
+    assert mug.stock == 4
+
+    other = order(client, headers, [{"product_id": mug.pk, "quantity": 2}], key="retry-1")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_customers_see_only_their_own_orders(client, customer):
+    user, headers = customer
+    mine = OrderItemFactory(order__customer=user).order
+    theirs = OrderItemFactory().order
+    assert client.get(f"/api/orders/{mine.pk}", **headers).status_code == 200
+    response = client.get(f"/api/orders/{theirs.pk}", **headers)
+    assert response.status_code == 404
+    assert "items" not in response.json()
+    assert [o["id"] for o in client.get("/api/orders", **headers).json()["items"]] == [mine.pk]
+
+
+def test_order_list_query_count_does_not_grow_with_page_size(client, customer, redis_settings):
+    user, headers = customer
+    for _ in range(12):
+        OrderItemFactory.create_batch(2, order=OrderItemFactory(order__customer=user).order)
+
+    def queries(page_size):
+        with CaptureQueriesContext(connections["replica"]) as ctx:
+            body = client.get(f"/api/orders?page_size={page_size}", **headers).json()
+        assert len(body["items"]) == page_size
+        return len(ctx)
+
+    assert queries(2) == queries(10) == 3

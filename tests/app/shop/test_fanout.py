@@ -1,0 +1,101 @@
+"""The product page's fan-out, against a real HTTP server in this process.
+
+The server makes /price and /recommendations for one product wait for each other (a
+rendezvous): both answer only if both requests are in flight at once, so the page shows the
+upstream values only if the calls really run concurrently. No clock is read.
+"""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from asgiref.sync import async_to_sync
+
+from shop.selectors import product_detail_get
+from tests.app.shop.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+
+
+@dataclass
+class Upstream:
+    url: str = ""
+    arrived: dict[str, set[str]] = field(default_factory=dict)
+    hang: bool = False
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    state = Upstream()
+    events: dict[str, asyncio.Event] = {}
+    loop = asyncio.new_event_loop()
+    release = asyncio.Event()
+
+    async def rendezvous(request: web.Request) -> web.Response:
+        kind = request.path.split("/")[1]
+        product_id = request.match_info["product_id"]
+        if state.hang:
+            await release.wait()
+            return web.json_response({"error": "too late"}, status=503)
+        state.arrived.setdefault(product_id, set()).add(kind)
+        event = events.setdefault(product_id, asyncio.Event())
+        if state.arrived[product_id] >= {"price", "recommendations"}:
+            event.set()
+        try:
+            await asyncio.wait_for(event.wait(), timeout=5)
+        except TimeoutError:
+            return web.json_response({"error": "partner never came"}, status=503)
+        if kind == "price":
+            return web.json_response({"price": "42.00"})
+        return web.json_response({"product_ids": [7, 8]})
+
+    app = web.Application()
+    app.router.add_get("/price/{product_id}", rendezvous)
+    app.router.add_get("/recommendations/{product_id}", rendezvous)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{port}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield state
+    loop.call_soon_threadsafe(release.set)
+    cleanup = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)
+    try:
+        cleanup.result(timeout=10)
+    except TimeoutError:
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def pointed_at(settings, upstream):
+    settings.PRICE_SERVICE_URL = settings.RECOMMENDATIONS_SERVICE_URL = upstream.url
+    settings.PRICE_TIMEOUT = settings.RECOMMENDATIONS_TIMEOUT = 10
+    return settings
+
+
+def test_upstream_calls_run_concurrently(pointed_at, upstream):
+    product = ProductFactory(price="5.00")
+    detail = async_to_sync(product_detail_get)(product_id=product.pk)
+    assert detail["price"] == "42.00"
+    assert detail["price_source"] == "pricing-service"
+    assert detail["recommendations"] == [7, 8]
+    assert upstream.arrived[str(product.pk)] == {"price", "recommendations"}
+
+
+def test_a_hanging_upstream_costs_its_timeout_then_falls_back(pointed_at, upstream):
+    upstream.hang = True
+    pointed_at.PRICE_TIMEOUT = pointed_at.RECOMMENDATIONS_TIMEOUT = 0.2
+    product = ProductFactory(price="5.00", stock=3)
+    detail = async_to_sync(product_detail_get)(product_id=product.pk)
+    assert detail["price"] == "5.00"
+    assert detail["price_source"] == "catalogue"
+    assert detail["recommendations"] == []
+    assert detail["stock"] == 3
