@@ -65,11 +65,7 @@ def upstream() -> Iterator[Upstream]:
     thread.start()
     yield state
     loop.call_soon_threadsafe(release.set)
-    cleanup = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)
-    try:
-        cleanup.result(timeout=10)
-    except TimeoutError:
-        pass
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
 
