@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
@@ -19,7 +21,7 @@ class TokenOut(Schema):
 
 
 @router.post("/auth/token", response={201: TokenOut, **errors(400, 401)})
-def token_create(request: HttpRequest, payload: TokenIn) -> Status:
+def token_create(request: HttpRequest, payload: TokenIn) -> Status[Any]:
     user = authenticate(request, username=payload.username, password=payload.password)
     if user is None:
         raise HttpError(401, "Wrong username or password.")

@@ -33,7 +33,7 @@ class TaskOut(Schema):
 
 
 @router.post("/tasks", response={202: TaskCreated, **errors(400)})
-def task_create(request: HttpRequest, payload: AddIn) -> Status:
+def task_create(request: HttpRequest, payload: AddIn) -> Status[Any]:
     result = add.delay(payload.a, payload.b)
     return Status(
         202, {"id": result.id, "status_url": reverse("api:task_detail", args=[result.id])}

@@ -20,8 +20,10 @@ T = TypeVar("T")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
 
-# Process-local: each worker learns on its own, which costs at most one failed read per worker.
+# Known locally at once, and shared through Redis so other workers and pods skip a dead replica
+# without each paying PgBouncer's query_wait_timeout to find out.
 _replica_down_until = 0.0
+REPLICA_DOWN_KEY = "replica:down"
 
 
 def _recent_writer_key(user_id: int) -> str:
@@ -38,8 +40,14 @@ def recent_write_mark(*, user_id: int) -> None:
         log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
 
 
-def read_alias(*, user_id: int | None = None) -> str:
+def replica_is_down() -> bool:
     if time.monotonic() < _replica_down_until:
+        return True
+    return bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
+
+
+def read_alias(*, user_id: int | None = None) -> str:
+    if replica_is_down():
         return PRIMARY
     if user_id is None:
         return REPLICA
@@ -53,6 +61,7 @@ def read_alias(*, user_id: int | None = None) -> str:
 def replica_mark_down() -> None:
     global _replica_down_until  # one flag per process, by design
     _replica_down_until = time.monotonic() + settings.REPLICA_RETRY_AFTER_SECONDS
+    caches["default"].set(REPLICA_DOWN_KEY, 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
 
 
 def read(fn: Callable[[str], T], *, user_id: int | None = None) -> T:

@@ -9,6 +9,8 @@ import psycopg
 import redis
 from django.conf import settings
 
+from core.db import replica_mark_down
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -68,4 +70,7 @@ def readiness_get(*, timeout: float) -> Readiness:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
         else:
             checks[name] = {"ok": True, **future.result()}
+    if not checks["replica"]["ok"]:
+        # Tell the read path now, before a customer's request finds out the slow way.
+        replica_mark_down()
     return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)

@@ -48,7 +48,7 @@ def product_list(request: HttpRequest, query: Query[ProductQuery]) -> dict[str, 
 
 
 @router.post("/products", auth=staff_auth, response={201: ProductOut, **errors(400, 401, 403)})
-def product_create(request: HttpRequest, payload: ProductIn) -> Status:
+def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
     product = services.product_create(**payload.dict())
     return Status(201, selectors.product_to_dict(product=product))
 
@@ -87,7 +87,7 @@ def order_create(
     payload: OrderIn,
     response: HttpResponse,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> Status:
+) -> Status[Any]:
     items = {item.product_id: item.quantity for item in payload.items}
     order, created = services.order_create(
         customer=request.user,  # type: ignore[arg-type]

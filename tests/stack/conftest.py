@@ -51,10 +51,12 @@ class Stack:
         ).stdout.strip()
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
-        return requests.get(self.url(path), timeout=10, **kwargs)  # type: ignore[arg-type]
+        timeout = kwargs.pop("timeout", 10)
+        return requests.get(self.url(path), timeout=timeout, **kwargs)  # type: ignore[arg-type]
 
     def post_json(self, path: str, body: object, **kwargs: object) -> requests.Response:
-        return requests.post(self.url(path), json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
+        timeout = kwargs.pop("timeout", 10)
+        return requests.post(self.url(path), json=body, timeout=timeout, **kwargs)  # type: ignore[arg-type]
 
     def token(self, username: str, *, staff: bool = False) -> dict[str, str]:
         """Authorization headers for a user, created on first use (manage.py api_token)."""
