@@ -1,19 +1,19 @@
-from typing import Any
+from typing import Annotated, Any
 
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from accounts.services import api_token_create
-from core.schemas import errors
+from core.schemas import InputSchema, errors, no_nul
 
 router = Router(tags=["auth"])
 
 
-class TokenIn(Schema):
-    username: str = Field(min_length=1, max_length=150)
-    password: str = Field(min_length=1, max_length=256)
+class TokenIn(InputSchema):
+    username: Annotated[str, no_nul(min_length=1, max_length=150)]
+    password: Annotated[str, no_nul(min_length=1, max_length=256)]
 
 
 class TokenOut(Schema):

@@ -1,24 +1,26 @@
 """A Celery round trip: enqueue a task, read its state. The smallest proof the queue works."""
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from celery.result import AsyncResult
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import BeforeValidator
 
-from core.schemas import errors
+from core.schemas import InputSchema, errors, json_integer
 from core.tasks import add
 
 router = Router(tags=["tasks"])
 _INT_LIMIT = 2**53  # exact in every JSON parser
+Addend = Annotated[int, Field(ge=-_INT_LIMIT, le=_INT_LIMIT), BeforeValidator(json_integer)]
 
 
-class AddIn(Schema):
-    a: int = Field(ge=-_INT_LIMIT, le=_INT_LIMIT)
-    b: int = Field(ge=-_INT_LIMIT, le=_INT_LIMIT)
+class AddIn(InputSchema):
+    a: Addend
+    b: Addend
 
 
 class TaskCreated(Schema):

@@ -1,12 +1,80 @@
 """Schemas every API shares: the error body and pagination."""
 
-from typing import Any
+import re
+from decimal import Decimal
+from typing import Annotated, Any
 
-from ninja import Field, Schema
+from ninja import Field, Path, Schema
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 # Deep pages cost an OFFSET scan; past this, clients should narrow the query instead.
 MAX_PAGE = 10_000
 MAX_PAGE_SIZE = 100
+
+
+# Postgres text cannot hold NUL; saying so in the schema turns it into a 400, not a 500.
+NO_NUL = r"^[^\x00]*$"
+
+
+def no_nul(*, min_length: int = 0, max_length: int) -> StringConstraints:
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)
+
+
+# Money travels as a decimal string ("19.90"): a JSON number would pass through binary floats.
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
+
+
+def _money_string(value: object) -> object:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(MONEY_PATTERN, value):
+        raise ValueError('send the amount as a string with up to 2 decimals, e.g. "19.90"')
+    return Decimal(value)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money_string),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]}),
+]
+
+
+def json_integer(value: object) -> object:
+    """An integer as JSON Schema means it: 7 and 7.0, never "7" or true (with strict input).
+
+    Use as Annotated[int, Field(ge=..., le=...), BeforeValidator(json_integer)]: in that order,
+    so the bounds appear in the OpenAPI schema as minimum/maximum.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+MAX_BIGINT = 2**63 - 1
+
+
+# Database ids in a URL: declared in the schema (a fuzzer reads it) and within bigint.
+PathId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+class InputSchema(Schema):
+    """A request body: a JSON object whose types are strict (no "5" for 5, no 0 for false)."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        # Ninja wraps the input to read attributes off any value, so [null] would pass as {}.
+        if not isinstance(getattr(data, "_obj", data), dict):
+            raise ValueError("the body must be a JSON object")
+        return data
 
 
 class ErrorDetail(Schema):

@@ -8,14 +8,13 @@ from ninja.errors import HttpError
 from ninja.params.functions import Header
 
 from accounts.auth import customer_auth, staff_auth
-from core.schemas import PageQuery, errors
+from core.schemas import PageQuery, PathId, errors
 from shop import selectors, services
 from shop.models import Product
 from shop.schemas import (
     OrderIn,
     OrderOut,
     OrderPage,
-    PositiveId,
     ProductDetailOut,
     ProductIn,
     ProductOut,
@@ -59,7 +58,7 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
     response={200: ProductOut, **errors(400, 401, 403, 404)},
 )
 def product_update(
-    request: HttpRequest, product_id: PositiveId, payload: ProductPatch
+    request: HttpRequest, product_id: PathId, payload: ProductPatch
 ) -> dict[str, Any]:
     product = Product.objects.using("default").filter(pk=product_id).first()
     if product is None:
@@ -70,7 +69,7 @@ def product_update(
 
 
 @router.get("/products/{product_id}", response={200: ProductDetailOut, **errors(400, 404)})
-async def product_detail(request: HttpRequest, product_id: PositiveId) -> dict[str, Any]:
+async def product_detail(request: HttpRequest, product_id: PathId) -> dict[str, Any]:
     detail = await selectors.product_detail_get(product_id=product_id)
     if detail is None:
         raise HttpError(404, f"No product {product_id}.")
@@ -80,7 +79,7 @@ async def product_detail(request: HttpRequest, product_id: PositiveId) -> dict[s
 @router.post(
     "/orders",
     auth=customer_auth,
-    response={201: OrderOut, 200: OrderOut, **errors(400, 401, 409, 422)},
+    response={201: OrderOut, 200: OrderOut, **errors(400, 401, 404, 409)},
 )
 def order_create(
     request: HttpRequest,
@@ -88,7 +87,9 @@ def order_create(
     response: HttpResponse,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Status[Any]:
-    items = {item.product_id: item.quantity for item in payload.items}
+    items: dict[int, int] = {}
+    for item in payload.items:
+        items[item.product_id] = items.get(item.product_id, 0) + item.quantity
     order, created = services.order_create(
         customer=request.user,  # type: ignore[arg-type]
         items=items,
@@ -110,7 +111,7 @@ def order_list(request: HttpRequest, query: Query[PageQuery]) -> Any:
 @router.get(
     "/orders/{order_id}", auth=customer_auth, response={200: OrderOut, **errors(400, 401, 404)}
 )
-def order_detail(request: HttpRequest, order_id: PositiveId) -> dict[str, Any]:
+def order_detail(request: HttpRequest, order_id: PathId) -> dict[str, Any]:
     order = selectors.order_get(customer_id=_customer_id(request), order_id=order_id)
     if order is None:
         raise HttpError(404, f"No order {order_id}.")

@@ -12,7 +12,8 @@ class DomainError(Exception):
 
 
 class UnknownProducts(DomainError):
-    status = 400
+    # 404: the request is well formed; what it refers to does not exist.
+    status = 404
     code = "unknown_products"
 
 
@@ -22,5 +23,5 @@ class OutOfStock(DomainError):
 
 
 class IdempotencyConflict(DomainError):
-    status = 422
+    status = 409
     code = "idempotency_key_reused"

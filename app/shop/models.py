@@ -39,7 +39,8 @@ class Order(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLACED)
-    total = models.DecimalField(max_digits=12, decimal_places=2)
+    # Wide enough for the largest order the API accepts: 50 lines x 1,000 x 99,999,999.99.
+    total = models.DecimalField(max_digits=18, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # A client's retry of the same POST carries the same key and gets the first order back.
     # NULL, not "": orders without a key must not collide in the unique constraint below.

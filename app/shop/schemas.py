@@ -1,28 +1,30 @@
-from decimal import Decimal
 from typing import Annotated
 
 from ninja import Field, Schema
-from pydantic import field_validator
+from pydantic import BeforeValidator
 
-from core.schemas import PageQuery
+from core.schemas import MAX_BIGINT, InputSchema, Money, PageQuery, json_integer, no_nul
 
-PositiveId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Price = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
+PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
+Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
+Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_integer)]
+Name = Annotated[str, no_nul(min_length=1, max_length=200)]
+Description = Annotated[str, no_nul(max_length=5000)]
 
 
-class ProductIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=5000)
-    price: Price
-    stock: int = Field(ge=0, le=2**31 - 1)
+class ProductIn(InputSchema):
+    name: Name
+    description: Description = ""
+    price: Money
+    stock: Stock
     hot: bool = False
 
 
-class ProductPatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
-    price: Price | None = None
-    stock: int | None = Field(None, ge=0, le=2**31 - 1)
+class ProductPatch(InputSchema):
+    name: Name | None = None
+    description: Description | None = None
+    price: Money | None = None
+    stock: Stock | None = None
     hot: bool | None = None
 
 
@@ -51,21 +53,14 @@ class ProductQuery(PageQuery):
     hot: bool | None = None
 
 
-class OrderItemIn(Schema):
+class OrderItemIn(InputSchema):
     product_id: PositiveId
-    quantity: int = Field(ge=1, le=1000)
+    quantity: Quantity
 
 
-class OrderIn(Schema):
+class OrderIn(InputSchema):
+    # Lines naming the same product are added up (the service sees one line per product).
     items: list[OrderItemIn] = Field(min_length=1, max_length=50)
-
-    @field_validator("items")
-    @classmethod
-    def one_line_per_product(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
-        ids = [item.product_id for item in items]
-        if len(ids) != len(set(ids)):
-            raise ValueError("each product may appear once; add up the quantities")
-        return items
 
 
 class OrderItemOut(Schema):

@@ -40,3 +40,13 @@ def test_tokens_are_stored_only_as_digests():
     token = api_token_create(user=UserFactory())
     assert not ApiToken.objects.filter(digest=token).exists()
     assert ApiToken.objects.count() == 1
+
+
+def test_nul_bytes_are_a_400_not_a_database_error(client):
+    response = client.post(
+        "/api/auth/token",
+        {"username": "a\u0000b", "password": "x"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "username" in response.json()["error"]["fields"]

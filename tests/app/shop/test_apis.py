@@ -56,8 +56,13 @@ def test_product_writes_need_staff(client, customer):
         ({"name": "x", "price": "-1.00", "stock": 1}, "price"),
         ({"name": "x", "price": "abc", "stock": 1}, "price"),
         ({"name": "x", "price": "1.001", "stock": 1}, "price"),
+        ({"name": "x", "price": 1.5, "stock": 1}, "price"),
+        ({"name": "x", "price": "", "stock": 1}, "price"),
+        ({"name": "nul\u0000byte", "price": "1.00", "stock": 1}, "name"),
         ({"name": "x", "price": "1.00", "stock": -5}, "stock"),
         ({"name": "x", "price": "1.00", "stock": "many"}, "stock"),
+        ({"name": "x", "price": "1.00", "stock": "5"}, "stock"),
+        ({"name": "x", "price": "1.00", "stock": 1, "hot": 0}, "hot"),
         ({"name": "x" * 201, "price": "1.00", "stock": 1}, "name"),
     ],
 )
@@ -158,7 +163,6 @@ def test_out_of_stock_is_a_409_and_changes_nothing(client, customer):
         ([{"product_id": 1, "quantity": -3}], "items.0.quantity"),
         ([{"product_id": "one", "quantity": 1}], "items.0.product_id"),
         ([{"quantity": 1}], "items.0.product_id"),
-        ([{"product_id": 1, "quantity": 1}, {"product_id": 1, "quantity": 2}], "items"),
     ],
 )
 def test_invalid_orders_name_the_field(client, customer, items, field):
@@ -169,10 +173,21 @@ def test_invalid_orders_name_the_field(client, customer, items, field):
     assert Order.objects.count() == 0
 
 
-def test_unknown_product_in_an_order_is_a_400(client, customer):
+def test_lines_for_the_same_product_are_added_up(client, customer):
+    _, headers = customer
+    mug = ProductFactory(stock=5, price="1.00")
+    lines = [{"product_id": mug.pk, "quantity": 1}, {"product_id": mug.pk, "quantity": 2}]
+    response = order(client, headers, lines)
+    assert response.status_code == 201
+    assert response.json()["items"] == [
+        {"product_id": mug.pk, "product_name": mug.name, "quantity": 3, "unit_price": "1.00"}
+    ]
+
+
+def test_unknown_product_in_an_order_is_a_404(client, customer):
     _, headers = customer
     response = order(client, headers, [{"product_id": 987654, "quantity": 1}])
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_products"
 
 
@@ -191,7 +206,7 @@ def test_idempotency_key_replays_the_first_order(client, customer):
     assert mug.stock == 4
 
     other = order(client, headers, [{"product_id": mug.pk, "quantity": 2}], key="retry-1")
-    assert other.status_code == 422
+    assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_key_reused"
 
 
