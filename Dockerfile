@@ -26,15 +26,26 @@ RUN --mount=type=secret,id=ca_bundle \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements.lock \
  && /opt/venv/bin/pip uninstall -y -q pip
+# Slimming that changes no behaviour: debug symbols out of the wheels' shared objects, and
+# translation sources/catalogues out of Django (USE_I18N is off; "en" and the package files
+# that locale formats import from stay).
+RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+ && find /opt/venv -path '*/locale/*' -name '*.po' -delete \
+ && find /opt/venv/lib/python3*/site-packages/django -path '*/locale/*/LC_MESSAGES' -not -path '*/locale/en/*' -prune -exec rm -rf {} +
 COPY app/ /app/
 WORKDIR /app
+# Static files are collected once here (Nginx serves them); the packages' own copies then go.
 RUN python3 -m compileall -q /app \
- && DJANGO_SETTINGS_MODULE=config.settings python3 manage.py collectstatic --noinput -v 0
+ && DJANGO_SETTINGS_MODULE=config.settings python3 manage.py collectstatic --noinput -v 0 \
+ && find /opt/venv/lib -type d -path '*/site-packages/*/static' -prune -exec rm -rf {} +
 
 FROM python AS runtime
 ARG APP_UID=10001
+# The app user, and MEDIA_ROOT owned by it: an empty named volume mounted there takes this owner,
+# so the reports worker can write into it (Nginx mounts it read-only).
 RUN groupadd --system --gid ${APP_UID} app \
- && useradd --system --uid ${APP_UID} --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app
+ && useradd --system --uid ${APP_UID} --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
+ && install -d -o ${APP_UID} -g ${APP_UID} -m 0755 /srv/media
 COPY --from=builder /opt/venv /opt/venv
 # Code and static files stay root-owned: the app user can read them, never change them.
 COPY --from=builder /app /app

@@ -89,3 +89,9 @@ def test_no_build_secret_or_key_in_any_layer(name):
         "-not -path '/etc/ssl/certs/*' -not -path '/usr/share/ca-certificates/*' 2>/dev/null; true",
     )
     assert leftovers == ""
+
+
+def test_web_runtime_image_stays_under_200_mb():
+    # Uncompressed, as `docker images` reports it; the single-stage size is in make bench.
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", image("web")).stdout)
+    assert size <= 200 * 1000 * 1000, f"{size / 1e6:.0f} MB"
