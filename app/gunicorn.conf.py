@@ -12,7 +12,15 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
+
+# Prometheus multiprocess mode (core/metrics.py): every worker writes its metric values to files
+# here and a scrape sums them. Set now, while only this file has run: prometheus_client reads it
+# on import, and with preload_app the master imports it while loading Django. RAM-backed, like
+# worker_tmp_dir; emptied when the master starts (on_starting).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = "/dev/shm/djstack-metrics"  # noqa: S108
 
 # Cores this container may run on (affinity, not the host's count).
 CORES = len(os.sched_getaffinity(0))
@@ -60,15 +68,34 @@ keepalive = _int("GUNICORN_KEEPALIVE", 75)
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - private to the container
 # Connections queued in the kernel before Gunicorn accepts them.
 backlog = _int("GUNICORN_BACKLOG", 2048)
-accesslog = "-"
+# No access log here: Nginx logs every request as JSON, with the request ID, status, bytes and
+# upstream time, so a second line per request would double the log volume and cost the workers
+# the formatting (accesslog None also turns Uvicorn's access log off). Gunicorn's own log (worker
+# boots, exits, timeouts) is JSON on stdout through core.gunicorn_logging.
+accesslog = None
 errorlog = "-"
+logger_class = "core.gunicorn_logging.JsonLogger"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Memory guard (core/memory_guard.py): a worker whose RSS passes this many MB finishes its
+# requests and is replaced; checked every GUNICORN_MEMORY_CHECK_EVERY requests; 0 turns it off.
+# On top of max_requests, which bounds a slow leak by request count rather than by size.
+memory_limit_mb = _int("GUNICORN_MEMORY_LIMIT_MB", 500)
+memory_check_every = _int("GUNICORN_MEMORY_CHECK_EVERY", 10)
 # Nginx is the only client; trust its X-Forwarded-* from any address on the private network.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
 proxy_allow_ips = forwarded_allow_ips
 control_socket_disable = True  # Gunicorn 24+: no control socket in a read-only container.
 
 log = logging.getLogger("gunicorn.error")
+
+
+def on_starting(server: Any) -> None:
+    # Files a previous master left (a restarted process in the same container or pod) would be
+    # summed into this run's totals, under process IDs the new workers may reuse.
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -78,6 +105,18 @@ def post_fork(server: Any, worker: Any) -> None:
 
     connections.close_all()
 
+    from core import memory_guard
+
+    memory_guard.arm(limit_mb=memory_limit_mb, every=memory_check_every)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # In the master, for every worker that exited: drop its live-gauge files. Its counters and
+    # histograms stay, so totals do not go backwards when a worker is replaced.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
 
 def worker_abort(worker: Any) -> None:
     # SIGABRT from the arbiter on WORKER TIMEOUT: log every thread's stack before dying.
@@ -86,5 +125,10 @@ def worker_abort(worker: Any) -> None:
         f"Thread {thread_id}:\n{''.join(traceback.format_stack(frame))}"
         for thread_id, frame in frames.items()
     ]
-    log.critical("worker %s aborted (WORKER TIMEOUT); stacks:\n%s", worker.pid, "\n".join(stacks))
+    # One JSON line; `jq -r .stacks` prints them. faulthandler writes them raw to stderr as well.
+    log.critical(
+        "worker %s aborted (WORKER TIMEOUT); stacks in the stacks field",
+        worker.pid,
+        extra={"stacks": "\n".join(stacks)},
+    )
     faulthandler.dump_traceback(all_threads=True)

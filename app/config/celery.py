@@ -1,17 +1,40 @@
 """The Celery app: configured from Django settings (CELERY_*), tasks discovered per app."""
 
+import logging.config
 import os
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
+
+from core import request_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("djstack")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def use_django_logging(loglevel: int | None = None, **kwargs: Any) -> None:
+    """Worker and beat log through Django's LOGGING (JSON on stdout), not Celery's own format.
+
+    Connected, this receiver replaces Celery's logging setup altogether; the --loglevel of the
+    entrypoint (CELERY_LOG_LEVEL) still sets the level.
+    """
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+# The request ID of the HTTP request that enqueued a task is on the task's log lines.
+signals.before_task_publish.connect(request_context.on_before_task_publish, weak=False)
+signals.task_prerun.connect(request_context.on_task_prerun, weak=False)
+signals.task_postrun.connect(request_context.on_task_postrun, weak=False)
 
 
 class HeartbeatFile(bootsteps.StartStopStep):

@@ -35,7 +35,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: probes must answer before host validation and without sessions or the database.
+    # First of all: request ID, X-Request-Duration, slow-request log, metrics, memory guard.
+    "core.middleware.RequestDiagnosticsMiddleware",
+    # Probes and /metrics must answer before host validation and without sessions or the database.
     "core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,14 +135,15 @@ _REDIS_TIMEOUTS = {
 CACHES = {
     # Page and query cache: an outage degrades to uncached reads (misses), never to errors.
     "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
+        # django-redis, each call timed for /metrics (core/cache.py).
+        "BACKEND": "core.cache.InstrumentedRedisCache",
         "LOCATION": redis_url(2),
         "TIMEOUT": env_int("CACHE_TTL", 60),
         "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
     },
     # State whose absence must be noticed (read-your-writes marks): errors are raised.
     "state": {
-        "BACKEND": "django_redis.cache.RedisCache",
+        "BACKEND": "core.cache.InstrumentedRedisCache",
         "LOCATION": redis_url(2),
         "KEY_PREFIX": "state",
         "OPTIONS": _REDIS_TIMEOUTS,
@@ -198,6 +201,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # Readiness checks each dependency with this budget (seconds); probes time out above it.
 READYZ_TIMEOUT = env_float("READYZ_TIMEOUT", 2.0)
+# A request slower than this is logged at warning, or at critical past the second (milliseconds).
+SLOW_REQUEST_WARNING_MS = env_int("SLOW_REQUEST_WARNING_MS", 1000)
+SLOW_REQUEST_CRITICAL_MS = env_int("SLOW_REQUEST_CRITICAL_MS", 5000)
 
 # --- Static files: collected at image build, served by Nginx -----------------------------------
 STATIC_URL = "/static/"
@@ -214,12 +220,20 @@ USE_I18N = False
 USE_TZ = True
 
 # --- Logging: one JSON object per line on stdout ----------------------------------------------
+# Web and Celery alike (config/celery.py applies this too); Gunicorn's own log uses the same
+# formatter (core/gunicorn_logging.py). Each line carries the request ID when one is bound.
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # DisallowedHost is answered with a 400; one line at warning is enough.

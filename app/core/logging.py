@@ -8,15 +8,14 @@ logger, message and pid, the request ID when one is bound (core.request_context)
 
 import os
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from core.request_context import add_request_id
 
 
-def _timestamp(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     record = event_dict.get("_record")
     created = record.created if record is not None else datetime.now(UTC).timestamp()
     event_dict["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat(
@@ -25,12 +24,21 @@ def _timestamp(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dic
     return event_dict
 
 
-def _pid(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     # Which Gunicorn worker or Celery pool process wrote the line.
     record = event_dict.get("_record")
     event_dict["pid"] = record.process if record is not None else os.getpid()
     return event_dict
 
+
+def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # timestamp, level, logger, message first: the line reads well before any tool parses it.
+    head: EventDict = {key: event_dict.pop(key) for key in _LEADING if key in event_dict}
+    head.update(event_dict)
+    return head
+
+
+_LEADING = ("timestamp", "level", "logger", "message", "request_id")
 
 # Run for structlog's own loggers when they log, and for stdlib records when they are formatted.
 SHARED_PROCESSORS: list[Processor] = [
@@ -59,19 +67,17 @@ def configure_structlog() -> None:
 class JsonFormatter(structlog.stdlib.ProcessorFormatter):
     """The formatter LOGGING (Django, Celery) and core.gunicorn_logging (Gunicorn) install."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self) -> None:
         configure_structlog()
         super().__init__(
-            *args,
             foreign_pre_chain=[*SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
             processors=[
                 _pid,
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
                 structlog.processors.EventRenamer("message"),
+                _leading_keys,
                 # Values json cannot encode (a request object passed as `extra`) become their repr.
                 structlog.processors.JSONRenderer(ensure_ascii=False),
             ],
-            **kwargs,
         )
-

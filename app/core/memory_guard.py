@@ -2,25 +2,38 @@
 
 Gunicorn's post_fork hook arms the guard in each worker (app/gunicorn.conf.py). Every `every`
 requests the diagnostics middleware calls request_finished(), which reads the worker's RSS from
-/proc/self/statm; past the limit it logs a warning and sends SIGTERM to its own process. That is
-Gunicorn's graceful stop for one worker, whatever the worker class:
-  - UvicornWorker: Uvicorn's handler sets should_exit; the server stops accepting, lets the
-    in-flight requests finish (closing each keep-alive connection after its response), then
-    the process exits on the re-raised SIGTERM;
-  - sync / gthread: Gunicorn's handler clears `alive`; the worker finishes what it is serving.
-The arbiter sees the worker gone and forks a replacement. Unarmed (tests, manage.py, Celery), the
+/proc/self/statm; past the limit it logs a warning and has the worker replaced:
+
+- sync / gthread workers: SIGTERM to itself at once. Gunicorn's handler clears `alive`; the
+  worker finishes what it is serving, accepting nothing more, and exits.
+- Uvicorn workers: SIGTERM alone is not enough. Uvicorn's handler only sets should_exit, which
+  its main loop reads up to 0.1 s later; meanwhile the worker keeps accepting connections, and
+  its shutdown then closes every connection without a request in progress, including ones it
+  has just accepted whose request it has not read yet: that client gets a connection reset
+  (with a plain SIGTERM, 3 of 120 requests in the scenario of test_gunicorn_diagnostics.py). So
+  the guard first closes the worker's listeners (the kernel queue stays with the other workers and
+  the master), answers every request of the next DRAIN_SECONDS with `Connection: close` so
+  keep-alive clients such as Nginx drop their connections after a complete response, and only
+  then sends the SIGTERM, for Uvicorn's shutdown to finish whatever is still in flight.
+
+The arbiter sees the worker exit and forks a replacement. Unarmed (tests, manage.py, Celery), the
 guard does nothing at all.
 """
 
+import asyncio
 import logging
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+# How long a Uvicorn worker over the limit keeps serving its open connections, closing each after
+# its next response, before it stops. Longer lets more keep-alive connections close cleanly.
+DRAIN_SECONDS = 1.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -48,6 +61,7 @@ class Guard:
     pid: int = field(default_factory=os.getpid)
     requests: int = 0
     tripped: bool = False
+    draining: bool = False
 
 
 _guard: Guard | None = None
@@ -64,19 +78,48 @@ def disarm() -> None:
     _guard = None
 
 
-def request_finished() -> None:
-    """Counts a request; every `every` requests compares RSS with the limit. Cheap when unarmed."""
-    guard = _guard
-    if guard is None or guard.tripped:
+def _uvicorn_server() -> Any:
+    """The Uvicorn server this process runs, if any: its SIGTERM handler is a bound method of it."""
+    handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    if type(server).__module__ == "uvicorn.server" and hasattr(server, "servers"):
+        return server
+    return None
+
+
+def _recycle(guard: Guard) -> None:
+    server = _uvicorn_server()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if server is None or loop is None:
+        guard.shutdown()
         return
+    for listener in server.servers:
+        listener.close()  # stop accepting; connections already accepted are still served
+    guard.draining = True
+    loop.call_later(DRAIN_SECONDS, guard.shutdown)
+
+
+def request_finished() -> bool:
+    """Counts a request; every `every` requests compares RSS with the limit. Cheap when unarmed.
+
+    True while the worker drains before it stops: the response should close its connection.
+    """
+    guard = _guard
+    if guard is None:
+        return False
+    if guard.tripped:
+        return guard.draining
     guard.requests += 1
     if guard.requests % guard.every:
-        return
+        return False
     if guard.pid != os.getpid():
-        return  # a process forked from the worker: only the worker itself may be recycled
+        return False  # a process forked from the worker: only the worker itself may be recycled
     rss = rss_bytes()
     if not exceeds(rss, guard.limit_mb):
-        return
+        return False
     guard.tripped = True
     log.warning(
         "memory limit exceeded: worker %s has %d MB resident, limit %d MB; finishing its "
@@ -92,5 +135,6 @@ def request_finished() -> None:
     )
     from core.metrics import MEMORY_RECYCLES
 
-    MEMORY_RECYCLES.inc()
-    guard.shutdown()
+    MEMORY_RECYCLES.labels("rss").inc()
+    _recycle(guard)
+    return guard.draining

@@ -1,20 +1,30 @@
-"""Probe endpoints, answered before host validation, sessions or any view machinery.
+"""Probe and metrics endpoints, and the diagnostics every request gets.
 
-Kubernetes and Docker probe the pod or container address, which is no allowed host, and a
-liveness probe must not depend on anything but the process answering.
+HealthCheckMiddleware answers the probes and /metrics before host validation, sessions or any
+view machinery: Kubernetes and Docker probe the pod or container address, which is no allowed
+host, a liveness probe must not depend on anything but the process answering, and Prometheus
+scrapes web:8000 directly (Nginx answers /metrics with a 404).
+
+RequestDiagnosticsMiddleware, first of all: request ID, duration, slow-request log, metrics and
+the memory guard's request count.
 """
 
+import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from core import memory_guard, metrics, request_context
 from core.selectors import readiness_get
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 
 def _liveness() -> JsonResponse:
@@ -28,6 +38,11 @@ def _readiness() -> JsonResponse:
     if failed:
         body["failed"] = failed
     return JsonResponse(body, status=200 if report.ok else 503)
+
+
+def _metrics() -> HttpResponse:
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
 
 
 class HealthCheckMiddleware:
@@ -47,6 +62,8 @@ class HealthCheckMiddleware:
             return _liveness()
         if request.path == READINESS_PATH:
             return _readiness()
+        if request.path == METRICS_PATH:
+            return _metrics()
         return self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
@@ -55,5 +72,95 @@ class HealthCheckMiddleware:
         if request.path == READINESS_PATH:
             # Blocking checks run off the event loop so other requests keep flowing.
             return await sync_to_async(_readiness, thread_sensitive=False)()
+        if request.path == METRICS_PATH:
+            # Reads every worker's metric files: off the event loop, like the checks above.
+            return await sync_to_async(_metrics, thread_sensitive=False)()
         response: Awaitable[HttpResponse] = self.get_response(request)
         return await response
+
+
+slow_log = logging.getLogger("core.requests")
+request_finished.connect(
+    request_context.on_request_finished, dispatch_uid="core.request_context.clear"
+)
+# Answered by HealthCheckMiddleware, so never resolved to a view: named for the metrics here.
+_UNRESOLVED_VIEWS = {LIVENESS_PATH: "healthz", READINESS_PATH: "readyz", METRICS_PATH: "metrics"}
+
+
+def _view_name(request: HttpRequest) -> str:
+    match = request.resolver_match
+    if match is not None:
+        return match.view_name
+    # Never the path itself: one metric series per distinct unknown URL would have no bound.
+    return _UNRESOLVED_VIEWS.get(request.path, "unresolved")
+
+
+class RequestDiagnosticsMiddleware:
+    """Per request: X-Request-ID, X-Request-Duration, slow-request log, metrics, memory guard.
+
+    Kept to a contextvar set and reset, two clock reads, a few dict lookups and the metric
+    increments: every request of the benchmark pays for it. The duration runs from this
+    middleware (the first) until the response object comes back, so a streamed body's
+    transfer is not in it; Nginx's access log has the full time.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        self.warning_seconds = settings.SLOW_REQUEST_WARNING_MS / 1000
+        self.critical_seconds = settings.SLOW_REQUEST_CRITICAL_MS / 1000
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        start = perf_counter()
+        request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        request_context.bind(request_id)  # until request_finished (below)
+        response: HttpResponse = self.get_response(request)
+        self._finish(request, response, request_id, perf_counter() - start)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        start = perf_counter()
+        request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        request_context.bind(request_id)
+        response: HttpResponse = await self.get_response(request)
+        self._finish(request, response, request_id, perf_counter() - start)
+        return response
+
+    def _finish(
+        self, request: HttpRequest, response: HttpResponse, request_id: str, seconds: float
+    ) -> None:
+        response["X-Request-ID"] = request_id
+        response["X-Request-Duration"] = f"{seconds:.6f}"
+        view = _view_name(request)
+        status = response.status_code
+        method = request.method or ""
+        metrics.observe_request(method, view, status, seconds)
+        if seconds > self.warning_seconds:
+            level = logging.CRITICAL if seconds > self.critical_seconds else logging.WARNING
+            limit = self.critical_seconds if level == logging.CRITICAL else self.warning_seconds
+            slow_log.log(
+                level,
+                "slow request: %s %s took %.0f ms (limit %.0f ms)",
+                method,
+                request.path,
+                seconds * 1000,
+                limit * 1000,
+                extra={
+                    "method": method,
+                    "path": request.path,
+                    "view": view,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "threshold_ms": round(limit * 1000),
+                },
+            )
+        if memory_guard.request_finished():
+            # This worker is draining before it is replaced: no more requests on this connection.
+            response["Connection"] = "close"

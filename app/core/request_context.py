@@ -8,10 +8,11 @@ the worker binds it again for the task's own log lines.
 """
 
 import uuid
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # The Celery message header that carries it (protocol 2 headers become task.request attributes).
@@ -27,15 +28,20 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def bind(request_id: str) -> Token[str | None]:
-    return REQUEST_ID.set(request_id)
+def bind(request_id: str) -> None:
+    """For the rest of this request. It stays bound until the response is closed, so Django's
+    own 4xx/5xx line, logged after the middleware has returned, still has it."""
+    REQUEST_ID.set(request_id)
 
 
-def unbind(token: Token[str | None]) -> None:
-    REQUEST_ID.reset(token)
+def on_request_finished(**kwargs: Any) -> None:
+    """request_finished, once the server has closed the response: under WSGI the thread serves
+    the next request in this same context. (Under ASGI every request runs in a task of its own,
+    whose context ends with it.)"""
+    REQUEST_ID.set(None)
 
 
-def add_request_id(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the current request ID, when there is one."""
     request_id = REQUEST_ID.get()
     if request_id is not None:

@@ -1,0 +1,157 @@
+"""Prometheus metrics: requests, database queries and cache calls, served at /metrics.
+
+Under Gunicorn every worker is its own process, so prometheus_client runs in multiprocess mode:
+app/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before the master imports this module, each
+process writes its values to files there, and a scrape of any worker sums them all (counters and
+histograms of workers that have exited included, so totals never go backwards when a worker is
+recycled). Without the variable (tests, manage.py) the default in-process registry is used.
+
+What is measured, and where:
+  - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
+  - queries: an execute_wrapper installed on every database connection as it is created;
+  - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.
+Process metrics (CPU, RSS, fds) are not available in multiprocess mode; take them from cAdvisor
+or the kubelet.
+"""
+
+import os
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Every metric has labels: a labelled metric writes no value, and so no file, until a worker
+# uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
+REQUESTS = Counter(
+    "django_http_requests",
+    "HTTP responses, by method, view and status.",
+    ["method", "view", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "django_http_request_duration_seconds",
+    "Time from the request entering Django to its response leaving it, by method and view.",
+    ["method", "view"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ERRORS = Counter(
+    "django_http_errors",
+    "Responses with a 5xx status, by method, view and status. 4xx: see django_http_requests.",
+    ["method", "view", "status"],
+)
+QUERY_LATENCY = Histogram(
+    "django_db_query_duration_seconds",
+    "Database query time, by connection alias and statement kind.",
+    ["alias", "operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0),
+)
+QUERY_ERRORS = Counter(
+    "django_db_query_errors", "Database queries that raised, by connection alias.", ["alias"]
+)
+CACHE_LATENCY = Histogram(
+    "django_cache_operation_duration_seconds",
+    "Cache (Redis) call time, by operation.",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+CACHE_GETS = Counter("django_cache_gets", "Cache reads, by result (hit or miss).", ["result"])
+MEMORY_RECYCLES = Counter(
+    "gunicorn_worker_memory_recycles",
+    "Workers the memory guard replaced, by reason (rss: past GUNICORN_MEMORY_LIMIT_MB).",
+    ["reason"],
+)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
+
+# Labelled children, looked up once per label set rather than through .labels() on every call.
+_request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+_query_children: dict[tuple[str, str], Any] = {}
+_cache_children: dict[str, Any] = {}
+_cache_get_children: dict[bool, Any] = {}
+
+
+def observe_request(method: str, view: str, status: int, seconds: float) -> None:
+    key = (method, view, status)
+    children = _request_children.get(key)
+    if children is None:
+        label_method = method if method in _METHODS else "other"
+        children = _request_children[key] = (
+            REQUESTS.labels(label_method, view, str(status)),
+            REQUEST_LATENCY.labels(label_method, view),
+            ERRORS.labels(label_method, view, str(status)) if status >= 500 else None,
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+    if children[2] is not None:
+        children[2].inc()
+
+
+def observe_cache(operation: str, seconds: float) -> None:
+    child = _cache_children.get(operation)
+    if child is None:
+        child = _cache_children[operation] = CACHE_LATENCY.labels(operation)
+    child.observe(seconds)
+
+
+def count_cache_get(*, hit: bool) -> None:
+    child = _cache_get_children.get(hit)
+    if child is None:
+        child = _cache_get_children[hit] = CACHE_GETS.labels("hit" if hit else "miss")
+    child.inc()
+
+
+def _operation(sql: object) -> str:
+    if isinstance(sql, str):
+        head = sql.lstrip()[:6].upper()
+        return _OPERATIONS.get(head, "other")
+    return "other"
+
+
+def _time_query(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    start = perf_counter()
+    alias: str = context["connection"].alias
+    try:
+        return execute(sql, params, many, context)
+    except Exception:
+        QUERY_ERRORS.labels(alias).inc()
+        raise
+    finally:
+        key = (alias, _operation(sql))
+        child = _query_children.get(key)
+        if child is None:
+            child = _query_children[key] = QUERY_LATENCY.labels(*key)
+        child.observe(perf_counter() - start)
+
+
+def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    # First in the list, so it is the outermost wrapper and `with connection.execute_wrapper()`
+    # blocks, which pop the last one, never remove it. Once per wrapper object: a connection that
+    # reconnects (CONN_MAX_AGE=0 does, each request) keeps its wrappers.
+    if _time_query not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, _time_query)
+
+
+connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition: every worker's values summed in multiprocess mode, else this process's."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry = REGISTRY
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

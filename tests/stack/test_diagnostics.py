@@ -1,0 +1,212 @@
+"""Request-level diagnostics on the running stack: request IDs from Nginx through Django into
+Celery, JSON logs, /metrics summed over the Gunicorn workers and hidden from outside, and the
+memory guard replacing workers under load without a failed request."""
+
+import json
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import ROOT, run, wait_until
+
+# core/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
+TASK_DETAIL_VIEW = "api:task_detail"
+METRICS_DIR = "/dev/shm/djstack-metrics"  # app/gunicorn.conf.py's default
+
+SCRAPE = (
+    "import urllib.request;"
+    "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
+)
+# Per worker process: the same counter read from each process's own file, not summed.
+PER_WORKER = f"""
+import glob, json
+from prometheus_client.multiprocess import MultiProcessCollector
+counts = {{}}
+for path in glob.glob('{METRICS_DIR}/counter_*.db'):
+    pid = path.rsplit('_', 1)[1][:-3]
+    for metric in MultiProcessCollector.merge([path]):
+        for s in metric.samples:
+            if (s.name, s.labels.get('view'), s.labels.get('status')) == (
+                'django_http_requests_total', '{TASK_DETAIL_VIEW}', '404'
+            ):
+                counts[pid] = counts.get(pid, 0) + s.value
+print(json.dumps(counts))
+"""
+
+
+def json_lines(stack, service: str) -> list[dict[str, Any]]:
+    out = stack.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+    # Compose may start each line with a terminal escape (erase line) even with --no-color.
+    lines = (re.sub(r"^(\x1b\[[0-9;]*[A-Za-z])+", "", line) for line in out.splitlines())
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def lines_with_request_id(stack, service: str, request_id: str) -> list[dict[str, Any]]:
+    return [e for e in json_lines(stack, service) if e.get("request_id") == request_id]
+
+
+def test_request_id_and_duration_come_back_through_nginx(stack):
+    mine = str(uuid.uuid4())
+    response = stack.get("/api/tasks/not-a-task", headers={"X-Request-ID": mine})
+    assert response.status_code == 404
+    # Exactly one header: Nginx's, equal to the ID Django used (requests would join two).
+    assert response.headers["X-Request-ID"] == mine
+    assert 0 <= float(response.headers["X-Request-Duration"]) < 5
+
+    minted = stack.get("/api/tasks/not-a-task").headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", minted)
+
+
+def test_the_web_log_has_json_lines_with_the_request_id(stack):
+    mine = str(uuid.uuid4())
+    stack.get("/api/tasks/not-a-task", headers={"X-Request-ID": mine})
+    # Django logs every 4xx on django.request at warning.
+    lines = wait_until(
+        lambda: lines_with_request_id(stack, "web", mine), timeout=10, what="the web log line"
+    )
+    (line,) = [e for e in lines if e["logger"] == "django.request"]
+    assert line["level"] == "warning"
+    assert "/api/tasks/not-a-task" in line["message"]
+    assert {"timestamp", "pid"} <= line.keys()
+
+
+def test_a_task_logs_the_request_id_of_the_request_that_enqueued_it(stack):
+    mine = str(uuid.uuid4())
+    response = stack.post_json("/api/tasks", {"a": 1, "b": 2}, headers={"X-Request-ID": mine})
+    assert response.status_code == 202
+    assert response.headers["X-Request-ID"] == mine
+    status_url = response.json()["status_url"]
+    wait_until(
+        lambda: stack.get(status_url).json()["state"] == "SUCCESS", timeout=30, what="the task"
+    )
+    lines = wait_until(
+        lambda: lines_with_request_id(stack, "worker", mine), timeout=10, what="worker lines"
+    )
+    succeeded = [e for e in lines if "succeeded" in e["message"]]
+    assert succeeded, lines
+    assert succeeded[0]["logger"] == "celery.app.trace"
+    assert succeeded[0]["task_name"] == "core.add"
+    assert succeeded[0]["task_id"] == response.json()["id"]
+
+
+def test_gunicorn_and_celery_log_json(stack):
+    web = json_lines(stack, "web")
+    boots = [e for e in web if e["logger"] == "gunicorn.error" and "Booting worker" in e["message"]]
+    assert len(boots) >= 2
+    assert all({"timestamp", "level", "pid"} <= e.keys() for e in boots)
+    worker = json_lines(stack, "worker")
+    assert any(e["logger"].startswith("celery") for e in worker)
+    # No access lines from Gunicorn or Uvicorn: Nginx's JSON access log has every request.
+    assert not [e for e in web if e["logger"] in {"gunicorn.access", "uvicorn.access"}]
+
+
+def scrape(stack) -> str:
+    return stack.compose("exec", "-T", "web", "python3", "-c", SCRAPE).stdout
+
+
+def task_detail_404s(text: str) -> float:
+    wanted = {"method": "GET", "view": TASK_DETAIL_VIEW, "status": "404"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "django_http_requests_total" and sample.labels == wanted:
+                return float(sample.value)
+    return 0.0
+
+
+def per_worker(stack) -> dict[str, float]:
+    out = stack.compose("exec", "-T", "web", "python3", "-c", PER_WORKER).stdout
+    return {pid: float(value) for pid, value in json.loads(out).items()}
+
+
+def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
+    for path in ("/metrics", "/metrics?format=prometheus"):
+        outside = stack.get(path)
+        assert outside.status_code == 404
+        assert outside.headers["Content-Type"] == "application/json"
+        assert outside.json()["error"]["code"] == "not_found"
+
+    before = task_detail_404s(scrape(stack))
+    sent = 0
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        # Concurrent bursts open several upstream connections, which the kernel spreads over
+        # both Uvicorn workers; repeat until each worker has served some.
+        for _ in range(5):
+            burst = list(pool.map(lambda _: stack.get("/api/tasks/x").status_code, range(64)))
+            assert burst == [404] * 64
+            sent += 64
+            if len([c for c in per_worker(stack).values() if c > 0]) >= 2:
+                break
+    counts = per_worker(stack)
+    assert len([c for c in counts.values() if c > 0]) >= 2, counts
+    # Whichever worker answers the scrape, it reports the sum over every worker's file.
+    for _ in range(4):
+        total = task_detail_404s(scrape(stack))
+        assert total == before + sent
+        assert total == sum(counts.values())
+    # A product list reads the database (replica) and the cache.
+    assert stack.get("/api/products").status_code == 200
+    text = scrape(stack)
+    for family in (
+        "django_http_request_duration_seconds_bucket",
+        "django_db_query_duration_seconds_count",
+        "django_cache_operation_duration_seconds_count",
+    ):
+        assert family in text
+
+
+def recreate_web(stack, **env: str) -> None:
+    """Recreates web with extra environment (none: as configured), then Nginx, which resolves
+    the web container's (possibly new) address only when it starts."""
+    run(
+        "docker",
+        "compose",
+        "up",
+        "--detach",
+        "--no-deps",
+        "--wait",
+        "--wait-timeout",
+        "120",
+        "web",
+        cwd=ROOT,
+        env={**stack.env(), **env},
+        timeout=300,
+    )
+    stack.compose("restart", "nginx")
+    stack.wait_ready()
+
+
+def test_memory_guard_replaces_workers_without_failing_a_request(stack):
+    recreate_web(stack, GUNICORN_MEMORY_LIMIT_MB="1", GUNICORN_MEMORY_CHECK_EVERY="4")
+    try:
+        failures = []
+        for i in range(80):
+            try:
+                if i % 8 == 7:  # POST too: Nginx never retries it, so it must not be dropped
+                    body = {"a": i, "b": 1}
+                    response = requests.post(stack.url("/api/tasks"), json=body, timeout=30)
+                    ok = response.status_code == 202
+                else:
+                    response = requests.get(stack.url("/api/products"), timeout=30)
+                    ok = response.status_code == 200
+                if not ok:
+                    failures.append((i, response.status_code, response.text[:200]))
+            except requests.RequestException as exc:
+                failures.append((i, 0, repr(exc)))
+        assert failures == []
+
+        web = json_lines(stack, "web")
+        guard = [e for e in web if e["logger"] == "core.memory_guard"]
+        assert len(guard) >= 5
+        assert all(e["level"] == "warning" and e["rss_mb"] > 1 for e in guard)
+        assert all("memory limit exceeded" in e["message"] for e in guard)
+        boots = [e for e in web if "Booting worker" in e["message"]]
+        assert len(boots) >= 2 + len(guard) - 2  # the last replacements may still be forking
+        stopped = [e for e in web if "was sent SIGTERM" in e["message"]]
+        assert len(stopped) >= len(guard) - 2
+        print(f"80 requests, 0 failed; {len(guard)} guard lines, {len(boots)} boots")
+    finally:
+        recreate_web(stack)
