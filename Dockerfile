@@ -34,10 +34,12 @@ RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
  && find /opt/venv/lib/python3*/site-packages/django -path '*/locale/*/LC_MESSAGES' -not -path '*/locale/en/*' -prune -exec rm -rf {} +
 COPY app/ /app/
 WORKDIR /app
-# Static files are collected once here (Nginx serves them); the packages' own copies then go.
+# Static files are collected once here (Nginx serves them); the packages' own copies then go
+# (not a Python package that happens to be called static: celery.utils.static is imported).
 RUN python3 -m compileall -q /app \
  && DJANGO_SETTINGS_MODULE=config.settings python3 manage.py collectstatic --noinput -v 0 \
- && find /opt/venv/lib -type d -path '*/site-packages/*/static' -prune -exec rm -rf {} +
+ && find /opt/venv/lib -type d -path '*/site-packages/*/static' ! -exec test -e '{}/__init__.py' ';' \
+      -prune -exec rm -rf {} +
 
 FROM python AS runtime
 ARG APP_UID=10001
