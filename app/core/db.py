@@ -6,7 +6,6 @@ fails on the replica is retried on the primary, and the replica is skipped for a
 """
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,9 +19,9 @@ T = TypeVar("T")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
 
-# Known locally at once, and shared through Redis so other workers and pods skip a dead replica
-# without each paying PgBouncer's query_wait_timeout to find out.
-_replica_down_until = 0.0
+# Shared through Redis, so every worker and pod skips a dead replica once one of them (or a
+# readiness probe) found it dead, instead of each paying PgBouncer's query_wait_timeout; and a
+# probe that finds it healthy again clears the mark for all of them at once.
 REPLICA_DOWN_KEY = "replica:down"
 
 
@@ -41,8 +40,6 @@ def recent_write_mark(*, user_id: int) -> None:
 
 
 def replica_is_down() -> bool:
-    if time.monotonic() < _replica_down_until:
-        return True
     return bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
 
 
@@ -59,9 +56,11 @@ def read_alias(*, user_id: int | None = None) -> str:
 
 
 def replica_mark_down() -> None:
-    global _replica_down_until  # one flag per process, by design
-    _replica_down_until = time.monotonic() + settings.REPLICA_RETRY_AFTER_SECONDS
     caches["default"].set(REPLICA_DOWN_KEY, 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
+
+
+def replica_mark_up() -> None:
+    caches["default"].delete(REPLICA_DOWN_KEY)
 
 
 def read(fn: Callable[[str], T], *, user_id: int | None = None) -> T:

@@ -39,6 +39,7 @@ def test_write_then_read(stack):
 
 def test_reads_are_served_by_the_replica(stack):
     """With WAL replay paused on the replica, a committed write stays invisible to reads."""
+    stack.wait_ready()  # every dependency up: reads are routed to the replica again
     stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
     try:
         product_id = create_product(stack, "Invisible until replayed")
