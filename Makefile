@@ -48,15 +48,64 @@ up: images ## Start the stack and wait until every service is healthy
 down: ## Stop the stack (volumes kept)
 	docker compose down
 
+# --- TLS and backups: docker compose picks up COMPOSE_PROJECT_NAME (and the other COMPOSE_*
+# variables) from the environment, so `COMPOSE_PROJECT_NAME=djstack-x make backup` works on
+# another project. DB_NAME as in .env.example.
+COMPOSE ?= docker compose
+DB_NAME ?= app
+BACKUP_DIR ?= backups
+TLS_DIR ?= tls
+
+.PHONY: tls-dev-cert
+tls-dev-cert: ## Self-signed localhost certificate in $(TLS_DIR)/ for docker-compose.tls.yml (never commit it)
+	@mkdir -p $(TLS_DIR) && chmod 0755 $(TLS_DIR)
+	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+	  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	  -keyout $(TLS_DIR)/tls.key -out $(TLS_DIR)/tls.crt 2>/dev/null
+	@# Nginx runs as UID 10002 in its container: a development key must be readable by it.
+	@chmod 0644 $(TLS_DIR)/tls.crt $(TLS_DIR)/tls.key
+	@echo "$(TLS_DIR)/tls.crt (trust it, e.g. curl --cacert $(TLS_DIR)/tls.crt https://localhost:8443/)"
+
+.PHONY: backup
+backup: ## Consistent dump of the primary (pg_dump, one snapshot) to $(BACKUP_DIR)/<UTC time>.dump
+	@mkdir -p $(BACKUP_DIR)
+	@file=$(BACKUP_DIR)/$$(date -u +%Y%m%dT%H%M%SZ).dump; \
+	  $(COMPOSE) exec -T db-primary pg_dump -U postgres --format=custom $(DB_NAME) > $$file.partial \
+	  && mv $$file.partial $$file && echo $$file \
+	  || { rm -f $$file.partial; echo "backup failed" >&2; exit 1; }
+
+.PHONY: restore
+restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (replaces the app's tables)
+	@test -n "$(FILE)" -a -s "$(FILE)" || { echo "usage: make restore FILE=backups/<time>.dump" >&2; exit 1; }
+	@# One transaction: either the whole dump is in, or nothing changed. Objects are dropped and
+	@# re-created as the app's role, which owns them; the replica follows by streaming.
+	$(COMPOSE) exec -T db-primary pg_restore -U postgres --dbname=$(DB_NAME) --clean --if-exists \
+	  --no-owner --role=$${DB_USER:-app} --single-transaction --exit-on-error < $(FILE)
+
 .PHONY: lint
 lint: venv ## ruff, formatting and mypy
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	cd app && ../$(BIN)/mypy --config-file ../pyproject.toml .
 
 .PHONY: test
 test: venv lint images ## Every test suite: unit, images, Kubernetes, and the compose stack end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: base-image ## Benchmarks on this machine (own project, port 28080): docs/BENCHMARKS.md; BENCH_QUICK=1: < 5 min
+	bench/ensure-tools.sh
+	ulimit -n 20000 && $(PYTHON) bench/run.py; status=$$?; \
+	  $$( /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON) ) bench/report.py; \
+	  exit $$status
+
+.PHONY: bench-quick
+bench-quick: ## make bench, quick: one round, fewer configurations and shorter runs
+	$(MAKE) bench BENCH_QUICK=1
+
+.PHONY: reliability-report
+reliability-report: venv ## docs/RELIABILITY.md from the fault suite's last run (build/reliability.json)
+	$(BIN)/python -m tests.stack.reliability
 
 .PHONY: prune
 prune: ## Remove dangling images and build cache left by rebuilds

@@ -1,0 +1,91 @@
+"""One page that makes three calls to the upstream stand-ins' /slow endpoint (300 ms each by
+default), written three ways so `make bench` can compare worker classes and HTTP clients on
+the same work:
+
+- fanout_async: concurrent (asyncio.gather) through the worker's shared aiohttp session, the
+  production client of shop/upstream.py.
+- fanout_async_new_client: concurrent, but a new aiohttp ClientSession per request (no pooled
+  connections: a TCP handshake per call, a connector built and torn down per request).
+- fanout_sync: sequential, with the standard library's blocking urllib (what a sync or gthread
+  worker runs; a new connection per call, as urllib has no pool).
+
+Each answers 200 when all three calls succeeded and 502 otherwise, so the load generator
+counts a failed fan-out as an error.
+"""
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+import aiohttp
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+
+from shop.upstream import fetch_json
+
+DEFAULT_LATENCY_MS = 300
+# Generous: the bench measures queueing, so a call waiting for a pooled connection must not be
+# cut short and turned into an error by the client itself.
+TIMEOUT_SECONDS = 10.0
+
+
+def upstream_urls(latency_ms: int = DEFAULT_LATENCY_MS) -> list[str]:
+    """The three calls: price, recommendations, price again (both stand-ins share the load)."""
+    bases = [
+        settings.PRICE_SERVICE_URL,
+        settings.RECOMMENDATIONS_SERVICE_URL,
+        settings.PRICE_SERVICE_URL,
+    ]
+    return [f"{base}/slow?latency_ms={latency_ms}" for base in bases]
+
+
+def _latency(request: HttpRequest) -> int:
+    try:
+        value = int(request.GET.get("latency_ms", DEFAULT_LATENCY_MS))
+    except ValueError:
+        value = DEFAULT_LATENCY_MS
+    return max(0, min(value, 5000))
+
+
+def answer(results: list[Any]) -> tuple[dict[str, int], int]:
+    ok = sum(result is not None for result in results)
+    return {"calls": len(results), "ok": ok}, 200 if ok == len(results) else 502
+
+
+async def fanout_async(request: HttpRequest) -> JsonResponse:
+    urls = upstream_urls(_latency(request))
+    results = await asyncio.gather(*(fetch_json(url, timeout=TIMEOUT_SECONDS) for url in urls))
+    body, status = answer(list(results))
+    return JsonResponse(body, status=status)
+
+
+async def _get_with(session: aiohttp.ClientSession, url: str) -> Any | None:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as r:
+            return await r.json() if r.status == 200 else None
+    except (TimeoutError, aiohttp.ClientError):
+        return None
+
+
+async def fanout_async_new_client(request: HttpRequest) -> JsonResponse:
+    urls = upstream_urls(_latency(request))
+    async with aiohttp.ClientSession() as session:
+        results = await asyncio.gather(*(_get_with(session, url) for url in urls))
+    body, status = answer(list(results))
+    return JsonResponse(body, status=status)
+
+
+def _get_blocking(url: str) -> Any | None:
+    try:
+        # The URL comes from settings, never from the request.
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            return json.loads(response.read()) if response.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def fanout_sync(request: HttpRequest) -> JsonResponse:
+    results = [_get_blocking(url) for url in upstream_urls(_latency(request))]
+    body, status = answer(results)
+    return JsonResponse(body, status=status)

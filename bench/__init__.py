@@ -1,0 +1,1 @@
+"""`make bench`: the stack's performance claims measured on this machine (docs/BENCHMARKS.md)."""

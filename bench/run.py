@@ -1,0 +1,602 @@
+#!/usr/bin/env python3
+"""`make bench`: brings the stack up under its own project (djstack-bench, 127.0.0.1:28080,
+images tagged :bench), runs the scenarios with hey (a separate Go program) against Nginx's
+published port, and writes docs/benchmarks/results.json; bench/report.py turns that into
+docs/BENCHMARKS.md and the plots. BENCH_QUICK=1: fewer configurations, shorter runs.
+
+Standard library only: it runs with any python3, no virtualenv needed. Every load run is
+bounded by a request count or a duration, and the project is torn down (`down -v`) at the end,
+also after a failure.
+"""
+# This program's job is running docker and hey with arguments it builds itself.
+# ruff: noqa: S603, S607, S108
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import hey
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "benchmarks"
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+PROJECT = os.environ.get("BENCH_PROJECT", "djstack-bench")
+PORT = int(os.environ.get("BENCH_PORT", "28080"))
+TAG = os.environ.get("BENCH_IMAGE_TAG", "bench")
+BASE = f"http://127.0.0.1:{PORT}"
+COMPOSE_FILES = ["-f", "docker-compose.yml", "-f", "bench/compose.bench.yml"]
+# What the scenarios need: Nginx, web and its dependencies, the upstream stand-ins, the replica.
+# The Celery services are left out: no scenario here uses them (reports are not measured).
+SERVICES = ["nginx", "web", "price", "recommendations", "db-replica"]
+CELERY_SERVICES = ["worker", "worker-reports", "worker-email", "beat"]
+
+UPSTREAM_MS = 300
+CALLS = 3
+# The seed's claim: three 300 ms calls made concurrently take 300 ms, so 100 clients in a
+# closed loop can get at most 100 / 0.3 = 333 answers per second.
+FANOUT_LIMIT_RPS = 100 / (UPSTREAM_MS / 1000)
+
+# Load shapes. Sync workers serve one request per worker (0.9 s each, sequential calls), so
+# 1,000 requests would take minutes: they get fewer requests at the same concurrency. hey splits
+# -n evenly over its -c clients, so every -n is a multiple of its -c.
+ROUNDS = 1 if QUICK else 2
+N_ASYNC = 1000
+N_SYNC = 100 if QUICK else 300
+C1000_SECONDS = 6 if QUICK else 15
+DETAIL_SECONDS = 6 if QUICK else 20
+CEILING_SECONDS = 5 if QUICK else 10
+# A/B alternations per comparison (scenarios 2 and 4).
+ALTERNATIONS = 1 if QUICK else 2
+PRELOAD_WORKERS = [2] if QUICK else [2, 4, 8]
+PG_CLIENTS = 1000
+PG_QUERIES = 5 if QUICK else 20
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def compose_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "NGINX_PORT": str(PORT),
+        "IMAGE_TAG": TAG,
+    }
+    return {**env, **(extra or {})}
+
+
+def compose(
+    *args: str, extra: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, *args],
+        cwd=ROOT,
+        env=compose_env(extra),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+def in_web(script: str, *args: str, timeout: float = 300) -> Any:
+    """Runs a Python script inside the web container (the backend network); its last stdout
+    line is JSON."""
+    out = compose("exec", "-T", "web", "python3", "-c", script, *args, timeout=timeout).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- web configurations ------------------------------------------------------------------
+
+GUNICORN = "gunicorn --config gunicorn.conf.py"
+BENCH_ASGI = "bench_endpoints.asgi:application"
+WSGI = "config.wsgi:application"
+
+
+def cores() -> int:
+    # The web container has no CPU limit: it sees the host's cores (gunicorn.conf.py's CORES).
+    return os.cpu_count() or 1
+
+
+def web_configs() -> list[dict[str, Any]]:
+    c = cores()
+    configs: list[dict[str, Any]] = [
+        {
+            "name": f"sync x{2 * c + 1}",
+            "profile": "cpu",
+            "workers": 2 * c + 1,
+            "command": f"{GUNICORN} {WSGI}",
+            "path": "/bench/fanout/sync",
+            "sync": True,
+        },
+        {
+            "name": f"gthread x{c + 1}x4",
+            "profile": "mixed",
+            "workers": c + 1,
+            "command": f"{GUNICORN} {WSGI}",
+            "path": "/bench/fanout/sync",
+            "sync": True,
+        },
+        {
+            "name": f"uvicorn x{c}",
+            "profile": "io",
+            "workers": c,
+            "command": f"{GUNICORN} {BENCH_ASGI}",
+            "path": "/bench/fanout/async",
+            "default": True,
+        },
+        {
+            "name": f"uvicorn x{2 * c}",
+            "profile": "io",
+            "workers": 2 * c,
+            "command": f"{GUNICORN} {BENCH_ASGI}",
+            "path": "/bench/fanout/async",
+            "full_only": True,
+        },
+        {
+            # Gunicorn 27's own asyncio ASGI worker (gunicorn.workers.gasgi).
+            "name": f"gunicorn-asgi x{c}",
+            "profile": "io",
+            "workers": c,
+            "worker_class": "asgi",
+            "command": f"{GUNICORN} {BENCH_ASGI}",
+            "path": "/bench/fanout/async",
+        },
+    ]
+    if QUICK:
+        # The seed's three (sync, gthread, Uvicorn) and Gunicorn's own ASGI worker.
+        configs = [config for config in configs if not config.get("full_only")]
+    else:
+        configs.append(
+            {
+                # Uvicorn's own process manager, no Gunicorn (no gunicorn.conf.py hooks).
+                "name": f"uvicorn-standalone x{c}",
+                "profile": "io",
+                "workers": c,
+                "command": (
+                    f"uvicorn {BENCH_ASGI} --host 0.0.0.0 --port 8000 --workers {c} "
+                    "--no-access-log --timeout-keep-alive 75 --backlog 2048"
+                ),
+                "path": "/bench/fanout/async",
+            }
+        )
+    return configs
+
+
+def web_env(config: dict[str, Any], *, preload: bool = True) -> dict[str, str]:
+    return {
+        "BENCH_WEB_COMMAND": config["command"],
+        "GUNICORN_PROFILE": config["profile"],
+        "GUNICORN_WORKERS": str(config["workers"]),
+        "GUNICORN_WORKER_CLASS": config.get("worker_class", ""),
+        "GUNICORN_THREADS": "",
+        "GUNICORN_PRELOAD": "true" if preload else "false",
+    }
+
+
+def switch_web(config: dict[str, Any], *, preload: bool = True) -> float:
+    """Recreates only web with the configuration's environment; returns seconds to healthy."""
+    started = time.monotonic()
+    compose(
+        "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "web",
+        extra=web_env(config, preload=preload),
+    )  # fmt: skip
+    wait_http("/healthz")
+    return round(time.monotonic() - started, 1)
+
+
+def wait_http(path: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(BASE + path, timeout=5) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} not answering 200 through Nginx")
+        time.sleep(0.5)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+def load(
+    path: str,
+    *,
+    c: int,
+    n: int | None = None,
+    seconds: int | None = None,
+    timeout_s: int = 30,
+    **labels: Any,
+) -> dict[str, Any]:
+    """One hey run through Nginx. Bounded: -n requests, or -z seconds (plus a hard kill)."""
+    args = ["hey", "-c", str(c), "-t", str(timeout_s)]
+    args += ["-z", f"{seconds}s"] if seconds else ["-n", str(n)]
+    args.append(BASE + path)
+    limit = (seconds or 0) + 3 * timeout_s + 60
+    started = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=limit, check=False)
+    wall = time.monotonic() - started
+    result = hey.parse(proc.stdout)
+    result.update(
+        path=path, c=c, n=n, seconds=seconds, wall_s=round(wall, 2), exit_code=proc.returncode
+    )
+    result.update(labels)
+    summary = {k: result[k] for k in ("ok_rps", "ok", "failed")}
+    log(f"  {labels.get('label', path)} c={c} {('n=' + str(n)) if n else f'{seconds}s'}: {summary}")
+    return result
+
+
+def warm(path: str, *, n: int = 200, c: int = 20) -> None:
+    """Every worker imports its code, opens its pools and connections before measuring."""
+    subprocess.run(
+        ["hey", "-n", str(n), "-c", str(c), "-t", "30", BASE + path],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+def scenario_web_configs(results: dict[str, Any]) -> None:
+    """Scenarios 1-4: every configuration of web is started once per round and measured; the
+    rounds interleave the configurations, so a burst of load from elsewhere on the machine
+    hits one round of each, not every run of one configuration."""
+    # Filled as the runs finish, so a failure halfway keeps what was measured.
+    fanout: list[dict[str, Any]] = []
+    clients: list[dict[str, Any]] = []
+    detail: list[dict[str, Any]] = []
+    ceiling: list[dict[str, Any]] = []
+    switches: list[dict[str, Any]] = []
+    results["worker_classes"] = {
+        "limit_rps": round(FANOUT_LIMIT_RPS, 1),
+        "upstream_ms": UPSTREAM_MS,
+        "calls": CALLS,
+        "runs": fanout,
+        "switch_seconds": switches,
+    }
+    results["http_client"] = {"runs": clients}
+    results["product_detail"] = {"upstream_ms": 50, "runs": detail}
+    results["product_list_vs_hello"] = {"runs": ceiling}
+    for round_ in range(1, ROUNDS + 1):
+        for config in web_configs():
+            log(f"round {round_}: web as {config['name']}")
+            seconds = switch_web(config)
+            switches.append({"config": config["name"], "round": round_, "seconds": seconds})
+            path = config["path"]
+            sync = config.get("sync", False)
+            warm(path, n=20 if sync else 200, c=10 if sync else 20)
+            labels = {"config": config["name"], "round": round_}
+            fanout.append(load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels))
+            # c=1000 for the async workers only: five sync workers at 0.9 s a request would
+            # queue 1,000 clients past Nginx's 35 s read timeout; that outcome is known.
+            if not sync and (not QUICK or config.get("default")):
+                fanout.append(load(path, c=1000, seconds=C1000_SECONDS, label="c1000", **labels))
+            if not config.get("default"):
+                continue
+            # The default (production) profile also serves the other scenarios.
+            warm("/bench/raw/fanout")
+            fanout.append(
+                load(
+                    "/bench/raw/fanout", c=100, n=N_ASYNC, label="c100",
+                    config=f"raw ASGI ({config['name']})", round=round_,
+                )
+            )  # fmt: skip
+            # Scenario 2, interleaved: shared session, a client per request, shared again.
+            warm("/bench/fanout/async-new-client")
+            for client, client_path in ALTERNATIONS * (
+                ("shared aiohttp session", "/bench/fanout/async"),
+                ("aiohttp session per request", "/bench/fanout/async-new-client"),
+            ):
+                clients.append(load(client_path, c=100, n=N_ASYNC, label=client, **labels))
+            # Scenario 3: product detail (database, Redis, two 50 ms upstream calls).
+            warm("/api/products/1")
+            for c in (1000,) if QUICK else (100, 1000):
+                detail.append(
+                    load("/api/products/1", c=c, seconds=DETAIL_SECONDS, label=f"c{c}", **labels)
+                )
+            # Scenario 4: the cached product list vs a framework-free hello world.
+            warm("/api/products")
+            warm("/bench/raw/hello")
+            for name, ceiling_path in ALTERNATIONS * (
+                ("GET /api/products (cached)", "/api/products"),
+                ("raw ASGI hello world", "/bench/raw/hello"),
+            ):
+                ceiling.append(
+                    load(ceiling_path, c=50, seconds=CEILING_SECONDS, label=name, **labels)
+                )
+
+
+MEMORY_SCRIPT = r"""
+import json, os
+procs = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        continue
+    # PID 1 is docker-init ("/sbin/docker-init -- gunicorn ..."), not Gunicorn's master.
+    if "gunicorn" in cmd and "docker-init" not in cmd:
+        procs[int(pid)] = ppid
+master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
+def rollup(pid):
+    fields = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1])
+    return {"rss_kb": fields["Rss"], "pss_kb": fields["Pss"],
+            "uss_kb": fields["Private_Clean"] + fields["Private_Dirty"]}
+workers = [rollup(pid) for pid, ppid in procs.items() if ppid == master]
+print(json.dumps({"master": rollup(master), "workers": workers}))
+"""
+
+
+def scenario_preload(results: dict[str, Any]) -> None:
+    """Scenario 5: Uvicorn workers' memory with preload_app on and off, after the same warm-up;
+    on and off alternate at each worker count."""
+    base = next(config for config in web_configs() if config.get("default"))
+    rows = []
+    for workers in PRELOAD_WORKERS:
+        for preload in (True, False):
+            config = {**base, "workers": workers}
+            log(f"preload={preload} workers={workers}")
+            switch_web(config, preload=preload)
+            # Enough requests that every worker has served the list, the detail and a fan-out.
+            for path in ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0"):
+                warm(path, n=50 * workers, c=4 * workers)
+            time.sleep(1)
+            memory = in_web(MEMORY_SCRIPT)
+            workers_found = memory["workers"]
+            rows.append(
+                {
+                    "workers": workers,
+                    "preload": preload,
+                    "workers_found": len(workers_found),
+                    "workers_pss_mb": round(sum(w["pss_kb"] for w in workers_found) / 1024, 1),
+                    "workers_uss_mb": round(sum(w["uss_kb"] for w in workers_found) / 1024, 1),
+                    "workers_rss_mb": round(sum(w["rss_kb"] for w in workers_found) / 1024, 1),
+                    "master_pss_mb": round(memory["master"]["pss_kb"] / 1024, 1),
+                }
+            )
+            log(f"  {rows[-1]}")
+    results["preload"] = {"rows": rows}
+
+
+PG_SCRIPT = r"""
+import asyncio, json, os, sys, time
+import psycopg
+N, QUERIES, TARGET = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+HOST, PORT = {"pgbouncer": ("pgbouncer", 6432), "direct": ("db-primary", 5432)}[TARGET]
+# connect_timeout 15 s: five times the app's DB_CONNECT_TIMEOUT, so a slow handshake under
+# the connection storm is told apart from a refusal.
+kw = dict(user=os.environ["DB_USER"], password=os.environ["DB_PASSWORD"], dbname="app",
+          autocommit=True, connect_timeout=15)
+peak = 0
+done = asyncio.Event()
+async def client(stats):
+    try:
+        conn = await psycopg.AsyncConnection.connect(host=HOST, port=PORT, **kw)
+        async with conn:
+            for _ in range(QUERIES):
+                await conn.execute("SELECT 1")
+                stats["queries"] += 1
+    except Exception as exc:
+        stats["errors"][type(exc).__name__ + ": " + str(exc).splitlines()[0][:80]] = (
+            stats["errors"].get(type(exc).__name__ + ": " + str(exc).splitlines()[0][:80], 0) + 1)
+async def monitor():
+    # Opened before the crowd: what Postgres itself sees, bypassing PgBouncer.
+    global peak
+    conn = await psycopg.AsyncConnection.connect(host="db-primary", port=5432, **kw)
+    async with conn:
+        while not done.is_set():
+            row = await (await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename = %s"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                (kw["user"],))).fetchone()
+            peak = max(peak, row[0])
+            await asyncio.sleep(0.02)
+async def main():
+    stats = {"queries": 0, "errors": {}}
+    watcher = asyncio.create_task(monitor())
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(client(stats) for _ in range(N))), 180)
+    elapsed = time.monotonic() - started
+    done.set()
+    await watcher
+    print(json.dumps({"target": TARGET, "clients": N, "queries_per_client": QUERIES,
+                      "queries": stats["queries"], "seconds": round(elapsed, 2),
+                      "qps": round(stats["queries"] / elapsed, 1),
+                      "error_count": sum(stats["errors"].values()),
+                      "errors": dict(sorted(stats["errors"].items())[:5]),
+                      "peak_server_connections": peak}))
+asyncio.run(main())
+"""
+
+
+def scenario_pgbouncer(results: dict[str, Any]) -> None:
+    """Scenario 6: 1,000 clients through PgBouncer and straight at Postgres (max_connections
+    50), plus 20 clients each way: the overhead of the pooler where both can serve everyone
+    (20, because PgBouncer's own idle server connections still count against the 50)."""
+    ini = compose("exec", "-T", "pgbouncer", "cat", "/tmp/pgbouncer/pgbouncer.ini").stdout
+    settings = dict(
+        (part.strip() for part in line.split("=", 1))
+        for line in ini.splitlines()
+        if "=" in line and not line.lstrip().startswith((";", "#", "["))
+    )
+    rows = []
+    for clients in (PG_CLIENTS, 20):
+        for target in ("pgbouncer", "direct"):
+            log(f"postgres: {clients} clients via {target}")
+            rows.append(in_web(PG_SCRIPT, str(clients), str(PG_QUERIES), target, timeout=300))
+            log(f"  {rows[-1]}")
+            time.sleep(2)  # let Postgres reap the direct backends before the next run
+    max_connections = compose(
+        "exec", "-T", "db-primary", "psql", "-U", "postgres", "-XAtqc", "SHOW max_connections"
+    ).stdout.strip()
+    results["pgbouncer"] = {
+        "pool_size": int(settings.get("default_pool_size", "0")),
+        "reserve_pool_size": int(settings.get("reserve_pool_size", "0")),
+        "max_client_conn": int(settings.get("max_client_conn", "0")),
+        "postgres_max_connections": int(max_connections or 0),
+        "rows": rows,
+    }
+
+
+def image_sizes(results: dict[str, Any], cold_start: dict[str, Any]) -> None:
+    """Scenario 8: every image of the stack, and the web image against a single-stage stand-in
+    (the Dockerfile's builder stage, which holds compilers, headers and pip's leftovers)."""
+    names = ["web", "nginx", "upstream", "redis", "pgbouncer", "postgres", "mailcatcher"]
+    sizes = {}
+    for name in names:
+        out = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", f"djstack/{name}:{TAG}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if out:
+            sizes[name] = int(out)
+    single = f"djstack/web-single-stage:{TAG}"
+    build = [
+        "docker", "build", "--target", "builder", "-t", single,
+        "--build-arg", f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'debian:trixie-slim')}",
+        "--secret", f"id=ca_bundle,src={os.environ.get('BUILD_CA_BUNDLE') or '/dev/null'}",
+        ".",
+    ]  # fmt: skip
+    log("building the builder stage as the single-stage stand-in")
+    subprocess.run(build, cwd=ROOT, capture_output=True, check=True, timeout=900)
+    single_size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", single],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    results["images"] = {
+        "sizes_bytes": sizes,
+        "web_single_stage_bytes": single_size,
+        "web_limit_bytes": 200 * 1000 * 1000,
+        "cold_start": cold_start,
+    }
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def host_info() -> dict[str, Any]:
+    mem_kb = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    docker = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    hey_path = shutil.which("hey") or ""
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "cpu": _cpu_model(),
+        "docker": docker,
+        "load_generator": f"hey ({hey_path}), through Nginx at {BASE}",
+    }
+
+
+def _cpu_model() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def cold_start() -> dict[str, Any]:
+    """`docker compose up --wait` from nothing (volumes included) with the images built."""
+    compose("down", "-v", "--remove-orphans", check=False)
+    started = time.monotonic()
+    proc = compose("up", "-d", "--wait", "--wait-timeout", "240", *SERVICES, check=False)
+    seconds = round(time.monotonic() - started, 1)
+    if proc.returncode != 0:
+        raise RuntimeError(f"compose up failed:\n{proc.stderr[-3000:]}")
+    return {"seconds": seconds, "services": SERVICES}
+
+
+def step(results: dict[str, Any], name: str, fn: Callable[[dict[str, Any]], None]) -> None:
+    """One scenario; a failure is recorded and the next scenario still runs."""
+    started = time.monotonic()
+    try:
+        fn(results)
+    except Exception as exc:  # reported in results.json and the Markdown
+        log(f"{name} failed: {exc}")
+        results.setdefault("failures", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
+    results.setdefault("step_seconds", {})[name] = round(time.monotonic() - started, 1)
+
+
+def main() -> int:
+    if not shutil.which("hey"):
+        sys.exit("hey is not installed: `apt-get install -y hey` (make bench does it as root)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results: dict[str, Any] = {
+        "meta": {
+            "quick": QUICK,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "host": host_info(),
+            "load_average_start": list(os.getloadavg()),
+            "project": PROJECT,
+            "rounds": ROUNDS,
+        }
+    }
+    try:
+        log(f"building images (tag {TAG})")
+        build_started = time.monotonic()
+        # web first: the nginx image copies its static files out of the web image.
+        compose("build", "web", timeout=1800)
+        compose("build", timeout=1800)
+        results["meta"]["build_seconds"] = round(time.monotonic() - build_started, 1)
+        log("cold start")
+        start = cold_start()
+        log(f"healthy after {start['seconds']} s")
+        compose("exec", "-T", "web", "python3", "manage.py", "seed", "--orders", "1000")
+        step(results, "web_configs", scenario_web_configs)
+        step(results, "preload", scenario_preload)
+        step(results, "pgbouncer", scenario_pgbouncer)
+        step(results, "images", lambda r: image_sizes(r, start))
+    finally:
+        log("tearing down")
+        compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        finished = time.time()
+        results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished))
+        results["meta"]["wall_seconds"] = round(finished - started, 1)
+        results["meta"]["load_average_end"] = list(os.getloadavg())
+        (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        log(f"wrote {OUT / 'results.json'} ({results['meta']['wall_seconds']} s)")
+    return 1 if results.get("failures") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
