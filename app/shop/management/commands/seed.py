@@ -21,7 +21,7 @@ ORDERS_SQL = """
 INSERT INTO shop_order (customer_id, status, total, created_at, request_fingerprint)
 SELECT customers[1 + (g * 7919) %% cardinality(customers)], 'placed', 0,
        coalesce(%(end)s::timestamptz, now())
-         - ((g * 104729) %% (%(days)s * 86400)) * interval '1 second', ''
+         - ((g::bigint * 104729) %% (%(days)s * 86400)) * interval '1 second', ''
 FROM generate_series(%(first)s, %(last)s) AS g,
      (SELECT array_agg(id) AS customers FROM auth_user WHERE username LIKE 'seed-%%') AS c
 """
