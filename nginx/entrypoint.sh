@@ -1,0 +1,68 @@
+#!/bin/sh
+# Renders Nginx's config from env into /tmp/nginx (the root filesystem is read-only), then
+# execs Nginx. /etc/nginx/nginx.conf is a link to the rendered file, so `nginx -s quit` and
+# `nginx -t` read what is running. Only placeholders like ${TLS_ENABLED} of the template are
+# replaced: Nginx's own $variables are lower case and pass untouched.
+#
+# TLS_ENABLED=true: Nginx terminates TLS on 8443 with NGINX_TLS_CERT / NGINX_TLS_KEY (mounted,
+# never baked into the image), sends HSTS, and redirects plain HTTP on 8080 to
+# https://<host>:NGINX_HTTPS_PORT (the port clients see). NGINX_TRUST_FORWARDED_PROTO=true: a
+# trusted proxy in front (a Kubernetes ingress) terminated TLS, so its X-Forwarded-Proto is
+# passed on to Django instead of Nginx's own scheme.
+set -eu
+RUN_DIR=/tmp/nginx
+
+bool() {
+  case $(printf '%s' "$2" | tr 'A-Z' 'a-z') in
+    1 | true | yes | on) echo true ;;
+    '' | 0 | false | no | off) echo false ;;
+    *) echo "nginx: $1 must be true or false, got '$2'" >&2; exit 1 ;;
+  esac
+}
+TLS_ENABLED=$(bool TLS_ENABLED "${TLS_ENABLED:-}")
+NGINX_TRUST_FORWARDED_PROTO=$(bool NGINX_TRUST_FORWARDED_PROTO "${NGINX_TRUST_FORWARDED_PROTO:-}")
+: "${NGINX_TLS_CERT:=/etc/nginx/tls/tls.crt}" "${NGINX_TLS_KEY:=/etc/nginx/tls/tls.key}"
+: "${NGINX_HTTPS_PORT:=443}"
+case $NGINX_HTTPS_PORT in
+  '' | *[!0-9]*) echo "nginx: NGINX_HTTPS_PORT must be a port number" >&2; exit 1 ;;
+esac
+export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO
+
+mkdir -p "$RUN_DIR"
+if [ "$TLS_ENABLED" = true ]; then
+  for file in "$NGINX_TLS_CERT" "$NGINX_TLS_KEY"; do
+    if [ ! -r "$file" ]; then
+      echo "nginx: TLS_ENABLED=true but $file is not readable (NGINX_TLS_CERT/NGINX_TLS_KEY)" >&2
+      exit 1
+    fi
+  done
+  port_suffix=":$NGINX_HTTPS_PORT"
+  [ "$NGINX_HTTPS_PORT" = 443 ] && port_suffix=""
+  cat > "$RUN_DIR/tls.conf" <<CONF
+# Rendered by entrypoint.sh: TLS_ENABLED=true.
+listen 8443 ssl;
+ssl_certificate $NGINX_TLS_CERT;
+ssl_certificate_key $NGINX_TLS_KEY;
+ssl_protocols TLSv1.2 TLSv1.3;
+ssl_prefer_server_ciphers off;
+ssl_session_cache shared:TLS:10m;
+ssl_session_timeout 1d;
+ssl_session_tickets off;
+# Plain HTTP on 8080 answers only the container's health check; everything else moves to HTTPS.
+if (\$https_redirect) {
+    return 308 https://\$host$port_suffix\$request_uri;
+}
+CONF
+else
+  echo "# Rendered by entrypoint.sh: TLS_ENABLED is not true, plain HTTP on 8080 only." \
+    > "$RUN_DIR/tls.conf"
+fi
+
+awk '{
+  while (match($0, /\$\{[A-Z_]+\}/)) {
+    name = substr($0, RSTART + 2, RLENGTH - 3)
+    $0 = substr($0, 1, RSTART - 1) ENVIRON[name] substr($0, RSTART + RLENGTH)
+  }
+  print
+}' /etc/nginx/nginx.conf.template > "$RUN_DIR/nginx.conf"
+exec nginx "$@"

@@ -1,0 +1,71 @@
+"""The Nginx image's rendered config: the TLS switch and the trusted X-Forwarded-Proto setting,
+checked on a lone container (no web behind it: Nginx's own answers are enough)."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+
+from tests.support import docker, image, wait_until
+
+
+@contextmanager
+def nginx(*env: str) -> Iterator[str]:
+    args = [arg for pair in (("-e", e) for e in env) for arg in pair]
+    container = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+        "--add-host", "web:127.0.0.1", "-p", "127.0.0.1::8080", *args, image("nginx"),
+    ).stdout.strip()  # fmt: skip
+    try:
+        port = docker("port", container, "8080/tcp").stdout.splitlines()[0].rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(url + "/nginx-health", timeout=2).ok, timeout=20,
+                   what="nginx")  # fmt: skip
+        yield url
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+def test_a_trusted_ingress_s_forwarded_proto_is_passed_on():
+    with nginx("NGINX_TRUST_FORWARDED_PROTO=true") as url:
+        behind_tls = requests.get(
+            url + "/media/x", headers={"X-Forwarded-Proto": "https"}, timeout=5
+        )
+        assert "Strict-Transport-Security" in behind_tls.headers
+        plain = requests.get(url + "/media/x", headers={"X-Forwarded-Proto": "http"}, timeout=5)
+        assert "Strict-Transport-Security" not in plain.headers
+        bogus = requests.get(url + "/media/x", headers={"X-Forwarded-Proto": "gopher"}, timeout=5)
+        assert "Strict-Transport-Security" not in bogus.headers
+
+
+def test_by_default_the_client_s_forwarded_proto_is_ignored():
+    with nginx() as url:
+        response = requests.get(url + "/media/x", headers={"X-Forwarded-Proto": "https"}, timeout=5)
+        assert "Strict-Transport-Security" not in response.headers
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_tls_on_without_a_certificate_refuses_to_start():
+    container = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--add-host", "web:127.0.0.1",
+        "-e", "TLS_ENABLED=true", image("nginx"),
+    ).stdout.strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "false":
+                break
+            time.sleep(0.5)
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "1"
+        assert "is not readable" in docker("logs", container).stderr
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+def test_no_certificate_or_key_is_baked_into_the_image():
+    listing = docker(
+        "run", "--rm", "--entrypoint", "sh", image("nginx"), "-c",
+        "ls -A /etc/nginx/tls 2>/dev/null; find / -xdev -name '*.key' 2>/dev/null; true",
+    ).stdout.strip()  # fmt: skip
+    assert listing == ""
