@@ -137,7 +137,9 @@ def section_fanout(results: dict[str, Any], headline: list[list[str]]) -> list[s
         "Views: `/bench/fanout/sync` (urllib, sequential) for sync and gthread; "
         "`/bench/fanout/async` (asyncio.gather through the worker's shared aiohttp session, "
         "`shop.upstream.fetch_json`) for the async workers; `/bench/raw/fanout` is the same "
-        "three calls in a framework-free ASGI function in the same Uvicorn workers (the ceiling).",
+        "three calls in a framework-free ASGI function in the same Uvicorn workers (the ceiling). "
+        "The sync and gthread rows get fewer requests than the seed's n=1000 (same c=100): "
+        "at their 5-13 req/s, 1,000 requests would take minutes per configuration.",
         "",
     ]
     rows = []
@@ -212,7 +214,8 @@ def section_clients(results: dict[str, Any], headline: list[list[str]]) -> list[
         return [*lines, "Not measured this run.", ""]
     lines += [
         f"**Claim:** {CLAIM_CLIENT}. Same view, same three 300 ms calls, c=100, n=1000 per run, "
-        "the two clients alternated (A, B, A, B) in the default web configuration.",
+        "the two clients alternated (A, B, A, B... within each round) in the default web "
+        "configuration.",
         "",
     ]
     rows = []
@@ -419,11 +422,13 @@ def section_preload(results: dict[str, Any], headline: list[list[str]]) -> list[
         rows,
     )
     lines += [
-        "**Why the saving is modest:** CPython's reference counting and garbage collector "
-        "write to most objects they touch, so pages shared at fork are copied as soon as a "
-        "worker uses them; what stays shared is what no request touches. With preload the "
-        "master also holds a full copy of Django (its own PSS), so the whole-container "
-        "saving is smaller than the workers' one and appears only from a few workers up.",
+        "**How to read it:** PSS splits each shared page among the processes mapping it, so "
+        "pages the workers inherit from a preloaded master count only in part per worker; USS "
+        "is what each worker holds alone. With preload the master itself holds Django (its "
+        "PSS grows), so the whole-container saving (incl. master) is smaller than the workers' "
+        "and grows with the worker count. It stops well short of the whole import because "
+        "CPython's reference counting and garbage collector write to the objects they touch, "
+        "and a page written after fork is copied into the worker.",
         "",
     ]
     return lines
@@ -557,8 +562,22 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     body += [
         "## 7. Reports",
         "",
-        "Not measured: the Celery workers of the working tree this ran on did not start "
-        "(another engineer's change in progress), and the report task was still being built.",
+        "Not measured: app/reports/ (a Celery report task) had not landed when this harness "
+        "was written (another engineer's uncommitted work in the shared tree), and the Celery "
+        "workers built from that tree were failing to start (ImportError in celery.utils).",
+        "",
+        "## Found along the way",
+        "",
+        "- `GUNICORN_PRELOAD=false` crashes every worker at boot: gunicorn.conf.py's "
+        "`post_fork` calls `django.db.connections.close_all()` before the worker has imported "
+        "config.asgi/wsgi, the modules that set `DJANGO_SETTINGS_MODULE`, so Django raises "
+        "ImproperlyConfigured and Gunicorn exits with 'Worker failed to boot'. "
+        "bench/compose.bench.yml sets `DJANGO_SETTINGS_MODULE=config.settings` to measure "
+        "preload off at all; the fix belongs in gunicorn.conf.py (set the variable there, or "
+        "skip `close_all()` when the app was not preloaded).",
+        "- `GUNICORN_WORKER_CLASS=asgi` (Gunicorn's own ASGI worker) would be handed the WSGI "
+        "app: gunicorn.conf.py picks `config.asgi` only when the class name contains "
+        "'uvicorn'. The harness passes the application on the command line instead.",
         "",
     ]
     body += section_images(results, headline)
@@ -607,8 +626,9 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     ]
     if meta["quick"]:
         lines.append(
-            "- Quick mode: one round, `uvicorn --workers` without Gunicorn skipped, c=1000 "
-            "fan-out only for the default configuration, preload at 2 and 4 workers only."
+            "- Quick mode: one round; Uvicorn at 2 x cores and `uvicorn --workers` without "
+            "Gunicorn skipped; c=1000 fan-out only for the default configuration; product detail "
+            "at c=1000 only; one A/B alternation in scenarios 2 and 4; preload at 2 workers only."
         )
     return "\n".join(lines) + "\n"
 

@@ -399,8 +399,11 @@ async def client(stats):
                 await conn.execute("SELECT 1")
                 stats["queries"] += 1
     except Exception as exc:
-        stats["errors"][type(exc).__name__ + ": " + str(exc).splitlines()[0][:80]] = (
-            stats["errors"].get(type(exc).__name__ + ": " + str(exc).splitlines()[0][:80], 0) + 1)
+        message = (str(exc).splitlines() or [""])[0]
+        # "connection failed: connection to server at ... failed: FATAL: ...": keep the reason.
+        message = message[message.find("FATAL:"):] if "FATAL:" in message else message
+        key = f"{type(exc).__name__}: {message[:80]}"
+        stats["errors"][key] = stats["errors"].get(key, 0) + 1
 async def monitor():
     # Opened before the crowd: what Postgres itself sees, bypassing PgBouncer.
     global peak
