@@ -51,12 +51,13 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Load Django once in the master and fork: workers share its pages copy-on-write.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
 # Recycle each worker after this many requests, bounding any slow leak; the jitter keeps
-# the workers from all restarting at once.
+# the workers from all restarting at once. Uvicorn workers count them in the memory guard,
+# which drains the worker first (post_fork below).
 max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
 # A worker silent this long is killed (WORKER TIMEOUT). Above any legitimate request: slow work
 # belongs in Celery. Nginx's proxy_read_timeout (35s) sits above it, so Gunicorn acts first and
-# its worker_abort hook logs where the request was stuck.
+# its worker_abort hook logs where the request was stuck; Nginx answers the client a JSON 504.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, in-flight requests get this long to finish. Kubernetes' grace period is set above
 # preStop + this value (k8s/).
@@ -107,7 +108,16 @@ def post_fork(server: Any, worker: Any) -> None:
 
     from core import memory_guard
 
-    memory_guard.arm(limit_mb=memory_limit_mb, every=memory_check_every)
+    # Uvicorn workers: max_requests (Gunicorn's count plus this worker's jitter, already in the
+    # worker's Uvicorn config) goes to the memory guard, which drains the worker before it
+    # stops; Uvicorn's own limit would close connections it has just accepted (a reset).
+    recycle_after = 0
+    uvicorn_config = getattr(worker, "config", None)
+    limit = getattr(uvicorn_config, "limit_max_requests", None)
+    if limit and limit < sys.maxsize:
+        recycle_after = int(limit)
+        uvicorn_config.limit_max_requests = None  # type: ignore[union-attr]
+    memory_guard.arm(limit_mb=memory_limit_mb, every=memory_check_every, max_requests=recycle_after)
 
 
 def child_exit(server: Any, worker: Any) -> None:

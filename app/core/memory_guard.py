@@ -18,6 +18,13 @@ requests the diagnostics middleware calls request_finished(), which reads the wo
 
 The arbiter sees the worker exit and forks a replacement. Unarmed (tests, manage.py, Celery), the
 guard does nothing at all.
+
+Recycling after GUNICORN_MAX_REQUESTS (plus jitter) takes the same path for Uvicorn workers:
+post_fork (app/gunicorn.conf.py) turns Uvicorn's own limit_max_requests off and hands the count
+to the guard as `max_requests`. Uvicorn's limit stops the server the same abrupt way (its main
+loop sees the count, then closes every idle connection, just-accepted ones included), which
+under load reset a few requests in a thousand: the POSTs among them reached the client as 502s,
+since Nginx never retries a POST it has sent (tests/stack/test_faults.py).
 """
 
 import asyncio
@@ -58,6 +65,7 @@ class Guard:
     limit_mb: int
     every: int
     shutdown: Callable[[], None]
+    max_requests: int = 0
     pid: int = field(default_factory=os.getpid)
     requests: int = 0
     tripped: bool = False
@@ -67,10 +75,18 @@ class Guard:
 _guard: Guard | None = None
 
 
-def arm(*, limit_mb: int, every: int, shutdown: Callable[[], None] = terminate_self) -> None:
-    """Called in each Gunicorn worker after fork; a limit of 0 leaves the guard off."""
+def arm(
+    *,
+    limit_mb: int,
+    every: int,
+    shutdown: Callable[[], None] = terminate_self,
+    max_requests: int = 0,
+) -> None:
+    """Called in each Gunicorn worker after fork; a memory limit and max_requests both 0 leave
+    the guard off. max_requests > 0: the worker is recycled after that many requests."""
     global _guard  # one guard per worker process, by design
-    _guard = Guard(limit_mb, max(1, every), shutdown) if limit_mb > 0 else None
+    armed = limit_mb > 0 or max_requests > 0
+    _guard = Guard(limit_mb, max(1, every), shutdown, max(0, max_requests)) if armed else None
 
 
 def disarm() -> None:
@@ -113,7 +129,23 @@ def request_finished() -> bool:
     if guard.tripped:
         return guard.draining
     guard.requests += 1
-    if guard.requests % guard.every:
+    if guard.max_requests and guard.requests >= guard.max_requests:
+        if guard.pid != os.getpid():
+            return False
+        guard.tripped = True
+        log.info(
+            "max requests reached: worker %s served %d; finishing its requests and exiting, "
+            "Gunicorn starts a replacement",
+            guard.pid,
+            guard.requests,
+            extra={"requests_seen": guard.requests, "max_requests": guard.max_requests},
+        )
+        from core.metrics import MEMORY_RECYCLES
+
+        MEMORY_RECYCLES.labels("max_requests").inc()
+        _recycle(guard)
+        return guard.draining
+    if guard.limit_mb <= 0 or guard.requests % guard.every:
         return False
     if guard.pid != os.getpid():
         return False  # a process forked from the worker: only the worker itself may be recycled

@@ -67,7 +67,8 @@ CACHE_LATENCY = Histogram(
 CACHE_GETS = Counter("django_cache_gets", "Cache reads, by result (hit or miss).", ["result"])
 MEMORY_RECYCLES = Counter(
     "gunicorn_worker_memory_recycles",
-    "Workers the memory guard replaced, by reason (rss: past GUNICORN_MEMORY_LIMIT_MB).",
+    "Workers the memory guard replaced, by reason (rss: past GUNICORN_MEMORY_LIMIT_MB;"
+    " max_requests: past GUNICORN_MAX_REQUESTS plus jitter, Uvicorn workers).",
     ["reason"],
 )
 

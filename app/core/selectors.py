@@ -12,10 +12,24 @@ from django.conf import settings
 from core.db import replica_mark_down
 
 
+# Without these the app still answers: reads fall back to the primary (core/db.py), pages are
+# served uncached. Their failure makes the app degraded, not unready; only the primary's does.
+SOFT_DEPENDENCIES = frozenset({"replica", "redis"})
+
+
 @dataclass(frozen=True)
 class Readiness:
     ok: bool
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(name for name, check in self.checks.items() if not check["ok"])
+
+    @property
+    def ready(self) -> bool:
+        """Takes traffic: every dependency it cannot do without answers."""
+        return not set(self.failed) - SOFT_DEPENDENCIES
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:

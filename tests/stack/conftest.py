@@ -65,8 +65,11 @@ class Stack:
         return {"Authorization": f"Bearer {token}"}
 
     def wait_ready(self) -> None:
+        # "ok", not only 200: a degraded stack (replica or Redis down) also answers 200.
         wait_until(
-            lambda: self.get("/readyz").status_code == 200, timeout=90, what="/readyz through Nginx"
+            lambda: self.get("/readyz").json().get("status") == "ok",
+            timeout=90,
+            what="/readyz ok through Nginx",
         )
 
 

@@ -100,3 +100,44 @@ def test_the_real_shutdown_is_sigterm_to_the_process_itself():
     )
     assert result.stdout.startswith("SIGTERM ")
     assert "memory limit exceeded" in result.stderr
+
+
+def test_max_requests_recycles_once_after_the_count(client, caplog):
+    """GUNICORN_MAX_REQUESTS for Uvicorn workers: counted here, so recycling drains first."""
+    shutdowns: list[int] = []
+    memory_guard.arm(
+        limit_mb=0, every=1, max_requests=5, shutdown=lambda: shutdowns.append(os.getpid())
+    )
+    caplog.set_level(logging.INFO, logger="core.memory_guard")
+    for _ in range(4):
+        client.get("/healthz")
+    assert shutdowns == []
+    client.get("/healthz")
+    assert shutdowns == [os.getpid()]
+    (record,) = caplog.records
+    assert "max requests reached" in record.getMessage()
+    for _ in range(5):
+        client.get("/healthz")
+    assert shutdowns == [os.getpid()]
+
+
+def test_post_fork_moves_uvicorns_request_limit_to_the_guard():
+    script = (
+        "import sys, types, importlib.util\n"
+        "spec = importlib.util.spec_from_file_location('gconf', 'gunicorn.conf.py')\n"
+        "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
+        "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
+        "conf.post_fork(None, worker)\n"
+        "from core import memory_guard\n"
+        "print(worker.config.limit_max_requests, memory_guard._guard.max_requests)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.split() == ["None", "1042"]

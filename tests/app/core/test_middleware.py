@@ -19,12 +19,22 @@ def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
 
 
 @pytest.mark.django_db
-def test_readiness_is_503_naming_the_failed_dependency(client, redis_settings):
+def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis_settings):
     redis_settings.REDIS_PORT = 1  # nothing listens there
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["failed"] == ["redis"]
+    assert body["checks"]["primary"]["ok"] is True
+    assert "error" in body["checks"]["redis"]
+
+
+@pytest.mark.django_db
+def test_readiness_is_503_when_the_primary_is_unreachable(client, redis_settings, settings):
+    settings.DATABASES["default"] = {**settings.DATABASES["default"], "PORT": "1"}
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert body["failed"] == ["redis"]
-    assert body["checks"]["primary"]["ok"] is True
-    assert "error" in body["checks"]["redis"]
+    assert "primary" in body["failed"]

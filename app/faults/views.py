@@ -1,0 +1,46 @@
+"""Three misbehaving views; bounded, so a stray call cannot take a host down."""
+
+import asyncio
+import time
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+MIB = 1024 * 1024
+# Memory this worker has "leaked": kept for the life of the process, which the memory guard ends.
+_leaked: list[bytearray] = []
+
+
+def _seconds(request: HttpRequest, default: float, most: float) -> float:
+    try:
+        value = float(request.GET.get("seconds", default))
+    except ValueError:
+        value = default
+    return min(max(value, 0.0), most)
+
+
+@csrf_exempt
+async def slow(request: HttpRequest) -> JsonResponse:
+    """A legitimate slow request (GET or POST): awaits, so the worker serves others meanwhile."""
+    seconds = _seconds(request, 3, 20)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return JsonResponse({"slept": round(time.monotonic() - started, 3), "method": request.method})
+
+
+async def hang(request: HttpRequest) -> JsonResponse:
+    """A blocking call inside an async view: the event loop stops, and with it the worker's
+    heartbeat, so Gunicorn's arbiter kills the worker after GUNICORN_TIMEOUT."""
+    time.sleep(_seconds(request, 60, 120))  # blocking on purpose
+    return JsonResponse({"hung": True})
+
+
+@csrf_exempt
+def leak(request: HttpRequest) -> JsonResponse:
+    """Keeps `mb` MB (touched, so resident) for the life of the worker."""
+    try:
+        mb = min(max(int(request.GET.get("mb", 10)), 1), 64)
+    except ValueError:
+        mb = 10
+    _leaked.append(bytearray(b"x" * (mb * MIB)))
+    return JsonResponse({"leaked_mb": mb * len(_leaked)})
