@@ -120,6 +120,23 @@ def post_fork(server: Any, worker: Any) -> None:
     memory_guard.arm(limit_mb=memory_limit_mb, every=memory_check_every, max_requests=recycle_after)
 
 
+def post_worker_init(worker: Any) -> None:
+    # Uvicorn's worker resets SIGABRT to the default action (its init_signals), so on WORKER
+    # TIMEOUT it died without running worker_abort below: no stacks in the log. Install it
+    # again, now that the worker's signals are set, and then exit at once: Gunicorn's own
+    # handler raises SystemExit inside the stuck view, which Uvicorn answers with a 500; a
+    # process that just ends closes the connection and Nginx answers its JSON 504.
+    import signal
+
+    def abort(signum: int, frame: Any) -> None:
+        worker_abort(worker)
+        sys.stderr.flush()
+        os._exit(1)
+
+    if signal.getsignal(signal.SIGABRT) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGABRT, abort)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # In the master, for every worker that exited: drop its live-gauge files. Its counters and
     # histograms stay, so totals do not go backwards when a worker is replaced.

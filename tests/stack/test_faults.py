@@ -1,0 +1,582 @@
+"""Faults and load on the running stack, each scenario stating what it sent, the errors a user
+saw and the data lost (tests/stack/reliability.py writes docs/RELIABILITY.md from the numbers).
+
+Web is recreated with FAULT_ENDPOINTS=true for this module (app/faults/: slow, hanging and
+leaking views) and restored at the end; every stopped service is started again in `finally`.
+"""
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+
+from tests.stack import reliability
+from tests.stack.faultload import Traffic, in_flight, join, lost_writes
+from tests.support import ROOT, docker, run, wait_until
+
+FAULTS = {"FAULT_ENDPOINTS": "true"}
+GRACEFUL_TIMEOUT = 25  # app/gunicorn.conf.py's default
+
+
+def recreate_web(stack, **env: str) -> None:
+    """Web recreated with this environment on top of the stack's, then Nginx restarted: it
+    resolves web's (possibly new) address only when it starts."""
+    run(
+        "docker", "compose", "up", "--detach", "--no-deps", "--wait", "--wait-timeout", "120",
+        "web", cwd=ROOT, env={**stack.env(), **env}, timeout=300,
+    )  # fmt: skip
+    stack.compose("restart", "nginx")
+    stack.wait_ready()
+
+
+def json_lines(stack, service: str) -> list[dict[str, Any]]:
+    out = stack.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+    lines = (re.sub(r"^(\x1b\[[0-9;]*[A-Za-z])+", "", line) for line in out.splitlines())
+    found = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def messages(stack, needle: str) -> list[dict[str, Any]]:
+    return [e for e in json_lines(stack, "web") if needle in str(e.get("message", ""))]
+
+
+@pytest.fixture(scope="module")
+def faults(stack) -> Iterator[None]:
+    recreate_web(stack, **FAULTS)
+    try:
+        yield
+    finally:
+        recreate_web(stack)
+        reliability.write_report()
+
+
+@dataclass(frozen=True)
+class Shop:
+    customer: dict[str, str]
+    product: int
+
+
+@pytest.fixture(scope="module")
+def shop(stack, faults) -> Shop:
+    staff = stack.token("faults-staff", staff=True)
+    body = {"name": f"fault-{uuid.uuid4().hex[:6]}", "price": "1.00", "stock": 2**31 - 1}
+    response = stack.post_json("/api/products", body, headers=staff)
+    assert response.status_code == 201, response.text
+    return Shop(stack.token(f"faults-{uuid.uuid4().hex[:8]}"), int(response.json()["id"]))
+
+
+def summary(traffic: Traffic, extra: list | None = None) -> tuple[int, int]:
+    everything = traffic.outcomes + (extra or [])
+    return len(everything), len(traffic.failures) + len([o for o in extra or [] if o.status != 200])
+
+
+def gunicorn_master(stack, *index: str) -> int:
+    script = (
+        "import os\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    stat = open(f'/proc/{p}/stat').read().rsplit(') ', 1)[1].split()\n"
+        "    cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+        "    if stat[1] == '1' and b'gunicorn' in cmd: print(p)\n"
+    )
+    out = stack.compose("exec", "-T", *index, "web", "python3", "-c", script).stdout.split()
+    (pid,) = out
+    return int(pid)
+
+
+# --- 1. Reload and rolling restart ----------------------------------------------------------
+
+
+def test_sighup_reload_under_load_loses_nothing(stack, shop):
+    boots_before = len(messages(stack, "Booting worker"))
+    with Traffic(stack, shop.customer, shop.product, readers=3, writers=1, max_seconds=60) as t:
+        time.sleep(2)
+        slow_get, slow = in_flight(stack, count=4, seconds=5)
+        slow_post, slow_p = in_flight(stack, count=2, seconds=5, method="POST")
+        time.sleep(1)
+        master = gunicorn_master(stack)
+        kill = f"import os, signal; os.kill({master}, signal.SIGHUP)"
+        stack.compose("exec", "-T", "web", "python3", "-c", kill)
+        join(slow_get + slow_post)
+        wait_until(
+            lambda: len(messages(stack, "Booting worker")) >= boots_before + 2,
+            timeout=30,
+            what="new workers after SIGHUP",
+        )
+        time.sleep(3)  # traffic on the new workers
+    retried, lost = lost_writes(stack, t)
+    in_flight_results = slow + slow_p
+    sent, errors = summary(t, in_flight_results)
+    reliability.record(
+        "Gunicorn reload (SIGHUP to the master)",
+        load=f"3 readers + 1 order writer, continuous; {len(in_flight_results)} 5s requests "
+        "in flight",
+        sent=sent,
+        errors=errors,
+        lost=lost,
+        notes=f"old workers finished their in-flight requests (longest "
+        f"{max(o.seconds for o in in_flight_results):.1f}s < graceful_timeout "
+        f"{GRACEFUL_TIMEOUT}s); {retried} writes retried",
+    )
+    assert t.failures == []
+    assert [o.status for o in in_flight_results] == [200] * 6, in_flight_results
+    assert all(o.seconds < GRACEFUL_TIMEOUT for o in in_flight_results)
+    assert lost == 0
+
+
+def ip_of(container: str) -> str:
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    return docker("inspect", "--format", template, container).stdout.strip()
+
+
+def web_containers(stack) -> list[str]:
+    return stack.compose("ps", "-q", "web").stdout.split()
+
+
+def test_rolling_restart_of_two_web_replicas_loses_nothing(stack, shop):
+    """docker stop (SIGTERM, Gunicorn's graceful stop) of one replica at a time while the other
+    serves; Nginx's upstream holds both addresses (it resolves `web` at start and on reload)."""
+    env = {**stack.env(), **FAULTS}
+    scale = ["docker", "compose", "up", "--detach", "--no-deps", "--wait", "--no-recreate"]
+    run(*scale, "--scale", "web=2", "web", cwd=ROOT, env=env, timeout=300)
+    stack.compose("exec", "-T", "nginx", "nginx", "-s", "reload")
+    time.sleep(2)
+    slow_all: list = []
+    try:
+        containers = web_containers(stack)
+        assert len(containers) == 2
+        with Traffic(stack, shop.customer, shop.product, readers=3, writers=1, max_seconds=80) as t:
+            time.sleep(2)
+            for container in containers:
+                # Round robin puts some of these on the replica about to stop.
+                threads, slow = in_flight(stack, count=4, seconds=5)
+                threads_p, slow_p = in_flight(stack, count=2, seconds=5, method="POST")
+                time.sleep(1)
+                address = ip_of(container)
+                docker("stop", "--time", "30", container, timeout=60)
+                join(threads + threads_p)
+                slow_all += slow + slow_p
+                docker("start", container)
+                wait_until(
+                    lambda c=container: (
+                        docker("inspect", "--format", "{{.State.Health.Status}}", c).stdout.strip()
+                        == "healthy"
+                    ),
+                    timeout=60,
+                    what="the restarted replica healthy",
+                )
+                # Docker gives a restarted container its address back, so Nginx's resolved upstream
+                # stays right without a reload (a reload closes idle client keep-alive
+                # connections, which a client sending at that instant sees as a reset).
+                assert ip_of(container) == address
+                time.sleep(2)
+        retried, lost = lost_writes(stack, t)
+    finally:
+        run(*scale, "--scale", "web=1", "web", cwd=ROOT, env=env, timeout=300)
+        stack.compose("restart", "nginx")
+        stack.wait_ready()
+    sent, errors = summary(t, slow_all)
+    reliability.record(
+        "Rolling restart: docker stop/start of each of 2 web replicas (SIGTERM)",
+        load=f"3 readers + 1 order writer, continuous; {len(slow_all)} 5s requests in flight",
+        sent=sent,
+        errors=errors,
+        lost=lost,
+        notes=f"each stopping replica finished its in-flight requests (longest "
+        f"{max(o.seconds for o in slow_all):.1f}s) while Nginx sent new ones to the other; "
+        f"{retried} writes retried",
+    )
+    assert t.failures == [], t.failures[:5]
+    assert [o.status for o in slow_all] == [200] * len(slow_all), slow_all
+    assert all(o.seconds < GRACEFUL_TIMEOUT for o in slow_all)
+    assert lost == 0
+
+
+# --- 2. Worker recycling ------------------------------------------------------------------------
+
+
+def test_max_requests_recycling_under_load_fails_nothing(stack, shop):
+    recreate_web(stack, **FAULTS, GUNICORN_MAX_REQUESTS="50", GUNICORN_MAX_REQUESTS_JITTER="10")
+    try:
+        t = Traffic(stack, shop.customer, shop.product, readers=6, writers=2, max_seconds=50)
+        with t:
+            # Bounded by time, not count: at most 3000 requests in 50s, as many as the host allows.
+            deadline = time.monotonic() + 50
+            while len(t.outcomes) < 3000 and time.monotonic() < deadline:
+                time.sleep(0.5)
+        retried, lost = lost_writes(stack, t)
+        recycles = len(messages(stack, "max requests reached"))
+    finally:
+        recreate_web(stack, **FAULTS)
+    sent, errors = summary(t)
+    writes = len(t.write_keys)
+    reliability.record(
+        "Worker recycling: GUNICORN_MAX_REQUESTS=50, jitter 10",
+        load=f"6 readers + 2 order writers ({writes} orders), continuous",
+        sent=sent,
+        errors=errors,
+        lost=lost,
+        notes=f"{recycles} workers recycled through the memory guard's drain path; "
+        f"{retried} writes retried",
+    )
+    assert t.failures == [], t.failures[:5]
+    assert recycles >= 2
+    assert lost == 0
+
+
+# --- 3. A hung request ------------------------------------------------------------------------
+
+
+def test_a_hung_worker_is_killed_and_the_client_gets_a_json_504(stack, shop):
+    aborts_before = len(messages(stack, "aborted (WORKER TIMEOUT)"))
+    boots_before = len(messages(stack, "Booting worker"))
+    with Traffic(stack, shop.customer, shop.product, readers=2, writers=1, max_seconds=45) as t:
+        time.sleep(1)
+        started = time.monotonic()
+        hung = requests.get(stack.url("/faults/hang?seconds=60"), timeout=60)
+        took = time.monotonic() - started
+        wait_until(
+            lambda: len(messages(stack, "aborted (WORKER TIMEOUT)")) > aborts_before,
+            timeout=15,
+            what="the worker_abort line",
+        )
+        wait_until(
+            lambda: len(messages(stack, "Booting worker")) > boots_before,
+            timeout=15,
+            what="a replacement worker",
+        )
+    abort = messages(stack, "aborted (WORKER TIMEOUT)")[-1]
+    retried, lost = lost_writes(stack, t)
+    sent, errors = summary(t)
+    reliability.record(
+        "Hung request: blocking sleep in an async view, past Gunicorn's 30s timeout",
+        load="2 readers + 1 order writer during the hang",
+        sent=sent + 1,
+        errors=errors,
+        lost=lost,
+        notes=f"the hung request got a JSON 504 after {took:.0f}s; Gunicorn killed the "
+        "worker (worker_abort logged its stack) and forked another; errors are requests "
+        f"Nginx had sent on a keep-alive connection of the hung worker; {retried} writes retried",
+    )
+    assert hung.status_code == 504
+    assert hung.json()["error"]["code"] == "gateway_timeout"
+    assert hung.headers["Retry-After"] == "5"
+    assert "faults/views.py" in abort["stacks"]
+    assert "in hang" in abort["stacks"]
+    # Nginx did not retry the hung GET on the next worker: one worker killed, not two.
+    assert len(messages(stack, "aborted (WORKER TIMEOUT)")) == aborts_before + 1
+    assert lost == 0
+    # Requests that reached the other worker were served; only those Nginx sent down a keep-alive
+    # connection of the hung worker waited with it, and got the same 504.
+    assert {o.status for o in t.failures} <= {504}, t.failures[:5]
+    assert len(t.failures) <= len(t.outcomes) // 10
+
+
+# --- 4. A leaking endpoint ----------------------------------------------------------------------
+
+
+def test_a_leaking_worker_is_replaced_by_the_memory_guard_without_a_failure(stack, shop):
+    recreate_web(stack, **FAULTS, GUNICORN_MEMORY_LIMIT_MB="250", GUNICORN_MEMORY_CHECK_EVERY="1")
+    try:
+        guard_before = len(messages(stack, "memory limit exceeded"))
+        leaks = []
+        session = requests.Session()
+        with Traffic(stack, shop.customer, shop.product, readers=3, writers=1, max_seconds=60) as t:
+            for _ in range(30):
+                try:
+                    leaks.append(session.post(stack.url("/faults/leak?mb=32"), timeout=30))
+                except requests.RequestException as exc:
+                    leaks.append(exc)
+                time.sleep(0.2)
+            time.sleep(2)
+        retried, lost = lost_writes(stack, t)
+        recycled = len(messages(stack, "memory limit exceeded")) - guard_before
+    finally:
+        recreate_web(stack, **FAULTS)
+    leak_failures = [
+        r for r in leaks if not isinstance(r, requests.Response) or r.status_code != 200
+    ]
+    sent, errors = summary(t)
+    reliability.record(
+        "Leaking endpoint: 32 MB kept per call, GUNICORN_MEMORY_LIMIT_MB=250",
+        load="3 readers + 1 order writer; 30 leaking calls",
+        sent=sent + len(leaks),
+        errors=errors + len(leak_failures),
+        lost=lost,
+        notes=f"the memory guard replaced {recycled} workers (drained first); "
+        f"{retried} writes retried",
+    )
+    assert leak_failures == []
+    assert t.failures == [], t.failures[:5]
+    assert recycled >= 2
+    assert lost == 0
+
+
+# --- 5. Dependencies down -----------------------------------------------------------------------
+
+
+def order(stack, shop: Shop, key: str) -> requests.Response:
+    body = {"items": [{"product_id": shop.product, "quantity": 1}]}
+    headers = {**shop.customer, "Idempotency-Key": key}
+    return requests.post(stack.url("/api/orders"), json=body, headers=headers, timeout=40)
+
+
+def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
+    staff = stack.token("faults-staff", staff=True)
+    # No recent write: its reads go to the replica (a writer's go to the primary for 5s).
+    reader = stack.token(f"faults-reader-{uuid.uuid4().hex[:8]}")
+    keys = [f"primary-down-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
+    stack.compose("stop", "db-primary")
+    try:
+        writes = [order(stack, shop, key) for key in keys]
+        product = requests.post(
+            stack.url("/api/products"),
+            json={"name": "x", "price": "1.00", "stock": 1},
+            headers=staff,
+            timeout=40,
+        )
+        reads = [
+            stack.get("/api/products", timeout=40),
+            stack.get(f"/api/products/{shop.product}", timeout=40),
+            stack.get("/api/orders", headers=reader, timeout=40),
+        ]
+        health = stack.get("/healthz")
+        ready = stack.get("/readyz", timeout=20)
+    finally:
+        stack.compose("start", "db-primary")
+        stack.wait_ready()
+    # The client retries its writes with the same keys once the primary is back.
+    retried = [order(stack, shop, key) for key in keys]
+    stored = set(
+        stack.psql(
+            "db-primary",
+            "SELECT idempotency_key FROM shop_order WHERE idempotency_key LIKE 'primary-down-%'",
+        ).split()
+    )
+    lost = len(set(keys) - stored)
+    unexpected = [r for r in [*writes, product] if r.status_code != 503]
+    # Anonymous reads go to the replica; a customer's token is looked up on the primary
+    # (accounts/selectors.py: a revoked token must not linger on a lagging replica), so an
+    # authenticated read gets the same JSON 503 as a write while the primary is down.
+    anonymous, authenticated = reads[:2], reads[2]
+    unexpected += [r for r in anonymous if r.status_code != 200]
+    reliability.record(
+        "Primary down (docker compose stop db-primary)",
+        load="6 writes, 3 reads, probes",
+        sent=len(writes) + 1 + len(reads),
+        errors=len(unexpected),
+        lost=lost,
+        notes="writes: JSON 503 + Retry-After; anonymous reads from the replica: 200; an "
+        f"authenticated read: {authenticated.status_code} (tokens are checked on the primary); "
+        "/healthz 200; /readyz 503 naming primary; the 5 refused orders stored on retry after "
+        "the primary came back",
+    )
+    for response in [*writes, product]:
+        assert response.status_code == 503, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert int(response.headers["Retry-After"]) > 0
+    assert [r.status_code for r in anonymous] == [200, 200]
+    assert authenticated.status_code == 503
+    assert "Retry-After" in authenticated.headers
+    assert health.status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert "primary" in ready.json()["failed"]
+    assert [r.status_code for r in retried] == [201] * len(keys)
+    assert lost == 0
+
+
+def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
+    keys = [f"redis-down-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
+    stack.compose("stop", "redis")
+    try:
+        reads = [stack.get("/api/products", timeout=40) for _ in range(5)]
+        reads.append(stack.get(f"/api/products/{shop.product}", timeout=40))
+        writes = [order(stack, shop, key) for key in keys]
+        ready = stack.get("/readyz", timeout=20)
+    finally:
+        stack.compose("start", "redis")
+        stack.wait_ready()
+    stored = set(
+        stack.psql(
+            "db-primary",
+            "SELECT idempotency_key FROM shop_order WHERE idempotency_key LIKE 'redis-down-%'",
+        ).split()
+    )
+    lost = len(set(keys) - stored)
+    errors = len([r for r in reads if r.status_code != 200])
+    errors += len([r for r in writes if r.status_code != 201])
+    reliability.record(
+        "Redis down (docker compose stop redis)",
+        load="6 reads, 5 orders, readiness",
+        sent=len(reads) + len(writes),
+        errors=errors,
+        lost=lost,
+        notes='pages served uncached (200), orders 201, /readyz 200 "degraded" naming redis',
+    )
+    assert [r.status_code for r in reads] == [200] * len(reads), reads[0].text
+    assert [r.status_code for r in writes] == [201] * len(writes), writes[0].text
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["failed"] == ["redis"]
+    assert lost == 0
+
+
+def test_pgbouncer_down_gives_json_503_and_recovers_without_restarting_web(stack, shop):
+    web_before = web_containers(stack)
+    started_at = docker("inspect", "--format", "{{.State.StartedAt}}", *web_before).stdout
+    stack.compose("stop", "pgbouncer")
+    try:
+        reads = [stack.get("/api/orders", headers=shop.customer, timeout=40) for _ in range(3)]
+        write = order(stack, shop, f"pgb-down-{uuid.uuid4().hex[:8]}")
+        ready = stack.get("/readyz", timeout=20)
+    finally:
+        stack.compose("start", "pgbouncer")
+    recovered = wait_until(
+        lambda: stack.get("/api/orders", headers=shop.customer).status_code == 200,
+        timeout=60,
+        what="reads through PgBouncer again",
+    )
+    stack.wait_ready()
+    after = docker("inspect", "--format", "{{.State.StartedAt}}", *web_before).stdout
+    errors = len([r for r in [*reads, write] if r.status_code != 503])
+    reliability.record(
+        "PgBouncer down (docker compose stop pgbouncer)",
+        load="3 reads, 1 order, readiness",
+        sent=4,
+        errors=errors,
+        lost=0,
+        notes="JSON 503 + Retry-After for every database request, /readyz 503; requests "
+        "succeed again once PgBouncer is back, web never restarted (the refused order was "
+        "never acknowledged)",
+    )
+    for response in [*reads, write]:
+        assert response.status_code == 503, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert "Retry-After" in response.headers
+    assert ready.status_code == 503
+    assert recovered
+    assert after == started_at  # the same web containers, not restarted
+
+
+# --- 6. 1,000 concurrent clients through PgBouncer (pool 20) -----------------------------------
+
+
+async def _thousand(url: str, headers: dict[str, str], clients: int, rounds: int) -> list[Any]:
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=80)
+    results: list[Any] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def client() -> None:
+            for _ in range(rounds):
+                try:
+                    async with session.get(url, headers=headers) as response:
+                        results.append((response.status, (await response.text())[:200]))
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    results.append((0, repr(exc)))
+
+        await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), timeout=85)
+    return results
+
+
+def test_a_thousand_concurrent_database_clients_see_no_too_many_clients(stack, shop):
+    clients, rounds = 1000, 1
+    results = asyncio.run(
+        _thousand(stack.url("/api/orders"), shop.customer, clients=clients, rounds=rounds)
+    )
+    failed = [r for r in results if r[0] != 200]
+    too_many = [r for r in failed if "too many" in r[1].lower()]
+    # A database error reaches the user as Django's JSON 503; Nginx's 504 means the host was
+    # too slow to answer within proxy_read_timeout (28s), not that a client was refused.
+    database = [r for r in failed if r[0] == 503 or "database" in r[1].lower()]
+    overload = [r for r in failed if r[0] == 504]
+    reliability.record(
+        "1,000 concurrent HTTP clients on a database read (PgBouncer pool 20)",
+        load=f"{clients} concurrent connections x {rounds} GET /api/orders (replica)",
+        sent=len(results),
+        errors=len(failed),
+        lost=0,
+        notes=f"{len(too_many)} 'too many clients' and {len(database)} database errors; "
+        f"{len(overload)} Nginx 504s (the shared 2-core host too slow within 35s); PgBouncer "
+        "queued clients beyond its pool of 20 server connections",
+    )
+    if failed:
+        for line in json_lines(stack, "web")[-400:]:
+            if line.get("level") in {"error", "critical", "warning"}:
+                print("web:", str(line)[:400])
+        print(stack.compose("logs", "--no-color", "--tail", "30", "pgbouncer").stdout)
+    assert len(results) == clients * rounds
+    assert too_many == []
+    assert len(failed) == len(database) + len(overload), failed[:5]
+    if database:
+        # Known gap: each request opens a new connection to PgBouncer (DB_CONN_MAX_AGE=0), and
+        # with hundreds connecting at once on this shared host the connection (SCRAM login)
+        # takes past DB_CONNECT_TIMEOUT (3s): Django answers JSON 503 "database_unavailable".
+        pytest.xfail(f"{len(database)} of {len(results)} got 503: PgBouncer connect timeout")
+
+
+# --- 7. Slow clients ------------------------------------------------------------------------------
+
+
+def test_slow_clients_do_not_starve_normal_ones(stack):
+    count = 800
+    slow: list[socket.socket] = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
+        s.sendall(b"GET /api/products HTTP/1.1\r\nHost: localhost\r\n")
+        slow.append(s)
+    normal = []
+    started = time.monotonic()
+    session = requests.Session()
+    try:
+        while time.monotonic() - started < 14:
+            for s in slow:
+                with contextlib.suppress(OSError):
+                    s.sendall(b"X-Slow: 1\r\n")  # a header line every ~2s, never the end
+            for _ in range(10):
+                try:
+                    normal.append(session.get(stack.url("/api/products"), timeout=5).status_code)
+                except requests.RequestException:
+                    normal.append(0)
+                time.sleep(0.2)
+        closed = 0
+        for s in slow:
+            s.settimeout(0.5)
+            try:
+                data = s.recv(1024)
+                closed += data == b"" or data.startswith(b"HTTP/1.1 408")
+            except TimeoutError:
+                pass
+            except OSError:
+                closed += 1
+    finally:
+        for s in slow:
+            s.close()
+    failed = len([c for c in normal if c != 200])
+    reliability.record(
+        "Slow clients (slowloris: headers never finished)",
+        load=f"{count} slow connections from 127.0.0.1 for 14s + sequential normal requests",
+        sent=len(normal),
+        errors=failed,
+        lost=0,
+        notes=f"Nginx closed {closed} of {count} slow connections (client_header_timeout "
+        "10s); normal requests kept succeeding",
+    )
+    assert failed == 0
+    assert closed >= count * 0.95
