@@ -88,8 +88,10 @@ def _database(name: str) -> dict[str, object]:
         # Transaction pooling gives no session to hold a server-side (named) cursor across fetches.
         "DISABLE_SERVER_SIDE_CURSORS": True,
         "OPTIONS": {
-            # Fail fast instead of hanging a worker when PgBouncer is unreachable.
-            "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3),
+            # Fail fast instead of hanging a worker when PgBouncer is unreachable, yet outlast a
+            # login burst: PgBouncer checks SCRAM logins one at a time on one core (~3 ms each),
+            # so 1,000 clients connecting at once wait ~3 s; 10 s leaves a 3x margin.
+            "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 10),
             # Detect a dead peer on an open connection in seconds, not the kernel's two hours.
             "keepalives": 1,
             "keepalives_idle": 30,
