@@ -28,8 +28,25 @@ COMPONENT_LINES = (
     "  # - ../../components/external-redis",
 )
 
-# Fixed UIDs of the images (each Dockerfile), by image name.
-IMAGE_UIDS = {"web": 10001, "nginx": 10002, "pgbouncer": 10003, "postgres": 10004, "redis": 10005}
+# Fixed UIDs of the images (each Dockerfile), by image name. "upstream" is the test double of the
+# product page's upstream services (upstream/): the local overlay runs it, production does not.
+IMAGE_UIDS = {
+    "web": 10001,
+    "nginx": 10002,
+    "pgbouncer": 10003,
+    "postgres": 10004,
+    "redis": 10005,
+    "upstream": 10006,
+}
+# The images each deployment runs: the stack's five everywhere, the stand-ins only locally.
+STACK_IMAGES = {"web", "nginx", "pgbouncer", "postgres", "redis"}
+DEPLOYMENT_IMAGES = {
+    "k8s": STACK_IMAGES | {"upstream"},
+    "local": STACK_IMAGES | {"upstream"},
+    "production": STACK_IMAGES,
+}
+# The upstream services' stand-ins (k8s/components/upstream-stand-ins), by component label.
+STAND_INS = ("price", "recommendations")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
 Doc = dict[str, Any]

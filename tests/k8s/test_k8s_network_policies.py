@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.k8s.manifests import Doc, Manifests, labels_match
+from tests.k8s.manifests import STAND_INS, Doc, Manifests, labels_match
 
 DJANGO = ("web", "worker", "beat", "migrate")
 
@@ -108,6 +108,28 @@ DENIED = [
 ]
 
 
+# The upstream stand-ins (local overlay only): web calls them; nothing else reaches them, and
+# they reach nothing of the stack.
+STAND_IN_ALLOWED = [("web", stand_in, 8080) for stand_in in STAND_INS]
+STAND_IN_DENIED = [
+    *[
+        (client, stand_in, 8080)
+        for stand_in in STAND_INS
+        for client in ("nginx", "worker", "beat", "migrate", "pgbouncer", "redis", "db-primary")
+    ],
+    ("price", "recommendations", 8080),
+    ("recommendations", "price", 8080),
+    *[(stand_in, "web", 8000) for stand_in in STAND_INS],
+    *[(stand_in, "nginx", 8080) for stand_in in STAND_INS],
+    *[(stand_in, "pgbouncer", 6432) for stand_in in STAND_INS],
+    *[(stand_in, "redis", 6379) for stand_in in STAND_INS],
+    *[(stand_in, "db-primary", 5432) for stand_in in STAND_INS],
+    *[(stand_in, "db-replica", 5432) for stand_in in STAND_INS],
+    ("web", "price", 8000),
+]
+LOCAL = ("k8s", "local")
+
+
 def test_everything_is_denied_by_default(deployment: Manifests) -> None:
     deny = deployment.get("NetworkPolicy", "default-deny-all")["spec"]
     assert deny["podSelector"] == {}
@@ -155,6 +177,43 @@ def test_every_pod_resolves_names_and_reaches_nothing_else_outside(
         assert allowed(deployment, pod, OUTSIDE, 53, "TCP"), component
         assert not allowed(deployment, pod, OUTSIDE, 443), component
         assert not allowed(deployment, pod, OUTSIDE, 5432), component
+
+
+@pytest.mark.parametrize("variant", LOCAL)
+@pytest.mark.parametrize(("source", "target", "port"), STAND_IN_ALLOWED)
+def test_web_reaches_the_stand_ins(
+    rendered, variant: str, source: str, target: str, port: int
+) -> None:
+    local = rendered(variant)
+    assert allowed(local, pods(local, source), pods(local, target), port)
+
+
+@pytest.mark.parametrize("variant", LOCAL)
+@pytest.mark.parametrize(("source", "target", "port"), STAND_IN_DENIED)
+def test_nothing_else_reaches_or_is_reached_by_the_stand_ins(
+    rendered, variant: str, source: str, target: str, port: int
+) -> None:
+    local = rendered(variant)
+    assert not allowed(local, pods(local, source), pods(local, target), port)
+
+
+@pytest.mark.parametrize("variant", LOCAL)
+def test_the_stand_ins_are_not_reachable_from_outside(rendered, variant: str) -> None:
+    local = rendered(variant)
+    for stand_in in STAND_INS:
+        assert not allowed(local, OUTSIDE, pods(local, stand_in), 8080), stand_in
+    # Web's way out stays the stand-ins: no address outside the namespace on their port.
+    assert not allowed(local, pods(local, "web"), OUTSIDE, 8080)
+
+
+@pytest.mark.parametrize("variant", ["production", "production-managed"])
+def test_production_web_alone_reaches_the_real_upstream_services(rendered, variant: str) -> None:
+    production = rendered(variant)
+    # upstream-egress.yaml: web out to the services' address range on their port.
+    assert allowed(production, pods(production, "web"), OUTSIDE, 8080)
+    for component in ("nginx", "worker", "beat", "migrate", "pgbouncer"):
+        assert not allowed(production, pods(production, component), OUTSIDE, 8080), component
+    assert not allowed(production, pods(production, "web"), OUTSIDE, 443)
 
 
 def test_managed_services_are_reached_only_by_their_clients(rendered) -> None:

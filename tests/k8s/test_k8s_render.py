@@ -2,17 +2,21 @@
 
 import re
 import subprocess
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.k8s.manifests import (
     COMPONENT_LINES,
+    DEPLOYMENT_IMAGES,
     IMAGE_UIDS,
     K8S,
     KUBERNETES_VERSION,
     NAMESPACE,
     ROOT,
+    STAND_INS,
     Manifests,
     documented_env_names,
     image_name,
@@ -33,7 +37,14 @@ WEB_NEEDS = {
     "REDIS_PORT",
     "REDIS_PASSWORD",
     "APP_ENV",
+    "PRICE_SERVICE_URL",
+    "RECOMMENDATIONS_SERVICE_URL",
+    "PRICE_TIMEOUT",
+    "RECOMMENDATIONS_TIMEOUT",
+    "UPSTREAM_POOL_SIZE",
 }
+# The product page's upstream services: the URL setting of each, by stand-in name.
+UPSTREAM_URLS = {"price": "PRICE_SERVICE_URL", "recommendations": "RECOMMENDATIONS_SERVICE_URL"}
 SECRET_NAMES = {"DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "REPLICATION_PASSWORD"}
 
 
@@ -68,7 +79,7 @@ def test_readme_states_the_targeted_kubernetes_version() -> None:
     assert f"Kubernetes {major_minor}+" in (K8S / "README.md").read_text()
 
 
-def test_images_are_our_five_and_tagged_with_a_release(any_variant: Manifests) -> None:
+def test_images_are_ours_and_tagged_with_a_release(any_variant: Manifests) -> None:
     for container in any_variant.containers():
         image = container.spec["image"]
         assert image_name(image) in IMAGE_UIDS, image
@@ -77,8 +88,18 @@ def test_images_are_our_five_and_tagged_with_a_release(any_variant: Manifests) -
         assert tag != "latest", f"{container.workload}/{container.name}: {image}"
 
 
+def test_each_deployment_runs_its_images_all_set_in_its_overlay(deployment: Manifests) -> None:
+    # Six locally (the stack's five and the upstream stand-ins), five in production.
+    expected = DEPLOYMENT_IMAGES[deployment.variant]
+    assert {image_name(c.spec["image"]) for c in deployment.containers()} == expected
+    overlay = "local" if deployment.variant == "k8s" else deployment.variant
+    kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+    assert {image_name(entry["name"]) for entry in kustomization["images"]} == expected
+    assert len({entry["newTag"] for entry in kustomization["images"]}) == 1
+
+
 def test_image_tags_are_set_only_by_the_overlays_images_field() -> None:
-    for path in (K8S / "base").rglob("*.yaml"):
+    for path in [*(K8S / "base").rglob("*.yaml"), *(K8S / "components").rglob("*.yaml")]:
         for image in re.findall(r"^\s*image:\s*(\S+)", path.read_text(), flags=re.MULTILINE):
             assert image_tag(image) is None, f"{path}: {image} (set tags in an overlay's images:)"
 
@@ -171,6 +192,45 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
     # nginx.conf proxies to web:8000.
     assert "server web:8000;" in (ROOT / "nginx" / "nginx.conf").read_text()
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
+
+
+def test_upstream_urls_name_the_stand_ins_locally(rendered) -> None:
+    local = rendered("local")
+    for name, setting in UPSTREAM_URLS.items():
+        url = urlsplit(local.config[setting])
+        assert url.scheme == "http", setting
+        assert url.hostname == name, setting
+        service = local.get("Service", name)
+        assert [p["port"] for p in service["spec"]["ports"]] == [url.port], setting
+        deployment = local.get("Deployment", name)
+        pod = deployment["spec"]["template"]
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert image_name(container["image"]) == "upstream"
+        assert [p["containerPort"] for p in container["ports"]] == [url.port]
+
+
+def test_production_calls_the_real_upstream_services_not_the_stand_ins(rendered) -> None:
+    for variant in ("production", "production-managed"):
+        production = rendered(variant)
+        services = {doc["metadata"]["name"] for doc in production.of_kind("Service")}
+        for name, setting in UPSTREAM_URLS.items():
+            assert production.find("Deployment", name) is None, (variant, name)
+            assert name not in services, (variant, name)
+            # Set in the overlay: the base's default names a stand-in that is not there.
+            assert urlsplit(production.config[setting]).hostname not in services, setting
+    readme = (K8S / "README.md").read_text()
+    assert "test doubles" in readme
+    assert "upstream-egress.yaml" in readme
+
+
+def test_stand_ins_are_the_local_overlays_component_only() -> None:
+    local = yaml.safe_load((K8S / "overlays" / "local" / "kustomization.yaml").read_text())
+    assert local["components"] == ["../../components/upstream-stand-ins"]
+    production = (K8S / "overlays" / "production" / "kustomization.yaml").read_text()
+    assert "upstream-stand-ins" not in production
+    assert set(STAND_INS) == set(UPSTREAM_URLS)
 
 
 def test_managed_services_are_a_one_line_change_each(rendered) -> None:

@@ -8,6 +8,7 @@ from tests.k8s.manifests import (
     IMAGE_UIDS,
     NAMESPACE,
     ROOT,
+    STAND_INS,
     Container,
     Manifests,
     image_name,
@@ -31,6 +32,7 @@ WRITABLE_PATHS = {
     "pgbouncer": {"/tmp"},
     "postgres": {"/var/lib/postgresql/data", "/var/run/postgresql", "/dev/shm", "/tmp"},
     "redis": {"/data", "/tmp"},
+    "upstream": {"/tmp"},
 }
 
 
@@ -125,6 +127,19 @@ def test_web_has_distinct_startup_liveness_and_readiness_probes(any_variant: Man
         assert ports[web[probe]["httpGet"]["port"]] == 8000, probe
     # /readyz checks each dependency within READYZ_TIMEOUT; the probe must wait longer.
     assert web["readinessProbe"]["timeoutSeconds"] > float(any_variant.config["READYZ_TIMEOUT"])
+
+
+@pytest.mark.parametrize("name", STAND_INS)
+def test_stand_ins_probe_healthz_and_get_only_their_own_settings(rendered, name: str) -> None:
+    local = rendered("local")
+    spec = main_container(local, name).spec
+    ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert spec[probe]["httpGet"]["path"] == "/healthz", probe
+        assert ports[spec[probe]["httpGet"]["port"]] == 8080, probe
+    # No ConfigMap, no Secret: a test double needs neither the app's settings nor its passwords.
+    assert not spec.get("envFrom")
+    assert {e["name"] for e in spec["env"]} == {"UPSTREAM_LATENCY_MS", "UPSTREAM_FAILURE_RATE"}
 
 
 def test_celery_workers_and_beat_check_their_heartbeat(any_variant: Manifests) -> None:
