@@ -14,6 +14,7 @@ from accounts.apis import router as accounts_router
 from core.apis import router as core_router
 from core.db import DATABASE_ERRORS
 from core.errors import error_response
+from reports.apis import router as reports_router
 from shop.apis import router as shop_router
 from shop.errors import DomainError
 
@@ -25,6 +26,7 @@ api = NinjaAPI(
 )
 api.add_router("", accounts_router)
 api.add_router("", shop_router)
+api.add_router("", reports_router)
 api.add_router("", core_router)
 
 _HTTP_CODES = {

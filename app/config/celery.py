@@ -37,6 +37,18 @@ signals.task_prerun.connect(request_context.on_task_prerun, weak=False)
 signals.task_postrun.connect(request_context.on_task_postrun, weak=False)
 
 
+def close_stale_connections(**kwargs: Any) -> None:
+    """Around every task, as Django does around every request: drop database connections that
+    are past CONN_MAX_AGE or broken (a PgBouncer restart), so no task starts on a dead one."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+signals.task_prerun.connect(close_stale_connections, weak=False)
+signals.task_postrun.connect(close_stale_connections, weak=False)
+
+
 class HeartbeatFile(bootsteps.StartStopStep):
     """Touches a file on the worker's own timer, for a liveness check that skips the broker."""
 

@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "shop",
+    "reports",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -176,7 +178,112 @@ CELERY_HEARTBEAT_INTERVAL = env_float("CELERY_HEARTBEAT_INTERVAL", 5.0)
 CELERY_BEAT_SCHEDULER = "config.celery.HeartbeatScheduler"
 # Beat wakes at least this often, so its heartbeat stays fresher than the check's limit.
 CELERY_BEAT_MAX_LOOP_INTERVAL = CELERY_HEARTBEAT_INTERVAL
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Work that is never lost (reports and email, docs in reports/ and notifications/): tasks that
+# are safe to run twice set acks_late + reject_on_worker_lost themselves, so a message is acked
+# only once its task finished and goes back to the queue when the worker dies mid-task. Redis
+# hands an unacked message to another worker after the visibility timeout: longer than any
+# task's hard time limit (or a running task would be delivered twice) and than any retry
+# countdown (an ETA message waits unacked in a worker).
+REPORT_SOFT_TIME_LIMIT, REPORT_TIME_LIMIT = 300, 330  # k8s/base/workers/reports: grace 360s
+EMAIL_SOFT_TIME_LIMIT, EMAIL_TIME_LIMIT = 30, 60  # k8s/base/workers/email: grace 90s
+CELERY_TASK_SOFT_TIME_LIMIT, CELERY_TASK_TIME_LIMIT = 20, 30  # queue "default": grace 60s
+CELERY_VISIBILITY_TIMEOUT = 3600
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # A publish (a request's on-commit enqueue) fails at once while Redis is down, instead of
+    # retrying the connection for broker_connection_timeout (seconds of a request); the caller
+    # logs it and the outbox or report sweeper enqueues later. Workers reconnect on their own
+    # schedule (broker_connection_retry), which these do not touch.
+    "max_retries": 0,
+    "socket_connect_timeout": 2,
+}
+# One message at a time per child: a long report never holds a second one hostage.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# SIGTERM (docker stop, the kubelet) is a warm shutdown: no new tasks, running ones finish within
+# their hard time limit, under each worker's grace period. The soft shutdown timeout bounds the
+# cold path (SIGQUIT, a second Ctrl+C): tasks get this long, then are cancelled and, acks_late,
+# go back to the queue.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
+# A broker blip must not cancel a report that is half done; if its message is redelivered
+# anyway, the report's own state guard makes the second run a no-op.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Pool children are replaced after this many tasks, or after a task that left them above this
+# resident size (MB; Celery counts KiB): a leak or one huge report never accumulates.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_MAX_TASKS_PER_CHILD", 1000)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_MAX_MEMORY_PER_CHILD_MB", 200) * 1024
+# Each queue has its own worker service (compose) or Deployment (k8s): a flood of reports never
+# delays an email. Tasks without a route land on "default".
+CELERY_TASK_ROUTES = {
+    "reports.generate": {"queue": "reports"},
+    "reports.sweep": {"queue": "default"},
+    "notifications.send_email": {"queue": "email"},
+    "notifications.sweep_outbox": {"queue": "email"},
+}
+# Seconds between the sweeps that pick up what a dead worker or broker left behind.
+OUTBOX_SWEEP_SECONDS = env_float("OUTBOX_SWEEP_SECONDS", 30.0)
+REPORT_SWEEP_SECONDS = env_float("REPORT_SWEEP_SECONDS", 60.0)
+# Beat is the one process that reads this (exactly one beat: compose and k8s/base/beat.yaml).
+# A sweep that waited past its own interval is dropped: the next one does the same work.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "outbox-sweep": {
+        "task": "notifications.sweep_outbox",
+        "schedule": OUTBOX_SWEEP_SECONDS,
+        "options": {"expires": OUTBOX_SWEEP_SECONDS},
+    },
+    "reports-sweep": {
+        "task": "reports.sweep",
+        "schedule": REPORT_SWEEP_SECONDS,
+        "options": {"expires": REPORT_SWEEP_SECONDS},
+    },
+}
+
+# --- Reports (reports/): CSV files on the media volume, downloaded through Nginx -----------------
+# Written by the reports worker; Nginx serves them from the same volume, read-only, only when
+# Django answers a download with X-Accel-Redirect to this internal prefix (nginx/nginx.conf).
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", "/srv/media"))
+PROTECTED_MEDIA_PREFIX = "/protected-media/"
+# Links in emails point here (scheme and host the customer uses).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://localhost:8080").rstrip("/")
+REPORT_MAX_DAYS = env_int("REPORT_MAX_DAYS", 366)
+# Orders read per query; memory stays flat whatever the range holds.
+REPORT_CHUNK_SIZE = env_int("REPORT_CHUNK_SIZE", 2000)
+# A pause between chunks spares the replica under load; 0 in production unless it needs it.
+REPORT_CHUNK_PAUSE_SECONDS = env_float("REPORT_CHUNK_PAUSE_SECONDS", 0.0)
+# A running report whose heartbeat is older than this lost its worker: the sweeper re-queues it.
+REPORT_STALE_SECONDS = env_int("REPORT_STALE_SECONDS", 60)
+# Runs of one report before it is failed for good (a worker dying on it each time).
+REPORT_MAX_ATTEMPTS = env_int("REPORT_MAX_ATTEMPTS", 3)
+
+# --- Email: sent only by the outbox relay (notifications/), over SMTP ---------------------------
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST", "mailcatcher")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+# A secret when the relay wants a login (EMAIL_HOST_USER set): production refuses a placeholder.
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+if PRODUCTION and EMAIL_HOST_USER and EMAIL_HOST_PASSWORD.startswith(DEV_PREFIX):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("EMAIL_HOST_PASSWORD still has its development value")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds for each SMTP connect and command: a dead relay costs a task this, never a hang.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "djstack shop <shop@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Failed sends retry after base x 2^(attempt-1) seconds, capped; the last attempt marks it failed.
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
+OUTBOX_RETRY_BACKOFF_SECONDS = env_float("OUTBOX_RETRY_BACKOFF_SECONDS", 5.0)
+OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_float("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 600.0)
+# Nothing may outlive the broker's visibility timeout while it waits, unacked, in a worker.
+if max(REPORT_TIME_LIMIT, OUTBOX_RETRY_BACKOFF_MAX_SECONDS, REPORT_STALE_SECONDS) >= (
+    CELERY_VISIBILITY_TIMEOUT
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "task time limits, retry backoff and REPORT_STALE_SECONDS must stay under the broker's "
+        f"visibility timeout ({CELERY_VISIBILITY_TIMEOUT}s)"
+    )
 
 # --- HTTP, proxies, security ------------------------------------------------------------------
 # Nginx terminates the client connection and says which scheme it used.

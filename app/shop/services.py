@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 
 from config.db_router import PRIMARY
 from core.db import recent_write_mark
+from notifications.services import order_confirmation_create
 from shop.errors import IdempotencyConflict, OutOfStock, UnknownProducts
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_set
@@ -116,6 +117,8 @@ def _order_place(
         OrderItem(order=order, product=p, quantity=items[p.pk], unit_price=p.price)
         for p in products
     )
+    # Transactional outbox: the confirmation email commits with the order, or neither does.
+    order_confirmation_create(order=order)
     stocks = {p.pk: p.stock for p in products}
     transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
     transaction.on_commit(product_list_invalidate, using=PRIMARY)

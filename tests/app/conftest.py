@@ -6,6 +6,7 @@ real replica. Containers start only when a test asks for the database or the cac
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -78,3 +79,29 @@ def redis_settings(settings, redis_container: DockerContainer):  # type: ignore[
 
     caches["default"].clear()
     return settings
+
+
+@pytest.fixture
+def celery_broker(redis_container: DockerContainer) -> Iterator[Any]:
+    """Celery publishes to the test Redis (db 0, emptied first); yields a client of that db to
+    look into the queues (a Redis list per queue name)."""
+    import redis
+
+    from config.celery import app
+
+    host = redis_container.get_container_host_ip()
+    port = int(redis_container.get_exposed_port(6379))
+    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=0)
+    client.flushdb()
+    previous = app.conf.broker_url
+
+    def point_at(url: str) -> None:
+        app.conf.broker_url = url
+        # The producer pools are keyed by the connection they were made for: drop them.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    point_at(f"redis://:{REDIS_PASSWORD}@{host}:{port}/0")
+    yield client
+    point_at(previous)
+    client.close()

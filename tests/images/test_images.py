@@ -8,7 +8,14 @@ import pytest
 
 from tests.support import docker, image
 
-UIDS = {"web": 10001, "nginx": 10002, "pgbouncer": 10003, "postgres": 10004, "redis": 10005}
+UIDS = {
+    "web": 10001,
+    "nginx": 10002,
+    "pgbouncer": 10003,
+    "postgres": 10004,
+    "redis": 10005,
+    "mailcatcher": 10007,
+}
 
 
 def config(name: str) -> dict:

@@ -45,7 +45,13 @@ WEB_NEEDS = {
 }
 # The product page's upstream services: the URL setting of each, by stand-in name.
 UPSTREAM_URLS = {"price": "PRICE_SERVICE_URL", "recommendations": "RECOMMENDATIONS_SERVICE_URL"}
-SECRET_NAMES = {"DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "REPLICATION_PASSWORD"}
+SECRET_NAMES = {
+    "DJANGO_SECRET_KEY",
+    "DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "REPLICATION_PASSWORD",
+    "EMAIL_HOST_PASSWORD",
+}
 
 
 def test_renders_a_complete_stack_in_its_own_namespace(any_variant: Manifests) -> None:

@@ -14,6 +14,19 @@ from tests.support import ROOT, run, wait_until
 
 PROJECT = os.environ.get("STACK_PROJECT", "djstack-test")
 PORT = int(os.environ.get("STACK_PORT", "18080"))
+# Background work on a test clock: sweeps every few seconds instead of every 30-60, retries
+# after 1s, 2s, 4s..., a report silent 8s counts as dead, and reports read small chunks with a
+# pause, so a worker can be killed in the middle of one (production: .env.example). A variable
+# already set in the environment wins.
+FAST_BACKGROUND = {
+    "OUTBOX_SWEEP_SECONDS": "2",
+    "OUTBOX_RETRY_BACKOFF_SECONDS": "1",
+    "OUTBOX_RETRY_BACKOFF_MAX_SECONDS": "8",
+    "REPORT_SWEEP_SECONDS": "2",
+    "REPORT_STALE_SECONDS": "8",
+    "REPORT_CHUNK_SIZE": "500",
+    "REPORT_CHUNK_PAUSE_SECONDS": "0.05",
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,12 @@ class Stack:
         return self.base_url + path
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "NGINX_PORT": str(self.port)}
+        return {
+            **FAST_BACKGROUND,
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.project,
+            "NGINX_PORT": str(self.port),
+        }
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = 600

@@ -1,0 +1,310 @@
+"""The transactional outbox: an email is written with the event it tells about and sent by a
+relay, at most once, with nothing lost when the broker or a worker dies.
+
+Writing. outbox_email_create runs inside the caller's transaction (the order's), so the email
+exists exactly when the order does. After the commit the relay task is enqueued; when the broker
+is down then, the request still succeeds: the row is pending, and the sweeper (beat, every
+OUTBOX_SWEEP_SECONDS) sends whatever is due.
+
+Sending, one statement decides who sends:
+1. Claim: UPDATE ... SET state='sending' WHERE id=... AND state='pending' AND next_attempt_at <=
+   now(). Of two relays racing for a row (the on-commit task and a sweep, a redelivered message,
+   a retry) at most one changes it; the other sends nothing.
+2. Open the SMTP connection, record handed_off_at, run the SMTP transaction.
+3. Mark sent: UPDATE ... WHERE state='sending'.
+
+The crash windows, and the choice made for each:
+- Claimed, handed_off_at not set (the connection was being opened): nothing reached the server.
+  The sweeper returns the row to pending once the claim is older than OUTBOX_CLAIM_TIMEOUT
+  (longer than the relay's hard time limit, so a live relay is never overtaken); it is sent later.
+- handed_off_at set, not marked sent (the SMTP exchange itself, milliseconds): the server may have
+  accepted the message. At most once here: the sweeper marks the row failed ("outcome unknown")
+  and logs an error with the Message-ID for an operator to look up in the relay's log; it is
+  never resent automatically. A second confirmation costs more trust than a missing one an
+  operator can resend, and the window is one SMTP exchange long.
+- An SMTP error (refused connection, timeout, 4xx/5xx reply): a server accepts a message only
+  with its 250 reply to the data, so nothing was delivered; the row is retried after
+  OUTBOX_RETRY_BACKOFF_SECONDS x 2^(attempt-1), capped at OUTBOX_RETRY_BACKOFF_MAX_SECONDS, and
+  marked failed with the last error after OUTBOX_MAX_ATTEMPTS attempts.
+"""
+
+import logging
+import smtplib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parseaddr
+from functools import partial
+from typing import Literal
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from config.db_router import PRIMARY
+from notifications.models import OutboxEmail
+from reports.models import Report
+from shop.models import Order, OrderItem
+
+log = logging.getLogger(__name__)
+State = OutboxEmail.State
+
+# Everything smtplib and the socket under it raise for a refused, dropped or timed-out exchange.
+SEND_ERRORS = (smtplib.SMTPException, OSError)
+# A claim older than this is abandoned: longer than the relay task's hard time limit.
+OUTBOX_CLAIM_TIMEOUT = timedelta(seconds=settings.EMAIL_TIME_LIMIT + 60)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: Literal["sent", "retry", "failed", "skipped"]
+    # Seconds until the row is due again (status "retry").
+    retry_in: float | None = None
+
+
+def _message_id(key: str) -> str:
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+    return f"<{key.replace(':', '.')}.{uuid.uuid4().hex}@{domain}>"
+
+
+def outbox_email_create(*, key: str, to: str, subject: str, body: str) -> OutboxEmail:
+    """Writes the email in the caller's transaction; the relay is enqueued after its commit.
+
+    The key names the event: writing the same key again returns the first row, unchanged.
+    """
+    email, created = OutboxEmail.objects.using(PRIMARY).get_or_create(
+        key=key,
+        defaults={
+            "recipient": to,
+            "subject": subject,
+            "body": body,
+            "message_id": _message_id(key),
+        },
+    )
+    if created:
+        transaction.on_commit(partial(outbox_email_enqueue, email_id=email.pk), using=PRIMARY)
+    return email
+
+
+def outbox_email_enqueue(*, email_id: int) -> None:
+    """Hands the relay task to the broker; a broker outage is logged, never raised.
+
+    Runs after the order's commit, in the request: the order exists, so the client must get its
+    201. The pending row is the truth; the sweeper sends it when the broker is back.
+    """
+    from notifications.tasks import outbox_email_send  # the tasks module imports this one
+
+    try:
+        # One try, no publish retries: the request must not wait on a broker that is down.
+        outbox_email_send.apply_async(kwargs={"email_id": email_id}, retry=False)
+    except Exception:
+        log.warning(
+            "email %s not enqueued (broker unavailable); the outbox sweeper will send it",
+            email_id,
+            exc_info=True,
+        )
+
+
+def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
+    """The order confirmation, in the order's transaction. None: the customer has no address."""
+    customer = order.customer
+    if not customer.email:
+        return None
+    items = (
+        OrderItem.objects.using(PRIMARY)
+        .filter(order=order)
+        .select_related("product")
+        .order_by("pk")
+    )
+    lines = [f"  {item.quantity} x {item.product.name} at {item.unit_price}" for item in items]
+    body = "\n".join(
+        [
+            f"Hello {customer.get_username()},",
+            "",
+            f"thank you for your order {order.pk}:",
+            *lines,
+            f"Total: {order.total}",
+        ]
+    )
+    return outbox_email_create(
+        key=f"order-confirmation:{order.pk}",
+        to=customer.email,
+        subject=f"Your order {order.pk} is confirmed",
+        body=body,
+    )
+
+
+def report_ready_email_create(*, report: Report) -> OutboxEmail | None:
+    """The link to a finished report, in the transaction that marks it done."""
+    owner = report.owner
+    if not owner.email:
+        return None
+    link = settings.PUBLIC_BASE_URL + reverse("api:report_download", args=[report.pk])
+    body = "\n".join(
+        [
+            f"Hello {owner.get_username()},",
+            "",
+            f"your sales report {report.pk} ({report.date_from} to {report.date_to}) is ready:",
+            link,
+            "(download it with the same sign-in you used to ask for it)",
+        ]
+    )
+    return outbox_email_create(
+        key=f"report-ready:{report.pk}",
+        to=owner.email,
+        subject=f"Your sales report {report.pk} is ready",
+        body=body,
+    )
+
+
+def _backoff(attempts: int) -> float:
+    delay: float = settings.OUTBOX_RETRY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0)
+    return min(delay, settings.OUTBOX_RETRY_BACKOFF_MAX_SECONDS)
+
+
+def _claim(email_id: int) -> OutboxEmail | None:
+    now = timezone.now()
+    claimed = (
+        OutboxEmail.objects.using(PRIMARY)
+        .filter(pk=email_id, state=State.PENDING, next_attempt_at__lte=now)
+        .update(state=State.SENDING, claimed_at=now, handed_off_at=None, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return None
+    return OutboxEmail.objects.using(PRIMARY).get(pk=email_id)
+
+
+def _after_error(email: OutboxEmail, exc: BaseException) -> Delivery:
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    rows = OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING)
+    if email.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        rows.update(state=State.FAILED, last_error=reason, handed_off_at=None)
+        log.error("email %s failed after %s attempts: %s", email.key, email.attempts, reason)
+        return Delivery("failed")
+    delay = _backoff(email.attempts)
+    rows.update(
+        state=State.PENDING,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        last_error=reason,
+        handed_off_at=None,
+    )
+    log.warning(
+        "email %s not sent (attempt %s), retry in %ss: %s", email.key, email.attempts, delay, reason
+    )
+    return Delivery("retry", retry_in=delay)
+
+
+def outbox_email_deliver(*, email_id: int, connection: BaseEmailBackend | None = None) -> Delivery:
+    """Claims one due email and sends it; "skipped" when another relay has it or it is not due.
+
+    `connection`: an SMTP connection the caller reuses over several emails (the sweeper).
+    """
+    email = _claim(email_id)
+    if email is None:
+        return Delivery("skipped")
+    smtp = connection or get_connection(fail_silently=False)
+    message = EmailMessage(
+        subject=email.subject,
+        body=email.body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[email.recipient],
+        headers={"Message-ID": email.message_id},
+        connection=smtp,
+    )
+    try:
+        smtp.open()
+        OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(
+            handed_off_at=timezone.now()
+        )
+        if smtp.send_messages([message]) != 1:
+            raise smtplib.SMTPException("the server accepted the message for no recipient")
+    except SEND_ERRORS as exc:
+        _close_quietly(smtp)
+        return _after_error(email, exc)
+    finally:
+        if connection is None:
+            _close_quietly(smtp)
+    OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(
+        state=State.SENT, sent_at=timezone.now(), last_error=""
+    )
+    log.info("email %s sent to %s, %s", email.key, email.recipient, email.message_id)
+    return Delivery("sent")
+
+
+def _close_quietly(connection: BaseEmailBackend) -> None:
+    try:
+        connection.close()
+    except SEND_ERRORS:
+        log.debug("closing the SMTP connection failed", exc_info=True)
+
+
+def outbox_claims_release() -> tuple[int, int]:
+    """Abandoned claims: back to pending if nothing reached the server, else failed (unknown).
+
+    Returns (released, unknown).
+    """
+    cutoff = timezone.now() - OUTBOX_CLAIM_TIMEOUT
+    abandoned = OutboxEmail.objects.using(PRIMARY).filter(
+        state=State.SENDING, claimed_at__lt=cutoff
+    )
+    released = abandoned.filter(handed_off_at__isnull=True).update(
+        state=State.PENDING, next_attempt_at=timezone.now()
+    )
+    unknown = 0
+    for email in abandoned.filter(handed_off_at__isnull=False):
+        unknown += (
+            OutboxEmail.objects.using(PRIMARY)
+            .filter(pk=email.pk, state=State.SENDING, claimed_at=email.claimed_at)
+            .update(
+                state=State.FAILED,
+                last_error=(
+                    "outcome unknown: the relay stopped during the SMTP exchange; not resent "
+                    "to avoid a duplicate"
+                ),
+            )
+        )
+        log.error(
+            "email %s to %s: relay stopped during the SMTP exchange; check the relay's log for "
+            "%s and resend by hand if it is not there",
+            email.key,
+            email.recipient,
+            email.message_id,
+        )
+    return released, unknown
+
+
+def outbox_sweep(*, budget_seconds: float, limit: int = 500) -> dict[str, int]:
+    """Sends what is due and left behind (broker down at commit, worker killed, retries).
+
+    One SMTP connection for the batch; stops at the first send error (the server is down or
+    refusing: each row keeps its own backoff) or when the time budget is spent.
+    """
+    released, unknown = outbox_claims_release()
+    due = list(
+        OutboxEmail.objects.using(PRIMARY)
+        .filter(state=State.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    counts = {"released": released, "unknown": unknown, "due": len(due), "sent": 0}
+    if not due:
+        return counts
+    deadline = time.monotonic() + budget_seconds
+    connection = get_connection(fail_silently=False)
+    try:
+        for email_id in due:
+            if time.monotonic() > deadline:
+                break
+            delivery = outbox_email_deliver(email_id=email_id, connection=connection)
+            if delivery.status == "sent":
+                counts["sent"] += 1
+            elif delivery.status != "skipped":
+                break
+    finally:
+        _close_quietly(connection)
+    return counts

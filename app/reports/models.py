@@ -1,0 +1,65 @@
+from django.conf import settings
+from django.db import models
+
+
+class Report(models.Model):
+    """A customer's sales report: asked for over the API, built by the reports worker.
+
+    queued -> running -> done | failed. A run holds the report while its heartbeat is fresh
+    (reports.services); `attempts` numbers the runs, and only the run that holds the report may
+    move it on, so it completes exactly once however often its task is delivered.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports"
+    )
+    # Parameters: orders placed from date_from to date_to (inclusive, UTC days).
+    date_from = models.DateField()
+    date_to = models.DateField()
+    product = models.ForeignKey(
+        "shop.Product", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    # The CSV, relative to MEDIA_ROOT; set when done.
+    file = models.CharField(max_length=255, blank=True)
+    # Why it failed, in words for the customer.
+    error = models.TextField(blank=True)
+    order_count = models.PositiveIntegerField(null=True, blank=True)
+    units = models.PositiveBigIntegerField(null=True, blank=True)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When its task was last handed to the broker; NULL: never (the broker was down).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Touched by the running task after every chunk; stale means its worker is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="report_progress_lte_100"
+            ),
+        ]
+        indexes = [
+            # The sweeper's scan: only the few reports not yet finished.
+            models.Index(
+                fields=["state", "heartbeat_at"],
+                condition=models.Q(state__in=["queued", "running"]),
+                name="report_unfinished_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Report {self.pk} ({self.state})"

@@ -1,0 +1,143 @@
+"""The reports API through Django's test client: validation, ownership, the X-Accel download."""
+
+import json
+from datetime import date
+
+import pytest
+
+from reports.models import Report
+from reports.services import report_run
+from tests.app.accounts.factories import UserFactory, bearer
+from tests.app.shop.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+
+
+def post(client, body, **headers):
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post("/api/reports", data=data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def customer():
+    user = UserFactory()
+    return user, bearer(user)
+
+
+def test_asking_for_a_report_queues_it_on_the_reports_queue(client, customer, celery_broker):
+    user, headers = customer
+    response = post(client, {"date_from": "2025-01-01", "date_to": "2025-01-31"}, **headers)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status_url"] == f"/api/reports/{body['id']}"
+    report = Report.objects.get(pk=body["id"])
+    assert report.owner == user
+    assert (report.date_from, report.date_to) == (date(2025, 1, 1), date(2025, 1, 31))
+    assert report.state == Report.State.QUEUED
+    # Enqueued after the commit, on its own queue, and recorded as such.
+    assert report.enqueued_at is not None
+    [raw] = celery_broker.lrange("reports", 0, -1)
+    assert json.loads(raw)["headers"]["task"] == "reports.generate"
+    assert celery_broker.llen("default") == celery_broker.llen("email") == 0
+
+    status = client.get(body["status_url"], **headers).json()
+    assert status["state"] == "queued"
+    assert status["progress"] == 0
+    assert status["download_url"] is None
+
+
+def test_a_report_is_accepted_while_the_broker_is_down(client, customer, broker_down):
+    _, headers = customer
+    response = post(client, {"date_from": "2025-01-01", "date_to": "2025-01-01"}, **headers)
+    assert response.status_code == 202
+    # Not handed to the broker: the sweeper enqueues it later.
+    assert Report.objects.get().enqueued_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"date_to": "2025-01-31"}, "date_from"),
+        ({"date_from": "2025-01-01"}, "date_to"),
+        ({"date_from": "2025-13-01", "date_to": "2025-12-31"}, "date_from"),
+        ({"date_from": "2025-02-30", "date_to": "2025-03-31"}, "date_from"),
+        ({"date_from": "01/02/2025", "date_to": "2025-03-31"}, "date_from"),
+        ({"date_from": 20250101, "date_to": "2025-03-31"}, "date_from"),
+        ({"date_from": "2025-01-01T00:00:00", "date_to": "2025-03-31"}, "date_from"),
+        ({"date_from": "2025-01-01", "date_to": "tomorrow"}, "date_to"),
+        # Reversed, and longer than REPORT_MAX_DAYS (366).
+        ({"date_from": "2025-03-01", "date_to": "2025-02-28"}, "date_to"),
+        ({"date_from": "2024-01-01", "date_to": "2025-01-01"}, "date_to"),
+        ({"date_from": "2025-01-01", "date_to": "2025-01-31", "product_id": 0}, "product_id"),
+    ],
+)
+def test_invalid_parameters_are_a_400_naming_the_field(client, customer, body, field):
+    _, headers = customer
+    response = post(client, body, **headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["fields"]) == [field]
+    assert Report.objects.count() == 0
+
+
+def test_the_longest_range_allowed_is_accepted(client, customer, broker_down):
+    _, headers = customer
+    # 2024 is a leap year: 366 days, the default REPORT_MAX_DAYS.
+    response = post(client, {"date_from": "2024-01-01", "date_to": "2024-12-31"}, **headers)
+    assert response.status_code == 202
+
+
+def test_an_unknown_product_is_a_400_naming_it(client, customer):
+    _, headers = customer
+    body = {"date_from": "2025-01-01", "date_to": "2025-01-31", "product_id": 999_999}
+    response = post(client, body, **headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"product_id": ["No product 999999."]}
+
+
+def test_reports_need_a_customer(client):
+    response = post(client, {"date_from": "2025-01-01", "date_to": "2025-01-31"})
+    assert response.status_code == 401
+    assert client.get("/api/reports/1").status_code == 401
+    assert client.get("/api/reports/1/download").status_code == 401
+
+
+def test_another_customers_report_is_a_404(client, customer, broker_down):
+    _, headers = customer
+    report_id = post(client, {"date_from": "2025-01-01", "date_to": "2025-01-02"}, **headers)
+    report_id = report_id.json()["id"]
+    report_run(report_id=report_id)
+    other = bearer(UserFactory())
+    for path in (f"/api/reports/{report_id}", f"/api/reports/{report_id}/download"):
+        response = client.get(path, **other)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    assert client.get("/api/reports/999999", **headers).status_code == 404
+
+
+def test_download_is_handed_to_nginx_once_done(client, customer, broker_down, media_root):
+    _, headers = customer
+    product = ProductFactory()
+    body = {"date_from": "2025-01-01", "date_to": "2025-01-02", "product_id": product.pk}
+    report_id = post(client, body, **headers).json()["id"]
+    download = f"/api/reports/{report_id}/download"
+
+    not_yet = client.get(download, **headers)
+    assert not_yet.status_code == 409
+    assert "queued" in not_yet.json()["error"]["message"]
+
+    assert report_run(report_id=report_id).status == "done"
+    status = client.get(f"/api/reports/{report_id}", **headers).json()
+    assert status["state"] == "done"
+    assert status["progress"] == 100
+    assert status["download_url"] == download
+
+    response = client.get(download, **headers)
+    assert response.status_code == 200
+    assert response.content == b""  # Nginx sends the file
+    accel = response["X-Accel-Redirect"]
+    assert accel.startswith(f"/protected-media/reports/{report_id}/")
+    assert (media_root / accel.removeprefix("/protected-media/")).is_file()
+    assert response["Content-Disposition"] == f'attachment; filename="report-{report_id}.csv"'
+    assert response["Content-Type"].startswith("text/csv")
