@@ -9,8 +9,7 @@ import psycopg
 import redis
 from django.conf import settings
 
-from core.db import replica_mark_down
-
+from core.db import replica_mark_down, replica_mark_up
 
 # Without these the app still answers: reads fall back to the primary (core/db.py), pages are
 # served uncached. Their failure makes the app degraded, not unready; only the primary's does.
@@ -84,7 +83,9 @@ def readiness_get(*, timeout: float) -> Readiness:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
         else:
             checks[name] = {"ok": True, **future.result()}
-    if not checks["replica"]["ok"]:
-        # Tell the read path now, before a customer's request finds out the slow way.
+    # Tell the read path now, before a customer's request finds out the slow way.
+    if checks["replica"]["ok"]:
+        replica_mark_up()
+    else:
         replica_mark_down()
     return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)
