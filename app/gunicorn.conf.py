@@ -42,10 +42,9 @@ def _int(name: str, default: int) -> int:
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["worker_class"]
 workers = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
 threads = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
-# Uvicorn workers speak ASGI; sync and gthread speak WSGI.
-wsgi_app = (
-    "config.asgi:application" if "uvicorn" in worker_class.lower() else "config.wsgi:application"
-)
+# Uvicorn workers and Gunicorn's own ASGI worker ("asgi") speak ASGI; sync and gthread, WSGI.
+ASGI_WORKER = "uvicorn" in worker_class.lower() or worker_class.lower().endswith("asgi")
+wsgi_app = "config.asgi:application" if ASGI_WORKER else "config.wsgi:application"
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Load Django once in the master and fork: workers share its pages copy-on-write.
@@ -101,10 +100,12 @@ def on_starting(server: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     # With preload_app the master may hold sockets opened while loading Django; a child must
-    # never share them, or two processes talk over one Postgres connection.
-    from django.db import connections
+    # never share them, or two processes talk over one Postgres connection. Without preload,
+    # Django is not loaded yet: there is nothing to close.
+    if preload_app:
+        from django.db import connections
 
-    connections.close_all()
+        connections.close_all()
 
     from core import memory_guard
 

@@ -76,3 +76,32 @@ def test_an_unknown_profile_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_PROFILE="turbo")
     assert "GUNICORN_PROFILE must be one of" in excinfo.value.stderr
+
+
+def test_gunicorns_own_asgi_worker_gets_the_asgi_app():
+    values = gunicorn_config(GUNICORN_WORKER_CLASS="asgi")
+    assert values[0] == "asgi"
+    assert values[-1] == "config.asgi:application"
+
+
+def test_workers_boot_without_preload(tmp_path):
+    """post_fork must not touch Django when preload is off (Django loads after the fork)."""
+    script = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('conf', 'gunicorn.conf.py')\n"
+        "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
+        "assert conf.preload_app is False\n"
+        "import types\n"
+        "conf.post_fork(None, types.SimpleNamespace(pid=1, cfg=None, log=None))\n"
+        "print('booted')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "GUNICORN_PRELOAD": "false"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "booted" in result.stdout, result.stderr
