@@ -21,7 +21,8 @@ def test_a_dependency_that_hangs_is_reported_not_waited_for(
     settings, redis_settings, silent_server
 ):
     redis_settings.REDIS_PORT = silent_server
-    report = readiness_get(timeout=0.5)
+    # A budget the healthy primary meets even on a loaded machine; the silent Redis never does.
+    report = readiness_get(timeout=3)
     assert not report.ok
     assert report.checks["redis"]["ok"] is False
     assert report.checks["primary"]["ok"] is True
