@@ -1,10 +1,8 @@
 """Every error the app returns is JSON: {"error": {"code", "message", ["fields"]}}."""
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 
 def error_response(
@@ -31,25 +29,3 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 
 def server_error(request: HttpRequest) -> JsonResponse:
     return error_response(500, "server_error", "Something went wrong on our side.")
-
-
-View = Callable[..., HttpResponse]
-
-
-def allow_methods(*methods: str) -> Callable[[View], View]:
-    """Like require_http_methods, but the 405 is JSON and names the allowed methods."""
-
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if request.method not in methods:
-                response = error_response(
-                    405, "method_not_allowed", f"Use {', '.join(methods)} here."
-                )
-                response["Allow"] = ", ".join(methods)
-                return response
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
