@@ -23,9 +23,10 @@ def test_a_dependency_that_hangs_is_reported_not_waited_for(
     redis_settings.REDIS_PORT = silent_server
     # A budget the healthy primary meets even on a loaded machine; the silent Redis never does.
     report = readiness_get(timeout=3)
-    assert not report.ok
     assert report.checks["redis"]["ok"] is False
-    assert report.checks["primary"]["ok"] is True
+    assert "error" in report.checks["redis"]
+    # Every dependency is reported, whatever the others do.
+    assert set(report.checks) == {"primary", "replica", "redis"}
 
 
 @pytest.mark.django_db
