@@ -48,7 +48,10 @@ def _metrics() -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
-class HealthCheckMiddleware:
+class _SyncAndAsyncMiddleware:
+    """Runs in whichever mode the chain below it runs (no sync/async adapter on every request):
+    __call__ serves sync chains and hands async ones to the coroutine _acall."""
+
     sync_capable = True
     async_capable = True
 
@@ -61,13 +64,25 @@ class HealthCheckMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
+        return self._call(request)
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError
+
+
+class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
+    def _call(self, request: HttpRequest) -> HttpResponse:
         if request.path == LIVENESS_PATH:
             return _liveness()
         if request.path == READINESS_PATH:
             return _readiness()
         if request.path == METRICS_PATH:
             return _metrics()
-        return self.get_response(request)
+        response: HttpResponse = self.get_response(request)
+        return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         if request.path == LIVENESS_PATH:
@@ -98,7 +113,7 @@ def _view_name(request: HttpRequest) -> str:
     return _UNRESOLVED_VIEWS.get(request.path, "unresolved")
 
 
-class RequestDiagnosticsMiddleware:
+class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
     """Per request: X-Request-ID, X-Request-Duration, slow-request log, metrics, memory guard.
 
     Kept to a contextvar set and reset, two clock reads, a few dict lookups and the metric
@@ -107,20 +122,12 @@ class RequestDiagnosticsMiddleware:
     transfer is not in it; Nginx's access log has the full time.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         self.warning_seconds = settings.SLOW_REQUEST_WARNING_MS / 1000
         self.critical_seconds = settings.SLOW_REQUEST_CRITICAL_MS / 1000
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> HttpResponse:
         start = perf_counter()
         request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         request_context.bind(request_id)  # until request_finished (below)
