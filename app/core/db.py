@@ -7,6 +7,7 @@ fails on the replica is retried on the primary, and the replica is skipped for a
 
 import logging
 from collections.abc import Callable
+from time import monotonic
 from typing import TypeVar
 
 from django.conf import settings
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 # readiness probe) found it dead, instead of each paying PgBouncer's query_wait_timeout; and a
 # probe that finds it healthy again clears the mark for all of them at once.
 REPLICA_DOWN_KEY = "replica:down"
+# Each process keeps its last look at that mark this long, so a burst of reads costs one Redis
+# GET per second per process, not one per read; another process's mark reaches it within 1s,
+# small beside REPLICA_RETRY_AFTER_SECONDS (10s) that the mark itself lives.
+REPLICA_DOWN_LOCAL_TTL_SECONDS = 1.0
+# (is down, monotonic time it expires); one tuple, replaced whole, so threads never see half.
+_replica_down_seen: tuple[bool, float] = (False, 0.0)
 
 
 def _recent_writer_key(user_id: int) -> str:
@@ -39,8 +46,24 @@ def recent_write_mark(*, user_id: int) -> None:
         log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
 
 
+def _replica_down_remember(down: bool) -> None:
+    global _replica_down_seen
+    _replica_down_seen = (down, monotonic() + REPLICA_DOWN_LOCAL_TTL_SECONDS)
+
+
+def replica_down_forget() -> None:
+    """Drops this process's copy of the mark: the next read asks Redis (tests use it)."""
+    global _replica_down_seen
+    _replica_down_seen = (False, 0.0)
+
+
 def replica_is_down() -> bool:
-    return bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
+    down, expires = _replica_down_seen
+    if monotonic() < expires:
+        return down
+    down = bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
+    _replica_down_remember(down)
+    return down
 
 
 def read_alias(*, user_id: int | None = None) -> str:
@@ -56,10 +79,12 @@ def read_alias(*, user_id: int | None = None) -> str:
 
 
 def replica_mark_down() -> None:
+    _replica_down_remember(True)  # this process reacts at once, others within the local TTL
     caches["default"].set(REPLICA_DOWN_KEY, 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
 
 
 def replica_mark_up() -> None:
+    _replica_down_remember(False)
     caches["default"].delete(REPLICA_DOWN_KEY)
 
 

@@ -82,6 +82,26 @@ def redis_settings(settings, redis_container: DockerContainer):  # type: ignore[
 
 
 @pytest.fixture
+def redis_client(redis_container: DockerContainer) -> Iterator[Any]:
+    """A plain client of the test Redis, to look at what the app did there (keys, INFO)."""
+    import redis
+
+    host = redis_container.get_container_host_ip()
+    port = int(redis_container.get_exposed_port(6379))
+    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _replica_down_forgotten() -> None:
+    """Each test starts without this process's copy of the replica-down mark (core.db)."""
+    from core.db import replica_down_forget
+
+    replica_down_forget()
+
+
+@pytest.fixture
 def celery_broker(redis_container: DockerContainer) -> Iterator[Any]:
     """Celery publishes to the test Redis (db 0, emptied first); yields a client of that db to
     look into the queues (a Redis list per queue name)."""
