@@ -8,7 +8,9 @@
 # never baked into the image), sends HSTS, and redirects plain HTTP on 8080 to
 # https://<host>:NGINX_HTTPS_PORT (the port clients see). NGINX_TRUST_FORWARDED_PROTO=true: a
 # trusted proxy in front (a Kubernetes ingress) terminated TLS, so its X-Forwarded-Proto is
-# passed on to Django instead of Nginx's own scheme.
+# passed on to Django instead of Nginx's own scheme. SECURE_HSTS_SECONDS and SECURE_HSTS_PRELOAD
+# are Django's settings of the same names: Nginx's HSTS header (which replaces Django's) says the
+# same thing; empty means Django's default with TLS on, one year.
 set -eu
 RUN_DIR=/tmp/nginx
 
@@ -26,7 +28,12 @@ NGINX_TRUST_FORWARDED_PROTO=$(bool NGINX_TRUST_FORWARDED_PROTO "${NGINX_TRUST_FO
 case $NGINX_HTTPS_PORT in
   '' | *[!0-9]*) echo "nginx: NGINX_HTTPS_PORT must be a port number" >&2; exit 1 ;;
 esac
-export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO
+SECURE_HSTS_PRELOAD=$(bool SECURE_HSTS_PRELOAD "${SECURE_HSTS_PRELOAD:-}")
+: "${SECURE_HSTS_SECONDS:=31536000}"
+case $SECURE_HSTS_SECONDS in
+  '' | *[!0-9]*) echo "nginx: SECURE_HSTS_SECONDS must be a number of seconds" >&2; exit 1 ;;
+esac
+export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO SECURE_HSTS_SECONDS SECURE_HSTS_PRELOAD
 
 mkdir -p "$RUN_DIR"
 if [ "$TLS_ENABLED" = true ]; then

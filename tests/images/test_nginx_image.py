@@ -39,6 +39,39 @@ def test_a_trusted_ingress_s_forwarded_proto_is_passed_on():
         assert "Strict-Transport-Security" not in bogus.headers
 
 
+def _hsts(*env: str) -> str | None:
+    with nginx("NGINX_TRUST_FORWARDED_PROTO=true", *env) as url:
+        headers = requests.get(url + "/media/x", headers={"X-Forwarded-Proto": "https"}, timeout=5)
+        return headers.headers.get("Strict-Transport-Security")
+
+
+def test_hsts_follows_django_s_settings():
+    assert _hsts() == "max-age=31536000; includeSubDomains"  # Django's default with TLS on
+    assert _hsts("SECURE_HSTS_SECONDS=600") == "max-age=600; includeSubDomains"
+    assert _hsts("SECURE_HSTS_SECONDS=600", "SECURE_HSTS_PRELOAD=true") == (
+        "max-age=600; includeSubDomains; preload"
+    )
+
+
+def test_a_malformed_hsts_setting_refuses_to_start():
+    container = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--add-host", "web:127.0.0.1",
+        "-e", "SECURE_HSTS_SECONDS=1y", image("nginx"),
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_until(
+            lambda: (
+                docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "false"
+            ),
+            timeout=20,
+            what="nginx exits",
+        )
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "1"
+        assert "SECURE_HSTS_SECONDS must be a number" in docker("logs", container).stderr
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
 def test_by_default_the_client_s_forwarded_proto_is_ignored():
     with nginx() as url:
         response = requests.get(url + "/media/x", headers={"X-Forwarded-Proto": "https"}, timeout=5)
