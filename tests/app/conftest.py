@@ -5,7 +5,9 @@ real replica. Containers start only when a test asks for the database or the cac
 """
 
 import secrets
+import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -101,19 +103,10 @@ def _replica_down_forgotten() -> None:
     replica_down_forget()
 
 
-@pytest.fixture
-def celery_broker(redis_container: DockerContainer) -> Iterator[Any]:
-    """Celery publishes to the test Redis (db 0, emptied first); yields a client of that db to
-    look into the queues (a Redis list per queue name)."""
-    import redis
-
+@contextmanager
+def _broker(url: str) -> Iterator[None]:
+    """Celery publishes to `url` meanwhile."""
     from config.celery import app
-
-    host = redis_container.get_container_host_ip()
-    port = int(redis_container.get_exposed_port(6379))
-    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=0)
-    client.flushdb()
-    previous = app.conf.broker_url
 
     def point_at(url: str) -> None:
         app.conf.broker_url = url
@@ -121,7 +114,39 @@ def celery_broker(redis_container: DockerContainer) -> Iterator[Any]:
         app._pool = None
         app.amqp._producer_pool = None
 
-    point_at(f"redis://:{REDIS_PASSWORD}@{host}:{port}/0")
-    yield client
-    point_at(previous)
+    previous = app.conf.broker_url
+    point_at(url)
+    try:
+        yield
+    finally:
+        point_at(previous)
+
+
+@pytest.fixture
+def celery_broker(redis_container: DockerContainer) -> Iterator[Any]:
+    """Celery publishes to the test Redis (db 0, emptied first); yields a client of that db to
+    look into the queues (a Redis list per queue name)."""
+    import redis
+
+    host = redis_container.get_container_host_ip()
+    port = int(redis_container.get_exposed_port(6379))
+    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=0)
+    client.flushdb()
+    with _broker(f"redis://:{REDIS_PASSWORD}@{host}:{port}/0"):
+        yield client
     client.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def broker_down(closed_port: int) -> Iterator[None]:
+    """Celery publishes to a port that refuses connections: every enqueue fails at once."""
+    with _broker(f"redis://:x@127.0.0.1:{closed_port}/0"):
+        yield

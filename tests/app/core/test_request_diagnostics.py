@@ -76,14 +76,29 @@ def test_the_duration_header_is_seconds(get):
 
 def test_a_fast_request_logs_nothing(get, json_lines):
     get("/ok")
-    assert [line for line in json_lines() if line["logger"] == "core.requests"] == []
+    assert logged_by(json_lines, "core.requests") == []
 
 
-def test_a_request_over_the_warning_threshold_is_logged_at_warning(get, settings, json_lines):
-    settings.SLOW_REQUEST_WARNING_MS = 0
-    settings.SLOW_REQUEST_CRITICAL_MS = 60_000
-    get("/ok", x_request_id="slow-1")
-    (line,) = [line for line in json_lines() if line["logger"] == "core.requests"]
+def logged_by(json_lines: Callable[[], list[dict[str, object]]], logger: str) -> list[dict]:
+    return [line for line in json_lines() if line["logger"] == logger]
+
+
+@pytest.fixture
+def slow_line(get, settings, json_lines) -> Callable[..., dict[str, object]]:
+    """GETs `path` with the slow-request thresholds given (ms); returns the one line logged."""
+
+    def request(path: str, request_id: str, *, warning_ms: int, critical_ms: int) -> dict:
+        settings.SLOW_REQUEST_WARNING_MS = warning_ms
+        settings.SLOW_REQUEST_CRITICAL_MS = critical_ms
+        get(path, x_request_id=request_id)
+        (line,) = logged_by(json_lines, "core.requests")
+        return line
+
+    return request
+
+
+def test_a_request_over_the_warning_threshold_is_logged_at_warning(slow_line):
+    line = slow_line("/ok", "slow-1", warning_ms=0, critical_ms=60_000)
     assert line["level"] == "warning"
     assert line["request_id"] == "slow-1"
     assert (line["method"], line["path"], line["view"], line["status"]) == (
@@ -97,18 +112,15 @@ def test_a_request_over_the_warning_threshold_is_logged_at_warning(get, settings
     assert line["message"].startswith("slow request: GET /ok took")
 
 
-def test_a_request_over_the_critical_threshold_is_logged_at_critical(get, settings, json_lines):
-    settings.SLOW_REQUEST_WARNING_MS = 0
-    settings.SLOW_REQUEST_CRITICAL_MS = 0
-    get("/nowhere", x_request_id="slow-2")
-    (line,) = [line for line in json_lines() if line["logger"] == "core.requests"]
+def test_a_request_over_the_critical_threshold_is_logged_at_critical(slow_line):
+    line = slow_line("/nowhere", "slow-2", warning_ms=0, critical_ms=0)
     assert line["level"] == "critical"
     assert (line["request_id"], line["view"], line["status"]) == ("slow-2", "unresolved", 404)
 
 
 def test_a_line_logged_inside_the_view_is_json_with_the_request_id(get, json_lines):
     get("/logs", x_request_id="in-the-view")
-    (line,) = [line for line in json_lines() if line["logger"] == "tests.diagnostics"]
+    (line,) = logged_by(json_lines, "tests.diagnostics")
     assert line["request_id"] == "in-the-view"
     assert line["message"] == "a line from inside the view"
     assert line["answer"] == 42
@@ -120,7 +132,7 @@ def test_a_line_logged_inside_the_view_is_json_with_the_request_id(get, json_lin
 def test_djangos_own_4xx_line_has_the_request_id(get, json_lines):
     # Logged by Django's handler after the middleware chain has returned.
     get("/nowhere", x_request_id="not-found-1")
-    (line,) = [line for line in json_lines() if line["logger"] == "django.request"]
+    (line,) = logged_by(json_lines, "django.request")
     assert (line["level"], line["request_id"]) == ("warning", "not-found-1")
     assert line["message"] == "Not Found: /nowhere"
 
@@ -138,7 +150,7 @@ def test_a_crash_is_a_500_with_the_request_id_and_a_json_traceback(client, json_
     response = client.get("/fails", HTTP_X_REQUEST_ID="crash-1")
     assert response.status_code == 500
     assert response["X-Request-ID"] == "crash-1"
-    (line,) = [line for line in json_lines() if line["logger"] == "django.request"]
+    (line,) = logged_by(json_lines, "django.request")
     assert line["level"] == "error"
     assert line["request_id"] == "crash-1"
     assert "RuntimeError: boom" in line["exception"]

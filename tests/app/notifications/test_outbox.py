@@ -6,7 +6,6 @@ catcher.
 """
 
 import json
-import socket
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -34,33 +33,11 @@ State = OutboxEmail.State
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
 def smtp_down(settings, closed_port):
     """The real SMTP backend pointed at a port that refuses connections."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port, 2
     return settings
-
-
-@pytest.fixture
-def broker_down(settings, closed_port):
-    from config.celery import app
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = f"redis://:x@127.0.0.1:{closed_port}/0"
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield
-    app.conf.broker_url = previous
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 def place_order(email: str = "ada@example.com") -> Order:

@@ -1,11 +1,10 @@
-import socket
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from django.db import connections
 
-from shop.models import Order, OrderItem, Product
+from shop.models import Order, Product
+from tests.app.shop.factories import OrderFactory, OrderItemFactory
 
 
 @pytest.fixture(autouse=True)
@@ -20,34 +19,14 @@ def media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
-@pytest.fixture
-def broker_down():
-    """Celery publishes to a port that refuses connections: every enqueue fails at once."""
-    from config.celery import app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    previous = app.conf.broker_url
-    app.conf.broker_url = f"redis://:x@127.0.0.1:{port}/0"
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield
-    app.conf.broker_url = previous
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
 def at(day: int, hour: int = 12, second: int = 0) -> datetime:
     return datetime(2025, 3, day, hour, 0, second, tzinfo=UTC)
 
 
 def order_at(customer, created_at: datetime, lines: dict[Product, int], **fields) -> Order:
-    order = Order.objects.create(customer=customer, total=Decimal("0"), **fields)
+    order = OrderFactory(customer=customer, **fields)
     for product, quantity in lines.items():
-        OrderItem.objects.create(
-            order=order, product=product, quantity=quantity, unit_price=product.price
-        )
+        OrderItemFactory(order=order, product=product, quantity=quantity, unit_price=product.price)
     Order.objects.filter(pk=order.pk).update(created_at=created_at)
     return order
 
