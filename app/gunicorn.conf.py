@@ -147,7 +147,14 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def worker_abort(worker: Any) -> None:
-    # SIGABRT from the arbiter on WORKER TIMEOUT: log every thread's stack before dying.
+    # SIGABRT from the arbiter on WORKER TIMEOUT: count it (gunicorn_worker_aborts_total, the
+    # GunicornWorkerTimeout alert), then log every thread's stack before dying.
+    try:
+        from core.metrics import count_worker_abort
+
+        count_worker_abort()
+    except Exception:  # the stacks below matter more than the count
+        log.exception("could not count the worker abort")
     frames = sys._current_frames()
     stacks = [
         f"Thread {thread_id}:\n{''.join(traceback.format_stack(frame))}"

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 
-from core import request_context
+from core import celery_metrics, request_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -47,6 +47,8 @@ def close_stale_connections(**kwargs: Any) -> None:
 
 signals.task_prerun.connect(close_stale_connections, weak=False)
 signals.task_postrun.connect(close_stale_connections, weak=False)
+# The worker's resident memory for Prometheus (core/celery_metrics.py, CELERY_METRICS_PORT).
+signals.worker_ready.connect(celery_metrics.start, weak=False)
 
 
 class HeartbeatFile(bootsteps.StartStopStep):

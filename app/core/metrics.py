@@ -10,8 +10,11 @@ What is measured, and where:
   - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
   - queries: an execute_wrapper installed on every database connection as it is created;
   - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.
-Process metrics (CPU, RSS, fds) are not available in multiprocess mode; take them from cAdvisor
-or the kubelet.
+  - worker aborts: Gunicorn's worker_abort hook (app/gunicorn.conf.py), on WORKER TIMEOUT;
+  - each worker's resident memory (and GUNICORN_MEMORY_LIMIT_MB next to it), refreshed by the
+    worker itself at most every RSS_EVERY_SECONDS as it finishes a request (observe_request).
+prometheus_client's own process metrics (CPU, fds) are not available in multiprocess mode; take
+them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/alerts.yml.
 """
 
 import os
@@ -26,6 +29,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -72,6 +76,31 @@ MEMORY_RECYCLES = Counter(
     ["reason"],
 )
 
+WORKER_ABORTS = Counter(
+    "gunicorn_worker_aborts",
+    "Workers Gunicorn killed, by reason (timeout: silent past GUNICORN_TIMEOUT, WORKER TIMEOUT).",
+    ["reason"],
+)
+# One series per live worker (label pid); a worker's files go when it exits (child_exit).
+WORKER_RSS = Gauge(
+    "gunicorn_worker_rss_bytes",
+    "Resident memory of each web worker, as the memory guard reads it.",
+    ["kind"],
+    multiprocess_mode="liveall",
+)
+WORKER_MEMORY_LIMIT = Gauge(
+    "gunicorn_worker_memory_limit_bytes",
+    "GUNICORN_MEMORY_LIMIT_MB in bytes (0: no limit): WebWorkerMemoryHigh compares with it.",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+# A worker re-reads its RSS (one small /proc read) at most this often: a fraction of the scrape
+# interval (15s), and nothing per request in between.
+RSS_EVERY_SECONDS = 5.0
+_MEMORY_LIMIT_BYTES = int(os.environ.get("GUNICORN_MEMORY_LIMIT_MB") or 500) * 1024 * 1024
+_rss_next = 0.0
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
 
@@ -96,6 +125,25 @@ def observe_request(method: str, view: str, status: int, seconds: float) -> None
     children[1].observe(seconds)
     if children[2] is not None:
         children[2].inc()
+    if perf_counter() >= _rss_next:
+        observe_worker_memory()
+
+
+def observe_worker_memory() -> None:
+    """This worker's resident memory and limit, for WebWorkerMemoryHigh and WorkerMemoryGrowing."""
+    global _rss_next  # per process, by design
+    _rss_next = perf_counter() + RSS_EVERY_SECONDS
+    # Resident pages: the second field of /proc/self/statm (as the memory guard reads it).
+    with open("/proc/self/statm", "rb") as statm:
+        WORKER_RSS.labels("web").set(int(statm.read().split()[1]) * _PAGE_SIZE)
+    WORKER_MEMORY_LIMIT.labels("web").set(_MEMORY_LIMIT_BYTES)
+    # The abort counter exported at 0 before the first abort: increase() needs the 0 -> 1 step.
+    WORKER_ABORTS.labels("timeout")
+
+
+def count_worker_abort() -> None:
+    """Called by Gunicorn's worker_abort hook, in the dying worker: the counter's file stays."""
+    WORKER_ABORTS.labels("timeout").inc()
 
 
 def observe_cache(operation: str, seconds: float) -> None:

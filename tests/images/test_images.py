@@ -15,6 +15,7 @@ UIDS = {
     "postgres": 10004,
     "redis": 10005,
     "mailcatcher": 10007,
+    "monitoring": 10008,
 }
 
 

@@ -1,0 +1,79 @@
+"""A Celery worker's own small exporter: the resident memory of its processes, for Prometheus.
+
+Flower (the monitoring profile's Celery source) reports workers online, task outcomes and run
+times, but not memory. So each worker's main process serves, on CELERY_METRICS_PORT (0: off),
+the RSS of itself and of every pool child, read from /proc at scrape time, next to the limit a
+child is recycled at (CELERY_MAX_MEMORY_PER_CHILD_MB). config/celery.py starts it when the
+worker is ready; beat and the web never do. Alerts: CeleryWorkerMemoryHigh, WorkerMemoryGrowing
+(monitoring/rules/alerts.yml).
+"""
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes(pid: int) -> int | None:
+    """A process's resident set size (the second field of /proc/<pid>/statm); None once gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_bytes().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+class MemoryCollector(Collector):
+    def __init__(self, *, limit_bytes: int, pid: int | None = None) -> None:
+        self.limit_bytes = limit_bytes
+        self.pid = pid or os.getpid()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rss = GaugeMetricFamily(
+            "celery_worker_rss_bytes",
+            "Resident memory of the Celery worker's processes (main, and each pool child).",
+            labels=["pid", "process"],
+        )
+        for pid, kind in [(self.pid, "main"), *((c, "child") for c in children(self.pid))]:
+            value = rss_bytes(pid)
+            if value is not None:
+                rss.add_metric([str(pid), kind], value)
+        yield rss
+        yield GaugeMetricFamily(
+            "celery_worker_memory_limit_bytes",
+            "CELERY_MAX_MEMORY_PER_CHILD_MB in bytes: a child above it is replaced after its task.",
+            value=self.limit_bytes,
+        )
+
+
+def registry(*, limit_mb: int) -> CollectorRegistry:
+    found = CollectorRegistry(auto_describe=False)
+    found.register(MemoryCollector(limit_bytes=limit_mb * 1024 * 1024))
+    return found
+
+
+def start(**kwargs: Any) -> None:
+    """celery.signals.worker_ready receiver: serve the metrics from this (the main) process."""
+    port = int(os.environ.get("CELERY_METRICS_PORT") or 9808)
+    if port <= 0:
+        return
+    limit_mb = int(os.environ.get("CELERY_MAX_MEMORY_PER_CHILD_MB") or 200)
+    start_http_server(port, registry=registry(limit_mb=limit_mb))
+    log.info("celery metrics on :%d/metrics", port)

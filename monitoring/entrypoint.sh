@@ -1,0 +1,179 @@
+#!/bin/sh
+# Runs one monitoring component, named by the first argument (docker-compose.yml, profile
+# "monitoring"): prometheus | alertmanager | postgres-exporter | pgbouncer-exporter |
+# redis-exporter | nginx-exporter; "check" renders both configs and validates them. Config is
+# rendered from env into /tmp/monitoring (the root filesystem is read-only), secrets into files
+# there that only this user can read; then exec, so the component is PID 1's direct child and
+# gets SIGTERM itself.
+#
+# Test clock (tests/stack/test_monitoring.py): ALERT_TIME_SCALE=N divides every duration in the
+# rules (`for:` and range windows like [5m]) by N in the rendered copy; the rules file itself is
+# never edited. PROMETHEUS_SCRAPE_INTERVAL / PROMETHEUS_EVALUATION_INTERVAL and the
+# ALERTMANAGER_GROUP_* / ALERTMANAGER_REPEAT_INTERVAL variables shorten the rest.
+set -eu
+role=${1:-prometheus}
+[ $# -gt 0 ] && shift
+SRC=/opt/monitoring
+RUN_DIR=/tmp/monitoring
+umask 077
+mkdir -p "$RUN_DIR"
+echo "$role" > "$RUN_DIR/role"
+
+# ${NAME} placeholders (upper case) replaced from env; Prometheus' own $labels pass untouched.
+render() {
+  awk '{
+    while (match($0, /\$\{[A-Z_]+\}/)) {
+      name = substr($0, RSTART + 2, RLENGTH - 3)
+      $0 = substr($0, 1, RSTART - 1) ENVIRON[name] substr($0, RSTART + RLENGTH)
+    }
+    print
+  }' "$1" > "$2"
+}
+
+# A Prometheus duration (5m, 1h, 30s, 1h30m) divided by ALERT_TIME_SCALE, in whole seconds (>= 1).
+scale_rules() {
+  awk -v scale="$ALERT_TIME_SCALE" '
+    function secs(d,   total, n, u, len) {
+      total = 0
+      while (match(d, /^[0-9]+(ms|[smhdwy])/)) {
+        len = RLENGTH
+        n = substr(d, 1, len); u = n; sub(/^[0-9]+/, "", u); sub(/[a-z]+$/, "", n)
+        total += n * (u == "ms" ? 0.001 : u == "s" ? 1 : u == "m" ? 60 : u == "h" ? 3600 : u == "d" ? 86400 : u == "w" ? 604800 : 31536000)
+        d = substr(d, len + 1)
+      }
+      total = int(total / scale); return (total < 1 ? 1 : total) "s"
+    }
+    function scale_all(line, pattern, lead, trail,   out, m, d, start, len) {
+      out = ""
+      while (match(line, pattern)) {
+        start = RSTART; len = RLENGTH
+        m = substr(line, start, len)
+        d = substr(m, length(lead) + 1, length(m) - length(lead) - length(trail))
+        out = out substr(line, 1, start - 1) lead secs(d) trail
+        line = substr(line, start + len)
+      }
+      return out line
+    }
+    {
+      if (scale != 1) {
+        $0 = scale_all($0, "\\[[0-9][0-9a-z]*\\]", "[", "]")
+        $0 = scale_all($0, "\\[[0-9][0-9a-z]*:", "[", ":")
+        $0 = scale_all($0, "offset [0-9][0-9a-z]*", "offset ", "")
+        if ($0 ~ /^[ \t]*for:[ \t]*[0-9]/) { sub(/for:[ \t]*/, "for: "); split($0, p, "for: "); $0 = p[1] "for: " secs(p[2]) }
+      }
+      print
+    }' "$1" > "$2"
+}
+
+require() {
+  for name in "$@"; do
+    eval "value=\${$name:-}"
+    if [ -z "$value" ]; then echo "monitoring ($role): $name must be set" >&2; exit 1; fi
+  done
+}
+
+render_prometheus() {
+  : "${PROMETHEUS_SCRAPE_INTERVAL:=15s}" "${PROMETHEUS_EVALUATION_INTERVAL:=15s}"
+  : "${ALERT_TIME_SCALE:=1}" "${FLOWER_USER:=admin}"
+  require FLOWER_PASSWORD
+  export PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_EVALUATION_INTERVAL FLOWER_USER RUN_DIR
+  case $ALERT_TIME_SCALE in
+    '' | *[!0-9]* | 0) echo "monitoring: ALERT_TIME_SCALE must be a positive integer" >&2; exit 1 ;;
+  esac
+  printf '%s' "$FLOWER_PASSWORD" > "$RUN_DIR/flower-password"
+  mkdir -p "$RUN_DIR/rules"
+  render "$SRC/prometheus.yml" "$RUN_DIR/prometheus.yml"
+  for rules in "$SRC"/rules/*.yml; do
+    scale_rules "$rules" "$RUN_DIR/rules/$(basename "$rules")"
+  done
+}
+
+render_alertmanager() {
+  : "${EMAIL_HOST:=mailcatcher}" "${EMAIL_PORT:=1025}" "${EMAIL_HOST_USER:=}"
+  : "${EMAIL_HOST_PASSWORD:=}" "${EMAIL_USE_TLS:=false}"
+  : "${ALERT_EMAIL_FROM:=${DEFAULT_FROM_EMAIL:-djstack alerts <alerts@localhost>}}"
+  : "${ALERT_EMAIL_TO:=ops@localhost}" "${ALERT_EMAIL_CRITICAL_TO:=oncall@localhost}"
+  : "${ALERTMANAGER_GROUP_WAIT:=30s}" "${ALERTMANAGER_GROUP_INTERVAL:=5m}"
+  : "${ALERTMANAGER_REPEAT_INTERVAL:=4h}"
+  case $(printf '%s' "$EMAIL_USE_TLS" | tr 'A-Z' 'a-z') in
+    1 | true | yes | on) EMAIL_REQUIRE_TLS=true ;;
+    *) EMAIL_REQUIRE_TLS=false ;;
+  esac
+  printf '%s' "$EMAIL_HOST_PASSWORD" > "$RUN_DIR/smtp-password"
+  export EMAIL_HOST EMAIL_PORT EMAIL_HOST_USER EMAIL_REQUIRE_TLS ALERT_EMAIL_FROM ALERT_EMAIL_TO \
+    ALERT_EMAIL_CRITICAL_TO ALERTMANAGER_GROUP_WAIT ALERTMANAGER_GROUP_INTERVAL \
+    ALERTMANAGER_REPEAT_INTERVAL RUN_DIR
+  render "$SRC/alertmanager.yml" "$RUN_DIR/alertmanager.yml"
+  if [ -z "$EMAIL_HOST_USER" ]; then
+    # No login: drop the auth lines (an empty smtp_auth_username still makes it try PLAIN).
+    grep -v 'smtp_auth_' "$RUN_DIR/alertmanager.yml" > "$RUN_DIR/alertmanager.yml.new"
+    mv "$RUN_DIR/alertmanager.yml.new" "$RUN_DIR/alertmanager.yml"
+  fi
+}
+
+case "$role" in
+  prometheus)
+    : "${PROMETHEUS_RETENTION:=15d}"
+    render_prometheus
+    exec prometheus \
+      --config.file="$RUN_DIR/prometheus.yml" \
+      --storage.tsdb.path=/prometheus \
+      --storage.tsdb.retention.time="$PROMETHEUS_RETENTION" \
+      --web.listen-address=:9090 \
+      --web.console.templates=/usr/share/prometheus/consoles \
+      --web.console.libraries=/usr/share/prometheus/console_libraries \
+      "$@"
+    ;;
+  alertmanager)
+    render_alertmanager
+    # One instance: no gossip cluster (it would listen on 9094 for peers that never come).
+    exec prometheus-alertmanager \
+      --config.file="$RUN_DIR/alertmanager.yml" \
+      --storage.path=/alertmanager \
+      --web.listen-address=:9093 \
+      --cluster.listen-address= \
+      "$@"
+    ;;
+  # Both configs rendered as the services would render them with this env, then checked:
+  # tests/monitoring/test_monitoring_config.py.
+  check)
+    render_prometheus
+    render_alertmanager
+    promtool check config "$RUN_DIR/prometheus.yml"
+    promtool check rules "$RUN_DIR"/rules/*.yml
+    exec amtool check-config "$RUN_DIR/alertmanager.yml"
+    ;;
+  postgres-exporter)
+    # The app's role (no superuser): enough for pg_up, connection counts, max_connections and
+    # replication lag. The exporter reads DATA_SOURCE_* from env: no password on a command line.
+    require PG_EXPORTER_HOST DB_NAME DB_USER DB_PASSWORD
+    DATA_SOURCE_URI="$PG_EXPORTER_HOST:5432/$DB_NAME?sslmode=disable"
+    DATA_SOURCE_USER=$DB_USER DATA_SOURCE_PASS=$DB_PASSWORD
+    export DATA_SOURCE_URI DATA_SOURCE_USER DATA_SOURCE_PASS
+    exec prometheus-postgres-exporter --web.listen-address=:9187 "$@"
+    ;;
+  pgbouncer-exporter)
+    require PGBOUNCER_HOST DB_USER DB_PASSWORD
+    # SHOW commands on PgBouncer's admin console as one of its stats_users (pgbouncer.ini).
+    exec prometheus-pgbouncer-exporter --web.listen-address=:9127 \
+      --pgBouncer.connectionString="postgres://$DB_USER:$DB_PASSWORD@$PGBOUNCER_HOST:${PGBOUNCER_PORT:-6432}/pgbouncer?sslmode=disable" \
+      --pgBouncer.pid-file= \
+      "$@"
+    ;;
+  redis-exporter)
+    # REDIS_PASSWORD is read by the exporter from env. The Celery queues are lists in the
+    # broker's database 0: their lengths are the backlog per queue (redis_key_size).
+    require REDIS_ADDR REDIS_PASSWORD
+    exec prometheus-redis-exporter -web.listen-address=:9121 -redis.addr="$REDIS_ADDR" \
+      -check-single-keys="${REDIS_EXPORTER_QUEUE_KEYS:-db0=default,db0=reports,db0=email}" \
+      "$@"
+    ;;
+  nginx-exporter)
+    exec prometheus-nginx-exporter --web.listen-address=:9113 \
+      --nginx.scrape-uri="${NGINX_STATUS_URI:-http://nginx:8081/stub_status}" "$@"
+    ;;
+  *)
+    echo "usage: entrypoint.sh prometheus|alertmanager|check|postgres-exporter|pgbouncer-exporter|redis-exporter|nginx-exporter" >&2
+    exit 64
+    ;;
+esac
