@@ -26,7 +26,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 CORES = len(os.sched_getaffinity(0))
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "io": {"worker_class": "uvicorn_worker.UvicornWorker", "workers": CORES, "threads": 1},
+    "io": {"worker_class": "core.workers.UvicornWorker", "workers": CORES, "threads": 1},
     "cpu": {"worker_class": "sync", "workers": 2 * CORES + 1, "threads": 1},
     "mixed": {"worker_class": "gthread", "workers": CORES + 1, "threads": 4},
 }
@@ -58,11 +58,13 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
 # belongs in Celery. Nginx's proxy_read_timeout (35s) sits above it, so Gunicorn acts first and
 # its worker_abort hook logs where the request was stuck; Nginx answers the client a JSON 504.
 timeout = _int("GUNICORN_TIMEOUT", 30)
-# On SIGTERM, in-flight requests get this long to finish. Kubernetes' grace period is set above
+# On SIGTERM, in-flight requests get this long to finish, the Uvicorn worker's drain
+# (core/workers.py, GUNICORN_DRAIN_SECONDS 5s) included. Kubernetes' grace period is set above
 # preStop + this value (k8s/).
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
-# Longer than Nginx's upstream keepalive_timeout (60s): Nginx must close an idle connection
-# first, or it may send a request down a socket Gunicorn is closing (a 502).
+# Longer than Nginx's upstream keepalive_timeout (4s): Nginx must close an idle connection
+# first, or it may send a request down a socket Gunicorn is closing (a 502). Other clients get
+# the usual 75s.
 keepalive = _int("GUNICORN_KEEPALIVE", 75)
 # The heartbeat file lives in RAM: a disk-backed /tmp can stall it and get workers killed.
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - private to the container

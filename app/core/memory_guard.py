@@ -6,41 +6,33 @@ requests the diagnostics middleware calls request_finished(), which reads the wo
 
 - sync / gthread workers: SIGTERM to itself at once. Gunicorn's handler clears `alive`; the
   worker finishes what it is serving, accepting nothing more, and exits.
-- Uvicorn workers: SIGTERM alone is not enough. Uvicorn's handler only sets should_exit, which
-  its main loop reads up to 0.1 s later; meanwhile the worker keeps accepting connections, and
-  its shutdown then closes every connection without a request in progress, including ones it
-  has just accepted whose request it has not read yet: that client gets a connection reset
-  (with a plain SIGTERM, 3 of 120 requests in the scenario of test_gunicorn_diagnostics.py). So
-  the guard first closes the worker's listeners (the kernel queue stays with the other workers and
-  the master), answers every request of the next DRAIN_SECONDS with `Connection: close` so
-  keep-alive clients such as Nginx drop their connections after a complete response, and only
-  then sends the SIGTERM, for Uvicorn's shutdown to finish whatever is still in flight.
+- Uvicorn workers (core/workers.py): the server drains first, closing its listeners and its
+  connections the race-free way (each after a complete response with `Connection: close`, or by
+  Nginx once idle), then stops as on SIGTERM. A plain SIGTERM to a Uvicorn worker used to close
+  every idle connection at once, including just-accepted ones whose request it had not read yet:
+  that client got a connection reset (3 of 120 requests in test_gunicorn_diagnostics.py).
 
 The arbiter sees the worker exit and forks a replacement. Unarmed (tests, manage.py, Celery), the
 guard does nothing at all.
 
 Recycling after GUNICORN_MAX_REQUESTS (plus jitter) takes the same path for Uvicorn workers:
 post_fork (app/gunicorn.conf.py) turns Uvicorn's own limit_max_requests off and hands the count
-to the guard as `max_requests`. Uvicorn's limit stops the server the same abrupt way (its main
-loop sees the count, then closes every idle connection, just-accepted ones included), which
-under load reset a few requests in a thousand: the POSTs among them reached the client as 502s,
-since Nginx never retries a POST it has sent (tests/stack/test_faults.py).
+to the guard as `max_requests`. Uvicorn's limit stops the server without a drain, which under
+load reset a few requests in a thousand: the POSTs among them reached the client as 502s, since
+Nginx never retries a POST it has sent (tests/stack/test_faults.py).
 """
 
-import asyncio
 import logging
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from core import workers
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# How long a Uvicorn worker over the limit keeps serving its open connections, closing each after
-# its next response, before it stops. Longer lets more keep-alive connections close cleanly.
-DRAIN_SECONDS = 1.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -69,7 +61,6 @@ class Guard:
     pid: int = field(default_factory=os.getpid)
     requests: int = 0
     tripped: bool = False
-    draining: bool = False
 
 
 _guard: Guard | None = None
@@ -94,28 +85,12 @@ def disarm() -> None:
     _guard = None
 
 
-def _uvicorn_server() -> Any:
-    """The Uvicorn server this process runs, if any: its SIGTERM handler is a bound method of it."""
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
-    if type(server).__module__ == "uvicorn.server" and hasattr(server, "servers"):
-        return server
-    return None
-
-
-def _recycle(guard: Guard) -> None:
-    server = _uvicorn_server()
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if server is None or loop is None:
-        guard.shutdown()
-        return
-    for listener in server.servers:
-        listener.close()  # stop accepting; connections already accepted are still served
-    guard.draining = True
-    loop.call_later(DRAIN_SECONDS, guard.shutdown)
+def _recycle(guard: Guard, reason: str) -> None:
+    server = workers.current()
+    if server is None:
+        guard.shutdown()  # sync and gthread workers: Gunicorn's own graceful stop
+    else:
+        server.drain(reason)
 
 
 def request_finished() -> bool:
@@ -123,15 +98,18 @@ def request_finished() -> bool:
 
     True while the worker drains before it stops: the response should close its connection.
     """
+    _count()
+    return workers.draining()
+
+
+def _count() -> None:
     guard = _guard
-    if guard is None:
-        return False
-    if guard.tripped:
-        return guard.draining
+    if guard is None or guard.tripped:
+        return
     guard.requests += 1
     if guard.max_requests and guard.requests >= guard.max_requests:
         if guard.pid != os.getpid():
-            return False
+            return
         guard.tripped = True
         log.info(
             "max requests reached: worker %s served %d; finishing its requests and exiting, "
@@ -143,15 +121,15 @@ def request_finished() -> bool:
         from core.metrics import MEMORY_RECYCLES
 
         MEMORY_RECYCLES.labels("max_requests").inc()
-        _recycle(guard)
-        return guard.draining
+        _recycle(guard, "max requests")
+        return
     if guard.limit_mb <= 0 or guard.requests % guard.every:
-        return False
+        return
     if guard.pid != os.getpid():
-        return False  # a process forked from the worker: only the worker itself may be recycled
+        return  # a process forked from the worker: only the worker itself may be recycled
     rss = rss_bytes()
     if not exceeds(rss, guard.limit_mb):
-        return False
+        return
     guard.tripped = True
     log.warning(
         "memory limit exceeded: worker %s has %d MB resident, limit %d MB; finishing its "
@@ -168,5 +146,4 @@ def request_finished() -> bool:
     from core.metrics import MEMORY_RECYCLES
 
     MEMORY_RECYCLES.labels("rss").inc()
-    _recycle(guard)
-    return guard.draining
+    _recycle(guard, "memory limit")

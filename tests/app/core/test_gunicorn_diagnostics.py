@@ -7,70 +7,26 @@ Only probes are requested, so neither Postgres nor Redis is needed.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Gunicorn:
-    url: str
-    log: Path
-
-    def lines(self) -> list[str]:
-        return self.log.read_text().splitlines()
+from tests.app.core.gunicorn_process import Gunicorn
+from tests.app.core.gunicorn_process import gunicorn as start_gunicorn
+from tests.support import wait_until
 
 
 @pytest.fixture
 def gunicorn(tmp_path) -> Iterator[Gunicorn]:
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "GUNICORN_PROFILE": "io",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_MEMORY_LIMIT_MB": "1",
-        "GUNICORN_MEMORY_CHECK_EVERY": "3",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py"],
-            cwd=ROOT / "app",
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Gunicorn(f"http://127.0.0.1:{port}", log)
-    try:
-        wait_until(
-            lambda: requests.get(server.url + "/healthz", timeout=2).status_code == 200,
-            timeout=30,
-            what="gunicorn to answer",
-        )
+    with start_gunicorn(
+        tmp_path,
+        GUNICORN_WORKERS="2",
+        GUNICORN_MEMORY_LIMIT_MB="1",
+        GUNICORN_MEMORY_CHECK_EVERY="3",
+    ) as server:
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def healthz_count(url: str) -> float:
@@ -82,14 +38,10 @@ def healthz_count(url: str) -> float:
     return 0.0
 
 
-def entries(server: Gunicorn) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in server.lines() if line.startswith("{")]
-
-
 def stopped_pids(server: Gunicorn) -> set[int]:
-    """Workers the master reaped after a SIGTERM: "Worker (pid:123) was sent SIGTERM!"."""
-    messages = [str(e["message"]) for e in entries(server)]
-    return {int(m.split("pid:")[1].split(")")[0]) for m in messages if "was sent SIGTERM" in m}
+    """Workers that drained and exited: "Worker exiting (pid: 123)"."""
+    exits = [m for m in server.messages() if m.startswith("Worker exiting")]
+    return {int(m.split("pid: ")[1].split(")")[0]) for m in exits}
 
 
 def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicorn):
@@ -104,17 +56,17 @@ def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicor
     assert [r.status_code for r in kept] == [200] * 12
     assert "close" in [r.headers.get("Connection") for r in kept]
 
-    guard = [e for e in entries(gunicorn) if e["logger"] == "core.memory_guard"]
+    guard = [e for e in gunicorn.entries() if e["logger"] == "core.memory_guard"]
     # 24 requests, a check on every third request of a worker, all over a 1 MB limit.
     assert len(guard) >= 4
     assert all(e["level"] == "warning" and e["rss_mb"] > 1 and e["limit_mb"] == 1 for e in guard)
     assert all("memory limit exceeded" in str(e["message"]) for e in guard)
-    # Each worker over the limit stopped on its SIGTERM (after draining) and the master reaped it.
+    # Each worker over the limit drained, stopped, and the master replaced it.
     tripped = {int(e["pid"]) for e in guard}
     wait_until(lambda: tripped <= stopped_pids(gunicorn), timeout=20, what="the workers to stop")
-    boots = [e for e in entries(gunicorn) if str(e["message"]).startswith("Booting worker")]
+    boots = [e for e in gunicorn.entries() if str(e["message"]).startswith("Booting worker")]
     assert len(boots) >= 2 + len(tripped) - 1  # the last one's replacement may still be forking
-    assert any(e["logger"] == "uvicorn.error" for e in entries(gunicorn))
+    assert any(e["logger"] == "uvicorn.error" for e in gunicorn.entries())
 
     # Every request is counted once, though most of the workers that served them are gone.
     assert healthz_count(gunicorn.url) == before + 24 + 12

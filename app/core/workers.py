@@ -1,0 +1,120 @@
+"""Gunicorn's Uvicorn worker, with a drain before it stops (GUNICORN_PROFILE=io).
+
+Uvicorn stops a server by closing every connection without a request in progress at once. Nginx
+keeps idle keep-alive connections to its upstream and may be sending a request down one at that
+very moment: the request meets a closed socket, and since Nginx never retries a request it has
+already sent with a non-idempotent method, the client of a POST gets a 502. Only the client side
+of a keep-alive connection can close it without that race.
+
+So a stopping worker here first drains, for at most DRAIN_SECONDS:
+- it closes its listeners: new connections go to the other workers, or, when the whole server
+  stops, are refused, which Nginx retries on another upstream even for a POST (nothing was sent);
+- it answers every request with `Connection: close` (core.middleware), so Nginx drops each
+  connection it uses after a complete response;
+- it waits for Nginx to close the connections it leaves idle, which it does after its upstream
+  keepalive_timeout (nginx/nginx.conf), set below DRAIN_SECONDS for that reason.
+When no connection is left, or at the deadline, Uvicorn's own shutdown runs: in-flight requests
+finish within Gunicorn's graceful_timeout, as before.
+
+The drain starts on SIGTERM (Gunicorn's graceful stop, `docker stop`, Kubernetes after preStop,
+the old workers of a SIGHUP reload) and when the memory guard recycles the worker
+(core/memory_guard.py: over its memory limit, or after max_requests).
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from types import FrameType
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker as _UvicornWorker
+
+log = logging.getLogger(__name__)
+
+# Above Nginx's upstream keepalive_timeout (4s): by then Nginx has closed every connection it
+# left idle, so the worker never closes one under a request. Counts against graceful_timeout.
+DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
+
+_server: "DrainingServer | None" = None
+
+
+def draining() -> bool:
+    """True while this process's server drains: responses should close their connection."""
+    return _server is not None and _server.drain_deadline is not None
+
+
+def current() -> "DrainingServer | None":
+    """The draining-capable server this worker runs, if any (None in tests and other workers)."""
+    return _server
+
+
+class DrainingServer(Server):
+    drain_deadline: float | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        global _server  # one server per worker process
+        _server = self
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    def drain(self, reason: str) -> None:
+        """Starts the drain on the event loop's next turn; safe from any thread or a signal
+        handler (the memory guard may run in a sync view's thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_drain, reason)
+
+    def _start_drain(self, reason: str) -> None:
+        if self.drain_deadline is not None or self.should_exit:
+            return
+        self.drain_deadline = time.monotonic() + DRAIN_SECONDS
+        for listener in self.servers:
+            listener.close()  # accepted connections are still served
+        log.info(
+            "draining before stop (%s): no new connections, Connection: close on every "
+            "response, waiting up to %.0fs for %d open connections to close",
+            reason,
+            DRAIN_SECONDS,
+            len(self.server_state.connections),
+            extra={"reason": reason, "open": len(self.server_state.connections)},
+        )
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first_sigterm = sig == signal.SIGTERM and self.drain_deadline is None
+        if first_sigterm and self.started and not self.should_exit:
+            # Kept, so that once the server has stopped the process still ends on SIGTERM.
+            self._captured_signals.append(sig)
+            self.drain("SIGTERM")
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None and not self.should_exit:
+            left = len(self.server_state.connections)
+            if not left or time.monotonic() >= self.drain_deadline:
+                log.info(
+                    "drained: %s",
+                    "every connection closed by its client"
+                    if not left
+                    else f"deadline reached with {left} connections open",
+                    extra={"open": left},
+                )
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
+class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
+    """uvicorn_worker.UvicornWorker with DrainingServer; everything else as upstream."""
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
