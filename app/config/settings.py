@@ -83,9 +83,11 @@ def _database(name: str) -> dict[str, object]:
         "PASSWORD": _DB_PASSWORD,
         "HOST": env_str("DB_HOST", "pgbouncer"),
         "PORT": env_int("DB_PORT", 6432),
-        # 0: under ASGI each request's sync work runs in a short-lived thread, so a persistent
-        # connection would outlive its thread; PgBouncer already keeps the server connections warm.
-        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 0),
+        # Each request's sync work runs on a thread reused across requests (core/asgi.py, and
+        # Gunicorn's threads under WSGI): keeping its PgBouncer connection saves a SCRAM login
+        # per request, PgBouncer's one-core bottleneck under a burst. 60s, checked before reuse
+        # (CONN_HEALTH_CHECKS), so a PgBouncer restart costs one failed check, not an error.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         # Transaction pooling gives no session to hold a server-side (named) cursor across fetches.
         "DISABLE_SERVER_SIDE_CURSORS": True,

@@ -4,6 +4,7 @@ The replica alias mirrors the primary here (Django's TEST MIRROR); the compose s
 real replica. Containers start only when a test asks for the database or the cache.
 """
 
+import copy
 import secrets
 import socket
 from collections.abc import Iterator
@@ -65,6 +66,15 @@ def django_db_modify_db_settings(postgres_container: DockerContainer) -> None:
     port = int(postgres_container.get_exposed_port(5432))
     for alias in ("default", "replica"):
         settings.DATABASES[alias].update({"HOST": host, "PORT": port, "PASSWORD": DB_PASSWORD})
+
+
+@pytest.fixture(autouse=True)
+def _databases_unchanged() -> Iterator[None]:
+    """No test leaves DATABASES changed: pytest-django's `settings` fixture undoes assignments,
+    not changes made inside the dict, and a stale PORT there breaks every later connection."""
+    before = copy.deepcopy(settings.DATABASES)
+    yield
+    assert before == settings.DATABASES, "DATABASES changed in place: undo it in the test"
 
 
 @pytest.fixture

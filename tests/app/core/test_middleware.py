@@ -31,9 +31,13 @@ def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis
 
 
 @pytest.mark.django_db
-def test_readiness_is_503_when_the_primary_is_unreachable(client, redis_settings, settings):
-    settings.DATABASES["default"] = {**settings.DATABASES["default"], "PORT": "1"}
-    response = client.get("/readyz")
+def test_readiness_is_503_when_the_primary_is_unreachable(client, redis_settings, monkeypatch):
+    # Undone right after: DATABASES is one dict for the whole session, and every connection
+    # opened later (a new thread's, the readiness check's) reads it.
+    with monkeypatch.context() as patch:
+        unreachable = {**redis_settings.DATABASES["default"], "PORT": "1"}
+        patch.setitem(redis_settings.DATABASES, "default", unreachable)
+        response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"

@@ -1,0 +1,35 @@
+"""Views for the ASGI handler tests only (pytest.mark.urls)."""
+
+import asyncio
+import threading
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+# Set by a test to let the held requests finish.
+RELEASE = asyncio.Event()
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    return int(pid)
+
+
+async def threads(request: HttpRequest) -> JsonResponse:
+    first = await sync_to_async(threading.get_ident)()
+    pid = await sync_to_async(_backend_pid)()
+    second = await sync_to_async(threading.get_ident)()
+    return JsonResponse({"threads": [first, second], "backend_pid": pid})
+
+
+async def hold(request: HttpRequest) -> JsonResponse:
+    thread = await sync_to_async(threading.get_ident)()
+    await RELEASE.wait()
+    return JsonResponse({"threads": [thread]})
+
+
+urlpatterns = [path("threads", threads), path("hold", hold)]

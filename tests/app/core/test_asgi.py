@@ -1,0 +1,125 @@
+"""The pooled ASGI handler (core/asgi.py) keeps Django's thread rules and the database settings:
+a request's sync calls share one thread, threads are reused across requests, and a connection
+outlives its request only as DB_CONN_MAX_AGE says."""
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.db import connections
+
+from core.asgi import ExecutorPool, PooledExecutorASGIHandler
+from tests.app.core import asgi_urls
+
+pytestmark = [pytest.mark.urls("tests.app.core.asgi_urls")]
+
+
+def scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+
+
+class Request:
+    def __init__(self, app: PooledExecutorASGIHandler, path: str) -> None:
+        self.communicator = ApplicationCommunicator(app, scope(path))
+
+    async def start(self) -> "Request":
+        await self.communicator.send_input({"type": "http.request", "body": b""})
+        return self
+
+    async def response(self) -> dict[str, Any]:
+        start = await self.communicator.receive_output(20)
+        assert start["status"] == 200, start
+        body = b""
+        while True:
+            message = await self.communicator.receive_output(20)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await self.communicator.wait(20)
+        return dict(json.loads(body))
+
+
+async def get(app: PooledExecutorASGIHandler, path: str) -> dict[str, Any]:
+    return await (await Request(app, path).start()).response()
+
+
+@pytest.fixture
+def app() -> Iterator[PooledExecutorASGIHandler]:
+    handler = PooledExecutorASGIHandler()
+    yield handler
+    handler.executors.close()
+
+
+@pytest.fixture
+def conn_max_age() -> Iterator[Any]:
+    settings_dict = connections["default"].settings_dict
+    before = settings_dict["CONN_MAX_AGE"]
+
+    def set_to(seconds: int) -> None:
+        # Read when a thread opens its connection: every thread of a new handler sees it.
+        settings_dict["CONN_MAX_AGE"] = seconds
+
+    yield set_to
+    settings_dict["CONN_MAX_AGE"] = before
+
+
+async def two_requests(app: PooledExecutorASGIHandler) -> list[dict[str, Any]]:
+    return [await get(app, "/threads"), await get(app, "/threads")]
+
+
+# pytest runs these synchronously: asyncio.run gives each its own event loop, as a worker has.
+@pytest.mark.django_db(transaction=True)
+def test_a_requests_sync_calls_share_one_thread_and_the_next_request_reuses_it(app, conn_max_age):
+    conn_max_age(60)
+    first, second = asyncio.run(two_requests(app))
+    assert first["threads"][0] == first["threads"][1]
+    assert second["threads"] == first["threads"]
+    # The thread's connection lived on into the next request (DB_CONN_MAX_AGE=60).
+    assert second["backend_pid"] == first["backend_pid"]
+    assert app.executors.created == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_conn_max_age_zero_each_request_still_closes_its_connection(app, conn_max_age):
+    conn_max_age(0)
+    first, second = asyncio.run(two_requests(app))
+    assert second["threads"] == first["threads"]  # the same thread...
+    assert second["backend_pid"] != first["backend_pid"]  # ...with a new connection
+
+
+def test_concurrent_requests_get_their_own_threads_and_wait_when_all_are_lent(app):
+    asyncio.run(three_requests_on_two_threads(app))
+
+
+async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
+    asgi_urls.RELEASE = asyncio.Event()
+    app.executors = ExecutorPool(2)
+    held = [await Request(app, "/hold").start() for _ in range(2)]
+    await asyncio.sleep(0.2)
+    waiting = await Request(app, "/hold").start()
+    await asyncio.sleep(0.2)
+    assert app.executors.created == 2
+    assert len(app.executors._waiters) == 1  # the third request waits for a thread
+
+    asgi_urls.RELEASE.set()
+    threads = [(await r.response())["threads"][0] for r in held]
+    assert threads[0] != threads[1]
+    # It got one of the two threads back, not a third.
+    assert (await waiting.response())["threads"][0] in threads
+    assert app.executors.created == 2
