@@ -156,6 +156,36 @@ def wait_finished(stack, headers, report_id: int, timeout: float = 60) -> dict:
     )
 
 
+def report_under_way(stack, headers, year: int, *, progress: range) -> int:
+    """A report over 20,000 seeded orders of `year`, asked for and seen running with its
+    progress (percent) in `progress`: mid-report, started and well short of done."""
+    seed_orders(stack, 20_000, year)
+    report_id = ask_report(stack, headers, year)
+    wait_until(
+        lambda: (
+            (s := report_status(stack, headers, report_id))["state"] == "running"
+            and s["progress"] in progress
+        ),
+        timeout=30,
+        interval=0.2,
+        what="the report under way",
+    )
+    return report_id
+
+
+def report_attempts(stack, report_id: int) -> int:
+    return int(
+        stack.psql("db-primary", f"SELECT attempts FROM reports_report WHERE id = {report_id}")
+    )
+
+
+def assert_ready_mail_sent_once(stack, address: str, report_id: int) -> None:
+    time.sleep(5)  # two more sweeps: nothing arrives a second time
+    assert [m["subject"] for m in catcher(stack, address)] == [
+        f"Your sales report {report_id} is ready"
+    ]
+
+
 def insert_report(stack, owner_id: int, **columns: str) -> int:
     values = {
         "owner_id": str(owner_id),
@@ -280,18 +310,7 @@ def test_a_report_is_computed_on_the_worker_and_downloaded_through_nginx_only(st
 def test_a_report_survives_its_worker_being_killed_and_completes_exactly_once(stack):
     year = 2014
     headers, address, _ = customer(stack)
-    seed_orders(stack, 20_000, year)
-    report_id = ask_report(stack, headers, year)
-    # Mid-report: started, well short of done.
-    wait_until(
-        lambda: (
-            (s := report_status(stack, headers, report_id))["state"] == "running"
-            and 5 <= s["progress"] < 60
-        ),
-        timeout=30,
-        interval=0.2,
-        what="the report under way",
-    )
+    report_id = report_under_way(stack, headers, year, progress=range(5, 60))
     worker = container(stack, "worker-reports")
     try:
         docker("kill", "--signal", "KILL", worker)
@@ -303,46 +322,29 @@ def test_a_report_survives_its_worker_being_killed_and_completes_exactly_once(st
     assert status["state"] == "done", status
     assert (status["order_count"], status["units"], status["revenue"]) == sql_totals(stack, year)
     # It ran again after the kill; one run completed it, one file, one email.
-    attempts = stack.psql(
-        "db-primary", f"SELECT attempts FROM reports_report WHERE id = {report_id}"
-    )
-    assert int(attempts) >= 2
+    attempts = report_attempts(stack, report_id)
+    assert attempts >= 2
     files = stack.compose(
         "exec", "-T", "worker-reports", "ls", "-a", f"/srv/media/reports/{report_id}"
     )
     assert [f for f in files.stdout.split() if f not in (".", "..")] == [
         f"report-{report_id}-{attempts}.csv"
     ]
-    time.sleep(5)
-    assert [m["subject"] for m in catcher(stack, address)] == [
-        f"Your sales report {report_id} is ready"
-    ]
+    assert_ready_mail_sent_once(stack, address, report_id)
 
 
 def test_stopping_the_report_worker_lets_the_running_report_finish(stack):
     year = 2012
     headers, _, _ = customer(stack)
-    seed_orders(stack, 20_000, year)
-    report_id = ask_report(stack, headers, year)
-    wait_until(
-        lambda: (
-            (s := report_status(stack, headers, report_id))["state"] == "running"
-            and s["progress"] < 50
-        ),
-        timeout=30,
-        interval=0.2,
-        what="the report under way",
-    )
+    report_id = report_under_way(stack, headers, year, progress=range(50))
     try:
         # SIGTERM: Celery's warm shutdown takes no new task and waits for the running one
         # (compose gives it 360s, the hard time limit + 30; `stop` returns once it exited).
         stack.compose("stop", "worker-reports")
         status = report_status(stack, headers, report_id)
         assert status["state"] == "done", status
-        attempts = stack.psql(
-            "db-primary", f"SELECT attempts FROM reports_report WHERE id = {report_id}"
-        )
-        assert attempts == "1"  # finished by the run that was under way, not redone
+        # Finished by the run that was under way, not redone.
+        assert report_attempts(stack, report_id) == 1
     finally:
         restore(stack, "worker-reports")
 
@@ -369,17 +371,7 @@ print(len(children))
 def test_a_report_whose_pool_process_dies_goes_back_to_the_queue_and_completes_once(stack):
     year = 2013
     headers, address, _ = customer(stack)
-    seed_orders(stack, 20_000, year)
-    report_id = ask_report(stack, headers, year)
-    wait_until(
-        lambda: (
-            (s := report_status(stack, headers, report_id))["state"] == "running"
-            and 5 <= s["progress"] < 60
-        ),
-        timeout=30,
-        interval=0.2,
-        what="the report under way",
-    )
+    report_id = report_under_way(stack, headers, year, progress=range(5, 60))
     # The OOM killer's way: SIGKILL to the pool processes, the worker itself lives on and
     # (acks_late + reject_on_worker_lost) puts the unacknowledged message back on the queue.
     killed = stack.compose(
@@ -391,10 +383,7 @@ def test_a_report_whose_pool_process_dies_goes_back_to_the_queue_and_completes_o
     assert (status["order_count"], status["units"], status["revenue"]) == sql_totals(stack, year)
     logs = stack.compose("logs", "--no-color", "--since", "5m", "worker-reports").stdout
     assert "WorkerLostError" in logs or "SIGKILL" in logs
-    time.sleep(5)
-    assert [m["subject"] for m in catcher(stack, address)] == [
-        f"Your sales report {report_id} is ready"
-    ]
+    assert_ready_mail_sent_once(stack, address, report_id)
 
 
 def test_a_report_whose_task_raises_ends_failed_with_a_reason(stack):
