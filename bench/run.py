@@ -35,7 +35,7 @@ TAG = os.environ.get("BENCH_IMAGE_TAG", "bench")
 BASE = f"http://127.0.0.1:{PORT}"
 COMPOSE_FILES = ["-f", "docker-compose.yml", "-f", "bench/compose.bench.yml"]
 # What the scenarios need: Nginx, web and its dependencies, the upstream stand-ins, the replica.
-# The Celery services are left out: no scenario here uses them (reports are not measured).
+# The Celery services are left out; scenario 7 (reports) starts worker-reports itself.
 SERVICES = ["nginx", "web", "price", "recommendations", "db-replica"]
 CELERY_SERVICES = ["worker", "worker-reports", "worker-email", "beat"]
 
@@ -58,6 +58,9 @@ CEILING_SECONDS = 5 if QUICK else 10
 ALTERNATIONS = 1 if QUICK else 2
 PRELOAD_WORKERS = [2] if QUICK else [2, 4, 8]
 PG_CLIENTS = 1000
+# BENCH_ONLY=reports,pgbouncer: only these steps (names as in main()); their results replace
+# those of the same scenarios in the existing results.json, the rest of it is kept.
+ONLY = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
 PG_QUERIES = 5 if QUICK else 20
 
 
@@ -464,6 +467,188 @@ def scenario_pgbouncer(results: dict[str, Any]) -> None:
     }
 
 
+# Scenario 7. Runs inside worker-reports (Django and /proc of the Celery pool are both there):
+# asks for one report over the whole seeded year, and while the pool child builds it, samples the
+# child's memory. Peak = VmHWM, the kernel's own high-water mark of the child's resident set,
+# reset (clear_refs 5) just before the report starts: it catches a spike between samples, which
+# polling VmRSS cannot. Polled VmRSS (every 20 ms) is kept beside it as a cross-check.
+REPORT_SCRIPT = r"""
+import json, os, sys, time
+from datetime import timedelta
+import django
+sys.path.insert(0, "/app")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+from django.contrib.auth.models import User
+from django.utils import timezone
+from config.db_router import PRIMARY, REPLICA
+from reports.models import Report
+from reports.services import report_create
+from shop.models import Order
+EXPECTED, LABEL = int(sys.argv[1]), sys.argv[2]
+
+def status(pid):
+    fields = {}
+    for line in open(f"/proc/{pid}/status"):
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    return fields
+
+def children():
+    # The prefork pool: processes whose parent is the Celery master (PID 1 is docker-init).
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if "celery" in cmd and "worker" in cmd and "docker-init" not in cmd:
+            procs[int(pid)] = ppid
+    master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
+    return sorted(pid for pid, ppid in procs.items() if ppid == master)
+
+def cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+# The replica serves the report: wait until it has every order the primary has.
+deadline = time.monotonic() + 300
+while Order.objects.using(REPLICA).count() < Order.objects.using(PRIMARY).count():
+    if time.monotonic() > deadline:
+        raise SystemExit("replica did not catch up within 300 s")
+    time.sleep(0.5)
+pids = children()
+reset = True
+for pid in pids:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current VmRSS
+    except OSError:
+        reset = False
+before = {pid: (int(status(pid)["VmRSS"][0]), cpu_ticks(pid)) for pid in pids}
+owner, _ = User.objects.using(PRIMARY).get_or_create(username="bench-reports")
+today = timezone.now().date()
+created = time.monotonic()
+report = report_create(owner=owner, date_from=today - timedelta(days=365), date_to=today)
+sampled = {pid: 0 for pid in pids}
+samples = 0
+next_poll = 0.0
+limit = time.monotonic() + 600
+while True:
+    for pid in pids:
+        try:
+            sampled[pid] = max(sampled[pid], int(status(pid)["VmRSS"][0]))
+        except OSError:
+            pass
+    samples += 1
+    now = time.monotonic()
+    if now >= next_poll:
+        report.refresh_from_db()
+        if report.state in ("done", "failed"):
+            break
+        next_poll = now + 0.2
+    if now > limit:
+        raise SystemExit("report not finished within 600 s")
+    time.sleep(0.02)
+wall = time.monotonic() - created
+after = {}
+for pid in pids:
+    try:
+        after[pid] = (int(status(pid)["VmHWM"][0]), int(status(pid)["VmRSS"][0]), cpu_ticks(pid))
+    except OSError:
+        after[pid] = None  # recycled (max_memory_per_child) before it could be read
+# The child that ran it is the one that spent the CPU.
+ran = max(pids, key=lambda pid: (after[pid] or (0, 0, 0))[2] - before[pid][1])
+hwm, rss_end, ticks = after[ran] or (None, None, None)
+print(json.dumps({
+    "label": LABEL, "orders_expected": EXPECTED, "order_count": report.order_count,
+    "state": report.state, "error": report.error,
+    "seconds": (report.finished_at - report.started_at).total_seconds(),
+    # The child's own CPU time (user + system): what the report cost the worker, which the
+    # other loads on a shared machine stretch far less than they stretch the wall time.
+    "cpu_seconds": (ticks - before[ran][1]) / os.sysconf("SC_CLK_TCK") if ticks else None,
+    "wall_seconds": round(wall, 2), "child_pid": ran, "pool_children": len(pids),
+    "hwm_reset": reset, "peak_rss_kb": hwm, "sampled_peak_rss_kb": sampled[ran],
+    "rss_before_kb": before[ran][0], "rss_after_kb": rss_end, "samples": samples,
+    "child_recycled": after[ran] is None,
+}))
+"""
+REPORT_SIZES = [10_000, 100_000] if QUICK else [10_000, 100_000, 1_000_000]
+
+
+def order_count() -> int:
+    out = compose(
+        "exec", "-T", "db-primary", "psql", "-U", "postgres", "-d", "app", "-XAtqc",
+        "SELECT count(*) FROM shop_order",
+    ).stdout  # fmt: skip
+    return int(out.strip())
+
+
+def scenario_reports(results: dict[str, Any]) -> None:
+    """Scenario 7: the report over 10k, 100k (and 1M) orders, one run each in the same worker.
+
+    The orders are seeded in steps (INSERT ... SELECT on the primary, manage.py seed) up to each
+    size, spread over the past 365 days, and every report covers the whole year, so it reads
+    every order. worker-reports runs with one pool child (CELERY_CONCURRENCY=1), so the warm-up
+    report and every measured one run in the same process: no row pays the child's first-task
+    imports, and no row is measured in a different process than the others.
+    """
+    rows: list[dict[str, Any]] = []
+    results["reports"] = {
+        "sizes": REPORT_SIZES,
+        "chunk_size": 2000,
+        "concurrency": 1,
+        "memory_source": "VmHWM of the pool child, reset (clear_refs 5) before each report",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": rows,
+    }
+    compose(
+        "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "worker-reports",
+        extra={"CELERY_CONCURRENCY": "1"},
+    )  # fmt: skip
+    warmup = in_web_service("worker-reports", REPORT_SCRIPT, str(order_count()), "warm-up")
+    log(f"  warm-up report: {warmup}")
+    results["reports"]["warmup"] = warmup
+    for size in REPORT_SIZES:
+        missing = size - order_count()
+        log(f"reports: seeding {missing} orders (to {size})")
+        started = time.monotonic()
+        while missing > 0:
+            # 100,000 per command: each run of seed is a few transactions of 50,000 orders.
+            batch = min(missing, 100_000)
+            proc = compose(
+                "exec", "-T", "web", "python3", "manage.py", "seed", "--orders", str(batch),
+                timeout=900, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(f"seed failed: {(proc.stderr or proc.stdout)[-1500:]}")
+            missing -= batch
+        log(f"  seeded in {time.monotonic() - started:.0f} s")
+        # What autovacuum does to a table of this size sooner or later: statistics for the
+        # planner, hint bits and the visibility map set (the replica replays them). Without
+        # it the first report after a bulk insert pays for that instead, and the row measures
+        # the seeding more than the report.
+        started = time.monotonic()
+        compose(
+            "exec", "-T", "db-primary", "psql", "-U", "postgres", "-d", "app", "-XAtqc",
+            "VACUUM (ANALYZE) shop_order, shop_orderitem", timeout=900,
+        )  # fmt: skip
+        vacuum_s = round(time.monotonic() - started, 1)
+        log(f"  vacuumed in {vacuum_s} s")
+        row = in_web_service("worker-reports", REPORT_SCRIPT, str(size), f"{size:,}", timeout=900)
+        row["vacuum_seconds"] = vacuum_s
+        rows.append(row)
+        log(f"  {row}")
+    results["reports"]["load_average_end"] = list(os.getloadavg())
+
+
+def in_web_service(service: str, script: str, *args: str, timeout: float = 300) -> Any:
+    """in_web, in another container of the Django image."""
+    out = compose("exec", "-T", service, "python3", "-c", script, *args, timeout=timeout).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def image_sizes(results: dict[str, Any], cold_start: dict[str, Any]) -> None:
     """Scenario 8: every image of the stack, and the web image against a single-stage stand-in
     (the Dockerfile's builder stage, which holds compilers, headers and pip's leftovers)."""
@@ -550,6 +735,8 @@ def cold_start() -> dict[str, Any]:
 
 def step(results: dict[str, Any], name: str, fn: Callable[[dict[str, Any]], None]) -> None:
     """One scenario; a failure is recorded and the next scenario still runs."""
+    if ONLY and name not in ONLY:
+        return
     started = time.monotonic()
     try:
         fn(results)
@@ -557,6 +744,26 @@ def step(results: dict[str, Any], name: str, fn: Callable[[dict[str, Any]], None
         log(f"{name} failed: {exc}")
         results.setdefault("failures", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
     results.setdefault("step_seconds", {})[name] = round(time.monotonic() - started, 1)
+
+
+def merge_partial(new: dict[str, Any]) -> dict[str, Any]:
+    """A BENCH_ONLY run: its scenarios replace theirs in the last full results.json, and the
+    run is listed under meta.partial_runs (the table headers keep the full run's meta)."""
+    path = OUT / "results.json"
+    if not path.exists():
+        return new
+    merged: dict[str, Any] = json.loads(path.read_text())
+    for key, value in new.items():
+        if key not in ("meta", "failures", "step_seconds"):
+            merged[key] = value
+    failures = {k: v for k, v in merged.get("failures", {}).items() if k not in ONLY}
+    failures.update(new.get("failures", {}))
+    merged.pop("failures", None)
+    if failures:
+        merged["failures"] = failures
+    merged.setdefault("step_seconds", {}).update(new.get("step_seconds", {}))
+    merged["meta"].setdefault("partial_runs", []).append({"only": sorted(ONLY), **new["meta"]})
+    return merged
 
 
 def main() -> int:
@@ -588,6 +795,7 @@ def main() -> int:
         step(results, "web_configs", scenario_web_configs)
         step(results, "preload", scenario_preload)
         step(results, "pgbouncer", scenario_pgbouncer)
+        step(results, "reports", scenario_reports)
         step(results, "images", lambda r: image_sizes(r, start))
     finally:
         log("tearing down")
@@ -596,6 +804,8 @@ def main() -> int:
         results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished))
         results["meta"]["wall_seconds"] = round(finished - started, 1)
         results["meta"]["load_average_end"] = list(os.getloadavg())
+        if ONLY:
+            results = merge_partial(results)
         (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
         log(f"wrote {OUT / 'results.json'} ({results['meta']['wall_seconds']} s)")
     return 1 if results.get("failures") else 0

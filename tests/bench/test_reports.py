@@ -1,0 +1,85 @@
+"""make bench's scenario 7 table and BENCH_ONLY's merge: pure parts, no Docker."""
+
+import json
+
+from bench import report, run
+
+
+def report_row(orders: int, seconds: float, peak_mib: float) -> dict[str, object]:
+    kb = int(peak_mib * 1024)
+    return {
+        "label": f"{orders:,}",
+        "order_count": orders,
+        "state": "done",
+        "seconds": seconds,
+        "cpu_seconds": seconds * 0.8,
+        "peak_rss_kb": kb,
+        "sampled_peak_rss_kb": kb,
+        "rss_before_kb": kb - 1024,
+    }
+
+
+def reports_results(*rows: dict[str, object]) -> dict[str, object]:
+    return {"reports": {"chunk_size": 2000, "started": "now", "rows": list(rows)}}
+
+
+def test_report_section_holds_the_largest_report_against_the_smallest():
+    headline: list[list[str]] = []
+    lines = report.section_reports(
+        reports_results(
+            report_row(10_000, 0.4, 96.6),
+            report_row(100_000, 2.3, 97.8),
+            report_row(1_000_000, 23.0, 106.0),
+        ),
+        headline,
+    )
+    text = "\n".join(lines)
+    assert "| 1,000,000 |" in text
+    assert "within the 1.20x limit" in text
+    peak, timing = headline
+    assert peak[2].startswith("1.10x")  # 106.0 / 96.6
+    assert timing[1] == "linear: 10x"
+    assert timing[2].startswith("10.0x time")
+    assert "linear within the noise" in text
+
+
+def test_report_section_says_so_when_time_grows_faster_than_the_orders():
+    lines = report.section_reports(
+        reports_results(report_row(100_000, 5.0, 100.0), report_row(1_000_000, 120.0, 101.0)),
+        [],
+    )
+    assert "**not linear** here" in "\n".join(lines)
+
+
+def test_report_section_says_so_when_memory_grows_with_the_orders():
+    headline: list[list[str]] = []
+    lines = report.section_reports(
+        reports_results(report_row(10_000, 0.4, 100.0), report_row(1_000_000, 40.0, 400.0)),
+        headline,
+    )
+    assert "**over** the 1.20x limit" in "\n".join(lines)
+    assert headline[0][2].startswith("4.00x")
+
+
+def test_report_section_without_data():
+    assert "Not measured this run." in report.section_reports({}, [])
+
+
+def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
+    full = {
+        "meta": {"started": "full"},
+        "pgbouncer": {"rows": [1]},
+        "reports": {"rows": ["old"]},
+        "failures": {"reports": "boom", "images": "kept"},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(full))
+    monkeypatch.setattr(run, "OUT", tmp_path)
+    monkeypatch.setattr(run, "ONLY", {"reports"})
+    merged = run.merge_partial(
+        {"meta": {"started": "partial"}, "reports": {"rows": ["new"]}, "step_seconds": {}}
+    )
+    assert merged["pgbouncer"] == {"rows": [1]}
+    assert merged["reports"] == {"rows": ["new"]}
+    assert merged["failures"] == {"images": "kept"}
+    assert merged["meta"]["started"] == "full"
+    assert merged["meta"]["partial_runs"] == [{"only": ["reports"], "started": "partial"}]
