@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 
+from config import tracing
 from core import celery_metrics, request_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -35,6 +36,13 @@ def use_django_logging(loglevel: int | None = None, **kwargs: Any) -> None:
 signals.before_task_publish.connect(request_context.on_before_task_publish, weak=False)
 signals.task_prerun.connect(request_context.on_task_prerun, weak=False)
 signals.task_postrun.connect(request_context.on_task_postrun, weak=False)
+
+
+# Tracing (config/tracing.py), when OTEL_EXPORTER_OTLP_ENDPOINT is set: started in each pool
+# process, after the fork, so every process exports through a thread of its own.
+@signals.worker_process_init.connect
+def start_tracing(**kwargs: Any) -> None:
+    tracing.setup(component="worker")
 
 
 def close_stale_connections(**kwargs: Any) -> None:

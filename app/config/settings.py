@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from config import tracing
 from config.env import DEV_PREFIX, env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT set, config/tracing.py): name each request's span after
+# its Django route. Off: not installed, nothing of OpenTelemetry is imported.
+if tracing.enabled():
+    MIDDLEWARE.insert(0, "config.tracing.RouteSpanMiddleware")
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -315,6 +320,9 @@ READYZ_TIMEOUT = env_float("READYZ_TIMEOUT", 2.0)
 # A request slower than this is logged at warning, or at critical past the second (milliseconds).
 SLOW_REQUEST_WARNING_MS = env_int("SLOW_REQUEST_WARNING_MS", 1000)
 SLOW_REQUEST_CRITICAL_MS = env_int("SLOW_REQUEST_CRITICAL_MS", 5000)
+# Prometheus metrics (core/metrics.py) are recorded unless this is false: make bench turns them
+# off to measure what they cost. Leave on.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 
 # --- Static files: collected at image build, served by Nginx -----------------------------------
 STATIC_URL = "/static/"

@@ -3,10 +3,12 @@
 One formatter for everything: stdlib loggers (Django, Gunicorn, Uvicorn, Celery, ours) and
 structlog loggers go through structlog's ProcessorFormatter. Every line has timestamp, level,
 logger, message and pid, the request ID when one is bound (core.request_context), and any
-`extra=` fields of the call.
+`extra=` fields of the call. With tracing on (config/tracing.py), lines written inside a span
+also have its trace_id and span_id, so a trace and its log lines find each other.
 """
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -31,6 +33,18 @@ def _pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Even
     return event_dict
 
 
+# Set by config.tracing.setup() when tracing is on: (trace_id, span_id) of the current span, or
+# None. Left None, no line pays more than this one attribute check.
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def _trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    if trace_ids is not None and (ids := trace_ids()) is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     # timestamp, level, logger, message first: the line reads well before any tool parses it.
     head: EventDict = {key: event_dict.pop(key) for key in _LEADING if key in event_dict}
@@ -38,12 +52,13 @@ def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict
     return head
 
 
-_LEADING = ("timestamp", "level", "logger", "message", "request_id")
+_LEADING = ("timestamp", "level", "logger", "message", "request_id", "trace_id")
 
 # Run for structlog's own loggers when they log, and for stdlib records when they are formatted.
 SHARED_PROCESSORS: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     add_request_id,
+    _trace_ids,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     _timestamp,

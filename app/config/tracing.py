@@ -1,0 +1,148 @@
+"""OpenTelemetry tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT names a collector, otherwise off.
+
+Off means off: nothing here imports opentelemetry until setup() runs, so a process without the
+variable never loads it (tests/app/config/test_tracing.py) and pays nothing per request.
+
+One trace per request:
+- web: the server span comes from the ASGI (or WSGI) middleware wrapped around Django, continuing
+  the client's W3C `traceparent` when it sent one (Nginx passes it through), else a new trace;
+  RouteSpanMiddleware names it after the Django route and view ("POST api/orders"). The pure
+  ASGI middleware, not opentelemetry-instrumentation-django: that one is a sync-only Django
+  middleware and would push every request of the async stack through a thread.
+- inside it: each SQL statement (psycopg), each Redis command (redis-py: cache, read-your-writes
+  marks, the broker publish), each upstream call of the product page (aiohttp, which sends
+  `traceparent` on) and each Celery publish, whose message headers carry the trace context.
+- worker: the task's span continues that trace (the Celery instrumentation reads the headers);
+  the task's own SQL and Redis calls are its children. The outbox relay is enqueued after the
+  order's commit, still inside the request, so it joins the request's trace; an email the
+  sweeper sends later (broker down at commit) starts a trace of its own.
+- logs: every JSON line written inside a span has trace_id and span_id next to request_id
+  (core.logging).
+
+Spans leave through a BatchSpanProcessor: a background thread exports them over OTLP/HTTP
+(protobuf) to $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; a request never waits on the collector,
+and while it is down at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans wait, the rest are dropped.
+The SDK's other standard variables (sampler, headers, batch sizes) work as OpenTelemetry
+documents them.
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+# Probes and scrapes: frequent and all alike; a trace of each would only bury the real ones.
+EXCLUDED_URLS = "/healthz,/readyz,/metrics"
+
+_started = False
+
+
+def enabled() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def setup(*, component: str) -> bool:
+    """Starts tracing in this process, once; False when it is off or already on.
+
+    `component` names the service in every span (djstack-web, djstack-worker). Web calls it
+    while loading the app (a preloaded Gunicorn master: the SDK restarts its export thread in
+    each forked worker); Celery in each pool process (worker_process_init).
+    """
+    global _started
+    if not enabled() or _started:
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from core import logging as json_logging
+
+    provider = TracerProvider(resource=Resource.create({"service.name": f"djstack-{component}"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    for instrumentor in (
+        PsycopgInstrumentor(),
+        RedisInstrumentor(),
+        AioHttpClientInstrumentor(),
+        CeleryInstrumentor(),  # type: ignore[no-untyped-call]
+    ):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+    json_logging.trace_ids = current_trace_ids
+    _started = True
+    return True
+
+
+def current_trace_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the span current in this context, as hex; None outside any."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def wrap_asgi(application: Any) -> Any:
+    """The ASGI app inside the server-span middleware (config/asgi.py, when enabled())."""
+    setup(component="web")
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    # No spans for each receive/send message of a request: one server span per request.
+    return OpenTelemetryMiddleware(
+        application, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+    )
+
+
+def wrap_wsgi(application: Any) -> Any:
+    """The WSGI app (sync and gthread profiles) inside the server-span middleware."""
+    setup(component="web")
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(application)
+
+
+class RouteSpanMiddleware:
+    """Names the request's server span after the Django route once the URL is resolved
+    (`POST api/orders`, http.route). Not the URL's name: django-ninja gives one URL pattern to
+    all the methods of a path, named after one of its operations. Installed first in MIDDLEWARE
+    only when tracing is on (settings)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        response = self.get_response(request)
+        _name_span(request)
+        return response
+
+    async def _acall(self, request: Any) -> Any:
+        response = await self.get_response(request)
+        _name_span(request)
+        return response
+
+
+def _name_span(request: Any) -> None:
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    match = getattr(request, "resolver_match", None)
+    if match is None or not span.is_recording():
+        return
+    span.update_name(f"{request.method} {match.route}")
+    span.set_attribute("http.route", match.route)

@@ -1,0 +1,129 @@
+"""Tracing is off, and none of it imported, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; on, the
+app is wrapped and log lines inside a span carry its trace ID (config/tracing.py).
+
+"None of it": redis-py 8 itself imports the OpenTelemetry API and the SDK's metrics module when
+they are installed (its own optional metrics, a no-op until initialised), so off, the app may
+load exactly what `import redis` loads and nothing more: no tracer provider, exporter,
+instrumentation or propagator. Each case runs in a fresh interpreter: whether a module was
+imported is a fact of the process."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.support import ROOT
+
+# Loads everything a web worker and a Celery worker load, serves /healthz through the ASGI app
+# (excluded from tracing either way: no span), and logs one line inside a span when tracing is
+# on. Prints what it saw as one JSON line.
+SCRIPT = r"""
+import asyncio, io, json, logging, sys
+import django
+django.setup()
+import config.asgi, config.wsgi, config.celery
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
+
+scope = {"type": "http", "method": "GET", "path": "/healthz", "raw_path": b"/healthz",
+         "query_string": b"", "headers": [], "scheme": "http", "server": ("t", 80),
+         "client": ("127.0.0.1", 1), "http_version": "1.1", "asgi": {"version": "3.0"}}
+
+async def get():
+    app = ApplicationCommunicator(config.asgi.application, scope)
+    await app.send_input({"type": "http.request", "body": b""})
+    start = await app.receive_output(5)
+    await app.receive_output(5)
+    return start["status"]
+
+status = asyncio.run(get())
+config.celery.start_tracing()  # what worker_process_init runs in each pool process
+
+from core.logging import JsonFormatter
+stream = io.StringIO()
+handler = logging.StreamHandler(stream)
+handler.setFormatter(JsonFormatter())
+log = logging.getLogger("tracing-test")
+log.addHandler(handler)
+if "opentelemetry" in sys.modules:
+    from opentelemetry import trace
+    with trace.get_tracer("test").start_as_current_span("unit") as span:
+        log.warning("inside")
+        ids = (format(span.get_span_context().trace_id, "032x"),
+               format(span.get_span_context().span_id, "016x"))
+else:
+    log.warning("inside")
+    ids = None
+print(json.dumps({
+    "status": status,
+    "otel_modules": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
+    "app": type(config.asgi.application).__module__,
+    "wsgi": type(config.wsgi.application).__module__,
+    "middleware": settings.MIDDLEWARE[0],
+    "line": json.loads(stream.getvalue().splitlines()[-1]),
+    "ids": ids,
+}))
+"""
+
+
+def run_app(**env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (report,) = [line for line in result.stdout.splitlines() if line.startswith('{"status"')]
+    return json.loads(report)
+
+
+def modules_redis_imports() -> set[str]:
+    script = "import sys, redis; print(' '.join(m for m in sys.modules if 'opentelemetry' in m))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return set(out.split())
+
+
+TRACING_MODULES = (
+    "opentelemetry.sdk.trace",
+    "opentelemetry.exporter",
+    "opentelemetry.instrumentation",
+    "opentelemetry.propagate",
+)
+
+
+def test_unset_endpoint_imports_nothing_of_tracing():
+    seen = run_app()
+    assert seen["status"] == 200
+    assert set(seen["otel_modules"]) <= modules_redis_imports()
+    assert not [m for m in seen["otel_modules"] if m.startswith(TRACING_MODULES)]
+    assert not seen["app"].startswith("opentelemetry")
+    assert not seen["wsgi"].startswith("opentelemetry")
+    assert seen["middleware"] != "config.tracing.RouteSpanMiddleware"
+    assert "trace_id" not in seen["line"]
+
+
+def test_empty_endpoint_is_off_too():
+    # Compose passes OTEL_EXPORTER_OTLP_ENDPOINT= (empty) when it is not set.
+    seen = run_app(OTEL_EXPORTER_OTLP_ENDPOINT="")
+    assert not [m for m in seen["otel_modules"] if m.startswith(TRACING_MODULES)]
+
+
+def test_set_endpoint_traces_and_logs_the_trace_id():
+    # Nothing listens there: the one span is dropped at exit after a second of retries.
+    seen = run_app(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    assert seen["status"] == 200
+    for prefix in TRACING_MODULES:
+        assert [m for m in seen["otel_modules"] if m.startswith(prefix)], prefix
+    assert seen["app"] == "opentelemetry.instrumentation.asgi"
+    assert seen["wsgi"] == "opentelemetry.instrumentation.wsgi"
+    assert seen["middleware"] == "config.tracing.RouteSpanMiddleware"
+    trace_id, span_id = seen["ids"]
+    assert seen["line"]["trace_id"] == trace_id
+    assert seen["line"]["span_id"] == span_id
