@@ -103,6 +103,10 @@ bench: base-image ## Benchmarks on this machine (own project, port 28080): docs/
 bench-quick: ## make bench, quick: one round, fewer configurations and shorter runs
 	$(MAKE) bench BENCH_QUICK=1
 
+.PHONY: soak
+soak: venv base-image ## Soak: SOAK_SECONDS (600) of reads, writes, reports with max_requests 50; docs/SOAK.md (not CI)
+	$(BIN)/python bench/soak.py
+
 .PHONY: reliability-report
 reliability-report: venv ## docs/RELIABILITY.md from the fault suite's last run (build/reliability.json)
 	$(BIN)/python -m tests.stack.reliability
