@@ -74,13 +74,11 @@ require() {
 
 render_prometheus() {
   : "${PROMETHEUS_SCRAPE_INTERVAL:=15s}" "${PROMETHEUS_EVALUATION_INTERVAL:=15s}"
-  : "${ALERT_TIME_SCALE:=1}" "${FLOWER_USER:=admin}"
-  require FLOWER_PASSWORD
-  export PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_EVALUATION_INTERVAL FLOWER_USER RUN_DIR
+  : "${ALERT_TIME_SCALE:=1}"
+  export PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_EVALUATION_INTERVAL RUN_DIR
   case $ALERT_TIME_SCALE in
     '' | *[!0-9]* | 0) echo "monitoring: ALERT_TIME_SCALE must be a positive integer" >&2; exit 1 ;;
   esac
-  printf '%s' "$FLOWER_PASSWORD" > "$RUN_DIR/flower-password"
   mkdir -p "$RUN_DIR/rules"
   render "$SRC/prometheus.yml" "$RUN_DIR/prometheus.yml"
   for rules in "$SRC"/rules/*.yml; do

@@ -196,7 +196,12 @@ class Manifests:
 
     @cached_property
     def config(self) -> dict[str, str]:
-        (config_map,) = self.of_kind("ConfigMap")
+        # The app's settings; the alert rules' ConfigMap (components/monitoring) is not one.
+        (config_map,) = [
+            c
+            for c in self.of_kind("ConfigMap")
+            if c["metadata"]["name"].startswith("djstack-config")
+        ]
         return dict(config_map["data"])
 
     @cached_property

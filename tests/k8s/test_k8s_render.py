@@ -233,7 +233,7 @@ def test_production_calls_the_real_upstream_services_not_the_stand_ins(rendered)
 
 def test_stand_ins_are_the_local_overlays_component_only() -> None:
     local = yaml.safe_load((K8S / "overlays" / "local" / "kustomization.yaml").read_text())
-    assert local["components"] == ["../../components/upstream-stand-ins"]
+    assert "../../components/upstream-stand-ins" in local["components"]
     production = (K8S / "overlays" / "production" / "kustomization.yaml").read_text()
     assert "upstream-stand-ins" not in production
     assert set(STAND_INS) == set(UPSTREAM_URLS)

@@ -1,0 +1,333 @@
+"""The monitoring profile on the running stack (issue 16): every scrape target up and each
+exporter's data queryable; nothing of it reachable through the public Nginx; and three failures
+provoked for real (the replica stopped, the reports worker stopped, a request hung past
+Gunicorn's timeout), each firing its alert, mailed by Alertmanager to the mail catcher, and
+resolved (mailed again) after recovery.
+
+The monitoring services join the session's stack for this module only, on a test clock: scrapes
+and rule evaluations every 2s and every duration in the rules divided by ALERT_TIME_SCALE (30:
+a `for: 1m` is 2s, a 10-minute window 20s). The rules file itself is the production one.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support import ROOT, run, wait_until
+
+SERVICES = [
+    "prometheus",
+    "alertmanager",
+    "flower",
+    "postgres-exporter-primary",
+    "postgres-exporter-replica",
+    "pgbouncer-exporter",
+    "redis-exporter",
+    "nginx-exporter",
+]
+EXPORTERS = SERVICES[3:]
+TEST_CLOCK = {
+    "PROMETHEUS_SCRAPE_INTERVAL": "2s",
+    "PROMETHEUS_EVALUATION_INTERVAL": "2s",
+    "ALERT_TIME_SCALE": "30",
+    "ALERTMANAGER_GROUP_WAIT": "1s",
+    "ALERTMANAGER_GROUP_INTERVAL": "2s",
+    "ALERTMANAGER_REPEAT_INTERVAL": "1h",
+    "FLOWER_PURGE_OFFLINE_WORKERS": "10",
+}
+FLOWER_AUTH = ("admin", "dev-only-flower")
+CATCHER = "http://mailcatcher:8025/messages"
+# Jobs of monitoring/prometheus.yml and how many targets each has on the default stack.
+TARGETS = {
+    "prometheus": 1,
+    "alertmanager": 1,
+    "web": 1,
+    "celery-worker": 3,
+    "flower": 1,
+    "postgres": 2,
+    "pgbouncer": 1,
+    "redis": 1,
+    "nginx": 1,
+}
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    stack: Any
+    env: dict[str, str]
+
+    def port(self, name: str) -> int:
+        return int(self.env[name])
+
+    def compose(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+        return run(
+            "docker", "compose", *args, cwd=ROOT, env={**self.env, **(env or {})}, timeout=timeout,
+        ).stdout  # fmt: skip
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port('PROMETHEUS_PORT')}/api/v1/query"
+        body = requests.get(url, params={"query": promql}, timeout=10).json()
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def targets(self) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port('PROMETHEUS_PORT')}/api/v1/targets"
+        return list(requests.get(url, timeout=10).json()["data"]["activeTargets"])
+
+    def mail(self) -> list[dict[str, Any]]:
+        script = (
+            "import sys, urllib.request; "
+            "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+        )
+        return list(json.loads(self.compose("exec", "-T", "web", "python3", "-c", script, CATCHER)))
+
+    def last_mail_id(self) -> int:
+        return max((m["id"] for m in self.mail()), default=0)
+
+
+@pytest.fixture(scope="module")
+def monitoring(stack) -> Iterator[Monitoring]:
+    # Host ports next to the stack's own, apart from other stacks' (STACK_PORT differs by < 100).
+    env = {
+        **TEST_CLOCK,
+        **stack.env(),
+        "COMPOSE_PROFILES": "monitoring",
+        "PROMETHEUS_PORT": str(stack.port + 100),
+        "ALERTMANAGER_PORT": str(stack.port + 200),
+        "FLOWER_PORT": str(stack.port + 300),
+    }
+    m = Monitoring(stack, env)
+    try:
+        m.compose("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "180", *SERVICES)
+        yield m
+    finally:
+        m.compose("rm", "--stop", "--force", "--volumes", *SERVICES)
+
+
+def by_job(targets: list[dict[str, Any]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for target in targets:
+        found.setdefault(target["labels"]["job"], []).append(target["health"])
+    return found
+
+
+def test_every_scrape_target_is_up(monitoring):
+    def all_up() -> dict[str, list[str]] | None:
+        jobs = by_job(monitoring.targets())
+        counts = {job: len(health) for job, health in jobs.items()}
+        if counts == TARGETS and all(h == "up" for health in jobs.values() for h in health):
+            return jobs
+        return None
+
+    wait_until(all_up, timeout=60, what=f"every target up: {TARGETS}")
+
+
+# One query per source, each returning data from the stack as it runs.
+QUERIES = {
+    "postgres primary": 'pg_up{role="primary"} == 1',
+    "postgres replica": 'pg_up{role="replica"} == 1',
+    "replication lag": 'pg_replication_lag_seconds{role="replica"}',
+    "max_connections": "pg_settings_max_connections",
+    "pgbouncer": 'pgbouncer_pools_client_maxwait_seconds{database="app"}',
+    "redis": "redis_up == 1 and redis_memory_max_bytes > 0",
+    "nginx": "nginx_http_requests_total > 0",
+    "flower, workers online": "count(flower_worker_online == 1) >= 3",
+    "celery queue depth": 'redis_key_size{db="db0"} or redis_db_keys{db="db0"}',
+    "celery worker memory": 'celery_worker_rss_bytes{process="child"} > 0',
+    "web requests": "django_http_requests_total",
+    "web worker memory": "gunicorn_worker_rss_bytes > 0",
+    "worker aborts (0 until one)": "gunicorn_worker_aborts_total",
+    "alertmanager": "alertmanager_config_last_reload_successful == 1",
+}
+
+
+@pytest.mark.parametrize("promql", QUERIES.values(), ids=QUERIES.keys())
+def test_a_query_over_each_exporter_returns_data(monitoring, promql):
+    wait_until(lambda: monitoring.query(promql), timeout=60, what=promql)
+
+
+# Paths of every monitoring endpoint, asked of the public Nginx with their services' Host names.
+PUBLIC_PATHS = [
+    "/metrics",
+    "/stub_status",
+    "/-/ready",
+    "/api/v1/query?query=up",
+    "/api/v2/alerts",
+    "/graph",
+    "/flower/",
+    "/healthcheck",
+    "/api/workers",
+    "/dashboard",
+]
+
+
+@pytest.mark.parametrize("path", PUBLIC_PATHS)
+@pytest.mark.parametrize("host", [None, "prometheus:9090", "flower:5555", "nginx:8081"])
+def test_monitoring_is_not_reachable_through_the_public_nginx(monitoring, path, host):
+    headers = {"Host": host} if host else {}
+    response = monitoring.stack.get(path, headers=headers, auth=FLOWER_AUTH)
+    assert response.status_code in {400, 404}, (response.status_code, response.text[:200])
+    for leak in ("# HELP", "# TYPE", "Active connections", "Prometheus", "Flower", "alertmanager"):
+        assert leak not in response.text
+
+
+def test_uis_are_published_on_loopback_only_and_exporters_not_at_all(monitoring):
+    for service, port in [("prometheus", 9090), ("alertmanager", 9093), ("flower", 5555)]:
+        published = monitoring.compose("port", service, str(port)).strip()
+        assert published.startswith("127.0.0.1:"), (service, published)
+    for service in EXPORTERS:
+        container = monitoring.compose("ps", "-q", service).strip()
+        ports = run("docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", container)
+        assert ports.stdout.strip() in {"{}", "null"}, (service, ports.stdout)
+
+
+def test_flower_asks_for_its_password(monitoring):
+    url = f"http://127.0.0.1:{monitoring.port('FLOWER_PORT')}"
+    for path in ("/", "/workers", "/api/workers"):
+        assert requests.get(url + path, timeout=10).status_code == 401, path
+        wrong = requests.get(url + path, auth=("admin", "wrong"), timeout=10)
+        assert wrong.status_code == 401, path
+    assert requests.get(url + "/workers", auth=FLOWER_AUTH, timeout=10).status_code == 200
+    # /metrics is open in Flower itself (Prometheus scrapes it on the backend network).
+    assert "flower_worker_online" in requests.get(url + "/metrics", timeout=10).text
+
+
+# --- provoked alerts ------------------------------------------------------------------------
+
+
+def firing(monitoring: Monitoring, alert: str, **labels: str) -> bool:
+    matchers = ",".join([f'alertname="{alert}"', 'alertstate="firing"'] + [
+        f'{k}="{v}"' for k, v in labels.items()
+    ])  # fmt: skip
+    return bool(monitoring.query(f"ALERTS{{{matchers}}}"))
+
+
+def mail_about(
+    monitoring: Monitoring, after: int, status: str, alert: str, to: str, *words: str
+) -> dict[str, Any] | None:
+    for message in monitoring.mail():
+        subject = message["subject"]
+        if (
+            message["id"] > after
+            and subject.startswith(f"[{status}")
+            and f"] {alert} " in subject
+            and to in message["rcpt_tos"]
+            and all(word in subject for word in words)
+        ):
+            return message
+    return None
+
+
+def provoke(
+    monitoring: Monitoring,
+    alert: str,
+    to: str,
+    words: tuple[str, ...],
+    fault: Callable[[], None],
+    recover: Callable[[], None],
+) -> None:
+    """fault() fires `alert`, mailed to `to`; recover() resolves it, mailed again."""
+
+    def settled() -> bool:
+        # Not firing, and the last mail about it (a start-up blip's) is not a FIRING one: an
+        # alert that fires again before its RESOLVED mail went out is never mailed twice.
+        about = [m["subject"] for m in monitoring.mail() if f"] {alert} " in m["subject"]]
+        about = [s for s in about if all(word in s for word in words)]
+        return not firing(monitoring, alert) and (not about or about[-1].startswith("[RESOLVED"))
+
+    wait_until(settled, timeout=120, what=f"{alert} quiet before the fault")
+    start = monitoring.last_mail_id()
+    try:
+        fault()
+        fired = wait_until(
+            lambda: mail_about(monitoring, start, "FIRING", alert, to, *words),
+            timeout=120,
+            what=f"a FIRING mail for {alert} to {to}",
+        )
+    finally:
+        recover()
+    wait_until(
+        lambda: mail_about(monitoring, fired["id"], "RESOLVED", alert, to, *words),
+        timeout=120,
+        what=f"a RESOLVED mail for {alert} to {to}",
+    )
+    assert not firing(monitoring, alert)
+
+
+def test_replica_stopped_fires_postgres_replica_down_and_resolves(monitoring):
+    wait_until(
+        lambda: monitoring.query('pg_up{role="replica"} == 1'), timeout=60, what="replica up"
+    )
+    provoke(
+        monitoring,
+        "PostgresReplicaDown",
+        "ops@localhost",
+        ("replica",),
+        fault=lambda: monitoring.compose("stop", "db-replica"),
+        recover=lambda: monitoring.compose("start", "db-replica"),
+    )
+
+
+def test_reports_worker_stopped_fires_celery_queue_without_worker_and_resolves(monitoring):
+    wait_until(
+        lambda: (
+            not firing(monitoring, "CeleryQueueWithoutWorker")
+            and monitoring.query('flower_worker_online{worker=~"reports@.+"} == 1')
+        ),
+        timeout=90,
+        what="the reports worker online and no queue alert",
+    )
+    provoke(
+        monitoring,
+        "CeleryQueueWithoutWorker",
+        "oncall@localhost",
+        ("reports",),
+        fault=lambda: monitoring.compose("stop", "worker-reports", timeout=420),
+        recover=lambda: monitoring.compose("start", "worker-reports"),
+    )
+
+
+def recreate_web(monitoring: Monitoring, **env: str) -> None:
+    """Web recreated with this environment on top of the stack's; then Nginx restarted, since it
+    resolves web's address only when it starts."""
+    monitoring.compose(
+        "up", "--detach", "--no-deps", "--wait", "--wait-timeout", "120", "web", env=env
+    )
+    monitoring.compose("restart", "nginx")
+    monitoring.stack.wait_ready()
+
+
+def test_a_request_hung_past_gunicorn_timeout_fires_worker_timeout_and_resolves(monitoring):
+    # A 10s timeout instead of 30s: the same kill, sooner.
+    faults = {"FAULT_ENDPOINTS": "true", "GUNICORN_TIMEOUT": "10"}
+    recreate_web(monitoring, **faults)
+    try:
+        # The new container scraped at least twice with its abort counter at 0: increase() sees
+        # the step to 1, not a series that starts at 1.
+        zero = 'gunicorn_worker_aborts_total{reason="timeout"}'
+        wait_until(
+            lambda: monitoring.query(
+                f"max_over_time({zero}[6s]) == 0 and count_over_time({zero}[6s]) >= 2"
+            ),
+            timeout=60,
+            what="web's abort counter scraped at 0",
+        )
+
+        def hang() -> None:
+            response = monitoring.stack.get("/faults/hang?seconds=60", timeout=60)
+            assert response.status_code == 504, response.text
+
+        provoke(
+            monitoring,
+            "GunicornWorkerTimeout",
+            "ops@localhost",
+            ("web",),
+            fault=hang,
+            recover=lambda: None,  # the worker is replaced; the alert ends with its window
+        )
+    finally:
+        recreate_web(monitoring)
