@@ -5,7 +5,7 @@ compares a value before and after."""
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import core.metrics  # noqa: F401 - connects the query timer before any database connection exists
+import core.metrics  # connects the query timer before any database connection exists
 
 pytestmark = pytest.mark.urls("tests.app.core.diagnostics_urls")
 
@@ -92,3 +92,23 @@ def test_cache_calls_are_timed_and_reads_counted_as_hits_or_misses(client, redis
     assert sample("django_cache_operation_duration_seconds_count", operation="get") == gets + 2
     assert sample("django_cache_gets_total", result="hit") == hits + 1
     assert sample("django_cache_gets_total", result="miss") == misses + 1
+
+
+def test_worker_memory_and_its_limit_are_exported_after_a_request(client):
+    core.metrics._rss_next = 0.0  # the next request re-reads RSS
+    client.get("/ok")
+    rss = value(client, "gunicorn_worker_rss_bytes", kind="web")
+    with open("/proc/self/statm", "rb") as statm:
+        resident = int(statm.read().split()[1]) * core.metrics._PAGE_SIZE
+    # The same process, read a moment apart: the same order of magnitude.
+    assert resident / 2 < rss < resident * 2
+    limit = value(client, "gunicorn_worker_memory_limit_bytes", kind="web")
+    assert limit == core.metrics._MEMORY_LIMIT_BYTES > 0
+    # The abort counter is there, at its value so far, before any abort.
+    assert "gunicorn_worker_aborts_total" in scrape(client)
+
+
+def test_a_worker_abort_is_counted(client):
+    before = value(client, "gunicorn_worker_aborts_total", reason="timeout")
+    core.metrics.count_worker_abort()
+    assert value(client, "gunicorn_worker_aborts_total", reason="timeout") == before + 1

@@ -1,0 +1,50 @@
+"""The Celery worker's small exporter (core/celery_metrics.py): resident memory of the worker's
+main process and each of its children, read from /proc, next to the per-child limit."""
+
+import socket
+import subprocess
+import sys
+import urllib.request
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from core import celery_metrics
+
+
+def samples(registry) -> list:
+    text = generate_latest(registry).decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def test_main_process_and_each_child_with_the_limit():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        found = samples(celery_metrics.registry(limit_mb=200))
+        rss = {s.labels["pid"]: s for s in found if s.name == "celery_worker_rss_bytes"}
+        assert rss[str(child.pid)].labels["process"] == "child"
+        assert rss[str(child.pid)].value > 0
+        main = [s for s in rss.values() if s.labels["process"] == "main"]
+        assert len(main) == 1
+        assert main[0].value > 0
+        (limit,) = [s for s in found if s.name == "celery_worker_memory_limit_bytes"]
+        assert limit.value == 200 * 1024 * 1024
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_process_gone_is_skipped_not_an_error():
+    assert celery_metrics.rss_bytes(2**22 + 1) is None
+
+
+def test_served_over_http_when_started(monkeypatch):
+    with socket.socket() as probe:  # a free port on this (possibly shared) machine
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("CELERY_METRICS_PORT", str(port))
+    celery_metrics.start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert "celery_worker_rss_bytes" in body
+    assert "celery_worker_memory_limit_bytes" in body
