@@ -727,6 +727,71 @@ def section_images(results: dict[str, Any], headline: list[list[str]]) -> list[s
     return lines
 
 
+def section_observability(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
+    data = results.get("observability")
+    lines = ["## 9. Metrics and tracing: on vs off", ""]
+    if not data or not data["runs"]:
+        return [*lines, "Not measured this run.", ""]
+    lines += [
+        "The default web configuration recreated with both off (`METRICS_ENABLED=false`, "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` unset: nothing of tracing imported) and both on "
+        "(Prometheus recording; every request traced: server, SQL, Redis and upstream spans, "
+        "exported over OTLP/HTTP to a sink that drops them unread), alternated, "
+        f"{data['seconds']} s per run. On / off: the ratio of the median throughputs over the "
+        "rounds, and of web's CPU time per answered request (its container's cgroup: every "
+        "worker, the export threads included), which the rest of a shared machine disturbs "
+        "far less than throughput.",
+        "",
+    ]
+    rows = []
+    for (path,), runs in group(data["runs"], "path").items():
+        by_state = {state: r for (state,), r in group(runs, "label").items()}
+        if "off" not in by_state or "on" not in by_state:
+            continue
+        off, on = combine(by_state["off"]), combine(by_state["on"])
+        cpu = {
+            state: statistics.median(
+                [r["web_cpu_ms_per_ok"] for r in by_state[state] if r.get("web_cpu_ms_per_ok")]
+                or [0]
+            )
+            or None
+            for state in ("off", "on")
+        }
+        share = ratio(on["rps"], off["rps"])
+        cpu_share = ratio(cpu["on"], cpu["off"])
+        rows.append(
+            [
+                f"`GET {path}`, {load_text(runs[0])}",
+                f"{num(off['rps'], 0)} / {num(on['rps'], 0)}",
+                f"**{num(share, 2)}**",
+                f"{num(cpu['off'], 2)} / {num(cpu['on'], 2)}",
+                f"**{num(cpu_share, 2)}**",
+                f"{ms(off['p99_s'])} / {ms(on['p99_s'])}",
+                f"{errors_text(off)} / {errors_text(on)}",
+            ]
+        )
+        headline.append(
+            [
+                f"9. metrics + tracing on / off, `GET {path}`",
+                "-",
+                f"{num(on['rps'], 0)} / {num(off['rps'], 0)} req/s; "
+                f"CPU {num(cpu['on'], 2)} / {num(cpu['off'], 2)} ms per request",
+                f"{num(share, 2)} (CPU {num(cpu_share, 2)})",
+            ]
+        )
+    header = [
+        "load",
+        "req/s off / on",
+        "throughput on / off",
+        "web CPU ms/req off / on",
+        "CPU on / off",
+        "p99 ms off / on",
+        "errors off / on",
+    ]
+    lines += table(header, rows)
+    return lines
+
+
 def render(results: dict[str, Any], plots: list[str]) -> str:
     meta = results["meta"]
     host = meta["host"]
@@ -739,6 +804,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     body += section_preload(results, headline)
     body += section_pgbouncer(results, headline)
     body += section_reports(results, headline)
+    body += section_observability(results, headline)
     body += [
         "## Found along the way",
         "",

@@ -643,6 +643,70 @@ def scenario_reports(results: dict[str, Any]) -> None:
     results["reports"]["load_average_end"] = list(os.getloadavg())
 
 
+# --- observability: metrics and tracing on vs off ---------------------------------------------
+
+OBSERVABILITY_SECONDS = 6 if QUICK else 15
+# Off/on alternations: the ratio of one pair is at the mercy of whatever else the machine runs.
+OBSERVABILITY_ROUNDS = 2 if QUICK else 3
+# Both off: no Prometheus recording, tracing not even imported. Both on: every request recorded
+# in the metrics and traced (server span, SQL, Redis and upstream spans) and exported over
+# OTLP/HTTP to otlp-sink, which answers without decoding (bench/compose.bench.yml).
+OBSERVABILITY = {
+    "off": {"METRICS_ENABLED": "false", "OTEL_EXPORTER_OTLP_ENDPOINT": ""},
+    "on": {"METRICS_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otlp-sink:4318"},
+}
+# The product page (database, Redis, two upstream calls: the most spans per request) and the
+# cached product list (the least work per request, so the highest relative cost).
+OBSERVABILITY_PATHS = (("/api/products/1", 100), ("/api/products", 50))
+
+
+def web_cpu_seconds() -> float:
+    """CPU time the web container has used (every process, exited workers included), from its
+    cgroup: v2 cpu.stat usage_usec, or v1 cpuacct.usage (ns)."""
+    out = compose(
+        "exec", "-T", "web", "sh", "-c",
+        "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage",
+    ).stdout  # fmt: skip
+    for line in out.splitlines():
+        if line.startswith("usage_usec"):
+            return int(line.split()[1]) / 1e6
+    return int(out.split()[0]) / 1e9
+
+
+def scenario_observability(results: dict[str, Any]) -> None:
+    """Metrics and tracing on vs off in the default web configuration, alternated in one run:
+    the row is the ratio of their throughputs, next to web's CPU time per request (which other
+    loads on a shared machine disturb far less than they disturb throughput)."""
+    runs: list[dict[str, Any]] = []
+    results["observability"] = {"seconds": OBSERVABILITY_SECONDS, "runs": runs}
+    default = next(config for config in web_configs() if config.get("default"))
+    compose("up", "-d", "--no-deps", "--wait", "--wait-timeout", "60", "otlp-sink")
+    try:
+        for round_ in range(1, OBSERVABILITY_ROUNDS + 1):
+            for state, env in OBSERVABILITY.items():
+                log(f"round {round_}: metrics and tracing {state}")
+                compose(
+                    "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "web",
+                    extra={**web_env(default), **env},
+                )  # fmt: skip
+                wait_http("/healthz")
+                for path, c in OBSERVABILITY_PATHS:
+                    warm(path)
+                    cpu_before = web_cpu_seconds()
+                    run = load(
+                        path, c=c, seconds=OBSERVABILITY_SECONDS, label=state, round=round_,
+                        config=default["name"],
+                    )  # fmt: skip
+                    cpu = web_cpu_seconds() - cpu_before
+                    run["web_cpu_ms_per_ok"] = (
+                        round(1000 * cpu / run["ok"], 3) if run["ok"] else None
+                    )
+                    runs.append(run)
+    finally:
+        switch_web(default)
+        compose("rm", "--stop", "--force", "otlp-sink", check=False)
+
+
 def in_web_service(service: str, script: str, *args: str, timeout: float = 300) -> Any:
     """in_web, in another container of the Django image."""
     out = compose("exec", "-T", service, "python3", "-c", script, *args, timeout=timeout).stdout
@@ -798,6 +862,7 @@ def main() -> int:
         step(results, "preload", scenario_preload)
         step(results, "pgbouncer", scenario_pgbouncer)
         step(results, "reports", scenario_reports)
+        step(results, "observability", scenario_observability)
         step(results, "images", lambda r: image_sizes(r, start))
     finally:
         log("tearing down")

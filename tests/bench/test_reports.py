@@ -83,3 +83,7 @@ def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
     assert merged["failures"] == {"images": "kept"}
     assert merged["meta"]["started"] == "full"
     assert merged["meta"]["partial_runs"] == [{"only": ["reports"], "started": "partial"}]
+    (tmp_path / "results.json").write_text(json.dumps(merged))
+    again = run.merge_partial({"meta": {"started": "again"}, "reports": {"rows": ["newer"]}})
+    # One entry per scenario set: the run whose figures the file holds.
+    assert again["meta"]["partial_runs"] == [{"only": ["reports"], "started": "again"}]
