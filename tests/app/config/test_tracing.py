@@ -127,3 +127,90 @@ def test_set_endpoint_traces_and_logs_the_trace_id():
     trace_id, span_id = seen["ids"]
     assert seen["line"]["trace_id"] == trace_id
     assert seen["line"]["span_id"] == span_id
+
+
+# Serves GET /api/openapi.json (no database) through the traced ASGI and WSGI apps with a
+# client's traceparent; the spans go to an in-memory exporter added next to the OTLP one.
+REQUEST_SCRIPT = r"""
+import asyncio, io, json, sys
+import django
+django.setup()
+import config.asgi, config.wsgi
+from asgiref.testing import ApplicationCommunicator
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+traceparent = sys.argv[1]
+
+scope = {"type": "http", "method": "GET", "path": "/api/openapi.json",
+         "raw_path": b"/api/openapi.json", "query_string": b"", "scheme": "http",
+         "headers": [(b"host", b"localhost"), (b"traceparent", traceparent.encode())],
+         "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+         "asgi": {"version": "3.0"}}
+
+async def asgi_get():
+    app = ApplicationCommunicator(config.asgi.application, scope)
+    await app.send_input({"type": "http.request", "body": b""})
+    start = await app.receive_output(10)
+    while (await app.receive_output(10)).get("more_body"):
+        pass
+    return start["status"]
+
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/openapi.json", "QUERY_STRING": "",
+           "SERVER_NAME": "localhost", "SERVER_PORT": "80", "HTTP_HOST": "localhost",
+           "HTTP_TRACEPARENT": traceparent, "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+           "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": False,
+           "wsgi.multiprocess": True, "wsgi.run_once": False}
+statuses = []
+body = config.wsgi.application(environ, lambda status, headers, *a: statuses.append(status))
+b"".join(body)
+getattr(body, "close", lambda: None)()
+print(json.dumps({
+    "asgi": asyncio.run(asgi_get()),
+    "wsgi": statuses[0],
+    "servers": [
+        {"name": s.name, "trace_id": format(s.context.trace_id, "032x"),
+         "parent": format(s.parent.span_id, "016x") if s.parent else None,
+         "scope": s.instrumentation_scope.name, "route": s.attributes.get("http.route")}
+        for s in memory.get_finished_spans() if s.kind == trace.SpanKind.SERVER
+    ],
+}))
+"""
+
+
+def test_a_request_continues_the_clients_trace_in_a_span_named_after_its_route():
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", REQUEST_SCRIPT, f"00-{trace_id}-{parent}-01"],
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "APP_ENV": "local",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        },
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith('{"asgi"')]
+    seen = json.loads(line)
+    assert seen["asgi"] == 200
+    assert seen["wsgi"].startswith("200")
+    servers = sorted(seen["servers"], key=lambda s: s["scope"])
+    assert [s["scope"] for s in servers] == [
+        "opentelemetry.instrumentation.asgi",
+        "opentelemetry.instrumentation.wsgi",
+    ]
+    for span in servers:
+        assert span["name"] == "GET api/openapi.json"
+        assert span["route"] == "api/openapi.json"
+        assert span["trace_id"] == trace_id
+        assert span["parent"] == parent
