@@ -136,7 +136,8 @@ QUERIES = {
     "redis": "redis_up == 1 and redis_memory_max_bytes > 0",
     "nginx": "nginx_http_requests_total > 0",
     "flower, workers online": "count(flower_worker_online == 1) >= 3",
-    "celery queue depth": 'redis_key_size{db="db0"} or redis_db_keys{db="db0"}',
+    # The broker's database; a queue's length (redis_key_size) exists while it holds messages.
+    "redis broker db": 'redis_db_keys{db="db0"} > 0',
     "celery worker memory": 'celery_worker_rss_bytes{process="child"} > 0',
     "web requests": "django_http_requests_total",
     "web worker memory": "gunicorn_worker_rss_bytes > 0",
