@@ -37,8 +37,8 @@ base-image: ## Make debian:trixie-slim: pull it, or build it from Debian's packa
 	  || base/build.sh $(BASE_IMAGE)
 
 .PHONY: images
-images: base-image ## Build every image of the stack
-	docker compose build
+images: base-image ## Build every image of the stack, the monitoring profile's included
+	docker compose --profile monitoring build
 
 .PHONY: up
 up: images ## Start the stack and wait until every service is healthy
