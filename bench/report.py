@@ -457,7 +457,9 @@ def section_pgbouncer(results: dict[str, Any], headline: list[list[str]]) -> lis
     lines += [
         f"**Claim:** however many clients connect, Postgres sees at most the pool "
         f"({pool}) plus the reserve ({reserve}) and no client is refused. An asyncio psycopg "
-        "program in the web container opens N connections at once, each running `SELECT 1` in "
+        "program in the web container (bench/pgbouncer_clients.py, which "
+        "tests/stack/test_pgbouncer.py also runs, with 500 clients) opens N connections at "
+        "once, each running `SELECT 1` in "
         "a loop; a monitor connection straight to the primary samples pg_stat_activity every "
         "20 ms. Direct runs go to the primary "
         f"(max_connections {data['postgres_max_connections']}).",

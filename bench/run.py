@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import hey
+from bench import hey, pgbouncer_clients
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "benchmarks"
@@ -383,61 +383,6 @@ def scenario_preload(results: dict[str, Any]) -> None:
     results["preload"] = {"rows": rows}
 
 
-PG_SCRIPT = r"""
-import asyncio, json, os, sys, time
-import psycopg
-N, QUERIES, TARGET = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-HOST, PORT = {"pgbouncer": ("pgbouncer", 6432), "direct": ("db-primary", 5432)}[TARGET]
-# connect_timeout 15 s: five times the app's DB_CONNECT_TIMEOUT, so a slow handshake under
-# the connection storm is told apart from a refusal.
-kw = dict(user=os.environ["DB_USER"], password=os.environ["DB_PASSWORD"], dbname="app",
-          autocommit=True, connect_timeout=15)
-peak = 0
-done = asyncio.Event()
-async def client(stats):
-    try:
-        conn = await psycopg.AsyncConnection.connect(host=HOST, port=PORT, **kw)
-        async with conn:
-            for _ in range(QUERIES):
-                await conn.execute("SELECT 1")
-                stats["queries"] += 1
-    except Exception as exc:
-        message = (str(exc).splitlines() or [""])[0]
-        # "connection failed: connection to server at ... failed: FATAL: ...": keep the reason.
-        message = message[message.find("FATAL:"):] if "FATAL:" in message else message
-        key = f"{type(exc).__name__}: {message[:80]}"
-        stats["errors"][key] = stats["errors"].get(key, 0) + 1
-async def monitor():
-    # Opened before the crowd: what Postgres itself sees, bypassing PgBouncer.
-    global peak
-    conn = await psycopg.AsyncConnection.connect(host="db-primary", port=5432, **kw)
-    async with conn:
-        while not done.is_set():
-            row = await (await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename = %s"
-                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                (kw["user"],))).fetchone()
-            peak = max(peak, row[0])
-            await asyncio.sleep(0.02)
-async def main():
-    stats = {"queries": 0, "errors": {}}
-    watcher = asyncio.create_task(monitor())
-    await asyncio.sleep(0.2)
-    started = time.monotonic()
-    await asyncio.wait_for(asyncio.gather(*(client(stats) for _ in range(N))), 180)
-    elapsed = time.monotonic() - started
-    done.set()
-    await watcher
-    print(json.dumps({"target": TARGET, "clients": N, "queries_per_client": QUERIES,
-                      "queries": stats["queries"], "seconds": round(elapsed, 2),
-                      "qps": round(stats["queries"] / elapsed, 1),
-                      "error_count": sum(stats["errors"].values()),
-                      "errors": dict(sorted(stats["errors"].items())[:5]),
-                      "peak_server_connections": peak}))
-asyncio.run(main())
-"""
-
-
 def scenario_pgbouncer(results: dict[str, Any]) -> None:
     """Scenario 6: 1,000 clients through PgBouncer and straight at Postgres (max_connections
     50), plus 20 clients each way: the overhead of the pooler where both can serve everyone
@@ -452,7 +397,9 @@ def scenario_pgbouncer(results: dict[str, Any]) -> None:
     for clients in (PG_CLIENTS, 20):
         for target in ("pgbouncer", "direct"):
             log(f"postgres: {clients} clients via {target}")
-            rows.append(in_web(PG_SCRIPT, str(clients), str(PG_QUERIES), target, timeout=300))
+            command = pgbouncer_clients.args(clients=clients, queries=PG_QUERIES, target=target)
+            out = compose("exec", "-T", "web", *command, timeout=300).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
             log(f"  {rows[-1]}")
             time.sleep(2)  # let Postgres reap the direct backends before the next run
     max_connections = compose(
