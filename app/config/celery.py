@@ -45,6 +45,12 @@ def start_tracing(**kwargs: Any) -> None:
     tracing.setup(component="worker")
 
 
+# A pool process ends with os._exit (no atexit): its last spans are exported first.
+@signals.worker_process_shutdown.connect
+def flush_tracing(**kwargs: Any) -> None:
+    tracing.flush()
+
+
 def close_stale_connections(**kwargs: Any) -> None:
     """Around every task, as Django does around every request: drop database connections that
     are past CONN_MAX_AGE or broken (a PgBouncer restart), so no task starts on a dead one."""

@@ -78,6 +78,17 @@ def setup(*, component: str) -> bool:
     return True
 
 
+def flush(*, timeout_seconds: float = 2.0) -> None:
+    """Exports the spans still queued, waiting at most this long: for a process about to end
+    without running atexit (a Celery pool process is ended with os._exit)."""
+    if not _started:
+        return
+    from opentelemetry import trace
+
+    provider: Any = trace.get_tracer_provider()
+    provider.force_flush(timeout_millis=int(timeout_seconds * 1000))
+
+
 def current_trace_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) of the span current in this context, as hex; None outside any."""
     from opentelemetry import trace

@@ -54,6 +54,7 @@ if "opentelemetry" in sys.modules:
 else:
     log.warning("inside")
     ids = None
+config.celery.flush_tracing()  # what worker_process_shutdown runs: bounded, never raises
 print(json.dumps({
     "status": status,
     "otel_modules": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
