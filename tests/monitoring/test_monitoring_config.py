@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from tests.support import ROOT, docker, image
+from tests.support import ROOT, docker, image, run
 
 MONITORING = ROOT / "monitoring"
 
@@ -76,3 +76,36 @@ def test_every_alert_says_what_it_catches_and_has_a_severity_the_router_knows():
         'severity="critical"',
         'severity="warning"',
     }
+
+
+MONITORING_SERVICES = {
+    "prometheus",
+    "alertmanager",
+    "flower",
+    "postgres-exporter-primary",
+    "postgres-exporter-replica",
+    "pgbouncer-exporter",
+    "redis-exporter",
+    "nginx-exporter",
+}
+
+
+def compose_services(*profiles: str) -> set[str]:
+    args = [arg for profile in profiles for arg in ("--profile", profile)]
+    out = run("docker", "compose", *args, "config", "--services", cwd=ROOT).stdout
+    return set(out.split())
+
+
+def test_plain_compose_up_starts_no_monitoring_service():
+    assert compose_services() & MONITORING_SERVICES == set()
+    assert compose_services("monitoring") >= MONITORING_SERVICES
+
+
+def test_flower_refuses_a_dev_only_password_in_production():
+    env = ["APP_ENV=production", "FLOWER_PASSWORD=dev-only-flower"]
+    args = [arg for e in env for arg in ("-e", e)]
+    result = docker(
+        "run", "--rm", *args, image("web"), "/opt/celery/entrypoint.sh", "flower", check=False
+    )
+    assert result.returncode == 1
+    assert "FLOWER_PASSWORD" in result.stderr
