@@ -204,6 +204,7 @@ def section_fanout(results: dict[str, Any], headline: list[list[str]]) -> list[s
         "shared the machine, so single runs move by 10-20% (see each round's figure).",
         "",
     ]
+    lines += handler_comparison(data)
     failing = [
         config
         for (config, label), runs in group(data["runs"], "config", "label").items()
@@ -218,6 +219,33 @@ def section_fanout(results: dict[str, Any], headline: list[list[str]]) -> list[s
             "",
         ]
     return lines
+
+
+STOCK_SUFFIX = " (stock Django handler)"
+
+
+def handler_comparison(data: dict[str, Any]) -> list[str]:
+    """core.asgi's pooled handler against Django's stock ASGIHandler, same workers, same run."""
+    groups = group(data["runs"], "config", "label")
+    parts = []
+    for (config, label), runs in groups.items():
+        if not config.endswith(STOCK_SUFFIX) or (config[: -len(STOCK_SUFFIX)], label) not in groups:
+            continue
+        stock = combine(runs)["rps"]
+        pooled = combine(groups[(config[: -len(STOCK_SUFFIX)], label)])["rps"]
+        if stock and pooled:
+            parts.append(
+                f"{label}: {num(pooled, 0)} req/s pooled vs {num(stock, 0)} stock "
+                f"(**{pooled / stock:.2f}x**)"
+            )
+    if not parts:
+        return []
+    return [
+        "**What the pooled ASGI handler moved** (core/asgi.py: a request borrows a reused "
+        "single-thread executor instead of Django's new executor and joining thread per "
+        "request; same Uvicorn workers, rounds interleaved): " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def section_clients(results: dict[str, Any], headline: list[list[str]]) -> list[str]:

@@ -48,7 +48,7 @@ FANOUT_LIMIT_RPS = 100 / (UPSTREAM_MS / 1000)
 # Load shapes. Sync workers serve one request per worker (0.9 s each, sequential calls), so
 # 1,000 requests would take minutes: they get fewer requests at the same concurrency. hey splits
 # -n evenly over its -c clients, so every -n is a multiple of its -c.
-ROUNDS = 1 if QUICK else 2
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "") or (1 if QUICK else 2))
 N_ASYNC = 1000
 N_SYNC = 100 if QUICK else 300
 C1000_SECONDS = 6 if QUICK else 15
@@ -61,6 +61,12 @@ PG_CLIENTS = 1000
 # BENCH_ONLY=reports,pgbouncer: only these steps (names as in main()); their results replace
 # those of the same scenarios in the existing results.json, the rest of it is kept.
 ONLY = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
+# BENCH_CONFIGS="uvicorn x2,stock": only the web configurations whose name contains one of these,
+# and scenario 1 only (the fan-out rows and their framework-free ceiling).
+CONFIGS = [name.strip() for name in os.environ.get("BENCH_CONFIGS", "").split(",") if name.strip()]
+# Where results go (and what BENCH_ONLY merges into): a one-off comparison can leave the
+# published results.json alone.
+RESULTS = Path(os.environ.get("BENCH_RESULTS", "") or OUT / "results.json")
 PG_QUERIES = 5 if QUICK else 20
 
 
@@ -103,6 +109,8 @@ def in_web(script: str, *args: str, timeout: float = 300) -> Any:
 
 GUNICORN = "gunicorn --config gunicorn.conf.py"
 BENCH_ASGI = "bench_endpoints.asgi:application"
+# The same, with Django's stock ASGIHandler instead of core.asgi's pooled one.
+BENCH_ASGI_STOCK = "bench_endpoints.asgi_stock:application"
 WSGI = "config.wsgi:application"
 
 
@@ -139,6 +147,14 @@ def web_configs() -> list[dict[str, Any]]:
             "default": True,
         },
         {
+            # Before/after of core.asgi's pooled handler: a new executor per request.
+            "name": f"uvicorn x{c} (stock Django handler)",
+            "profile": "io",
+            "workers": c,
+            "command": f"{GUNICORN} {BENCH_ASGI_STOCK}",
+            "path": "/bench/fanout/async",
+        },
+        {
             "name": f"uvicorn x{2 * c}",
             "profile": "io",
             "workers": 2 * c,
@@ -173,6 +189,8 @@ def web_configs() -> list[dict[str, Any]]:
                 "path": "/bench/fanout/async",
             }
         )
+    if CONFIGS:
+        configs = [config for config in configs if any(n in config["name"] for n in CONFIGS)]
     return configs
 
 
@@ -301,6 +319,8 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
                     config=f"raw ASGI ({config['name']})", round=round_,
                 )
             )  # fmt: skip
+            if CONFIGS:
+                continue
             # Scenario 2, interleaved: shared session, a client per request, shared again.
             warm("/bench/fanout/async-new-client")
             for client, client_path in ALTERNATIONS * (
@@ -760,7 +780,7 @@ def step(results: dict[str, Any], name: str, fn: Callable[[dict[str, Any]], None
 def merge_partial(new: dict[str, Any]) -> dict[str, Any]:
     """A BENCH_ONLY run: its scenarios replace theirs in the last full results.json, and the
     run is listed under meta.partial_runs (the table headers keep the full run's meta)."""
-    path = OUT / "results.json"
+    path = RESULTS
     if not path.exists():
         return new
     merged: dict[str, Any] = json.loads(path.read_text())
@@ -820,8 +840,8 @@ def main() -> int:
         results["meta"]["load_average_end"] = list(os.getloadavg())
         if ONLY:
             results = merge_partial(results)
-        (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-        log(f"wrote {OUT / 'results.json'} ({results['meta']['wall_seconds']} s)")
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        log(f"wrote {RESULTS} ({results['meta']['wall_seconds']} s)")
     return 1 if results.get("failures") else 0
 
 

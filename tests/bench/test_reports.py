@@ -2,7 +2,8 @@
 
 import json
 
-from bench import report, run
+from bench import hey, report, run
+from tests.bench.test_parsing import HEY_OK
 
 
 def report_row(orders: int, seconds: float, peak_mib: float) -> dict[str, object]:
@@ -73,7 +74,7 @@ def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
         "failures": {"reports": "boom", "images": "kept"},
     }
     (tmp_path / "results.json").write_text(json.dumps(full))
-    monkeypatch.setattr(run, "OUT", tmp_path)
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
     monkeypatch.setattr(run, "ONLY", {"reports"})
     merged = run.merge_partial(
         {"meta": {"started": "partial"}, "reports": {"rows": ["new"]}, "step_seconds": {}}
@@ -87,3 +88,15 @@ def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
     again = run.merge_partial({"meta": {"started": "again"}, "reports": {"rows": ["newer"]}})
     # One entry per scenario set: the run whose figures the file holds.
     assert again["meta"]["partial_runs"] == [{"only": ["reports"], "started": "again"}]
+
+
+def test_fanout_section_compares_the_pooled_handler_with_djangos_stock_one():
+    ok = hey.parse(HEY_OK)  # 322.6 req/s, 990 answers of 1,000
+    runs = [
+        {**ok, "config": "uvicorn x2", "label": "c100"},
+        {**ok, "config": "uvicorn x2 (stock Django handler)", "label": "c100"},
+    ]
+    runs[1]["ok_rps"] = ok["ok_rps"] / 2
+    lines = report.handler_comparison({"runs": runs})
+    assert "(**2.00x**)" in lines[0]
+    assert report.handler_comparison({"runs": runs[:1]}) == []
