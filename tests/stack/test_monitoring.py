@@ -106,6 +106,9 @@ def monitoring(stack) -> Iterator[Monitoring]:
         yield m
     finally:
         m.compose("rm", "--stop", "--force", "--volumes", *SERVICES)
+        # Named volumes of a profile's services outlive the session's `down --volumes`.
+        volumes = [f"{stack.project}_{name}" for name in ("prometheus-data", "alertmanager-data")]
+        run("docker", "volume", "rm", "--force", *volumes)
 
 
 def by_job(targets: list[dict[str, Any]]) -> dict[str, list[str]]:
