@@ -4,7 +4,9 @@ the Celery task it enqueues, and its trace ID is on the log lines of web and wor
 For this module web and worker-email are recreated with OTEL_EXPORTER_OTLP_ENDPOINT pointing at
 otlp-sink (docker-compose.yml, profile tracing-test: a receiver that prints every span as a JSON
 line), and with SLOW_REQUEST_WARNING_MS=0 so that every request writes a log line of its own
-(a fast 201 writes none). Both are restored, and the sink removed, at the end.
+(a fast 201 writes none). Beat is stopped meanwhile: its outbox sweep (every 2 s here) could
+claim the order's email before the request's own relay task does, and send it in a trace of its
+own. All are restored, and the sink removed, at the end.
 """
 
 import json
@@ -40,12 +42,14 @@ def recreate(stack, env: dict[str, str]) -> None:
 def traced(stack) -> Iterator[None]:
     # Naming a service of a profile starts it without --profile.
     stack.compose("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "60", SINK)
+    stack.compose("stop", "beat")
     try:
         recreate(stack, TRACING)
         yield
     finally:
         recreate(stack, {})
         stack.compose("rm", "--stop", "--force", SINK, check=False)
+        stack.compose("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "90", "beat")
 
 
 def spans_of(stack, trace_id: str) -> list[dict[str, Any]]:
