@@ -8,14 +8,15 @@ ARG BASE_IMAGE=debian:trixie-slim
 
 FROM ${BASE_IMAGE} AS python
 # Debian's python3.13; libpq comes bundled in psycopg's binary wheel.
+# The standard library's own test suite and help() topics are never used by a server.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /usr/lib/python3.*/test /usr/lib/python3.*/pydoc_data
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
-FROM python AS builder
+FROM python AS venv
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3-dev python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -24,14 +25,17 @@ COPY requirements.lock /tmp/requirements.lock
 RUN --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements.lock \
- && /opt/venv/bin/pip uninstall -y -q pip
-# Slimming that changes no behaviour: debug symbols out of the wheels' shared objects, and
-# translation sources/catalogues out of Django (USE_I18N is off; "en" and the package files
-# that locale formats import from stay).
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements.lock
+# Slimming that changes no behaviour: debug symbols out of the wheels' shared objects, type
+# stubs and C sources the wheels carry along, and translation sources/catalogues out of Django
+# (USE_I18N is off; "en" and the package files that locale formats import from stay).
 RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+ && find /opt/venv/lib \( -name '*.pyi' -o -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \) -delete \
  && find /opt/venv -path '*/locale/*' -name '*.po' -delete \
  && find /opt/venv/lib/python3*/site-packages/django -path '*/locale/*/LC_MESSAGES' -not -path '*/locale/en/*' -prune -exec rm -rf {} +
+
+FROM venv AS builder
+RUN /opt/venv/bin/pip uninstall -y -q pip
 COPY app/ /app/
 WORKDIR /app
 # Static files are collected once here (Nginx serves them); the packages' own copies then go
@@ -40,6 +44,16 @@ RUN python3 -m compileall -q /app \
  && DJANGO_SETTINGS_MODULE=config.settings python3 manage.py collectstatic --noinput -v 0 \
  && find /opt/venv/lib -type d -path '*/site-packages/*/static' ! -exec test -e '{}/__init__.py' ';' \
       -prune -exec rm -rf {} +
+
+# Flower's packages on top of the same locked set (requirements-flower.lock = the runtime lock +
+# Flower's): for the "flower" image only. Tornado's own test suite (with a test key pair) goes.
+FROM venv AS flower-builder
+COPY requirements-flower.lock /tmp/requirements-flower.lock
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-flower.lock \
+ && /opt/venv/bin/pip uninstall -y -q pip \
+ && rm -rf /opt/venv/lib/python3*/site-packages/tornado/test
 
 FROM python AS runtime
 ARG APP_UID=10001
@@ -59,3 +73,12 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 STOPSIGNAL SIGTERM
 CMD ["gunicorn", "--config", "gunicorn.conf.py"]
+
+# The Celery monitor for the monitoring profile: the web image plus Flower (the default target
+# above stays Flower-free; compose builds each target by name).
+FROM runtime AS flower
+COPY --from=flower-builder /opt/venv /opt/venv
+EXPOSE 5555
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5555/healthcheck', timeout=2).status != 200)"]
+CMD ["/opt/celery/entrypoint.sh", "flower"]

@@ -10,6 +10,7 @@ from tests.support import docker, image
 
 UIDS = {
     "web": 10001,
+    "flower": 10001,  # the web image plus Flower
     "nginx": 10002,
     "pgbouncer": 10003,
     "postgres": 10004,
@@ -42,6 +43,14 @@ def test_runs_as_a_fixed_non_root_uid(name, uid):
 def test_has_a_healthcheck_and_no_apt_lists(name):
     assert config(name)["Healthcheck"]["Test"][0] in {"CMD", "CMD-SHELL"}
     assert sh(name, "ls /var/lib/apt/lists | grep -v -e '^lock$' -e '^partial$' || true") == ""
+
+
+def test_flower_and_its_tornado_are_only_in_the_flower_image():
+    check = (
+        "import importlib.util as u; print(bool(u.find_spec('flower') and u.find_spec('tornado')))"
+    )
+    assert sh("web", f'python3 -c "{check}"') == "False"
+    assert sh("flower", f'python3 -c "{check}"') == "True"
 
 
 def test_web_runtime_has_no_compiler_pip_or_cache():
@@ -89,12 +98,14 @@ def test_no_build_secret_or_key_in_any_layer(name):
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image(name)).stdout
     assert "BEGIN CERTIFICATE" not in history
     assert "PRIVATE KEY" not in history
-    # Regular files only: /usr/lib/ssl/cert.pem is Debian's link to the public CA bundle.
+    # Regular files only: /usr/lib/ssl/cert.pem is Debian's link to the public CA bundle; certifi's
+    # cacert.pem (requests, for the OTLP exporter) is Mozilla's public one.
     leftovers = sh(
         name,
         "ls /run/secrets 2>/dev/null; find / -xdev -type f \\( -name '*.pem' -o -name '*.key' "
         "-o -name '.env' -o -name 'id_rsa*' -o -name '*.p12' \\) -not -path '/proc/*' "
-        "-not -path '/etc/ssl/certs/*' -not -path '/usr/share/ca-certificates/*' 2>/dev/null; true",
+        "-not -path '/etc/ssl/certs/*' -not -path '/usr/share/ca-certificates/*' "
+        "-not -path '*/site-packages/certifi/cacert.pem' 2>/dev/null; true",
     )
     assert leftovers == ""
 

@@ -105,7 +105,7 @@ def test_flower_refuses_a_dev_only_password_in_production():
     env = ["APP_ENV=production", "FLOWER_PASSWORD=dev-only-flower"]
     args = [arg for e in env for arg in ("-e", e)]
     result = docker(
-        "run", "--rm", *args, image("web"), "/opt/celery/entrypoint.sh", "flower", check=False
+        "run", "--rm", *args, image("flower"), "/opt/celery/entrypoint.sh", "flower", check=False
     )
     assert result.returncode == 1
     assert "FLOWER_PASSWORD" in result.stderr
