@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # left idle, so the worker never closes one under a request. Counts against graceful_timeout.
 DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
 
+# How often a live worker touches Gunicorn's heartbeat file (the file is in RAM: /dev/shm).
+HEARTBEAT_SECONDS = 1
+
 _server: "DrainingServer | None" = None
 
 
@@ -109,7 +112,14 @@ class DrainingServer(Server):
 
 
 class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
-    """uvicorn_worker.UvicornWorker with DrainingServer; everything else as upstream."""
+    """uvicorn_worker.UvicornWorker with DrainingServer and a heartbeat every second."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Upstream touches Gunicorn's heartbeat file every timeout/2 (15s), so a worker whose
+        # event loop stopped was killed 15 to 30s later. Every second (Uvicorn's tick checks once
+        # a second anyway), WORKER TIMEOUT means what it says: silent for `timeout`.
+        self.config.timeout_notify = HEARTBEAT_SECONDS
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

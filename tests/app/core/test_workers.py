@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from tests.app.core.gunicorn_process import gunicorn
 from tests.support import wait_until
@@ -83,3 +84,23 @@ def test_a_stopping_worker_leaves_closing_idle_connections_to_the_client(tmp_pat
             what="the drain to end with no connection left",
         )
         idle.close()
+
+
+def test_a_worker_is_killed_for_silence_only_after_the_timeout(tmp_path):
+    """The heartbeat every second: a stopped event loop is killed GUNICORN_TIMEOUT after its last
+    beat. Upstream beats every timeout/2, so the kill came anywhere from half the timeout on."""
+    timeout = 10
+    env = {"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": str(timeout), "FAULT_ENDPOINTS": "true"}
+    with gunicorn(tmp_path, **env) as server:
+        time.sleep(2)  # booted and beating
+        started = time.monotonic()
+        with pytest.raises(requests.RequestException):  # the worker dies holding the request
+            requests.get(server.url + "/faults/hang?seconds=60", timeout=30)
+        wait_until(
+            lambda: any("aborted (WORKER TIMEOUT)" in m for m in server.messages()),
+            timeout=30,
+            what="the worker_abort line",
+        )
+        # At least the timeout less the beat interval and the arbiter's 1s check: a lower bound
+        # of correctness (no early kill), not a speed claim.
+        assert time.monotonic() - started >= timeout - 2
