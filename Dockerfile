@@ -55,6 +55,16 @@ RUN --mount=type=secret,id=ca_bundle \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && rm -rf /opt/venv/lib/python3*/site-packages/tornado/test
 
+# make bench only: the seed's gevent worker and httpx client on top of the same locked set
+# (requirements-bench.lock = the runtime lock + the "bench" group), for the "bench" image only.
+FROM venv AS bench-builder
+COPY requirements-bench.lock /tmp/requirements-bench.lock
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-bench.lock \
+ && /opt/venv/bin/pip uninstall -y -q pip \
+ && find /opt/venv/lib/python3*/site-packages/gevent -type d -name tests -prune -exec rm -rf {} +
+
 FROM python AS runtime
 ARG APP_UID=10001
 # The app user, and MEDIA_ROOT owned by it: an empty named volume mounted there takes this owner,
@@ -82,3 +92,9 @@ EXPOSE 5555
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5555/healthcheck', timeout=2).status != 200)"]
 CMD ["/opt/celery/entrypoint.sh", "flower"]
+
+# The web image for `make bench` (bench/compose.bench.yml's web service): the runtime image plus
+# gevent and httpx, so scenarios 1-2 can measure the seed's gevent worker and httpx client while
+# the default target stays free of both.
+FROM runtime AS bench
+COPY --from=bench-builder /opt/venv /opt/venv

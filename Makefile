@@ -35,6 +35,7 @@ lock: ## Re-lock dependencies (hashes, for Python 3.11 and the image's 3.13)
 	$(LOCK) -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
 	$(LOCK) --group flower -o requirements-flower.lock
+	$(LOCK) --group bench -o requirements-bench.lock
 
 .PHONY: base-image
 base-image: ## Make debian:trixie-slim: pull it, or build it from Debian's packages

@@ -62,7 +62,8 @@ PG_CLIENTS = 1000
 # those of the same scenarios in the existing results.json, the rest of it is kept.
 ONLY = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
 # BENCH_CONFIGS="uvicorn x2,stock": only the web configurations whose name contains one of these,
-# and scenario 1 only (the fan-out rows and their framework-free ceiling).
+# and scenario 1 only (the fan-out rows and their framework-free ceiling); with
+# BENCH_ONLY=web_configs their rows replace those of the same configurations in results.json.
 CONFIGS = [name.strip() for name in os.environ.get("BENCH_CONFIGS", "").split(",") if name.strip()]
 # Where results go (and what BENCH_ONLY merges into): a one-off comparison can leave the
 # published results.json alone.
@@ -120,6 +121,11 @@ def cores() -> int:
 
 
 def web_configs() -> list[dict[str, Any]]:
+    """The configurations of scenario 1, as BENCH_CONFIGS selects them."""
+    return select_configs(all_web_configs(), CONFIGS)
+
+
+def all_web_configs() -> list[dict[str, Any]]:
     c = cores()
     configs: list[dict[str, Any]] = [
         {
@@ -137,6 +143,17 @@ def web_configs() -> list[dict[str, Any]]:
             "command": f"{GUNICORN} {WSGI}",
             "path": "/bench/fanout/sync",
             "sync": True,
+        },
+        {
+            # The seed's legacy row: Gunicorn's gevent worker (bench image only) on the WSGI app
+            # and the sync view, whose blocking calls gevent's patched sockets turn into yields.
+            # Still one call after another: 0.9 s a request, so its own limit is 100 / 0.9 s.
+            "name": f"gevent x{2 * c + 1}",
+            "profile": "cpu",
+            "workers": 2 * c + 1,
+            "worker_class": "gevent",
+            "command": f"{GUNICORN} {WSGI}",
+            "path": "/bench/fanout/sync",
         },
         {
             "name": f"uvicorn x{c}",
@@ -173,7 +190,7 @@ def web_configs() -> list[dict[str, Any]]:
         },
     ]
     if QUICK:
-        # The seed's three (sync, gthread, Uvicorn) and Gunicorn's own ASGI worker.
+        # The seed's four (sync, gthread, gevent, Uvicorn) and Gunicorn's own ASGI worker.
         configs = [config for config in configs if not config.get("full_only")]
     else:
         configs.append(
@@ -189,9 +206,19 @@ def web_configs() -> list[dict[str, Any]]:
                 "path": "/bench/fanout/async",
             }
         )
-    if CONFIGS:
-        configs = [config for config in configs if any(n in config["name"] for n in CONFIGS)]
     return configs
+
+
+def select_configs(configs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """BENCH_CONFIGS: the configurations whose name contains one of `names` (all when empty)."""
+    if not names:
+        return configs
+    return [config for config in configs if any(name in config["name"] for name in names)]
+
+
+def default_config() -> dict[str, Any]:
+    """The production profile (GUNICORN_PROFILE=io), whatever BENCH_CONFIGS selects."""
+    return next(config for config in all_web_configs() if config.get("default"))
 
 
 def web_env(config: dict[str, Any], *, preload: bool = True) -> dict[str, str]:
@@ -276,12 +303,12 @@ def warm(path: str, *, n: int = 200, c: int = 20) -> None:
 
 
 def scenario_web_configs(results: dict[str, Any]) -> None:
-    """Scenarios 1-4: every configuration of web is started once per round and measured; the
-    rounds interleave the configurations, so a burst of load from elsewhere on the machine
-    hits one round of each, not every run of one configuration."""
+    """Scenarios 1, 3 and 4: every configuration of web is started once per round and
+    measured; the rounds interleave the configurations, so a burst of load from elsewhere on the
+    machine hits one round of each, not every run of one configuration. With BENCH_CONFIGS,
+    scenario 1's selected rows only."""
     # Filled as the runs finish, so a failure halfway keeps what was measured.
     fanout: list[dict[str, Any]] = []
-    clients: list[dict[str, Any]] = []
     detail: list[dict[str, Any]] = []
     ceiling: list[dict[str, Any]] = []
     switches: list[dict[str, Any]] = []
@@ -291,10 +318,15 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
         "calls": CALLS,
         "runs": fanout,
         "switch_seconds": switches,
+        "default_config": default_config()["name"],
     }
-    results["http_client"] = {"runs": clients}
-    results["product_detail"] = {"upstream_ms": 50, "runs": detail}
-    results["product_list_vs_hello"] = {"runs": ceiling}
+    if CONFIGS:
+        # What merge_partial merges row by row into the published scenario 1.
+        results["worker_classes"]["configs"] = [config["name"] for config in web_configs()]
+        results["worker_classes"]["configs_order"] = [c["name"] for c in all_web_configs()]
+    else:
+        results["product_detail"] = {"upstream_ms": 50, "runs": detail}
+        results["product_list_vs_hello"] = {"runs": ceiling}
     for round_ in range(1, ROUNDS + 1):
         for config in web_configs():
             log(f"round {round_}: web as {config['name']}")
@@ -305,8 +337,8 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             warm(path, n=20 if sync else 200, c=10 if sync else 20)
             labels = {"config": config["name"], "round": round_}
             fanout.append(load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels))
-            # c=1000 for the async workers only: five sync workers at 0.9 s a request would
-            # queue 1,000 clients past Nginx's 35 s read timeout; that outcome is known.
+            # c=1000 for the async and gevent workers only: five sync workers at 0.9 s a
+            # request would queue 1,000 clients past Nginx's 35 s read timeout; that is known.
             if not sync and (not QUICK or config.get("default")):
                 fanout.append(load(path, c=1000, seconds=C1000_SECONDS, label="c1000", **labels))
             if not config.get("default"):
@@ -321,13 +353,6 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             )  # fmt: skip
             if CONFIGS:
                 continue
-            # Scenario 2, interleaved: shared session, a client per request, shared again.
-            warm("/bench/fanout/async-new-client")
-            for client, client_path in ALTERNATIONS * (
-                ("shared aiohttp session", "/bench/fanout/async"),
-                ("aiohttp session per request", "/bench/fanout/async-new-client"),
-            ):
-                clients.append(load(client_path, c=100, n=N_ASYNC, label=client, **labels))
             # Scenario 3: product detail (database, Redis, two 50 ms upstream calls).
             warm("/api/products/1")
             for c in (1000,) if QUICK else (100, 1000):
@@ -344,6 +369,37 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
                 ceiling.append(
                     load(ceiling_path, c=50, seconds=CEILING_SECONDS, label=name, **labels)
                 )
+
+
+# Scenario 2: the fan-out's HTTP client. The first two are the seed's (httpx; per request is
+# its code), the third the app's own (shop/upstream.py), the fourth that one made per request.
+HTTP_CLIENTS = (
+    ("shared httpx client", "/bench/fanout/async-httpx"),
+    ("httpx client per request", "/bench/fanout/async-httpx-new-client"),
+    ("shared aiohttp session", "/bench/fanout/async"),
+    ("aiohttp session per request", "/bench/fanout/async-new-client"),
+)
+
+
+def scenario_http_client(results: dict[str, Any]) -> None:
+    """Scenario 2: the four clients in the default web configuration, same view shape and load
+    (c=100, n=1000), taking turns (A, B, C, D, A, B, ...) so a burst of load from elsewhere
+    hits every client alike."""
+    if CONFIGS and "http_client" not in ONLY:
+        return  # BENCH_CONFIGS alone: scenario 1 only
+    runs: list[dict[str, Any]] = []
+    rotations = ROUNDS * ALTERNATIONS
+    results["http_client"] = {"rotations": rotations, "runs": runs}
+    default = default_config()
+    log(f"http clients: web as {default['name']}")
+    switch_web(default)
+    for _, path in HTTP_CLIENTS:
+        warm(path)
+    for rotation in range(1, rotations + 1):
+        for label, path in HTTP_CLIENTS:
+            runs.append(
+                load(path, c=100, n=N_ASYNC, label=label, config=default["name"], round=rotation)
+            )
 
 
 MEMORY_SCRIPT = r"""
@@ -375,7 +431,7 @@ print(json.dumps({"master": rollup(master), "workers": workers}))
 def scenario_preload(results: dict[str, Any]) -> None:
     """Scenario 5: Uvicorn workers' memory with preload_app on and off, after the same warm-up;
     on and off alternate at each worker count."""
-    base = next(config for config in web_configs() if config.get("default"))
+    base = default_config()
     rows = []
     for workers in PRELOAD_WORKERS:
         for preload in (True, False):
@@ -646,7 +702,7 @@ def scenario_observability(results: dict[str, Any]) -> None:
     loads on a shared machine disturb far less than they disturb throughput)."""
     runs: list[dict[str, Any]] = []
     results["observability"] = {"seconds": OBSERVABILITY_SECONDS, "runs": runs}
-    default = next(config for config in web_configs() if config.get("default"))
+    default = default_config()
     compose("up", "-d", "--no-deps", "--wait", "--wait-timeout", "60", "otlp-sink")
     try:
         for round_ in range(1, OBSERVABILITY_ROUNDS + 1):
@@ -785,7 +841,9 @@ def merge_partial(new: dict[str, Any]) -> dict[str, Any]:
         return new
     merged: dict[str, Any] = json.loads(path.read_text())
     for key, value in new.items():
-        if key not in ("meta", "failures", "step_seconds"):
+        if key == "worker_classes" and "configs" in value and key in merged:
+            merged[key] = merge_configs(merged[key], value)
+        elif key not in ("meta", "failures", "step_seconds"):
             merged[key] = value
     failures = {k: v for k, v in merged.get("failures", {}).items() if k not in ONLY}
     failures.update(new.get("failures", {}))
@@ -793,10 +851,35 @@ def merge_partial(new: dict[str, Any]) -> dict[str, Any]:
     if failures:
         merged["failures"] = failures
     merged.setdefault("step_seconds", {}).update(new.get("step_seconds", {}))
-    # One entry per scenario set: the run whose figures the file now holds.
-    runs = [r for r in merged["meta"].get("partial_runs", []) if set(r["only"]) != ONLY]
-    merged["meta"]["partial_runs"] = [*runs, {"only": sorted(ONLY), **new["meta"]}]
+    # One entry per scenario set (and configuration set): the run whose figures the file holds.
+    entry = {"only": sorted(ONLY), **({"configs": CONFIGS} if CONFIGS else {}), **new["meta"]}
+    runs = [
+        r
+        for r in merged["meta"].get("partial_runs", [])
+        if (set(r["only"]), r.get("configs", [])) != (ONLY, CONFIGS)
+    ]
+    merged["meta"]["partial_runs"] = [*runs, entry]
     return merged
+
+
+def merge_configs(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Scenario 1 of a BENCH_CONFIGS run into the published one: the new run's configurations
+    (and the raw ASGI row measured beside one of them) replace their rows, the others stay;
+    the rows are ordered as the configurations are listed (new.configs_order)."""
+    replaced = set(new["configs"]) | {run["config"] for run in new["runs"]}
+    order: list[str] = new.get("configs_order") or []
+
+    def position(config: str) -> float:
+        # "raw ASGI (uvicorn x2)" right after "uvicorn x2"; unknown names last.
+        base = config[len("raw ASGI (") : -1] if config.startswith("raw ASGI (") else config
+        offset = 0.5 if base != config else 0.0
+        return order.index(base) + offset if base in order else len(order) + offset
+
+    def merged(key: str) -> list[dict[str, Any]]:
+        kept = [r for r in old.get(key, []) if r["config"] not in replaced]
+        return sorted([*kept, *new.get(key, [])], key=lambda r: position(r["config"]))
+
+    return {**old, "runs": merged("runs"), "switch_seconds": merged("switch_seconds")}
 
 
 def main() -> int:
@@ -817,8 +900,9 @@ def main() -> int:
     try:
         log(f"building images (tag {TAG})")
         build_started = time.monotonic()
-        # web first: the nginx image copies its static files out of the web image.
-        compose("build", "web", timeout=1800)
+        # The Django images first (runtime, built by migrate here; web's bench image on top):
+        # the nginx image copies its static files out of the runtime image.
+        compose("build", "migrate", "web", timeout=1800)
         compose("build", timeout=1800)
         results["meta"]["build_seconds"] = round(time.monotonic() - build_started, 1)
         log("cold start")
@@ -826,6 +910,7 @@ def main() -> int:
         log(f"healthy after {start['seconds']} s")
         compose("exec", "-T", "web", "python3", "manage.py", "seed", "--orders", "1000")
         step(results, "web_configs", scenario_web_configs)
+        step(results, "http_client", scenario_http_client)
         step(results, "preload", scenario_preload)
         step(results, "pgbouncer", scenario_pgbouncer)
         step(results, "reports", scenario_reports)
@@ -838,10 +923,11 @@ def main() -> int:
         results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished))
         results["meta"]["wall_seconds"] = round(finished - started, 1)
         results["meta"]["load_average_end"] = list(os.getloadavg())
+        wall = results["meta"]["wall_seconds"]
         if ONLY:
             results = merge_partial(results)
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-        log(f"wrote {RESULTS} ({results['meta']['wall_seconds']} s)")
+        log(f"wrote {RESULTS} (this run: {wall} s)")
     return 1 if results.get("failures") else 0
 
 

@@ -1,9 +1,21 @@
-from django.urls import path
+from importlib.util import find_spec
+
+from django.urls import URLPattern, path
 
 from bench_endpoints import views
 
-urlpatterns = [
+urlpatterns: list[URLPattern] = [
     path("fanout/async", views.fanout_async),
     path("fanout/async-new-client", views.fanout_async_new_client),
     path("fanout/sync", views.fanout_sync),
 ]
+
+# httpx is in the bench image only (Dockerfile target "bench"); elsewhere these paths are 404s,
+# which the harness counts as failed requests.
+if find_spec("httpx") is not None:
+    from bench_endpoints import httpx_views
+
+    urlpatterns += [
+        path("fanout/async-httpx", httpx_views.fanout_async_httpx),
+        path("fanout/async-httpx-new-client", httpx_views.fanout_async_httpx_new_client),
+    ]

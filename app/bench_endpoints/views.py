@@ -6,8 +6,11 @@ the same work:
   production client of shop/upstream.py.
 - fanout_async_new_client: concurrent, but a new aiohttp ClientSession per request (no pooled
   connections: a TCP handshake per call, a connector built and torn down per request).
+- fanout_async_httpx, fanout_async_httpx_new_client (httpx_views.py, bench image only): the
+  same with a shared httpx client and with a new one per request (the seed's code).
 - fanout_sync: sequential, with the standard library's blocking urllib (what a sync or gthread
-  worker runs; a new connection per call, as urllib has no pool).
+  worker runs; a new connection per call, as urllib has no pool). Under Gunicorn's gevent
+  worker the same code yields to other requests while it waits (gevent patches the sockets).
 
 Each answers 200 when all three calls succeeded and 502 otherwise, so the load generator
 counts a failed fan-out as an error.
@@ -40,7 +43,7 @@ def upstream_urls(latency_ms: int = DEFAULT_LATENCY_MS) -> list[str]:
     return [f"{base}/slow?latency_ms={latency_ms}" for base in bases]
 
 
-def _latency(request: HttpRequest) -> int:
+def request_latency(request: HttpRequest) -> int:
     try:
         value = int(request.GET.get("latency_ms", DEFAULT_LATENCY_MS))
     except ValueError:
@@ -54,7 +57,7 @@ def answer(results: list[Any]) -> tuple[dict[str, int], int]:
 
 
 async def fanout_async(request: HttpRequest) -> JsonResponse:
-    urls = upstream_urls(_latency(request))
+    urls = upstream_urls(request_latency(request))
     results = await asyncio.gather(*(fetch_json(url, timeout=TIMEOUT_SECONDS) for url in urls))
     body, status = answer(list(results))
     return JsonResponse(body, status=status)
@@ -69,7 +72,7 @@ async def _get_with(session: aiohttp.ClientSession, url: str) -> Any | None:
 
 
 async def fanout_async_new_client(request: HttpRequest) -> JsonResponse:
-    urls = upstream_urls(_latency(request))
+    urls = upstream_urls(request_latency(request))
     async with aiohttp.ClientSession() as session:
         results = await asyncio.gather(*(_get_with(session, url) for url in urls))
     body, status = answer(list(results))
@@ -86,6 +89,6 @@ def _get_blocking(url: str) -> Any | None:
 
 
 def fanout_sync(request: HttpRequest) -> JsonResponse:
-    results = [_get_blocking(url) for url in upstream_urls(_latency(request))]
+    results = [_get_blocking(url) for url in upstream_urls(request_latency(request))]
     body, status = answer(results)
     return JsonResponse(body, status=status)
