@@ -333,20 +333,27 @@ def seed_comparison(data: dict[str, Any], headline: list[list[str]]) -> list[str
             ),
             "",
         ]
-    for (config, label), runs in group(data["runs"], "config", "label").items():
+    groups = group(data["runs"], "config", "label")
+    for (config, label), runs in groups.items():
         if not config.startswith("gevent") or label != "c100" or runs[0]["path"] != SEQUENTIAL_PATH:
             continue
         combined = combine(runs)
         own = data["limit_rps"] / data["calls"]
-        lines += [
+        text = (
             f"**gevent** ({config}, the seed's legacy row): {num(combined['rps'], 0)} req/s at "
             f"c=100, {pct(ratio(combined['rps'], own))} of the {own:.0f} req/s a sequential "
             f"view allows and {pct(ratio(combined['rps'], data['limit_rps']))} of the 333 "
             "req/s the concurrent view allows. It overlaps requests like the async workers, "
             "but each request still waits for three calls in turn, so its ceiling is a third "
-            "of theirs; it also opens a new connection per call (urllib has no pool).",
-            "",
-        ]
+            "of theirs; it also opens a new connection per call (urllib has no pool)."
+        )
+        if (config, "c1000") in groups:
+            wide = combine(groups[(config, "c1000")])
+            text += (
+                f" At c=1000 (its own limit 1000 / 0.9 s = {10 * own:,.0f} req/s): "
+                f"{num(wide['rps'], 0)} req/s, errors {errors_text(wide)}."
+            )
+        lines += [text, ""]
     return lines
 
 
@@ -1052,6 +1059,12 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "- `GUNICORN_WORKER_CLASS=asgi` (Gunicorn's own ASGI worker) would be handed the WSGI "
         "app: gunicorn.conf.py picks `config.asgi` only when the class name contains "
         "'uvicorn'. The harness passes the application on the command line instead.",
+        "- Gunicorn's gevent worker under this stack's preload_app (the default) patches the "
+        "standard library only after the master has loaded Django: every worker logs gevent's "
+        "MonkeyPatchWarning (ssl already imported; redis.asyncio's direct imports not "
+        "patched). The measured view uses neither TLS nor Redis, so its row stands; a real "
+        "gevent deployment would patch in gunicorn.conf.py before Django loads, or turn "
+        "preload off.",
         "",
     ]
     body += section_images(results, headline)
@@ -1092,7 +1105,12 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
             f"{'quick' if partial['quick'] else 'full'}): {partial['started']} to "
             f"{partial.get('finished', '?')}, load average "
             f"{', '.join(f'{x:.1f}' for x in partial['load_average_start'])} at the start; "
-            "those sections show that run's figures."
+            + (
+                "scenario 1's rows of those configurations, and the other scenarios listed, "
+                "show that run's figures (the other rows of scenario 1 are the full run's)."
+                if partial.get("configs")
+                else "those sections show that run's figures."
+            )
         ]
     if results.get("failures"):
         lines += ["**Failed steps this run:**", ""]
