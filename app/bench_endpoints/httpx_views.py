@@ -6,7 +6,7 @@
 - fanout_async_httpx_new_client: a new httpx.AsyncClient per request (the seed's code).
 
 httpx is only in the bench image (Dockerfile target "bench"); bench_endpoints.urls routes these
-views only when it is installed.
+views only when it is installed, and bench_endpoints.views imports this module on first use.
 """
 
 import asyncio

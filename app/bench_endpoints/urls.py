@@ -13,9 +13,7 @@ urlpatterns: list[URLPattern] = [
 # httpx is in the bench image only (Dockerfile target "bench"); elsewhere these paths are 404s,
 # which the harness counts as failed requests.
 if find_spec("httpx") is not None:
-    from bench_endpoints import httpx_views
-
     urlpatterns += [
-        path("fanout/async-httpx", httpx_views.fanout_async_httpx),
-        path("fanout/async-httpx-new-client", httpx_views.fanout_async_httpx_new_client),
+        path("fanout/async-httpx", views.fanout_async_httpx),
+        path("fanout/async-httpx-new-client", views.fanout_async_httpx_new_client),
     ]

@@ -92,3 +92,17 @@ def fanout_sync(request: HttpRequest) -> JsonResponse:
     results = [_get_blocking(url) for url in upstream_urls(request_latency(request))]
     body, status = answer(results)
     return JsonResponse(body, status=status)
+
+
+# Scenario 2's httpx views (httpx_views.py, bench image only), imported by the first request that
+# uses one: the workers of every other scenario never load httpx, so it cannot move their memory.
+async def fanout_async_httpx(request: HttpRequest) -> JsonResponse:
+    from bench_endpoints import httpx_views
+
+    return await httpx_views.fanout_async_httpx(request)
+
+
+async def fanout_async_httpx_new_client(request: HttpRequest) -> JsonResponse:
+    from bench_endpoints import httpx_views
+
+    return await httpx_views.fanout_async_httpx_new_client(request)
