@@ -1,10 +1,10 @@
 #!/bin/sh
 # Runs one monitoring component, named by the first argument (docker-compose.yml, profile
 # "monitoring"): prometheus | alertmanager | postgres-exporter | pgbouncer-exporter |
-# redis-exporter | nginx-exporter; "check" renders both configs and validates them. Config is
-# rendered from env into /tmp/monitoring (the root filesystem is read-only), secrets into files
-# there that only this user can read; then exec, so the component is PID 1's direct child and
-# gets SIGTERM itself.
+# redis-exporter | nginx-exporter | nginx-log-exporter; "check" renders both configs and
+# validates them. Config is rendered from env into /tmp/monitoring (the root filesystem is
+# read-only), secrets into files there that only this user can read; then exec, so the component
+# is PID 1's direct child and gets SIGTERM itself.
 #
 # Test clock (tests/stack/test_monitoring.py): ALERT_TIME_SCALE=N divides every duration in the
 # rules (`for:` and range windows like [5m]) by N in the rendered copy; the rules file itself is
@@ -170,8 +170,16 @@ case "$role" in
     exec prometheus-nginx-exporter --web.listen-address=:9113 \
       --nginx.scrape-uri="${NGINX_STATUS_URI:-http://nginx:8081/stub_status}" "$@"
     ;;
+  nginx-log-exporter)
+    # mtail: Nginx's responses by status code (mtail/nginx.mtail), from the syslog copy of its
+    # access log that Nginx sends to UDP 5140 (nginx.conf, NGINX_LOG_EXPORTER); /metrics on 3903.
+    # Its own log to stderr (not files: read-only root); no /debug (pprof) or /progz pages.
+    exec mtail --progs "$SRC/mtail" --logs udp://0.0.0.0:5140 \
+      --port 3903 --logtostderr --emit_prog_label=false \
+      --http_debugging_endpoint=false --http_info_endpoint=false "$@"
+    ;;
   *)
-    echo "usage: entrypoint.sh prometheus|alertmanager|check|postgres-exporter|pgbouncer-exporter|redis-exporter|nginx-exporter" >&2
+    echo "usage: entrypoint.sh prometheus|alertmanager|check|postgres-exporter|pgbouncer-exporter|redis-exporter|nginx-exporter|nginx-log-exporter" >&2
     exit 64
     ;;
 esac

@@ -9,6 +9,7 @@ case $(cat /tmp/monitoring/role 2>/dev/null) in
   pgbouncer-exporter) port=9127 path=/metrics ;;
   redis-exporter) port=9121 path=/metrics ;;
   nginx-exporter) port=9113 path=/metrics ;;
+  nginx-log-exporter) port=3903 path=/metrics ;;
   *) exit 1 ;;
 esac
 exec 3<>"/dev/tcp/127.0.0.1/$port"

@@ -11,6 +11,12 @@
 # passed on to Django instead of Nginx's own scheme. SECURE_HSTS_SECONDS and SECURE_HSTS_PRELOAD
 # are Django's settings of the same names: Nginx's HSTS header (which replaces Django's) says the
 # same thing; empty means Django's default with TLS on, one year.
+#
+# NGINX_LOG_EXPORTER=host:port: a copy of each response's status goes there as UDP syslog (the
+# log exporter of the monitoring profile counts them; nginx.conf, log_format status_line). Nginx
+# refuses to start when a syslog host does not resolve, so the line is written only when the
+# host resolves now; otherwise (the default `docker compose up`, without the profile) there is
+# no copy, and a note on stderr says so. Like web's, the address is resolved once, at start.
 set -eu
 RUN_DIR=/tmp/nginx
 
@@ -63,6 +69,22 @@ CONF
 else
   echo "# Rendered by entrypoint.sh: TLS_ENABLED is not true, plain HTTP on 8080 only." \
     > "$RUN_DIR/tls.conf"
+fi
+
+: "${NGINX_LOG_EXPORTER:=}"
+if [ -z "$NGINX_LOG_EXPORTER" ]; then
+  echo "# Rendered by entrypoint.sh: NGINX_LOG_EXPORTER is empty." > "$RUN_DIR/log-exporter.conf"
+elif ! printf '%s' "$NGINX_LOG_EXPORTER" | grep -Eq '^[A-Za-z0-9.-]+:[0-9]+$'; then
+  echo "nginx: NGINX_LOG_EXPORTER must be host:port, got '$NGINX_LOG_EXPORTER'" >&2
+  exit 1
+elif getent hosts "${NGINX_LOG_EXPORTER%:*}" > /dev/null; then
+  # nohostname: the exporter reads only the message; tag: which program sent it.
+  echo "access_log syslog:server=$NGINX_LOG_EXPORTER,tag=nginx,nohostname status_line;" \
+    > "$RUN_DIR/log-exporter.conf"
+else
+  echo "nginx: $NGINX_LOG_EXPORTER does not resolve (monitoring profile off): no status copy" >&2
+  echo "# Rendered by entrypoint.sh: $NGINX_LOG_EXPORTER did not resolve." \
+    > "$RUN_DIR/log-exporter.conf"
 fi
 
 awk '{

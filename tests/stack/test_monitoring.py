@@ -1,8 +1,8 @@
 """The monitoring profile on the running stack (issue 16): every scrape target up and each
-exporter's data queryable; nothing of it reachable through the public Nginx; and three failures
-provoked for real (the replica stopped, the reports worker stopped, a request hung past
-Gunicorn's timeout), each firing its alert, mailed by Alertmanager to the mail catcher, and
-resolved (mailed again) after recovery.
+exporter's data queryable; nothing of it reachable through the public Nginx; and four failures
+provoked for real (the replica stopped, the reports worker stopped, web stopped under requests
+(Nginx's own 502s), a request hung past Gunicorn's timeout), each firing its alert, mailed by
+Alertmanager to the mail catcher, and resolved (mailed again) after recovery.
 
 The monitoring services join the session's stack for this module only, on a test clock: scrapes
 and rule evaluations every 2s and every duration in the rules divided by ALERT_TIME_SCALE (30:
@@ -10,6 +10,8 @@ a `for: 1m` is 2s, a 10-minute window 20s). The rules file itself is the product
 """
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ SERVICES = [
     "pgbouncer-exporter",
     "redis-exporter",
     "nginx-exporter",
+    "nginx-log-exporter",
 ]
 EXPORTERS = SERVICES[3:]
 TEST_CLOCK = {
@@ -52,6 +55,7 @@ TARGETS = {
     "pgbouncer": 1,
     "redis": 1,
     "nginx": 1,
+    "nginx-log": 1,
 }
 
 
@@ -83,7 +87,10 @@ class Monitoring:
             "import sys, urllib.request; "
             "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
         )
-        return list(json.loads(self.compose("exec", "-T", "web", "python3", "-c", script, CATCHER)))
+        # From the default worker (the web image, on the backend network): web itself is
+        # stopped by one of the faults below.
+        out = self.compose("exec", "-T", "worker", "python3", "-c", script, CATCHER)
+        return list(json.loads(out))
 
     def last_mail_id(self) -> int:
         return max((m["id"] for m in self.mail()), default=0)
@@ -103,12 +110,22 @@ def monitoring(stack) -> Iterator[Monitoring]:
     m = Monitoring(stack, env)
     try:
         m.compose("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "180", *SERVICES)
+        # Nginx sends its status copy to nginx-log-exporter only if that name resolved when it
+        # started (nginx/entrypoint.sh): started before it, Nginx is restarted now.
+        restart_nginx(m)
         yield m
     finally:
         m.compose("rm", "--stop", "--force", "--volumes", *SERVICES)
+        # And again without it, so the rest of the session's Nginx sends nothing to a gone host.
+        restart_nginx(m)
         # Named volumes of a profile's services outlive the session's `down --volumes`.
         volumes = [f"{stack.project}_{name}" for name in ("prometheus-data", "alertmanager-data")]
         run("docker", "volume", "rm", "--force", *volumes)
+
+
+def restart_nginx(monitoring: Monitoring) -> None:
+    monitoring.compose("restart", "nginx")
+    monitoring.stack.wait_ready()
 
 
 def by_job(targets: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -138,6 +155,8 @@ QUERIES = {
     "pgbouncer": 'pgbouncer_pools_client_maxwait_seconds{database="app"}',
     "redis": "redis_up == 1 and redis_memory_max_bytes > 0",
     "nginx": "nginx_http_requests_total > 0",
+    # /readyz through Nginx (wait_ready) is a 200 in its access log, counted by mtail.
+    "nginx log, responses by status": 'nginx_http_responses_total{status="200"} > 0',
     "flower, workers online": "count(flower_worker_online == 1) >= 3",
     # The broker's database; a queue's length (redis_key_size) exists while it holds messages.
     "redis broker db": 'redis_db_keys{db="db0"} > 0',
@@ -335,3 +354,47 @@ def test_a_request_hung_past_gunicorn_timeout_fires_worker_timeout_and_resolves(
         )
     finally:
         recreate_web(monitoring)
+
+
+def nginx_5xx(monitoring: Monitoring) -> float:
+    result = monitoring.query('sum(nginx_http_responses_total{status=~"5.."}) or vector(0)')
+    return float(result[0]["value"][1])
+
+
+def test_web_stopped_makes_nginx_502s_counted_and_fires_nginx_5xx_ratio_and_resolves(monitoring):
+    """The 502 storm at the edge: web stopped, every request gets Nginx's own 502/504 (Django
+    never sees them); mtail counts them from Nginx's syslog copy, Prometheus sees the counter
+    rise, and Nginx5xxRatioHigh fires, is mailed on call, and resolves once web is back."""
+    wait_until(
+        lambda: monitoring.query('nginx_http_responses_total{status="200"} > 0'),
+        timeout=60,
+        what="Nginx's 200s counted before the fault",
+    )
+    before = nginx_5xx(monitoring)
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def storm() -> None:
+        # Bounded: at most 400 requests and 180 s, one at a time.
+        deadline = time.monotonic() + 180
+        while not stop.is_set() and len(statuses) < 400 and time.monotonic() < deadline:
+            statuses.append(monitoring.stack.get("/api/products", timeout=15).status_code)
+            stop.wait(0.2)
+
+    client = threading.Thread(target=storm, daemon=True)
+
+    def fault() -> None:
+        monitoring.compose("stop", "web")
+        client.start()
+
+    def recover() -> None:
+        stop.set()
+        client.join(timeout=30)
+        # Started again (perhaps at a new address): Nginx restarted to resolve it.
+        recreate_web(monitoring)
+
+    provoke(monitoring, "Nginx5xxRatioHigh", "oncall@localhost", ("nginx-log",), fault, recover)
+    assert statuses
+    assert set(statuses) <= {502, 504}, statuses
+    # Every one of them counted (one UDP datagram each, on the same host's bridge).
+    assert nginx_5xx(monitoring) >= before + len(statuses), (before, len(statuses))
