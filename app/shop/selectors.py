@@ -36,7 +36,13 @@ def product_to_dict(*, product: Product) -> dict[str, Any]:
 
 
 def product_get(*, product_id: int) -> Product | None:
-    return db.read(lambda alias: Product.objects.using(alias).filter(pk=product_id).first())
+    def query(alias: str) -> Product | None:
+        return Product.objects.using(alias).filter(pk=product_id).first()
+
+    product = db.read(query)
+    # Not on the replica may mean not replayed yet (a product created a moment ago): the
+    # primary decides a 404. Misses are rare; Nginx's rate limits bound them.
+    return product if product is not None else query(PRIMARY)
 
 
 def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[str, Any]:
@@ -85,12 +91,16 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
 async def _product_aget(product_id: int) -> Product | None:
     alias = db.read_alias()
     try:
-        return await Product.objects.using(alias).filter(pk=product_id).afirst()
+        product = await Product.objects.using(alias).filter(pk=product_id).afirst()
     except db.DATABASE_ERRORS:
         if alias != REPLICA:
             raise
         db.replica_mark_down()
-        return await Product.objects.using(PRIMARY).filter(pk=product_id).afirst()
+        product = None
+    if product is None and alias == REPLICA:
+        # Down, or not replayed yet (created a moment ago): the primary decides a 404.
+        product = await Product.objects.using(PRIMARY).filter(pk=product_id).afirst()
+    return product
 
 
 def _orders(alias: str, customer_id: int) -> QuerySet[Order]:

@@ -205,7 +205,8 @@ def test_memory_guard_replaces_workers_without_failing_a_request(stack):
         assert all("memory limit exceeded" in e["message"] for e in guard)
         boots = [e for e in web if "Booting worker" in e["message"]]
         assert len(boots) >= 2 + len(guard) - 2  # the last replacements may still be forking
-        stopped = [e for e in web if "was sent SIGTERM" in e["message"]]
+        # Each drained (core/workers.py) and exited on its own; the master forked a replacement.
+        stopped = [e for e in web if e["message"].startswith("Worker exiting")]
         assert len(stopped) >= len(guard) - 2
         print(f"80 requests, 0 failed; {len(guard)} guard lines, {len(boots)} boots")
     finally:

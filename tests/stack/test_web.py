@@ -38,22 +38,36 @@ def test_write_then_read(stack):
 
 
 def test_reads_are_served_by_the_replica(stack):
-    """With WAL replay paused on the replica, a committed write stays invisible to reads."""
+    """With WAL replay paused on the replica, a committed change stays invisible to reads; a
+    product the replica has not seen yet is looked up on the primary, not answered 404."""
     stack.wait_ready()  # every dependency up: reads are routed to the replica again
-    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
-    try:
-        product_id = create_product(stack, "Invisible until replayed")
-        primary_rows = stack.psql(
-            "db-primary", f"SELECT name FROM shop_product WHERE id = {product_id}"
-        )
-        assert primary_rows == "Invisible until replayed"
-        assert stack.get(f"/api/products/{product_id}").status_code == 404
-    finally:
-        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    product_id = create_product(stack, "Before the pause")
     wait_until(
         lambda: stack.get(f"/api/products/{product_id}").status_code == 200,
         timeout=10,
-        what="the product after replay resumed",
+        what="the product on the replica",
+    )
+    staff = stack.token("staff", staff=True)
+    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
+    try:
+        renamed = requests.patch(
+            stack.url(f"/api/products/{product_id}"),
+            json={"name": "Renamed on the primary"},
+            headers=staff,
+            timeout=10,
+        )
+        assert renamed.status_code == 200, renamed.text
+        # The replica serves the read: the old name, though the primary has the new one.
+        assert stack.get(f"/api/products/{product_id}").json()["name"] == "Before the pause"
+        # Created after the pause: the replica has no such row, the primary answers.
+        fresh = create_product(stack, "Created during the pause")
+        assert stack.get(f"/api/products/{fresh}").json()["name"] == "Created during the pause"
+    finally:
+        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    wait_until(
+        lambda: stack.get(f"/api/products/{product_id}").json()["name"] == "Renamed on the primary",
+        timeout=10,
+        what="the new name after replay resumed",
     )
 
 
