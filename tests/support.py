@@ -60,3 +60,17 @@ def wait_until(
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last!r}")
+
+
+# The services of compose's "monitoring" profile (docker-compose.yml), in start order.
+MONITORING_SERVICES = [
+    "prometheus",
+    "alertmanager",
+    "flower",
+    "postgres-exporter-primary",
+    "postgres-exporter-replica",
+    "pgbouncer-exporter",
+    "redis-exporter",
+    "nginx-exporter",
+    "nginx-log-exporter",
+]

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from tests.support import ROOT, docker, image, run
+from tests.support import MONITORING_SERVICES, ROOT, docker, image, run
 
 MONITORING = ROOT / "monitoring"
 
@@ -78,18 +78,6 @@ def test_every_alert_says_what_it_catches_and_has_a_severity_the_router_knows():
     }
 
 
-MONITORING_SERVICES = {
-    "prometheus",
-    "alertmanager",
-    "flower",
-    "postgres-exporter-primary",
-    "postgres-exporter-replica",
-    "pgbouncer-exporter",
-    "redis-exporter",
-    "nginx-exporter",
-}
-
-
 def compose_services(*profiles: str) -> set[str]:
     args = [arg for profile in profiles for arg in ("--profile", profile)]
     out = run("docker", "compose", *args, "config", "--services", cwd=ROOT).stdout
@@ -97,8 +85,8 @@ def compose_services(*profiles: str) -> set[str]:
 
 
 def test_plain_compose_up_starts_no_monitoring_service():
-    assert compose_services() & MONITORING_SERVICES == set()
-    assert compose_services("monitoring") >= MONITORING_SERVICES
+    assert compose_services() & set(MONITORING_SERVICES) == set()
+    assert compose_services("monitoring") >= set(MONITORING_SERVICES)
 
 
 def test_flower_refuses_a_dev_only_password_in_production():

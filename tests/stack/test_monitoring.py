@@ -19,19 +19,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ROOT, run, wait_until
+from tests.support import MONITORING_SERVICES, ROOT, run, wait_until
 
-SERVICES = [
-    "prometheus",
-    "alertmanager",
-    "flower",
-    "postgres-exporter-primary",
-    "postgres-exporter-replica",
-    "pgbouncer-exporter",
-    "redis-exporter",
-    "nginx-exporter",
-    "nginx-log-exporter",
-]
+SERVICES = MONITORING_SERVICES
 EXPORTERS = SERVICES[3:]
 TEST_CLOCK = {
     "PROMETHEUS_SCRAPE_INTERVAL": "2s",
