@@ -157,10 +157,13 @@ class Reports:
             return {"state": "broken", "error": repr(exc)[:200]}
 
     def _loop(self) -> None:
-        session = requests.Session()
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.outcomes.append(self._one(session))
+            # A fresh connection per report: one kept idle for REPORT_EVERY (15s) meets Nginx's
+            # client keepalive_timeout (15s) just as it is reused, and the POST finds it closed
+            # (a client-side race; browsers retry it, requests does not).
+            with requests.Session() as session:
+                self.outcomes.append(self._one(session))
             self._stop.wait(REPORT_EVERY)
 
     def start(self) -> None:
