@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,3 +75,23 @@ MONITORING_SERVICES = [
     "nginx-exporter",
     "nginx-log-exporter",
 ]
+
+
+def django_script(
+    script: str, *args: str, env: dict[str, str], drop: Callable[[str], bool] = lambda _: False
+) -> list[str]:
+    """Runs `script` in a fresh interpreter with Django's settings (cwd app/, APP_ENV local),
+    the environment minus the variables `drop` names plus `env`: what a process imports is a
+    fact of that process. Returns its stdout lines; fails with its stderr on a non-zero exit."""
+    base = {k: v for k, v in os.environ.items() if not drop(k)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()

@@ -8,11 +8,10 @@ instrumentation or propagator. Each case runs in a fresh interpreter: whether a 
 imported is a fact of the process."""
 
 import json
-import os
 import subprocess
 import sys
 
-from tests.support import ROOT
+from tests.support import django_script
 
 # Loads everything a web worker and a Celery worker load, serves /healthz through the ASGI app
 # (excluded from tracing either way: no span), and logs one line inside a span when tracing is
@@ -67,19 +66,13 @@ print(json.dumps({
 """
 
 
+def not_otel(name: str) -> bool:
+    return name.startswith("OTEL_")
+
+
 def run_app(**env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    (report,) = [line for line in result.stdout.splitlines() if line.startswith('{"status"')]
+    lines = django_script(SCRIPT, env=env, drop=not_otel)
+    (report,) = [line for line in lines if line.startswith('{"status"')]
     return json.loads(report)
 
 
@@ -184,24 +177,16 @@ print(json.dumps({
 
 def test_a_request_continues_the_clients_trace_in_a_span_named_after_its_route():
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    result = subprocess.run(
-        [sys.executable, "-c", REQUEST_SCRIPT, f"00-{trace_id}-{parent}-01"],
+    lines = django_script(
+        REQUEST_SCRIPT,
+        f"00-{trace_id}-{parent}-01",
         env={
-            **clean,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "APP_ENV": "local",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
         },
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+        drop=not_otel,
     )
-    assert result.returncode == 0, result.stderr
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith('{"asgi"')]
+    (line,) = [line for line in lines if line.startswith('{"asgi"')]
     seen = json.loads(line)
     assert seen["asgi"] == 200
     assert seen["wsgi"].startswith("200")

@@ -3,11 +3,8 @@ records (tests/app/core/test_metrics.py). Each case runs in a fresh interpreter:
 read once, when core.metrics is imported."""
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.support import ROOT
+from tests.support import django_script
 
 # Counts one request and one cache read, then reports the two counters' values.
 SCRIPT = r"""
@@ -25,19 +22,9 @@ print(json.dumps({
 
 
 def counted(**env: str) -> dict[str, float]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("METRICS_ENABLED",)}
-    clean.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    # Single-process counters: neither a caller's switch nor its multiprocess directory.
+    drop = {"METRICS_ENABLED", "PROMETHEUS_MULTIPROC_DIR"}
+    return json.loads(django_script(SCRIPT, env=env, drop=drop.__contains__)[-1])
 
 
 def test_metrics_are_recorded_by_default():
