@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
+from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 
@@ -75,9 +76,31 @@ class ExecutorPool:
 
 
 class PooledExecutorASGIHandler(ASGIHandler):
+    # Django's own middleware without a thread hop per method (core/inline_middleware.py).
+    inline_middleware = True
+
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        """Builds the chain from settings.MIDDLEWARE with Django's classes replaced by their
+        inline subclasses (settings keep Django's names: `check --deploy` looks for them)."""
+        if not (is_async and self.inline_middleware):
+            super().load_middleware(is_async)
+            return
+        from core import inline_middleware  # imports Django's middleware: after django.setup()
+
+        import_string = base.import_string  # type: ignore[attr-defined]
+
+        def inline_import(path: str) -> Any:
+            return inline_middleware.BY_DJANGO_PATH.get(path) or import_string(path)
+
+        base.import_string = inline_import  # type: ignore[attr-defined]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            base.import_string = import_string  # type: ignore[attr-defined]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -1,0 +1,178 @@
+"""core.inline_middleware through the pooled ASGI handler: Django's middleware answers exactly as
+with its own thread hops (sessions, messages, CSRF, redirects, host validation, headers), while
+a plain GET hands the request's thread only Django's two signal jobs instead of one per
+middleware method."""
+
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from core import inline_middleware
+from core.asgi import PooledExecutorASGIHandler
+
+pytestmark = [pytest.mark.urls("tests.app.core.inline_urls")]
+
+
+class Hops(PooledExecutorASGIHandler):
+    inline_middleware = False
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def request(
+    app: PooledExecutorASGIHandler,
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    host: bytes = b"testserver",
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", host), *(headers or [])],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": body})
+    start = await communicator.receive_output(20)
+    content = b""
+    while True:
+        message = await communicator.receive_output(20)
+        content += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await communicator.wait(20)
+    return start["status"], start["headers"], content
+
+
+def cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    for name, value in headers:
+        if name.lower() == b"set-cookie":
+            jar.load(value.decode())
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def cookie_header(jar: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(b"cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode())]
+
+
+RANDOM_HEADERS = (b"set-cookie", b"x-request-id", b"x-request-duration")
+
+
+def shape(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any, ...]:
+    """What must not differ between the two chains: status, headers (only the names of those
+    whose values are random or timed) and body, minus the random CSRF token."""
+    kept = sorted(
+        (name.lower(), b"" if name.lower() in RANDOM_HEADERS else value) for name, value in headers
+    )
+    names = sorted(cookies(headers))
+    return status, kept, names, body if b"token" not in body else b"<token>"
+
+
+async def transcript(app: PooledExecutorASGIHandler) -> list[tuple[Any, ...]]:
+    steps = [await request(app, "/hello")]
+    steps.append(await request(app, "/slash"))  # APPEND_SLASH
+    steps.append(await request(app, "/hello", host=b"evil.example"))  # DisallowedHost
+    got = await request(app, "/form")
+    steps.append(got)
+    jar = cookies(got[1])
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    steps.append(await request(app, "/form", method="POST", body=b"field=1", headers=[form]))
+    token = [(b"x-csrftoken", jar["csrftoken"].encode())]
+    steps.append(
+        await request(
+            app, "/form", method="POST", body=b"field=1",
+            headers=[form, *cookie_header(jar), *token],
+        )
+    )  # fmt: skip
+    written = await request(app, "/session/write")
+    steps.append(written)
+    steps.append(await request(app, "/session/read", headers=cookie_header(cookies(written[1]))))
+    return [shape(*step) for step in steps]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inline_chain_answers_exactly_as_djangos_own():
+    inline, hops = PooledExecutorASGIHandler(), Hops()
+    try:
+        got, expected = asyncio.run(transcript(inline)), asyncio.run(transcript(hops))
+    finally:
+        inline.executors.close()
+        hops.executors.close()
+    assert got == expected
+    statuses = [step[0] for step in got]
+    assert statuses == [200, 301, 400, 200, 403, 200, 200, 200]
+    # The session was saved (the save went to the request's thread: on the event loop Django
+    # refuses database access) and read back with its message.
+    assert got[-1][-1] == b'{"visits": 1, "messages": ["saved"]}'
+    assert "sessionid" in got[-2][2]
+
+
+def sync_middleware_methods() -> int:
+    """Thread hops Django's own chain makes for a GET: one per sync process_request and
+    process_response of each MiddlewareMixin class in settings, plus CSRF's process_view."""
+    hops = 0
+    for path in settings.MIDDLEWARE:
+        if path in inline_middleware.BY_DJANGO_PATH:
+            cls = import_string(path)
+            hops += sum(hasattr(cls, m) for m in ("process_request", "process_response"))
+            hops += hasattr(cls, "process_view")
+    return hops
+
+
+async def jobs_for_one_get(app: PooledExecutorASGIHandler) -> int:
+    executor = CountingExecutor()
+    app.executors._idle.append(executor)
+    app.executors.created += 1
+    status, _, _ = await request(app, "/hello")
+    assert status == 200
+    return executor.jobs
+
+
+def test_a_get_hands_its_thread_two_jobs_instead_of_one_per_middleware_method():
+    inline, hops = PooledExecutorASGIHandler(), Hops()
+    try:
+        inline_jobs, hop_jobs = (
+            asyncio.run(jobs_for_one_get(inline)),
+            asyncio.run(jobs_for_one_get(hops)),
+        )
+    finally:
+        inline.executors.close()
+        hops.executors.close()
+    # request_started (close_old_connections) and response.close (request_finished): both
+    # must run on the request's thread, whose database connection they manage.
+    assert inline_jobs == 2
+    assert sync_middleware_methods() == 13  # the seven classes of settings.MIDDLEWARE
+    assert hop_jobs == inline_jobs + sync_middleware_methods()
+
+
+def test_every_django_middleware_in_settings_has_an_inline_twin():
+    django_classes = [p for p in settings.MIDDLEWARE if p.startswith("django.")]
+    assert sorted(django_classes) == sorted(inline_middleware.BY_DJANGO_PATH)
+    for path, twin in inline_middleware.BY_DJANGO_PATH.items():
+        assert issubclass(twin, import_string(path))
