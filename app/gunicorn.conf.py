@@ -25,10 +25,25 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # Cores this container may run on (affinity, not the host's count).
 CORES = len(os.sched_getaffinity(0))
 
+# max_requests: a worker is recycled after this many requests (below). A sync worker serves a
+# few requests a second, so 1,000 is minutes of life. A Uvicorn worker serves hundreds: 1,000
+# recycled it every ~7 s in make bench, and each recycle drains ~4 s with its listener closed,
+# which cost 20% of the fan-out's throughput. 50,000 is over 5 min at that peak (150 req/s a
+# worker), so drains take at most ~1% of a worker's time; the memory guard handles fast leaks.
 PROFILES: dict[str, dict[str, Any]] = {
-    "io": {"worker_class": "core.workers.UvicornWorker", "workers": CORES, "threads": 1},
-    "cpu": {"worker_class": "sync", "workers": 2 * CORES + 1, "threads": 1},
-    "mixed": {"worker_class": "gthread", "workers": CORES + 1, "threads": 4},
+    "io": {
+        "worker_class": "core.workers.UvicornWorker",
+        "workers": CORES,
+        "threads": 1,
+        "max_requests": 50_000,
+    },
+    "cpu": {"worker_class": "sync", "workers": 2 * CORES + 1, "threads": 1, "max_requests": 1000},
+    "mixed": {
+        "worker_class": "gthread",
+        "workers": CORES + 1,
+        "threads": 4,
+        "max_requests": 1000,
+    },
 }
 PROFILE = os.environ.get("GUNICORN_PROFILE", "io")
 if PROFILE not in PROFILES:
@@ -52,8 +67,8 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
 # Recycle each worker after this many requests, bounding any slow leak; the jitter keeps
 # the workers from all restarting at once. Uvicorn workers count them in the memory guard,
 # which drains the worker first (post_fork below).
-max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+max_requests = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 # A worker silent this long is killed (WORKER TIMEOUT). Above any legitimate request: slow work
 # belongs in Celery. Nginx's proxy_read_timeout (35s) sits above it, so Gunicorn acts first and
 # its worker_abort hook logs where the request was stuck; Nginx answers the client a JSON 504.

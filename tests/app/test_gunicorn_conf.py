@@ -56,7 +56,7 @@ def test_profiles_pick_worker_class_count_and_app(profile, worker_class, workers
 def test_defaults_recycle_preload_and_keep_alive_past_nginx():
     _, _, _, preload, max_requests, jitter, timeout, graceful, keepalive, tmp, _ = gunicorn_config()
     assert preload == "True"
-    assert (int(max_requests), int(jitter)) == (1000, 100)
+    assert (int(max_requests), int(jitter)) == (50_000, 5_000)
     assert int(graceful) < int(timeout)
     # Nginx closes idle upstream connections after 4s: before Gunicorn's keepalive would, and
     # before a stopping worker's drain gives up waiting for it (core/workers.py).
@@ -67,6 +67,14 @@ def test_defaults_recycle_preload_and_keep_alive_past_nginx():
     assert int(keepalive) > 4
     assert workers.DRAIN_SECONDS > 4
     assert tmp == "/dev/shm"
+
+
+@pytest.mark.parametrize(("profile", "max_requests"), [("io", 50_000), ("cpu", 1000)])
+def test_recycling_counts_suit_the_worker_model(profile, max_requests):
+    # A Uvicorn worker serves hundreds of requests a second: at the sync count it was recycled
+    # every few seconds (gunicorn.conf.py; make bench scenario 1's "max_requests 1000" row).
+    values = gunicorn_config(GUNICORN_PROFILE=profile)
+    assert (int(values[4]), int(values[5])) == (max_requests, max_requests // 10)
 
 
 def test_env_overrides_the_profile():
