@@ -18,14 +18,15 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core import procfs
+
 log = logging.getLogger(__name__)
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def rss_bytes(pid: int) -> int | None:
-    """A process's resident set size (the second field of /proc/<pid>/statm); None once gone."""
+    """A pool process's resident set size; None once it is gone."""
     try:
-        return int(Path(f"/proc/{pid}/statm").read_bytes().split()[1]) * _PAGE_SIZE
+        return procfs.rss_bytes(pid)
     except (OSError, IndexError, ValueError):
         return None
 

@@ -29,18 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core import workers
+from core.procfs import rss_bytes
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes() -> int:
-    """This process's resident set size: the second field of /proc/self/statm, in pages."""
-    # Opened each time: a descriptor kept open across fork would still read the parent's file.
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * _PAGE_SIZE
 
 
 def exceeds(rss: int, limit_mb: int) -> bool:

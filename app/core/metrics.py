@@ -36,6 +36,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core import procfs
+
 # Every metric has labels: a labelled metric writes no value, and so no file, until a worker
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
 REQUESTS = Counter(
@@ -100,7 +102,6 @@ WORKER_MEMORY_LIMIT = Gauge(
 RSS_EVERY_SECONDS = 5.0
 _MEMORY_LIMIT_BYTES = int(os.environ.get("GUNICORN_MEMORY_LIMIT_MB") or 500) * 1024 * 1024
 _rss_next = 0.0
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
@@ -141,9 +142,7 @@ def observe_worker_memory() -> None:
     """This worker's resident memory and limit, for WebWorkerMemoryHigh and WorkerMemoryGrowing."""
     global _rss_next  # per process, by design
     _rss_next = perf_counter() + RSS_EVERY_SECONDS
-    # Resident pages: the second field of /proc/self/statm (as the memory guard reads it).
-    with open("/proc/self/statm", "rb") as statm:
-        WORKER_RSS.labels("web").set(int(statm.read().split()[1]) * _PAGE_SIZE)
+    WORKER_RSS.labels("web").set(procfs.rss_bytes())  # as the memory guard reads it
     WORKER_MEMORY_LIMIT.labels("web").set(_MEMORY_LIMIT_BYTES)
     # The abort counter exported at 0 before the first abort: increase() needs the 0 -> 1 step.
     WORKER_ABORTS.labels("timeout")
