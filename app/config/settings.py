@@ -53,7 +53,7 @@ MIDDLEWARE = [
 # Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT set, config/tracing.py): name each request's span after
 # its Django route. Off: not installed, nothing of OpenTelemetry is imported.
 if tracing.enabled():
-    MIDDLEWARE.insert(0, "config.tracing.RouteSpanMiddleware")
+    MIDDLEWARE.insert(0, "core.middleware.RouteSpanMiddleware")
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

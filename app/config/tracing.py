@@ -27,7 +27,6 @@ documents them.
 """
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 # Probes and scrapes: frequent and all alike; a trace of each would only bury the real ones.
@@ -118,37 +117,9 @@ def wrap_wsgi(application: Any) -> Any:
     return OpenTelemetryMiddleware(application)
 
 
-class RouteSpanMiddleware:
+def name_span(request: Any) -> None:
     """Names the request's server span after the Django route once the URL is resolved
-    (`POST api/orders`, http.route). Not the URL's name: django-ninja gives one URL pattern to
-    all the methods of a path, named after one of its operations. Installed first in MIDDLEWARE
-    only when tracing is on (settings)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: Any) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        response = self.get_response(request)
-        _name_span(request)
-        return response
-
-    async def _acall(self, request: Any) -> Any:
-        response = await self.get_response(request)
-        _name_span(request)
-        return response
-
-
-def _name_span(request: Any) -> None:
+    (`POST api/orders`, http.route): core.middleware.RouteSpanMiddleware, when enabled()."""
     from opentelemetry import trace
 
     span = trace.get_current_span()

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from config import tracing
 from core import memory_guard, metrics, request_context
 from core.selectors import readiness_get
 
@@ -95,6 +96,22 @@ class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
             return await sync_to_async(_metrics, thread_sensitive=False)()
         response: Awaitable[HttpResponse] = self.get_response(request)
         return await response
+
+
+class RouteSpanMiddleware(_SyncAndAsyncMiddleware):
+    """Names the request's tracing span after its route. Not the URL's name: django-ninja gives
+    one URL pattern to all the methods of a path, named after one of its operations. Installed
+    first in MIDDLEWARE only when tracing is on (settings)."""
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        tracing.name_span(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = await self.get_response(request)
+        tracing.name_span(request)
+        return response
 
 
 slow_log = logging.getLogger("core.requests")

@@ -99,7 +99,7 @@ def test_unset_endpoint_imports_nothing_of_tracing():
     assert not [m for m in seen["otel_modules"] if m.startswith(TRACING_MODULES)]
     assert not seen["app"].startswith("opentelemetry")
     assert not seen["wsgi"].startswith("opentelemetry")
-    assert seen["middleware"] != "config.tracing.RouteSpanMiddleware"
+    assert seen["middleware"] != "core.middleware.RouteSpanMiddleware"
     assert "trace_id" not in seen["line"]
 
 
@@ -117,7 +117,7 @@ def test_set_endpoint_traces_and_logs_the_trace_id():
         assert [m for m in seen["otel_modules"] if m.startswith(prefix)], prefix
     assert seen["app"] == "opentelemetry.instrumentation.asgi"
     assert seen["wsgi"] == "opentelemetry.instrumentation.wsgi"
-    assert seen["middleware"] == "config.tracing.RouteSpanMiddleware"
+    assert seen["middleware"] == "core.middleware.RouteSpanMiddleware"
     trace_id, span_id = seen["ids"]
     assert seen["line"]["trace_id"] == trace_id
     assert seen["line"]["span_id"] == span_id
