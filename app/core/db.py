@@ -6,10 +6,11 @@ fails on the replica is retried on the primary, and the replica is skipped for a
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
@@ -88,15 +89,54 @@ def replica_mark_up() -> None:
     caches["default"].delete(REPLICA_DOWN_KEY)
 
 
-def read(fn: Callable[[str], T], *, user_id: int | None = None) -> T:
-    """Runs fn(alias) on the right database, retrying once on the primary if the replica fails."""
+def read(
+    fn: Callable[[str], T], *, user_id: int | None = None, primary_decides_missing: bool = False
+) -> T:
+    """Runs fn(alias) on the right database, retrying once on the primary if the replica fails.
+
+    primary_decides_missing: None from the replica may mean "not replayed yet" (a row created a
+    moment ago), so the primary is asked too. Misses are rare; Nginx's rate limits bound them.
+    """
     alias = read_alias(user_id=user_id)
     try:
-        return fn(alias)
+        result = fn(alias)
     except DATABASE_ERRORS:
         if alias != REPLICA:
             raise
-        log.warning("replica read failed; falling back to the primary", exc_info=True)
-        replica_mark_down()
-        connections[REPLICA].close()
+        _replica_failed()
+        _replica_close()
         return fn(PRIMARY)
+    if result is None and primary_decides_missing and alias == REPLICA:
+        return fn(PRIMARY)
+    return result
+
+
+async def aread(
+    fn: Callable[[str], Awaitable[T]],
+    *,
+    user_id: int | None = None,
+    primary_decides_missing: bool = False,
+) -> T:
+    """read() for the async ORM."""
+    alias = read_alias(user_id=user_id)
+    try:
+        result = await fn(alias)
+    except DATABASE_ERRORS:
+        if alias != REPLICA:
+            raise
+        _replica_failed()
+        # The connection belongs to the request's thread, where the async ORM ran the query.
+        await sync_to_async(_replica_close)()
+        return await fn(PRIMARY)
+    if result is None and primary_decides_missing and alias == REPLICA:
+        return await fn(PRIMARY)
+    return result
+
+
+def _replica_failed() -> None:
+    log.warning("replica read failed; falling back to the primary", exc_info=True)
+    replica_mark_down()
+
+
+def _replica_close() -> None:
+    connections[REPLICA].close()

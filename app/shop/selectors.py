@@ -8,7 +8,6 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
-from config.db_router import PRIMARY, REPLICA
 from core import db
 from shop.models import Order, OrderItem, Product
 from shop.services import PRODUCTS_VERSION_KEY
@@ -39,10 +38,7 @@ def product_get(*, product_id: int) -> Product | None:
     def query(alias: str) -> Product | None:
         return Product.objects.using(alias).filter(pk=product_id).first()
 
-    product = db.read(query)
-    # Not on the replica may mean not replayed yet (a product created a moment ago): the
-    # primary decides a 404. Misses are rare; Nginx's rate limits bound them.
-    return product if product is not None else query(PRIMARY)
+    return db.read(query, primary_decides_missing=True)
 
 
 def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[str, Any]:
@@ -89,18 +85,10 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
 
 
 async def _product_aget(product_id: int) -> Product | None:
-    alias = db.read_alias()
-    try:
-        product = await Product.objects.using(alias).filter(pk=product_id).afirst()
-    except db.DATABASE_ERRORS:
-        if alias != REPLICA:
-            raise
-        db.replica_mark_down()
-        product = None
-    if product is None and alias == REPLICA:
-        # Down, or not replayed yet (created a moment ago): the primary decides a 404.
-        product = await Product.objects.using(PRIMARY).filter(pk=product_id).afirst()
-    return product
+    async def query(alias: str) -> Product | None:
+        return await Product.objects.using(alias).filter(pk=product_id).afirst()
+
+    return await db.aread(query, primary_decides_missing=True)
 
 
 def _orders(alias: str, customer_id: int) -> QuerySet[Order]:

@@ -1,10 +1,12 @@
 """The replica-down mark: shared through the real test Redis, kept per process for a second."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.db import OperationalError
 
 from config.db_router import PRIMARY, REPLICA
 from core import db
@@ -58,3 +60,37 @@ def test_another_processs_mark_reaches_this_one_within_the_local_ttl(redis_setti
     assert db.read_alias() == REPLICA  # the stale second this process trades for fewer GETs
     clock(db.REPLICA_DOWN_LOCAL_TTL_SECONDS)
     assert db.read_alias() == PRIMARY
+
+
+def test_a_miss_on_the_replica_is_decided_by_the_primary_when_asked(redis_settings, clock):
+    seen: list[str] = []
+
+    def query(alias: str) -> None:
+        seen.append(alias)
+
+    assert db.read(query, primary_decides_missing=True) is None
+    assert seen == [REPLICA, PRIMARY]
+    seen.clear()
+    assert db.read(query) is None  # a plain read takes the replica's word
+    assert seen == [REPLICA]
+
+
+def test_the_async_read_falls_back_like_the_sync_one(redis_settings, clock):
+    seen: list[str] = []
+
+    async def missing(alias: str) -> None:
+        seen.append(alias)
+
+    async def failing(alias: str) -> str:
+        seen.append(alias)
+        if alias == REPLICA:
+            raise OperationalError("replica gone")
+        return "from the primary"
+
+    assert asyncio.run(db.aread(missing, primary_decides_missing=True)) is None
+    assert seen == [REPLICA, PRIMARY]
+    seen.clear()
+    assert asyncio.run(db.aread(failing)) == "from the primary"
+    assert seen == [REPLICA, PRIMARY]
+    assert db.read_alias() == PRIMARY  # marked down for every process
+    db.replica_mark_up()
