@@ -106,6 +106,11 @@ bench: base-image ## Benchmarks on this machine (own project, port 28080): docs/
 	  $$( /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON) ) bench/report.py; \
 	  exit $$status
 
+.PHONY: profile
+profile: ## py-spy on the web workers under bench load (after make bench's build): docs/benchmarks/profile.md
+	bench/ensure-tools.sh
+	ulimit -n 20000 && $(PYTHON) bench/profile.py
+
 .PHONY: bench-quick
 bench-quick: ## make bench, quick: one round, fewer configurations and shorter runs
 	$(MAKE) bench BENCH_QUICK=1

@@ -357,31 +357,61 @@ def seed_comparison(data: dict[str, Any], headline: list[list[str]]) -> list[str
     return lines
 
 
-STOCK_SUFFIX = " (stock Django handler)"
+# What moved the fan-out's number: scenario 1 runs each as its own configuration, and each is
+# compared with the default (no suffix) of the same worker count.
+VARIANTS = (
+    (" (stock Django handler)", "Django's stock ASGIHandler"),
+    (" (pooled, thread hops)", "pooled executors (core/asgi.py), Django's middleware hopping"),
+    ("", "pooled + Django's middleware inline (core/inline_middleware.py): **the default**"),
+    (" (max_requests 1000)", "the default, recycled every 1,000 requests (the sync habit)"),
+)
 
 
 def handler_comparison(data: dict[str, Any]) -> list[str]:
-    """core.asgi's pooled handler against Django's stock ASGIHandler, same workers, same run."""
+    """The default against the configurations that differ from it in one thing: same workers,
+    same run, rounds interleaved."""
     groups = group(data["runs"], "config", "label")
-    parts = []
-    for (config, label), runs in groups.items():
-        if not config.endswith(STOCK_SUFFIX) or (config[: -len(STOCK_SUFFIX)], label) not in groups:
+    suffixes = [suffix for suffix, _ in VARIANTS if suffix]
+    bases = sorted(
+        {
+            c[: -len(s)]
+            for c, _ in groups
+            for s in suffixes
+            if c.endswith(s) and (c[: -len(s)], "c100") in groups
+        }
+    )
+    lines: list[str] = []
+    for base in bases:
+        labels = [label for label in ("c100", "c1000") if (base, label) in groups]
+        rows = []
+        for suffix, what in VARIANTS:
+            if not any((base + suffix, label) in groups for label in labels):
+                continue
+            row = [what]
+            for label in labels:
+                runs = groups.get((base + suffix, label))
+                rps = combine(runs)["rps"] if runs else None
+                default = combine(groups[(base, label)])["rps"]
+                row += [num(rps, 0), f"**{rps / default:.2f}x**" if rps and default else "-"]
+            rows.append(row)
+        if len(rows) < 2:
             continue
-        stock = combine(runs)["rps"]
-        pooled = combine(groups[(config[: -len(STOCK_SUFFIX)], label)])["rps"]
-        if stock and pooled:
-            parts.append(
-                f"{label}: {num(pooled, 0)} req/s pooled vs {num(stock, 0)} stock "
-                f"(**{pooled / stock:.2f}x**)"
-            )
-    if not parts:
-        return []
-    return [
-        "**What the pooled ASGI handler moved** (core/asgi.py: a request borrows a reused "
-        "single-thread executor instead of Django's new executor and joining thread per "
-        "request; same Uvicorn workers, rounds interleaved): " + "; ".join(parts) + ".",
-        "",
-    ]
+        header = ["configuration"]
+        for label in labels:
+            header += [f"{label} req/s", f"{label} / default"]
+        lines += [
+            f"**What moved the number** ({base}, same workers, rounds interleaved). A request "
+            "borrows a reused single-thread executor instead of Django's new executor and "
+            "joining thread per request; Django's own middleware runs its sync methods on the "
+            "event loop instead of one thread hop each (13 per request with this "
+            "settings.MIDDLEWARE, each waiting for the GIL while the loop is busy); and a "
+            "Uvicorn worker is recycled after 50,000 requests, not 1,000: at this rate 1,000 "
+            "meant a recycle every few seconds, each a ~4 s drain with the listener closed. "
+            "Where the time goes: `make profile` (docs/benchmarks/profile.md).",
+            "",
+            *table(header, rows),
+        ]
+    return lines
 
 
 def section_clients(results: dict[str, Any], headline: list[list[str]]) -> list[str]:

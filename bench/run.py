@@ -50,8 +50,8 @@ FANOUT_LIMIT_RPS = 100 / (UPSTREAM_MS / 1000)
 # -n evenly over its -c clients, so every -n is a multiple of its -c.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "") or (1 if QUICK else 2))
 N_ASYNC = 1000
-N_SYNC = 100 if QUICK else 300
-C1000_SECONDS = 6 if QUICK else 15
+N_SYNC = 100 if QUICK else 200
+C1000_SECONDS = 6 if QUICK else 10
 DETAIL_SECONDS = 6 if QUICK else 20
 CEILING_SECONDS = 5 if QUICK else 10
 # A/B alternations per comparison (scenarios 2 and 4).
@@ -110,8 +110,10 @@ def in_web(script: str, *args: str, timeout: float = 300) -> Any:
 
 GUNICORN = "gunicorn --config gunicorn.conf.py"
 BENCH_ASGI = "bench_endpoints.asgi:application"
-# The same, with Django's stock ASGIHandler instead of core.asgi's pooled one.
-BENCH_ASGI_STOCK = "bench_endpoints.asgi_stock:application"
+# The same around the handlers core.asgi's is measured against (bench_endpoints/asgi_variants.py):
+# Django's stock ASGIHandler, and the pooled one with Django's middleware hopping threads.
+BENCH_ASGI_STOCK = "bench_endpoints.asgi_variants:stock"
+BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
 WSGI = "config.wsgi:application"
 
 
@@ -164,12 +166,31 @@ def all_web_configs() -> list[dict[str, Any]]:
             "default": True,
         },
         {
-            # Before/after of core.asgi's pooled handler: a new executor per request.
+            # What core.asgi changed, one step at a time: Django's stock handler (a new executor
+            # per request, a thread hop per middleware method), then pooled executors alone.
             "name": f"uvicorn x{c} (stock Django handler)",
             "profile": "io",
             "workers": c,
             "command": f"{GUNICORN} {BENCH_ASGI_STOCK}",
             "path": "/bench/fanout/async",
+        },
+        {
+            "name": f"uvicorn x{c} (pooled, thread hops)",
+            "profile": "io",
+            "workers": c,
+            "command": f"{GUNICORN} {BENCH_ASGI_HOPS}",
+            "path": "/bench/fanout/async",
+        },
+        {
+            # The default with the sync workers' recycling count: a recycle every few seconds
+            # at this rate, each a ~4 s drain (gunicorn.conf.py's io max_requests says why).
+            "name": f"uvicorn x{c} (max_requests 1000)",
+            "profile": "io",
+            "workers": c,
+            "command": f"{GUNICORN} {BENCH_ASGI}",
+            "path": "/bench/fanout/async",
+            "env": {"GUNICORN_MAX_REQUESTS": "1000"},
+            "full_only": True,
         },
         {
             "name": f"uvicorn x{2 * c}",
@@ -229,6 +250,10 @@ def web_env(config: dict[str, Any], *, preload: bool = True) -> dict[str, str]:
         "GUNICORN_WORKER_CLASS": config.get("worker_class", ""),
         "GUNICORN_THREADS": "",
         "GUNICORN_PRELOAD": "true" if preload else "false",
+        # The profile's own unless the configuration says otherwise.
+        "GUNICORN_MAX_REQUESTS": "",
+        "GUNICORN_MAX_REQUESTS_JITTER": "",
+        **config.get("env", {}),
     }
 
 
@@ -668,9 +693,9 @@ def scenario_reports(results: dict[str, Any]) -> None:
 
 # --- observability: metrics and tracing on vs off ---------------------------------------------
 
-OBSERVABILITY_SECONDS = 6 if QUICK else 15
+OBSERVABILITY_SECONDS = 6 if QUICK else 10
 # Off/on alternations: the ratio of one pair is at the mercy of whatever else the machine runs.
-OBSERVABILITY_ROUNDS = 2 if QUICK else 3
+OBSERVABILITY_ROUNDS = 2
 # Both off: no Prometheus recording, tracing not even imported. Both on: every request recorded
 # in the metrics and traced (server span, SQL, Redis and upstream spans) and exported over
 # OTLP/HTTP to otlp-sink, which answers without decoding (bench/compose.bench.yml).

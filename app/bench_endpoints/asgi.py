@@ -44,17 +44,26 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def application(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
-        return
-    path = scope.get("path", "")
-    if ENABLED and scope["type"] == "http" and path == "/bench/raw/hello":
-        await _respond(send, 200, HELLO)
-        return
-    if ENABLED and scope["type"] == "http" and path == "/bench/raw/fanout":
-        calls = (fetch_json(url, timeout=TIMEOUT_SECONDS) for url in upstream_urls())
-        body, status = answer(list(await asyncio.gather(*calls)))
-        await _respond(send, status, json.dumps(body).encode())
-        return
-    await django_application(scope, receive, send)
+def serving(django: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Callable[..., Any]:
+    """The bench application around one Django ASGI handler (bench_endpoints.asgi_variants
+    serves the handlers it is compared with)."""
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path = scope.get("path", "")
+        if ENABLED and scope["type"] == "http" and path == "/bench/raw/hello":
+            await _respond(send, 200, HELLO)
+            return
+        if ENABLED and scope["type"] == "http" and path == "/bench/raw/fanout":
+            calls = (fetch_json(url, timeout=TIMEOUT_SECONDS) for url in upstream_urls())
+            body, status = answer(list(await asyncio.gather(*calls)))
+            await _respond(send, status, json.dumps(body).encode())
+            return
+        await django(scope, receive, send)
+
+    return application
+
+
+application = serving(django_application)

@@ -32,7 +32,13 @@ def test_bench_configs_select_by_name_but_the_default_stays_known(monkeypatch):
     assert [c["name"] for c in run.web_configs()] == ["gevent x5"]
     assert run.default_config()["name"] == "uvicorn x2"
     names = [c["name"] for c in run.select_configs(run.all_web_configs(), ["sync x", "uvicorn x2"])]
-    assert names == ["sync x5", "uvicorn x2", "uvicorn x2 (stock Django handler)"]
+    assert names == [
+        "sync x5",
+        "uvicorn x2",
+        "uvicorn x2 (stock Django handler)",
+        "uvicorn x2 (pooled, thread hops)",
+        "uvicorn x2 (max_requests 1000)",
+    ]
 
 
 def test_http_clients_are_the_seeds_two_and_the_apps_own():

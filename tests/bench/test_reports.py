@@ -90,13 +90,20 @@ def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
     assert again["meta"]["partial_runs"] == [{"only": ["reports"], "started": "again"}]
 
 
-def test_fanout_section_compares_the_pooled_handler_with_djangos_stock_one():
+def test_fanout_section_compares_each_variant_with_the_default():
     ok = hey.parse(HEY_OK)  # 322.6 req/s, 990 answers of 1,000
+    slower = {"uvicorn x2": 1, "uvicorn x2 (pooled, thread hops)": 1.25}
+    slower |= {"uvicorn x2 (stock Django handler)": 2, "uvicorn x2 (max_requests 1000)": 1.25}
     runs = [
-        {**ok, "config": "uvicorn x2", "label": "c100"},
-        {**ok, "config": "uvicorn x2 (stock Django handler)", "label": "c100"},
+        {**ok, "config": config, "label": "c100", "ok_rps": ok["ok_rps"] / factor}
+        for config, factor in slower.items()
     ]
-    runs[1]["ok_rps"] = ok["ok_rps"] / 2
-    lines = report.handler_comparison({"runs": runs})
-    assert "(**2.00x**)" in lines[0]
+    rows = [line for line in report.handler_comparison({"runs": runs}) if line.startswith("| ")]
+    # Stock, pooled with hops, the default, max_requests 1000: each against the default.
+    assert [row.rstrip(" |").split(" | ")[-1] for row in rows[1:]] == [
+        "**0.50x**",
+        "**0.80x**",
+        "**1.00x**",
+        "**0.80x**",
+    ]
     assert report.handler_comparison({"runs": runs[:1]}) == []
