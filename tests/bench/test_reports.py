@@ -107,3 +107,34 @@ def test_fanout_section_compares_each_variant_with_the_default():
         "**0.80x**",
     ]
     assert report.handler_comparison({"runs": runs[:1]}) == []
+
+
+def test_the_default_is_held_against_the_targets_and_the_ceiling_at_each_load():
+    ok = hey.parse(HEY_OK)
+    rps = {
+        ("uvicorn x2", "c100"): 300.0,
+        ("raw ASGI (uvicorn x2)", "c100"): 310.0,
+        ("uvicorn x2", "c1000"): 400.0,
+        ("raw ASGI (uvicorn x2)", "c1000"): 600.0,
+    }
+    runs = [
+        {
+            **ok,
+            "config": config,
+            "label": label,
+            "ok_rps": value,
+            "c": int(label[1:]),
+            "seconds": 10,
+        }
+        for (config, label), value in rps.items()
+    ]
+    data = {"limit_rps": 333.3, "calls": 3, "upstream_ms": 300, "runs": runs}
+    data["default_config"] = "uvicorn x2"
+    headline: list[list[str]] = []
+    text = "\n".join(report.section_fanout({"worker_classes": data}, headline))
+    # 300 of 333 req/s is 90.0%: behind the seed's 95.5%; the ceiling (93.0%) is too.
+    assert "reached 90.0% of the limit and is **behind** the seed's 95.5%" in text
+    assert "The ceiling itself is below the target" in text
+    wide = next(row for row in headline if "c=1000" in row[0])
+    assert wide[-1] == "67%"  # 400 / 600: above the 60% target
+    assert "target 60%" in wide[1]
