@@ -427,19 +427,31 @@ def scenario_http_client(results: dict[str, Any]) -> None:
             )
 
 
-MEMORY_SCRIPT = r"""
-import json, os
-procs = {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-        ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        continue
-    # PID 1 is docker-init ("/sbin/docker-init -- gunicorn ..."), not Gunicorn's master.
-    if "gunicorn" in cmd and "docker-init" not in cmd:
-        procs[int(pid)] = ppid
-master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
+# Prepended to the scripts below, which run inside a container: (master, children) of the
+# processes whose command line has every one of `words`.
+PROCESS_TREE = r"""
+import os
+
+def process_tree(*words):
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        # PID 1 is docker-init ("/sbin/docker-init -- gunicorn ..."), not the master.
+        if all(word in cmd for word in words) and "docker-init" not in cmd:
+            procs[int(pid)] = ppid
+    master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
+    return master, sorted(pid for pid, ppid in procs.items() if ppid == master)
+"""
+
+MEMORY_SCRIPT = (
+    PROCESS_TREE
+    + r"""
+import json
+master, children = process_tree("gunicorn")
 def rollup(pid):
     fields = {}
     for line in open(f"/proc/{pid}/smaps_rollup"):
@@ -448,9 +460,10 @@ def rollup(pid):
             fields[parts[0].rstrip(":")] = int(parts[1])
     return {"rss_kb": fields["Rss"], "pss_kb": fields["Pss"],
             "uss_kb": fields["Private_Clean"] + fields["Private_Dirty"]}
-workers = [rollup(pid) for pid, ppid in procs.items() if ppid == master]
+workers = [rollup(pid) for pid in children]
 print(json.dumps({"master": rollup(master), "workers": workers}))
 """
+)
 
 
 def scenario_preload(results: dict[str, Any]) -> None:
@@ -520,7 +533,9 @@ def scenario_pgbouncer(results: dict[str, Any]) -> None:
 # child's memory. Peak = VmHWM, the kernel's own high-water mark of the child's resident set,
 # reset (clear_refs 5) just before the report starts: it catches a spike between samples, which
 # polling VmRSS cannot. Polled VmRSS (every 20 ms) is kept beside it as a cross-check.
-REPORT_SCRIPT = r"""
+REPORT_SCRIPT = (
+    PROCESS_TREE
+    + r"""
 import json, os, sys, time
 from datetime import timedelta
 import django
@@ -543,18 +558,8 @@ def status(pid):
     return fields
 
 def children():
-    # The prefork pool: processes whose parent is the Celery master (PID 1 is docker-init).
-    procs = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if "celery" in cmd and "worker" in cmd and "docker-init" not in cmd:
-            procs[int(pid)] = ppid
-    master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
-    return sorted(pid for pid, ppid in procs.items() if ppid == master)
+    # The prefork pool: the Celery master's children.
+    return process_tree("celery", "worker")[1]
 
 def cpu_ticks(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -622,6 +627,7 @@ print(json.dumps({
     "child_recycled": after[ran] is None,
 }))
 """
+)
 REPORT_SIZES = [10_000, 100_000] if QUICK else [10_000, 100_000, 1_000_000]
 
 
