@@ -28,8 +28,9 @@ from django.db import connections
 
 # Requests in flight per worker, each with its own thread and up to two PgBouncer client
 # connections (primary and replica). 128 x 2 workers let ~850 fan-out requests (300 ms each) per
-# second through, above what 2 cores serve; 128 x 2 aliases x 2 workers x 3 web replicas = 1,536
-# client connections, under PGBOUNCER_MAX_CLIENT_CONN (2,000).
+# second through, above what 2 cores serve. PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose
+# (2,000) for 3 web replicas (1,536), Kubernetes for the web autoscaler's maximum
+# (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = 128
 
 

@@ -360,3 +360,28 @@ def test_production_serves_its_host_over_tls(rendered) -> None:
     assert hosts <= {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
     assert hosts <= set(production.config["DJANGO_ALLOWED_HOSTS"].split(","))
     assert production.config["APP_ENV"] == "production"
+
+
+def test_one_pgbouncer_pod_admits_every_client_the_autoscalers_allow(deployment: Manifests) -> None:
+    """Each web worker lends up to core.asgi.EXECUTORS threads at once, each with its own
+    connection to each database alias it uses (DB_CONN_MAX_AGE keeps them); each Celery child
+    holds one per alias. The Service may send them all to one PgBouncer pod (the other restarting
+    or evicted), so one pod's max_client_conn must cover the fleet at its autoscalers' maxima."""
+    from core.asgi import EXECUTORS
+
+    aliases = 2  # default (primary) and replica
+    autoscalers = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
+        for h in deployment.of_kind("HorizontalPodAutoscaler")
+    }
+    config = deployment.config
+    web = autoscalers["web"] * int(config["GUNICORN_WORKERS"]) * EXECUTORS * aliases
+    workers = sum(
+        autoscalers[doc["metadata"]["name"]] * int(config["CELERY_CONCURRENCY"]) * aliases
+        for doc in deployment.workers
+    )
+    beat_and_migrate = 2 * aliases
+    pgbouncer = deployment.get("Deployment", "pgbouncer")["spec"]["template"]["spec"]
+    (container,) = pgbouncer["containers"]
+    assert "PGBOUNCER_MAX_CLIENT_CONN" in {item["name"] for item in container["env"]}
+    assert web + workers + beat_and_migrate <= int(config["PGBOUNCER_MAX_CLIENT_CONN"])
