@@ -138,10 +138,12 @@ def redis_url(db: int) -> str:
     return f"redis://:{REDIS_PASSWORD}@{REDIS_HOST}:{REDIS_PORT}/{db}"
 
 
-_REDIS_TIMEOUTS = {
+_REDIS_OPTIONS = {
     # A slow or absent Redis must cost a request at most this much, never a hang.
     "SOCKET_CONNECT_TIMEOUT": 1,
     "SOCKET_TIMEOUT": 1,
+    # One client per process instead of one per request (core/cache.py says what it saved).
+    "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {
     # Page and query cache: an outage degrades to uncached reads (misses), never to errors.
@@ -150,14 +152,14 @@ CACHES = {
         "BACKEND": "core.cache.InstrumentedRedisCache",
         "LOCATION": redis_url(2),
         "TIMEOUT": env_int("CACHE_TTL", 60),
-        "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
+        "OPTIONS": {**_REDIS_OPTIONS, "IGNORE_EXCEPTIONS": True},
     },
     # State whose absence must be noticed (read-your-writes marks): errors are raised.
     "state": {
         "BACKEND": "core.cache.InstrumentedRedisCache",
         "LOCATION": redis_url(2),
         "KEY_PREFIX": "state",
-        "OPTIONS": _REDIS_TIMEOUTS,
+        "OPTIONS": _REDIS_OPTIONS,
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
