@@ -359,7 +359,10 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             switches.append({"config": config["name"], "round": round_, "seconds": seconds})
             path = config["path"]
             sync = config.get("sync", False)
-            warm(path, n=20 if sync else 200, c=10 if sync else 20)
+            # At the measured concurrency: the worker's upstream pool and Nginx's keep-alive
+            # connections grow to their working size before the clock starts, for every row
+            # alike (the framework-free one below reuses this worker's warm pool otherwise).
+            warm(path, n=20 if sync else 500, c=10 if sync else 100)
             labels = {"config": config["name"], "round": round_}
             fanout.append(load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels))
             # c=1000 for the async and gevent workers only: five sync workers at 0.9 s a
@@ -369,7 +372,7 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             if not config.get("default"):
                 continue
             # The default (production) profile also serves the other scenarios.
-            warm("/bench/raw/fanout")
+            warm("/bench/raw/fanout", n=500, c=100)
             raw = {"config": f"raw ASGI ({config['name']})", "round": round_}
             fanout.append(load("/bench/raw/fanout", c=100, n=N_ASYNC, label="c100", **raw))
             # The ceiling at c=1000 (the I/O limit, 3,333 req/s, is out of reach of 2 cores).
