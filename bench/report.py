@@ -1130,16 +1130,17 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     body += [
         "## Found along the way",
         "",
-        "- `GUNICORN_PRELOAD=false` crashes every worker at boot: gunicorn.conf.py's "
-        "`post_fork` calls `django.db.connections.close_all()` before the worker has imported "
-        "config.asgi/wsgi, the modules that set `DJANGO_SETTINGS_MODULE`, so Django raises "
-        "ImproperlyConfigured and Gunicorn exits with 'Worker failed to boot'. "
-        "bench/compose.bench.yml sets `DJANGO_SETTINGS_MODULE=config.settings` to measure "
-        "preload off at all; the fix belongs in gunicorn.conf.py (set the variable there, or "
-        "skip `close_all()` when the app was not preloaded).",
-        "- `GUNICORN_WORKER_CLASS=asgi` (Gunicorn's own ASGI worker) would be handed the WSGI "
-        "app: gunicorn.conf.py picks `config.asgi` only when the class name contains "
-        "'uvicorn'. The harness passes the application on the command line instead.",
+        "- Fixed, found by earlier runs of this bench: `GUNICORN_PRELOAD=false` crashed every "
+        "worker at boot (post_fork touched django.db before Django was loaded), and "
+        "`GUNICORN_WORKER_CLASS=asgi` was handed the WSGI app (tests/app/test_gunicorn_conf.py).",
+        "- Fixed, found with `make profile` and scenario 1's comparison rows: Django's own "
+        "middleware made 13 thread hops per ASGI request (core/inline_middleware.py); Uvicorn "
+        "workers were recycled every 1,000 requests, i.e. every few seconds at this load, each "
+        "recycle a ~4 s drain (max_requests is now per worker model); django-redis built a new "
+        "redis-py client for every request (core/cache.py). And in the harness itself: the "
+        "Django rows opened their upstream and keep-alive connections on the clock while the "
+        "framework-free row measured after them reused the warm ones (every row is now warmed "
+        "at its measured concurrency).",
         "- Gunicorn's gevent worker under this stack's preload_app (the default) patches the "
         "standard library only after the master has loaded Django: every worker logs gevent's "
         "MonkeyPatchWarning (ssl already imported; redis.asyncio's direct imports not "
@@ -1210,10 +1211,11 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     ]
     if meta["quick"]:
         lines.append(
-            "- Quick mode: one round; Uvicorn at 2 x cores and `uvicorn --workers` without "
-            "Gunicorn skipped; c=1000 fan-out only for the default configuration; product detail "
-            "at c=1000 only; one turn per client in scenario 2 and one A/B alternation in "
-            "scenario 4; preload at 2 workers only."
+            "- Quick mode: one round; Uvicorn at 2 x cores, `uvicorn --workers` without "
+            "Gunicorn and the handler and max_requests comparisons skipped; 300 requests per "
+            "client in scenario 2; one on/off pair in scenario 9; c=1000 fan-out only for the "
+            "default configuration; product detail at c=1000 only; one turn per client in "
+            "scenario 2 and one A/B alternation in scenario 4; preload at 2 workers only."
         )
     return "\n".join(lines) + "\n"
 
