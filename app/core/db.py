@@ -59,9 +59,9 @@ def replica_down_forget() -> None:
 
 
 def replica_is_down() -> bool:
-    down, expires = _replica_down_seen
-    if monotonic() < expires:
-        return down
+    fresh = _fresh_alias()
+    if fresh is not None:
+        return fresh == PRIMARY
     down = bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
     _replica_down_remember(down)
     return down
@@ -103,8 +103,8 @@ def read(
     except DATABASE_ERRORS:
         if alias != REPLICA:
             raise
-        _replica_failed()
-        _replica_close()
+        log.warning(FALLBACK, exc_info=True)
+        _replica_abandon()
         return fn(PRIMARY)
     if result is None and primary_decides_missing and alias == REPLICA:
         return fn(PRIMARY)
@@ -117,26 +117,37 @@ async def aread(
     user_id: int | None = None,
     primary_decides_missing: bool = False,
 ) -> T:
-    """read() for the async ORM."""
-    alias = read_alias(user_id=user_id)
+    """read() for the async ORM. Redis is asked on the request's thread, never on the event loop
+    (a silent Redis would stall every request of the worker): only this process's fresh copy
+    of the replica-down mark is read inline."""
+    alias = _fresh_alias() if user_id is None else None
+    if alias is None:
+        alias = await sync_to_async(read_alias)(user_id=user_id)
     try:
         result = await fn(alias)
     except DATABASE_ERRORS:
         if alias != REPLICA:
             raise
-        _replica_failed()
-        # The connection belongs to the request's thread, where the async ORM ran the query.
-        await sync_to_async(_replica_close)()
+        log.warning(FALLBACK, exc_info=True)
+        # On the request's thread: its connection is the one the async ORM used.
+        await sync_to_async(_replica_abandon)()
         return await fn(PRIMARY)
     if result is None and primary_decides_missing and alias == REPLICA:
         return await fn(PRIMARY)
     return result
 
 
-def _replica_failed() -> None:
-    log.warning("replica read failed; falling back to the primary", exc_info=True)
+FALLBACK = "replica read failed; falling back to the primary"
+
+
+def _fresh_alias() -> str | None:
+    """The alias for a read without a user, if this process's copy of the mark still holds."""
+    down, expires = _replica_down_seen
+    if monotonic() < expires:
+        return PRIMARY if down else REPLICA
+    return None
+
+
+def _replica_abandon() -> None:
     replica_mark_down()
-
-
-def _replica_close() -> None:
     connections[REPLICA].close()

@@ -1,6 +1,7 @@
 """The replica-down mark: shared through the real test Redis, kept per process for a second."""
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +95,27 @@ def test_the_async_read_falls_back_like_the_sync_one(redis_settings, clock):
     assert seen == [REPLICA, PRIMARY]
     assert db.read_alias() == PRIMARY  # marked down for every process
     db.replica_mark_up()
+
+
+def test_the_async_read_asks_redis_only_off_the_event_loop(redis_settings, clock, monkeypatch):
+    asked_on: list[threading.Thread] = []
+    read_alias = db.read_alias
+
+    def spy(**kwargs: Any) -> str:
+        asked_on.append(threading.current_thread())
+        return read_alias(**kwargs)
+
+    monkeypatch.setattr(db, "read_alias", spy)
+
+    async def query(alias: str) -> str:
+        return alias
+
+    async def two_reads() -> threading.Thread:
+        db.replica_down_forget()
+        assert await db.aread(query) == REPLICA  # no fresh copy: Redis, on a thread
+        assert await db.aread(query) == REPLICA  # the fresh copy, inline
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(two_reads())
+    assert len(asked_on) == 1
+    assert asked_on[0] is not loop_thread
