@@ -17,6 +17,7 @@ waits for one, so threads and PgBouncer client connections per worker are bounde
 """
 
 import asyncio
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +33,7 @@ from django.db import connections
 # (2,000) for 3 web replicas (1,536), Kubernetes for the web autoscaler's maximum
 # (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = 128
+_SWAP = threading.Lock()
 
 
 class ExecutorPool:
@@ -92,16 +94,18 @@ class PooledExecutorASGIHandler(ASGIHandler):
             return
         from core import inline_middleware  # imports Django's middleware: after django.setup()
 
-        import_string = base.import_string  # type: ignore[attr-defined]
+        # A module global for the length of the call: one handler at a time swaps it.
+        with _SWAP:
+            import_string = base.import_string  # type: ignore[attr-defined]
 
-        def inline_import(path: str) -> Any:
-            return inline_middleware.BY_DJANGO_PATH.get(path) or import_string(path)
+            def inline_import(path: str) -> Any:
+                return inline_middleware.BY_DJANGO_PATH.get(path) or import_string(path)
 
-        base.import_string = inline_import  # type: ignore[attr-defined]
-        try:
-            super().load_middleware(is_async)
-        finally:
-            base.import_string = import_string  # type: ignore[attr-defined]
+            base.import_string = inline_import  # type: ignore[attr-defined]
+            try:
+                super().load_middleware(is_async)
+            finally:
+                base.import_string = import_string  # type: ignore[attr-defined]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

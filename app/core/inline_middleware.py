@@ -2,8 +2,8 @@
 
 Under ASGI, Django runs each sync `process_request`/`process_response` of its MiddlewareMixin
 classes through `sync_to_async`: a job handed to the request's thread and a wake-up of the event
-loop when it is done. With the seven in settings.MIDDLEWARE that is 13 hops per request (plus
-CSRF's process_view), each also waiting for the GIL while the loop is busy: measured in `make
+loop when it is done. With the seven in settings.MIDDLEWARE that is 13 hops per request (CSRF's
+process_view included), each also waiting for the GIL while the loop is busy: measured in `make
 bench` scenario 1 ("pooled, thread hops") against the inline handler.
 
 These subclasses run those methods on the event loop, which is safe where a method does no I/O.
@@ -78,7 +78,7 @@ class AuthenticationMiddleware(InlineMixin, auth.AuthenticationMiddleware):
 
 class SessionMiddleware(InlineMixin, sessions.SessionMiddleware):
     """process_request makes a lazy session. process_response reaches the session store only
-    when the session was read (then it may be saved, or found empty and deleted) or every
+    when the session was read (then it may be saved, or found empty and its cookie deleted) or every
     request saves it."""
 
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
