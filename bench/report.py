@@ -302,10 +302,14 @@ def section_fanout(results: dict[str, Any], headline: list[list[str]]) -> list[s
     ]
     if failing:
         lines += [
-            "At c=1000, errors in " + ", ".join(failing) + ": a 504 is Nginx giving up on web "
-            "(5 s to connect, 35 s to answer) and a client timeout is hey's own 30 s; in both "
-            "the queue of accepted-but-unserved connections in front of the workers grew past "
-            "the timeout. The other configurations kept every request at c=1000.",
+            "At c=1000, errors in " + ", ".join(failing) + ". A 502 from the framework-free "
+            "app is its own answer when an upstream call missed its 10 s timeout: nothing bounds "
+            "its requests in flight, so ~500 per worker queue ~1,500 calls for the worker's 200 "
+            "upstream connections, and the wait counts against the timeout. Django's rows are "
+            "bounded by the executor pool (128 requests per worker, core/asgi.py): the rest "
+            "wait in front of the view, where no timeout runs. A 504 is Nginx giving up on web "
+            "(5 s to connect, 35 s to answer) and a client timeout is hey's own 30 s. The other "
+            "configurations kept every request at c=1000.",
             "",
         ]
     return lines
@@ -635,15 +639,15 @@ def section_detail(results: dict[str, Any], headline: list[list[str]]) -> list[s
         )
     lines += table(["load", "ok req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
     lines += [
-        "**Why it is far below the fan-out figures:** every request opens a PgBouncer "
-        "connection (`DB_CONN_MAX_AGE=0`) and runs the ORM read in a thread "
-        "(`sync_to_async` under the async view), all on the same two cores as everything "
-        "else. At c=1000 hundreds of those reads reach PgBouncer at once; its pool holds 20 "
-        "server connections per database, and a client that waits past `query_wait_timeout` "
-        "(10 s) gets an error. The view then retries on the primary (another 10 s wait) and "
-        "answers 503 `database_unavailable` (Nginx logged those 503s at about 20.2 s each when "
-        "checked by hand). "
-        "Errors other than HTTP statuses are hey's 30 s client timeout.",
+        "**Where it stands:** the upstream latency alone would allow c / 0.05 s (2,000 req/s at "
+        "c=100), so this figure is CPU: per request an ORM read on the request's thread "
+        "(through PgBouncer, on a connection kept for `DB_CONN_MAX_AGE`), a Redis read, two "
+        "upstream calls, django-ninja's validation and JSON rendering, on the same two cores as "
+        "Nginx, hey, PgBouncer, Postgres and the stand-ins. At c=1000 the throughput holds and "
+        "the latency grows: a worker serves at most 128 requests at once (core/asgi.py), the "
+        "rest wait in front of the view. An error here would be a 503 `database_unavailable` "
+        "(PgBouncer's `query_wait_timeout`, 10 s, on the replica and then the primary), a 504 "
+        "from Nginx, or hey's 30 s client timeout.",
         "",
     ]
     return lines
@@ -687,8 +691,10 @@ def section_ceiling(results: dict[str, Any], headline: list[list[str]]) -> list[
             "",
             "**Why:** a cached page still runs Django's middleware stack (request ID, "
             "diagnostics, sessions, CSRF, auth), django-ninja's query validation, two Redis "
-            "round trips (version key, page) and JSON rendering of the page; the hello world "
-            "runs none of it. Nginx's JSON access log and gzip apply to both.",
+            "round trips (version key, page), the sync view's hop to the request's thread and "
+            "JSON rendering of the page; the hello world runs none of it. Nginx's JSON access "
+            "log and gzip apply to both. Where the worker's time goes: "
+            "docs/benchmarks/profile.md.",
             "",
         ]
         headline.append(

@@ -262,10 +262,12 @@ def web_env(config: dict[str, Any], *, preload: bool = True) -> dict[str, str]:
 
 
 def switch_web(config: dict[str, Any], *, preload: bool = True) -> float:
-    """Recreates only web with the configuration's environment; returns seconds to healthy."""
+    """Recreates only web with the configuration's environment; returns seconds to healthy.
+    Always a new container: with an unchanged environment compose would keep the running one,
+    and a measurement would start from the previous scenario's warm (or bloated) workers."""
     started = time.monotonic()
     compose(
-        "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "web",
+        "up", "-d", "--no-deps", "--force-recreate", "--wait", "--wait-timeout", "120", "web",
         extra=web_env(config, preload=preload),
     )  # fmt: skip
     wait_http("/healthz")
