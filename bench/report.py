@@ -1245,8 +1245,9 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     if meta["quick"]:
         lines.append(
             "- Quick mode: one round; Uvicorn at 2 x cores, `uvicorn --workers` without "
-            "Gunicorn and the handler and max_requests comparisons skipped; 300 requests per "
-            "client in scenario 2; one on/off pair in scenario 9; c=1000 fan-out only for the "
+            "Gunicorn, Gunicorn's ASGI worker and the handler and max_requests comparisons "
+            "skipped; three clients of 300 requests in scenario 2; one on/off pair on the "
+            "product page in scenario 9; shorter runs; c=1000 fan-out only for the "
             "default configuration; product detail at c=1000 only; one turn per client in "
             "scenario 2 and one A/B alternation in scenario 4; preload at 2 workers only."
         )

@@ -53,9 +53,11 @@ N_ASYNC = 1000
 # Scenario 2's runs: the httpx clients manage ~90 req/s, so quick mode sends fewer.
 N_CLIENT = 300 if QUICK else N_ASYNC
 N_SYNC = 100 if QUICK else 200
-C1000_SECONDS = 6 if QUICK else 10
-DETAIL_SECONDS = 6 if QUICK else 20
-CEILING_SECONDS = 5 if QUICK else 10
+C1000_SECONDS = 5 if QUICK else 10
+DETAIL_SECONDS = 5 if QUICK else 20
+CEILING_SECONDS = 4 if QUICK else 10
+# Warm-up requests at the measured concurrency before each fan-out row.
+N_WARM = 300 if QUICK else 500
 # A/B alternations per comparison (scenarios 2 and 4).
 ALTERNATIONS = 1 if QUICK else 2
 PRELOAD_WORKERS = [2] if QUICK else [2, 4, 8]
@@ -212,6 +214,7 @@ def all_web_configs() -> list[dict[str, Any]]:
             "worker_class": "asgi",
             "command": f"{GUNICORN} {BENCH_ASGI}",
             "path": "/bench/fanout/async",
+            "full_only": True,
         },
     ]
     if QUICK:
@@ -368,7 +371,7 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             # At the measured concurrency: the worker's upstream pool and Nginx's keep-alive
             # connections grow to their working size before the clock starts, for every row
             # alike (the framework-free one below reuses this worker's warm pool otherwise).
-            warm(path, n=20 if sync else 500, c=10 if sync else 100)
+            warm(path, n=20 if sync else N_WARM, c=10 if sync else 100)
             labels = {"config": config["name"], "round": round_}
             fanout.append(load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels))
             # c=1000 for the async and gevent workers only: five sync workers at 0.9 s a
@@ -378,7 +381,7 @@ def scenario_web_configs(results: dict[str, Any]) -> None:
             if not config.get("default"):
                 continue
             # The default (production) profile also serves the other scenarios.
-            warm("/bench/raw/fanout", n=500, c=100)
+            warm("/bench/raw/fanout", n=N_WARM, c=100)
             raw = {"config": f"raw ASGI ({config['name']})", "round": round_}
             fanout.append(load("/bench/raw/fanout", c=100, n=N_ASYNC, label="c100", **raw))
             # The ceiling at c=1000 (the I/O limit, 3,333 req/s, is out of reach of 2 cores).
@@ -412,7 +415,7 @@ HTTP_CLIENTS = (
     ("httpx client per request", "/bench/fanout/async-httpx-new-client"),
     ("shared aiohttp session", "/bench/fanout/async"),
     ("aiohttp session per request", "/bench/fanout/async-new-client"),
-)
+)[: 3 if QUICK else 4]  # quick: the three the claims name
 
 
 def scenario_http_client(results: dict[str, Any]) -> None:
@@ -708,7 +711,7 @@ def scenario_reports(results: dict[str, Any]) -> None:
 
 # --- observability: metrics and tracing on vs off ---------------------------------------------
 
-OBSERVABILITY_SECONDS = 5 if QUICK else 10
+OBSERVABILITY_SECONDS = 4 if QUICK else 10
 # Off/on alternations: the ratio of one pair is at the mercy of whatever else the machine runs.
 OBSERVABILITY_ROUNDS = 1 if QUICK else 2
 # Both off: no Prometheus recording, tracing not even imported. Both on: every request recorded
@@ -720,7 +723,7 @@ OBSERVABILITY = {
 }
 # The product page (database, Redis, two upstream calls: the most spans per request) and the
 # cached product list (the least work per request, so the highest relative cost).
-OBSERVABILITY_PATHS = (("/api/products/1", 100), ("/api/products", 50))
+OBSERVABILITY_PATHS = (("/api/products/1", 100), ("/api/products", 50))[: 1 if QUICK else 2]
 
 
 def web_cpu_seconds() -> float:
