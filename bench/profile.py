@@ -154,6 +154,11 @@ def profile(name: str, app: str, path: str, c: int, spy: str) -> dict[str, Any]:
     return summary
 
 
+def cpu_ms_per_request(summary: dict[str, Any]) -> float:
+    answered = summary["load"].get("ok_rps", 0) * SECONDS
+    return 1000 * summary["total"] / RATE / answered if answered else 0.0
+
+
 def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
     host = run.host_info()
     lines = [
@@ -178,7 +183,15 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append(f"| {pkg} | " + " | ".join(cells) + " |")
     lines.append("| **samples** | " + " | ".join(str(r["total"]) for _, r in results) + " |")
     rps = [f"{r['load'].get('ok_rps', 0):.0f}" for _, r in results]
-    lines += ["| **ok req/s during sampling** | " + " | ".join(rps) + " |", ""]
+    lines.append("| **ok req/s during sampling** | " + " | ".join(rps) + " |")
+    cpu = [f"**{cpu_ms_per_request(r):.2f}**" for _, r in results]
+    lines += ["| **Python CPU ms per request** | " + " | ".join(cpu) + " |", ""]
+    lines += [
+        "Python CPU per request: samples / rate / (req/s x seconds), i.e. the time the workers "
+        "held the GIL per answered request (both workers sampled, so it is per request, not "
+        "per worker).",
+        "",
+    ]
     lines += [
         "Inclusive: the share of samples whose stack passes through each (callees included).",
         "",
