@@ -13,25 +13,9 @@ from django.db import connections
 
 from core.asgi import ExecutorPool, PooledExecutorASGIHandler
 from tests.app.core import asgi_urls
+from tests.app.core.asgi_scope import scope
 
 pytestmark = [pytest.mark.urls("tests.app.core.asgi_urls")]
-
-
-def scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
 
 
 class Request:

@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 
 from core import inline_middleware
 from core.asgi import PooledExecutorASGIHandler
+from tests.app.core.asgi_scope import scope
 
 pytestmark = [pytest.mark.urls("tests.app.core.inline_urls")]
 
@@ -42,21 +43,9 @@ async def request(
     headers: list[tuple[bytes, bytes]] | None = None,
     host: bytes = b"testserver",
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", host), *(headers or [])],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
-    communicator = ApplicationCommunicator(app, scope)
+    communicator = ApplicationCommunicator(
+        app, scope(path, method=method, headers=headers, host=host)
+    )
     await communicator.send_input({"type": "http.request", "body": body})
     start = await communicator.receive_output(20)
     content = b""
