@@ -1,4 +1,5 @@
-# The Django image: Gunicorn + Uvicorn for web, the same image for Celery and migrations.
+# The Django image: Gunicorn + Uvicorn for web, the same image for Celery and migrations; and
+# Nginx, which serves the Django image's collected static files (target "nginx").
 # Multi-stage: the builder has compilers and pip; the runtime only the venv and the code.
 #
 # Optional build secret "ca_bundle": a CA bundle for builds behind a TLS-intercepting proxy.
@@ -83,6 +84,37 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 STOPSIGNAL SIGTERM
 CMD ["gunicorn", "--config", "gunicorn.conf.py"]
+
+# Nginx from Debian (config and entrypoint in nginx/): the only service published to the host.
+# Serves /static/ itself, with the files collected in the builder stage above, and proxies
+# everything else to Gunicorn. A target of this Dockerfile, not an image built FROM the web
+# image's tag: current Compose builds services in parallel (buildx bake) and would look that
+# tag up in a registry before web exists; here both targets share one build graph.
+FROM ${BASE_IMAGE} AS nginx
+ARG NGINX_UID=10002
+RUN groupadd --system --gid ${NGINX_UID} nginx \
+ && useradd --system --uid ${NGINX_UID} --gid nginx --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nginx \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled /etc/nginx/sites-available /etc/nginx/conf.d \
+ && ln -sf /dev/stdout /var/log/nginx/access.log \
+ && ln -sf /dev/stderr /var/log/nginx/error.log
+# The config is a template (TLS switch, trusted X-Forwarded-Proto) rendered at start into /tmp;
+# /etc/nginx/nginx.conf points at the rendered file so `nginx -s quit` and `nginx -t` use it.
+# No certificate or key is ever in the image: TLS files are mounted (docker-compose.tls.yml).
+COPY nginx/nginx.conf /etc/nginx/nginx.conf.template
+COPY nginx/security-headers.conf /etc/nginx/security-headers.conf
+COPY nginx/entrypoint.sh /etc/nginx/entrypoint.sh
+RUN ln -sf /tmp/nginx/nginx.conf /etc/nginx/nginx.conf
+COPY --from=builder /app/staticfiles /srv/static
+USER ${NGINX_UID}:${NGINX_UID}
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+# SIGQUIT is Nginx's graceful shutdown: finish open requests, then exit.
+STOPSIGNAL SIGQUIT
+ENTRYPOINT ["/etc/nginx/entrypoint.sh"]
+CMD ["-g", "daemon off;"]
 
 # The Celery monitor for the monitoring profile: the web image plus Flower (the default target
 # above stays Flower-free; compose builds each target by name).

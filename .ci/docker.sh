@@ -7,8 +7,8 @@
 # are absent are skipped, never an error: under `set -o pipefail` grep's status 2 for a missing
 # file would end the script.
 debian_mirror() {
-  local files=()
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+  local etc=${APT_ETC:-/etc/apt} files=()
+  for f in "$etc/sources.list" "$etc"/sources.list.d/*.sources "$etc"/sources.list.d/*.list; do
     [ -f "$f" ] && files+=("$f")
   done
   [ "${#files[@]}" -gt 0 ] || return 0
