@@ -57,6 +57,9 @@ listen 8443 ssl;
 ssl_certificate $NGINX_TLS_CERT;
 ssl_certificate_key $NGINX_TLS_KEY;
 ssl_protocols TLSv1.2 TLSv1.3;
+# TLS 1.2: forward-secret AEAD suites only (ECDHE with AES-GCM or ChaCha20), the intermediate
+# profile minus DHE, which needs a dhparam file. TLS 1.3's suites are all of that kind already.
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
 ssl_prefer_server_ciphers off;
 ssl_session_cache shared:TLS:10m;
 ssl_session_timeout 1d;

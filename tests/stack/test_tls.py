@@ -4,6 +4,8 @@ then put back as they were."""
 
 import os
 import re
+import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +109,54 @@ def test_cookies_are_secure_and_the_session_cookie_http_only(tls, stack):
     sessionid = next(c for c in session.cookies if c.name == "sessionid")
     assert sessionid.secure
     assert sessionid.has_nonstandard_attr("HttpOnly")
+
+
+def handshake(tls: Tls, *, version: ssl.TLSVersion, ciphers: str | None = None) -> str | None:
+    """The suite Nginx agreed to, or None if it refused the handshake."""
+    context = ssl.create_default_context(cafile=str(tls.cert))
+    context.minimum_version = context.maximum_version = version
+    if ciphers:
+        context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    try:
+        with (
+            socket.create_connection(("localhost", tls.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as conn,
+        ):
+            cipher = conn.cipher()
+            return cipher[0] if cipher else None
+    except ssl.SSLError:
+        return None
+
+
+# One of each kind a TLS 1.2 client may still offer: RSA key exchange (no forward secrecy),
+# CBC with ECDHE, CBC with RSA.
+WEAK_TLS12 = (
+    "AES128-GCM-SHA256",
+    "AES256-SHA256",
+    "ECDHE-RSA-AES128-SHA",
+    "AES128-SHA",
+)
+
+
+@pytest.mark.parametrize("cipher", WEAK_TLS12)
+def test_tls12_refuses_suites_without_forward_secrecy_or_aead(tls, cipher):
+    assert handshake(tls, version=ssl.TLSVersion.TLSv1_2, ciphers=cipher) is None
+
+
+def test_tls12_and_13_agree_on_forward_secret_aead_suites(tls):
+    assert handshake(tls, version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    assert handshake(tls, version=ssl.TLSVersion.TLSv1_2) in {
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    }
+    assert handshake(tls, version=ssl.TLSVersion.TLSv1_3) in {
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    }
+
+
+def test_tls_below_12_is_refused(tls):
+    # The client offers TLS 1.1 for real (security level 0 allows it): the refusal is Nginx's.
+    assert handshake(tls, version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT") is None
