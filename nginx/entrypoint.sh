@@ -39,7 +39,24 @@ SECURE_HSTS_PRELOAD=$(bool SECURE_HSTS_PRELOAD "${SECURE_HSTS_PRELOAD:-}")
 case $SECURE_HSTS_SECONDS in
   '' | *[!0-9]*) echo "nginx: SECURE_HSTS_SECONDS must be a number of seconds" >&2; exit 1 ;;
 esac
-export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO SECURE_HSTS_SECONDS SECURE_HSTS_PRELOAD
+# Rate limits per client address (nginx.conf, limit_req), as Nginx writes a rate: N r/s or
+# N r/m. Retry-After on a 429 is the time one more request of that class is let through.
+: "${NGINX_RATE_LOGIN:=10r/m}" "${NGINX_RATE_REPORTS:=6r/m}" "${NGINX_RATE_WRITES:=10r/s}"
+retry_after() {
+  case $2 in
+    [1-9]*r/s | [1-9]*r/m) ;;
+    *) echo "nginx: $1 must be a rate like 10r/s or 10r/m, got '$2'" >&2; exit 1 ;;
+  esac
+  case ${2%r/*} in *[!0-9]*) echo "nginx: $1 must be a rate like 10r/s or 10r/m, got '$2'" >&2; exit 1 ;; esac
+  per=1; [ "${2#*r/}" = m ] && per=60
+  echo $(( (per + ${2%r/*} - 1) / ${2%r/*} ))
+}
+NGINX_RETRY_LOGIN=$(retry_after NGINX_RATE_LOGIN "$NGINX_RATE_LOGIN")
+NGINX_RETRY_REPORTS=$(retry_after NGINX_RATE_REPORTS "$NGINX_RATE_REPORTS")
+NGINX_RETRY_WRITES=$(retry_after NGINX_RATE_WRITES "$NGINX_RATE_WRITES")
+export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO SECURE_HSTS_SECONDS SECURE_HSTS_PRELOAD \
+  NGINX_RATE_LOGIN NGINX_RATE_REPORTS NGINX_RATE_WRITES \
+  NGINX_RETRY_LOGIN NGINX_RETRY_REPORTS NGINX_RETRY_WRITES
 
 mkdir -p "$RUN_DIR"
 if [ "$TLS_ENABLED" = true ]; then
@@ -73,6 +90,26 @@ else
   echo "# Rendered by entrypoint.sh: TLS_ENABLED is not true, plain HTTP on 8080 only." \
     > "$RUN_DIR/tls.conf"
 fi
+
+: "${NGINX_REAL_IP_FROM:=}"
+# NGINX_REAL_IP_FROM: comma-separated addresses or CIDR ranges of trusted proxies (a Kubernetes
+# ingress). A request from one of them is counted, logged and passed to Django under the client
+# address it reports in X-Forwarded-For; from anywhere else that header is the client's own
+# claim and changes nothing. Empty (compose, where clients reach Nginx directly): trust none.
+{
+  echo "# Rendered by entrypoint.sh from NGINX_REAL_IP_FROM='$NGINX_REAL_IP_FROM'."
+  for source in $(printf '%s' "$NGINX_REAL_IP_FROM" | tr ',' ' '); do
+    if ! printf '%s' "$source" | grep -Eq '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$'; then
+      echo "nginx: NGINX_REAL_IP_FROM: '$source' is not an address or CIDR range" >&2
+      exit 1
+    fi
+    echo "set_real_ip_from $source;"
+  done
+  if [ -n "$NGINX_REAL_IP_FROM" ]; then
+    echo "real_ip_header X-Forwarded-For;"
+    echo "real_ip_recursive on;"
+  fi
+} > "$RUN_DIR/real-ip.conf"
 
 : "${NGINX_LOG_EXPORTER:=}"
 if [ -z "$NGINX_LOG_EXPORTER" ]; then
