@@ -13,10 +13,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from accounts.apis import router as accounts_router
 from core.apis import router as core_router
 from core.db import DATABASE_ERRORS
-from core.errors import error_response
+from core.errors import DomainError, error_response
 from reports.apis import router as reports_router
 from shop.apis import router as shop_router
-from shop.errors import DomainError
 
 api = NinjaAPI(
     title="djstack shop API",
@@ -36,6 +35,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    429: "too_many_requests",
     422: "unprocessable",
 }
 
@@ -81,7 +81,10 @@ def on_not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
 @api.exception_handler(DomainError)
 def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     fields = {exc.field: [exc.message]} if exc.field else None
-    return error_response(exc.status, exc.code, exc.message, fields=fields)
+    response = error_response(exc.status, exc.code, exc.message, fields=fields)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def on_database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:

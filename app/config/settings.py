@@ -126,6 +126,23 @@ READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)
 REPLICA_RETRY_AFTER_SECONDS = env_int("REPLICA_RETRY_AFTER_SECONDS", 10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- What a login may cost (accounts/throttle.py) -------------------------------------------------
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+# Per account: free failures, then a lock doubling from LOGIN_BACKOFF_SECONDS to the maximum;
+# failures are forgotten after the window or at the next success.
+LOGIN_FREE_FAILURES = env_int("LOGIN_FREE_FAILURES", 5)
+LOGIN_BACKOFF_SECONDS = env_int("LOGIN_BACKOFF_SECONDS", 2)
+LOGIN_BACKOFF_MAX_SECONDS = env_int("LOGIN_BACKOFF_MAX_SECONDS", 900)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 3600)
+# Per process: the share of its time password hashing may take, and how long a login waits for
+# its turn before it is turned away (503). With one worker per core, 0.2 leaves readers 80%.
+LOGIN_HASH_SHARE = env_float("LOGIN_HASH_SHARE", 0.2)
+LOGIN_HASH_WAIT_SECONDS = env_float("LOGIN_HASH_WAIT_SECONDS", 5.0)
+if not 0 < LOGIN_HASH_SHARE <= 1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("LOGIN_HASH_SHARE must be above 0 and at most 1.")
+
 # --- Redis: cache (db 2), Celery broker (db 0) and results (db 1) -------------------------------
 REDIS_HOST = env_str("REDIS_HOST", "redis")
 REDIS_PORT = env_int("REDIS_PORT", 6379)

@@ -5,6 +5,22 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 
+class DomainError(Exception):
+    """An error a service raises that the API answers as a 4xx (or 503) JSON (config/api.py)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        # Seconds, sent as Retry-After: when asking again may succeed.
+        self.retry_after = retry_after
+
+
 def error_response(
     status: int, code: str, message: str, *, fields: dict[str, list[str]] | None = None
 ) -> JsonResponse:

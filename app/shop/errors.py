@@ -1,14 +1,8 @@
 """Domain errors the API turns into 4xx JSON (config/api.py)."""
 
+from core.errors import DomainError
 
-class DomainError(Exception):
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+__all__ = ["DomainError", "IdempotencyConflict", "OutOfStock", "UnknownProducts"]
 
 
 class UnknownProducts(DomainError):

@@ -1,0 +1,137 @@
+"""The login limits of accounts.throttle, on real Redis and Postgres: a backoff per account
+that no change of address escapes, and one password hash at a time per process within a share
+of its time."""
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.cache import cache
+from django.db import connection
+
+from accounts.throttle import hash_gate
+from tests.app.accounts.factories import UserFactory
+from tests.app.accounts.hashers import GatedTestHasher
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "correct horse battery staple"
+
+
+def authenticate_in_thread(**credentials: str) -> None:
+    try:
+        authenticate(**credentials)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings, redis_settings) -> Iterator[None]:
+    settings.PASSWORD_HASHERS = ["tests.app.accounts.hashers.GatedTestHasher"]
+    settings.LOGIN_FREE_FAILURES = 3
+    settings.LOGIN_BACKOFF_SECONDS = 60
+    settings.LOGIN_HASH_SHARE = 1.0
+    cache.clear()
+    GatedTestHasher.reset()
+    yield
+    GatedTestHasher.reset()
+
+
+def login(client, username: str, password: str, address: str = "192.0.2.1"):
+    return client.post(
+        "/api/auth/token",
+        {"username": username, "password": password},
+        content_type="application/json",
+        REMOTE_ADDR=address,
+    )
+
+
+def test_failures_past_the_free_ones_lock_the_account_from_every_address(client):
+    UserFactory(username="ann")
+    UserFactory(username="bob")
+    for i in range(4):  # 3 free failures, the 4th sets the lock
+        assert login(client, "ann", "guess", address=f"192.0.2.{i}").status_code == 401
+
+    locked = login(client, "ANN", PASSWORD, address="198.51.100.9")  # right password, new address
+    assert locked.status_code == 429
+    assert locked.json()["error"]["code"] == "login_throttled"
+    assert 0 < int(locked["Retry-After"]) <= 60
+    assert login(client, "bob", PASSWORD).status_code == 201  # another account: untouched
+
+
+def test_a_locked_login_hashes_nothing(client):
+    UserFactory(username="ann")
+    for _ in range(4):
+        login(client, "ann", "guess")
+    GatedTestHasher.reset()
+    assert login(client, "ann", "guess").status_code == 429
+    assert GatedTestHasher.most_at_once == 0
+
+
+def test_the_lock_doubles_and_a_success_clears_the_count(client, settings, redis_client):
+    UserFactory(username="ann")
+    settings.LOGIN_BACKOFF_SECONDS = 2
+    ttls = []
+    for _ in range(3):
+        login(client, "ann", "guess")
+
+    def unlock() -> None:  # as if the lock ran out
+        for key in redis_client.keys("*login:locked:*"):
+            redis_client.delete(key)
+
+    for _ in range(3):
+        unlock()
+        login(client, "ann", "guess")
+        (key,) = redis_client.keys("*login:locked:*")
+        ttls.append(redis_client.ttl(key))
+    assert ttls == [2, 4, 8]
+
+    unlock()
+    assert login(client, "ann", PASSWORD).status_code == 201
+    assert redis_client.keys("*login:*") == []
+
+
+def test_one_hash_at_a_time_per_process_and_a_login_that_cannot_wait_is_a_503(client, settings):
+    UserFactory(username="ann")
+    settings.LOGIN_HASH_WAIT_SECONDS = 0.2
+    GatedTestHasher.hold = threading.Event()
+    first = threading.Thread(
+        target=authenticate_in_thread, kwargs={"username": "ann", "password": "x"}
+    )
+    first.start()
+    try:
+        assert GatedTestHasher.entered.wait(timeout=10)
+        busy = login(client, "nobody", "guess")
+        assert busy.status_code == 503
+        assert busy.json()["error"]["code"] == "login_busy"
+        assert busy["Retry-After"] == "1"
+    finally:
+        GatedTestHasher.hold.set()
+        first.join(timeout=30)
+
+    settings.LOGIN_HASH_WAIT_SECONDS = 30
+    GatedTestHasher.reset()
+    threads = [
+        threading.Thread(
+            target=authenticate_in_thread, kwargs={"username": "ann", "password": PASSWORD}
+        )
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert GatedTestHasher.most_at_once == 1
+
+
+def test_after_a_hash_the_next_waits_for_the_share(settings):
+    """share 0.5: a hash that took t seconds keeps the gate shut for another t."""
+    UserFactory(username="ann")
+    settings.LOGIN_HASH_SHARE = 0.5
+    settings.LOGIN_HASH_WAIT_SECONDS = 0.0
+    GatedTestHasher.hold = threading.Event()
+    threading.Timer(0.5, GatedTestHasher.hold.set).start()
+    assert authenticate(username="ann", password=PASSWORD) is not None  # held ~0.5 s
+    ran, _ = hash_gate.run(lambda: None, share=0.5, max_wait=0.0)
+    assert not ran
