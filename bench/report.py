@@ -1147,6 +1147,53 @@ def section_observability(results: dict[str, Any], headline: list[list[str]]) ->
     return lines
 
 
+def section_login_flood(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
+    data = results.get("login_flood")
+    lines = ["## 10. Readers during a login flood", ""]
+    if not data or not data["runs"]:
+        return [*lines, "Not measured this run.", ""]
+    by_state = {state: r for (state,), r in group(data["runs"], "label").items()}
+    if "off" not in by_state or "on" not in by_state:
+        return [*lines, "Not measured this run.", ""]
+    off, on = combine(by_state["off"]), combine(by_state["on"])
+    share = ratio(on["rps"], off["rps"])
+    logins: dict[str, int] = {}
+    for run in by_state["on"]:
+        for status, count in run.get("logins", {}).items():
+            logins[status] = logins.get(status, 0) + count
+    seconds = data["seconds"] * len(by_state["on"])
+    lines += [
+        f"`GET /api/products` (cached) at c=50 for {data['seconds']} s, alone and while "
+        f"{data['clients']} clients post logins for a new unknown username each (every one a "
+        "password hash; Nginx's per-address limit lifted, as if from many addresses), "
+        "alternated. Goal: the readers keep at least 0.8 of their throughput "
+        "(`LOGIN_HASH_SHARE`, accounts/throttle.py).",
+        "",
+    ]
+    lines += table(
+        ["req/s alone / during flood", "during / alone", "goal", "logins answered", "errors"],
+        [
+            [
+                f"{num(off['rps'], 0)} / {num(on['rps'], 0)}",
+                f"**{num(share, 2)}**",
+                "≥ 0.8",
+                ", ".join(f"{k}: {v}" for k, v in sorted(logins.items()))
+                + f" ({num(sum(logins.values()) / seconds if seconds else None, 1)}/s)",
+                f"{errors_text(off)} / {errors_text(on)}",
+            ]
+        ],
+    )
+    headline.append(
+        [
+            "10. cached list during a login flood / alone",
+            "≥ 0.8",
+            f"{num(on['rps'], 0)} / {num(off['rps'], 0)} req/s",
+            f"{num(share, 2)}",
+        ]
+    )
+    return lines
+
+
 def render(results: dict[str, Any], plots: list[str]) -> str:
     meta = results["meta"]
     host = meta["host"]
@@ -1160,6 +1207,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     body += section_pgbouncer(results, headline)
     body += section_reports(results, headline)
     body += section_observability(results, headline)
+    body += section_login_flood(results, headline)
     body += [
         "## Found along the way",
         "",
