@@ -26,6 +26,11 @@ def test_every_container_is_read_only_unprivileged_and_non_root(stack):
         assert "no-new-privileges:true" in host["SecurityOpt"], service
         assert host["Privileged"] is False, service
         assert "/tmp" in host["Tmpfs"], service
+        # Docker rotates the log: a looping service cannot fill the disk.
+        assert host["LogConfig"] == {
+            "Type": "json-file",
+            "Config": {"max-file": "3", "max-size": "10m"},
+        }, service
         user = container["Config"]["User"]
         assert user, service
         assert not user.startswith(("0", "root")), service
