@@ -17,7 +17,14 @@ PRIMARY_ONLY_APPS = frozenset({"auth", "sessions", "accounts", "admin", "content
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model: type[Model], **hints: Any) -> str:
-        return PRIMARY if model._meta.app_label in PRIMARY_ONLY_APPS else REPLICA
+        if model._meta.app_label in PRIMARY_ONLY_APPS:
+            return PRIMARY
+        # A related read of an object that came from the primary (order.items, item.product
+        # right after a write) stays there: the replica may not have those rows yet, or be down.
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db == PRIMARY:
+            return PRIMARY
+        return REPLICA
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str:
         return PRIMARY

@@ -180,6 +180,9 @@ CACHES = {
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# The product page's live stock copy (shop/stock.py) lives this long (seconds): the longest a
+# count can stay stale when Redis loses a write.
+STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
 
 # --- Upstream HTTP services of the product page ----------------------------------------------
 PRICE_SERVICE_URL = env_str("PRICE_SERVICE_URL", "http://price:8080")

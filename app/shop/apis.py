@@ -10,7 +10,6 @@ from ninja.params.functions import Header
 from accounts.auth import customer_auth, staff_auth
 from core.schemas import PageQuery, PathId, errors
 from shop import selectors, services
-from shop.models import Product
 from shop.schemas import (
     OrderIn,
     OrderOut,
@@ -55,16 +54,16 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
 @router.patch(
     "/products/{product_id}",
     auth=staff_auth,
-    response={200: ProductOut, **errors(400, 401, 403, 404)},
+    response={200: ProductOut, **errors(400, 401, 403, 404, 409)},
+    description="Changes only the fields sent; orders placed meanwhile keep their stock."
+    " `stock_delta` moves the count relative to its current value (409 if it would go below"
+    " zero); `stock` sets it outright, overwriting concurrent sales. Not both at once.",
 )
 def product_update(
     request: HttpRequest, product_id: PathId, payload: ProductPatch
 ) -> dict[str, Any]:
-    product = Product.objects.using("default").filter(pk=product_id).first()
-    if product is None:
-        raise HttpError(404, f"No product {product_id}.")
     changes = payload.dict(exclude_unset=True, exclude_none=True)
-    product = services.product_update(product=product, **changes)
+    product = services.product_update(product_id=product_id, **changes)
     return selectors.product_to_dict(product=product)
 
 

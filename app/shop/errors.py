@@ -11,6 +11,16 @@ class UnknownProducts(DomainError):
     code = "unknown_products"
 
 
+class ProductNotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictingStockChange(DomainError):
+    # 400: one PATCH either sets the count or moves it, never both.
+    code = "conflicting_fields"
+
+
 class OutOfStock(DomainError):
     status = 409
     code = "out_of_stock"

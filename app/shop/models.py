@@ -12,6 +12,9 @@ class Product(models.Model):
         max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
     stock = models.PositiveIntegerField(default=0)
+    # +1 with every stock change, under the row lock: the Redis copy keeps the highest version,
+    # so copies written out of commit order never roll it back (shop/stock.py).
+    stock_version = models.PositiveBigIntegerField(default=0)
     hot = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

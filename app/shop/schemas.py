@@ -7,6 +7,16 @@ from core.schemas import MAX_BIGINT, InputSchema, Money, PageQuery, json_integer
 
 PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
+StockDelta = Annotated[
+    int,
+    Field(
+        ge=-(2**31 - 1),
+        le=2**31 - 1,
+        description="Added to the current count (negative takes away), whatever was sold since"
+        " you read it. Not together with stock.",
+    ),
+    BeforeValidator(json_integer),
+]
 Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_integer)]
 Name = Annotated[str, no_nul(min_length=1, max_length=200)]
 Description = Annotated[str, no_nul(max_length=5000)]
@@ -24,7 +34,12 @@ class ProductPatch(InputSchema):
     name: Name | None = None
     description: Description | None = None
     price: Money | None = None
-    stock: Stock | None = None
+    stock: Stock | None = Field(
+        None,
+        description="Sets an absolute count (a stock-take): overwrites whatever was sold since"
+        " you read it. To receive or write off goods, send stock_delta instead.",
+    )
+    stock_delta: StockDelta | None = None
     hot: bool | None = None
 
 

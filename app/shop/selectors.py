@@ -8,9 +8,10 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
+from config.db_router import PRIMARY
 from core import db
 from shop.models import Order, OrderItem, Product
-from shop.services import PRODUCTS_VERSION_KEY
+from shop.services import PRODUCTS_VERSION_KEY, PRODUCTS_WRITTEN_KEY
 from shop.stock import stock_cache_get
 from shop.upstream import price_get, recommendations_get
 
@@ -42,7 +43,11 @@ def product_get(*, product_id: int) -> Product | None:
 
 
 def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[str, Any]:
-    """A page of the catalogue, cached in Redis until the TTL or the next product write."""
+    """A page of the catalogue, cached in Redis until the TTL or the next product write.
+
+    A page missed soon after a write is filled from the primary: a lagging replica would put
+    the old rows under the new version for the whole TTL.
+    """
     version = cache.get(PRODUCTS_VERSION_KEY, 0)
     key = f"products:v{version}:hot={hot}:p={page}:s={page_size}"
     cached: dict[str, Any] | None = cache.get(key)
@@ -57,7 +62,7 @@ def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[
         rows = [product_to_dict(product=p) for p in products[offset : offset + page_size]]
         return {"items": rows, "page": page, "page_size": page_size, "count": products.count()}
 
-    result = db.read(query)
+    result = query(PRIMARY) if cache.get(PRODUCTS_WRITTEN_KEY) else db.read(query)
     cache.set(key, result)
     return result
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -11,15 +12,26 @@ from django.db import IntegrityError, transaction
 from config.db_router import PRIMARY
 from core.db import recent_write_mark
 from notifications.services import order_confirmation_create
-from shop.errors import IdempotencyConflict, OutOfStock, UnknownProducts
+from shop.errors import (
+    ConflictingStockChange,
+    IdempotencyConflict,
+    OutOfStock,
+    ProductNotFound,
+    UnknownProducts,
+)
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_set
 
 PRODUCTS_VERSION_KEY = "products:version"
+# Present for READ_YOUR_WRITES_SECONDS after a product write: a page missed meanwhile is filled
+# from the primary, since the replica may not have replayed the write yet (shop/selectors.py).
+PRODUCTS_WRITTEN_KEY = "products:written"
 
 
 def product_list_invalidate() -> None:
     """Every cached product page embeds the version: bumping it orphans them all at once."""
+    # Marked before the bump: whoever reads the new version also finds the mark.
+    cache.set(PRODUCTS_WRITTEN_KEY, 1, timeout=settings.READ_YOUR_WRITES_SECONDS)
     try:
         cache.incr(PRODUCTS_VERSION_KEY)
     except ValueError:
@@ -38,15 +50,42 @@ def product_create(
 
 
 @transaction.atomic(using=PRIMARY)
-def product_update(*, product: Product, **fields: object) -> Product:
+def product_update(*, product_id: int, stock_delta: int | None = None, **fields: object) -> Product:
+    """Changes only the given fields, on the row locked for the transaction.
+
+    Orders take stock meanwhile, so stock moves explicitly: `stock_delta` adds to (or takes
+    from) the current count; `stock` sets an absolute count (a stock-take) and overwrites
+    whatever was sold since the caller looked. A name or price change never touches stock.
+    """
+    if stock_delta is not None and "stock" in fields:
+        raise ConflictingStockChange(
+            "Send either stock (an absolute count) or stock_delta (a change), not both.",
+            field="stock_delta",
+        )
+    product = Product.objects.using(PRIMARY).select_for_update().filter(pk=product_id).first()
+    if product is None:
+        raise ProductNotFound(f"No product {product_id}.")
     for name, value in fields.items():
         setattr(product, name, value)
+    if stock_delta:
+        if product.stock + stock_delta < 0:
+            raise OutOfStock(
+                f"stock_delta {stock_delta} would leave product {product_id} below zero:"
+                f" it has {product.stock}.",
+                field="stock_delta",
+            )
+        product.stock += stock_delta
+    changed = set(fields) | ({"stock"} if stock_delta else set())
+    if not changed:
+        return product
     product.full_clean()
-    product.save(using=PRIMARY)
+    if "stock" in changed:
+        product.stock_version += 1
+        changed.add("stock_version")
+        stocks = {product.pk: (product.stock_version, product.stock)}
+        transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
+    product.save(using=PRIMARY, update_fields=sorted(changed | {"updated_at"}))
     transaction.on_commit(product_list_invalidate, using=PRIMARY)
-    transaction.on_commit(
-        lambda: stock_cache_set(stocks={product.pk: product.stock}), using=PRIMARY
-    )
     return product
 
 
@@ -108,7 +147,8 @@ def _order_place(
 
     for product in products:
         product.stock -= items[product.pk]
-    Product.objects.using(PRIMARY).bulk_update(products, ["stock"])
+        product.stock_version += 1
+    Product.objects.using(PRIMARY).bulk_update(products, ["stock", "stock_version"])
     total = sum((p.price * items[p.pk] for p in products), Decimal("0"))
     order = Order.objects.using(PRIMARY).create(
         customer=customer, total=total, idempotency_key=key, request_fingerprint=fingerprint
@@ -119,7 +159,7 @@ def _order_place(
     )
     # Transactional outbox: the confirmation email commits with the order, or neither does.
     order_confirmation_create(order=order)
-    stocks = {p.pk: p.stock for p in products}
+    stocks = {p.pk: (p.stock_version, p.stock) for p in products}
     transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
     transaction.on_commit(product_list_invalidate, using=PRIMARY)
     transaction.on_commit(lambda: recent_write_mark(user_id=customer.pk), using=PRIMARY)

@@ -81,9 +81,19 @@ def test_product_detail_degrades_when_an_upstream_is_down(stack, staff):
         stack.compose("start", "price")
 
 
-def place(stack, headers, items, key=None):
+def place(stack, headers, items, key=None, **kwargs):
     extra = {"Idempotency-Key": key} if key else {}
-    return stack.post_json("/api/orders", {"items": items}, headers={**headers, **extra})
+    return stack.post_json("/api/orders", {"items": items}, headers={**headers, **extra}, **kwargs)
+
+
+def orders_of(stack, product_id):
+    """Orders naming the product, counted on the primary: what was really committed."""
+    sql = f"SELECT count(DISTINCT order_id) FROM shop_orderitem WHERE product_id = {product_id}"
+    return int(stack.psql("db-primary", sql))
+
+
+def primary_stock(stack, product_id):
+    return int(stack.psql("db-primary", f"SELECT stock FROM shop_product WHERE id = {product_id}"))
 
 
 def test_concurrent_orders_on_overlapping_products_neither_deadlock_nor_oversell(stack, staff):
@@ -185,3 +195,99 @@ def test_reads_fall_back_to_the_primary_when_the_replica_is_down(stack, staff):
     finally:
         stack.compose("start", "db-replica")
         stack.wait_ready()
+
+
+def _new_product(stack, staff):
+    name = f"o-{uuid.uuid4().hex[:6]}"
+    return make_product(stack, staff, stock=10, price="4.00", name=name), name
+
+
+def _orders_and_retries(stack, product, *, with_key):
+    """Two orders, each POSTed twice (a client retrying with its key, or not knowing the first
+    went through): every reply is judged against the rows the primary holds afterwards."""
+    customer = new_customer(stack)
+    items = [{"product_id": product, "quantity": 1}]
+    keys = [str(uuid.uuid4()) if with_key else None for _ in range(2)]
+    return [place(stack, customer, items, key, timeout=30) for key in keys for _ in range(2)]
+
+
+def _assert_exactly_once(stack, product, name, replies, *, with_key):
+    statuses = [r.status_code for r in replies]
+    # A committed order answered 5xx is retried by the client: a duplicate, or a lost answer.
+    assert all(s < 500 for s in statuses), [(r.status_code, r.text) for r in replies]
+    assert statuses == ([201, 200, 201, 200] if with_key else [201, 201, 201, 201])
+    line = {"product_id": product, "product_name": name, "quantity": 1, "unit_price": "4.00"}
+    assert all(r.json()["items"] == [line] for r in replies), [r.json() for r in replies]
+    answered = {r.json()["id"] for r in replies}
+    assert orders_of(stack, product) == len(answered)
+    assert primary_stock(stack, product) == 10 - len(answered)
+
+
+def test_orders_placed_while_the_replica_is_down_are_answered_from_the_primary(stack, staff):
+    plain, keyed = _new_product(stack, staff), _new_product(stack, staff)
+    stack.compose("stop", "db-replica")
+    try:
+        plain_replies = _orders_and_retries(stack, plain[0], with_key=False)
+        keyed_replies = _orders_and_retries(stack, keyed[0], with_key=True)
+    finally:
+        stack.compose("start", "db-replica")
+        stack.wait_ready()
+    _assert_exactly_once(stack, *plain, plain_replies, with_key=False)
+    _assert_exactly_once(stack, *keyed, keyed_replies, with_key=True)
+
+
+def test_orders_placed_while_the_replica_lags_are_answered_in_full(stack, staff):
+    plain, keyed = _new_product(stack, staff), _new_product(stack, staff)
+    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
+    try:
+        plain_replies = _orders_and_retries(stack, plain[0], with_key=False)
+        keyed_replies = _orders_and_retries(stack, keyed[0], with_key=True)
+    finally:
+        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    _assert_exactly_once(stack, *plain, plain_replies, with_key=False)
+    _assert_exactly_once(stack, *keyed, keyed_replies, with_key=True)
+
+
+def test_name_only_patches_never_undo_concurrent_sales(stack, staff):
+    product = make_product(stack, staff, stock=100)
+    customers = [new_customer(stack) for _ in range(4)]
+
+    def act(i):
+        if i % 2:
+            items = [{"product_id": product, "quantity": 1}]
+            return place(stack, customers[i % 4], items, timeout=30).status_code
+        body = {"name": f"renamed-{i}"}
+        url = stack.url(f"/api/products/{product}")
+        return requests.patch(url, json=body, headers=staff, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(act, range(60)))
+    assert set(statuses[0::2]) == {200}
+    assert set(statuses[1::2]) == {201}
+    sold = orders_of(stack, product)
+    assert sold == 30
+    assert primary_stock(stack, product) == 100 - sold
+
+
+def test_a_list_page_filled_while_the_replica_lags_holds_the_new_data(stack, staff):
+    before, after = f"lag-before-{uuid.uuid4().hex[:6]}", f"lag-after-{uuid.uuid4().hex[:6]}"
+    product_id = make_product(stack, staff, name=before)
+    assert before in last_page_names(stack)  # the page is cached under the current version
+    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
+    try:
+        patched = requests.patch(
+            stack.url(f"/api/products/{product_id}"),
+            json={"name": after},
+            headers=staff,
+            timeout=10,
+        )
+        assert patched.status_code == 200
+        names = last_page_names(stack)
+        assert after in names
+        assert before not in names
+    finally:
+        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    # The page cached during the lag is the one served now: it must still be the new one.
+    names = last_page_names(stack)
+    assert after in names
+    assert before not in names

@@ -233,3 +233,72 @@ def test_order_list_query_count_does_not_grow_with_page_size(client, customer, r
         return len(ctx)
 
     assert queries(2) == queries(10) == 3
+
+
+def patch(client, headers, product_id, body):
+    return client.patch(
+        f"/api/products/{product_id}",
+        data=json.dumps(body),
+        content_type="application/json",
+        **headers,
+    )
+
+
+def test_a_name_patch_locks_the_row_and_writes_only_the_name(client, staff):
+    mug = ProductFactory(name="Mug", stock=5)
+    with CaptureQueriesContext(connections["default"]) as queries:
+        response = patch(client, staff, mug.pk, {"name": "Cup"})
+    assert response.status_code == 200
+    sql = [q["sql"] for q in queries]
+    assert any("FOR UPDATE" in s for s in sql)
+    updates = [s for s in sql if s.startswith('UPDATE "shop_product"')]
+    # A stock value read before the lock would undo the orders placed since: none is written.
+    assert updates
+    assert all('"stock"' not in s for s in updates), updates
+    mug.refresh_from_db()
+    assert (mug.name, mug.stock) == ("Cup", 5)
+
+
+def test_stock_delta_moves_the_current_count(client, staff):
+    mug = ProductFactory(stock=5)
+    Product.objects.filter(pk=mug.pk).update(stock=3)  # sold meanwhile
+    response = patch(client, staff, mug.pk, {"stock_delta": 10})
+    assert response.status_code == 200
+    assert response.json()["stock"] == 13
+    assert patch(client, staff, mug.pk, {"stock_delta": -13}).json()["stock"] == 0
+
+
+def test_stock_delta_below_zero_is_a_409_naming_it(client, staff):
+    mug = ProductFactory(stock=2)
+    response = patch(client, staff, mug.pk, {"stock_delta": -3})
+    assert response.status_code == 409
+    assert "stock_delta" in response.json()["error"]["fields"]
+    mug.refresh_from_db()
+    assert mug.stock == 2
+
+
+def test_stock_and_stock_delta_together_are_a_400(client, staff):
+    mug = ProductFactory(stock=2)
+    response = patch(client, staff, mug.pk, {"stock": 5, "stock_delta": 1})
+    assert response.status_code == 400
+    assert "stock_delta" in response.json()["error"]["fields"]
+    mug.refresh_from_db()
+    assert mug.stock == 2
+
+
+def test_patching_an_unknown_product_is_a_json_404(client, staff):
+    response = patch(client, staff, 987654, {"name": "Ghost"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_order_reply_is_read_from_the_primary_only(client, customer):
+    _, headers = customer
+    mug = ProductFactory(stock=5, price="1.00")
+    with CaptureQueriesContext(connections["replica"]) as replica_queries:
+        response = order(client, headers, [{"product_id": mug.pk, "quantity": 1}], key="k-1")
+        again = order(client, headers, [{"product_id": mug.pk, "quantity": 1}], key="k-1")
+    line = {"product_id": mug.pk, "product_name": mug.name, "quantity": 1, "unit_price": "1.00"}
+    assert response.json()["items"] == again.json()["items"] == [line]
+    # A lagging or dead replica must not shape (or fail) the answer to a committed order.
+    assert list(replica_queries) == []

@@ -1,0 +1,59 @@
+"""The product page's stock copy in Redis: never rolled back, never stale past its TTL."""
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from shop.services import order_create
+from shop.stock import stock_cache_get
+from tests.app.accounts.factories import UserFactory
+from tests.app.shop.factories import ProductFactory
+
+# One test transaction: its on-commit hooks are captured, then run in the order a test needs.
+pytestmark = pytest.mark.django_db(databases=["default", "replica"])
+
+
+def cached_stock(product_id):
+    return async_to_sync(stock_cache_get)(product_id=product_id)
+
+
+def test_hooks_running_out_of_commit_order_never_roll_the_count_back(
+    redis_settings, broker_down, django_capture_on_commit_callbacks
+):
+    product = ProductFactory(stock=10)
+    customer = UserFactory()
+    with django_capture_on_commit_callbacks(using="default") as first:
+        order_create(customer=customer, items={product.pk: 1})
+    with django_capture_on_commit_callbacks(using="default") as second:
+        order_create(customer=customer, items={product.pk: 2})
+    # The later transaction's hooks land first, as two web workers can make them.
+    for hook in [*second, *first]:
+        hook()
+    assert cached_stock(product.pk) == 7
+
+
+def test_a_count_left_behind_by_a_failed_write_expires_within_the_bound(
+    redis_settings, redis_client, broker_down, closed_port, django_capture_on_commit_callbacks
+):
+    redis_settings.STOCK_CACHE_TTL = 30
+    product = ProductFactory(stock=10)
+    customer = UserFactory()
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=customer, items={product.pk: 1})
+    assert cached_stock(product.pk) == 9
+    with django_capture_on_commit_callbacks(using="default") as hooks:
+        order_create(customer=customer, items={product.pk: 1})
+    # Redis refuses the write that follows the commit: the old count stays behind...
+    working = redis_settings.CACHES
+    redis_settings.CACHES = {
+        alias: {**config, "LOCATION": f"redis://:x@127.0.0.1:{closed_port}/2"}
+        for alias, config in working.items()
+    }
+    for hook in hooks:
+        hook()
+    redis_settings.CACHES = working
+    assert cached_stock(product.pk) == 9
+    # ...but only until its TTL, which every write sets and the settings bound.
+    keys = list(redis_client.scan_iter("stock:*"))
+    assert keys
+    for key in keys:
+        assert 0 < redis_client.pttl(key) <= 30_000
