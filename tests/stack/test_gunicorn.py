@@ -1,0 +1,93 @@
+"""Gunicorn's settings seen in the running web container, not read from its config file."""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.stack
+
+# Inside the web container: every Gunicorn worker's open files under /dev/shm, and the
+# filesystem /dev/shm is. A worker is a child of the master (itself a child of the init).
+WORKER_FILES = r"""
+import json, os
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+def cmd(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+# Python processes running Gunicorn (not the init process whose command line names it).
+gunicorn = [p for p in pids if "gunicorn" in cmd(p) and "python" in os.readlink(f"/proc/{p}/exe")]
+master = min(gunicorn, key=lambda p: (ppid(p) in gunicorn, p))
+workers = [p for p in gunicorn if ppid(p) == master]
+files = {}
+for pid in workers:
+    links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    files[pid] = [link for link in links if link.startswith("/dev/shm/")]
+mounts = {line.split()[1]: line.split()[2] for line in open("/proc/mounts")}
+print(json.dumps({"files": files, "shm": mounts.get("/dev/shm")}))
+"""
+
+
+def test_each_worker_heartbeat_file_is_on_tmpfs(stack):
+    found = json.loads(stack.compose("exec", "-T", "web", "python3", "-c", WORKER_FILES).stdout)
+    assert found["shm"] == "tmpfs"
+    assert len(found["files"]) >= 2  # the default profile's workers
+    for pid, files in found["files"].items():
+        # Gunicorn's WorkerTmp: a file it unlinks at once and keeps open, touched each beat.
+        heartbeats = [f for f in files if f.endswith("(deleted)") and "wgunicorn-" in f]
+        assert len(heartbeats) == 1, (pid, files)
+
+
+# Inside the web container: the distinct client connections to Gunicorn's port seen while
+# sampling /proc/net/tcp for a few seconds (local port 8000 = 0x1F40, state 01 = established).
+UPSTREAM_CONNECTIONS = r"""
+import json, sys, time
+seen = set()
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                local, remote, state = line.split()[1:4]
+                if local.endswith(":1F40") and state == "01":
+                    seen.add(remote)
+    time.sleep(0.02)
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_nginx_reuses_its_upstream_connections(stack):
+    """Nginx's upstream keepalive: a thousand requests ride on a few connections to Gunicorn,
+    not one each."""
+    sampler = subprocess.Popen(
+        ["docker", "compose", "exec", "-T", "web", "python3", "-c", UPSTREAM_CONNECTIONS, "12"],
+        env=stack.env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sent = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(100):
+                response = session.get(stack.url("/healthz"), timeout=10)
+                sent.append(response.status_code)
+
+    try:
+        time.sleep(2)  # the sampler's docker exec starts
+        threads = [threading.Thread(target=client) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        out, _ = sampler.communicate(timeout=60)
+    finally:
+        sampler.kill()
+    connections = json.loads(out)
+    assert sent.count(200) == 1000
+    # At most keepalive (32) idle per Nginx worker, plus those opened for the concurrency.
+    assert 0 < len(connections) <= 64, len(connections)
