@@ -41,8 +41,12 @@ COPY app/ /app/
 WORKDIR /app
 # Static files are collected once here (Nginx serves them); the packages' own copies then go
 # (not a Python package that happens to be called static: celery.utils.static is imported).
+# The files go to /srv/static for the Nginx image; Django only reads the manifest (hashed names
+# for {% static %}), so that is all the web image keeps of them.
 RUN python3 -m compileall -q /app \
  && DJANGO_SETTINGS_MODULE=config.settings python3 manage.py collectstatic --noinput -v 0 \
+ && mv /app/staticfiles /srv/static \
+ && install -d /app/staticfiles && cp /srv/static/staticfiles.json /app/staticfiles/ \
  && find /opt/venv/lib -type d -path '*/site-packages/*/static' ! -exec test -e '{}/__init__.py' ';' \
       -prune -exec rm -rf {} +
 
@@ -106,7 +110,7 @@ COPY nginx/nginx.conf /etc/nginx/nginx.conf.template
 COPY nginx/security-headers.conf /etc/nginx/security-headers.conf
 COPY nginx/entrypoint.sh /etc/nginx/entrypoint.sh
 RUN ln -sf /tmp/nginx/nginx.conf /etc/nginx/nginx.conf
-COPY --from=builder /app/staticfiles /srv/static
+COPY --from=builder /srv/static /srv/static
 USER ${NGINX_UID}:${NGINX_UID}
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \

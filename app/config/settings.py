@@ -30,6 +30,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Only for /api/docs: as an installed app, django-ninja renders Swagger UI from its own
+    # static files (collected, served by Nginx) started by a script file, not from a CDN with an
+    # inline script, which the page's Content-Security-Policy blocks.
+    "ninja",
     "core",
     "accounts",
     "shop",
