@@ -33,7 +33,8 @@ def write_report() -> Path:
     lines = [
         "# Reliability: faults and load on the compose stack",
         "",
-        "Generated from the latest record of each scenario of `tests/stack/test_faults.py`",
+        "Generated from the latest record of each scenario of `tests/stack/test_faults.py` (and",
+        "of the replica-during-writes scenarios of `tests/stack/test_shop.py`)",
         "(build/reliability.json; *run at* says when);",
         "regenerate with `make reliability-report` after running the suite. *Sent*: requests the",
         "scenario's clients sent; *errors*: requests a client saw fail (an unexpected status or a",

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.stack import reliability
 from tests.support import wait_until
 
 
@@ -223,6 +224,23 @@ def _assert_exactly_once(stack, product, name, replies, *, with_key):
     assert primary_stock(stack, product) == 10 - len(answered)
 
 
+def _record(stack, scenario, cases):
+    """docs/RELIABILITY.md's row: orders sent, committed, answered 2xx, and committed behind an
+    error (a client that retries those buys twice)."""
+    replies = [reply for _, sent in cases for reply in sent]
+    committed = sum(orders_of(stack, product) for product, _ in cases)
+    answered = {r.json()["id"] for r in replies if 200 <= r.status_code < 300}
+    reliability.record(
+        scenario,
+        load="4 orders, each POSTed twice, 2 with and 2 without an Idempotency-Key",
+        sent=len(replies),
+        errors=sum(not 200 <= r.status_code < 300 for r in replies),
+        lost=0,
+        notes=f"{committed} orders committed, {len(answered)} answered 2xx, "
+        f"{committed - len(answered)} committed behind an error (duplicates on retry)",
+    )
+
+
 def test_orders_placed_while_the_replica_is_down_are_answered_from_the_primary(stack, staff):
     plain, keyed = _new_product(stack, staff), _new_product(stack, staff)
     stack.compose("stop", "db-replica")
@@ -232,6 +250,11 @@ def test_orders_placed_while_the_replica_is_down_are_answered_from_the_primary(s
     finally:
         stack.compose("start", "db-replica")
         stack.wait_ready()
+    _record(
+        stack,
+        "Replica stopped during order writes",
+        [(plain[0], plain_replies), (keyed[0], keyed_replies)],
+    )
     _assert_exactly_once(stack, *plain, plain_replies, with_key=False)
     _assert_exactly_once(stack, *keyed, keyed_replies, with_key=True)
 
@@ -244,6 +267,11 @@ def test_orders_placed_while_the_replica_lags_are_answered_in_full(stack, staff)
         keyed_replies = _orders_and_retries(stack, keyed[0], with_key=True)
     finally:
         stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    _record(
+        stack,
+        "Replica lagging (WAL replay paused) during order writes",
+        [(plain[0], plain_replies), (keyed[0], keyed_replies)],
+    )
     _assert_exactly_once(stack, *plain, plain_replies, with_key=False)
     _assert_exactly_once(stack, *keyed, keyed_replies, with_key=True)
 
