@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Annotated, Any
 
 from django.contrib.auth import authenticate
@@ -5,10 +6,12 @@ from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
+from accounts.auth import TOKEN_ID_ATTR, customer_auth
 from accounts.backends import BUSY_ATTR, RETRY_AFTER_ATTR
 from accounts.errors import LoginBusy, LoginThrottled
-from accounts.services import api_token_create
-from core.schemas import InputSchema, errors, no_nul
+from accounts.selectors import api_token_list
+from accounts.services import api_token_create, api_token_revoke
+from core.schemas import InputSchema, PathId, errors, no_nul
 
 router = Router(tags=["auth"])
 
@@ -20,6 +23,15 @@ class TokenIn(InputSchema):
 
 class TokenOut(Schema):
     token: str
+    id: int
+    expires_at: datetime
+
+
+class TokenInfo(Schema):
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    current: bool
 
 
 @router.post("/auth/token", response={201: TokenOut, **errors(400, 401, 429, 503)})
@@ -35,4 +47,32 @@ def token_create(request: HttpRequest, payload: TokenIn) -> Status[Any]:
         if getattr(request, BUSY_ATTR, False):
             raise LoginBusy("Logins are busy; retry shortly.", retry_after=1)
         raise HttpError(401, "Wrong username or password.")
-    return Status(201, {"token": api_token_create(user=user)})
+    token, row = api_token_create(user=user)
+    return Status(201, {"token": token, "id": row.pk, "expires_at": row.expires_at})
+
+
+@router.get("/auth/tokens", auth=customer_auth, response={200: list[TokenInfo], **errors(401)})
+def token_list(request: HttpRequest) -> list[dict[str, Any]]:
+    """Your live tokens (never the tokens themselves); `current` is the one this request used."""
+    current = getattr(request, TOKEN_ID_ATTR, None)
+    return [
+        {
+            "id": t.pk,
+            "created_at": t.created_at,
+            "expires_at": t.expires_at,
+            "current": t.pk == current,
+        }
+        for t in api_token_list(user=request.user)  # type: ignore[arg-type]
+    ]
+
+
+@router.delete(
+    "/auth/tokens/{token_id}",
+    auth=customer_auth,
+    response={204: None, **errors(400, 401, 403, 404)},
+)
+def token_revoke(request: HttpRequest, token_id: PathId) -> Status[None]:
+    """Revokes one of your tokens (another user's is 404, like a missing one)."""
+    if not api_token_revoke(user=request.user, token_id=token_id):  # type: ignore[arg-type]
+        raise HttpError(404, f"No token {token_id}.")
+    return Status(204, None)

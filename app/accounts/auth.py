@@ -6,15 +6,20 @@ from django.http import HttpRequest
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
-from accounts.selectors import api_token_user_get
+from accounts.selectors import api_token_get
+
+# The id of the token a request authenticated with (GET /api/auth/tokens marks it "current").
+TOKEN_ID_ATTR = "api_token_id"  # noqa: S105 - an attribute name
 
 
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        user = api_token_user_get(token=token)
-        if user is not None:
-            request.user = user  # the views read request.user, whichever auth succeeded
-        return user
+        found = api_token_get(token=token)
+        if found is None:
+            return None
+        request.user = found.user  # the views read request.user, whichever auth succeeded
+        setattr(request, TOKEN_ID_ATTR, found.pk)
+        return found.user
 
 
 def _staff_only(user: Any) -> Any:

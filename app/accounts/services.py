@@ -1,9 +1,12 @@
 import hashlib
 import secrets
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import ApiToken
 
@@ -12,11 +15,25 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def api_token_create(*, user: User) -> str:
-    """Returns the token itself, once; only its digest is kept."""
+def api_token_create(*, user: User) -> tuple[str, ApiToken]:
+    """Returns the token itself, once (only its digest is kept), and its row. The user's expired
+    tokens go at the same time, so each login does not leave one more row forever."""
+    now = timezone.now()
+    ApiToken.objects.using("default").filter(user=user, expires_at__lte=now).delete()
     token = secrets.token_urlsafe(32)
-    ApiToken.objects.create(user=user, digest=token_digest(token))
-    return token
+    row = ApiToken.objects.using("default").create(
+        user=user,
+        digest=token_digest(token),
+        expires_at=now + timedelta(seconds=settings.API_TOKEN_LIFETIME_SECONDS),
+        auth_hash=user.get_session_auth_hash(),
+    )
+    return token, row
+
+
+def api_token_revoke(*, user: User, token_id: int) -> bool:
+    """Deletes one of the user's own tokens; False if they have none with that id."""
+    deleted, _ = ApiToken.objects.using("default").filter(user=user, pk=token_id).delete()
+    return deleted > 0
 
 
 @transaction.atomic

@@ -142,6 +142,8 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 3600)
 # its turn before it is turned away (503). With one worker per core, 0.2 leaves readers 80%.
 LOGIN_HASH_SHARE = env_float("LOGIN_HASH_SHARE", 0.2)
 LOGIN_HASH_WAIT_SECONDS = env_float("LOGIN_HASH_WAIT_SECONDS", 5.0)
+# An API token works this long after its login (it also ends with a password change or revoke).
+API_TOKEN_LIFETIME_SECONDS = env_int("API_TOKEN_LIFETIME_SECONDS", 30 * 24 * 3600)
 if not 0 < LOGIN_HASH_SHARE <= 1:
     from django.core.exceptions import ImproperlyConfigured
 

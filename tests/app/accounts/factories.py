@@ -14,4 +14,5 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def bearer(user: User) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {api_token_create(user=user)}"}
+    token, _ = api_token_create(user=user)
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}

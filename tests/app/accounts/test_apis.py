@@ -37,7 +37,7 @@ def test_tokens_are_stored_only_as_digests():
     from accounts.models import ApiToken
     from accounts.services import api_token_create
 
-    token = api_token_create(user=UserFactory())
+    token, _ = api_token_create(user=UserFactory())
     assert not ApiToken.objects.filter(digest=token).exists()
     assert ApiToken.objects.count() == 1
 

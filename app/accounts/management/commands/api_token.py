@@ -28,4 +28,5 @@ class Command(BaseCommand):
             if not options["password"]:
                 user.set_unusable_password()
                 user.save(update_fields=["password"])
-        self.stdout.write(api_token_create(user=user))
+        token, _ = api_token_create(user=user)
+        self.stdout.write(token)
