@@ -81,7 +81,8 @@ MEMORY_RECYCLES = Counter(
 
 WORKER_ABORTS = Counter(
     "gunicorn_worker_aborts",
-    "Workers Gunicorn killed, by reason (timeout: silent past GUNICORN_TIMEOUT, WORKER TIMEOUT).",
+    "Workers stopped on WORKER TIMEOUT, by reason (timeout: Gunicorn killed a worker silent past"
+    " GUNICORN_TIMEOUT; request_thread: a request's sync code ran past it, the worker drained).",
     ["reason"],
 )
 # One series per live worker (label pid); a worker's files go when it exits (child_exit).
@@ -146,11 +147,13 @@ def observe_worker_memory() -> None:
     WORKER_MEMORY_LIMIT.labels("web").set(_MEMORY_LIMIT_BYTES)
     # The abort counter exported at 0 before the first abort: increase() needs the 0 -> 1 step.
     WORKER_ABORTS.labels("timeout")
+    WORKER_ABORTS.labels("request_thread")
 
 
-def count_worker_abort() -> None:
-    """Called by Gunicorn's worker_abort hook, in the dying worker: the counter's file stays."""
-    WORKER_ABORTS.labels("timeout").inc()
+def count_worker_abort(reason: str = "timeout") -> None:
+    """Called by Gunicorn's worker_abort hook, in the dying worker (the counter's file stays),
+    and by the request watchdog (core/asgi.py) for a request thread stuck past the timeout."""
+    WORKER_ABORTS.labels(reason).inc()
 
 
 def observe_cache(operation: str, seconds: float) -> None:

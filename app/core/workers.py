@@ -16,6 +16,12 @@ So a stopping worker here first drains, for at most DRAIN_SECONDS:
 When no connection is left, or at the deadline, Uvicorn's own shutdown runs: in-flight requests
 finish within Gunicorn's graceful_timeout, as before.
 
+WORKER TIMEOUT for sync code: the heartbeat comes from the event loop, which a sync view stuck
+on its own thread does not stop. Each tick also runs the request watchdog (core/asgi.py), which
+treats a request thread busy past Gunicorn's timeout the way the arbiter treats a silent worker:
+its stack is logged, the abort counted, the client answered 504, and the worker drains and is
+replaced. A thread cannot be killed, so the process ends with os._exit once the server stopped.
+
 The drain starts on SIGTERM (Gunicorn's graceful stop, `docker stop`, Kubernetes after preStop,
 the old workers of a SIGHUP reload) and when the memory guard recycles the worker
 (core/memory_guard.py: over its memory limit, or after max_requests).
@@ -28,6 +34,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from gunicorn.arbiter import Arbiter
@@ -44,6 +51,24 @@ DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
 HEARTBEAT_SECONDS = 1
 
 _server: "DrainingServer | None" = None
+# Called on every tick of the event loop (the request watchdog); each returns nothing.
+_tick_callbacks: list[Callable[[], None]] = []
+# Request threads found stuck: the process cannot end normally while they run.
+_stuck_threads: set[int] = set()
+
+
+def on_tick(callback: Callable[[], None]) -> None:
+    """Runs callback on the event loop once a second, with the heartbeat."""
+    _tick_callbacks.append(callback)
+
+
+def request_timeout() -> float | None:
+    """Gunicorn's timeout, when this process is a worker of ours (None in tests, other workers)."""
+    return _server.request_timeout if _server is not None else None
+
+
+def stuck_thread_mark(thread_id: int) -> None:
+    _stuck_threads.add(thread_id)
 
 
 def draining() -> bool:
@@ -58,6 +83,7 @@ def current() -> "DrainingServer | None":
 
 class DrainingServer(Server):
     drain_deadline: float | None = None
+    request_timeout: float | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -97,6 +123,11 @@ class DrainingServer(Server):
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
+        for callback in _tick_callbacks:
+            try:
+                callback()
+            except Exception:  # the heartbeat below must go on whatever a callback does
+                log.exception("tick callback failed")
         if self.drain_deadline is not None and not self.should_exit:
             left = len(self.server_state.connections)
             if not left or time.monotonic() >= self.drain_deadline:
@@ -124,7 +155,20 @@ class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
     async def _serve(self) -> None:
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
+        # The configured timeout (the arbiter hands workers half of it, as their beat period).
+        server.request_timeout = float(self.cfg.timeout) if self.cfg.timeout else None
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        if _stuck_threads:
+            # Interpreter shutdown would join the stuck threads forever (and Gunicorn would kill
+            # the worker at graceful_timeout): the server has stopped, so end here.
+            log.warning(
+                "exiting with %d request thread(s) still stuck", len(_stuck_threads),
+                extra={"stuck": len(_stuck_threads)},
+            )  # fmt: skip
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)

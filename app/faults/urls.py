@@ -5,5 +5,7 @@ from faults import views
 urlpatterns = [
     path("slow", views.slow),
     path("hang", views.hang),
+    path("hang-sync", views.hang_sync),
+    path("block", views.block),
     path("leak", views.leak),
 ]

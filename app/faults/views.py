@@ -1,6 +1,7 @@
-"""Three misbehaving views; bounded, so a stray call cannot take a host down."""
+"""Misbehaving views; bounded, so a stray call cannot take a host down."""
 
 import asyncio
+import socket
 import time
 
 from django.http import HttpRequest, JsonResponse
@@ -33,6 +34,26 @@ async def hang(request: HttpRequest) -> JsonResponse:
     heartbeat, so Gunicorn's arbiter kills the worker after GUNICORN_TIMEOUT."""
     time.sleep(_seconds(request, 60, 120))  # blocking on purpose
     return JsonResponse({"hung": True})
+
+
+def hang_sync(request: HttpRequest) -> JsonResponse:
+    """A sync view stuck in a blocking call: the event loop (and the heartbeat) carry on, only
+    the request's thread is stuck; the worker's watchdog (core/asgi.py) acts on GUNICORN_TIMEOUT."""
+    time.sleep(_seconds(request, 60, 120))  # blocking on purpose
+    return JsonResponse({"hung": True})
+
+
+def block(request: HttpRequest) -> JsonResponse:
+    """A sync view reading a socket without a timeout from a peer that never writes: like an
+    upstream call made with no timeout. Bounded by the worker: it is replaced, and the thread
+    with it, once the watchdog has seen it stuck."""
+    ours, theirs = socket.socketpair()
+    try:
+        ours.recv(1)  # blocking on purpose: nothing is ever sent
+    finally:
+        ours.close()
+        theirs.close()
+    return JsonResponse({"read": True})
 
 
 @csrf_exempt
