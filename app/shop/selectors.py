@@ -78,9 +78,9 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
         return None
     detail = product_to_dict(product=product)
     detail["stock"] = stock if stock is not None else product.stock
-    detail["price"] = price["price"] if price else str(product.price)
+    detail["price"] = str(price.price) if price else str(product.price)
     detail["price_source"] = "pricing-service" if price else "catalogue"
-    detail["recommendations"] = recommendations["product_ids"] if recommendations else []
+    detail["recommendations"] = list(recommendations.product_ids) if recommendations else []
     return detail
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -79,6 +80,51 @@ def test_product_detail_degrades_when_an_upstream_is_down(stack, staff):
         assert body["recommendations"] == [product_id + 1, product_id + 2, product_id + 3]
     finally:
         stack.compose("start", "price")
+
+
+@contextmanager
+def upstream_answers(stack, service, product_id, answer):
+    """The stand-in `service` answers `answer` for this product meanwhile (upstream/server.py)."""
+
+    def send(method, body):
+        script = (
+            "import sys, urllib.request as u; u.urlopen(u.Request("
+            f"'http://127.0.0.1:8080/answers/{product_id}', data=sys.argv[1].encode(), "
+            f"method='{method}'), timeout=5)"
+        )
+        result = stack.compose("exec", "-T", service, "python3", "-c", script, body, check=False)
+        return result.returncode == 0
+
+    # A test before may have just restarted the stand-in: wait until it listens.
+    wait_until(lambda: send("PUT", answer), timeout=30, what=f"{service} answering {answer}")
+    try:
+        yield
+    finally:
+        send("DELETE", "")
+
+
+MALFORMED = ["truncated", "not_json", "wrong_types", "wrong_key", "oversized"]
+
+
+@pytest.mark.parametrize("answer", MALFORMED)
+def test_a_malformed_price_answer_falls_back_to_the_catalogue_price(stack, staff, answer):
+    product_id = make_product(stack, staff, price="4.00")
+    with upstream_answers(stack, "price", product_id, answer):
+        response = stack.get(f"/api/products/{product_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["price"] == "4.00"
+    assert body["price_source"] == "catalogue"
+    assert body["recommendations"] == [product_id + 1, product_id + 2, product_id + 3]
+
+
+@pytest.mark.parametrize("answer", MALFORMED)
+def test_a_malformed_recommendations_answer_falls_back_to_none(stack, staff, answer):
+    product_id = make_product(stack, staff, price="4.00")
+    with upstream_answers(stack, "recommendations", product_id, answer):
+        response = stack.get(f"/api/products/{product_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["recommendations"] == []
 
 
 def place(stack, headers, items, key=None):
