@@ -17,6 +17,11 @@ PRIMARY_ONLY_APPS = frozenset({"auth", "sessions", "accounts", "admin", "content
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model: type[Model], **hints: Any) -> str:
+        # A relation followed from a row read or written on the primary (order.items right
+        # after the order was placed) is read there too: the replica may not have it yet.
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db == PRIMARY:
+            return PRIMARY
         return PRIMARY if model._meta.app_label in PRIMARY_ONLY_APPS else REPLICA
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str:

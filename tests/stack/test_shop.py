@@ -237,6 +237,22 @@ def test_read_your_writes_while_the_replica_lags(stack, staff):
         stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
 
 
+def test_a_placed_order_is_answered_with_its_items_while_the_replica_lags(stack, staff):
+    product = make_product(stack, staff, stock=10, price="4.00")
+    customer = new_customer(stack)
+    key = str(uuid.uuid4())
+    items = [{"product_id": product, "quantity": 2}]
+    stack.psql("db-replica", "SELECT pg_wal_replay_pause()")
+    try:
+        first, again = place(stack, customer, items, key), place(stack, customer, items, key)
+    finally:
+        stack.psql("db-replica", "SELECT pg_wal_replay_resume()")
+    assert (first.status_code, again.status_code) == (201, 200)
+    for answer in (first.json(), again.json()):
+        lines = [(i["product_id"], i["quantity"], i["unit_price"]) for i in answer["items"]]
+        assert lines == [(product, 2, "4.00")]
+
+
 def test_reads_fall_back_to_the_primary_when_the_replica_is_down(stack, staff):
     product = make_product(stack, staff, stock=10)
     customer, reader = new_customer(stack), new_customer(stack)
