@@ -197,6 +197,8 @@ RECOMMENDATIONS_SERVICE_URL = env_str("RECOMMENDATIONS_SERVICE_URL", "http://rec
 PRICE_TIMEOUT = env_float("PRICE_TIMEOUT", 0.5)
 RECOMMENDATIONS_TIMEOUT = env_float("RECOMMENDATIONS_TIMEOUT", 0.5)
 UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 200)
+# The most of an upstream answer read (bytes); a longer one counts as failed (the fallback).
+UPSTREAM_MAX_BODY_BYTES = env_int("UPSTREAM_MAX_BODY_BYTES", 65536)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = redis_url(0)

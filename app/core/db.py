@@ -2,7 +2,9 @@
 
 Read-your-writes: right after a customer writes, their reads go to the primary for
 READ_YOUR_WRITES_SECONDS, so replica lag never hides their own new order. Fallback: a read that
-fails on the replica is retried on the primary, and the replica is skipped for a short while.
+cannot reach the replica is retried on the primary, and the replica is skipped for a short while.
+A replica that answered with an error of the query (a timeout, a recovery conflict, a lock
+timeout) is up: that error reaches the caller, and the query is not rerun on the primary.
 """
 
 import logging
@@ -20,6 +22,34 @@ from config.db_router import PRIMARY, REPLICA
 T = TypeVar("T")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
+
+# SQLSTATEs that say "no usable connection": class 08 (PgBouncer sends its own failures, such as
+# query_wait_timeout or "server conn crashed?", as 08P01), a server shutting down or restarting
+# (57P01-57P03) and a server or pool out of connections (53300). The rest of class 57 and class
+# 40 are the query's fate on a server that answered: a statement timeout (57014), a conflict
+# with recovery on the hot standby (40001, 57P04); so is a lock timeout (55P03).
+CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+STATEMENT_TIMEOUT = "57014"
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P04", "55P03"})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error Django wrapped (psycopg's error is its __cause__)."""
+    code = getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True if exc means the server could not be reached or dropped the connection.
+
+    An error with no SQLSTATE came from the client library (refused, reset, closed): libpq and
+    PgBouncer name every error a server or the pooler sends.
+    """
+    if isinstance(exc, InterfaceError):
+        return True
+    code = sqlstate(exc)
+    return code is None or code.startswith("08") or code in CONNECTION_SQLSTATES
+
 
 # Shared through Redis, so every worker and pod skips a dead replica once one of them (or a
 # readiness probe) found it dead, instead of each paying PgBouncer's query_wait_timeout; and a
@@ -92,7 +122,8 @@ def replica_mark_up() -> None:
 def read(
     fn: Callable[[str], T], *, user_id: int | None = None, primary_decides_missing: bool = False
 ) -> T:
-    """Runs fn(alias) on the right database, retrying once on the primary if the replica fails.
+    """Runs fn(alias) on the right database, retrying once on the primary if the replica cannot
+    be reached (connection_lost); any other error of the replica's is the caller's.
 
     primary_decides_missing: None from the replica may mean "not replayed yet" (a row created a
     moment ago), so the primary is asked too. Misses are rare; Nginx's rate limits bound them.
@@ -100,8 +131,8 @@ def read(
     alias = read_alias(user_id=user_id)
     try:
         result = fn(alias)
-    except DATABASE_ERRORS:
-        if alias != REPLICA:
+    except DATABASE_ERRORS as exc:
+        if alias != REPLICA or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
         _replica_abandon()
@@ -125,8 +156,8 @@ async def aread(
         alias = await sync_to_async(read_alias)(user_id=user_id)
     try:
         result = await fn(alias)
-    except DATABASE_ERRORS:
-        if alias != REPLICA:
+    except DATABASE_ERRORS as exc:
+        if alias != REPLICA or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
         # On the request's thread: its connection is the one the async ORM used.

@@ -53,7 +53,15 @@ class ProductOut(Schema):
 
 
 class ProductDetailOut(ProductOut):
-    price_source: str
+    # `price` is the catalogue's, the one POST /api/orders charges, whatever the pricing service
+    # says; its figure is shown apart so the page never quotes a price the order does not charge.
+    price: str = Field(description="The price an order charges now (the catalogue's).")
+    pricing_service_price: str | None = Field(
+        description=(
+            "The pricing service's figure, for information only: orders charge `price`. "
+            "null when the service failed, was too slow or answered something malformed."
+        )
+    )
     recommendations: list[int]
 
 

@@ -72,6 +72,7 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
 
     Latency is that of the slowest call, not their sum; each upstream has its own timeout
     and a fallback, so a slow or failing service degrades the page instead of failing it.
+    The pricing service's figure is shown beside the catalogue price, never as `price`.
     """
     product, stock, price, recommendations = await asyncio.gather(
         _product_aget(product_id),
@@ -83,9 +84,9 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
         return None
     detail = product_to_dict(product=product)
     detail["stock"] = stock if stock is not None else product.stock
-    detail["price"] = price["price"] if price else str(product.price)
-    detail["price_source"] = "pricing-service" if price else "catalogue"
-    detail["recommendations"] = recommendations["product_ids"] if recommendations else []
+    # detail["price"] stays the catalogue's: the price an order charges (services.order_create).
+    detail["pricing_service_price"] = str(price.price) if price else None
+    detail["recommendations"] = list(recommendations.product_ids) if recommendations else []
     return detail
 
 

@@ -42,6 +42,7 @@ WEB_NEEDS = {
     "PRICE_TIMEOUT",
     "RECOMMENDATIONS_TIMEOUT",
     "UPSTREAM_POOL_SIZE",
+    "UPSTREAM_MAX_BODY_BYTES",
 }
 # The product page's upstream services: the URL setting of each, by stand-in name.
 UPSTREAM_URLS = {"price": "PRICE_SERVICE_URL", "recommendations": "RECOMMENDATIONS_SERVICE_URL"}

@@ -64,8 +64,8 @@ def test_product_list_is_cached_in_redis_and_invalidated_by_a_write(stack, staff
 def test_product_detail_fans_out_to_both_upstream_services(stack, staff):
     product_id = make_product(stack, staff, price="4.00")
     body = stack.get(f"/api/products/{product_id}").json()
-    assert body["price_source"] == "pricing-service"
-    assert body["price"] == f"{10 + product_id / 100:.2f}"
+    assert body["price"] == "4.00"
+    assert body["pricing_service_price"] == f"{10 + product_id / 100:.2f}"
     assert body["recommendations"] == [product_id + 1, product_id + 2, product_id + 3]
 
 
@@ -76,11 +76,86 @@ def test_product_detail_degrades_when_an_upstream_is_down(stack, staff):
         response = stack.get(f"/api/products/{product_id}")
         assert response.status_code == 200
         body = response.json()
-        assert body["price_source"] == "catalogue"
         assert body["price"] == "4.00"
+        assert body["pricing_service_price"] is None
         assert body["recommendations"] == [product_id + 1, product_id + 2, product_id + 3]
     finally:
         stack.compose("start", "price")
+
+
+@contextmanager
+def upstream_answers(stack, service, product_id, answer):
+    """The stand-in `service` answers `answer` for this product meanwhile (upstream/server.py)."""
+
+    def send(method, body):
+        script = (
+            "import sys, urllib.request as u; u.urlopen(u.Request("
+            f"'http://127.0.0.1:8080/answers/{product_id}', data=sys.argv[1].encode(), "
+            f"method='{method}'), timeout=5)"
+        )
+        result = stack.compose("exec", "-T", service, "python3", "-c", script, body, check=False)
+        return result.returncode == 0
+
+    # A test before may have just restarted the stand-in: wait until it listens.
+    wait_until(lambda: send("PUT", answer), timeout=30, what=f"{service} answering {answer}")
+    try:
+        yield
+    finally:
+        send("DELETE", "")
+
+
+MALFORMED = ["truncated", "not_json", "wrong_types", "wrong_key", "oversized"]
+
+
+@pytest.mark.parametrize("answer", MALFORMED)
+def test_a_malformed_price_answer_falls_back_to_the_catalogue_price(stack, staff, answer):
+    product_id = make_product(stack, staff, price="4.00")
+    with upstream_answers(stack, "price", product_id, answer):
+        response = stack.get(f"/api/products/{product_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["price"] == "4.00"
+    assert body["pricing_service_price"] is None
+    assert body["recommendations"] == [product_id + 1, product_id + 2, product_id + 3]
+
+
+@pytest.mark.parametrize("answer", MALFORMED)
+def test_a_malformed_recommendations_answer_falls_back_to_none(stack, staff, answer):
+    product_id = make_product(stack, staff, price="4.00")
+    with upstream_answers(stack, "recommendations", product_id, answer):
+        response = stack.get(f"/api/products/{product_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["recommendations"] == []
+
+
+@contextmanager
+def price_service(stack, product_id, state):
+    """The pricing stand-in, for this product: up, down (stopped), failing (503) or slow."""
+    if state == "up":
+        yield
+    elif state == "down":
+        stack.compose("stop", "price")
+        try:
+            yield
+        finally:
+            stack.compose("start", "price")
+    else:
+        with upstream_answers(stack, "price", product_id, state):
+            yield
+
+
+@pytest.mark.parametrize("state", ["up", "down", "fail", "slow"])
+def test_the_product_page_shows_the_price_an_order_charges(stack, staff, state):
+    product_id = make_product(stack, staff, price="4.00", stock=5)
+    customer = new_customer(stack)
+    with price_service(stack, product_id, state):
+        page = stack.get(f"/api/products/{product_id}").json()
+        order = place(stack, customer, [{"product_id": product_id, "quantity": 1}])
+    assert order.status_code == 201, order.text
+    assert page["price"] == order.json()["items"][0]["unit_price"] == "4.00"
+    # The pricing service's figure, when it answered, is there under its own name only.
+    live = f"{10 + product_id / 100:.2f}" if state == "up" else None
+    assert page["pricing_service_price"] == live
 
 
 def place(stack, headers, items, key=None, **kwargs):

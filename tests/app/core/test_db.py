@@ -1,14 +1,19 @@
 """The replica-down mark: shared through the real test Redis, kept per process for a second."""
 
 import asyncio
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.cache import caches
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError, connections, transaction
+from django.test import RequestFactory
 
+from config.api import api
 from config.db_router import PRIMARY, REPLICA
 from core import db
 
@@ -119,3 +124,117 @@ def test_the_async_read_asks_redis_only_off_the_event_loop(redis_settings, clock
     loop_thread = asyncio.run(two_reads())
     assert len(asked_on) == 1
     assert asked_on[0] is not loop_thread
+
+
+# Errors of the query on a replica that answered. The replica alias is the primary's mirror in
+# this suite, so each comes from a real server on the replica alias's connection: a real
+# statement timeout and lock timeout; the recovery conflicts, which need a hot standby, raised
+# by the server with their SQLSTATE (RAISE ... USING ERRCODE).
+def _raise(code: str, message: str) -> list[str]:
+    return [f"DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$"]
+
+
+QUERY_ERRORS = {
+    "57014": ["SET LOCAL statement_timeout = '50ms'", "SELECT pg_sleep(30)"],
+    # A lock held by another session (below) that this one waits for.
+    "55P03": ["SET LOCAL lock_timeout = '50ms'", "SELECT pg_advisory_xact_lock(4242)"],
+    "40001": _raise("40001", "canceling statement due to conflict with recovery"),
+    "57P04": _raise("57P04", "terminating connection due to conflict with recovery"),
+}
+# The server cannot serve the connection: a backend terminated by an administrator (real), and
+# the code PgBouncer sends for its own failures (query_wait_timeout, server conn crashed?).
+CONNECTION_ERRORS = {
+    "57P01": ["SELECT pg_terminate_backend(pg_backend_pid())"],
+    "08P01": _raise("08P01", "query_wait_timeout"),
+}
+
+
+def _replica_query(statements: list[str], seen: list[str]) -> Callable[[str], str]:
+    def query(alias: str) -> str:
+        seen.append(alias)
+        if alias == REPLICA:
+            with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
+        return alias
+
+    return query
+
+
+def _run(how: str, query: Callable[[str], str]) -> str:
+    if how == "read":
+        return db.read(query)
+    return asyncio.run(db.aread(sync_to_async(query)))
+
+
+@pytest.fixture
+def advisory_lock_held(django_db_setup: None) -> Iterator[None]:
+    """Another session holds the advisory lock the lock-timeout query waits for."""
+    params = connections[PRIMARY].get_connection_params()
+    other = psycopg.connect(**params)
+    other.execute("SELECT pg_advisory_lock(4242)")
+    yield
+    other.close()
+
+
+@pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+@pytest.mark.parametrize("how", ["read", "aread"])
+@pytest.mark.parametrize("code", sorted(QUERY_ERRORS))
+def test_a_query_error_on_the_replica_propagates_and_leaves_it_up(
+    redis_settings, clock, advisory_lock_held, how, code
+):
+    seen: list[str] = []
+    with pytest.raises(DatabaseError) as caught:
+        _run(how, _replica_query(QUERY_ERRORS[code], seen))
+    assert db.sqlstate(caught.value) == code
+    assert seen == [REPLICA]  # the heavy query is not rerun on the primary
+    db.replica_down_forget()
+    assert caches["default"].get(db.REPLICA_DOWN_KEY) is None
+    assert db.read_alias() == REPLICA
+
+
+@pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+@pytest.mark.parametrize("how", ["read", "aread"])
+@pytest.mark.parametrize("code", sorted(CONNECTION_ERRORS))
+def test_a_connection_error_on_the_replica_marks_it_down_and_falls_back(
+    redis_settings, clock, how, code
+):
+    seen: list[str] = []
+    assert _run(how, _replica_query(CONNECTION_ERRORS[code], seen)) == PRIMARY
+    assert seen == [REPLICA, PRIMARY]
+    assert caches["default"].get(db.REPLICA_DOWN_KEY)
+    db.replica_mark_up()
+
+
+@pytest.mark.parametrize("how", ["read", "aread"])
+def test_a_refused_connection_has_no_sqlstate_and_falls_back(
+    redis_settings, clock, closed_port, how
+):
+    seen: list[str] = []
+
+    def query(alias: str) -> str:
+        seen.append(alias)
+        if alias == REPLICA:
+            # The client library's own failure, wrapped as Django wraps the ORM's.
+            with connections[REPLICA].wrap_database_errors:
+                psycopg.connect(host="127.0.0.1", port=closed_port, connect_timeout=5)
+        return alias
+
+    assert _run(how, query) == PRIMARY
+    assert seen == [REPLICA, PRIMARY]
+    assert caches["default"].get(db.REPLICA_DOWN_KEY)
+    db.replica_mark_up()
+
+
+@pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("57014", "query_timeout"), ("40001", "database_busy"), ("57P04", "database_busy")],
+)
+def test_a_query_error_is_a_json_503_that_names_it(redis_settings, code, error):
+    with pytest.raises(DatabaseError) as caught:
+        _replica_query(QUERY_ERRORS[code], [])(REPLICA)
+    response = api.on_exception(RequestFactory().get("/api/products/1"), caught.value)
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert json.loads(response.content)["error"]["code"] == error

@@ -114,7 +114,7 @@ def test_product_detail_falls_back_when_upstreams_are_down(client, settings):
     product = ProductFactory(price="5.00")
     body = client.get(f"/api/products/{product.pk}").json()
     assert body["price"] == "5.00"
-    assert body["price_source"] == "catalogue"
+    assert body["pricing_service_price"] is None
     assert body["recommendations"] == []
 
 
