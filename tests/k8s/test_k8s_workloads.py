@@ -406,4 +406,3 @@ def test_web_readiness_rides_out_a_burst_instead_of_flapping(any_variant: Manife
     span = (probe.get("failureThreshold", 3) - 1) * probe.get("periodSeconds", 10)
     assert span > pgbouncer_setting("query_wait_timeout")
     assert probe.get("successThreshold", 1) == 1
-
