@@ -33,9 +33,10 @@ def _liveness() -> JsonResponse:
 
 
 def _readiness() -> JsonResponse:
-    """200 "ok"; 200 "degraded" while only a soft dependency (replica, Redis) is down, since the
-    app still serves (primary reads, no cache) and taking every pod out would turn a partial
-    outage into a full one; 503 "unavailable" when the primary (or PgBouncer) is unreachable."""
+    """200 "ok"; 200 "degraded" while a dependency is down but one database answers (the
+    primary, the replica or Redis down: reads still served, writes 503 without the primary),
+    since taking every pod out would turn a partial outage into a full one; 503 "unavailable"
+    when no database answers (both down, or PgBouncer unreachable)."""
     report = readiness_get(timeout=settings.READYZ_TIMEOUT)
     status = "ok" if report.ok else "degraded" if report.ready else "unavailable"
     body: dict[str, Any] = {"status": status, "checks": report.checks}

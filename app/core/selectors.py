@@ -11,9 +11,12 @@ from django.conf import settings
 
 from core.db import replica_mark_down, replica_mark_up
 
-# Without these the app still answers: reads fall back to the primary (core/db.py), pages are
-# served uncached. Their failure makes the app degraded, not unready; only the primary's does.
-SOFT_DEPENDENCIES = frozenset({"replica", "redis"})
+# The app serves while either database answers: reads fall back to the primary (core/db.py), or
+# come from the replica while writes answer a JSON 503; pages are served uncached without Redis.
+# Readiness fails only when no database answers: a primary outage hits every pod at once, and
+# taking them all out of the Service would stop the reads too (it is an alert instead,
+# PostgresPrimaryDown in monitoring/rules/alerts.yml).
+DATABASES = ("primary", "replica")
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,8 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        """Takes traffic: every dependency it cannot do without answers."""
-        return not set(self.failed) - SOFT_DEPENDENCIES
+        """Takes traffic: it can serve at least reads, so at least one database answers."""
+        return any(self.checks[name]["ok"] for name in DATABASES if name in self.checks)
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:

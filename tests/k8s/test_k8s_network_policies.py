@@ -5,24 +5,56 @@ egress and the receiver's ingress both allow it. A pod selected by no policy of 
 open in that direction, so the default deny must select every pod.
 """
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
 
-from tests.k8s.manifests import STAND_INS, Doc, Manifests, labels_match
+from tests.k8s.manifests import NAMESPACE, STAND_INS, Doc, Manifests, labels_match
 
 DJANGO = ("web", "worker", "beat", "migrate")
 
 
 @dataclass(frozen=True)
 class Peer:
-    """A pod of the stack (by its template labels) or something outside the namespace."""
+    """A pod of the stack (by its template labels) or something outside the namespace: a pod of
+    another namespace (`namespace`: that namespace's labels) or an address outside the cluster
+    (`ip`; None stands for any address, as a rule that must hold for every one)."""
 
     labels: dict[str, str] = field(default_factory=dict)
     in_namespace: bool = True
+    namespace: dict[str, str] | None = None
+    ip: str | None = None
 
 
-OUTSIDE = Peer(in_namespace=False)  # the ingress controller, the internet, kube-dns, a managed DB
+def other_namespace(name: str, **labels: str) -> Peer:
+    return Peer(labels, in_namespace=False, namespace={"kubernetes.io/metadata.name": name})
+
+
+OUTSIDE = Peer(in_namespace=False)  # the internet, kube-dns, a managed DB: any address
+INGRESS_CONTROLLER = other_namespace("ingress-nginx", **{"app.kubernetes.io/name": "ingress-nginx"})
+# Any in-cluster client that is not the ingress controller: it must not reach Nginx, which
+# trusts X-Forwarded-Proto.
+OTHER_POD = other_namespace("team-b", app="anything")
+# Addresses web must not reach in production: the private range the placeholder used to open.
+ARBITRARY_PRIVATE = [Peer(in_namespace=False, ip=ip) for ip in ("10.0.0.5", "10.96.0.10")]
+
+
+def ip_in_block(block: Doc, ip: str | None) -> bool:
+    if ip is None:
+        return True
+    address = ipaddress.ip_address(ip)
+    if address not in ipaddress.ip_network(block["cidr"]):
+        return False
+    return not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except") or [])
+
+
+def namespace_matches(selector: Doc, peer: Peer) -> bool:
+    if peer.in_namespace:
+        return labels_match(selector, {"kubernetes.io/metadata.name": NAMESPACE})
+    if peer.namespace is None:
+        return selector == {}
+    return labels_match(selector, peer.namespace)
 
 
 def peer_matches(rule_peers: list[Doc] | None, peer: Peer) -> bool:
@@ -30,11 +62,17 @@ def peer_matches(rule_peers: list[Doc] | None, peer: Peer) -> bool:
         return True
     for item in rule_peers:
         if "ipBlock" in item:
-            if not peer.in_namespace:
+            if (
+                not peer.in_namespace
+                and peer.namespace is None
+                and ip_in_block(item["ipBlock"], peer.ip)
+            ):
                 return True
             continue
         if "namespaceSelector" in item:
-            if not peer.in_namespace and item["namespaceSelector"] == {}:
+            if namespace_matches(item["namespaceSelector"], peer) and labels_match(
+                item.get("podSelector") or {}, peer.labels
+            ):
                 return True
             continue
         if peer.in_namespace and labels_match(item["podSelector"], peer.labels):
@@ -153,7 +191,7 @@ def test_every_other_path_is_denied(
 
 
 def test_only_nginx_is_reachable_from_outside(deployment: Manifests) -> None:
-    assert allowed(deployment, OUTSIDE, pods(deployment, "nginx"), 8080)
+    assert allowed(deployment, INGRESS_CONTROLLER, pods(deployment, "nginx"), 8080)
     for component, port in [
         ("web", 8000),
         ("pgbouncer", 6432),
@@ -162,6 +200,19 @@ def test_only_nginx_is_reachable_from_outside(deployment: Manifests) -> None:
         ("db-replica", 5432),
     ]:
         assert not allowed(deployment, OUTSIDE, pods(deployment, component), port), component
+        assert not allowed(deployment, INGRESS_CONTROLLER, pods(deployment, component), port)
+
+
+def test_nginx_admits_only_the_ingress_controllers_namespace(deployment: Manifests) -> None:
+    """Nginx passes X-Forwarded-Proto on (NGINX_TRUST_FORWARDED_PROTO=true): a pod of another
+    namespace, or any address, reaching it could claim https."""
+    assert deployment.config["NGINX_TRUST_FORWARDED_PROTO"] == "true"
+    nginx = pods(deployment, "nginx")
+    assert allowed(deployment, INGRESS_CONTROLLER, nginx, 8080)
+    assert not allowed(deployment, OTHER_POD, nginx, 8080)
+    assert not allowed(deployment, OUTSIDE, nginx, 8080)
+    # Selected by namespace alone: any of the controller's pods, whatever their labels.
+    assert allowed(deployment, other_namespace("ingress-nginx", app="x"), nginx, 8080)
 
 
 def test_every_pod_resolves_names_and_reaches_nothing_else_outside(
@@ -206,14 +257,32 @@ def test_the_stand_ins_are_not_reachable_from_outside(rendered, variant: str) ->
     assert not allowed(local, pods(local, "web"), OUTSIDE, 8080)
 
 
+# upstream-egress.yaml's placeholders, one per service.
+UPSTREAMS = [Peer(in_namespace=False, ip=ip) for ip in ("192.0.2.10", "192.0.2.11")]
+
+
 @pytest.mark.parametrize("variant", ["production", "production-managed"])
 def test_production_web_alone_reaches_the_real_upstream_services(rendered, variant: str) -> None:
     production = rendered(variant)
-    # upstream-egress.yaml: web out to the services' address range on their port.
-    assert allowed(production, pods(production, "web"), OUTSIDE, 8080)
-    for component in ("nginx", "worker", "beat", "migrate", "pgbouncer"):
-        assert not allowed(production, pods(production, component), OUTSIDE, 8080), component
-    assert not allowed(production, pods(production, "web"), OUTSIDE, 443)
+    # upstream-egress.yaml: web out to the services' addresses on their port.
+    for upstream in UPSTREAMS:
+        assert allowed(production, pods(production, "web"), upstream, 8080), upstream.ip
+        for component in ("nginx", "worker", "beat", "migrate", "pgbouncer"):
+            assert not allowed(production, pods(production, component), upstream, 8080), component
+        assert not allowed(production, pods(production, "web"), upstream, 443)
+
+
+@pytest.mark.parametrize("variant", ["production", "production-managed"])
+def test_production_web_reaches_no_other_private_address(rendered, variant: str) -> None:
+    production = rendered(variant)
+    web = pods(production, "web")
+    for address in ARBITRARY_PRIVATE:
+        assert not allowed(production, web, address, 8080), address.ip
+    for rule in production.get("NetworkPolicy", "web-upstream-egress")["spec"]["egress"]:
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                # One host per upstream service, or a range the README tells the user to narrow.
+                assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 24, peer
 
 
 def test_managed_services_are_reached_only_by_their_clients(rendered) -> None:

@@ -385,3 +385,24 @@ def test_one_pgbouncer_pod_admits_every_client_the_autoscalers_allow(deployment:
     (container,) = pgbouncer["containers"]
     assert "PGBOUNCER_MAX_CLIENT_CONN" in {item["name"] for item in container["env"]}
     assert web + workers + beat_and_migrate <= int(config["PGBOUNCER_MAX_CLIENT_CONN"])
+
+
+def pgbouncer_setting(name: str) -> float:
+    template = (ROOT / "pgbouncer" / "pgbouncer.ini.template").read_text()
+    match = re.search(rf"^{name}\s*=\s*(\S+)", template, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+def test_web_readiness_rides_out_a_burst_instead_of_flapping(any_variant: Manifests) -> None:
+    """A burst queues every pod's probe behind the same PgBouncer logins: they fail together.
+    NotReady needs failureThreshold failures in a row; the first and the last must lie further
+    apart than the longest PgBouncer makes a client wait (query_wait_timeout), and each check
+    gets more than the 2s that such a queue exceeds."""
+    probe = main_container(any_variant, "web").spec["readinessProbe"]
+    readyz_timeout = float(any_variant.config["READYZ_TIMEOUT"])
+    assert readyz_timeout > 2
+    assert probe["timeoutSeconds"] > readyz_timeout
+    span = (probe.get("failureThreshold", 3) - 1) * probe.get("periodSeconds", 10)
+    assert span > pgbouncer_setting("query_wait_timeout")
+    assert probe.get("successThreshold", 1) == 1

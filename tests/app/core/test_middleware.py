@@ -31,14 +31,33 @@ def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis
 
 
 @pytest.mark.django_db
-def test_readiness_is_503_when_the_primary_is_unreachable(client, redis_settings, monkeypatch):
+def test_readiness_stays_200_degraded_while_the_replica_serves_reads(
+    client, redis_settings, monkeypatch
+):
     # Undone right after: DATABASES is one dict for the whole session, and every connection
     # opened later (a new thread's, the readiness check's) reads it.
     with monkeypatch.context() as patch:
         unreachable = {**redis_settings.DATABASES["default"], "PORT": "1"}
         patch.setitem(redis_settings.DATABASES, "default", unreachable)
         response = client.get("/readyz")
+    # A primary outage hits every pod at once: 503 here would take them all out of the Service
+    # and stop the reads the replica still serves.
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["failed"] == ["primary"]
+    assert body["checks"]["replica"]["ok"] is True
+    assert "error" in body["checks"]["primary"]
+
+
+@pytest.mark.django_db
+def test_readiness_is_503_when_no_database_is_reachable(client, redis_settings, monkeypatch):
+    with monkeypatch.context() as patch:
+        for alias in ("default", "replica"):
+            unreachable = {**redis_settings.DATABASES[alias], "PORT": "1"}
+            patch.setitem(redis_settings.DATABASES, alias, unreachable)
+        response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert "primary" in body["failed"]
+    assert body["failed"] == ["primary", "replica"]
