@@ -1,8 +1,9 @@
 """The README's one-machine production deploy, as written: `.env` from `.env.example` with
-APP_ENV=production and fresh secrets, then `docker compose up -d --wait`, in the two ways README
-"Deploy" describes: TLS at Nginx (docker-compose.tls.yml, named by COMPOSE_FILE in `.env`) and
+APP_ENV=production and fresh secrets, then `docker compose up -d --wait`, in the three ways README
+"Deploy" describes: TLS at Nginx (docker-compose.tls.yml, named by COMPOSE_FILE in `.env`),
 plain HTTP behind a TLS-terminating load balancer (NGINX_TRUST_FORWARDED_PROTO=true; the test
-sends the balancer's X-Forwarded-Proto: https). Each runs the README's tour and `check --deploy`.
+sends the balancer's X-Forwarded-Proto: https), and TLS_ENABLED=false. Each runs the README's
+tour and `check --deploy`.
 
 Each deploy is its own compose project (STACK_PROJECT plus a suffix), up only for its test and
 removed with its volumes. Nothing of this shell's environment reaches compose but the image tag:
