@@ -95,8 +95,12 @@ lint: venv ## ruff, formatting and mypy
 	$(BIN)/ruff format --check app tests bench
 	cd app && ../$(BIN)/mypy --config-file ../pyproject.toml .
 
+.PHONY: prereqs
+prereqs: ## Check what make test needs on this machine (Python, docker compose, kubectl, open files)
+	@PYTHON=$(PYTHON) bin/check-prereqs
+
 .PHONY: test
-test: venv lint images ## Every test suite: unit, images, Kubernetes, and the compose stack end to end
+test: prereqs venv lint images ## Every test suite: unit, images, Kubernetes, and the compose stack end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench

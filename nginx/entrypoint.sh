@@ -27,8 +27,21 @@ bool() {
     *) echo "nginx: $1 must be true or false, got '$2'" >&2; exit 1 ;;
   esac
 }
-TLS_ENABLED=$(bool TLS_ENABLED "${TLS_ENABLED:-}")
+tls_setting=${TLS_ENABLED:-}
+TLS_ENABLED=$(bool TLS_ENABLED "$tls_setting")
 NGINX_TRUST_FORWARDED_PROTO=$(bool NGINX_TRUST_FORWARDED_PROTO "${NGINX_TRUST_FORWARDED_PROTO:-}")
+# In production Django reads an empty TLS_ENABLED as on and redirects every request it believes
+# came over plain HTTP. With TLS ending neither here nor at a trusted balancer that is every
+# request: a redirect to an HTTPS port nothing serves, or a loop through the balancer. Refuse to
+# start rather than serve that (README "Deploy").
+if [ "${APP_ENV:-local}" = production ] && [ -z "$tls_setting" ] && [ "$TLS_ENABLED" = false ] \
+  && [ "$NGINX_TRUST_FORWARDED_PROTO" = false ]; then
+  echo "nginx: APP_ENV=production but TLS ends neither here nor at a trusted proxy, so Django" \
+    "would redirect every request to an HTTPS nothing serves. Choose one (README \"Deploy\"):" \
+    "docker-compose.tls.yml (TLS at Nginx), NGINX_TRUST_FORWARDED_PROTO=true (behind a" \
+    "TLS-terminating load balancer) or TLS_ENABLED=false (plain HTTP, no TLS anywhere)" >&2
+  exit 1
+fi
 : "${NGINX_TLS_CERT:=/etc/nginx/tls/tls.crt}" "${NGINX_TLS_KEY:=/etc/nginx/tls/tls.key}"
 : "${NGINX_HTTPS_PORT:=443}"
 case $NGINX_HTTPS_PORT in

@@ -102,3 +102,39 @@ def test_no_certificate_or_key_is_baked_into_the_image():
         "ls -A /etc/nginx/tls 2>/dev/null; find / -xdev -name '*.key' 2>/dev/null; true",
     ).stdout.strip()  # fmt: skip
     assert listing == ""
+
+
+def _exits_with(*env: str) -> str:
+    """Runs the image with this env, expects exit status 1; returns its stderr."""
+    args = [arg for pair in (("-e", e) for e in env) for arg in pair]
+    container = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--add-host", "web:127.0.0.1",
+        *args, image("nginx"),
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_until(
+            lambda: (
+                docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "false"
+            ),
+            timeout=20,
+            what="nginx exits",
+        )
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "1"
+        return docker("logs", container).stderr
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+def test_production_without_a_tls_decision_refuses_to_start():
+    """Django would redirect every request to an HTTPS nothing serves: README "Deploy"."""
+    stderr = _exits_with("APP_ENV=production")
+    assert "NGINX_TRUST_FORWARDED_PROTO=true" in stderr
+    assert "TLS_ENABLED=false" in stderr
+    assert "docker-compose.tls.yml" in stderr
+
+
+def test_production_starts_with_each_tls_decision():
+    with nginx("APP_ENV=production", "NGINX_TRUST_FORWARDED_PROTO=true") as url:
+        assert requests.get(url + "/nginx-health", timeout=5).ok
+    with nginx("APP_ENV=production", "TLS_ENABLED=false") as url:
+        assert requests.get(url + "/nginx-health", timeout=5).ok

@@ -1,0 +1,248 @@
+"""Every variable `.env.example` documents reaches every process that reads it.
+
+`.env.example` is the one list of settings; copied to `.env`, compose must hand each variable to
+each container whose process reads it. Readers are found by searching the code each service
+runs (below, READERS) for the name; only the exceptions are listed by hand. The check renders
+`docker compose config` with a temporary env file that gives every variable a distinctive value,
+so nothing but compose's own interpolation is exercised: no image, no container.
+"""
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+DJANGO = ("web", "migrate", "worker", "worker-reports", "worker-email", "beat", "flower")
+CELERY_WORKERS = ("worker", "worker-reports", "worker-email")
+
+# Host-only: read by compose itself (ports, images, builds) or the Makefile, never by a process
+# in a container. Each must at least be used by a compose file.
+HOST_ONLY = {
+    "NGINX_BIND",
+    "NGINX_PORT",
+    "NGINX_TLS_PORT",
+    "NGINX_TLS_DIR",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "FLOWER_PORT",
+    "IMAGE_REGISTRY",
+    "IMAGE_TAG",
+    "BASE_IMAGE",
+    "BUILD_CA_BUNDLE",
+    # Compose itself: every container's log rotation (x-hardened; tests/test_compose.py).
+    "LOG_MAX_SIZE",
+    "LOG_MAX_FILES",
+}
+
+# Wired by docker-compose.yml to its own topology (service names, ports, mount paths) or set per
+# service (a role, a queue): a value in .env must not move them, or one service would point
+# somewhere the others do not. Each must still be set for every service that reads it.
+WIRED = {
+    "DB_HOST",
+    "DB_PORT",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "PRIMARY_HOST",
+    "REPLICA_HOST",
+    "PG_ROLE",
+    "CELERY_QUEUES",
+    "CELERY_WORKER_NAME",
+    "PRICE_SERVICE_URL",
+    "RECOMMENDATIONS_SERVICE_URL",
+    "MEDIA_ROOT",
+    "PG_EXPORTER_HOST",
+    "PGBOUNCER_HOST",
+    "PGBOUNCER_PORT",
+    "REDIS_ADDR",
+    "NGINX_STATUS_URI",
+}
+
+# Read by a library from the environment, so no search of this repository finds the reader.
+LIBRARY_READERS = {
+    # The OpenTelemetry SDK, in every Django process (app/config/tracing.py).
+    "OTEL_TRACES_SAMPLER": DJANGO,
+    "OTEL_TRACES_SAMPLER_ARG": DJANGO,
+    # Flower's own FLOWER_* options.
+    "FLOWER_PURGE_OFFLINE_WORKERS": ("flower",),
+}
+
+# Read by the Django code, but meant for web alone: in a Celery worker it would switch
+# prometheus_client to multiprocess files nobody empties (app/gunicorn.conf.py).
+ONLY = {"PROMETHEUS_MULTIPROC_DIR": ("web",)}
+
+
+def documented() -> dict[str, str]:
+    names = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.match(r"([A-Z][A-Z0-9_]*)=(.*)", line)
+        if match:
+            names[match.group(1)] = match.group(2)
+    return names
+
+
+def _code(path: Path) -> str:
+    """A file without its comment lines: a name mentioned in a comment is not read."""
+    return "\n".join(
+        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+
+
+def _shell_roles(path: Path) -> dict[str, str]:
+    """Each role of a `case "$role" in` entrypoint: the branch, plus the functions it calls and
+    the config templates (in the same folder) those render, plus the shared preamble."""
+    text = _code(path)
+    head, _, body = text.partition('case "$role" in')
+    functions = dict(re.findall(r"^(\w+)\(\) \{\n(.*?)^\}", head, re.S | re.M))
+    preamble = re.sub(r"^(\w+)\(\) \{\n.*?^\}", "", head, flags=re.S | re.M)
+    roles = {}
+    for role, branch in re.findall(r"^  ([\w-]+)\)\n(.*?)^    ;;", body, re.S | re.M):
+        parts = [preamble, branch]
+        for name, function in functions.items():
+            if re.search(rf"\b{name}\b", branch):
+                parts.append(function)
+                for template in re.findall(r"\$SRC/([\w.]+\.yml)", function):
+                    parts.append(_code(path.parent / template))
+        roles[role] = "\n".join(parts)
+    return roles
+
+
+def _files(*patterns: str) -> str:
+    return "\n".join(_code(p) for pattern in patterns for p in sorted(ROOT.glob(pattern)))
+
+
+def _python(*paths: Path) -> str:
+    """The string literals of Python files: os.environ and config.env take names as literals,
+    while docstrings and comments that mention a name only read as prose."""
+    return "\n".join(
+        literal
+        for path in paths
+        for literal in re.findall(r"[\"']([A-Z][A-Z0-9_]*)[\"']", path.read_text())
+    )
+
+
+def _django() -> str:
+    app = ROOT / "app"
+    return _python(*(p for p in sorted(app.rglob("*.py")) if p.name != "gunicorn.conf.py"))
+
+
+def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(what, the code, the services running it)."""
+    celery = _shell_roles(ROOT / "celery/entrypoint.sh")
+    monitoring = _shell_roles(ROOT / "monitoring/entrypoint.sh")
+    by_role: dict[str, list[str]] = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if "/monitoring:" in str(service.get("image")) and isinstance(command, list):
+            by_role.setdefault(command[0], []).append(name)
+    table = [
+        ("app/ (Django)", _django(), DJANGO),
+        ("app/gunicorn.conf.py", _python(ROOT / "app/gunicorn.conf.py"), ("web",)),
+        ("celery/entrypoint.sh worker", celery["worker"], CELERY_WORKERS),
+        ("celery/entrypoint.sh beat", celery["beat"], ("beat",)),
+        # The flower image's CMD (Dockerfile).
+        ("celery/entrypoint.sh flower", celery["flower"], ("flower",)),
+        (
+            "celery/healthcheck.py",
+            _python(ROOT / "celery/healthcheck.py"),
+            (*CELERY_WORKERS, "beat"),
+        ),
+        ("nginx/", _files("nginx/entrypoint.sh", "nginx/*.conf"), ("nginx",)),
+        ("pgbouncer/", _files("pgbouncer/entrypoint.sh", "pgbouncer/*.template"), ("pgbouncer",)),
+        ("postgres/", _files("postgres/entrypoint.sh"), ("db-primary", "db-replica")),
+        ("redis/", _files("redis/entrypoint.sh"), ("redis",)),
+        ("upstream/", _python(*sorted(ROOT.glob("upstream/*.py"))), ("price", "recommendations")),
+    ]
+    for role, code in monitoring.items():
+        if role in by_role:
+            table.append((f"monitoring/entrypoint.sh {role}", code, tuple(by_role[role])))
+    return table
+
+
+def reads(code: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", code) is not None
+
+
+def render(env: dict[str, str], tmp_path: Path, *files: str) -> dict[str, dict[str, object]]:
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    args = [a for f in files or ("docker-compose.yml",) for a in ("-f", f)]
+    # Nothing from this shell's environment: it would win over the env file.
+    clean = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_HOST"}}
+    command = ["docker", "compose", *args, "--env-file", str(env_file), "--profile", "*"]
+    result = subprocess.run(
+        [*command, "config", "--format", "json"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    services: dict[str, dict[str, object]] = json.loads(result.stdout)["services"]
+    return services
+
+
+def distinctive(name: str) -> str:
+    return f"probe-{name.lower()}"
+
+
+def expected_readers(
+    names: Iterable[str], services: dict[str, dict[str, object]]
+) -> dict[str, set[str]]:
+    table = readers(services)
+    expected: dict[str, set[str]] = {}
+    for name in names:
+        if name in ONLY:
+            expected[name] = set(ONLY[name])
+            continue
+        found = {s for _, code, svcs in table if reads(code, name) for s in svcs}
+        found |= set(LIBRARY_READERS.get(name, ()))
+        expected[name] = found
+    return expected
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, dict[str, object]]:
+    env = {
+        name: (value if name in HOST_ONLY else distinctive(name))
+        for name, value in documented().items()
+    }
+    return render(env, tmp_path_factory.mktemp("compose"))
+
+
+def _environment(service: dict[str, object]) -> dict[str, str]:
+    return service.get("environment") or {}  # type: ignore[return-value]
+
+
+def test_every_documented_variable_has_a_reader_or_is_host_only(rendered):
+    names = [n for n in documented() if n not in HOST_ONLY]
+    expected = expected_readers(names, rendered)
+    assert [n for n in names if not expected[n]] == []
+
+
+def test_host_only_variables_are_used_by_compose():
+    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "docker-compose.tls.yml").read_text()
+    assert [n for n in sorted(HOST_ONLY) if not re.search(rf"\$\{{{n}\b", text)] == []
+
+
+def test_a_value_in_env_reaches_every_process_that_reads_it(rendered):
+    names = [n for n in documented() if n not in HOST_ONLY]
+    expected = expected_readers(names, rendered)
+    missing = []
+    for name in names:
+        for service in sorted(expected[name]):
+            value = _environment(rendered[service]).get(name)
+            if name in WIRED:
+                if value is None:
+                    missing.append(f"{name} -> {service} (not set)")
+            elif value != distinctive(name):
+                missing.append(f"{name} -> {service} (got {value!r})")
+    assert missing == [], f"{len({m.split()[0] for m in missing})} variables:\n" + "\n".join(
+        missing
+    )
