@@ -29,7 +29,8 @@ def _owned(request: HttpRequest, report_id: int) -> Report:
     return report
 
 
-@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401)})
+# 403: a session without its CSRF token (tests/app/config/test_openapi.py).
+@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403)})
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
     report = services.report_create(
         owner=request.user,  # type: ignore[arg-type]
