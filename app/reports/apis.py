@@ -37,6 +37,7 @@ def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
         date_from=payload.date_from,
         date_to=payload.date_to,
         product_id=payload.product_id,
+        shop_wide=None if payload.scope is None else payload.scope == "shop",
     )
     status_url = reverse("api:report_detail", args=[report.pk])
     return Status(202, {"id": report.pk, "status_url": status_url})

@@ -26,8 +26,14 @@ State = Report.State
 
 
 def new_report(owner=None, **fields) -> Report:
-    fields = {"date_from": date(2025, 3, 1), "date_to": date(2025, 3, 31), **fields}
-    return Report.objects.create(owner=owner or UserFactory(), **fields)
+    """A staff member's shop-wide report unless told otherwise."""
+    fields = {
+        "date_from": date(2025, 3, 1),
+        "date_to": date(2025, 3, 31),
+        "shop_wide": True,
+        **fields,
+    }
+    return Report.objects.create(owner=owner or UserFactory(is_staff=True), **fields)
 
 
 def rows(report: Report, media_root) -> list[list[str]]:
