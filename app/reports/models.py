@@ -39,7 +39,9 @@ class Report(models.Model):
     error = models.TextField(blank=True)
     order_count = models.PositiveIntegerField(null=True, blank=True)
     units = models.PositiveBigIntegerField(null=True, blank=True)
-    revenue = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    # A sum of up to order_count orders, each up to Order.total's 18 digits: 28 digits hold any
+    # such sum (and 28 is the precision of the Python decimal context that adds it up).
+    revenue = models.DecimalField(max_digits=28, decimal_places=2, null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     # When its task was last handed to the broker; NULL: never (the broker was down).

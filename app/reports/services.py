@@ -354,12 +354,17 @@ def report_run(*, report_id: int) -> RunResult:
         return claim
     report, attempt = claim
     log.info("report %s: run %s started", report_id, attempt)
+    # Every failure, in building or in completing, ends this run with its reason: an exception
+    # escaping here would leave the report running for the sweeper to re-run, to the same end.
+    path: str | None = None
     try:
         totals, path = _build(report, attempt)
+        completed = _complete(report_id, attempt, totals, path)
     except ClaimLost:
         log.warning("report %s: run %s lost its claim; stopping", report_id, attempt)
         return RunResult("superseded")
     except SoftTimeLimitExceeded:
+        _discard(path)
         _fail(
             report_id,
             attempt,
@@ -375,10 +380,12 @@ def report_run(*, report_id: int) -> RunResult:
         log.warning(
             "report %s: run %s lost the database; retrying", report_id, attempt, exc_info=True
         )
+        _discard(path)
         _release(report_id, attempt)
         return RunResult("retry", retry_in=settings.REPORT_STALE_SECONDS)
     except Exception as exc:
         log.exception("report %s: run %s failed", report_id, attempt)
+        _discard(path)
         _fail(
             report_id,
             attempt,
@@ -387,12 +394,18 @@ def report_run(*, report_id: int) -> RunResult:
             f"quoting report {report_id}.",
         )
         return RunResult("failed")
-    if not _complete(report_id, attempt, totals, path):
+    if not completed:
         # Another run holds the report now; its own file is the one that counts.
-        (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
+        _discard(path)
         return RunResult("superseded")
     log.info("report %s: run %s done, %s orders", report_id, attempt, totals.orders)
     return RunResult("done")
+
+
+def _discard(path: str | None) -> None:
+    """Removes a CSV this run wrote but never recorded on the report."""
+    if path is not None:
+        (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
 
 
 def _release(report_id: int, attempt: int) -> None:

@@ -126,7 +126,7 @@ def sql_totals(stack, year: int) -> tuple[int, int, str]:
     row = stack.psql(
         "db-primary",
         "SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0), "
-        "coalesce(sum(i.quantity * i.unit_price), 0)::numeric(16, 2) "
+        "coalesce(sum(i.quantity * i.unit_price), 0)::numeric(28, 2) "
         "FROM shop_order o JOIN shop_orderitem i ON i.order_id = o.id "
         f"WHERE o.status = 'placed' AND o.created_at >= '{year}-01-01' "
         f"AND o.created_at < '{year + 1}-01-01'",
