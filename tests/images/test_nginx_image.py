@@ -102,3 +102,15 @@ def test_no_certificate_or_key_is_baked_into_the_image():
         "ls -A /etc/nginx/tls 2>/dev/null; find / -xdev -name '*.key' 2>/dev/null; true",
     ).stdout.strip()  # fmt: skip
     assert listing == ""
+
+
+def test_readyz_and_metrics_are_answered_404_by_nginx_itself():
+    # No web behind this Nginx: a 404 in the API's error shape can only come from Nginx, which
+    # keeps the probes' and Prometheus' paths off the public side (they reach web directly).
+    with nginx() as url:
+        for path in ("/readyz", "/metrics"):
+            response = requests.get(url + path, timeout=5)
+            assert response.status_code == 404, path
+            assert response.headers["Content-Type"] == "application/json"
+            error = response.json()["error"]
+            assert error == {"code": "not_found", "message": f"Nothing at {path}."}

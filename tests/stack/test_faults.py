@@ -378,7 +378,7 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
             stack.get("/api/orders", headers=reader, timeout=40),
         ]
         health = stack.get("/healthz")
-        ready = stack.get("/readyz", timeout=20)
+        ready = stack.readyz(timeout=20)
     finally:
         stack.compose("start", "db-primary")
         stack.wait_ready()
@@ -430,7 +430,7 @@ def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
         reads = [stack.get("/api/products", timeout=40) for _ in range(5)]
         reads.append(stack.get(f"/api/products/{shop.product}", timeout=40))
         writes = [order(stack, shop, key) for key in keys]
-        ready = stack.get("/readyz", timeout=20)
+        ready = stack.readyz(timeout=20)
     finally:
         stack.compose("start", "redis")
         stack.wait_ready()
@@ -466,7 +466,7 @@ def test_pgbouncer_down_gives_json_503_and_recovers_without_restarting_web(stack
     try:
         reads = [stack.get("/api/orders", headers=shop.customer, timeout=40) for _ in range(3)]
         write = order(stack, shop, f"pgb-down-{uuid.uuid4().hex[:8]}")
-        ready = stack.get("/readyz", timeout=20)
+        ready = stack.readyz(timeout=20)
     finally:
         stack.compose("start", "pgbouncer")
     recovered = wait_until(
