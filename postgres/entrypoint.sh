@@ -18,6 +18,21 @@ require() {
   fi
 }
 
+# Like the app (config/env.py): in production a secret still holding its local-development
+# value (dev-only-...) is refused, on every start, before anything uses it.
+refuse_dev_only() {
+  local name
+  [ "${APP_ENV:-local}" = production ] || return 0
+  for name in "$@"; do
+    case "${!name:-}" in
+      dev-only-*)
+        echo "entrypoint: $name is a dev-only- value; set a real secret with APP_ENV=production" >&2
+        exit 1
+        ;;
+    esac
+  done
+}
+
 start_postgres() {
   exec postgres -D "$PGDATA" -c config_file=/etc/postgresql/postgresql.conf "$@"
 }
@@ -57,6 +72,11 @@ init_replica() {
     --username="$REPLICATION_USER" --pgdata="$PGDATA" --wal-method=stream \
     --slot=replica1 --write-recovery-conf --checkpoint=fast --no-password
 }
+
+case "$role" in
+  primary) refuse_dev_only DB_PASSWORD REPLICATION_PASSWORD ;;
+  replica) refuse_dev_only REPLICATION_PASSWORD ;;
+esac
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   case "$role" in

@@ -10,6 +10,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import BeforeValidator
 
+from accounts.auth import staff_auth
 from core.schemas import InputSchema, errors, json_integer
 from core.tasks import add
 
@@ -34,7 +35,9 @@ class TaskOut(Schema):
     result: int | None = None
 
 
-@router.post("/tasks", response={202: TaskCreated, **errors(400)})
+# Staff only: the task runs on the default queue, which also carries reports.sweep; anyone else
+# could flood it and hold the sweeper back (tests/stack/test_celery.py is the round trip).
+@router.post("/tasks", auth=staff_auth, response={202: TaskCreated, **errors(400, 401, 403)})
 def task_create(request: HttpRequest, payload: AddIn) -> Status[Any]:
     result = add.delay(payload.a, payload.b)
     return Status(

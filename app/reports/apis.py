@@ -29,13 +29,15 @@ def _owned(request: HttpRequest, report_id: int) -> Report:
     return report
 
 
-@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401)})
+# 403: a session without its CSRF token (tests/app/config/test_openapi.py).
+@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403)})
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
     report = services.report_create(
         owner=request.user,  # type: ignore[arg-type]
         date_from=payload.date_from,
         date_to=payload.date_to,
         product_id=payload.product_id,
+        shop_wide=None if payload.scope is None else payload.scope == "shop",
     )
     status_url = reverse("api:report_detail", args=[report.pk])
     return Status(202, {"id": report.pk, "status_url": status_url})

@@ -7,3 +7,9 @@ from shop.errors import DomainError
 class ReportInvalid(DomainError):
     status = 400
     code = "invalid_report"
+
+
+class ReportForbidden(DomainError):
+    # 403: a customer asking for what only staff may see (the whole shop's sales).
+    status = 403
+    code = "forbidden"

@@ -3,7 +3,8 @@ from django.db import models
 
 
 class Report(models.Model):
-    """A customer's sales report: asked for over the API, built by the reports worker.
+    """A sales report: asked for over the API, built by the reports worker. A customer's covers
+    their own orders; staff may ask for the whole shop's.
 
     queued -> running -> done | failed. A run holds the report while its heartbeat is fresh
     (reports.services); `attempts` numbers the runs, and only the run that holds the report may
@@ -25,6 +26,9 @@ class Report(models.Model):
     product = models.ForeignKey(
         "shop.Product", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Every customer's orders (staff only, checked when asked for); otherwise only the owner's.
+    # False in the database too, so a row written without it never reads the whole shop.
+    shop_wide = models.BooleanField(default=False, db_default=False)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -35,7 +39,9 @@ class Report(models.Model):
     error = models.TextField(blank=True)
     order_count = models.PositiveIntegerField(null=True, blank=True)
     units = models.PositiveBigIntegerField(null=True, blank=True)
-    revenue = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    # A sum of up to order_count orders, each up to Order.total's 18 digits: 28 digits hold any
+    # such sum (and 28 is the precision of the Python decimal context that adds it up).
+    revenue = models.DecimalField(max_digits=28, decimal_places=2, null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     # When its task was last handed to the broker; NULL: never (the broker was down).

@@ -1,6 +1,6 @@
 import re
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from ninja import Schema
@@ -17,6 +17,9 @@ class ReportIn(InputSchema):
     date_to: date
     # Only orders containing this product, and only its lines.
     product_id: PositiveId | None = None
+    # "own": the asker's orders; "shop": every customer's (staff only). Default: "shop" for
+    # staff, "own" for everyone else.
+    scope: Literal["own", "shop"] | None = None
 
     @field_validator("date_from", "date_to", mode="before")
     @classmethod
@@ -55,6 +58,7 @@ class ReportOut(Schema):
     date_from: date
     date_to: date
     product_id: int | None
+    scope: Literal["own", "shop"]
     created_at: str
     started_at: str | None
     finished_at: str | None

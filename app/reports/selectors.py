@@ -32,6 +32,7 @@ def report_to_dict(*, report: Report) -> dict[str, Any]:
         "date_from": report.date_from,
         "date_to": report.date_to,
         "product_id": report.product_id,
+        "scope": "shop" if report.shop_wide else "own",
         "created_at": report.created_at.isoformat(),
         "started_at": report.started_at.isoformat() if report.started_at else None,
         "finished_at": report.finished_at.isoformat() if report.finished_at else None,
@@ -65,11 +66,15 @@ def _bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     return start, datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-def _orders(alias: str, date_from: date, date_to: date, product_id: int | None) -> QuerySet[Order]:
+def _orders(
+    alias: str, date_from: date, date_to: date, product_id: int | None, customer_id: int | None
+) -> QuerySet[Order]:
     start, end = _bounds(date_from, date_to)
     orders = Order.objects.using(alias).filter(
         status=Order.Status.PLACED, created_at__gte=start, created_at__lt=end
     )
+    if customer_id is not None:
+        orders = orders.filter(customer_id=customer_id)
     if product_id is not None:
         with_product = OrderItem.objects.using(alias).filter(
             order_id=OuterRef("pk"), product_id=product_id
@@ -78,13 +83,23 @@ def _orders(alias: str, date_from: date, date_to: date, product_id: int | None) 
     return orders
 
 
-def report_order_count(*, date_from: date, date_to: date, product_id: int | None) -> int:
-    """How many orders the report will read: the denominator of its progress."""
-    return db.read(lambda alias: _orders(alias, date_from, date_to, product_id).count())
+def report_order_count(
+    *, date_from: date, date_to: date, product_id: int | None, customer_id: int | None
+) -> int:
+    """How many orders the report will read: the denominator of its progress. customer_id:
+    only that customer's orders; None: every customer's."""
+    return db.read(
+        lambda alias: _orders(alias, date_from, date_to, product_id, customer_id).count()
+    )
 
 
 def report_order_chunks(
-    *, date_from: date, date_to: date, product_id: int | None, chunk_size: int
+    *,
+    date_from: date,
+    date_to: date,
+    product_id: int | None,
+    customer_id: int | None,
+    chunk_size: int,
 ) -> Iterator[list[OrderLines]]:
     """The range's orders with their lines, oldest first, `chunk_size` orders per query.
 
@@ -105,6 +120,7 @@ def report_order_chunks(
                 date_from=date_from,
                 date_to=date_to,
                 product_id=product_id,
+                customer_id=customer_id,
                 after=after,
                 size=chunk_size,
             )
@@ -123,10 +139,11 @@ def _chunk(
     date_from: date,
     date_to: date,
     product_id: int | None,
+    customer_id: int | None,
     after: tuple[datetime, int] | None,
     size: int,
 ) -> list[OrderLines]:
-    orders = _orders(alias, date_from, date_to, product_id)
+    orders = _orders(alias, date_from, date_to, product_id, customer_id)
     if after is not None:
         created_at, order_id = after
         # The >= is the index condition; the OR leaves out what came before, ties included.

@@ -35,7 +35,7 @@ from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
 from notifications.services import report_ready_email_create
 from reports import selectors
-from reports.errors import ReportInvalid
+from reports.errors import ReportForbidden, ReportInvalid
 from reports.models import Report
 from shop.models import Product
 
@@ -84,15 +84,35 @@ def report_parameters_check(*, date_from: date, date_to: date) -> None:
 
 
 def report_create(
-    *, owner: User, date_from: date, date_to: date, product_id: int | None = None
+    *,
+    owner: User,
+    date_from: date,
+    date_to: date,
+    product_id: int | None = None,
+    shop_wide: bool | None = None,
 ) -> Report:
-    """Stores the request and enqueues its task on the "reports" queue after the commit."""
+    """Stores the request and enqueues its task on the "reports" queue after the commit.
+
+    Shop-wide sales are staff's business: a customer's report covers their own orders only
+    (shop_wide None: shop-wide for staff, their own for anyone else).
+    """
+    if shop_wide is None:
+        shop_wide = owner.is_staff
+    if shop_wide and not owner.is_staff:
+        raise ReportForbidden(
+            'Only staff may ask for a shop-wide report; ask for your own orders (scope "own").',
+            field="scope",
+        )
     report_parameters_check(date_from=date_from, date_to=date_to)
     if product_id is not None and not Product.objects.using(PRIMARY).filter(pk=product_id).exists():
         raise ReportInvalid(f"No product {product_id}.", field="product_id")
     with transaction.atomic(using=PRIMARY):
         report = Report.objects.using(PRIMARY).create(
-            owner=owner, date_from=date_from, date_to=date_to, product_id=product_id
+            owner=owner,
+            date_from=date_from,
+            date_to=date_to,
+            product_id=product_id,
+            shop_wide=shop_wide,
         )
         transaction.on_commit(partial(report_enqueue, report_id=report.pk), using=PRIMARY)
     return report
@@ -222,6 +242,7 @@ def _write_csv(out: TextIO, report: Report, heartbeat: _Heartbeat) -> Totals:
         date_from=report.date_from,
         date_to=report.date_to,
         product_id=report.product_id,
+        customer_id=_customer_id(report),
         chunk_size=settings.REPORT_CHUNK_SIZE,
     ):
         for order in chunk:
@@ -254,6 +275,11 @@ def _write_csv(out: TextIO, report: Report, heartbeat: _Heartbeat) -> Totals:
     return totals
 
 
+def _customer_id(report: Report) -> int | None:
+    """Whose orders the report reads: None for every customer's (a staff report)."""
+    return None if report.shop_wide else report.owner_id
+
+
 def _report_dir(report_id: int) -> Path:
     return Path(settings.MEDIA_ROOT) / "reports" / str(report_id)
 
@@ -270,7 +296,10 @@ def _build(report: Report, attempt: int) -> tuple[Totals, str]:
     name = f"report-{report.pk}-{attempt}.csv"
     temporary = directory / f".{name}.tmp"
     total = selectors.report_order_count(
-        date_from=report.date_from, date_to=report.date_to, product_id=report.product_id
+        date_from=report.date_from,
+        date_to=report.date_to,
+        product_id=report.product_id,
+        customer_id=_customer_id(report),
     )
     heartbeat = _Heartbeat(report.pk, attempt, total)
     with temporary.open("w", newline="", encoding="utf-8") as out:
@@ -325,12 +354,17 @@ def report_run(*, report_id: int) -> RunResult:
         return claim
     report, attempt = claim
     log.info("report %s: run %s started", report_id, attempt)
+    # Every failure, in building or in completing, ends this run with its reason: an exception
+    # escaping here would leave the report running for the sweeper to re-run, to the same end.
+    path: str | None = None
     try:
         totals, path = _build(report, attempt)
+        completed = _complete(report_id, attempt, totals, path)
     except ClaimLost:
         log.warning("report %s: run %s lost its claim; stopping", report_id, attempt)
         return RunResult("superseded")
     except SoftTimeLimitExceeded:
+        _discard(path)
         _fail(
             report_id,
             attempt,
@@ -346,10 +380,12 @@ def report_run(*, report_id: int) -> RunResult:
         log.warning(
             "report %s: run %s lost the database; retrying", report_id, attempt, exc_info=True
         )
+        _discard(path)
         _release(report_id, attempt)
         return RunResult("retry", retry_in=settings.REPORT_STALE_SECONDS)
     except Exception as exc:
         log.exception("report %s: run %s failed", report_id, attempt)
+        _discard(path)
         _fail(
             report_id,
             attempt,
@@ -358,12 +394,18 @@ def report_run(*, report_id: int) -> RunResult:
             f"quoting report {report_id}.",
         )
         return RunResult("failed")
-    if not _complete(report_id, attempt, totals, path):
+    if not completed:
         # Another run holds the report now; its own file is the one that counts.
-        (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
+        _discard(path)
         return RunResult("superseded")
     log.info("report %s: run %s done, %s orders", report_id, attempt, totals.orders)
     return RunResult("done")
+
+
+def _discard(path: str | None) -> None:
+    """Removes a CSV this run wrote but never recorded on the report."""
+    if path is not None:
+        (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
 
 
 def _release(report_id: int, attempt: int) -> None:

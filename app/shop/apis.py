@@ -78,7 +78,8 @@ async def product_detail(request: HttpRequest, product_id: PathId) -> dict[str, 
 @router.post(
     "/orders",
     auth=customer_auth,
-    response={201: OrderOut, 200: OrderOut, **errors(400, 401, 404, 409)},
+    # 403: a session without its CSRF token (tests/app/config/test_openapi.py).
+    response={201: OrderOut, 200: OrderOut, **errors(400, 401, 403, 404, 409)},
 )
 def order_create(
     request: HttpRequest,

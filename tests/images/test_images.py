@@ -114,3 +114,44 @@ def test_web_runtime_image_stays_under_200_mb():
     # Uncompressed, as `docker images` reports it; the single-stage size is in make bench.
     size = int(docker("image", "inspect", "--format", "{{.Size}}", image("web")).stdout)
     assert size <= 200 * 1000 * 1000, f"{size / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    ("role", "variable"),
+    [
+        ("replica", "REPLICATION_PASSWORD"),
+        ("primary", "REPLICATION_PASSWORD"),
+        ("primary", "DB_PASSWORD"),
+    ],
+)
+def test_postgres_refuses_a_dev_only_password_in_production(role, variable):
+    env = {
+        "APP_ENV": "production",
+        "PG_ROLE": role,
+        "DB_PASSWORD": secrets.token_urlsafe(20),
+        "REPLICATION_PASSWORD": secrets.token_urlsafe(20),
+        # Nothing answers here: a replica that got past the check would wait for it, so the
+        # run is bounded (exit 124) instead.
+        "PRIMARY_HOST": "127.0.0.1",
+        variable: f"dev-only-{variable.lower()}",
+    }
+    args = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
+    result = docker(
+        "run", "--rm", *args, "--entrypoint", "timeout", image("postgres"),
+        "15", "/usr/local/bin/entrypoint.sh",
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert f"{variable} is a dev-only- value" in result.stderr
+
+
+def test_postgres_accepts_a_dev_only_password_outside_production():
+    # Local development keeps its placeholders: the check is production's only.
+    result = docker(
+        "run", "--rm", "-e", "PG_ROLE=replica", "-e", "PRIMARY_HOST=127.0.0.1",
+        "-e", "REPLICATION_PASSWORD=dev-only-replication",
+        "--entrypoint", "timeout", image("postgres"), "5", "/usr/local/bin/entrypoint.sh",
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert "dev-only" not in result.stderr
+    assert "cloning 127.0.0.1" in result.stdout

@@ -138,3 +138,15 @@ def test_production_starts_with_each_tls_decision():
         assert requests.get(url + "/nginx-health", timeout=5).ok
     with nginx("APP_ENV=production", "TLS_ENABLED=false") as url:
         assert requests.get(url + "/nginx-health", timeout=5).ok
+
+
+def test_readyz_and_metrics_are_answered_404_by_nginx_itself():
+    # No web behind this Nginx: a 404 in the API's error shape can only come from Nginx, which
+    # keeps the probes' and Prometheus' paths off the public side (they reach web directly).
+    with nginx() as url:
+        for path in ("/readyz", "/metrics"):
+            response = requests.get(url + path, timeout=5)
+            assert response.status_code == 404, path
+            assert response.headers["Content-Type"] == "application/json"
+            error = response.json()["error"]
+            assert error == {"code": "not_found", "message": f"Nothing at {path}."}

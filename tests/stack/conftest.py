@@ -2,10 +2,12 @@
 touches a developer's running `docker compose up`; torn down with its volumes at the end, also
 after a failure."""
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import requests
@@ -36,6 +38,29 @@ UNLIMITED_RATES = {
     "NGINX_RATE_REPORTS": "100000r/s",
     "NGINX_RATE_WRITES": "100000r/s",
 }
+
+
+# Run inside the web container: /readyz from the container itself, as a probe reads it (Nginx
+# answers it 404). Prints the status and the JSON body, 503 included.
+READYZ = """
+import json, sys, urllib.error, urllib.request
+try:
+    response = urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=float(sys.argv[1]))
+except urllib.error.HTTPError as error:
+    response = error
+print(json.dumps({"status": response.status, "body": json.loads(response.read())}))
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """/readyz's answer, read like a requests.Response."""
+
+    status_code: int
+    body: dict[str, Any]
+
+    def json(self) -> dict[str, Any]:
+        return self.body
 
 
 @dataclass(frozen=True)
@@ -92,12 +117,26 @@ class Stack:
         token = self.compose(*args, *(["--staff"] if staff else [])).stdout.strip()
         return {"Authorization": f"Bearer {token}"}
 
+    def readyz(self, timeout: float = 10) -> Probe:
+        """/readyz from inside the web container: probes reach it there, never through Nginx."""
+        out = self.compose(
+            "exec", "-T", "web", "python3", "-c", READYZ, str(timeout), timeout=timeout + 30
+        ).stdout
+        answer = json.loads(out.strip().splitlines()[-1])
+        return Probe(answer["status"], answer["body"])
+
     def wait_ready(self) -> None:
         # "ok", not only 200: a degraded stack (replica or Redis down) also answers 200.
         wait_until(
-            lambda: self.get("/readyz").json().get("status") == "ok",
+            lambda: self.readyz().json().get("status") == "ok",
             timeout=90,
-            what="/readyz ok through Nginx",
+            what="/readyz ok in the web container",
+        )
+        # And the public side: Nginx passes requests to web.
+        wait_until(
+            lambda: self.get("/healthz").status_code == 200,
+            timeout=30,
+            what="/healthz through Nginx",
         )
 
 

@@ -32,10 +32,13 @@ def catcher(stack, to: str | None = None) -> list[dict]:
     return json.loads(out)
 
 
-def customer(stack, name: str | None = None) -> tuple[dict[str, str], str, int]:
-    """A new customer with an email address: (auth headers, address, user id)."""
+def customer(
+    stack, name: str | None = None, *, staff: bool = False
+) -> tuple[dict[str, str], str, int]:
+    """A new customer (or staff member: shop-wide reports) with an email address: (auth
+    headers, address, user id)."""
     name = name or f"bg-{uuid.uuid4().hex[:10]}"
-    headers = stack.token(name)
+    headers = stack.token(name, staff=staff)
     address = f"{name}@example.com"
     user_id = stack.psql(
         "db-primary",
@@ -123,7 +126,7 @@ def sql_totals(stack, year: int) -> tuple[int, int, str]:
     row = stack.psql(
         "db-primary",
         "SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0), "
-        "coalesce(sum(i.quantity * i.unit_price), 0)::numeric(16, 2) "
+        "coalesce(sum(i.quantity * i.unit_price), 0)::numeric(28, 2) "
         "FROM shop_order o JOIN shop_orderitem i ON i.order_id = o.id "
         f"WHERE o.status = 'placed' AND o.created_at >= '{year}-01-01' "
         f"AND o.created_at < '{year + 1}-01-01'",
@@ -277,7 +280,7 @@ def test_emails_due_while_the_mail_server_is_down_arrive_once_it_returns(stack):
 
 def test_a_report_is_computed_on_the_worker_and_downloaded_through_nginx_only(stack):
     year = 2016
-    headers, address, _ = customer(stack)
+    headers, address, _ = customer(stack, staff=True)
     seed_orders(stack, 2_000, year)
     report_id = ask_report(stack, headers, year)
     status = wait_finished(stack, headers, report_id)
@@ -297,6 +300,9 @@ def test_a_report_is_computed_on_the_worker_and_downloaded_through_nginx_only(st
     # Only through Django's check: not for another customer, never by the file's own path.
     other, _, _ = customer(stack)
     assert stack.get(status["download_url"], headers=other).status_code == 404
+    # A customer's own report over the same year counts none of the seeded customers' orders.
+    mine = wait_finished(stack, other, ask_report(stack, other, year))
+    assert (mine["state"], mine["scope"], mine["order_count"]) == ("done", "own", 0), mine
     path = stack.psql("db-primary", f"SELECT file FROM reports_report WHERE id = {report_id}")
     for url in (f"/protected-media/{path}", f"/media/{path}", "/media/", "/protected-media/"):
         assert stack.get(url, headers=headers).status_code == 404, url
@@ -309,7 +315,7 @@ def test_a_report_is_computed_on_the_worker_and_downloaded_through_nginx_only(st
 
 def test_a_report_survives_its_worker_being_killed_and_completes_exactly_once(stack):
     year = 2014
-    headers, address, _ = customer(stack)
+    headers, address, _ = customer(stack, staff=True)
     report_id = report_under_way(stack, headers, year, progress=range(5, 60))
     worker = container(stack, "worker-reports")
     try:
@@ -335,7 +341,7 @@ def test_a_report_survives_its_worker_being_killed_and_completes_exactly_once(st
 
 def test_stopping_the_report_worker_lets_the_running_report_finish(stack):
     year = 2012
-    headers, _, _ = customer(stack)
+    headers, _, _ = customer(stack, staff=True)
     report_id = report_under_way(stack, headers, year, progress=range(50))
     try:
         # SIGTERM: Celery's warm shutdown takes no new task and waits for the running one
@@ -370,7 +376,7 @@ print(len(children))
 
 def test_a_report_whose_pool_process_dies_goes_back_to_the_queue_and_completes_once(stack):
     year = 2013
-    headers, address, _ = customer(stack)
+    headers, address, _ = customer(stack, staff=True)
     report_id = report_under_way(stack, headers, year, progress=range(5, 60))
     # The OOM killer's way: SIGKILL to the pool processes, the worker itself lives on and
     # (acks_late + reject_on_worker_lost) puts the unacknowledged message back on the queue.

@@ -76,7 +76,8 @@ def test_the_web_log_has_json_lines_with_the_request_id(stack):
 
 def test_a_task_logs_the_request_id_of_the_request_that_enqueued_it(stack):
     mine = str(uuid.uuid4())
-    response = stack.post_json("/api/tasks", {"a": 1, "b": 2}, headers={"X-Request-ID": mine})
+    headers = {"X-Request-ID": mine, **stack.token("diagnostics-staff", staff=True)}
+    response = stack.post_json("/api/tasks", {"a": 1, "b": 2}, headers=headers)
     assert response.status_code == 202
     assert response.headers["X-Request-ID"] == mine
     status_url = response.json()["status_url"]
@@ -183,11 +184,14 @@ def test_memory_guard_replaces_workers_without_failing_a_request(stack):
     recreate_web(stack, GUNICORN_MEMORY_LIMIT_MB="1", GUNICORN_MEMORY_CHECK_EVERY="4")
     try:
         failures = []
+        staff = stack.token("memory-guard-staff", staff=True)
         for i in range(80):
             try:
                 if i % 8 == 7:  # POST too: Nginx never retries it, so it must not be dropped
                     body = {"a": i, "b": 1}
-                    response = requests.post(stack.url("/api/tasks"), json=body, timeout=30)
+                    response = requests.post(
+                        stack.url("/api/tasks"), json=body, headers=staff, timeout=30
+                    )
                     ok = response.status_code == 202
                 else:
                     response = requests.get(stack.url("/api/products"), timeout=30)

@@ -426,25 +426,6 @@ def order(stack, shop: Shop, key: str) -> requests.Response:
     return requests.post(stack.url("/api/orders"), json=body, headers=headers, timeout=40)
 
 
-# Read inside the web container: the probe's path (Kubernetes and Docker probe the container
-# itself), independent of what Nginx publishes.
-READYZ_INSIDE_WEB = """
-import json, urllib.error, urllib.request
-try:
-    response = urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=20)
-    status, body = response.status, response.read()
-except urllib.error.HTTPError as error:
-    status, body = error.code, error.read()
-print(json.dumps({"status": status, "body": json.loads(body)}))
-"""
-
-
-def readyz_inside_web(stack) -> tuple[int, dict[str, Any]]:
-    out = stack.compose("exec", "-T", "web", "python3", "-c", READYZ_INSIDE_WEB).stdout
-    answer = json.loads(out.strip().splitlines()[-1])
-    return int(answer["status"]), answer["body"]
-
-
 def compose_health(stack, service: str) -> list[str]:
     lines = stack.compose("ps", "--format", "json", service).stdout.splitlines()
     return [json.loads(line).get("Health", "") for line in lines if line.strip()]
@@ -470,12 +451,13 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
             stack.get("/api/orders", headers=reader, timeout=40),
         ]
         health = stack.get("/healthz")
-        ready_status, ready = readyz_inside_web(stack)
+        probe = stack.readyz(timeout=20)
+        ready_status, ready = probe.status_code, probe.json()
         web_health = compose_health(stack, "web")
     finally:
         stack.compose("start", "db-primary")
         wait_until(
-            lambda: readyz_inside_web(stack)[1].get("status") == "ok",
+            lambda: stack.readyz().json().get("status") == "ok",
             timeout=90,
             what="/readyz ok with the primary back",
         )
@@ -532,7 +514,7 @@ def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
         reads = [stack.get("/api/products", timeout=40) for _ in range(5)]
         reads.append(stack.get(f"/api/products/{shop.product}", timeout=40))
         writes = [order(stack, shop, key) for key in keys]
-        ready = stack.get("/readyz", timeout=20)
+        ready = stack.readyz(timeout=20)
     finally:
         stack.compose("start", "redis")
         stack.wait_ready()
@@ -568,7 +550,7 @@ def test_pgbouncer_down_gives_json_503_and_recovers_without_restarting_web(stack
     try:
         reads = [stack.get("/api/orders", headers=shop.customer, timeout=40) for _ in range(3)]
         write = order(stack, shop, f"pgb-down-{uuid.uuid4().hex[:8]}")
-        ready = stack.get("/readyz", timeout=20)
+        ready = stack.readyz(timeout=20)
     finally:
         stack.compose("start", "pgbouncer")
     recovered = wait_until(

@@ -145,7 +145,7 @@ QUERIES = {
     "pgbouncer": 'pgbouncer_pools_client_maxwait_seconds{database="app"}',
     "redis": "redis_up == 1 and redis_memory_max_bytes > 0",
     "nginx": "nginx_http_requests_total > 0",
-    # /readyz through Nginx (wait_ready) is a 200 in its access log, counted by mtail.
+    # /healthz through Nginx (wait_ready) is a 200 in its access log, counted by mtail.
     "nginx log, responses by status": 'nginx_http_responses_total{status="200"} > 0',
     "flower, workers online": "count(flower_worker_online == 1) >= 3",
     # The broker's database; a queue's length (redis_key_size) exists while it holds messages.

@@ -69,4 +69,4 @@ def test_500_clients_share_the_pool_and_none_is_refused(stack):
     # Postgres never sees more than the pool (plus the reserve PgBouncer opens for clients
     # that waited past reserve_pool_timeout), however many clients connect.
     assert 1 <= result["peak_server_connections"] <= pool + reserve
-    wait_until(lambda: stack.get("/readyz").status_code == 200, timeout=30, what="readiness")
+    wait_until(lambda: stack.readyz().status_code == 200, timeout=30, what="readiness")

@@ -10,6 +10,7 @@ removed with its volumes. Nothing of this shell's environment reaches compose bu
 the env file is all the configuration, as on a fresh machine.
 """
 
+import json
 import os
 import re
 import secrets
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from tests.stack.conftest import PORT, PROJECT
+from tests.stack.conftest import PORT, PROJECT, READYZ
 from tests.support import ROOT, run, wait_until
 
 
@@ -97,13 +98,19 @@ def deployed(deploy: Deploy) -> Iterator[Deploy]:
 def tour(deploy: Deploy, *, deploy_warnings: frozenset[str] = frozenset()) -> None:
     """README "Try it": probes, a product by a staff token, list and detail, an order; then
     `check --deploy` finds nothing but the warnings named."""
+
     # A redirect here (to https, or a loop) would be a 3xx: allow_redirects is off.
-    wait_until(
-        lambda: deploy.request("GET", "/readyz").json().get("status") == "ok",
-        timeout=90,
-        what="/readyz ok",
-    )
+    def ready() -> bool:
+        # Probes reach web itself; through Nginx /readyz is a 404.
+        out = deploy.compose("exec", "-T", "web", "python3", "-c", READYZ, "10", check=False)
+        return (
+            out.returncode == 0
+            and json.loads(out.stdout.splitlines()[-1])["body"].get("status") == "ok"
+        )
+
+    wait_until(ready, timeout=90, what="/readyz ok in web")
     assert deploy.request("GET", "/healthz").status_code == 200
+    assert deploy.request("GET", "/readyz").status_code == 404
 
     staff = deploy.token("admin", staff=True)
     created = deploy.request(

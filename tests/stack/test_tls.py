@@ -41,7 +41,8 @@ def tls(stack, tmp_path_factory) -> Iterator[Tls]:
         run("docker", "compose", *FILES, "up", "-d", "--wait", "--wait-timeout", "180",
             "nginx", "web", cwd=ROOT, env=env, timeout=240)  # fmt: skip
         t = Tls(port, stack.port, cert_dir / "tls.crt")
-        wait_until(lambda: t.get("/readyz").status_code == 200, timeout=60, what="/readyz, HTTPS")
+        wait_until(lambda: stack.readyz().status_code == 200, timeout=60, what="/readyz in web")
+        wait_until(lambda: t.get("/healthz").status_code == 200, timeout=60, what="HTTPS")
         yield t
     finally:
         stack.up()  # the base file alone: nginx and web recreated without TLS

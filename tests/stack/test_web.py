@@ -12,12 +12,23 @@ def test_liveness(stack):
 
 
 def test_readiness_sees_a_primary_and_a_standby(stack):
-    response = stack.get("/readyz")
+    response = stack.readyz()  # in the web container, where probes read it
     assert response.status_code == 200
     checks = response.json()["checks"]
     assert checks["primary"] == {"ok": True, "in_recovery": False}
     assert checks["replica"] == {"ok": True, "in_recovery": True}
     assert checks["redis"] == {"ok": True}
+
+
+def test_readiness_is_not_public(stack):
+    # Its errors name internal hosts, and every hit costs two PgBouncer logins: Nginx answers
+    # it like any unknown path, without asking web.
+    for path in ("/readyz", "/readyz?x=1"):
+        response = stack.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == {"code": "not_found", "message": "Nothing at /readyz."}
+        assert "checks" not in response.text
 
 
 def create_product(stack, name: str) -> int:

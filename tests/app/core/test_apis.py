@@ -1,17 +1,47 @@
 import json
 
+import pytest
 
-def test_task_create_names_missing_fields(client):
-    response = client.post("/api/tasks", data=json.dumps({"a": 1}), content_type="application/json")
+from tests.app.accounts.factories import UserFactory, bearer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    return bearer(UserFactory(is_staff=True))
+
+
+def post_task(client, body, **headers):
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post("/api/tasks", data=data, content_type="application/json", **headers)
+
+
+def test_task_create_names_missing_fields(client, staff):
+    response = post_task(client, {"a": 1}, **staff)
     assert response.status_code == 400
     assert response.json()["error"]["fields"].keys() == {"b"}
 
 
-def test_task_create_rejects_non_integers(client):
-    body = json.dumps({"a": "one", "b": 2})
-    response = client.post("/api/tasks", data=body, content_type="application/json")
+def test_task_create_rejects_non_integers(client, staff):
+    response = post_task(client, {"a": "one", "b": 2}, **staff)
     assert response.status_code == 400
     assert "a" in response.json()["error"]["fields"]
+
+
+def test_task_create_without_credentials_is_a_401_and_enqueues_nothing(client, celery_broker):
+    # The default queue also carries reports.sweep: anonymous work there would delay it.
+    response = post_task(client, {"a": 1, "b": 2})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert celery_broker.llen("default") == 0
+
+
+def test_task_create_by_a_customer_is_a_403_and_enqueues_nothing(client, celery_broker):
+    response = post_task(client, {"a": 1, "b": 2}, **bearer(UserFactory()))
+    assert response.status_code == 403
+    assert response.json()["error"] == {"code": "forbidden", "message": "Staff only."}
+    assert celery_broker.llen("default") == 0
 
 
 def test_task_detail_with_a_malformed_id_is_a_404(client):

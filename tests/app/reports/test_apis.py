@@ -1,13 +1,16 @@
 """The reports API through Django's test client: validation, ownership, the X-Accel download."""
 
+import csv
 import json
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
 from reports.models import Report
 from reports.services import report_run
 from tests.app.accounts.factories import UserFactory, bearer
+from tests.app.reports.conftest import at, order_at
 from tests.app.shop.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
@@ -141,3 +144,78 @@ def test_download_is_handed_to_nginx_once_done(client, customer, broker_down, me
     assert (media_root / accel.removeprefix("/protected-media/")).is_file()
     assert response["Content-Disposition"] == f'attachment; filename="report-{report_id}.csv"'
     assert response["Content-Type"].startswith("text/csv")
+
+
+# --- who sees whose sales ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_customers_orders():
+    """Ada and Bob each bought on 2025-03-03: a teapot pair and a single teapot."""
+    teapot = ProductFactory(name="Teapot", price=Decimal("2.00"))
+    ada, bob = UserFactory(), UserFactory()
+    order_at(ada, at(3, 9), {teapot: 2})
+    order_at(bob, at(3, 10), {teapot: 1})
+    return teapot, ada, bob
+
+
+def report_csv(client, headers, media_root, body) -> tuple[dict, list[list[str]]]:
+    response = post(client, body, **headers)
+    assert response.status_code == 202, response.content
+    report_id = response.json()["id"]
+    assert report_run(report_id=report_id).status == "done"
+    status = client.get(f"/api/reports/{report_id}", **headers).json()
+    accel = client.get(status["download_url"], **headers)["X-Accel-Redirect"]
+    with (media_root / accel.removeprefix("/protected-media/")).open(newline="") as f:
+        return status, list(csv.reader(f))
+
+
+MARCH_3 = {"date_from": "2025-03-03", "date_to": "2025-03-03"}
+
+
+def test_a_customers_report_counts_only_their_own_orders(
+    client, two_customers_orders, broker_down, media_root
+):
+    teapot, ada, _ = two_customers_orders
+    # One day and one product: the very request that exposed single purchases of others.
+    body = {**MARCH_3, "product_id": teapot.pk}
+    status, rows = report_csv(client, bearer(ada), media_root, body)
+    assert status["scope"] == "own"
+    assert (status["order_count"], status["units"], status["revenue"]) == (1, 2, "4.00")
+    assert rows[1:] == [
+        ["2025-03-03", str(teapot.pk), "Teapot", "1", "2", "4.00"],
+        ["total", "", "", "1", "2", "4.00"],
+    ]
+
+    # A new account has bought nothing: its report is empty, whatever others bought.
+    status, rows = report_csv(client, bearer(UserFactory()), media_root, MARCH_3)
+    assert (status["order_count"], status["units"], status["revenue"]) == (0, 0, "0.00")
+    assert rows[1:] == [["total", "", "", "0", "0", "0.00"]]
+
+
+def test_a_customer_asking_for_the_whole_shops_sales_is_a_403(client, customer, broker_down):
+    _, headers = customer
+    response = post(client, {**MARCH_3, "scope": "shop"}, **headers)
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "forbidden"
+    assert "staff" in error["message"]
+    assert list(error["fields"]) == ["scope"]
+    assert Report.objects.count() == 0
+
+
+def test_a_staff_report_covers_every_customers_orders(
+    client, two_customers_orders, broker_down, media_root
+):
+    teapot, _, _ = two_customers_orders
+    staff = bearer(UserFactory(is_staff=True))
+    status, rows = report_csv(client, staff, media_root, MARCH_3)
+    assert status["scope"] == "shop"
+    assert rows[1:] == [
+        ["2025-03-03", str(teapot.pk), "Teapot", "2", "3", "6.00"],
+        ["total", "", "", "2", "3", "6.00"],
+    ]
+    # Staff may also ask for their own orders only (none here).
+    status, rows = report_csv(client, staff, media_root, {**MARCH_3, "scope": "own"})
+    assert status["scope"] == "own"
+    assert rows[1:] == [["total", "", "", "0", "0", "0.00"]]

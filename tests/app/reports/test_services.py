@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
@@ -26,8 +27,14 @@ State = Report.State
 
 
 def new_report(owner=None, **fields) -> Report:
-    fields = {"date_from": date(2025, 3, 1), "date_to": date(2025, 3, 31), **fields}
-    return Report.objects.create(owner=owner or UserFactory(), **fields)
+    """A staff member's shop-wide report unless told otherwise."""
+    fields = {
+        "date_from": date(2025, 3, 1),
+        "date_to": date(2025, 3, 31),
+        "shop_wide": True,
+        **fields,
+    }
+    return Report.objects.create(owner=owner or UserFactory(is_staff=True), **fields)
 
 
 def rows(report: Report, media_root) -> list[list[str]]:
@@ -194,6 +201,55 @@ def test_a_task_that_raises_ends_failed_with_a_reason_the_customer_can_read(
     assert "internal error (NotADirectoryError)" in report.error
     assert f"report {report.pk}" in report.error
     assert "Traceback" not in report.error
+
+
+def test_revenue_beyond_sixteen_digits_is_stored_exactly(broker_down, media_root):
+    # Two orders whose totals fit Order.total (18 digits) while their sum did not fit the
+    # report's revenue (once 16 digits): the run failed at completion, three times over.
+    vase = ProductFactory(name="Vase", price=Decimal("99999999.99"))
+    buyer = UserFactory()
+    for hour in (9, 10):
+        order = order_at(buyer, at(3, hour), {vase: 5_000_000})
+        Order.objects.filter(pk=order.pk).update(total=Decimal("499999999950000000.00") / 1000)
+    report = new_report(date_from=date(2025, 3, 3), date_to=date(2025, 3, 3))
+    assert report_generate.apply(kwargs={"report_id": report.pk}).get() == "done"
+    report.refresh_from_db()
+    assert (report.state, report.attempts) == (State.DONE, 1)
+    assert report.revenue == Decimal("999999999900000.00")
+    assert rows(report, media_root)[-1] == ["total", "", "", "2", "10000000", "999999999900000.00"]
+
+
+@pytest.fixture
+def outbox_refuses_rows():
+    """Postgres refuses every new outbox row (a real constraint): the report's completion, which
+    writes its email in the same transaction, fails."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE notifications_outboxemail "
+            "ADD CONSTRAINT test_refuse_all CHECK (false) NOT VALID"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE notifications_outboxemail DROP CONSTRAINT test_refuse_all")
+
+
+def test_a_failure_while_completing_ends_the_report_failed_with_its_reason(
+    shop, broker_down, media_root, outbox_refuses_rows
+):
+    report = new_report(date_from=date(2025, 3, 1), date_to=date(2025, 3, 5))
+    assert report_generate.apply(kwargs={"report_id": report.pk}).get() == "failed"
+    report.refresh_from_db()
+    # At once, with what went wrong: not left running for the sweeper to retry and give up on.
+    assert (report.state, report.attempts) == (State.FAILED, 1)
+    assert "internal error (IntegrityError)" in report.error
+    assert f"report {report.pk}" in report.error
+    assert "stopped" not in report.error
+    assert report.file == ""
+    assert not OutboxEmail.objects.exists()
+    # The CSV that was never recorded is not left behind.
+    assert list((media_root / "reports" / str(report.pk)).iterdir()) == []
 
 
 def test_a_report_out_of_attempts_fails_instead_of_running(broker_down, settings):

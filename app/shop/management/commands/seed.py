@@ -2,6 +2,9 @@
 generated inside Postgres (INSERT ... SELECT generate_series), in batches on the primary.
 
 100,000 orders take a few seconds: the rows never travel between Django and the database.
+Orders are numbered g = 1..count in one series; every product with g is computed in bigint (g
+times a prime overflows 32 bits past about 271,000), so one call seeds any count shop_order's
+bigint ids can hold. Each batch commits on its own: a failure says how many are committed.
 """
 
 from decimal import Decimal
@@ -9,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
 from config.db_router import PRIMARY
@@ -19,7 +22,7 @@ BATCH = 50_000  # orders per statement: each batch commits well inside a minute
 
 ORDERS_SQL = """
 INSERT INTO shop_order (customer_id, status, total, created_at, request_fingerprint)
-SELECT customers[1 + (g * 7919) %% cardinality(customers)], 'placed', 0,
+SELECT customers[1 + ((g::bigint * 7919) %% cardinality(customers))::integer], 'placed', 0,
        coalesce(%(end)s::timestamptz, now())
          - ((g::bigint * 104729) %% (%(days)s * 86400)) * interval '1 second', ''
 FROM generate_series(%(first)s, %(last)s) AS g,
@@ -90,17 +93,28 @@ class Command(BaseCommand):
         done = 0
         while done < count:
             size = min(BATCH, count - done)
-            with transaction.atomic(using=PRIMARY), connections[PRIMARY].cursor() as cursor:
-                # Bulk work outruns the app role's 15s statement_timeout; lift it for this
-                # transaction only (SET LOCAL is safe under PgBouncer's transaction pooling).
-                cursor.execute("SET LOCAL statement_timeout = '10min'")
-                cursor.execute("SELECT coalesce(max(id), 0) FROM shop_order")
-                row = cursor.fetchone()
-                after = int(row[0]) if row else 0
-                cursor.execute(
-                    ORDERS_SQL, {"first": done + 1, "last": done + size, "days": days, "end": end}
-                )
-                cursor.execute(ITEMS_SQL, {"after": after})
-                cursor.execute(TOTALS_SQL, {"after": after})
+            try:
+                self._batch(done, size, days, end)
+            except Exception as exc:
+                # The earlier batches stay committed: say so, so a rerun asks only for the rest.
+                raise CommandError(
+                    f"seeded {done} of {count} orders (committed) before failing: "
+                    f"{type(exc).__name__}: {str(exc).strip()}"
+                ) from exc
             done += size
         return done
+
+    def _batch(self, done: int, size: int, days: int, end: str | None) -> None:
+        """Orders done + 1 .. done + size of the series, with their items and totals."""
+        with transaction.atomic(using=PRIMARY), connections[PRIMARY].cursor() as cursor:
+            # Bulk work outruns the app role's 15s statement_timeout; lift it for this
+            # transaction only (SET LOCAL is safe under PgBouncer's transaction pooling).
+            cursor.execute("SET LOCAL statement_timeout = '10min'")
+            cursor.execute("SELECT coalesce(max(id), 0) FROM shop_order")
+            row = cursor.fetchone()
+            after = int(row[0]) if row else 0
+            cursor.execute(
+                ORDERS_SQL, {"first": done + 1, "last": done + size, "days": days, "end": end}
+            )
+            cursor.execute(ITEMS_SQL, {"after": after})
+            cursor.execute(TOTALS_SQL, {"after": after})
