@@ -1,5 +1,6 @@
 """The shop's HTTP API. Thin: parse, authorise, call a service or selector, shape the answer."""
 
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -88,12 +89,16 @@ def order_create(
     idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Status[Any]:
     items: dict[int, int] = {}
+    expected: dict[int, Decimal] = {}
     for item in payload.items:
         items[item.product_id] = items.get(item.product_id, 0) + item.quantity
+        if item.expected_unit_price is not None:
+            expected[item.product_id] = item.expected_unit_price
     order, created = services.order_create(
         customer=request.user,  # type: ignore[arg-type]
         items=items,
         idempotency_key=idempotency_key,
+        expected_prices=expected,
     )
     if not created:
         response["Idempotent-Replayed"] = "true"

@@ -2,7 +2,14 @@
 
 from core.errors import DomainError
 
-__all__ = ["DomainError", "IdempotencyConflict", "OutOfStock", "UnknownProducts"]
+__all__ = [
+    "DomainError",
+    "IdempotencyConflict",
+    "InvalidProduct",
+    "OutOfStock",
+    "PriceChanged",
+    "UnknownProducts",
+]
 
 
 class UnknownProducts(DomainError):
@@ -29,3 +36,16 @@ class OutOfStock(DomainError):
 class IdempotencyConflict(DomainError):
     status = 409
     code = "idempotency_key_reused"
+
+
+class InvalidProduct(DomainError):
+    # 400: the values sent, combined with the row's, break a rule of the model (a stock past
+    # what the column holds after a stock_delta).
+    code = "invalid"
+
+
+class PriceChanged(DomainError):
+    # 409: the client showed one price and the catalogue now says another (a price change the
+    # replica serving its page had not replayed yet); nothing was charged.
+    status = 409
+    code = "price_changed"

@@ -79,6 +79,14 @@ class ProductQuery(PageQuery):
 class OrderItemIn(InputSchema):
     product_id: PositiveId
     quantity: Quantity
+    expected_unit_price: Money | None = Field(
+        None,
+        description=(
+            "The price the client showed for this product. If the catalogue's price is now "
+            "another (the page may come from a replica that lags a price change), the order is "
+            "a 409 price_changed naming the current prices, and nothing is charged."
+        ),
+    )
 
 
 class OrderIn(InputSchema):

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from config.db_router import PRIMARY
@@ -15,7 +16,9 @@ from notifications.services import order_confirmation_create
 from shop.errors import (
     ConflictingStockChange,
     IdempotencyConflict,
+    InvalidProduct,
     OutOfStock,
+    PriceChanged,
     ProductNotFound,
     UnknownProducts,
 )
@@ -38,12 +41,22 @@ def product_list_invalidate() -> None:
         cache.set(PRODUCTS_VERSION_KEY, 1, timeout=None)
 
 
+def _validated(product: Product, *, fields_sent: dict[str, str] | None = None) -> None:
+    """full_clean() as a 400 naming the field (as the request named it), never a 500."""
+    try:
+        product.full_clean()
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        field = (fields_sent or {}).get(field, field)
+        raise InvalidProduct(f"{field}: {' '.join(messages)}", field=field) from exc
+
+
 @transaction.atomic(using=PRIMARY)
 def product_create(
     *, name: str, price: Decimal, stock: int, description: str = "", hot: bool = False
 ) -> Product:
     product = Product(name=name, price=price, stock=stock, description=description, hot=hot)
-    product.full_clean()
+    _validated(product)
     product.save(using=PRIMARY)
     transaction.on_commit(product_list_invalidate, using=PRIMARY)
     return product
@@ -78,7 +91,7 @@ def product_update(*, product_id: int, stock_delta: int | None = None, **fields:
     changed = set(fields) | ({"stock"} if stock_delta else set())
     if not changed:
         return product
-    product.full_clean()
+    _validated(product, fields_sent={"stock": "stock_delta"} if stock_delta else None)
     if "stock" in changed:
         product.stock_version += 1
         changed.add("stock_version")
@@ -94,9 +107,17 @@ def _fingerprint(items: dict[int, int]) -> str:
 
 
 def order_create(
-    *, customer: User, items: dict[int, int], idempotency_key: str | None = None
+    *,
+    customer: User,
+    items: dict[int, int],
+    idempotency_key: str | None = None,
+    expected_prices: dict[int, Decimal] | None = None,
 ) -> tuple[Order, bool]:
     """Places an order for {product_id: quantity}. Returns (order, created).
+
+    expected_prices: {product_id: the unit price the client showed}. Any that differs from the
+    catalogue's price now is a PriceChanged conflict and nothing is placed: the page may have
+    come from a replica that had not replayed a price change yet.
 
     A retry with the same Idempotency-Key returns the first order (created=False); the same key
     with different items is a conflict. Rows are locked in product id order, so concurrent
@@ -109,7 +130,11 @@ def order_create(
             return existing, False
     try:
         order = _order_place(
-            customer=customer, items=items, key=idempotency_key, fingerprint=fingerprint
+            customer=customer,
+            items=items,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            expected_prices=expected_prices or {},
         )
     except IntegrityError:
         # Two requests with one key raced: the other committed first; its order is the answer.
@@ -133,7 +158,12 @@ def _order_for_key(*, customer: User, key: str, fingerprint: str) -> Order | Non
 
 @transaction.atomic(using=PRIMARY)
 def _order_place(
-    *, customer: User, items: dict[int, int], key: str | None, fingerprint: str
+    *,
+    customer: User,
+    items: dict[int, int],
+    key: str | None,
+    fingerprint: str,
+    expected_prices: dict[int, Decimal],
 ) -> Order:
     products = list(
         Product.objects.using(PRIMARY).select_for_update().filter(pk__in=items).order_by("pk")
@@ -141,6 +171,13 @@ def _order_place(
     missing = sorted(set(items) - {p.pk for p in products})
     if missing:
         raise UnknownProducts(f"No such products: {missing}", field="items")
+    changed = {
+        p.pk: str(p.price)
+        for p in products
+        if p.pk in expected_prices and expected_prices[p.pk] != p.price
+    }
+    if changed:
+        raise PriceChanged(f"Prices changed; now: {changed}", field="items")
     short = [p.pk for p in products if p.stock < items[p.pk]]
     if short:
         raise OutOfStock(f"Not enough stock for products {short}", field="items")

@@ -358,6 +358,35 @@ def test_orders_placed_while_the_replica_fails_are_answered_once_in_full(
     _assert_exactly_once(stack, *keyed, keyed_replies, with_key=True)
 
 
+def test_an_order_at_the_price_a_lagging_page_showed_is_refused_not_charged_otherwise(stack, staff):
+    """The page reads the replica; orders charge the primary's price. A client that sends the
+    price it showed gets a 409 naming the current one when they differ, and nothing is placed."""
+    product = make_product(stack, staff, price="2.11", stock=5)
+    customer = new_customer(stack)
+    wait_until(
+        lambda: stack.get(f"/api/products/{product}").status_code == 200,
+        timeout=30,
+        what="the product on the replica",
+    )
+    with _replica_paused(stack):
+        patched = requests.patch(
+            stack.url(f"/api/products/{product}"), json={"price": "7.77"}, headers=staff, timeout=10
+        )
+        assert patched.status_code == 200
+        shown = stack.get(f"/api/products/{product}").json()["price"]
+        assert shown == "2.11"  # the replica has not replayed the change
+        line = {"product_id": product, "quantity": 1, "expected_unit_price": shown}
+        refused = place(stack, customer, [line])
+        line["expected_unit_price"] = "7.77"
+        placed = place(stack, customer, [line])
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "price_changed"
+    assert "7.77" in refused.json()["error"]["message"]
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["items"][0]["unit_price"] == "7.77"
+    assert orders_of(stack, product) == 1
+
+
 def test_name_only_patches_never_undo_concurrent_sales(stack, staff):
     product = make_product(stack, staff, stock=100)
     customers = [new_customer(stack) for _ in range(4)]

@@ -277,6 +277,37 @@ def test_stock_delta_below_zero_is_a_409_naming_it(client, staff):
     assert mug.stock == 2
 
 
+def test_stock_delta_past_what_the_column_holds_is_a_400_naming_it(client, staff):
+    mug = ProductFactory(stock=2**31 - 1)
+    response = patch(client, staff, mug.pk, {"stock_delta": 1})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert "stock_delta" in response.json()["error"]["fields"]
+    mug.refresh_from_db()
+    assert mug.stock == 2**31 - 1
+
+
+def test_an_order_at_a_price_the_catalogue_no_longer_has_is_a_409_and_charges_nothing(
+    client, customer
+):
+    _, headers = customer
+    mug = ProductFactory(stock=5, price="7.77")
+    shown = [{"product_id": mug.pk, "quantity": 1, "expected_unit_price": "2.11"}]
+    response = order(client, headers, shown)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "price_changed"
+    assert "7.77" in error["message"]
+    assert Order.objects.count() == 0
+    mug.refresh_from_db()
+    assert mug.stock == 5
+
+    shown[0]["expected_unit_price"] = "7.77"
+    placed = order(client, headers, shown)
+    assert placed.status_code == 201
+    assert placed.json()["items"][0]["unit_price"] == "7.77"
+
+
 def test_stock_and_stock_delta_together_are_a_400(client, staff):
     mug = ProductFactory(stock=2)
     response = patch(client, staff, mug.pk, {"stock": 5, "stock_delta": 1})

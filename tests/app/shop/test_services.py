@@ -1,8 +1,8 @@
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ValidationError
 
+from shop.errors import InvalidProduct
 from shop.models import Product
 from shop.services import product_create
 
@@ -15,7 +15,7 @@ def test_product_create_persists_on_the_primary():
 
 
 def test_product_create_rejects_a_negative_price_and_writes_nothing():
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(InvalidProduct) as excinfo:
         product_create(name="Mug", price=Decimal("-1"), stock=3)
-    assert "price" in excinfo.value.message_dict
+    assert excinfo.value.field == "price"
     assert Product.objects.using("default").count() == 0
