@@ -1,5 +1,5 @@
 """The monitoring profile on the running stack (issue 16): every scrape target up and each
-exporter's data queryable; nothing of it reachable through the public Nginx; and four failures
+exporter's data queryable; nothing of it reachable through the public Nginx; and five failures
 provoked for real (the replica stopped, the reports worker stopped, web stopped under requests
 (Nginx's own 502s), a request hung past Gunicorn's timeout) and a filesystem filled (a small tmpfs
 volume, seen by node-exporter), each firing its alert, mailed by Alertmanager to the mail
@@ -417,7 +417,7 @@ def in_probe(monitoring: Monitoring, volume: str, script: str) -> None:
 
 def test_a_filesystem_filled_past_90_percent_fires_host_disk_almost_full_and_resolves(monitoring):
     """A full disk, one of the seeds' 502 causes, on a filesystem of its own: node-exporter is
-    recreated with an 8 MB tmpfs volume (tests/stack/disk-probe.compose.yml), another container
+    recreated with an 8 MiB tmpfs volume (tests/stack/disk-probe.compose.yml), another container
     fills it to over 90%, HostDiskAlmostFull fires for that mount point and is mailed; the file
     deleted, it resolves and is mailed again. The host's real disks are never written."""
     volume = f"{monitoring.stack.project}_disk-probe"
