@@ -1,10 +1,10 @@
 #!/bin/sh
 # Runs one monitoring component, named by the first argument (docker-compose.yml, profile
 # "monitoring"): prometheus | alertmanager | postgres-exporter | pgbouncer-exporter |
-# redis-exporter | nginx-exporter | nginx-log-exporter; "check" renders both configs and
-# validates them. Config is rendered from env into /tmp/monitoring (the root filesystem is
-# read-only), secrets into files there that only this user can read; then exec, so the component
-# is PID 1's direct child and gets SIGTERM itself.
+# redis-exporter | nginx-exporter | nginx-log-exporter | node-exporter; "check" renders both
+# configs and validates them. Config is rendered from env into /tmp/monitoring (the root
+# filesystem is read-only), secrets into files there that only this user can read; then exec, so
+# the component is PID 1's direct child and gets SIGTERM itself.
 #
 # Test clock (tests/stack/test_monitoring.py): ALERT_TIME_SCALE=N divides every duration in the
 # rules (`for:` and range windows like [5m]) by N in the rendered copy; the rules file itself is
@@ -178,8 +178,20 @@ case "$role" in
       --port 3903 --logtostderr --emit_prog_label=false \
       --http_debugging_endpoint=false --http_info_endpoint=false "$@"
     ;;
+  node-exporter)
+    # The host's disk, memory and OOM kills, from its /proc, /sys and / mounted read-only at
+    # /host (docker-compose.yml). Mount points as node_exporter's default, except that named
+    # volumes (/var/lib/docker/volumes) stay: one that is a mount of its own (tmpfs, NFS, a
+    # device) has its own space to run out of. (Docker's directory is root's alone: a non-root
+    # exporter reports such a volume with device_error "permission denied", not its space.)
+    # Containers' own layers and shm mounts stay out. No systemd collector: no D-Bus here.
+    exec prometheus-node-exporter --web.listen-address=:9100 --no-collector.systemd \
+      --path.procfs=/host/proc --path.sysfs=/host/sys --path.rootfs=/host/root \
+      --collector.filesystem.mount-points-exclude='^/(dev|proc|sys|run/credentials/.+|var/lib/docker/(containers|overlay2|plugins|buildkit)/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)' \
+      "$@"
+    ;;
   *)
-    echo "usage: entrypoint.sh prometheus|alertmanager|check|postgres-exporter|pgbouncer-exporter|redis-exporter|nginx-exporter|nginx-log-exporter" >&2
+    echo "usage: entrypoint.sh prometheus|alertmanager|check|postgres-exporter|pgbouncer-exporter|redis-exporter|nginx-exporter|nginx-log-exporter|node-exporter" >&2
     exit 64
     ;;
 esac

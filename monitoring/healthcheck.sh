@@ -10,6 +10,8 @@ case $(cat /tmp/monitoring/role 2>/dev/null) in
   redis-exporter) port=9121 path=/metrics ;;
   nginx-exporter) port=9113 path=/metrics ;;
   nginx-log-exporter) port=3903 path=/metrics ;;
+  # Its landing page: /metrics is large, and the check reads only the status line.
+  node-exporter) port=9100 path=/ ;;
   *) exit 1 ;;
 esac
 exec 3<>"/dev/tcp/127.0.0.1/$port"

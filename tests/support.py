@@ -74,6 +74,7 @@ MONITORING_SERVICES = [
     "redis-exporter",
     "nginx-exporter",
     "nginx-log-exporter",
+    "node-exporter",
 ]
 
 

@@ -53,3 +53,22 @@ def test_only_the_monitoring_namespace_may_scrape_and_only_the_metrics_ports(
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert sorted(p["port"] for p in rule["ports"]) == [8000, 9808]
+
+
+HOST_ALERTS = ["HostDiskAlmostFull", "HostMemoryPressure", "HostOomKill"]
+
+
+def test_host_alerts_ship_and_need_no_node_exporter_of_ours(deployment: Manifests) -> None:
+    """Host metrics come from the cluster's own node exporter (k8s/README.md, "Monitoring"):
+    the host alerts are in the ConfigMap and name no job, so they fire on its series whatever
+    its job is called; and no pod of ours mounts a hostPath (Pod Security "restricted")."""
+    rules = yaml.safe_load(deployment.get("ConfigMap", "djstack-alert-rules")["data"]["alerts.yml"])
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    for alert in HOST_ALERTS:
+        assert alert in exprs
+        assert "job" not in exprs[alert], alert
+    for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+        for workload in deployment.of_kind(kind):
+            spec = workload["spec"].get("jobTemplate", workload)["spec"]["template"]["spec"]
+            for volume in spec.get("volumes", []):
+                assert "hostPath" not in volume, (kind, workload["metadata"]["name"], volume)

@@ -1,8 +1,9 @@
 """The monitoring profile on the running stack (issue 16): every scrape target up and each
-exporter's data queryable; nothing of it reachable through the public Nginx; and four failures
+exporter's data queryable; nothing of it reachable through the public Nginx; and five failures
 provoked for real (the replica stopped, the reports worker stopped, web stopped under requests
-(Nginx's own 502s), a request hung past Gunicorn's timeout), each firing its alert, mailed by
-Alertmanager to the mail catcher, and resolved (mailed again) after recovery.
+(Nginx's own 502s), a request hung past Gunicorn's timeout) and a filesystem filled (a small tmpfs
+volume, seen by node-exporter), each firing its alert, mailed by Alertmanager to the mail
+catcher, and resolved (mailed again) after recovery.
 
 The monitoring services join the session's stack for this module only, on a test clock: scrapes
 and rule evaluations every 2s and every duration in the rules divided by ALERT_TIME_SCALE (30:
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import MONITORING_SERVICES, ROOT, run, wait_until
+from tests.support import MONITORING_SERVICES, ROOT, image, run, wait_until
 
 SERVICES = MONITORING_SERVICES
 EXPORTERS = SERVICES[3:]
@@ -46,6 +47,7 @@ TARGETS = {
     "redis": 1,
     "nginx": 1,
     "nginx-log": 1,
+    "node": 1,
 }
 
 
@@ -109,7 +111,8 @@ def monitoring(stack) -> Iterator[Monitoring]:
         # And again without it, so the rest of the session's Nginx sends nothing to a gone host.
         restart_nginx(m)
         # Named volumes of a profile's services outlive the session's `down --volumes`.
-        volumes = [f"{stack.project}_{name}" for name in ("prometheus-data", "alertmanager-data")]
+        names = ("prometheus-data", "alertmanager-data", "disk-probe")
+        volumes = [f"{stack.project}_{name}" for name in names]
         run("docker", "volume", "rm", "--force", *volumes)
 
 
@@ -155,6 +158,10 @@ QUERIES = {
     "web worker memory": "gunicorn_worker_rss_bytes > 0",
     "worker aborts (0 until one)": "gunicorn_worker_aborts_total",
     "alertmanager": "alertmanager_config_last_reload_successful == 1",
+    # The host (node-exporter): the root filesystem, memory, the OOM kill counter.
+    "host disk": 'node_filesystem_avail_bytes{mountpoint="/"} > 0',
+    "host memory": "node_memory_MemAvailable_bytes > 0 and node_memory_MemTotal_bytes > 0",
+    "host oom kills": "node_vmstat_oom_kill",
 }
 
 
@@ -242,15 +249,19 @@ def provoke(
     words: tuple[str, ...],
     fault: Callable[[], None],
     recover: Callable[[], None],
+    labels: dict[str, str] | None = None,
 ) -> None:
-    """fault() fires `alert`, mailed to `to`; recover() resolves it, mailed again."""
+    """fault() fires `alert`, mailed to `to`; recover() resolves it, mailed again. `labels`
+    narrow "firing" to the provoked alert's series (the host's others may fire on their own)."""
+    labels = labels or {}
 
     def settled() -> bool:
         # Not firing, and the last mail about it (a start-up blip's) is not a FIRING one: an
         # alert that fires again before its RESOLVED mail went out is never mailed twice.
         about = [m["subject"] for m in monitoring.mail() if f"] {alert} " in m["subject"]]
         about = [s for s in about if all(word in s for word in words)]
-        return not firing(monitoring, alert) and (not about or about[-1].startswith("[RESOLVED"))
+        quiet = not firing(monitoring, alert, **labels)
+        return quiet and (not about or about[-1].startswith("[RESOLVED"))
 
     wait_until(settled, timeout=120, what=f"{alert} quiet before the fault")
     start = monitoring.last_mail_id()
@@ -268,7 +279,7 @@ def provoke(
         timeout=120,
         what=f"a RESOLVED mail for {alert} to {to}",
     )
-    assert not firing(monitoring, alert)
+    assert not firing(monitoring, alert, **labels)
 
 
 def test_replica_stopped_fires_postgres_replica_down_and_resolves(monitoring):
@@ -388,3 +399,54 @@ def test_web_stopped_makes_nginx_502s_counted_and_fires_nginx_5xx_ratio_and_reso
     assert set(statuses) <= {502, 504}, statuses
     # Every one of them counted (one UDP datagram each, on the same host's bridge).
     assert nginx_5xx(monitoring) >= before + len(statuses), (before, len(statuses))
+
+
+DISK_PROBE = ROOT / "tests" / "stack" / "disk-probe.compose.yml"
+
+
+def in_probe(monitoring: Monitoring, volume: str, script: str) -> None:
+    """Runs `script` in a throwaway container (the monitoring image, hardened, no network) with
+    the probe volume at /probe."""
+    run(
+        "docker", "run", "--rm", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges:true", "--network", "none",
+        "--user", "10008:10008", "-v", f"{volume}:/probe", "--entrypoint", "sh",
+        image("monitoring"), "-c", script, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_filesystem_filled_past_90_percent_fires_host_disk_almost_full_and_resolves(monitoring):
+    """A full disk, one of the seeds' 502 causes, on a filesystem of its own: node-exporter is
+    recreated with an 8 MiB tmpfs volume (tests/stack/disk-probe.compose.yml), another container
+    fills it to over 90%, HostDiskAlmostFull fires for that mount point and is mailed; the file
+    deleted, it resolves and is mailed again. The host's real disks are never written."""
+    volume = f"{monitoring.stack.project}_disk-probe"
+    files = f"{ROOT / 'docker-compose.yml'}:{DISK_PROBE}"
+
+    def exporter(env: dict[str, str]) -> None:
+        monitoring.compose(
+            "up", "--detach", "--no-deps", "--wait", "--wait-timeout", "60", "node-exporter",
+            env=env,
+        )  # fmt: skip
+
+    exporter({"COMPOSE_FILE": files})
+    try:
+        space = f'node_filesystem_avail_bytes{{mountpoint=~".*/{volume}/_data"}}'
+        found = wait_until(
+            lambda: monitoring.query(f"{space} > 0"), timeout=60, what="the probe's space scraped"
+        )
+        mountpoint = found[0]["metric"]["mountpoint"]
+        provoke(
+            monitoring,
+            "HostDiskAlmostFull",
+            "ops@localhost",
+            (volume,),
+            # 7.8 MB of the 8 MiB: about 7% left, under the alert's 10%.
+            fault=lambda: in_probe(monitoring, volume, "head -c 7800000 /dev/zero > /probe/fill"),
+            recover=lambda: in_probe(monitoring, volume, "rm -f /probe/fill"),
+            labels={"mountpoint": mountpoint},
+        )
+    finally:
+        # Back to the service as docker-compose.yml has it, then the probe volume removed.
+        exporter({})
+        run("docker", "volume", "rm", "--force", volume)
