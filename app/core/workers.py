@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
@@ -142,6 +143,19 @@ class DrainingServer(Server):
         return await super().on_tick(counter)
 
 
+def plain_sockets(listeners: list[Any]) -> list[socket.socket]:
+    """The socket.socket inside each of Gunicorn's listener wrappers, for Uvicorn to serve.
+
+    uvloop closes a listener's descriptor itself when the server closes (the drain, shutdown),
+    then detaches a socket.socket so its descriptor is not closed again, but calls close() on
+    any other object, such as Gunicorn's wrapper: the same descriptor number closed twice. In
+    between, another thread of the worker may have been given that number for a new socket (a
+    request connecting to PgBouncer in a freshly forked worker): that socket was closed under
+    it, and the request waited out its connect_timeout and answered 503.
+    """
+    return [getattr(listener, "sock", listener) for listener in listeners]
+
+
 class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
     """uvicorn_worker.UvicornWorker with DrainingServer and a heartbeat every second."""
 
@@ -158,7 +172,7 @@ class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
         # The configured timeout (the arbiter hands workers half of it, as their beat period).
         server.request_timeout = float(self.cfg.timeout) if self.cfg.timeout else None
         self._install_sigquit_handler()
-        await server.serve(sockets=self.sockets)
+        await server.serve(sockets=plain_sockets(self.sockets))
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if _stuck_threads:

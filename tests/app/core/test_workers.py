@@ -1,6 +1,8 @@
 """The Uvicorn worker's drain (core/workers.py), on a real Gunicorn: a stopping worker never
 closes an idle keep-alive connection itself, which is what made a POST from Nginx a 502."""
 
+import asyncio
+import logging
 import os
 import signal
 import socket
@@ -8,7 +10,11 @@ import time
 
 import pytest
 import requests
+import uvloop
+from gunicorn.config import Config
+from gunicorn.sock import TCPSocket
 
+from core.workers import plain_sockets
 from tests.app.core.gunicorn_process import gunicorn
 from tests.support import wait_until
 
@@ -104,3 +110,38 @@ def test_a_worker_is_killed_for_silence_only_after_the_timeout(tmp_path):
         # At least the timeout less the beat interval and the arbiter's 1s check: a lower bound
         # of correctness (no early kill), not a speed claim.
         assert time.monotonic() - started >= timeout - 2
+
+
+class Listener(TCPSocket):  # type: ignore[misc]  # untyped upstream
+    """Gunicorn's listener, recording a socket another thread of the worker opens just as the
+    listener's close() begins: a request connecting to PgBouncer while the worker drains."""
+
+    opened_meanwhile: socket.socket | None = None
+
+    def close(self) -> None:
+        self.opened_meanwhile = socket.socket()
+        super().close()
+
+
+def test_closing_the_listener_closes_no_other_socket_of_the_worker():
+    """uvloop closes the listening descriptor, then closes the object it was given; given
+    Gunicorn's wrapper, that closed the same number again, by then another socket's."""
+    listener = Listener(("127.0.0.1", 0), Config(), logging.getLogger("test"))
+    port = listener.getsockname()[1]
+
+    async def serve_and_close() -> None:
+        (sock,) = plain_sockets([listener])
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, sock=sock)
+        server.close()
+        await server.wait_closed()
+
+    uvloop.run(serve_and_close())
+
+    victim = listener.opened_meanwhile
+    if victim is not None:
+        try:
+            os.fstat(victim.fileno())  # EBADF if its descriptor was closed under it
+        finally:
+            victim.close()
+    with pytest.raises(ConnectionRefusedError):  # the listener itself is closed
+        socket.create_connection(("127.0.0.1", port), timeout=10)
