@@ -126,7 +126,8 @@ def read(
     be reached (connection_lost); any other error of the replica's is the caller's.
 
     primary_decides_missing: None from the replica may mean "not replayed yet" (a row created a
-    moment ago), so the primary is asked too. Misses are rare; Nginx's rate limits bound them.
+    moment ago), so the primary is asked too. Reads are not rate-limited, so a flood of misses
+    (ids that do not exist) costs the primary one indexed lookup each.
     """
     alias = read_alias(user_id=user_id)
     try:
