@@ -54,22 +54,7 @@ def test_hsts_follows_django_s_settings():
 
 
 def test_a_malformed_hsts_setting_refuses_to_start():
-    container = docker(
-        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--add-host", "web:127.0.0.1",
-        "-e", "SECURE_HSTS_SECONDS=1y", image("nginx"),
-    ).stdout.strip()  # fmt: skip
-    try:
-        wait_until(
-            lambda: (
-                docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "false"
-            ),
-            timeout=20,
-            what="nginx exits",
-        )
-        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "1"
-        assert "SECURE_HSTS_SECONDS must be a number" in docker("logs", container).stderr
-    finally:
-        docker("rm", "-f", container, check=False)
+    assert "SECURE_HSTS_SECONDS must be a number" in _exits_with("SECURE_HSTS_SECONDS=1y")
 
 
 def test_by_default_the_client_s_forwarded_proto_is_ignored():
