@@ -197,7 +197,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
                 self.executors.give_back(executor)
 
     def _watch(self, timeout: float) -> None:
-        """On the event loop, once a second: a request thread busy past the timeout is stuck."""
+        """On the event loop, at each tick: a request thread busy past the timeout is stuck."""
         now = monotonic()
         for executor, abort in list(self._in_flight.items()):
             since = executor.busy_since

@@ -52,14 +52,14 @@ DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
 HEARTBEAT_SECONDS = 1
 
 _server: "DrainingServer | None" = None
-# Called on every tick of the event loop (the request watchdog); each returns nothing.
+# Called at every tick of the event loop (the request watchdog); each returns nothing.
 _tick_callbacks: list[Callable[[], None]] = []
 # Request threads found stuck: the process cannot end normally while they run.
 _stuck_threads: set[int] = set()
 
 
 def on_tick(callback: Callable[[], None]) -> None:
-    """Runs callback on the event loop once a second, with the heartbeat."""
+    """Runs callback on the event loop at each tick of Uvicorn's main loop (ten a second)."""
     _tick_callbacks.append(callback)
 
 
