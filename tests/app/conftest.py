@@ -7,6 +7,7 @@ real replica. Containers start only when a test asks for the database or the cac
 import copy
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -160,3 +161,42 @@ def broker_down(closed_port: int) -> Iterator[None]:
     """Celery publishes to a port that refuses connections: every enqueue fails at once."""
     with _broker(f"redis://:x@127.0.0.1:{closed_port}/0"):
         yield
+
+
+class DroppingBroker:
+    """A local port that accepts each connection and closes it at once, counting them: a
+    broker that is up at TCP and answers nothing."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = int(self.listener.getsockname()[1])
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.listener.close()
+
+
+@pytest.fixture
+def broker_dropping() -> Iterator[DroppingBroker]:
+    """Celery publishes to a broker that drops every connection (DroppingBroker)."""
+    broker = DroppingBroker()
+    try:
+        with _broker(f"redis://:x@127.0.0.1:{broker.port}/0"):
+            yield broker
+    finally:
+        broker.close()

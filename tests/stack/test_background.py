@@ -56,13 +56,13 @@ def product(stack) -> int:
 
 
 def place_order(stack, headers: dict[str, str], product_id: int) -> int:
-    started = time.monotonic()
+    # The broker or the mail server being down fails no order. How little it costs the request
+    # is a speed claim (one publish attempt: tests/app/notifications/test_outbox.py), not
+    # something a timed assertion on a shared machine can show.
     response = stack.post_json(
         "/api/orders", {"items": [{"product_id": product_id, "quantity": 1}]}, headers=headers
     )
     assert response.status_code == 201, response.text
-    # The broker or the mail server being down costs the request nothing noticeable.
-    assert time.monotonic() - started < 3
     return int(response.json()["id"])
 
 
