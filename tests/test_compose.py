@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 
+from tests.connection_budget import Budget
 from tests.support import ROOT
 
 
@@ -23,3 +24,20 @@ def test_every_service_logs_to_a_size_capped_rotating_file():
         logging = service.get("logging", {})
         assert logging.get("driver") == "json-file", name
         assert logging["options"] == {"max-size": "10m", "max-file": "3"}, name
+
+
+def test_pgbouncer_pools_and_the_exporters_fit_in_postgres_max_connections():
+    services = rendered()["services"]
+    pgbouncer = services["pgbouncer"]
+    exporters = [
+        name for name, service in services.items()
+        if "postgres-exporter" in (service.get("command") or [])
+    ]  # fmt: skip
+    assert exporters, "the monitoring profile is in the rendering"
+    budget = Budget(
+        pgbouncer_pods=int(pgbouncer.get("deploy", {}).get("replicas") or 1),
+        pool_size=int(pgbouncer["environment"]["PGBOUNCER_POOL_SIZE"]),
+        # Each exporter holds one connection; counted against both servers to stay simple.
+        direct=len(exporters),
+    )
+    budget.check("compose")

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.connection_budget import Budget
 from tests.k8s.manifests import (
     IMAGE_UIDS,
     NAMESPACE,
@@ -406,3 +407,25 @@ def test_web_readiness_rides_out_a_burst_instead_of_flapping(any_variant: Manife
     span = (probe.get("failureThreshold", 3) - 1) * probe.get("periodSeconds", 10)
     assert span > pgbouncer_setting("query_wait_timeout")
     assert probe.get("successThreshold", 1) == 1
+
+
+def test_pgbouncer_pools_fit_in_postgres_max_connections_during_a_rollout(
+    deployment: Manifests,
+) -> None:
+    """Every PgBouncer pod a rollout can run at once, each with its pool and reserve, plus any
+    Postgres exporter the rendering runs, fit in the slots Postgres admits to the app."""
+    pgbouncer = deployment.get("Deployment", "pgbouncer")
+    assert not any(
+        h["spec"]["scaleTargetRef"]["name"] == "pgbouncer"
+        for h in deployment.of_kind("HorizontalPodAutoscaler")
+    ), "an autoscaled PgBouncer needs its maximum counted here"
+    surge = pgbouncer["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert isinstance(surge, int), "a percentage surge needs rounding up here"
+    exporters = [
+        c for c in deployment.containers() if "postgres-exporter" in (c.spec.get("command") or [])
+    ]
+    Budget(
+        pgbouncer_pods=int(pgbouncer["spec"].get("replicas", 1)) + surge,
+        pool_size=int(deployment.config["PGBOUNCER_POOL_SIZE"]),
+        direct=len(exporters),
+    ).check(deployment.variant)
