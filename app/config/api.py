@@ -12,7 +12,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.apis import router as accounts_router
 from core.apis import router as core_router
-from core.db import DATABASE_ERRORS, RETRYABLE_SQLSTATES, STATEMENT_TIMEOUT, sqlstate
+from core.db import DATABASE_ERRORS, database_error_response
 from core.errors import DomainError, error_response
 from reports.apis import router as reports_router
 from shop.apis import router as shop_router
@@ -88,28 +88,7 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 
 def on_database_error(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """A database error the view did not handle: a 503 that says which kind, never a 500."""
-    code = sqlstate(exc)
-    if code == STATEMENT_TIMEOUT:
-        # statement_timeout (or an operator) cancelled the query: the server is up, the query
-        # was too heavy for now.
-        response = error_response(
-            503, "query_timeout", "The query took too long and was cancelled; retry shortly."
-        )
-    elif code in RETRYABLE_SQLSTATES:
-        # A conflict with recovery on the replica, a deadlock or a lock timeout: the same request
-        # can succeed a moment later.
-        response = error_response(
-            503, "database_busy", "The database could not finish the query now; retry shortly."
-        )
-    else:
-        # The primary (or PgBouncer) is unreachable: tell the client to come back, not that it
-        # failed.
-        response = error_response(
-            503, "database_unavailable", "The database is unavailable; retry shortly."
-        )
-    response["Retry-After"] = "5"
-    return response
+    return database_error_response(exc)
 
 
 for _error in DATABASE_ERRORS:

@@ -46,6 +46,8 @@ MIDDLEWARE = [
     "core.middleware.RequestDiagnosticsMiddleware",
     # Probes and /metrics must answer before host validation and without sessions or the database.
     "core.middleware.HealthCheckMiddleware",
+    # A database error outside the API: its JSON 503, not a 500 page.
+    "core.middleware.DatabaseErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -16,8 +16,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
+from django.http import JsonResponse
 
 from config.db_router import PRIMARY, REPLICA
+from core.errors import error_response
 
 T = TypeVar("T")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -31,6 +33,32 @@ log = logging.getLogger(__name__)
 CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 STATEMENT_TIMEOUT = "57014"
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P04", "55P03"})
+
+
+def database_error_response(exc: BaseException) -> JsonResponse:
+    """The answer to a database error a view did not handle: a 503 that says which kind, never
+    a 500. The API's handler (config/api.py) and DatabaseErrorMiddleware (other views) use it."""
+    code = sqlstate(exc)
+    if code == STATEMENT_TIMEOUT:
+        # statement_timeout (or an operator) cancelled the query: the server is up, the query
+        # was too heavy for now.
+        response = error_response(
+            503, "query_timeout", "The query took too long and was cancelled; retry shortly."
+        )
+    elif code in RETRYABLE_SQLSTATES:
+        # A conflict with recovery on the replica, a deadlock or a lock timeout: the same request
+        # can succeed a moment later.
+        response = error_response(
+            503, "database_busy", "The database could not finish the query now; retry shortly."
+        )
+    else:
+        # The primary (or PgBouncer) is unreachable: tell the client to come back, not that it
+        # failed.
+        response = error_response(
+            503, "database_unavailable", "The database is unavailable; retry shortly."
+        )
+    response["Retry-After"] = "5"
+    return response
 
 
 def sqlstate(exc: BaseException) -> str | None:

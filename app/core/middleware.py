@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config import tracing
 from core import memory_guard, metrics, request_context
+from core.db import DATABASE_ERRORS, database_error_response
 from core.selectors import readiness_get
 
 LIVENESS_PATH = "/healthz"
@@ -99,6 +100,25 @@ class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
         return await response
 
 
+class DatabaseErrorMiddleware(_SyncAndAsyncMiddleware):
+    """A database error a view outside the API let through (the admin, for one) gets the API's
+    JSON 503 instead of a 500: the API's own handler (config/api.py) answers the API's."""
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = await self.get_response(request)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_ERRORS):
+            log.warning("database error in %s", request.path, exc_info=exception)
+            return database_error_response(exception)
+        return None
+
+
 class RouteSpanMiddleware(_SyncAndAsyncMiddleware):
     """Names the request's tracing span after its route. Not the URL's name: django-ninja gives
     one URL pattern to all the methods of a path, named after one of its operations. Installed
@@ -116,6 +136,7 @@ class RouteSpanMiddleware(_SyncAndAsyncMiddleware):
 
 
 slow_log = logging.getLogger("core.requests")
+log = logging.getLogger(__name__)
 request_finished.connect(
     request_context.on_request_finished, dispatch_uid="core.request_context.clear"
 )

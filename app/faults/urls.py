@@ -8,4 +8,5 @@ urlpatterns = [
     path("hang-sync", views.hang_sync),
     path("block", views.block),
     path("leak", views.leak),
+    path("query", views.query),
 ]

@@ -4,6 +4,7 @@ import asyncio
 import socket
 import time
 
+from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -54,6 +55,15 @@ def block(request: HttpRequest) -> JsonResponse:
         ours.close()
         theirs.close()
     return JsonResponse({"read": True})
+
+
+def query(request: HttpRequest) -> JsonResponse:
+    """A query on the primary that runs `seconds` (pg_sleep), as the app's role through PgBouncer:
+    past the role's statement_timeout Postgres cancels it, and the error is answered as JSON."""
+    seconds = _seconds(request, 1, 30)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+    return JsonResponse({"slept": seconds})
 
 
 @csrf_exempt

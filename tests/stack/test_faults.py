@@ -688,3 +688,36 @@ def test_slow_clients_do_not_starve_normal_ones(stack):
     )
     assert failed == 0
     assert closed >= count * 0.95
+
+
+# --- Postgres' limits on a request's queries (the role's statement_timeout, the slow-query log) ---
+
+
+def test_a_query_past_the_roles_statement_timeout_is_cancelled_and_answered_as_json(stack, faults):
+    # The app's role has statement_timeout 15s (postgres/entrypoint.sh): the server cancels the
+    # query, the worker's thread is free again, and the client gets the API's JSON 503.
+    response = stack.get("/faults/query?seconds=25", timeout=60)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "query_timeout"
+    assert response.headers["Retry-After"] == "5"
+    running = stack.psql(
+        "db-primary",
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(25%'",
+    )
+    assert running == "0"
+    assert stack.get("/faults/query?seconds=0").status_code == 200
+
+
+def test_a_slow_query_is_written_to_the_postgres_log(stack, faults):
+    # log_min_duration_statement = 500ms; a value no other test sends names this query.
+    seconds = f"0.{600 + uuid.uuid4().int % 300}"
+    assert stack.get(f"/faults/query?seconds={seconds}").status_code == 200
+    fast = "0.0101"
+    assert stack.get(f"/faults/query?seconds={fast}").status_code == 200
+
+    def logged(value: str) -> bool:
+        log = stack.compose("logs", "--no-color", "--no-log-prefix", "db-primary").stdout
+        return any("duration:" in line and value in line for line in log.splitlines())
+
+    wait_until(lambda: logged(seconds), timeout=20, what="the slow query in Postgres' log")
+    assert not logged(fast)

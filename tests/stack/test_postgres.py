@@ -1,4 +1,12 @@
-"""The primary streams to the replica; the roles hold only the privileges they need."""
+"""The primary streams to the replica; the roles hold only the privileges they need; the
+server's safety nets end what they should."""
+
+import subprocess
+import uuid
+
+import requests
+
+from tests.support import ROOT, run, wait_until
 
 
 def test_replica_streams_from_the_primary(stack):
@@ -42,3 +50,80 @@ def test_app_role_is_not_privileged_and_replication_role_only_replicates(stack):
     assert stack.psql("db-primary", "SELECT rolconfig FROM pg_roles WHERE rolname = 'app'") == (
         "{statement_timeout=15s}"
     )
+
+
+# --- the server's safety nets, each shown ending what it should (postgres/postgresql.conf) ------
+
+
+def test_a_write_waiting_on_a_locked_row_ends_at_lock_timeout_as_json_and_changes_nothing(stack):
+    staff = stack.token("pg-staff", staff=True)
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    created = stack.post_json(
+        "/api/products", {"name": name, "price": "3.00", "stock": 5}, headers=staff
+    )
+    assert created.status_code == 201, created.text
+    product_id = created.json()["id"]
+    # Another session holds the row (an operator's transaction, a long batch) and stays open.
+    holder = subprocess.Popen(
+        ["docker", "compose", "exec", "-T", "db-primary",
+         "psql", "-U", "postgres", "-d", "app", "-XAtq"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=stack.env(), text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None
+    try:
+        holder.stdin.write(
+            f"BEGIN; SELECT id FROM shop_product WHERE id = {product_id} FOR UPDATE;\n"
+        )
+        holder.stdin.flush()
+        wait_until(
+            lambda: (
+                stack.psql(
+                    "db-primary",
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                    "AND query LIKE '%FOR UPDATE%'",
+                )
+                == "1"
+            ),
+            timeout=30,
+            what="the row locked by another session",
+        )
+        response = requests.patch(
+            stack.url(f"/api/products/{product_id}"),
+            json={"name": f"{name}-renamed"},
+            headers=staff,
+            timeout=60,
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_busy"
+        assert response.headers["Retry-After"] == "5"
+    finally:
+        holder.stdin.write("ROLLBACK;\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert (
+        stack.psql("db-primary", f"SELECT name FROM shop_product WHERE id = {product_id}") == name
+    )
+    # Once the lock is gone, the same request succeeds.
+    retried = requests.patch(
+        stack.url(f"/api/products/{product_id}"),
+        json={"name": f"{name}-renamed"},
+        headers=staff,
+        timeout=30,
+    )
+    assert retried.status_code == 200, retried.text
+
+
+def test_a_session_left_idle_in_a_transaction_is_ended_by_the_server(stack):
+    # Nothing in a request can idle that long (the worker's timeout ends the request first):
+    # this net catches a shell, a script or a task that opened a transaction and stalled, and
+    # frees the locks it held.
+    assert stack.psql("db-primary", "SHOW idle_in_transaction_session_timeout") == "1min"
+    script = "BEGIN;\nSELECT 1;\n\\! sleep 70\nSELECT 2;\n"
+    result = run(
+        "docker", "compose", "exec", "-T", "db-primary",
+        "psql", "-U", "postgres", "-d", "app", "-XAtq", "-v", "ON_ERROR_STOP=1",
+        cwd=ROOT, env=stack.env(), input=script, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "idle-in-transaction timeout" in result.stderr, result.stderr

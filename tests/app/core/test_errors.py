@@ -1,3 +1,6 @@
+import pytest
+
+
 def test_unknown_path_is_a_json_404(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404
@@ -9,3 +12,23 @@ def test_unknown_host_is_a_json_400(client):
     response = client.get("/api/products/1", HTTP_HOST="attacker.example")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.urls("tests.app.core.database_error_urls")
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_outside_the_api_is_the_apis_json_503(client):
+    # The real server cancels the query: a view outside the API (the admin, for one) answers
+    # what the API would, not a 500 page.
+    response = client.get("/statement-timeout")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "query_timeout"
+    assert response["Retry-After"] == "5"
+
+
+@pytest.mark.urls("tests.app.core.database_error_urls")
+@pytest.mark.django_db(transaction=True)
+def test_a_programming_error_outside_the_api_stays_a_500(client):
+    # Only errors of the database's state are 503s; a bug is not one to retry.
+    client.raise_request_exception = False
+    response = client.get("/unknown-table")
+    assert response.status_code == 500
