@@ -43,8 +43,9 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(tmp_path: Path, **env: str) -> Iterator[Gunicorn]:
-    """Gunicorn with the io profile and `env` on top; SIGTERM and reaped on exit."""
+def gunicorn(tmp_path: Path, *args: str, **env: str) -> Iterator[Gunicorn]:
+    """Gunicorn with the io profile and `env` on top (and `args` on its command line, such as
+    another app module); SIGTERM and reaped on exit."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
     full_env = {
@@ -57,7 +58,7 @@ def gunicorn(tmp_path: Path, **env: str) -> Iterator[Gunicorn]:
     }
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py"],
+            [str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py", *args],
             cwd=ROOT / "app",
             env=full_env,
             stdout=out,
