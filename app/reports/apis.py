@@ -29,8 +29,11 @@ def _owned(request: HttpRequest, report_id: int) -> Report:
     return report
 
 
-# 403: a session without its CSRF token (tests/app/config/test_openapi.py).
-@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403)})
+# 403: a session without its CSRF token (tests/app/config/test_openapi.py). 409: the owner has
+# REPORT_MAX_ACTIVE_PER_OWNER reports queued or running already.
+@router.post(
+    "/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403, 409)}
+)
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
     report = services.report_create(
         owner=request.user,  # type: ignore[arg-type]

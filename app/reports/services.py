@@ -35,7 +35,7 @@ from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
 from notifications.services import report_ready_email_create
 from reports import selectors
-from reports.errors import ReportForbidden, ReportInvalid
+from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached
 from reports.models import Report
 from shop.models import Product
 
@@ -107,6 +107,7 @@ def report_create(
     if product_id is not None and not Product.objects.using(PRIMARY).filter(pk=product_id).exists():
         raise ReportInvalid(f"No product {product_id}.", field="product_id")
     with transaction.atomic(using=PRIMARY):
+        _active_reports_check(owner=owner)
         report = Report.objects.using(PRIMARY).create(
             owner=owner,
             date_from=date_from,
@@ -116,6 +117,32 @@ def report_create(
         )
         transaction.on_commit(partial(report_enqueue, report_id=report.pk), using=PRIMARY)
     return report
+
+
+def _active_reports_check(*, owner: User) -> None:
+    """Raises ReportLimitReached when the owner already has REPORT_MAX_ACTIVE_PER_OWNER reports
+    queued or running. Call inside the transaction that creates the report."""
+    # The owner's row, locked until the commit, serializes their requests: without it, two at
+    # the cap minus one would each count the other's report as not there yet and both pass.
+    # NO KEY UPDATE: rows that reference the user (orders, tokens) are still written meanwhile;
+    # only other writes of that row wait, for one short transaction.
+    list(
+        User.objects.using(PRIMARY)
+        .select_for_update(no_key=True)
+        .filter(pk=owner.pk)
+        .values_list("pk", flat=True)
+    )
+    limit = settings.REPORT_MAX_ACTIVE_PER_OWNER
+    active = (
+        Report.objects.using(PRIMARY)
+        .filter(owner=owner, state__in=[State.QUEUED, State.RUNNING])
+        .count()
+    )
+    if active >= limit:
+        raise ReportLimitReached(
+            f"At most {limit} reports of yours may be queued or running at once, and {active} "
+            "are: ask again once one of them has finished."
+        )
 
 
 def report_enqueue(*, report_id: int) -> bool:

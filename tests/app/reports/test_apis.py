@@ -219,3 +219,21 @@ def test_a_staff_report_covers_every_customers_orders(
     status, rows = report_csv(client, staff, media_root, {**MARCH_3, "scope": "own"})
     assert status["scope"] == "own"
     assert rows[1:] == [["total", "", "", "0", "0", "0.00"]]
+
+
+def test_asking_beyond_the_active_reports_cap_is_a_409_naming_it(
+    client, customer, broker_down, settings
+):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 2
+    user, headers = customer
+    body = {"date_from": "2025-01-01", "date_to": "2025-01-02"}
+    assert [post(client, body, **headers).status_code for _ in range(2)] == [202, 202]
+    response = post(client, body, **headers)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "too_many_active_reports"
+    assert "2 reports" in error["message"]
+    assert Report.objects.filter(owner=user).count() == 2
+    # Once one finishes, the next is accepted.
+    report_run(report_id=Report.objects.filter(owner=user).first().pk)
+    assert post(client, body, **headers).status_code == 202

@@ -3,19 +3,22 @@ completion, failures the customer can read, and memory that does not grow with t
 
 import csv
 import json
+import threading
+import time
 import tracemalloc
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from notifications.models import OutboxEmail
 from reports import services
+from reports.errors import ReportLimitReached
 from reports.models import Report
-from reports.services import report_run, report_sweep
+from reports.services import report_create, report_run, report_sweep
 from reports.tasks import report_generate
 from shop.models import Order, OrderItem
 from tests.app.accounts.factories import UserFactory
@@ -343,3 +346,65 @@ def test_memory_stays_flat_as_the_orders_grow(broker_down, settings):
     large = peak_memory_of_a_report(20_000, settings)
     # Ten times the orders, the same chunk and day in memory: the peak barely moves.
     assert large < small * 1.3, (small, large)
+
+
+# --- at most REPORT_MAX_ACTIVE_PER_OWNER reports queued or running per owner -------------------
+
+
+def ask(owner) -> Report:
+    return report_create(owner=owner, date_from=date(2025, 3, 1), date_to=date(2025, 3, 2))
+
+
+def test_an_owner_at_the_cap_gets_a_clear_error_and_nothing_is_created(broker_down, settings):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 2
+    owner, other = UserFactory(), UserFactory()
+    first, second = ask(owner), ask(owner)
+    with pytest.raises(ReportLimitReached) as caught:
+        ask(owner)
+    assert caught.value.status == 409
+    assert "2 reports" in caught.value.message
+    assert Report.objects.filter(owner=owner).count() == 2
+    # Another owner has a cap of their own.
+    ask(other)
+    # Finished reports, done or failed, no longer count.
+    Report.objects.filter(pk=first.pk).update(state=State.DONE)
+    Report.objects.filter(pk=second.pk).update(state=State.FAILED)
+    ask(owner)
+    ask(owner)
+    # A running one does count.
+    Report.objects.filter(owner=owner, state=State.QUEUED).update(state=State.RUNNING)
+    with pytest.raises(ReportLimitReached):
+        ask(owner)
+
+
+def test_concurrent_requests_at_the_cap_let_only_one_through(broker_down, settings):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 3
+    owner = UserFactory()
+    ask(owner)
+    ask(owner)
+    # Both requests count the owner's reports only once the other's insert is visible or
+    # impossible: without a lock each would see 2 of 3 and both would create a report.
+    threads = 4
+    barrier = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def request() -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic(using="default"):
+                # Hold the transaction open a little past the count, where the race lies.
+                ask(owner)
+                time.sleep(0.2)
+            outcomes.append("created")
+        except ReportLimitReached:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=request) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(outcomes) == ["created"] + ["refused"] * (threads - 1)
+    assert Report.objects.filter(owner=owner).count() == 3
