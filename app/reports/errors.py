@@ -20,3 +20,10 @@ class ReportLimitReached(DomainError):
     # succeeds once one of them finishes (not a rate: waiting alone does not help, so not 429).
     status = 409
     code = "too_many_active_reports"
+
+
+class ReportExpired(DomainError):
+    # 410: the report existed and was done, and its file was deleted for good (retention); asking
+    # again will not bring it back, asking for a new report will.
+    status = 410
+    code = "expired"

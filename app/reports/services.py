@@ -16,6 +16,7 @@ counted once.
 import csv
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -480,3 +481,41 @@ def report_sweep() -> dict[str, int]:
         reason = f"The report ran longer than its {settings.REPORT_TIME_LIMIT}-second limit."
         counts["failed"] += _fail(report.pk, report.attempts, reason)
     return counts
+
+
+def report_files_expire() -> dict[str, int]:
+    """Deletes the CSVs of reports that finished over REPORT_RETENTION_DAYS ago (beat, hourly,
+    on the reports worker: the one that mounts the media volume). The row stays, with
+    expired_at set: its status still reads, its download answers 410.
+
+    The row is updated first, conditional on the file it records: from that commit on no
+    download hands Nginx the path, and a download already being sent keeps reading the open file
+    (Linux frees it on close). A file left behind by a failed deletion is logged, never retried.
+    """
+    days = settings.REPORT_RETENTION_DAYS
+    if days <= 0:
+        return {"expired": 0}
+    now = timezone.now()
+    reports = Report.objects.using(PRIMARY)
+    due = reports.filter(state=State.DONE, finished_at__lt=now - timedelta(days=days)).exclude(
+        file=""
+    )
+    expired = 0
+    for report_id, path in due.order_by("finished_at").values_list("pk", "file")[:1000]:
+        if not reports.filter(pk=report_id, state=State.DONE, file=path).update(
+            file="", expired_at=now
+        ):
+            continue
+        expired += 1
+        try:
+            # The report's own directory: its CSV and anything a dead run left there.
+            shutil.rmtree(_report_dir(report_id))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning(
+                "report %s: its expired file %s not deleted", report_id, path, exc_info=True
+            )
+    if expired:
+        log.info("%s report files past %s days deleted", expired, days)
+    return {"expired": expired}

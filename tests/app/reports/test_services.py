@@ -408,3 +408,55 @@ def test_concurrent_requests_at_the_cap_let_only_one_through(broker_down, settin
         worker.join()
     assert sorted(outcomes) == ["created"] + ["refused"] * (threads - 1)
     assert Report.objects.filter(owner=owner).count() == 3
+
+
+# --- retention: CSVs deleted REPORT_RETENTION_DAYS after the report finished ---------------------
+
+
+def finished_report(media_root, *, days_ago: float, state=State.DONE) -> Report:
+    """A report that finished `days_ago` days ago, with its CSV really on the media volume."""
+    report = new_report()
+    path = f"reports/{report.pk}/report-{report.pk}-1.csv"
+    (media_root / "reports" / str(report.pk)).mkdir(parents=True)
+    (media_root / path).write_text("date,product_id\n")
+    Report.objects.filter(pk=report.pk).update(
+        state=state,
+        file=path if state == State.DONE else "",
+        finished_at=timezone.now() - timedelta(days=days_ago),
+    )
+    report.refresh_from_db()
+    return report
+
+
+def test_the_retention_sweep_deletes_only_files_past_their_age(media_root, settings):
+    settings.REPORT_RETENTION_DAYS = 7
+    old = finished_report(media_root, days_ago=7.1)
+    # A dead run's leftover in the old report's directory goes with it.
+    (media_root / "reports" / str(old.pk) / f".report-{old.pk}-0.csv.tmp").write_text("x")
+    young = finished_report(media_root, days_ago=6.9)
+    failed = finished_report(media_root, days_ago=30, state=State.FAILED)
+    old_path = old.file
+
+    assert services.report_files_expire() == {"expired": 1}
+    assert not (media_root / "reports" / str(old.pk)).exists()
+    assert (media_root / young.file).is_file()
+    assert (media_root / "reports" / str(failed.pk)).is_dir()  # not ours to judge: no file
+    old.refresh_from_db()
+    # The row stays, marked, and points at no file.
+    assert (old.state, old.file, old.order_count) == (State.DONE, "", None)
+    assert old.expired_at is not None
+    # Again: nothing left to do, and a file already gone is no error.
+    assert services.report_files_expire() == {"expired": 0}
+    assert not (media_root / old_path).exists()
+
+
+def test_the_retention_sweep_task_runs_and_zero_days_keeps_every_file(media_root, settings):
+    from reports.tasks import report_files_expire
+
+    old = finished_report(media_root, days_ago=400)
+    settings.REPORT_RETENTION_DAYS = 0
+    assert report_files_expire.apply().get() == {"expired": 0}
+    assert (media_root / old.file).is_file()
+    settings.REPORT_RETENTION_DAYS = 30
+    assert report_files_expire.apply().get() == {"expired": 1}
+    assert not (media_root / "reports" / str(old.pk)).exists()
