@@ -255,6 +255,8 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_MAX_MEMORY_PER_CHILD_MB", 2
 CELERY_TASK_ROUTES = {
     "reports.generate": {"queue": "reports"},
     "reports.sweep": {"queue": "default"},
+    # The reports worker is the one that mounts the media volume (compose, k8s).
+    "reports.expire": {"queue": "reports"},
     "notifications.send_email": {"queue": "email"},
     "notifications.sweep_outbox": {"queue": "email"},
 }
@@ -274,6 +276,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": REPORT_SWEEP_SECONDS,
         "options": {"expires": REPORT_SWEEP_SECONDS},
     },
+    # Retention counts in days: an hourly pass deletes a file at most an hour past its age.
+    "reports-expire": {
+        "task": "reports.expire",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }
 
 # --- Reports (reports/): CSV files on the media volume, downloaded through Nginx -----------------
@@ -292,6 +300,12 @@ REPORT_CHUNK_PAUSE_SECONDS = env_float("REPORT_CHUNK_PAUSE_SECONDS", 0.0)
 REPORT_STALE_SECONDS = env_int("REPORT_STALE_SECONDS", 60)
 # Runs of one report before it is failed for good (a worker dying on it each time).
 REPORT_MAX_ATTEMPTS = env_int("REPORT_MAX_ATTEMPTS", 3)
+# Reports one owner may have queued or running at once: each holds a reports worker for up to
+# its time limit, so one account cannot fill the queue for everyone. Beyond it: a 409.
+REPORT_MAX_ACTIVE_PER_OWNER = env_int("REPORT_MAX_ACTIVE_PER_OWNER", 3)
+# A finished report's CSV is deleted from the media volume this many days after it finished
+# (the row stays; its download answers 410). 0 keeps every file.
+REPORT_RETENTION_DAYS = env_int("REPORT_RETENTION_DAYS", 30)
 
 # --- Email: sent only by the outbox relay (notifications/), over SMTP ---------------------------
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

@@ -6,6 +6,11 @@ the RSS of itself and of every pool child, read from /proc at scrape time, next 
 child is recycled at (CELERY_MAX_MEMORY_PER_CHILD_MB). config/celery.py starts it when the
 worker is ready; beat and the web never do. Alerts: CeleryWorkerMemoryHigh, WorkerMemoryGrowing
 (monitoring/rules/alerts.yml).
+
+The worker that mounts the media volume at MEDIA_ROOT (worker-reports) also serves that volume's
+size and use, read with statvfs at scrape time: the report CSVs fill it, and node-exporter sees a
+Kubernetes volume or a Docker volume only as part of some other filesystem, if at all. Alert:
+MediaVolumeAlmostFull.
 """
 
 import logging
@@ -64,9 +69,48 @@ class MemoryCollector(Collector):
         )
 
 
-def registry(*, limit_mb: int) -> CollectorRegistry:
+class MediaVolumeCollector(Collector):
+    """The filesystem holding `path`: its size, what is used, and what the worker may still
+    write (root's reserved blocks excluded, as in node-exporter's avail)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stats = os.statvfs(self.path)
+        except OSError:
+            # The volume gone or unreadable: no sample, so the alert goes quiet rather than
+            # wrong, and the scrape of the memory metrics still succeeds.
+            log.warning("media volume at %s unreadable", self.path, exc_info=True)
+            return
+        block = stats.f_frsize
+        labels = ["path"]
+        for name, help_text, value in (
+            ("media_volume_size_bytes", "Size of the media volume (report CSVs).", stats.f_blocks),
+            (
+                "media_volume_used_bytes",
+                "Bytes used on the media volume.",
+                stats.f_blocks - stats.f_bfree,
+            ),
+            (
+                "media_volume_avail_bytes",
+                "Bytes the worker may still write to the media volume.",
+                stats.f_bavail,
+            ),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+            family.add_metric([self.path], value * block)
+            yield family
+
+
+def registry(*, limit_mb: int, media_root: str | None = None) -> CollectorRegistry:
     found = CollectorRegistry(auto_describe=False)
     found.register(MemoryCollector(limit_bytes=limit_mb * 1024 * 1024))
+    # Only where a volume is mounted there (worker-reports): the other workers' MEDIA_ROOT is a
+    # directory of their image, whose filesystem is not the volume's.
+    if media_root and os.path.ismount(media_root):
+        found.register(MediaVolumeCollector(media_root))
     return found
 
 
@@ -76,5 +120,8 @@ def start(**kwargs: Any) -> None:
     if port <= 0:
         return
     limit_mb = int(os.environ.get("CELERY_MAX_MEMORY_PER_CHILD_MB") or 200)
-    start_http_server(port, registry=registry(limit_mb=limit_mb))
+    from django.conf import settings  # configured by the time the worker is ready
+
+    media_root = str(settings.MEDIA_ROOT)
+    start_http_server(port, registry=registry(limit_mb=limit_mb, media_root=media_root))
     log.info("celery metrics on :%d/metrics", port)

@@ -11,6 +11,7 @@ from ninja.errors import HttpError
 from accounts.auth import customer_auth
 from core.schemas import PathId, errors
 from reports import selectors, services
+from reports.errors import ReportExpired
 from reports.models import Report
 from reports.schemas import ReportCreated, ReportIn, ReportOut
 
@@ -29,8 +30,11 @@ def _owned(request: HttpRequest, report_id: int) -> Report:
     return report
 
 
-# 403: a session without its CSRF token (tests/app/config/test_openapi.py).
-@router.post("/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403)})
+# 403: a session without its CSRF token (tests/app/config/test_openapi.py). 409: the owner has
+# REPORT_MAX_ACTIVE_PER_OWNER reports queued or running already.
+@router.post(
+    "/reports", auth=customer_auth, response={202: ReportCreated, **errors(400, 401, 403, 409)}
+)
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
     report = services.report_create(
         owner=request.user,  # type: ignore[arg-type]
@@ -56,7 +60,8 @@ def report_detail(request: HttpRequest, report_id: PathId) -> dict[str, Any]:
 @router.get(
     "/reports/{report_id}/download",
     auth=customer_auth,
-    response={**errors(400, 401, 404, 409)},
+    # 410: its file was deleted REPORT_RETENTION_DAYS after it finished.
+    response={**errors(400, 401, 404, 409, 410)},
     url_name="report_download",
     openapi_extra={
         "responses": {200: {"description": "The CSV", "content": {"text/csv": {}}}},
@@ -66,6 +71,12 @@ def report_download(request: HttpRequest, report_id: PathId) -> HttpResponse:
     """Django decides who may download; Nginx sends the file (X-Accel-Redirect to an internal
     location over the media volume), so no worker is tied up streaming it."""
     report = _owned(request, report_id)
+    if report.expired_at is not None:
+        raise ReportExpired(
+            f"Report {report_id} expired: its file was deleted on "
+            f"{report.expired_at.date().isoformat()}, as every report's is "
+            f"{settings.REPORT_RETENTION_DAYS} days after it is done. Ask for a new report."
+        )
     if report.state != Report.State.DONE or not report.file:
         raise HttpError(409, f"Report {report_id} is {report.state}, not ready to download.")
     response = HttpResponse(content_type="text/csv; charset=utf-8")

@@ -50,6 +50,9 @@ class Report(models.Model):
     # Touched by the running task after every chunk; stale means its worker is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the retention sweep deleted its CSV (REPORT_RETENTION_DAYS after finished_at); the row
+    # stays, and its download answers 410.
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -64,6 +67,12 @@ class Report(models.Model):
                 fields=["state", "heartbeat_at"],
                 condition=models.Q(state__in=["queued", "running"]),
                 name="report_unfinished_idx",
+            ),
+            # The retention sweep's scan: only reports whose file is still on the volume.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(state="done") & ~models.Q(file=""),
+                name="report_file_kept_idx",
             ),
         ]
 

@@ -62,7 +62,9 @@ class ReportOut(Schema):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    # Set once the report is done.
+    # Set once its file was deleted (REPORT_RETENTION_DAYS after it finished): no download since.
+    expired_at: str | None
+    # Set once the report is done, until its file expires.
     download_url: str | None
     order_count: int | None
     units: int | None

@@ -23,7 +23,7 @@ def report_get(*, owner_id: int, report_id: int) -> Report | None:
 
 
 def report_to_dict(*, report: Report) -> dict[str, Any]:
-    done = report.state == Report.State.DONE
+    done = report.state == Report.State.DONE and report.expired_at is None
     return {
         "id": report.pk,
         "state": report.state,
@@ -36,6 +36,7 @@ def report_to_dict(*, report: Report) -> dict[str, Any]:
         "created_at": report.created_at.isoformat(),
         "started_at": report.started_at.isoformat() if report.started_at else None,
         "finished_at": report.finished_at.isoformat() if report.finished_at else None,
+        "expired_at": report.expired_at.isoformat() if report.expired_at else None,
         "download_url": reverse("api:report_download", args=[report.pk]) if done else None,
         "order_count": report.order_count,
         "units": report.units,

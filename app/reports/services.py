@@ -16,6 +16,7 @@ counted once.
 import csv
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -35,7 +36,7 @@ from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
 from notifications.services import report_ready_email_create
 from reports import selectors
-from reports.errors import ReportForbidden, ReportInvalid
+from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached
 from reports.models import Report
 from shop.models import Product
 
@@ -107,6 +108,7 @@ def report_create(
     if product_id is not None and not Product.objects.using(PRIMARY).filter(pk=product_id).exists():
         raise ReportInvalid(f"No product {product_id}.", field="product_id")
     with transaction.atomic(using=PRIMARY):
+        _active_reports_check(owner=owner)
         report = Report.objects.using(PRIMARY).create(
             owner=owner,
             date_from=date_from,
@@ -116,6 +118,32 @@ def report_create(
         )
         transaction.on_commit(partial(report_enqueue, report_id=report.pk), using=PRIMARY)
     return report
+
+
+def _active_reports_check(*, owner: User) -> None:
+    """Raises ReportLimitReached when the owner already has REPORT_MAX_ACTIVE_PER_OWNER reports
+    queued or running. Call inside the transaction that creates the report."""
+    # The owner's row, locked until the commit, serializes their requests: without it, two at
+    # the cap minus one would each count the other's report as not there yet and both pass.
+    # NO KEY UPDATE: rows that reference the user (orders, tokens) are still written meanwhile;
+    # only other writes of that row wait, for one short transaction.
+    list(
+        User.objects.using(PRIMARY)
+        .select_for_update(no_key=True)
+        .filter(pk=owner.pk)
+        .values_list("pk", flat=True)
+    )
+    limit = settings.REPORT_MAX_ACTIVE_PER_OWNER
+    active = (
+        Report.objects.using(PRIMARY)
+        .filter(owner=owner, state__in=[State.QUEUED, State.RUNNING])
+        .count()
+    )
+    if active >= limit:
+        raise ReportLimitReached(
+            f"At most {limit} reports of yours may be queued or running at once, and {active} "
+            "are: ask again once one of them has finished."
+        )
 
 
 def report_enqueue(*, report_id: int) -> bool:
@@ -453,3 +481,41 @@ def report_sweep() -> dict[str, int]:
         reason = f"The report ran longer than its {settings.REPORT_TIME_LIMIT}-second limit."
         counts["failed"] += _fail(report.pk, report.attempts, reason)
     return counts
+
+
+def report_files_expire() -> dict[str, int]:
+    """Deletes the CSVs of reports that finished over REPORT_RETENTION_DAYS ago (beat, hourly,
+    on the reports worker: the one that mounts the media volume). The row stays, with
+    expired_at set: its status still reads, its download answers 410.
+
+    The row is updated first, conditional on the file it records: from that commit on no
+    download hands Nginx the path, and a download already being sent keeps reading the open file
+    (Linux frees it on close). A file left behind by a failed deletion is logged, never retried.
+    """
+    days = settings.REPORT_RETENTION_DAYS
+    if days <= 0:
+        return {"expired": 0}
+    now = timezone.now()
+    reports = Report.objects.using(PRIMARY)
+    due = reports.filter(state=State.DONE, finished_at__lt=now - timedelta(days=days)).exclude(
+        file=""
+    )
+    expired = 0
+    for report_id, path in due.order_by("finished_at").values_list("pk", "file")[:1000]:
+        if not reports.filter(pk=report_id, state=State.DONE, file=path).update(
+            file="", expired_at=now
+        ):
+            continue
+        expired += 1
+        try:
+            # The report's own directory: its CSV and anything a dead run left there.
+            shutil.rmtree(_report_dir(report_id))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning(
+                "report %s: its expired file %s not deleted", report_id, path, exc_info=True
+            )
+    if expired:
+        log.info("%s report files past %s days deleted", expired, days)
+    return {"expired": expired}

@@ -1,4 +1,5 @@
-"""The report task (queue "reports") and the sweeper (queue "default"). Thin: see services."""
+"""The report task and the retention sweep (queue "reports"), the sweeper (queue "default").
+Thin: see services."""
 
 from typing import Any
 
@@ -33,3 +34,9 @@ def report_generate(self: Any, *, report_id: int) -> str:
 @shared_task(name="reports.sweep", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def report_sweep() -> dict[str, int]:
     return services.report_sweep()
+
+
+# Deletes files, so it runs where the media volume is mounted: routed to the reports queue.
+@shared_task(name="reports.expire", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def report_files_expire() -> dict[str, int]:
+    return services.report_files_expire()

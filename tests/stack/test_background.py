@@ -13,8 +13,9 @@ import time
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import container_health, docker, wait_until
+from tests.support import ROOT, container_health, docker, run, wait_until
 
 CATCHER = "http://mailcatcher:8025/messages"
 
@@ -421,3 +422,66 @@ def test_the_sweeper_leaves_no_report_running_forever(stack, attempts, outcome):
     assert status["state"] == outcome, status
     if outcome == "failed":
         assert "never finished" in status["error"]
+
+
+# --- the media volume's size and use, exported by worker-reports ---------------------------------
+
+MEDIA_PROBE = ROOT / "tests" / "stack" / "media-probe.compose.yml"
+SCRAPE = (
+    "import urllib.request; "
+    "print(urllib.request.urlopen('http://127.0.0.1:9808/metrics', timeout=5).read().decode())"
+)
+
+
+def media_metrics(stack) -> dict[str, float]:
+    """worker-reports' own exporter, scraped from inside its container as Prometheus would."""
+    out = stack.compose("exec", "-T", "worker-reports", "python3", "-c", SCRAPE).stdout
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(out)
+        for sample in family.samples
+        if sample.name.startswith("media_volume_") and sample.labels["path"] == "/srv/media"
+    }
+
+
+def test_the_media_volumes_use_is_exported_and_follows_a_file_written_to_it(stack):
+    """worker-reports recreated with a 16 MiB tmpfs volume at /srv/media (media-probe.compose.yml,
+    never the host's disk): its metrics give that size, and 4 MiB written there move the used
+    and available bytes by 4 MiB; the file deleted, they move back."""
+    volume = f"{stack.project}_media-probe"
+    files = f"{ROOT / 'docker-compose.yml'}:{MEDIA_PROBE}"
+
+    def worker(env: dict[str, str]) -> None:
+        run(
+            "docker", "compose", "up", "--detach", "--no-deps", "--wait", "--wait-timeout", "120",
+            "worker-reports", cwd=ROOT, env={**stack.env(), **env}, timeout=180,
+        )  # fmt: skip
+
+    worker({"COMPOSE_FILE": files})
+    try:
+        size = 16 * 1024 * 1024
+        written = 4 * 1024 * 1024
+        before = wait_until(
+            lambda: media_metrics(stack), timeout=60, what="worker-reports' media metrics"
+        )
+        assert before["media_volume_size_bytes"] == size
+        write = f"open('/srv/media/probe', 'wb').write(bytes({written}))"
+        stack.compose("exec", "-T", "worker-reports", "python3", "-c", write)
+        after = media_metrics(stack)
+        assert after["media_volume_used_bytes"] - before["media_volume_used_bytes"] == written
+        assert before["media_volume_avail_bytes"] - after["media_volume_avail_bytes"] == written
+        stack.compose("exec", "-T", "worker-reports", "rm", "/srv/media/probe")
+        assert media_metrics(stack) == before
+    finally:
+        # Back to the media volume docker-compose.yml gives it, then the probe volume removed.
+        worker({})
+        run("docker", "volume", "rm", "--force", volume)
+
+
+def test_only_the_worker_with_the_media_volume_exports_it(stack):
+    # The default queue's worker has MEDIA_ROOT too, as a plain directory of its image.
+    out = stack.compose("exec", "-T", "worker", "python3", "-c", SCRAPE).stdout
+    assert "celery_worker_rss_bytes" in out
+    assert "media_volume_" not in out
+    # worker-reports, with the stack's own media volume: the same numbers statvfs gives there.
+    assert media_metrics(stack)["media_volume_size_bytes"] > 0

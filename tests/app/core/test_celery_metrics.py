@@ -1,12 +1,13 @@
 """The Celery worker's small exporter (core/celery_metrics.py): resident memory of the worker's
 main process and each of its children, read from /proc, next to the per-child limit."""
 
+import os
 import socket
 import subprocess
 import sys
 import urllib.request
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import celery_metrics
@@ -48,3 +49,36 @@ def test_served_over_http_when_started(monkeypatch):
     body = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "celery_worker_rss_bytes" in body
     assert "celery_worker_memory_limit_bytes" in body
+
+
+def media_samples(path) -> dict[str, float]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(celery_metrics.MediaVolumeCollector(str(path)))
+    return {s.name: s.value for s in samples(registry) if s.labels["path"] == str(path)}
+
+
+def test_the_media_volumes_size_and_use_are_its_filesystems(tmp_path):
+    before = media_samples(tmp_path)
+    assert set(before) == {
+        "media_volume_size_bytes",
+        "media_volume_used_bytes",
+        "media_volume_avail_bytes",
+    }
+    assert 0 < before["media_volume_avail_bytes"] <= before["media_volume_size_bytes"]
+    assert 0 < before["media_volume_used_bytes"] < before["media_volume_size_bytes"]
+    # What statvfs says of the same filesystem, in bytes (the real filesystem, not a stand-in;
+    # the stack test shows a file moving the numbers on a volume of its own).
+    stats = os.statvfs(tmp_path)
+    assert before["media_volume_size_bytes"] == stats.f_blocks * stats.f_frsize
+
+
+def test_the_media_volume_is_exported_only_where_one_is_mounted(tmp_path):
+    names = {s.name for s in samples(celery_metrics.registry(limit_mb=200, media_root="/"))}
+    assert "media_volume_used_bytes" in names
+    # A plain directory (MEDIA_ROOT in a worker without the volume) is not the volume.
+    names = {
+        s.name for s in samples(celery_metrics.registry(limit_mb=200, media_root=str(tmp_path)))
+    }
+    assert not names & {"media_volume_used_bytes", "media_volume_size_bytes"}
+    # Gone: no sample and no error, the memory metrics still served.
+    assert media_samples(tmp_path / "missing") == {}

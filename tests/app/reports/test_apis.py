@@ -2,13 +2,14 @@
 
 import csv
 import json
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from reports.models import Report
-from reports.services import report_run
+from reports.services import report_files_expire, report_run
 from tests.app.accounts.factories import UserFactory, bearer
 from tests.app.reports.conftest import at, order_at
 from tests.app.shop.factories import ProductFactory
@@ -219,3 +220,57 @@ def test_a_staff_report_covers_every_customers_orders(
     status, rows = report_csv(client, staff, media_root, {**MARCH_3, "scope": "own"})
     assert status["scope"] == "own"
     assert rows[1:] == [["total", "", "", "0", "0", "0.00"]]
+
+
+def test_asking_beyond_the_active_reports_cap_is_a_409_naming_it(
+    client, customer, broker_down, settings
+):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 2
+    user, headers = customer
+    body = {"date_from": "2025-01-01", "date_to": "2025-01-02"}
+    assert [post(client, body, **headers).status_code for _ in range(2)] == [202, 202]
+    response = post(client, body, **headers)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "too_many_active_reports"
+    assert "2 reports" in error["message"]
+    assert Report.objects.filter(owner=user).count() == 2
+    # Once one finishes, the next is accepted.
+    report_run(report_id=Report.objects.filter(owner=user).first().pk)
+    assert post(client, body, **headers).status_code == 202
+
+
+def test_a_report_whose_file_expired_answers_410_and_its_status_still_reads(
+    client, customer, broker_down, media_root, settings
+):
+    settings.REPORT_RETENTION_DAYS = 7
+    _, headers = customer
+    body = {"date_from": "2025-01-01", "date_to": "2025-01-02"}
+    report_id = post(client, body, **headers).json()["id"]
+    assert report_run(report_id=report_id).status == "done"
+    download = f"/api/reports/{report_id}/download"
+    assert client.get(download, **headers).status_code == 200
+    Report.objects.filter(pk=report_id).update(finished_at=timezone.now() - timedelta(days=8))
+    assert report_files_expire() == {"expired": 1}
+
+    response = client.get(download, **headers)
+    assert response.status_code == 410
+    assert "X-Accel-Redirect" not in response
+    error = response.json()["error"]
+    assert error["code"] == "expired"
+    assert "7 days" in error["message"]
+    status = client.get(f"/api/reports/{report_id}", **headers).json()
+    assert (status["state"], status["download_url"]) == ("done", None)
+    assert status["expired_at"] is not None
+    assert status["order_count"] == 0
+    # Still only its owner's business.
+    assert client.get(download, **bearer(UserFactory())).status_code == 404
+
+
+def test_the_schema_documents_the_cap_and_the_expiry():
+    from config.api import api
+
+    paths = api.get_openapi_schema()["paths"]
+    assert "409" in {str(s) for s in paths["/api/reports"]["post"]["responses"]}
+    download = paths["/api/reports/{report_id}/download"]["get"]["responses"]
+    assert "410" in {str(s) for s in download}

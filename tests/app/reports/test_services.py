@@ -3,19 +3,22 @@ completion, failures the customer can read, and memory that does not grow with t
 
 import csv
 import json
+import threading
+import time
 import tracemalloc
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from notifications.models import OutboxEmail
 from reports import services
+from reports.errors import ReportLimitReached
 from reports.models import Report
-from reports.services import report_run, report_sweep
+from reports.services import report_create, report_run, report_sweep
 from reports.tasks import report_generate
 from shop.models import Order, OrderItem
 from tests.app.accounts.factories import UserFactory
@@ -343,3 +346,117 @@ def test_memory_stays_flat_as_the_orders_grow(broker_down, settings):
     large = peak_memory_of_a_report(20_000, settings)
     # Ten times the orders, the same chunk and day in memory: the peak barely moves.
     assert large < small * 1.3, (small, large)
+
+
+# --- at most REPORT_MAX_ACTIVE_PER_OWNER reports queued or running per owner -------------------
+
+
+def ask(owner) -> Report:
+    return report_create(owner=owner, date_from=date(2025, 3, 1), date_to=date(2025, 3, 2))
+
+
+def test_an_owner_at_the_cap_gets_a_clear_error_and_nothing_is_created(broker_down, settings):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 2
+    owner, other = UserFactory(), UserFactory()
+    first, second = ask(owner), ask(owner)
+    with pytest.raises(ReportLimitReached) as caught:
+        ask(owner)
+    assert caught.value.status == 409
+    assert "2 reports" in caught.value.message
+    assert Report.objects.filter(owner=owner).count() == 2
+    # Another owner has a cap of their own.
+    ask(other)
+    # Finished reports, done or failed, no longer count.
+    Report.objects.filter(pk=first.pk).update(state=State.DONE)
+    Report.objects.filter(pk=second.pk).update(state=State.FAILED)
+    ask(owner)
+    ask(owner)
+    # A running one does count.
+    Report.objects.filter(owner=owner, state=State.QUEUED).update(state=State.RUNNING)
+    with pytest.raises(ReportLimitReached):
+        ask(owner)
+
+
+def test_concurrent_requests_at_the_cap_let_only_one_through(broker_down, settings):
+    settings.REPORT_MAX_ACTIVE_PER_OWNER = 3
+    owner = UserFactory()
+    ask(owner)
+    ask(owner)
+    # Both requests count the owner's reports only once the other's insert is visible or
+    # impossible: without a lock each would see 2 of 3 and both would create a report.
+    threads = 4
+    barrier = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def request() -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic(using="default"):
+                # Hold the transaction open a little past the count, where the race lies.
+                ask(owner)
+                time.sleep(0.2)
+            outcomes.append("created")
+        except ReportLimitReached:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=request) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(outcomes) == ["created"] + ["refused"] * (threads - 1)
+    assert Report.objects.filter(owner=owner).count() == 3
+
+
+# --- retention: CSVs deleted REPORT_RETENTION_DAYS after the report finished ---------------------
+
+
+def finished_report(media_root, *, days_ago: float, state=State.DONE) -> Report:
+    """A report that finished `days_ago` days ago, with its CSV really on the media volume."""
+    report = new_report()
+    path = f"reports/{report.pk}/report-{report.pk}-1.csv"
+    (media_root / "reports" / str(report.pk)).mkdir(parents=True)
+    (media_root / path).write_text("date,product_id\n")
+    Report.objects.filter(pk=report.pk).update(
+        state=state,
+        file=path if state == State.DONE else "",
+        finished_at=timezone.now() - timedelta(days=days_ago),
+    )
+    report.refresh_from_db()
+    return report
+
+
+def test_the_retention_sweep_deletes_only_files_past_their_age(media_root, settings):
+    settings.REPORT_RETENTION_DAYS = 7
+    old = finished_report(media_root, days_ago=7.1)
+    # A dead run's leftover in the old report's directory goes with it.
+    (media_root / "reports" / str(old.pk) / f".report-{old.pk}-0.csv.tmp").write_text("x")
+    young = finished_report(media_root, days_ago=6.9)
+    failed = finished_report(media_root, days_ago=30, state=State.FAILED)
+    old_path = old.file
+
+    assert services.report_files_expire() == {"expired": 1}
+    assert not (media_root / "reports" / str(old.pk)).exists()
+    assert (media_root / young.file).is_file()
+    assert (media_root / "reports" / str(failed.pk)).is_dir()  # not ours to judge: no file
+    old.refresh_from_db()
+    # The row stays, marked, and points at no file.
+    assert (old.state, old.file, old.order_count) == (State.DONE, "", None)
+    assert old.expired_at is not None
+    # Again: nothing left to do, and a file already gone is no error.
+    assert services.report_files_expire() == {"expired": 0}
+    assert not (media_root / old_path).exists()
+
+
+def test_the_retention_sweep_task_runs_and_zero_days_keeps_every_file(media_root, settings):
+    from reports.tasks import report_files_expire
+
+    old = finished_report(media_root, days_ago=400)
+    settings.REPORT_RETENTION_DAYS = 0
+    assert report_files_expire.apply().get() == {"expired": 0}
+    assert (media_root / old.file).is_file()
+    settings.REPORT_RETENTION_DAYS = 30
+    assert report_files_expire.apply().get() == {"expired": 1}
+    assert not (media_root / "reports" / str(old.pk)).exists()
