@@ -3,9 +3,9 @@ exporter's data queryable; nothing of it reachable through the public Nginx; and
 provoked for real (the replica stopped, the reports worker stopped, web stopped under requests
 (Nginx's own 502s), a request hung past Gunicorn's timeout) and a filesystem filled (a small tmpfs
 volume, seen by node-exporter), each firing its alert, mailed by Alertmanager to the mail
-catcher, and resolved (mailed again) after recovery. The database exporters log in with their own least-privilege logins (a
-pg_monitor role that reads no app table, PgBouncer's stats user) and no exporter holds a
-password in its command line.
+catcher, and resolved (mailed again) after recovery. The database exporters log in with their
+own least-privilege logins (a pg_monitor role that reads no app table, PgBouncer's stats user)
+and no exporter holds a password in its command line.
 
 The monitoring services join the session's stack for this module only, on a test clock: scrapes
 and rule evaluations every 2s and every duration in the rules divided by ALERT_TIME_SCALE (30:
