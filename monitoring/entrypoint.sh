@@ -72,6 +72,30 @@ require() {
   done
 }
 
+# Writes the secret NAME to the file DEST (this user's alone), then drops NAME from the env the
+# component inherits: it reads the file, so the secret is in no process's argv or environment.
+# A file /run/secrets/NAME wins over the variable (Kubernetes mounts the Secret's key there;
+# compose's `secrets:` would too). In production a dev-only- value is refused, as everywhere.
+secret_file() {
+  if [ -f "/run/secrets/$1" ]; then
+    value=$(cat "/run/secrets/$1")
+  else
+    require "$1"
+    eval "value=\$$1"
+  fi
+  unset "$1"
+  if [ "${APP_ENV:-local}" = production ]; then
+    case $value in
+      dev-only-*)
+        echo "monitoring ($role): $1 is a dev-only- value; set a real secret with APP_ENV=production" >&2
+        exit 1
+        ;;
+    esac
+  fi
+  printf '%s' "$value" > "$2"
+  value=
+}
+
 render_prometheus() {
   : "${PROMETHEUS_SCRAPE_INTERVAL:=15s}" "${PROMETHEUS_EVALUATION_INTERVAL:=15s}"
   : "${ALERT_TIME_SCALE:=1}"
@@ -142,21 +166,31 @@ case "$role" in
     exec amtool check-config "$RUN_DIR/alertmanager.yml"
     ;;
   postgres-exporter)
-    # The app's role (no superuser): enough for pg_up, connection counts, max_connections and
-    # replication lag. The exporter reads DATA_SOURCE_* from env: no password on a command line.
-    require PG_EXPORTER_HOST DB_NAME DB_USER DB_PASSWORD
+    # Its own role (postgres/entrypoint.sh): pg_monitor, no access to the app's tables. The
+    # password reaches the exporter as a file only (DATA_SOURCE_PASS_FILE), never in argv or env.
+    require PG_EXPORTER_HOST DB_NAME MONITORING_DB_USER
+    secret_file MONITORING_DB_PASSWORD "$RUN_DIR/postgres-password"
     DATA_SOURCE_URI="$PG_EXPORTER_HOST:5432/$DB_NAME?sslmode=disable"
-    DATA_SOURCE_USER=$DB_USER DATA_SOURCE_PASS=$DB_PASSWORD
-    export DATA_SOURCE_URI DATA_SOURCE_USER DATA_SOURCE_PASS
+    DATA_SOURCE_USER=$MONITORING_DB_USER DATA_SOURCE_PASS_FILE="$RUN_DIR/postgres-password"
+    export DATA_SOURCE_URI DATA_SOURCE_USER DATA_SOURCE_PASS_FILE
     exec prometheus-postgres-exporter --web.listen-address=:9187 "$@"
     ;;
   pgbouncer-exporter)
-    require PGBOUNCER_HOST DB_USER DB_PASSWORD
-    # SHOW commands on PgBouncer's admin console as one of its stats_users (pgbouncer.ini).
-    exec prometheus-pgbouncer-exporter --web.listen-address=:9127 \
-      --pgBouncer.connectionString="postgres://$DB_USER:$DB_PASSWORD@$PGBOUNCER_HOST:${PGBOUNCER_PORT:-6432}/pgbouncer?sslmode=disable" \
-      --pgBouncer.pid-file= \
-      "$@"
+    # SHOW commands on PgBouncer's admin console as its stats user (pgbouncer/entrypoint.sh), not
+    # the app's role. The connection string, from env, names no password: libpq's password file
+    # (PGPASSFILE, mode 0600) holds it.
+    require PGBOUNCER_HOST PGBOUNCER_STATS_USER
+    port=${PGBOUNCER_PORT:-6432}
+    secret_file PGBOUNCER_STATS_PASSWORD "$RUN_DIR/pgbouncer-password"
+    pgpass_escape() { printf '%s' "$1" | sed 's/[\\:]/\\&/g'; }
+    printf '%s:%s:pgbouncer:%s:%s\n' "$(pgpass_escape "$PGBOUNCER_HOST")" "$port" \
+      "$(pgpass_escape "$PGBOUNCER_STATS_USER")" \
+      "$(pgpass_escape "$(cat "$RUN_DIR/pgbouncer-password")")" > "$RUN_DIR/pgpass"
+    rm -f "$RUN_DIR/pgbouncer-password"
+    PGPASSFILE="$RUN_DIR/pgpass"
+    PGBOUNCER_EXPORTER_CONNECTION_STRING="postgres://$PGBOUNCER_STATS_USER@$PGBOUNCER_HOST:$port/pgbouncer?sslmode=disable"
+    export PGPASSFILE PGBOUNCER_EXPORTER_CONNECTION_STRING
+    exec prometheus-pgbouncer-exporter --web.listen-address=:9127 --pgBouncer.pid-file= "$@"
     ;;
   redis-exporter)
     # REDIS_PASSWORD is read by the exporter from env. The Celery queues are lists in the

@@ -5,6 +5,7 @@ set -euo pipefail
 
 role=${PG_ROLE:-primary}
 : "${DB_NAME:=app}" "${DB_USER:=app}" "${REPLICATION_USER:=replicator}"
+: "${MONITORING_DB_USER:=monitoring}"
 # The app's statement_timeout, set on its role: PgBouncer's transaction pooling rejects it as a
 # startup parameter. Above Gunicorn's request timeout would be pointless; 15s keeps a runaway
 # query from holding a pooled server connection.
@@ -59,7 +60,25 @@ CREATE ROLE :"repl_user" LOGIN REPLICATION PASSWORD :'repl_pass';
 SELECT pg_create_physical_replication_slot('replica1');
 SQL
   psql -v ON_ERROR_STOP=1 --username=postgres --dbname="$DB_NAME" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT ALL ON SCHEMA public TO \"$DB_USER\";" >/dev/null
+  create_monitoring_role
   pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
+}
+
+# The exporters' role (monitoring profile, k8s components/monitoring): pg_monitor's statistics
+# and settings, and no privilege on the app's tables (the schema is the app role's alone).
+# Without its password (a bare `docker run`, the app tests' containers) there is no such role.
+create_monitoring_role() {
+  if [ -z "${MONITORING_DB_PASSWORD:-}" ]; then
+    echo "entrypoint: MONITORING_DB_PASSWORD is empty: no $MONITORING_DB_USER role for the exporters"
+    return 0
+  fi
+  # A connection limit: a stuck exporter can never take the app's share of max_connections.
+  psql -v ON_ERROR_STOP=1 --username=postgres --dbname=postgres \
+    --set=user="$MONITORING_DB_USER" --set=pass="$MONITORING_DB_PASSWORD" <<'SQL' >/dev/null
+CREATE ROLE :"user" LOGIN PASSWORD :'pass' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+  CONNECTION LIMIT 5 IN ROLE pg_monitor;
+ALTER ROLE :"user" SET statement_timeout = '5s';
+SQL
 }
 
 init_replica() {
@@ -74,7 +93,7 @@ init_replica() {
 }
 
 case "$role" in
-  primary) refuse_dev_only DB_PASSWORD REPLICATION_PASSWORD ;;
+  primary) refuse_dev_only DB_PASSWORD REPLICATION_PASSWORD MONITORING_DB_PASSWORD ;;
   replica) refuse_dev_only REPLICATION_PASSWORD ;;
 esac
 

@@ -122,6 +122,7 @@ def test_web_runtime_image_stays_under_200_mb():
         ("replica", "REPLICATION_PASSWORD"),
         ("primary", "REPLICATION_PASSWORD"),
         ("primary", "DB_PASSWORD"),
+        ("primary", "MONITORING_DB_PASSWORD"),
     ],
 )
 def test_postgres_refuses_a_dev_only_password_in_production(role, variable):
@@ -130,6 +131,7 @@ def test_postgres_refuses_a_dev_only_password_in_production(role, variable):
         "PG_ROLE": role,
         "DB_PASSWORD": secrets.token_urlsafe(20),
         "REPLICATION_PASSWORD": secrets.token_urlsafe(20),
+        "MONITORING_DB_PASSWORD": secrets.token_urlsafe(20),
         # Nothing answers here: a replica that got past the check would wait for it, so the
         # run is bounded (exit 124) instead.
         "PRIMARY_HOST": "127.0.0.1",
@@ -155,3 +157,66 @@ def test_postgres_accepts_a_dev_only_password_outside_production():
     )  # fmt: skip
     assert "dev-only" not in result.stderr
     assert "cloning 127.0.0.1" in result.stdout
+
+
+def test_pgbouncer_refuses_a_dev_only_stats_password_in_production():
+    result = docker(
+        "run", "--rm", "-e", "APP_ENV=production", "-e", f"DB_PASSWORD={secrets.token_urlsafe(20)}",
+        "-e", "PGBOUNCER_STATS_PASSWORD=dev-only-pgbouncer-stats",
+        "--entrypoint", "timeout", image("pgbouncer"), "15", "/etc/pgbouncer/entrypoint.sh",
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "PGBOUNCER_STATS_PASSWORD is a dev-only- value" in result.stderr
+
+
+# The database exporters' roles (monitoring/entrypoint.sh) and the secret each reads.
+EXPORTER_ENV = {
+    "postgres-exporter": (
+        "MONITORING_DB_PASSWORD",
+        ["PG_EXPORTER_HOST=127.0.0.1", "DB_NAME=app", "MONITORING_DB_USER=monitoring"],
+    ),
+    "pgbouncer-exporter": (
+        "PGBOUNCER_STATS_PASSWORD",
+        ["PGBOUNCER_HOST=127.0.0.1", "PGBOUNCER_STATS_USER=pgbouncer_stats"],
+    ),
+}
+
+
+def run_exporter(role: str, env: list[str], *mounts: str, seconds: int = 5):
+    """The exporter's entrypoint, bounded: past its checks it serves until `timeout` (124)."""
+    args = [arg for e in env for arg in ("-e", e)] + [a for m in mounts for a in ("-v", m)]
+    return docker(
+        "run", "--rm", "--read-only", "--tmpfs", "/tmp", *args, "--entrypoint", "timeout",
+        image("monitoring"), str(seconds), "/opt/monitoring/entrypoint.sh", role,
+        check=False, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", EXPORTER_ENV)
+def test_exporters_refuse_a_dev_only_password_in_production(role):
+    variable, env = EXPORTER_ENV[role]
+    refused = run_exporter(role, ["APP_ENV=production", f"{variable}=dev-only-x", *env])
+    assert refused.returncode == 1, (refused.returncode, refused.stderr)
+    assert f"{variable} is a dev-only- value" in refused.stderr
+    # A real one passes the checks: the exporter itself starts (and, with no server at the
+    # address, the PgBouncer one exits on its own error; the entrypoint printed nothing).
+    real = f"{variable}={secrets.token_urlsafe(20)}"
+    started = run_exporter(role, ["APP_ENV=production", real, *env])
+    assert f"monitoring ({role})" not in started.stderr, started.stderr
+    assert "dev-only" not in started.stderr
+
+
+@pytest.mark.parametrize("role", EXPORTER_ENV)
+def test_exporters_read_a_secret_file_first_and_refuse_its_dev_only_value(role, tmp_path):
+    """Kubernetes mounts the Secret's key as /run/secrets/<NAME> (k8s/components/monitoring):
+    the file wins over the variable, and is checked like it."""
+    variable, env = EXPORTER_ENV[role]
+    secret = tmp_path / variable
+    secret.write_text("dev-only-from-a-file\n")
+    secret.chmod(0o644)
+    mount = f"{secret}:/run/secrets/{variable}:ro"
+    real = f"{variable}={secrets.token_urlsafe(20)}"
+    refused = run_exporter(role, ["APP_ENV=production", real, *env], mount)
+    assert refused.returncode == 1, (refused.returncode, refused.stderr)
+    assert f"{variable} is a dev-only- value" in refused.stderr

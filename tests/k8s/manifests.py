@@ -37,9 +37,11 @@ IMAGE_UIDS = {
     "postgres": 10004,
     "redis": 10005,
     "upstream": 10006,
+    "monitoring": 10008,
 }
-# The images each deployment runs: the stack's five everywhere, the stand-ins only locally.
-STACK_IMAGES = {"web", "nginx", "pgbouncer", "postgres", "redis"}
+# The images each deployment runs: the stack's five and the exporters' (components/monitoring)
+# everywhere, the stand-ins only locally.
+STACK_IMAGES = {"web", "nginx", "pgbouncer", "postgres", "redis", "monitoring"}
 DEPLOYMENT_IMAGES = {
     "k8s": STACK_IMAGES | {"upstream"},
     "local": STACK_IMAGES | {"upstream"},

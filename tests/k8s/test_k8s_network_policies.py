@@ -129,8 +129,16 @@ ALLOWED = [
     ("pgbouncer", "db-primary", 5432),
     ("pgbouncer", "db-replica", 5432),
     ("db-replica", "db-primary", 5432),
+    # The database exporters (components/monitoring): what they watch.
+    ("exporter", "db-primary", 5432),
+    ("exporter", "db-replica", 5432),
+    ("exporter", "pgbouncer", 6432),
 ]
 DENIED = [
+    ("exporter", "redis", 6379),
+    ("exporter", "web", 8000),
+    ("web", "exporter", 9187),
+    ("nginx", "exporter", 9127),
     ("nginx", "pgbouncer", 6432),
     ("nginx", "redis", 6379),
     ("nginx", "db-primary", 5432),

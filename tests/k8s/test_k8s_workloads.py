@@ -34,6 +34,7 @@ WRITABLE_PATHS = {
     "postgres": {"/var/lib/postgresql/data", "/var/run/postgresql", "/dev/shm", "/tmp"},
     "redis": {"/data", "/tmp"},
     "upstream": {"/tmp"},
+    "exporter": {"/tmp"},
 }
 
 

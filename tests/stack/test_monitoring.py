@@ -3,7 +3,9 @@ exporter's data queryable; nothing of it reachable through the public Nginx; and
 provoked for real (the replica stopped, the reports worker stopped, web stopped under requests
 (Nginx's own 502s), a request hung past Gunicorn's timeout) and a filesystem filled (a small tmpfs
 volume, seen by node-exporter), each firing its alert, mailed by Alertmanager to the mail
-catcher, and resolved (mailed again) after recovery.
+catcher, and resolved (mailed again) after recovery. The database exporters log in with their
+own least-privilege logins (a pg_monitor role that reads no app table, PgBouncer's stats user)
+and no exporter holds a password in its command line.
 
 The monitoring services join the session's stack for this module only, on a test clock: scrapes
 and rule evaluations every 2s and every duration in the rules divided by ALERT_TIME_SCALE (30:
@@ -11,6 +13,7 @@ a `for: 1m` is 2s, a 10-minute window 20s). The rules file itself is the product
 """
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -450,3 +453,101 @@ def test_a_filesystem_filled_past_90_percent_fires_host_disk_almost_full_and_res
         # Back to the service as docker-compose.yml has it, then the probe volume removed.
         exporter({})
         run("docker", "volume", "rm", "--force", volume)
+
+
+# --- least privilege: the database exporters' own logins, their secrets as files ---------------
+
+DB_EXPORTERS = ("postgres-exporter-primary", "postgres-exporter-replica", "pgbouncer-exporter")
+# Every /proc entry's command line, one a line (NULs as spaces).
+CMDLINES = 'for d in /proc/[0-9]*; do tr "\\000" " " < "$d/cmdline" 2>/dev/null; echo; done'
+# The environment of each exporter process (not the container's init, PID 1, nor this shell).
+EXPORTER_ENVIRON = (
+    'for d in /proc/[0-9]*; do case $(tr "\\000" " " < "$d/cmdline" 2>/dev/null) in '
+    'prometheus-*) tr "\\000" "\\n" < "$d/environ"; echo;; esac; done'
+)
+
+
+def container_env(monitoring: Monitoring, service: str) -> dict[str, str]:
+    container = monitoring.compose("ps", "-q", service).strip()
+    raw = run("docker", "inspect", "--format", "{{json .Config.Env}}", container).stdout
+    return dict(item.split("=", 1) for item in json.loads(raw))
+
+
+def stack_passwords(monitoring: Monitoring) -> dict[str, str]:
+    """Every *_PASSWORD the data services and the exporters were given, by name."""
+    found: dict[str, str] = {}
+    for service in ("db-primary", "pgbouncer", "redis", *EXPORTERS):
+        for name, value in container_env(monitoring, service).items():
+            if name.endswith("PASSWORD") and value:
+                found[name] = value
+    return found
+
+
+def psql_on_primary(monitoring: Monitoring, user_var: str, password_var: str, sql: str):
+    """psql over TCP in db-primary as the role and password of its own env's variables."""
+    script = (
+        f'PGPASSWORD="${password_var}" psql -h 127.0.0.1 -U "${user_var}" -d app '
+        f'-XAtq -v ON_ERROR_STOP=1 -c "{sql}"'
+    )
+    return run(
+        "docker", "compose", "exec", "-T", "db-primary", "sh", "-c", script,
+        cwd=ROOT, env=monitoring.env, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_database_exporters_scrape_with_their_own_logins_not_the_apps(monitoring):
+    for promql in ('pg_up{role="primary"} == 1', 'pg_up{role="replica"} == 1', "pgbouncer_up == 1"):
+        wait_until(lambda q=promql: monitoring.query(q), timeout=60, what=promql)
+    # Postgres sees the exporters as the monitoring role, on the primary and the replica.
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'monitoring'"
+    for server in ("db-primary", "db-replica"):
+        wait_until(
+            lambda s=server: int(monitoring.stack.psql(s, sql)) > 0,
+            timeout=30,
+            what=f"the exporter logged in to {server} as monitoring",
+        )
+    # The app's password is handed to none of them.
+    for service in DB_EXPORTERS:
+        env = container_env(monitoring, service)
+        assert "DB_PASSWORD" not in env, service
+        assert "dev-only-app" not in env.values(), service
+
+
+def test_the_monitoring_role_is_pg_monitor_and_reads_no_app_table(monitoring):
+    as_monitoring = ("MONITORING_DB_USER", "MONITORING_DB_PASSWORD")
+    member = psql_on_primary(
+        monitoring, *as_monitoring, "SELECT pg_has_role(current_user, 'pg_monitor', 'MEMBER')"
+    )
+    assert member.stdout.strip() == "t", member.stderr
+    for table in ("shop_product", "shop_order", "auth_user"):
+        # The app's role reads it: the refusal below is the monitoring role's, not a lost table.
+        own = psql_on_primary(monitoring, "DB_USER", "DB_PASSWORD", f"SELECT count(*) FROM {table}")
+        assert own.returncode == 0, own.stderr
+        refused = psql_on_primary(monitoring, *as_monitoring, f"SELECT 1 FROM public.{table}")
+        assert refused.returncode != 0, table
+        assert "permission denied" in refused.stderr, refused.stderr
+    created = psql_on_primary(monitoring, *as_monitoring, "CREATE TABLE public.intruder (id int)")
+    assert "permission denied" in created.stderr, created.stderr
+
+
+def test_no_exporter_has_a_password_in_its_command_line(monitoring):
+    passwords = stack_passwords(monitoring)
+    assert {"DB_PASSWORD", "REDIS_PASSWORD"} <= set(passwords)
+    for service in EXPORTERS:
+        lines = monitoring.compose("exec", "-T", service, "sh", "-c", CMDLINES).splitlines()
+        assert any(line.startswith(("prometheus-", "mtail")) for line in lines), (service, lines)
+        for line in lines:
+            for name, value in passwords.items():
+                assert value not in line, f"{service}: {name} in {line!r}"
+            # No user:password@ of a connection string either.
+            assert re.search(r"://[^/@\s:]+:[^/@\s]+@", line) is None, f"{service}: {line!r}"
+
+
+def test_database_exporters_read_their_password_from_a_file_not_their_environment(monitoring):
+    passwords = stack_passwords(monitoring)
+    for service in DB_EXPORTERS:
+        environ = monitoring.compose("exec", "-T", service, "sh", "-c", EXPORTER_ENVIRON)
+        assert environ.strip(), service
+        for name, value in passwords.items():
+            assert value not in environ, f"{service}: {name} in the exporter's environment"
+        assert "_FILE=/tmp/monitoring/" in environ or "PGPASSFILE=/tmp/monitoring/" in environ

@@ -1,6 +1,7 @@
 """PgBouncer in transaction mode: prepared statements survive pooling, and hundreds of clients
 share a few server connections. The client programs run inside the web container (the
-backend network), with the app's own credentials."""
+backend network), with the app's own credentials; PgBouncer's statistics are read as its stats
+user (the app's role may not: stats_users)."""
 
 import json
 
@@ -8,7 +9,7 @@ from bench import pgbouncer_clients
 from tests.support import wait_until
 
 PREPARED = """
-import json, os, psycopg
+import json, os, sys, psycopg
 kw = dict(host="pgbouncer", port=6432, dbname="app", user=os.environ["DB_USER"],
           password=os.environ["DB_PASSWORD"], autocommit=True)
 # prepare_threshold=0: psycopg prepares every statement (protocol-level Parse/Bind).
@@ -17,7 +18,8 @@ rows = 0
 for i in range(200):
     conn = conns[i % 4]  # each statement is its own transaction: any server connection may run it
     rows += conn.execute("SELECT count(*) FROM shop_product WHERE id > %s", (i,)).fetchone()[0] >= 0
-admin = psycopg.connect(**{**kw, "dbname": "pgbouncer"})
+admin = psycopg.connect(**{**kw, "dbname": "pgbouncer", "user": sys.argv[1],
+                           "password": sys.argv[2]})
 cur = admin.cursor()
 cur.execute("SHOW STATS")
 names = [d.name for d in cur.description]
@@ -28,13 +30,19 @@ print(json.dumps({"ok": rows, "client_parse": stats["app"]["total_client_parse_c
 """
 
 
-def run_in_web(stack, script):
-    out = stack.compose("exec", "-T", "web", "python3", "-c", script, timeout=300).stdout
+def run_in_web(stack, script, *args):
+    out = stack.compose("exec", "-T", "web", "python3", "-c", script, *args, timeout=300).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def stats_login(stack) -> list[str]:
+    """PgBouncer's stats user and password, from its own container's env."""
+    script = 'printf "%s\\n%s" "$PGBOUNCER_STATS_USER" "$PGBOUNCER_STATS_PASSWORD"'
+    return stack.compose("exec", "-T", "pgbouncer", "sh", "-c", script).stdout.splitlines()
+
+
 def test_prepared_statements_survive_transaction_pooling(stack):
-    result = run_in_web(stack, PREPARED)
+    result = run_in_web(stack, PREPARED, *stats_login(stack))
     assert (
         result["ok"] == 200
     )  # every execution answered; none hit "prepared statement ... does not exist"

@@ -75,6 +75,8 @@ def production(project: str, port: int, **overrides: str) -> dict[str, str]:
         "REPLICATION_PASSWORD": secrets.token_urlsafe(24),
         "REDIS_PASSWORD": secrets.token_urlsafe(24),
         "FLOWER_PASSWORD": secrets.token_urlsafe(24),
+        "MONITORING_DB_PASSWORD": secrets.token_urlsafe(24),
+        "PGBOUNCER_STATS_PASSWORD": secrets.token_urlsafe(24),
         "NGINX_PORT": str(port),
         # The images `make test` built; a deploy adds --build.
         "IMAGE_TAG": os.environ.get("IMAGE_TAG", "dev"),
