@@ -1,6 +1,6 @@
 """The server connections a Postgres may be asked for, from the rendered configs: every
-PgBouncer pod's pool and reserve, plus what logs in directly (the exporters), against the
-connections Postgres admits to roles that are not superusers."""
+PgBouncer pod's pool and reserve, plus what logs in directly (the exporters' role, up to its
+connection limit), against the connections Postgres admits to roles that are not superusers."""
 
 import re
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ def config_value(path: str, name: str, separator: str = "=") -> int:
 class Budget:
     pgbouncer_pods: int  # the most that run at once (a rollout's surge included)
     pool_size: int  # PGBOUNCER_POOL_SIZE as the rendered config sets it
-    direct: int  # connections that bypass PgBouncer (one per Postgres exporter)
+    exporters: bool  # Postgres exporters run: their role's connections bypass PgBouncer
 
     # PgBouncer keeps one pool per (database, user) and each logical database names one server;
     # only the app's role reaches a server through it (the admin console opens none).
@@ -28,6 +28,13 @@ class Budget:
     @property
     def reserve(self) -> int:
         return config_value("pgbouncer/pgbouncer.ini.template", "reserve_pool_size")
+
+    @property
+    def direct(self) -> int:
+        """The exporters' role's CONNECTION LIMIT: all they may hold on one server."""
+        if not self.exporters:
+            return 0
+        return config_value("postgres/entrypoint.sh", "  CONNECTION LIMIT", separator="")
 
     @property
     def demand(self) -> int:
@@ -44,6 +51,6 @@ class Budget:
     def check(self, where: str) -> None:
         assert self.demand <= self.supply(), (
             f"{where}: {self.pgbouncer_pods} PgBouncer pod(s) x ({self.pool_size} + "
-            f"{self.reserve} reserve) + {self.direct} direct = {self.demand} server connections, "
+            f"{self.reserve} reserve) + {self.direct} for the exporters = {self.demand} server connections, "
             f"but Postgres admits {self.supply()} (max_connections - superuser slots)"
         )

@@ -423,10 +423,12 @@ def test_pgbouncer_pools_fit_in_postgres_max_connections_during_a_rollout(
     surge = pgbouncer["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
     assert isinstance(surge, int), "a percentage surge needs rounding up here"
     exporters = [
-        c for c in deployment.containers() if "postgres-exporter" in (c.spec.get("command") or [])
+        c
+        for c in deployment.containers()
+        if "postgres-exporter" in [*(c.spec.get("command") or []), *(c.spec.get("args") or [])]
     ]
     Budget(
         pgbouncer_pods=int(pgbouncer["spec"].get("replicas", 1)) + surge,
         pool_size=int(deployment.config["PGBOUNCER_POOL_SIZE"]),
-        direct=len(exporters),
+        exporters=bool(exporters),
     ).check(deployment.variant)
