@@ -51,6 +51,6 @@ class Budget:
     def check(self, where: str) -> None:
         assert self.demand <= self.supply(), (
             f"{where}: {self.pgbouncer_pods} PgBouncer pod(s) x ({self.pool_size} + "
-            f"{self.reserve} reserve) + {self.direct} for the exporters = {self.demand} server connections, "
-            f"but Postgres admits {self.supply()} (max_connections - superuser slots)"
+            f"{self.reserve} reserve) + {self.direct} for the exporters = {self.demand} server "
+            f"connections, but Postgres admits {self.supply()} (max_connections - superuser slots)"
         )
