@@ -33,11 +33,22 @@ class StaffBearerToken(BearerToken):
         return _staff_only(super().authenticate(request, token))
 
 
-class StaffSession(SessionAuth):
+class Session(SessionAuth):
+    """The session, with CSRF checked only when a session cookie came with the request: without
+    one there is no ambient credential to forge, and the answer is the 401 that names the
+    missing (or expired, or revoked) credential, not "CSRF check Failed"."""
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
+
+class StaffSession(Session):
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
         return _staff_only(super().authenticate(request, key))
 
 
 # Session auth checks CSRF on unsafe methods: a cookie alone never authorises a write.
-customer_auth = [BearerToken(), SessionAuth()]
+customer_auth = [BearerToken(), Session()]
 staff_auth = [StaffBearerToken(), StaffSession()]

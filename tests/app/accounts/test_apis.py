@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 
 from tests.app.accounts.factories import UserFactory
 
@@ -50,3 +51,24 @@ def test_nul_bytes_are_a_400_not_a_database_error(client):
     )
     assert response.status_code == 400
     assert "username" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"HTTP_AUTHORIZATION": "Bearer expired-or-revoked"}],
+    ids=["no credentials", "a token that is not valid"],
+)
+@pytest.mark.parametrize("path", ["/api/orders", "/api/reports", "/api/tasks"])
+def test_a_write_without_valid_credentials_is_a_401_not_a_csrf_403(path, headers):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(path, {}, content_type="application/json", **headers)
+    assert response.status_code == 401, response.content
+
+
+def test_a_session_write_without_its_csrf_token_is_still_a_403():
+    user = UserFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post("/api/orders", {"items": []}, content_type="application/json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]["message"]
