@@ -168,7 +168,7 @@ def test_data_services_use_their_native_checks(any_variant: Manifests) -> None:
                 assert 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli' in command, probe
                 assert "ping" in command, probe
             else:
-                assert command.startswith("pg_isready --host=/var/run/postgresql"), probe
+                assert command.startswith("pg_isready --host=127.0.0.1"), probe
 
 
 def test_rollouts_never_drop_below_capacity(any_variant: Manifests) -> None:
