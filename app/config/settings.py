@@ -186,9 +186,10 @@ _REDIS_OPTIONS = {
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {
-    # Cache instance. Page and query cache, the product page's stock copy (shop/stock.py) and
-    # the replica-down mark: each a copy the database rebuilds, so eviction costs a miss. An
-    # outage degrades to uncached reads (misses), never to errors.
+    # Cache instance. Page and query cache and the product page's stock copy (shop/stock.py):
+    # copies the database rebuilds, so eviction costs a miss. Also the replica-down mark
+    # (core/db.py): evicted, the next read that finds the replica dead sets it again. An outage
+    # degrades to uncached reads (misses), never to errors.
     "default": {
         # django-redis, each call timed for /metrics (core/cache.py).
         "BACKEND": "core.cache.InstrumentedRedisCache",
