@@ -194,10 +194,11 @@ case "$role" in
     ;;
   redis-exporter)
     # REDIS_PASSWORD is read by the exporter from env. The Celery queues are lists in the
-    # broker's database 0: their lengths are the backlog per queue (redis_key_size).
+    # broker's database 0: their lengths are the backlog per queue (redis_key_size). Set but
+    # empty (the cache instance's exporter): no keys.
     require REDIS_ADDR REDIS_PASSWORD
     exec prometheus-redis-exporter -web.listen-address=:9121 -redis.addr="$REDIS_ADDR" \
-      -check-single-keys="${REDIS_EXPORTER_QUEUE_KEYS:-db0=default,db0=reports,db0=email}" \
+      -check-single-keys="${REDIS_EXPORTER_QUEUE_KEYS-db0=default,db0=reports,db0=email}" \
       "$@"
     ;;
   nginx-exporter)

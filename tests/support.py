@@ -72,6 +72,7 @@ MONITORING_SERVICES = [
     "postgres-exporter-replica",
     "pgbouncer-exporter",
     "redis-exporter",
+    "redis-cache-exporter",
     "nginx-exporter",
     "nginx-log-exporter",
     "node-exporter",

@@ -35,6 +35,8 @@ HOST_ONLY = {
     "IMAGE_TAG",
     "BASE_IMAGE",
     "BUILD_CA_BUNDLE",
+    # The cache instance's memory: compose passes it as an argument (redis-cache's command).
+    "REDIS_CACHE_MAXMEMORY",
     # Compose itself: every container's log rotation (x-hardened; tests/test_compose.py).
     "LOG_MAX_SIZE",
     "LOG_MAX_FILES",
@@ -48,6 +50,8 @@ WIRED = {
     "DB_PORT",
     "REDIS_HOST",
     "REDIS_PORT",
+    "REDIS_CACHE_HOST",
+    "REDIS_CACHE_PORT",
     "PRIMARY_HOST",
     "REPLICA_HOST",
     "PG_ROLE",
@@ -70,6 +74,16 @@ LIBRARY_READERS = {
     "OTEL_TRACES_SAMPLER_ARG": DJANGO,
     # Flower's own FLOWER_* options.
     "FLOWER_PURGE_OFFLINE_WORKERS": ("flower",),
+}
+
+# The same image's code run for another instance: these services get that instance's value under
+# the name the code reads (a variable of .env.example, or a fixed value: None).
+OTHER_INSTANCE: dict[str, dict[str, str | None]] = {
+    "redis-cache": {"REDIS_PASSWORD": "REDIS_CACHE_PASSWORD"},
+    "redis-cache-exporter": {
+        "REDIS_PASSWORD": "REDIS_CACHE_PASSWORD",
+        "REDIS_EXPORTER_QUEUE_KEYS": None,  # no Celery queues in the cache
+    },
 }
 
 # Read by the Django code, but meant for web alone: in a Celery worker it would switch
@@ -155,7 +169,7 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
         ("nginx/", _files("nginx/entrypoint.sh", "nginx/*.conf"), ("nginx",)),
         ("pgbouncer/", _files("pgbouncer/entrypoint.sh", "pgbouncer/*.template"), ("pgbouncer",)),
         ("postgres/", _files("postgres/entrypoint.sh"), ("db-primary", "db-replica")),
-        ("redis/", _files("redis/entrypoint.sh"), ("redis",)),
+        ("redis/", _files("redis/entrypoint.sh"), ("redis", "redis-cache")),
         ("upstream/", _python(*sorted(ROOT.glob("upstream/*.py"))), ("price", "recommendations")),
     ]
     for role, code in monitoring.items():
@@ -238,7 +252,11 @@ def test_a_value_in_env_reaches_every_process_that_reads_it(rendered):
     for name in names:
         for service in sorted(expected[name]):
             value = _environment(rendered[service]).get(name)
-            if name in WIRED:
+            if name in OTHER_INSTANCE.get(service, {}):
+                source = OTHER_INSTANCE[service][name]
+                if source is not None and value != distinctive(source):
+                    missing.append(f"{name} -> {service} (got {value!r}, not {source})")
+            elif name in WIRED:
                 if value is None:
                     missing.append(f"{name} -> {service} (not set)")
             elif value != distinctive(name):

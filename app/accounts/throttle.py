@@ -3,7 +3,8 @@
 - per account: after LOGIN_FREE_FAILURES failed logins for one username, each further failure
   locks that username for a doubling time (LOGIN_BACKOFF_SECONDS up to
   LOGIN_BACKOFF_MAX_SECONDS), whatever address the guesses come from; a success clears it.
-  Kept in the cache's Redis: if it is unreachable, logins are not throttled here (Nginx's
+  Kept in the "state" cache (the broker's Redis, never evicted: a client who fills the page
+  cache cannot lift a lockout); if it is unreachable, logins are not throttled here (Nginx's
   per-address limit still is).
 - per process: password hashing is deliberately slow (PBKDF2, and Django hashes for unknown
   usernames too), so a flood of logins could take every core from the readers. One hash at a
@@ -20,11 +21,15 @@ from time import monotonic, sleep
 from typing import TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import BaseCache, caches
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNAVAILABLE = "login throttle: cache unavailable, account not throttled"
+
+
+def _cache() -> BaseCache:
+    return caches["state"]
 
 
 def _keys(username: str) -> tuple[str, str]:
@@ -37,7 +42,7 @@ def login_lock_remaining(*, username: str) -> int:
     _, locked = _keys(username)
     try:
         # django-redis adds ttl(): 0 if the key is absent, None if it has no expiry.
-        remaining = cache.ttl(locked)  # type: ignore[attr-defined]
+        remaining = _cache().ttl(locked)  # type: ignore[attr-defined]
     except Exception:  # Redis down: Nginx's per-address limit is what is left
         log.warning(UNAVAILABLE, exc_info=True)
         return 0
@@ -54,9 +59,9 @@ def login_failure_record(*, username: str) -> None:
 def _failure_count(username: str) -> None:
     failures, locked = _keys(username)
     try:
-        count = cache.incr(failures)
+        count = _cache().incr(failures)
     except ValueError:  # the first failure in the window
-        cache.set(failures, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+        _cache().set(failures, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
         count = 1
     excess = int(count or 0) - settings.LOGIN_FREE_FAILURES
     if excess > 0:
@@ -64,12 +69,12 @@ def _failure_count(username: str) -> None:
             settings.LOGIN_BACKOFF_SECONDS * 2 ** min(excess - 1, 30),
             settings.LOGIN_BACKOFF_MAX_SECONDS,
         )
-        cache.set(locked, 1, timeout=backoff)
+        _cache().set(locked, 1, timeout=backoff)
 
 
 def login_success_record(*, username: str) -> None:
     try:
-        cache.delete_many(list(_keys(username)))
+        _cache().delete_many(list(_keys(username)))
     except Exception:
         log.warning(UNAVAILABLE, exc_info=True)
 

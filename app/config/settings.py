@@ -151,16 +151,33 @@ if not 0 < LOGIN_HASH_SHARE <= 1:
 
     raise ImproperlyConfigured("LOGIN_HASH_SHARE must be above 0 and at most 1.")
 
-# --- Redis: cache (db 2), Celery broker (db 0) and results (db 1) -------------------------------
+# --- Redis: two instances, because clients choose the page cache's keys (page x page size) ------
+# The broker instance (REDIS_*: noeviction, append-only file) holds what must not vanish: Celery's
+# queues (db 0) and results (db 1), and the "state" cache (db 3). The cache instance
+# (REDIS_CACHE_*: allkeys-lru, no persistence) holds copies the database can rebuild (db 2): a
+# full cache evicts its oldest pages instead of refusing the broker's publishes.
 REDIS_HOST = env_str("REDIS_HOST", "redis")
 REDIS_PORT = env_int("REDIS_PORT", 6379)
 REDIS_PASSWORD = env_secret(
     "REDIS_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}redis"
 )
+REDIS_CACHE_HOST = env_str("REDIS_CACHE_HOST", "redis-cache")
+REDIS_CACHE_PORT = env_int("REDIS_CACHE_PORT", 6379)
+REDIS_CACHE_PASSWORD = env_secret(
+    "REDIS_CACHE_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}redis-cache"
+)
+# Databases: the cache instance's one, and the broker instance's db for the "state" cache.
+REDIS_CACHE_DB = 2
+REDIS_STATE_DB = 3
 
 
 def redis_url(db: int) -> str:
+    """The broker instance."""
     return f"redis://:{REDIS_PASSWORD}@{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def redis_cache_url() -> str:
+    return f"redis://:{REDIS_CACHE_PASSWORD}@{REDIS_CACHE_HOST}:{REDIS_CACHE_PORT}/{REDIS_CACHE_DB}"
 
 
 _REDIS_OPTIONS = {
@@ -171,18 +188,25 @@ _REDIS_OPTIONS = {
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {
-    # Page and query cache: an outage degrades to uncached reads (misses), never to errors.
+    # Cache instance. Page and query cache and the product page's stock copy (shop/stock.py):
+    # copies the database rebuilds, so eviction costs a miss. Also the replica-down mark
+    # (core/db.py): evicted, the next read that finds the replica dead sets it again. An outage
+    # degrades to uncached reads (misses), never to errors.
     "default": {
         # django-redis, each call timed for /metrics (core/cache.py).
         "BACKEND": "core.cache.InstrumentedRedisCache",
-        "LOCATION": redis_url(2),
+        "LOCATION": redis_cache_url(),
         "TIMEOUT": env_int("CACHE_TTL", 60),
         "OPTIONS": {**_REDIS_OPTIONS, "IGNORE_EXCEPTIONS": True},
     },
-    # State whose absence must be noticed (read-your-writes marks): errors are raised.
+    # Broker instance (noeviction). State whose loss must not pass silently, so never evicted
+    # by a flood of page keys: read-your-writes marks (evicted, a customer would read a lagging
+    # replica) and the login throttle (accounts/throttle.py: evicted, an attacker who fills the
+    # cache would lift their own lockout). Every key has a TTL and their number is bounded by
+    # writes and Nginx's login rate, not by what readers ask for. Errors are raised.
     "state": {
         "BACKEND": "core.cache.InstrumentedRedisCache",
-        "LOCATION": redis_url(2),
+        "LOCATION": redis_url(REDIS_STATE_DB),
         "KEY_PREFIX": "state",
         "OPTIONS": _REDIS_OPTIONS,
     },

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from ninja import Field, Path, Schema
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     StringConstraints,
@@ -16,6 +17,9 @@ from pydantic import (
 # Deep pages cost an OFFSET scan; past this, clients should narrow the query instead.
 MAX_PAGE = 10_000
 MAX_PAGE_SIZE = 100
+# The only page sizes a cached list accepts: each size is its own set of cache keys, so a client
+# free to pick any size could multiply the keys (and the misses) by MAX_PAGE_SIZE.
+PAGE_SIZES = (10, 20, 50, 100)
 
 
 # Postgres text cannot hold NUL; saying so in the schema turns it into a 400, not a 500.
@@ -90,6 +94,30 @@ class ErrorOut(Schema):
 class PageQuery(Schema):
     page: int = Field(1, ge=1, le=MAX_PAGE)
     page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
+
+
+def _canonical_page_size(value: int) -> int:
+    if value not in PAGE_SIZES:
+        raise ValueError(f"page_size must be one of {', '.join(map(str, PAGE_SIZES))}")
+    return value
+
+
+# An int (a query string's "50" is parsed as usual) that must be one of PAGE_SIZES, listed in the
+# OpenAPI schema as an enum.
+CanonicalPageSize = Annotated[
+    int,
+    AfterValidator(_canonical_page_size),
+    WithJsonSchema({"type": "integer", "enum": list(PAGE_SIZES), "default": 20}),
+]
+
+
+class CachedPageQuery(Schema):
+    """Pagination of a cached list: page sizes from PAGE_SIZES only."""
+
+    page: int = Field(1, ge=1, le=MAX_PAGE)
+    page_size: CanonicalPageSize = Field(
+        20, description=f"One of {', '.join(map(str, PAGE_SIZES))}; any other is a 400."
+    )
 
 
 def errors(*statuses: int) -> dict[int, Any]:

@@ -50,11 +50,11 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     return {"in_recovery": bool(row and row[0])}
 
 
-def _redis_check(timeout: float) -> dict[str, Any]:
+def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[str, Any]:
     client = redis.Redis(
-        host=settings.REDIS_HOST,
-        port=settings.REDIS_PORT,
-        password=settings.REDIS_PASSWORD,
+        host=host,
+        port=port,
+        password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
@@ -70,7 +70,17 @@ def readiness_get(*, timeout: float) -> Readiness:
     probes: dict[str, Callable[[], dict[str, Any]]] = {
         "primary": lambda: _database_check("default", timeout),
         "replica": lambda: _database_check("replica", timeout),
-        "redis": lambda: _redis_check(timeout),
+        # The broker instance (Celery, read-your-writes marks, login throttle) and the cache
+        # instance (pages, stock copies): either down degrades, neither stops reads.
+        "redis": lambda: _redis_check(
+            settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD, timeout
+        ),
+        "redis_cache": lambda: _redis_check(
+            settings.REDIS_CACHE_HOST,
+            settings.REDIS_CACHE_PORT,
+            settings.REDIS_CACHE_PASSWORD,
+            timeout,
+        ),
     }
     # A pool per call: a probe stuck behind a dead server must not block the next probe.
     pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readyz")

@@ -3,7 +3,14 @@ from typing import Annotated
 from ninja import Field, Schema
 from pydantic import BeforeValidator
 
-from core.schemas import MAX_BIGINT, InputSchema, Money, PageQuery, json_integer, no_nul
+from core.schemas import (
+    MAX_BIGINT,
+    CachedPageQuery,
+    InputSchema,
+    Money,
+    json_integer,
+    no_nul,
+)
 
 PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
@@ -72,7 +79,7 @@ class ProductPage(Schema):
     count: int
 
 
-class ProductQuery(PageQuery):
+class ProductQuery(CachedPageQuery):
     hot: bool | None = None
 
 

@@ -25,6 +25,9 @@ from shop.errors import (
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_set
 
+# Both keys live in the cache instance, which evicts when full: the version (read by every list
+# request, so the last an LRU drops) or the mark evicted lets a stale page be served at most until
+# its CACHE_TTL runs out, as every cached page may be.
 PRODUCTS_VERSION_KEY = "products:version"
 # Present for READ_YOUR_WRITES_SECONDS after a product write: a page missed meanwhile is filled
 # from the primary, since the replica may not have replayed the write yet (shop/selectors.py).

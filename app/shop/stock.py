@@ -2,6 +2,7 @@
 page.
 
 Redis holds a copy, the database the truth: any Redis failure falls back to the database value.
+The copy lives in the cache instance (settings.CACHES["default"]): evicted, it is a miss.
 
 Staleness is bounded by STOCK_CACHE_TTL seconds. Each copy carries the row's stock_version
 (raised under the row lock with every change) and Redis keeps only the highest one, so hooks
@@ -53,10 +54,10 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
 
 def _client() -> aioredis.Redis:
     return aioredis.Redis(
-        host=settings.REDIS_HOST,
-        port=settings.REDIS_PORT,
-        password=settings.REDIS_PASSWORD,
-        db=2,
+        host=settings.REDIS_CACHE_HOST,
+        port=settings.REDIS_CACHE_PORT,
+        password=settings.REDIS_CACHE_PASSWORD,
+        db=settings.REDIS_CACHE_DB,
         socket_timeout=0.5,
         socket_connect_timeout=0.5,
     )

@@ -20,6 +20,7 @@ from tests.support import container_health, image, wait_until
 
 DB_PASSWORD = secrets.token_urlsafe(16)
 REDIS_PASSWORD = secrets.token_urlsafe(16)
+REDIS_CACHE_PASSWORD = secrets.token_urlsafe(16)
 
 
 def _start(container: DockerContainer) -> DockerContainer:
@@ -49,8 +50,13 @@ def postgres_container() -> Iterator[DockerContainer]:
     container.stop()
 
 
+# The cache instance's arguments in docker-compose.yml (service redis-cache).
+CACHE_ARGS = ("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru", "--appendonly", "no")
+
+
 @pytest.fixture(scope="session")
 def redis_container() -> Iterator[DockerContainer]:
+    """The broker instance: Celery, the "state" cache (db 3)."""
     container = (
         DockerContainer(image("redis"))
         .with_env("REDIS_PASSWORD", REDIS_PASSWORD)
@@ -59,6 +65,24 @@ def redis_container() -> Iterator[DockerContainer]:
     _start(container)
     yield container
     container.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cache_container() -> Iterator[DockerContainer]:
+    """The cache instance: the "default" cache (db 2), evicting its least recently used keys."""
+    container = (
+        DockerContainer(image("redis"))
+        .with_env("REDIS_PASSWORD", REDIS_CACHE_PASSWORD)
+        .with_command(" ".join(CACHE_ARGS))
+        .with_exposed_ports(6379)
+    )
+    _start(container)
+    yield container
+    container.stop()
+
+
+def _address(container: DockerContainer) -> tuple[str, int]:
+    return container.get_container_host_ip(), int(container.get_exposed_port(6379))
 
 
 @pytest.fixture(scope="session")
@@ -79,29 +103,48 @@ def _databases_unchanged() -> Iterator[None]:
 
 
 @pytest.fixture
-def redis_settings(settings, redis_container: DockerContainer):  # type: ignore[no-untyped-def]
-    """Points the cache and the readiness check at the test Redis."""
-    host = redis_container.get_container_host_ip()
-    port = int(redis_container.get_exposed_port(6379))
+def redis_settings(  # type: ignore[no-untyped-def]
+    settings, redis_container: DockerContainer, redis_cache_container: DockerContainer
+):
+    """Points the caches and the readiness check at the test Redis instances, as in compose:
+    "default" at the cache instance, "state" at the broker instance."""
+    host, port = _address(redis_container)
     settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD = host, port, REDIS_PASSWORD
-    location = f"redis://:{REDIS_PASSWORD}@{host}:{port}/2"
+    cache_host, cache_port = _address(redis_cache_container)
+    settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = cache_host, cache_port
+    settings.REDIS_CACHE_PASSWORD = REDIS_CACHE_PASSWORD
+    locations = {
+        "default": f"redis://:{REDIS_CACHE_PASSWORD}@{cache_host}:{cache_port}/2",
+        "state": f"redis://:{REDIS_PASSWORD}@{host}:{port}/3",
+    }
     settings.CACHES = {
-        alias: {**config, "LOCATION": location} for alias, config in settings.CACHES.items()
+        alias: {**config, "LOCATION": locations[alias]} for alias, config in settings.CACHES.items()
     }
     from django.core.cache import caches
 
     caches["default"].clear()
+    caches["state"].clear()
     return settings
 
 
 @pytest.fixture
-def redis_client(redis_container: DockerContainer) -> Iterator[Any]:
-    """A plain client of the test Redis, to look at what the app did there (keys, INFO)."""
+def redis_client(redis_cache_container: DockerContainer) -> Iterator[Any]:
+    """A plain client of the test cache instance (db 2), to look at what the app did there."""
     import redis
 
-    host = redis_container.get_container_host_ip()
-    port = int(redis_container.get_exposed_port(6379))
-    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=2)
+    host, port = _address(redis_cache_container)
+    client = redis.Redis(host=host, port=port, password=REDIS_CACHE_PASSWORD, db=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def state_client(redis_container: DockerContainer) -> Iterator[Any]:
+    """A plain client of the broker instance's "state" db (3)."""
+    import redis
+
+    host, port = _address(redis_container)
+    client = redis.Redis(host=host, port=port, password=REDIS_PASSWORD, db=3)
     yield client
     client.close()
 

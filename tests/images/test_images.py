@@ -79,6 +79,7 @@ def production_env() -> list[str]:
         f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}",
         f"DB_PASSWORD={secrets.token_urlsafe(20)}",
         f"REDIS_PASSWORD={secrets.token_urlsafe(20)}",
+        f"REDIS_CACHE_PASSWORD={secrets.token_urlsafe(20)}",
         "DJANGO_ALLOWED_HOSTS=shop.example.com",
     ]
 

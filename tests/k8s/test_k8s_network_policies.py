@@ -126,6 +126,7 @@ ALLOWED = [
     ("nginx", "web", 8000),
     *[(client, "pgbouncer", 6432) for client in DJANGO],
     *[(client, "redis", 6379) for client in DJANGO],
+    *[(client, "redis-cache", 6379) for client in DJANGO],
     ("pgbouncer", "db-primary", 5432),
     ("pgbouncer", "db-replica", 5432),
     ("db-replica", "db-primary", 5432),
@@ -141,6 +142,7 @@ DENIED = [
     ("nginx", "exporter", 9127),
     ("nginx", "pgbouncer", 6432),
     ("nginx", "redis", 6379),
+    ("nginx", "redis-cache", 6379),
     ("nginx", "db-primary", 5432),
     *[(client, "db-primary", 5432) for client in DJANGO],
     *[(client, "db-replica", 5432) for client in DJANGO],
@@ -151,6 +153,10 @@ DENIED = [
     ("db-primary", "db-replica", 5432),
     ("db-primary", "pgbouncer", 6432),
     ("redis", "web", 8000),
+    ("pgbouncer", "redis-cache", 6379),
+    ("redis-cache", "redis", 6379),
+    ("redis", "redis-cache", 6379),
+    ("redis-cache", "pgbouncer", 6432),
 ]
 
 
@@ -169,6 +175,7 @@ STAND_IN_DENIED = [
     *[(stand_in, "nginx", 8080) for stand_in in STAND_INS],
     *[(stand_in, "pgbouncer", 6432) for stand_in in STAND_INS],
     *[(stand_in, "redis", 6379) for stand_in in STAND_INS],
+    *[(stand_in, "redis-cache", 6379) for stand_in in STAND_INS],
     *[(stand_in, "db-primary", 5432) for stand_in in STAND_INS],
     *[(stand_in, "db-replica", 5432) for stand_in in STAND_INS],
     ("web", "price", 8000),
@@ -204,6 +211,7 @@ def test_only_nginx_is_reachable_from_outside(deployment: Manifests) -> None:
         ("web", 8000),
         ("pgbouncer", 6432),
         ("redis", 6379),
+        ("redis-cache", 6379),
         ("db-primary", 5432),
         ("db-replica", 5432),
     ]:

@@ -36,6 +36,9 @@ WEB_NEEDS = {
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_PASSWORD",
+    "REDIS_CACHE_HOST",
+    "REDIS_CACHE_PORT",
+    "REDIS_CACHE_PASSWORD",
     "APP_ENV",
     "PRICE_SERVICE_URL",
     "RECOMMENDATIONS_SERVICE_URL",
@@ -50,6 +53,7 @@ SECRET_NAMES = {
     "DJANGO_SECRET_KEY",
     "DB_PASSWORD",
     "REDIS_PASSWORD",
+    "REDIS_CACHE_PASSWORD",
     "REPLICATION_PASSWORD",
     "EMAIL_HOST_PASSWORD",
     "MONITORING_DB_PASSWORD",
@@ -248,13 +252,16 @@ def test_managed_services_are_a_one_line_change_each(rendered) -> None:
         assert production.count(line + "\n") == 1, line
     managed = rendered("production-managed")
     assert not managed.of_kind("StatefulSet")
-    for name in ("db-primary", "db-replica", "redis"):
+    assert managed.find("Deployment", "redis-cache") is None
+    for name in ("db-primary", "db-replica", "redis", "redis-cache"):
         assert managed.get("Service", name)["spec"]["type"] == "ExternalName", name
         assert managed.find("NetworkPolicy", name) is None, name
     # Everything else is untouched: same workloads, same config.
     production_docs = rendered("production")
     stateless = {
-        doc["metadata"]["name"] for doc in production_docs.workloads if doc["kind"] != "StatefulSet"
+        doc["metadata"]["name"]
+        for doc in production_docs.workloads
+        if doc["kind"] != "StatefulSet" and doc["metadata"]["name"] != "redis-cache"
     }
     assert stateless == {doc["metadata"]["name"] for doc in managed.workloads}
     assert managed.config == production_docs.config

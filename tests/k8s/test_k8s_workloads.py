@@ -171,6 +171,36 @@ def test_data_services_use_their_native_checks(any_variant: Manifests) -> None:
                 assert command.startswith("pg_isready --host=127.0.0.1"), probe
 
 
+def test_the_cache_redis_evicts_keeps_nothing_and_has_its_own_password(
+    any_variant: Manifests,
+) -> None:
+    """The page cache is a second Redis (clients choose its keys): full, it evicts instead of
+    refusing the broker's writes, which the broker's own instance (noeviction) never shares."""
+    if any_variant.find("Deployment", "redis-cache") is None:
+        assert any_variant.get("Service", "redis-cache")["spec"]["type"] == "ExternalName"
+        return
+    spec = main_container(any_variant, "redis-cache").spec
+    args = spec["args"]
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    assert options["--maxmemory-policy"] == "allkeys-lru"
+    assert options["--appendonly"] == "no"
+    assert options["--save"] == ""
+    assert options["--maxmemory"].endswith("mb")
+    [password] = [e for e in spec["env"] if e["name"] == "REDIS_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["key"] == "REDIS_CACHE_PASSWORD"
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = " ".join(spec[probe]["exec"]["command"])
+        assert 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli' in command, probe
+        assert "ping" in command, probe
+    # The broker's instance is not started with any of these.
+    if any_variant.find("StatefulSet", "redis") is not None:
+        assert not main_container(any_variant, "redis").spec.get("args")
+    # Nothing persisted: no claim, only small emptyDirs.
+    volumes = any_variant.get("Deployment", "redis-cache")["spec"]["template"]["spec"]["volumes"]
+    assert all("emptyDir" in v for v in volumes)
+    assert any_variant.get("Service", "redis-cache")["spec"]["ports"][0]["port"] == 6379
+
+
 def test_rollouts_never_drop_below_capacity(any_variant: Manifests) -> None:
     for doc in any_variant.of_kind("Deployment"):
         name = doc["metadata"]["name"]

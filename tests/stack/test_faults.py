@@ -513,14 +513,15 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
 
 def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
     keys = [f"redis-down-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
-    stack.compose("stop", "redis")
+    # Both instances: the broker (publishes, marks, throttle) and the cache (pages, stock).
+    stack.compose("stop", "redis", "redis-cache")
     try:
         reads = [stack.get("/api/products", timeout=40) for _ in range(5)]
         reads.append(stack.get(f"/api/products/{shop.product}", timeout=40))
         writes = [order(stack, shop, key) for key in keys]
         ready = stack.readyz(timeout=20)
     finally:
-        stack.compose("start", "redis")
+        stack.compose("start", "redis", "redis-cache")
         stack.wait_ready()
     stored = set(
         stack.psql(
@@ -532,18 +533,21 @@ def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
     errors = len([r for r in reads if r.status_code != 200])
     errors += len([r for r in writes if r.status_code != 201])
     reliability.record(
-        "Redis down (docker compose stop redis)",
+        "Redis down, broker and cache (docker compose stop redis redis-cache)",
         load="6 reads, 5 orders, readiness",
         sent=len(reads) + len(writes),
         errors=errors,
         lost=lost,
-        notes='pages served uncached (200), orders 201, /readyz 200 "degraded" naming redis',
+        notes=(
+            'pages served uncached (200), orders 201, /readyz 200 "degraded" naming redis and '
+            "redis_cache"
+        ),
     )
     assert [r.status_code for r in reads] == [200] * len(reads), reads[0].text
     assert [r.status_code for r in writes] == [201] * len(writes), writes[0].text
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded"
-    assert ready.json()["failed"] == ["redis"]
+    assert ready.json()["failed"] == ["redis", "redis_cache"]
     assert lost == 0
 
 

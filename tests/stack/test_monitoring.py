@@ -48,6 +48,7 @@ TARGETS = {
     "postgres": 2,
     "pgbouncer": 1,
     "redis": 1,
+    "redis-cache": 1,
     "nginx": 1,
     "nginx-log": 1,
     "node": 1,
@@ -149,7 +150,9 @@ QUERIES = {
     "replication lag": 'pg_replication_lag_seconds{role="replica"}',
     "max_connections": "pg_settings_max_connections",
     "pgbouncer": 'pgbouncer_pools_client_maxwait_seconds{database="app"}',
-    "redis": "redis_up == 1 and redis_memory_max_bytes > 0",
+    "redis": 'redis_up{job="redis"} == 1 and redis_memory_max_bytes > 0',
+    # The cache instance: evicting, never refusing (redis-cache in docker-compose.yml).
+    "redis cache": 'redis_up{job="redis-cache"} == 1 and redis_memory_max_bytes > 0',
     "nginx": "nginx_http_requests_total > 0",
     # /healthz through Nginx (wait_ready) is a 200 in its access log, counted by mtail.
     "nginx log, responses by status": 'nginx_http_responses_total{status="200"} > 0',

@@ -74,6 +74,7 @@ def production(project: str, port: int, **overrides: str) -> dict[str, str]:
         "DB_PASSWORD": secrets.token_urlsafe(24),
         "REPLICATION_PASSWORD": secrets.token_urlsafe(24),
         "REDIS_PASSWORD": secrets.token_urlsafe(24),
+        "REDIS_CACHE_PASSWORD": secrets.token_urlsafe(24),
         "FLOWER_PASSWORD": secrets.token_urlsafe(24),
         "MONITORING_DB_PASSWORD": secrets.token_urlsafe(24),
         "PGBOUNCER_STATS_PASSWORD": secrets.token_urlsafe(24),

@@ -35,7 +35,8 @@ def make_product(stack, staff, *, stock=10, price="4.00", name=None):
 
 def redis_keys(stack, pattern):
     script = f"REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -n 2 --scan --pattern '{pattern}'"
-    return stack.compose("exec", "-T", "redis", "sh", "-c", script).stdout.split()
+    # Pages and stock copies live in the cache instance.
+    return stack.compose("exec", "-T", "redis-cache", "sh", "-c", script).stdout.split()
 
 
 def last_page_names(stack):

@@ -18,6 +18,7 @@ def test_readiness_sees_a_primary_and_a_standby(stack):
     assert checks["primary"] == {"ok": True, "in_recovery": False}
     assert checks["replica"] == {"ok": True, "in_recovery": True}
     assert checks["redis"] == {"ok": True}
+    assert checks["redis_cache"] == {"ok": True}
 
 
 def test_readiness_is_not_public(stack):

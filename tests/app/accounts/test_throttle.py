@@ -69,7 +69,7 @@ def test_a_locked_login_hashes_nothing(client):
     assert GatedTestHasher.most_at_once == 0
 
 
-def test_the_lock_doubles_and_a_success_clears_the_count(client, settings, redis_client):
+def test_the_lock_doubles_and_a_success_clears_the_count(client, settings, state_client):
     UserFactory(username="ann")
     settings.LOGIN_BACKOFF_SECONDS = 2
     ttls = []
@@ -77,19 +77,19 @@ def test_the_lock_doubles_and_a_success_clears_the_count(client, settings, redis
         login(client, "ann", "guess")
 
     def unlock() -> None:  # as if the lock ran out
-        for key in redis_client.keys("*login:locked:*"):
-            redis_client.delete(key)
+        for key in state_client.keys("*login:locked:*"):
+            state_client.delete(key)
 
     for _ in range(3):
         unlock()
         login(client, "ann", "guess")
-        (key,) = redis_client.keys("*login:locked:*")
-        ttls.append(redis_client.ttl(key))
+        (key,) = state_client.keys("*login:locked:*")
+        ttls.append(state_client.ttl(key))
     assert ttls == [2, 4, 8]
 
     unlock()
     assert login(client, "ann", PASSWORD).status_code == 201
-    assert redis_client.keys("*login:*") == []
+    assert state_client.keys("*login:*") == []
 
 
 def test_one_hash_at_a_time_per_process_and_a_login_that_cannot_wait_is_a_503(client, settings):

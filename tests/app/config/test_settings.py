@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import ROOT
 
-SECRETS = ("DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD")
+SECRETS = ("DJANGO_SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "REDIS_CACHE_PASSWORD")
 
 
 def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"primary", "replica", "redis"}
+    assert set(body["checks"]) == {"primary", "replica", "redis", "redis_cache"}
     assert body["checks"]["primary"] == {"ok": True, "in_recovery": False}
 
 
@@ -28,6 +28,16 @@ def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis
     assert body["failed"] == ["redis"]
     assert body["checks"]["primary"]["ok"] is True
     assert "error" in body["checks"]["redis"]
+
+
+@pytest.mark.django_db
+def test_readiness_names_the_cache_instance_apart_from_the_broker(client, redis_settings):
+    redis_settings.REDIS_CACHE_PORT = 1  # the cache instance gone, the broker answering
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["failed"]) == ("degraded", ["redis_cache"])
+    assert body["checks"]["redis"]["ok"] is True
 
 
 @pytest.mark.django_db

@@ -26,7 +26,7 @@ def test_a_dependency_that_hangs_is_reported_not_waited_for(
     assert report.checks["redis"]["ok"] is False
     assert "error" in report.checks["redis"]
     # Every dependency is reported, whatever the others do.
-    assert set(report.checks) == {"primary", "replica", "redis"}
+    assert set(report.checks) == {"primary", "replica", "redis", "redis_cache"}
 
 
 @pytest.mark.django_db

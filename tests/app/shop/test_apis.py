@@ -89,6 +89,32 @@ def test_out_of_range_pages_are_a_400_naming_the_parameter(client, query):
     assert set(response.json()["error"]["fields"]) & {"page", "page_size"}
 
 
+@pytest.mark.parametrize("size", [1, 7, 19, 21, 99])
+def test_a_product_page_size_outside_the_canonical_ones_is_a_400_naming_them(client, size):
+    # Each page size is its own set of cache keys: only a few exist (core.schemas.PAGE_SIZES).
+    response = client.get(f"/api/products?page_size={size}")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["fields"] == {
+        "page_size": ["Value error, page_size must be one of 10, 20, 50, 100"]
+    }
+
+
+@pytest.mark.parametrize("size", [10, 20, 50, 100])
+def test_every_canonical_product_page_size_is_served(client, size):
+    ProductFactory.create_batch(3)
+    response = client.get(f"/api/products?page_size={size}")
+    assert response.status_code == 200
+    assert response.json()["page_size"] == size
+
+
+def test_the_openapi_schema_lists_the_canonical_product_page_sizes(client):
+    operation = client.get("/api/openapi.json").json()["paths"]["/api/products"]["get"]
+    [size] = [p for p in operation["parameters"] if p["name"] == "page_size"]
+    assert size["schema"]["enum"] == [10, 20, 50, 100]
+
+
 def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_settings):
     ProductFactory(name="Old name")
     with CaptureQueriesContext(connections["replica"]) as first:
