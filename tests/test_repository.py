@@ -1,5 +1,7 @@
 """What a fork starts from: a licence it may use, and one user model the whole code refers to."""
 
+import re
+
 from tests.support import ROOT
 
 # The MIT licence's grant and its warranty disclaimer, as the SPDX text words them.
@@ -17,3 +19,14 @@ def test_the_repository_is_mit_licensed_by_its_contributors() -> None:
     assert MIT_GRANT in text
     assert MIT_DISCLAIMER in text
     assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_no_code_imports_django_s_own_user_model() -> None:
+    # The user model is settings.AUTH_USER_MODEL (accounts.User): code that imports
+    # django.contrib.auth.models.User works on a table that does not exist.
+    pattern = re.compile(r"from django\.contrib\.auth\.models import[^\n]*\bUser\b")
+    sources = [path for top in ("app", "bench", "tests") for path in (ROOT / top).rglob("*.py")]
+    offenders = [
+        str(path.relative_to(ROOT)) for path in sources if pattern.search(path.read_text())
+    ]
+    assert offenders == []
