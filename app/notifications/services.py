@@ -318,7 +318,7 @@ def outbox_claims_release() -> tuple[int, int]:
         )
         log.error(
             "email %s to %s: relay stopped during the SMTP exchange; check the relay's log for "
-            "%s and resend by hand if it is not there",
+            "%s; if it is not there, resend it with the outbox admin's Send again action",
             email.key,
             email.recipient,
             email.message_id,
