@@ -563,7 +563,7 @@ import django
 sys.path.insert(0, "/app")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
-from django.contrib.auth.models import User
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from config.db_router import PRIMARY, REPLICA
 from reports.models import Report
@@ -602,7 +602,7 @@ for pid in pids:
         reset = False
 before = {pid: (int(status(pid)["VmRSS"][0]), cpu_ticks(pid)) for pid in pids}
 # A shop-wide report (every seeded order) is staff's to ask for.
-owner, _ = User.objects.using(PRIMARY).update_or_create(
+owner, _ = get_user_model().objects.using(PRIMARY).update_or_create(
     username="bench-reports", defaults={"is_staff": True}
 )
 today = timezone.now().date()

@@ -1,5 +1,15 @@
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import models
+
+
+class User(AbstractUser):
+    """The project's user (settings.AUTH_USER_MODEL), Django's fields for now.
+
+    Its own model from the first migration, as Django advises for new projects: a field added
+    here later is one migration, while swapping the model under existing tables is not.
+    Code refers to it through get_user_model() or settings.AUTH_USER_MODEL.
+    """
 
 
 class ApiToken(models.Model):

@@ -1,9 +1,8 @@
-from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.services import token_digest
 
 

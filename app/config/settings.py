@@ -132,6 +132,9 @@ READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)
 REPLICA_RETRY_AFTER_SECONDS = env_int("REPLICA_RETRY_AFTER_SECONDS", 10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The project's own user model, in accounts' first migration: fields can be added to it later.
+AUTH_USER_MODEL = "accounts.User"
+
 # --- What a login may cost (accounts/throttle.py) -------------------------------------------------
 AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
 # Per account: free failures, then a lock doubling from LOGIN_BACKOFF_SECONDS to the maximum;

@@ -32,6 +32,7 @@ import logging
 import smtplib
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -108,6 +109,53 @@ def outbox_email_enqueue(*, email_id: int) -> None:
             email_id,
             exc_info=True,
         )
+
+
+@transaction.atomic(using=PRIMARY)
+def outbox_email_resend(*, email_ids: Iterable[int]) -> tuple[int, int]:
+    """An operator's "send again" (the admin): each chosen email back to pending, due now, with
+    its attempts reset and a new Message-ID (the recipient's side drops a message whose ID it
+    has seen), and the relay enqueued after the commit. Never sent here, in the request.
+
+    An email a relay holds right now (sending) is left alone: resetting it could send it twice.
+    Returns (queued, skipped).
+    """
+    rows = list(
+        OutboxEmail.objects.using(PRIMARY)
+        .select_for_update()
+        .filter(pk__in=list(email_ids))
+        .order_by("pk")
+    )
+    queued = [email for email in rows if email.state != State.SENDING]
+    now = timezone.now()
+    for email in queued:
+        email.state = State.PENDING
+        email.attempts = 0
+        email.next_attempt_at = now
+        email.claimed_at = email.handed_off_at = email.sent_at = None
+        email.last_error = ""
+        email.message_id = _message_id(email.key)
+        email.save(
+            using=PRIMARY,
+            update_fields=[
+                "state",
+                "attempts",
+                "next_attempt_at",
+                "claimed_at",
+                "handed_off_at",
+                "sent_at",
+                "last_error",
+                "message_id",
+            ],
+        )
+        transaction.on_commit(partial(outbox_email_enqueue, email_id=email.pk), using=PRIMARY)
+        log.info(
+            "email %s to %s queued to send again as %s",
+            email.key,
+            email.recipient,
+            email.message_id,
+        )
+    return len(queued), len(rows) - len(queued)
 
 
 def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
@@ -270,7 +318,7 @@ def outbox_claims_release() -> tuple[int, int]:
         )
         log.error(
             "email %s to %s: relay stopped during the SMTP exchange; check the relay's log for "
-            "%s and resend by hand if it is not there",
+            "%s; if it is not there, resend it with the outbox admin's Send again action",
             email.key,
             email.recipient,
             email.message_id,

@@ -27,11 +27,11 @@ from typing import Literal, TextIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from accounts.models import User
 from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
 from notifications.services import report_ready_email_create

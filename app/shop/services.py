@@ -5,11 +5,11 @@ import json
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.models import User
 from config.db_router import PRIMARY
 from core.db import recent_write_mark
 from notifications.services import order_confirmation_create

@@ -157,6 +157,20 @@ def _replica_down_forgotten() -> None:
     replica_down_forget()
 
 
+@pytest.fixture
+def superuser_client(client, settings):  # type: ignore[no-untyped-def]
+    """The test client logged in as a superuser, for the admin's pages."""
+    from tests.app.accounts.factories import UserFactory
+
+    # Pages render {% static %}: the plain storage, since no collectstatic manifest exists here.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    return client
+
+
 @contextmanager
 def _broker(url: str) -> Iterator[None]:
     """Celery publishes to `url` meanwhile."""

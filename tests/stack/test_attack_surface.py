@@ -227,7 +227,7 @@ def test_a_session_post_without_csrf_token_is_a_json_403(stack, product):
     [
         "page=1;DROP TABLE shop_product",
         "page=1%27%20OR%20%271%27=%271",
-        "page_size=1%20UNION%20SELECT%20password%20FROM%20auth_user",
+        "page_size=1%20UNION%20SELECT%20password%20FROM%20accounts_user",
         "page=-1",
         "page=99999999999999999999999",
     ],

@@ -43,7 +43,7 @@ def customer(
     address = f"{name}@example.com"
     user_id = stack.psql(
         "db-primary",
-        f"UPDATE auth_user SET email = '{address}' WHERE username = '{name}' RETURNING id",
+        f"UPDATE accounts_user SET email = '{address}' WHERE username = '{name}' RETURNING id",
     )
     return headers, address, int(user_id)
 

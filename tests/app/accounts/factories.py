@@ -1,12 +1,13 @@
 import factory
-from django.contrib.auth.models import User
+from django.contrib.auth import get_user_model
 
+from accounts.models import User
 from accounts.services import api_token_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = User
+        model = get_user_model()
 
     username = factory.Sequence(lambda n: f"customer{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")

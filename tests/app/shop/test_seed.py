@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import F, Sum
@@ -48,7 +48,8 @@ def test_orders_far_into_the_series_get_a_customer():
     with connection.cursor() as cursor:
         cursor.execute(ORDERS_SQL, {"first": 399_991, "last": 400_000, "days": 365, "end": None})
     customers = set(
-        User.objects.using("default")
+        get_user_model()
+        .objects.using("default")
         .filter(username__startswith="seed-")
         .values_list("pk", flat=True)
     )

@@ -1,6 +1,6 @@
 from typing import Any
 
-from django.contrib.auth.models import User
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import api_token_create, customer_create
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="with --create; default: unusable")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = User.objects.using("default").filter(username=options["username"]).first()
+        users = get_user_model().objects.using("default")
+        user = users.filter(username=options["username"]).first()
         if user is None:
             if not options["create"]:
                 raise CommandError(f"no user {options['username']!r}; pass --create")

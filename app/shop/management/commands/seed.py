@@ -10,8 +10,8 @@ bigint ids can hold. Each batch commits on its own: a failure says how many are 
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
@@ -20,14 +20,18 @@ from shop.models import Product
 
 BATCH = 50_000  # orders per statement: each batch commits well inside a minute
 
-ORDERS_SQL = """
+User = get_user_model()
+
+# The user table from the model (settings.AUTH_USER_MODEL), never from input.
+ORDERS_SQL = f"""
 INSERT INTO shop_order (customer_id, status, total, created_at, request_fingerprint)
 SELECT customers[1 + ((g::bigint * 7919) %% cardinality(customers))::integer], 'placed', 0,
        coalesce(%(end)s::timestamptz, now())
          - ((g::bigint * 104729) %% (%(days)s * 86400)) * interval '1 second', ''
 FROM generate_series(%(first)s, %(last)s) AS g,
-     (SELECT array_agg(id) AS customers FROM auth_user WHERE username LIKE 'seed-%%') AS c
-"""
+     (SELECT array_agg(id) AS customers FROM {User._meta.db_table}
+      WHERE username LIKE 'seed-%%') AS c
+"""  # noqa: S608
 
 ITEMS_SQL = """
 INSERT INTO shop_orderitem (order_id, product_id, quantity, unit_price)

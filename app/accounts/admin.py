@@ -1,0 +1,48 @@
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+from core.admin import ModelAdmin
+
+if TYPE_CHECKING:
+    _UserAdmin = UserAdmin[User]
+else:
+    _UserAdmin = UserAdmin
+
+
+@admin.register(User)
+class AccountUserAdmin(_UserAdmin):
+    # Django's user admin (password form, groups, permissions) on the project's user model.
+    list_display = ("username", "email", "is_staff", "is_active", "date_joined", "last_login")
+    list_filter = ("is_staff", "is_superuser", "is_active", "date_joined")
+    search_fields = ("username", "email", "first_name", "last_name")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ModelAdmin[ApiToken]):
+    """Seen and revoked (deleted), never made or edited here: a token exists only as the digest
+    of a secret its login printed once, and changing its expiry or user would forge one."""
+
+    list_display = ("id", "user", "created_at", "expires_at", "live")
+    list_filter = ("created_at", "expires_at")
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+    fields = ("user", "created_at", "expires_at")
+
+    @admin.display(boolean=True, description="live")
+    def live(self, token: ApiToken) -> bool:
+        return token.expires_at > timezone.now()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        return super().get_queryset(request).order_by("-created_at", "-pk")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
