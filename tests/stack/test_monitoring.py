@@ -522,7 +522,7 @@ def test_the_monitoring_role_is_pg_monitor_and_reads_no_app_table(monitoring):
         monitoring, *as_monitoring, "SELECT pg_has_role(current_user, 'pg_monitor', 'MEMBER')"
     )
     assert member.stdout.strip() == "t", member.stderr
-    for table in ("shop_product", "shop_order", "auth_user"):
+    for table in ("shop_product", "shop_order", "accounts_user"):
         # The app's role reads it: the refusal below is the monitoring role's, not a lost table.
         own = psql_on_primary(monitoring, "DB_USER", "DB_PASSWORD", f"SELECT count(*) FROM {table}")
         assert own.returncode == 0, own.stderr
