@@ -123,6 +123,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
         # The requests in flight: their executor, and the future that aborts them.
         self._in_flight: dict[RequestExecutor, asyncio.Future[None]] = {}
         self._watching = False
+        # The abort counter counts workers: a drain that several stuck threads cause is one.
+        self._abort_counted = False
 
     def load_middleware(self, is_async: bool = False) -> None:
         """Builds the chain from settings.MIDDLEWARE with Django's classes replaced by their
@@ -205,20 +207,22 @@ class PooledExecutorASGIHandler(ASGIHandler):
                 continue
             abort.set_result(None)
             _report_stuck(executor, now - since)
+            if not self._abort_counted:
+                self._abort_counted = True
+                from core.metrics import count_worker_abort
+
+                count_worker_abort("request_thread")
             server = workers.current()
             if server is not None:
                 server.drain("a request thread ran past the timeout")
 
 
 def _report_stuck(executor: RequestExecutor, seconds: float) -> None:
-    from core.metrics import count_worker_abort
-
     thread_id = executor.thread_id
     if thread_id is not None:
         workers.stuck_thread_mark(thread_id)
     frame = sys._current_frames().get(thread_id) if thread_id is not None else None
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)"
-    count_worker_abort("request_thread")
     # The worker_abort hook's line (app/gunicorn.conf.py), for one thread: `jq -r .stacks`.
     log.critical(
         "worker %s: a request thread ran %.0fs, past the timeout (WORKER TIMEOUT); stacks in "

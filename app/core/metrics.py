@@ -82,7 +82,8 @@ MEMORY_RECYCLES = Counter(
 WORKER_ABORTS = Counter(
     "gunicorn_worker_aborts",
     "Workers stopped on WORKER TIMEOUT, by reason (timeout: Gunicorn killed a worker silent past"
-    " GUNICORN_TIMEOUT; request_thread: a request's sync code ran past it, the worker drained).",
+    " GUNICORN_TIMEOUT; request_thread: a request's sync code ran past it and the worker drained,"
+    " once however many of its threads were stuck).",
     ["reason"],
 )
 # One series per live worker (label pid); a worker's files go when it exits (child_exit).

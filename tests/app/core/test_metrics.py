@@ -114,3 +114,34 @@ def test_a_worker_abort_is_counted(client):
     before = value(client, "gunicorn_worker_aborts_total", reason="timeout")
     core.metrics.count_worker_abort()
     assert value(client, "gunicorn_worker_aborts_total", reason="timeout") == before + 1
+
+
+def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
+    # Each stuck thread's stack is logged, but the worker drains once: the counter behind
+    # GunicornWorkerTimeout counts workers, as for Gunicorn's own WORKER TIMEOUT.
+    import asyncio
+    import threading
+
+    from core.asgi import PooledExecutorASGIHandler, RequestExecutor
+
+    before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
+    handler = PooledExecutorASGIHandler()
+    release = threading.Event()
+
+    async def two_stuck() -> None:
+        for _ in range(2):
+            executor = RequestExecutor()
+            executor.submit(release.wait)
+            while executor.busy_since is None:
+                await asyncio.sleep(0.01)
+            handler._in_flight[executor] = asyncio.get_running_loop().create_future()
+        await asyncio.sleep(0.05)
+        handler._watch(0.01)
+        handler._watch(0.01)
+
+    try:
+        asyncio.run(two_stuck())
+    finally:
+        release.set()
+        handler.executors.close()
+    assert value(client, "gunicorn_worker_aborts_total", reason="request_thread") == before + 1
