@@ -120,6 +120,10 @@ def dev(tmp_path_factory) -> Iterator[Dev]:
 
 def test_an_edited_view_answers_without_a_rebuild(dev):
     before = dev.container_ids()
+    nginx = f"http://127.0.0.1:{dev.port('NGINX_PORT')}/dev-edit/"
+    # Django loads the URLconf at a worker's first request: this one makes dev mode's single web
+    # worker hold the unedited one, which only a restart replaces.
+    assert requests.get(nginx, timeout=10).status_code == 404
     token = uuid.uuid4().hex
     dev.edit(
         "app/config/urls.py",
@@ -128,7 +132,6 @@ def test_an_edited_view_answers_without_a_rebuild(dev):
         f'urlpatterns.append(path("dev-edit/", lambda request: JsonResponse({{"v": "{token}"}})))\n'
         "handler400 =",
     )
-    nginx = f"http://127.0.0.1:{dev.port('NGINX_PORT')}/dev-edit/"
     answer = wait_until(
         lambda: (r := requests.get(nginx, timeout=5)).status_code == 200 and r.json(),
         timeout=120,
