@@ -70,6 +70,15 @@ RUN --mount=type=secret,id=ca_bundle \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && find /opt/venv/lib/python3*/site-packages/gevent -type d -name tests -prune -exec rm -rf {} +
 
+# `make dev` only (docker-compose.dev.yml): requirements-dev.lock (the runtime lock plus the Debug
+# Toolbar, watchfiles and the test tools) on the unslimmed venv, whose packages keep their static
+# files: in development Django serves them itself (the toolbar's are not in the Nginx image).
+FROM venv AS dev-builder
+COPY requirements-dev.lock /tmp/requirements-dev.lock
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-dev.lock
+
 FROM python AS runtime
 ARG APP_UID=10001
 # The app user, and MEDIA_ROOT owned by it: an empty named volume mounted there takes this owner,
@@ -128,6 +137,17 @@ EXPOSE 5555
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5555/healthcheck', timeout=2).status != 200)"]
 CMD ["/opt/celery/entrypoint.sh", "flower"]
+
+# The development image (docker-compose.dev.yml, `make dev`): the runtime image plus the dev venv.
+# The code comes from the bind-mounted ./app and the processes run as the host's user, so edits
+# and files written by makemigrations/startapp stay the developer's. The media directory is open
+# to that user too (a new named volume copies these permissions). Never deployed.
+FROM runtime AS dev
+ARG APP_UID=10001
+COPY --from=dev-builder /opt/venv /opt/venv
+USER root
+RUN chmod 1777 /srv/media
+USER ${APP_UID}:${APP_UID}
 
 # The web image for `make bench` (bench/compose.bench.yml's web service): the runtime image plus
 # gevent and httpx, so scenarios 1-2 can measure the seed's gevent worker and httpx client while

@@ -55,6 +55,20 @@ up: images ## Start the stack and wait until every service is healthy
 down: ## Stop the stack (volumes kept)
 	docker compose down
 
+# Development mode (docker-compose.dev.yml, README "Develop"): the Django containers run as this
+# user, so the bind-mounted ./app stays theirs to edit and files written in a container are theirs.
+DEV_COMPOSE := docker compose -f docker-compose.yml -f docker-compose.dev.yml
+DEV_UID ?= $(shell id -u)
+DEV_GID ?= $(shell id -g)
+
+.PHONY: dev
+dev: base-image ## Development mode: ./app bind-mounted, reload on save, DEBUG + Debug Toolbar on :8000
+	DEV_UID=$(DEV_UID) DEV_GID=$(DEV_GID) $(DEV_COMPOSE) up --build
+
+.PHONY: dev-down
+dev-down: ## Stop development mode (volumes kept; `make dev-down ARGS=-v` removes them)
+	$(DEV_COMPOSE) down $(ARGS)
+
 # --- TLS and backups: docker compose picks up COMPOSE_PROJECT_NAME (and the other COMPOSE_*
 # variables) from the environment, so `COMPOSE_PROJECT_NAME=djstack-x make backup` works on
 # another project. DB_NAME as in .env.example.

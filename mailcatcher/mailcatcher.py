@@ -2,12 +2,15 @@
 receives in memory, and a small HTTP API to read and clear it.
 
 SMTP on port 1025 (aiosmtpd, from Debian). HTTP on port 8025:
+  GET    /                   a page listing every message (newest first): subject, from, to, body
   GET    /health             {"status": "ok"}
   GET    /messages[?to=ADDR] every message received (oldest first), optionally only those to ADDR
   DELETE /messages           forget them all
-Nothing is published to the host: the app's containers reach it as mailcatcher:1025 / :8025.
+The app's containers reach it as mailcatcher:1025 / :8025; only `make dev`
+(docker-compose.dev.yml) publishes the page, on 127.0.0.1.
 """
 
+import html
 import json
 import signal
 import sys
@@ -57,7 +60,49 @@ class Catcher:
         return "250 Message accepted for delivery"
 
 
+# Self-contained: no script, styles inline, nothing fetched from elsewhere.
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mail catcher ({count})</title>
+<meta http-equiv="refresh" content="10">
+<style>body{{font:14px sans-serif;margin:1em 2em}}
+article{{border-top:1px solid #ccc;padding:.5em 0}}
+dl{{display:grid;grid-template-columns:5em 1fr;margin:0}}dt{{color:#666}}dd{{margin:0}}
+pre{{white-space:pre-wrap;background:#f6f6f6;padding:.5em}}</style></head>
+<body><h1>mail catcher: {count} messages</h1>
+<p>Newest first; the page reloads every 10 s. As JSON: <a href="/messages">/messages</a>.</p>
+{messages}</body></html>
+"""
+MESSAGE = """<article id="message-{id}"><h2>{subject}</h2><dl>
+<dt>From</dt><dd>{from_}</dd><dt>To</dt><dd>{to}</dd><dt>Received</dt><dd>{received}</dd></dl>
+<pre>{body}</pre></article>
+"""
+
+
+def render_page(messages: list[dict[str, Any]]) -> str:
+    e = html.escape
+    items = "".join(
+        MESSAGE.format(
+            id=m["id"],
+            subject=e(m["subject"] or "(no subject)"),
+            from_=e(m["from"] or m["mail_from"]),
+            to=e(m["to"] or ", ".join(m["rcpt_tos"])),
+            received=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m["received_at"])),
+            body=e(m["body"]),
+        )
+        for m in reversed(messages)
+    )
+    return PAGE.format(count=len(messages), messages=items or "<p>No messages yet.</p>")
+
+
 class Api(BaseHTTPRequestHandler):
+    def _html(self, status: int, page: str) -> None:
+        body = page.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _json(self, status: int, payload: object) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
@@ -68,7 +113,11 @@ class Api(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
-        if url.path == "/health":
+        if url.path == "/":
+            with _lock:
+                page = render_page(list(_messages))
+            self._html(200, page)
+        elif url.path == "/health":
             self._json(200, {"status": "ok"})
         elif url.path == "/messages":
             to = parse_qs(url.query).get("to", [None])[0]

@@ -40,3 +40,44 @@ def test_pgbouncer_pools_and_the_exporters_fit_in_postgres_max_connections():
         exporters=bool(exporters),
     )
     budget.check("compose")
+
+
+def _config(*files: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_HOST"}}
+    args = [a for f in files for a in ("-f", f)]
+    result = subprocess.run(
+        ["docker", "compose", *args, "config", "--format", "json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return json.loads(result.stdout)["services"]
+
+
+DJANGO = ("web", "migrate", "worker", "worker-reports", "worker-email", "beat")
+
+
+def test_development_mode_is_only_in_its_own_file():
+    """docker-compose.dev.yml (`make dev`) adds the bind mount, DEBUG and loopback ports; with
+    docker-compose.yml alone (production), none of it, though the file sits beside it."""
+    prod = _config()
+    published = {name: s["ports"] for name, s in prod.items() if s.get("ports")}
+    assert list(published) == ["nginx"]
+    for name in DJANGO:
+        service = prod[name]
+        assert service["environment"]["DJANGO_DEBUG"] == "false", name
+        assert service["image"].startswith("djstack/web:"), name
+        assert "user" not in service, name
+        assert not [v for v in service.get("volumes", []) if v["type"] == "bind"], name
+    assert prod["web"]["build"]["target"] == "runtime"
+
+    dev = _config("docker-compose.yml", "docker-compose.dev.yml")
+    ports = {name: s["ports"] for name, s in dev.items() if s.get("ports")}
+    assert sorted(ports) == ["db-primary", "mailcatcher", "nginx", "redis", "web"]
+    assert {p["host_ip"] for service in ports.values() for p in service} == {"127.0.0.1"}
+    for name in DJANGO:
+        service = dev[name]
+        assert service["environment"]["DJANGO_DEBUG"] == "true", name
+        assert service["image"].startswith("djstack/web-dev:"), name
+        assert service["user"] == "1000:1000", name
+        (mount,) = [v for v in service["volumes"] if v["target"] == "/app"]
+        assert (mount["type"], mount["source"]) == ("bind", str(ROOT / "app")), name
+    assert dev["web"]["build"]["target"] == "dev"

@@ -31,6 +31,13 @@ HOST_ONLY = {
     "PROMETHEUS_PORT",
     "ALERTMANAGER_PORT",
     "FLOWER_PORT",
+    # Development mode's ports and user (docker-compose.dev.yml).
+    "DEV_WEB_PORT",
+    "DEV_POSTGRES_PORT",
+    "DEV_REDIS_PORT",
+    "DEV_MAILCATCHER_PORT",
+    "DEV_UID",
+    "DEV_GID",
     "IMAGE_REGISTRY",
     "IMAGE_TAG",
     "BASE_IMAGE",
@@ -241,7 +248,8 @@ def test_every_documented_variable_has_a_reader_or_is_host_only(rendered):
 
 
 def test_host_only_variables_are_used_by_compose():
-    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "docker-compose.tls.yml").read_text()
+    files = ("docker-compose.yml", "docker-compose.tls.yml", "docker-compose.dev.yml")
+    text = "".join((ROOT / name).read_text() for name in files)
     assert [n for n in sorted(HOST_ONLY) if not re.search(rf"\$\{{{n}\b", text)] == []
 
 

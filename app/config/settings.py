@@ -1,5 +1,6 @@
 """All settings, read from the environment (12-factor). `.env.example` lists every variable."""
 
+import importlib.util
 from pathlib import Path
 
 from config import tracing
@@ -60,6 +61,25 @@ MIDDLEWARE = [
 # its Django route. Off: not installed, nothing of OpenTelemetry is imported.
 if tracing.enabled():
     MIDDLEWARE.insert(0, "core.middleware.RouteSpanMiddleware")
+
+# Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image
+# (docker-compose.dev.yml); the production image does not have it. Shown on every page of that
+# server: it is published on the developer's loopback only, and behind Docker's NAT the client
+# address INTERNAL_IPS would compare is the bridge gateway's, not theirs.
+DEBUG_TOOLBAR = DEBUG and importlib.util.find_spec("debug_toolbar") is not None
+if DEBUG_TOOLBAR:
+    INSTALLED_APPS.append("debug_toolbar")
+    # After the probes' middleware (they answer before it) and before anything that renders.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("core.middleware.HealthCheckMiddleware") + 1,
+        "debug_toolbar.middleware.DebugToolbarMiddleware",
+    )
+    DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": "config.settings.show_debug_toolbar"}
+
+
+def show_debug_toolbar(request: object) -> bool:
+    return DEBUG_TOOLBAR
+
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

@@ -53,6 +53,15 @@ def test_flower_and_its_tornado_are_only_in_the_flower_image():
     assert sh("flower", f'python3 -c "{check}"') == "True"
 
 
+def test_development_packages_are_not_in_the_production_image():
+    """The Debug Toolbar and watchfiles are the dev target's (`make dev`), never deployed."""
+    check = (
+        "import importlib.util as u; "
+        "print([m for m in ('debug_toolbar', 'watchfiles') if u.find_spec(m)])"
+    )
+    assert sh("web", f'python3 -c "{check}"') == "[]"
+
+
 def test_web_runtime_has_no_compiler_pip_or_cache():
     found = sh(
         "web",

@@ -101,3 +101,45 @@ def test_compose_passes_only_documented_variables():
     assert not undocumented, (
         f"compose sets variables missing from .env.example: {sorted(undocumented)}"
     )
+
+
+TOOLBAR_PROBE = """
+import sys
+if sys.argv[1] == "absent":
+    sys.modules["debug_toolbar"] = None  # as in the production image: not installed
+import django
+django.setup()
+from django.conf import settings
+from django.urls import reverse
+import config.urls
+try:
+    reverse("djdt:render_panel")
+    routed = True
+except Exception:
+    routed = False
+apps = "debug_toolbar" in settings.INSTALLED_APPS
+middleware = "debug_toolbar.middleware.DebugToolbarMiddleware" in settings.MIDDLEWARE
+print(apps, middleware, routed)
+"""
+
+
+@pytest.mark.parametrize(
+    ("debug", "package", "expected"),
+    [
+        ("true", "present", "True True True"),
+        ("false", "present", "False False False"),
+        ("true", "absent", "False False False"),
+    ],
+)
+def test_the_debug_toolbar_only_with_debug_and_the_package(debug, package, expected):
+    """`make dev`'s image has the package and sets DJANGO_DEBUG=true; production has neither."""
+    result = subprocess.run(
+        [sys.executable, "-c", TOOLBAR_PROBE, package],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": debug},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
