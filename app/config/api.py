@@ -17,7 +17,29 @@ from core.errors import DomainError, error_response
 from reports.apis import router as reports_router
 from shop.apis import router as shop_router
 
-api = NinjaAPI(
+
+class ShopAPI(NinjaAPI):
+    """The schema also lists the 429 Nginx answers (nginx/nginx.conf's limit_req zones) before a
+    request reaches Django: every unsafe method counts against the writes' zone, so every unsafe
+    operation can answer it, in the API's error shape, with Retry-After."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(*args, **kwargs)
+        limited = {
+            "description": "Too many requests from this address (Nginx's rate limit); "
+            "Retry-After says when to try again.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        for methods in schema["paths"].values():
+            for method, operation in methods.items():
+                if method in UNSAFE_METHODS:
+                    operation["responses"].setdefault(429, limited)
+        return schema
+
+
+UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+api = ShopAPI(
     title="djstack shop API",
     version="1.0.0",
     urls_namespace="api",

@@ -1,6 +1,7 @@
 """The OpenAPI schema lists every status an operation can answer (clients and the fuzz test read
 it): an authenticated operation can answer 401, and an unsafe one that accepts the session also
-403 (Django's CSRF check fails it when the token is missing)."""
+403 (Django's CSRF check fails it when the token is missing), and Nginx's rate limits can
+answer any unsafe one 429."""
 
 from typing import Any
 
@@ -42,6 +43,9 @@ def test_every_status_an_operation_can_answer_is_documented(method, path, operat
     session = any(name in _cookie_schemes() for entry in security for name in entry)
     if session and method in UNSAFE:
         assert "403" in documented, f"{method.upper()} {path}: 403 (session without CSRF token)"
+    if method in UNSAFE:
+        # Nginx's writes zone (nginx/nginx.conf) limits every unsafe method before Django.
+        assert "429" in documented, f"{method.upper()} {path}: 429 (Nginx's rate limit)"
 
 
 def test_orders_and_reports_document_the_csrf_403():
