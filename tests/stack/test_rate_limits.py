@@ -56,6 +56,8 @@ def assert_limited(responses: list[requests.Response], *, allowed: int, retry_af
         assert response.headers["Retry-After"] == retry_after
         assert response.headers["Content-Type"] == "application/json"
         assert response.json()["error"]["code"] == "rate_limited"
+        # Nginx's own answer carries the request's ID like Django's do.
+        assert len(response.headers["X-Request-ID"]) == 32
 
 
 def test_logins_beyond_the_burst_get_a_json_429_and_reads_go_on(stack, limited):
