@@ -1,11 +1,14 @@
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.backends import BUSY_ATTR, RETRY_AFTER_ATTR
 from accounts.models import ApiToken, User
 from core.admin import ModelAdmin
 
@@ -13,6 +16,33 @@ if TYPE_CHECKING:
     _UserAdmin = UserAdmin[User]
 else:
     _UserAdmin = UserAdmin
+
+
+class ThrottledAdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form saying why a login was refused unchecked (accounts.backends): the
+    account is locked after failed logins, or the server is busy hashing others; not the usual
+    "enter a correct username and password", which would send a right password to be retyped."""
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except ValidationError:
+            retry_after = getattr(self.request, RETRY_AFTER_ATTR, None)
+            if retry_after:
+                raise ValidationError(
+                    "Too many failed logins for this account; try again in %(seconds)s s.",
+                    code="login_throttled",
+                    params={"seconds": retry_after},
+                ) from None
+            if getattr(self.request, BUSY_ATTR, False):
+                raise ValidationError(
+                    "The server is busy checking other logins; try again in a moment.",
+                    code="login_busy",
+                ) from None
+            raise
+
+
+admin.site.login_form = ThrottledAdminLoginForm
 
 
 @admin.register(User)

@@ -158,15 +158,20 @@ def _replica_down_forgotten() -> None:
 
 
 @pytest.fixture
-def superuser_client(client, settings):  # type: ignore[no-untyped-def]
-    """The test client logged in as a superuser, for the admin's pages."""
-    from tests.app.accounts.factories import UserFactory
-
-    # Pages render {% static %}: the plain storage, since no collectstatic manifest exists here.
+def plain_static(settings):  # type: ignore[no-untyped-def]
+    """Pages that render {% static %} (the admin's): the plain storage, since no collectstatic
+    manifest exists here."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture
+def superuser_client(client, plain_static):  # type: ignore[no-untyped-def]
+    """The test client logged in as a superuser, for the admin's pages."""
+    from tests.app.accounts.factories import UserFactory
+
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     return client
 

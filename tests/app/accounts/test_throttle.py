@@ -135,3 +135,40 @@ def test_after_a_hash_the_next_waits_for_the_share(settings):
     assert authenticate(username="ann", password=PASSWORD) is not None  # held ~0.5 s
     ran, _ = hash_gate.run(lambda: None, share=0.5, max_wait=0.0)
     assert not ran
+
+
+def admin_login(client, username: str, password: str):
+    return client.post("/admin/login/", {"username": username, "password": password})
+
+
+def test_the_admin_form_says_the_account_is_locked_not_that_the_password_is_wrong(
+    client, plain_static
+):
+    UserFactory(username="ann", is_staff=True)
+    wrong = admin_login(client, "ann", "guess")
+    assert "enter the correct username and password" in wrong.content.decode()
+    for _ in range(3):
+        admin_login(client, "ann", "guess")
+    locked = admin_login(client, "ann", PASSWORD).content.decode()
+    assert "Too many failed logins for this account; try again in" in locked
+    assert "enter the correct username and password" not in locked
+
+
+def test_the_admin_form_says_the_server_is_busy_not_that_the_password_is_wrong(
+    client, settings, plain_static
+):
+    UserFactory(username="ann", is_staff=True)
+    settings.LOGIN_HASH_WAIT_SECONDS = 0.2
+    GatedTestHasher.hold = threading.Event()
+    first = threading.Thread(
+        target=authenticate_in_thread, kwargs={"username": "ann", "password": "x"}
+    )
+    first.start()
+    try:
+        assert GatedTestHasher.entered.wait(timeout=10)
+        busy = admin_login(client, "ann", PASSWORD).content.decode()
+        assert "The server is busy checking other logins" in busy
+        assert "enter the correct username and password" not in busy
+    finally:
+        GatedTestHasher.hold.set()
+        first.join(timeout=30)
