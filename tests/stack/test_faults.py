@@ -551,6 +551,42 @@ def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
     assert lost == 0
 
 
+@pytest.mark.parametrize("service", ["redis-cache", "redis"], ids=["cache", "broker"])
+def test_a_hanging_redis_costs_its_socket_timeout_not_the_request(stack, shop, service):
+    """Paused, a Redis accepts connections (the kernel completes the handshake) and never
+    answers: every client of it must give up at its socket timeout, not wait for ever."""
+    keys = [f"redis-hang-{service}-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+    stack.compose("pause", service)
+    try:
+        reads = [stack.get("/api/products", timeout=40) for _ in range(3)]
+        reads.append(stack.get(f"/api/products/{shop.product}", timeout=40))
+        writes = [order(stack, shop, key) for key in keys]
+    finally:
+        stack.compose("unpause", service)
+    stack.wait_ready()
+    stored = set(
+        stack.psql(
+            "db-primary",
+            "SELECT idempotency_key FROM shop_order WHERE idempotency_key LIKE "
+            f"'redis-hang-{service}-%'",
+        ).split()
+    )
+    lost = len(set(keys) - stored)
+    errors = len([r for r in reads if r.status_code != 200])
+    errors += len([r for r in writes if r.status_code != 201])
+    reliability.record(
+        f"Redis hanging ({service} paused: connects, never answers)",
+        load="4 reads, 3 orders",
+        sent=len(reads) + len(writes),
+        errors=errors,
+        lost=lost,
+        notes="pages served uncached (200), orders 201: each Redis call gave up at its timeout",
+    )
+    assert [r.status_code for r in reads] == [200] * len(reads), reads[-1].text
+    assert [r.status_code for r in writes] == [201] * len(writes), writes[-1].text
+    assert lost == 0
+
+
 def test_pgbouncer_down_gives_json_503_and_recovers_without_restarting_web(stack, shop):
     web_before = web_containers(stack)
     started_at = docker("inspect", "--format", "{{.State.StartedAt}}", *web_before).stdout
