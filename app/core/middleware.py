@@ -204,6 +204,8 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
                 extra={
                     "method": method,
                     "path": request.path,
+                    # The client's address as Nginx settled it (nginx.conf, X-Forwarded-For).
+                    "client": request.META.get("REMOTE_ADDR", ""),
                     "view": view,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 1),

@@ -730,6 +730,32 @@ def test_slow_clients_do_not_starve_normal_ones(stack):
     assert closed >= count * 0.95
 
 
+def test_django_sees_the_clients_address_and_not_one_the_client_claims(stack, faults):
+    # A slow request's log line names the client's address as Django received it.
+    spoofed = "203.0.113.77"
+    headers = {"X-Forwarded-For": spoofed, "X-Real-IP": spoofed, "X-Request-ID": uuid.uuid4().hex}
+    assert stack.get("/faults/slow?seconds=1.2", headers=headers).status_code == 200
+    wait_until(
+        lambda: any(
+            m.get("request_id") == headers["X-Request-ID"] for m in messages(stack, "slow request")
+        ),
+        timeout=20,
+        what="the slow request's log line",
+    )
+    (line,) = [
+        m for m in messages(stack, "slow request") if m.get("request_id") == headers["X-Request-ID"]
+    ]
+    # Nginx's peer: this test's host on the stack's network, never the claimed address.
+    gateway = docker(
+        "network", "inspect", f"{stack.project}_frontend",
+        "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", check=False,
+    ).stdout.strip()  # fmt: skip
+    assert line["client"] != spoofed
+    assert line["client"]
+    if gateway:
+        assert line["client"] == gateway
+
+
 # --- Postgres' limits on a request's queries (the role's statement_timeout, the slow-query log) ---
 
 
