@@ -8,6 +8,8 @@ from typing import Any
 import psycopg
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.db import replica_mark_down, replica_mark_up
 
@@ -57,6 +59,9 @@ def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[st
         password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        # One try: redis-py's default ten retries with backoff would outlast the probe's budget
+        # and report "no answer" for a Redis that refused at once.
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         client.ping()

@@ -16,6 +16,8 @@ import logging
 import redis.asyncio as aioredis
 from django.conf import settings
 from django_redis import get_redis_connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from core.aio import PerLoop
 
@@ -60,6 +62,9 @@ def _client() -> aioredis.Redis:
         db=settings.REDIS_CACHE_DB,
         socket_timeout=0.5,
         socket_connect_timeout=0.5,
+        # redis-py retries a failed command ten times with backoff by default: seconds of a
+        # page while Redis is down. The page's fallback (the database's count) is the retry.
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -225,9 +225,10 @@ def broker_down(closed_port: int) -> Iterator[None]:
         yield
 
 
-class DroppingBroker:
-    """A local port that accepts each connection and closes it at once, counting them: a
-    broker that is up at TCP and answers nothing."""
+class DroppingServer:
+    """A local port that accepts each connection and closes it at once, counting them: a Redis
+    (or broker) that is up at TCP and answers nothing. The count shows how often a client
+    tried: once, or its library's retries."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -254,11 +255,16 @@ class DroppingBroker:
 
 
 @pytest.fixture
-def broker_dropping() -> Iterator[DroppingBroker]:
-    """Celery publishes to a broker that drops every connection (DroppingBroker)."""
-    broker = DroppingBroker()
+def dropping_server() -> Iterator[DroppingServer]:
+    server = DroppingServer()
     try:
-        with _broker(f"redis://:x@127.0.0.1:{broker.port}/0"):
-            yield broker
+        yield server
     finally:
-        broker.close()
+        server.close()
+
+
+@pytest.fixture
+def broker_dropping(dropping_server: DroppingServer) -> Iterator[DroppingServer]:
+    """Celery publishes to a broker that drops every connection (DroppingServer)."""
+    with _broker(f"redis://:x@127.0.0.1:{dropping_server.port}/0"):
+        yield dropping_server

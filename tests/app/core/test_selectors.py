@@ -34,3 +34,16 @@ def test_the_replica_check_reports_recovery_state(redis_settings):
     report = readiness_get(timeout=2)
     # Here the replica alias mirrors the primary; the stack suite sees a real standby.
     assert report.checks["replica"] == {"ok": True, "in_recovery": False}
+
+
+@pytest.mark.django_db
+def test_a_redis_that_drops_the_connection_is_tried_once_and_reported(
+    redis_settings, dropping_server
+):
+    # redis-py's default ten retries with backoff would outlast the probe's budget and report
+    # "no answer" instead of the refusal itself.
+    redis_settings.REDIS_HOST, redis_settings.REDIS_PORT = "127.0.0.1", dropping_server.port
+    report = readiness_get(timeout=5)
+    assert report.checks["redis"]["ok"] is False
+    assert "no answer" not in report.checks["redis"]["error"]
+    assert dropping_server.connections == 1

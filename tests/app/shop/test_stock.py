@@ -57,3 +57,10 @@ def test_a_count_left_behind_by_a_failed_write_expires_within_the_bound(
     assert keys
     for key in keys:
         assert 0 < redis_client.pttl(key) <= 30_000
+
+
+def test_a_dropped_stock_read_is_tried_once_not_retried(settings, dropping_server):
+    # redis-py's default would try eleven times with backoff: seconds of a product page.
+    settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", dropping_server.port
+    assert async_to_sync(stock_cache_get)(product_id=1) is None
+    assert dropping_server.connections == 1
