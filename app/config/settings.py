@@ -253,6 +253,12 @@ UPSTREAM_MAX_BODY_BYTES = env_int("UPSTREAM_MAX_BODY_BYTES", 65536)
 CELERY_BROKER_URL = redis_url(0)
 CELERY_RESULT_BACKEND = redis_url(1)
 CELERY_RESULT_EXPIRES = 3600
+# A request that enqueues (POST /api/tasks) subscribes to its result first: with Redis down,
+# Celery's default retries that for about 20 s before failing. Once, with the same socket
+# timeouts as the broker, and the view answers 503.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 0}}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+CELERY_REDIS_SOCKET_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

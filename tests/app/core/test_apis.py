@@ -48,3 +48,30 @@ def test_task_detail_with_a_malformed_id_is_a_404(client):
     response = client.get("/api/tasks/not-a-uuid")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def queue_dropping(broker_dropping):
+    """Broker and result backend both on a server that drops every connection."""
+    from config.celery import app
+
+    def use_backend(url: str) -> None:
+        app.conf.result_backend = url
+        app._backend_cache = None  # the backend object is made once per app: make it again
+        app._local.__dict__.pop("backend", None)
+
+    previous = app.conf.result_backend
+    use_backend(f"redis://:x@127.0.0.1:{broker_dropping.port}/1")
+    try:
+        yield broker_dropping
+    finally:
+        use_backend(previous)
+
+
+def test_task_create_while_the_queue_is_down_is_a_503_after_one_try(client, staff, queue_dropping):
+    response = post_task(client, {"a": 1, "b": 2}, **staff)
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    assert response["Retry-After"] == "5"
+    # One try each for the result subscription and the publish, not Celery's ~20 retries.
+    assert queue_dropping.connections <= 2
