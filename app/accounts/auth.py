@@ -34,12 +34,12 @@ class StaffBearerToken(BearerToken):
 
 
 class Session(SessionAuth):
-    """The session, with CSRF checked only when a session cookie came with the request: without
-    one there is no ambient credential to forge, and the answer is the 401 that names the
-    missing (or expired, or revoked) credential, not "CSRF check Failed"."""
+    """The session, with CSRF checked only when the session cookie logs someone in: without
+    one (no cookie, an expired or made-up one) there is no ambient credential to forge, and the
+    answer is the 401 that names the missing credential, not "CSRF check Failed"."""
 
     def _get_key(self, request: HttpRequest) -> str | None:
-        if self.param_name not in request.COOKIES:
+        if self.param_name not in request.COOKIES or not request.user.is_authenticated:
             return None
         return super()._get_key(request)
 

@@ -58,9 +58,12 @@ def test_nul_bytes_are_a_400_not_a_database_error(client):
     [{}, {"HTTP_AUTHORIZATION": "Bearer expired-or-revoked"}],
     ids=["no credentials", "a token that is not valid"],
 )
+@pytest.mark.parametrize("cookie", [None, "", "made-up"], ids=["no cookie", "empty", "stale"])
 @pytest.mark.parametrize("path", ["/api/orders", "/api/reports", "/api/tasks"])
-def test_a_write_without_valid_credentials_is_a_401_not_a_csrf_403(path, headers):
+def test_a_write_without_valid_credentials_is_a_401_not_a_csrf_403(path, headers, cookie):
     client = Client(enforce_csrf_checks=True)
+    if cookie is not None:
+        client.cookies["sessionid"] = cookie  # a session cookie that logs no one in
     response = client.post(path, {}, content_type="application/json", **headers)
     assert response.status_code == 401, response.content
 
