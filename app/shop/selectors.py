@@ -11,7 +11,7 @@ from django.db.models import Prefetch, QuerySet
 from config.db_router import PRIMARY
 from core import db
 from shop.models import Order, OrderItem, Product
-from shop.services import PRODUCTS_VERSION_KEY, PRODUCTS_WRITTEN_KEY
+from shop.services import PRODUCTS_WRITTEN_KEY, products_version
 from shop.stock import stock_cache_get
 from shop.upstream import price_get, recommendations_get
 
@@ -48,7 +48,7 @@ def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[
     A page missed soon after a write is filled from the primary: a lagging replica would put
     the old rows under the new version for the whole TTL.
     """
-    version = cache.get(PRODUCTS_VERSION_KEY, 0)
+    version = products_version()
     key = f"products:v{version}:hot={hot}:p={page}:s={page_size}"
     cached: dict[str, Any] | None = cache.get(key)
     if cached is not None:

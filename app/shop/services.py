@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -25,9 +26,9 @@ from shop.errors import (
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_set
 
-# Both keys live in the cache instance, which evicts when full: the version (read by every list
-# request, so the last an LRU drops) or the mark evicted lets a stale page be served at most until
-# its CACHE_TTL runs out, as every cached page may be.
+# Both keys live in the cache instance, which evicts when full. A version evicted starts again
+# from the clock (products_version), never from a value old pages were cached under; a mark
+# evicted lets a lagging replica's page be cached at most until its CACHE_TTL runs out.
 PRODUCTS_VERSION_KEY = "products:version"
 # Present for READ_YOUR_WRITES_SECONDS after a product write: a page missed meanwhile is filled
 # from the primary, since the replica may not have replayed the write yet (shop/selectors.py).
@@ -40,8 +41,19 @@ def product_list_invalidate() -> None:
     cache.set(PRODUCTS_WRITTEN_KEY, 1, timeout=settings.READ_YOUR_WRITES_SECONDS)
     try:
         cache.incr(PRODUCTS_VERSION_KEY)
-    except ValueError:
-        cache.set(PRODUCTS_VERSION_KEY, 1, timeout=None)
+    except ValueError:  # evicted (or never set): a value no page was cached under
+        cache.set(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)
+
+
+def products_version() -> int:
+    """The version every cached product page's key embeds. Missing (evicted, a new Redis), it
+    starts from the clock in nanoseconds: far above any count of bumps since the last start, so
+    no page cached under an earlier version is ever read again."""
+    version = cache.get(PRODUCTS_VERSION_KEY)
+    if version is None:
+        cache.add(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)  # the first writer wins
+        version = cache.get(PRODUCTS_VERSION_KEY, time.time_ns())
+    return int(version)
 
 
 def _validated(product: Product, *, fields_sent: dict[str, str] | None = None) -> None:

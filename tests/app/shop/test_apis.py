@@ -135,6 +135,28 @@ def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_s
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
+def test_an_evicted_list_version_never_brings_back_an_old_page(client, staff, redis_settings):
+    # The cache instance may evict any key, the version among them: a version it starts again
+    # must never be one an old page was cached under.
+    from django.core.cache import cache
+
+    from shop.services import PRODUCTS_VERSION_KEY
+
+    product = ProductFactory(name="Old name")
+    assert client.get("/api/products").json()["items"][0]["name"] == "Old name"
+    cache.delete(PRODUCTS_VERSION_KEY)  # evicted
+    response = client.patch(
+        f"/api/products/{product.pk}",
+        data=json.dumps({"name": "New name"}),
+        content_type="application/json",
+        **staff,
+    )
+    assert response.status_code == 200
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+    cache.delete(PRODUCTS_VERSION_KEY)  # evicted again, with pages cached under two versions
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+
+
 def test_product_detail_falls_back_when_upstreams_are_down(client, settings):
     settings.PRICE_SERVICE_URL = settings.RECOMMENDATIONS_SERVICE_URL = "http://127.0.0.1:1"
     product = ProductFactory(price="5.00")
