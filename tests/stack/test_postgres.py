@@ -63,6 +63,15 @@ def test_a_write_waiting_on_a_locked_row_ends_at_lock_timeout_as_json_and_change
     )
     assert created.status_code == 201, created.text
     product_id = created.json()["id"]
+
+    def rename() -> requests.Response:
+        return requests.patch(
+            stack.url(f"/api/products/{product_id}"),
+            json={"name": f"{name}-renamed"},
+            headers=staff,
+            timeout=60,
+        )
+
     # Another session holds the row (an operator's transaction, a long batch) and stays open.
     holder = subprocess.Popen(
         ["docker", "compose", "exec", "-T", "db-primary",
@@ -88,12 +97,7 @@ def test_a_write_waiting_on_a_locked_row_ends_at_lock_timeout_as_json_and_change
             timeout=30,
             what="the row locked by another session",
         )
-        response = requests.patch(
-            stack.url(f"/api/products/{product_id}"),
-            json={"name": f"{name}-renamed"},
-            headers=staff,
-            timeout=60,
-        )
+        response = rename()
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "database_busy"
         assert response.headers["Retry-After"] == "5"
@@ -105,12 +109,7 @@ def test_a_write_waiting_on_a_locked_row_ends_at_lock_timeout_as_json_and_change
         stack.psql("db-primary", f"SELECT name FROM shop_product WHERE id = {product_id}") == name
     )
     # Once the lock is gone, the same request succeeds.
-    retried = requests.patch(
-        stack.url(f"/api/products/{product_id}"),
-        json={"name": f"{name}-renamed"},
-        headers=staff,
-        timeout=30,
-    )
+    retried = rename()
     assert retried.status_code == 200, retried.text
 
 

@@ -4,6 +4,7 @@ of its time."""
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth import authenticate
@@ -36,6 +37,22 @@ def _limits(settings, redis_settings) -> Iterator[None]:
     GatedTestHasher.reset()
     yield
     GatedTestHasher.reset()
+
+
+@contextmanager
+def hash_held(*, username: str) -> Iterator[None]:
+    """Another login of this process is hashing (held inside the test hasher) meanwhile."""
+    GatedTestHasher.hold = threading.Event()
+    first = threading.Thread(
+        target=authenticate_in_thread, kwargs={"username": username, "password": "x"}
+    )
+    first.start()
+    try:
+        assert GatedTestHasher.entered.wait(timeout=10)
+        yield
+    finally:
+        GatedTestHasher.hold.set()
+        first.join(timeout=30)
 
 
 def login(client, username: str, password: str, address: str = "192.0.2.1"):
@@ -95,20 +112,11 @@ def test_the_lock_doubles_and_a_success_clears_the_count(client, settings, state
 def test_one_hash_at_a_time_per_process_and_a_login_that_cannot_wait_is_a_503(client, settings):
     UserFactory(username="ann")
     settings.LOGIN_HASH_WAIT_SECONDS = 0.2
-    GatedTestHasher.hold = threading.Event()
-    first = threading.Thread(
-        target=authenticate_in_thread, kwargs={"username": "ann", "password": "x"}
-    )
-    first.start()
-    try:
-        assert GatedTestHasher.entered.wait(timeout=10)
+    with hash_held(username="ann"):
         busy = login(client, "nobody", "guess")
-        assert busy.status_code == 503
-        assert busy.json()["error"]["code"] == "login_busy"
-        assert busy["Retry-After"] == "1"
-    finally:
-        GatedTestHasher.hold.set()
-        first.join(timeout=30)
+    assert busy.status_code == 503
+    assert busy.json()["error"]["code"] == "login_busy"
+    assert busy["Retry-After"] == "1"
 
     settings.LOGIN_HASH_WAIT_SECONDS = 30
     GatedTestHasher.reset()
@@ -159,16 +167,7 @@ def test_the_admin_form_says_the_server_is_busy_not_that_the_password_is_wrong(
 ):
     UserFactory(username="ann", is_staff=True)
     settings.LOGIN_HASH_WAIT_SECONDS = 0.2
-    GatedTestHasher.hold = threading.Event()
-    first = threading.Thread(
-        target=authenticate_in_thread, kwargs={"username": "ann", "password": "x"}
-    )
-    first.start()
-    try:
-        assert GatedTestHasher.entered.wait(timeout=10)
+    with hash_held(username="ann"):
         busy = admin_login(client, "ann", PASSWORD).content.decode()
-        assert "The server is busy checking other logins" in busy
-        assert "enter the correct username and password" not in busy
-    finally:
-        GatedTestHasher.hold.set()
-        first.join(timeout=30)
+    assert "The server is busy checking other logins" in busy
+    assert "enter the correct username and password" not in busy

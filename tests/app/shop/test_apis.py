@@ -115,6 +115,15 @@ def test_the_openapi_schema_lists_the_canonical_product_page_sizes(client):
     assert size["schema"]["enum"] == [10, 20, 50, 100]
 
 
+def rename(client, staff, product_id: int, name: str):
+    return client.patch(
+        f"/api/products/{product_id}",
+        data=json.dumps({"name": name}),
+        content_type="application/json",
+        **staff,
+    )
+
+
 def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_settings):
     ProductFactory(name="Old name")
     with CaptureQueriesContext(connections["replica"]) as first:
@@ -125,13 +134,7 @@ def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_s
     assert len(second) == 0  # served from Redis
 
     product_id = Product.objects.get().pk
-    response = client.patch(
-        f"/api/products/{product_id}",
-        data=json.dumps({"name": "New name"}),
-        content_type="application/json",
-        **staff,
-    )
-    assert response.status_code == 200
+    assert rename(client, staff, product_id, "New name").status_code == 200
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
@@ -145,13 +148,7 @@ def test_an_evicted_list_version_never_brings_back_an_old_page(client, staff, re
     product = ProductFactory(name="Old name")
     assert client.get("/api/products").json()["items"][0]["name"] == "Old name"
     cache.delete(PRODUCTS_VERSION_KEY)  # evicted
-    response = client.patch(
-        f"/api/products/{product.pk}",
-        data=json.dumps({"name": "New name"}),
-        content_type="application/json",
-        **staff,
-    )
-    assert response.status_code == 200
+    assert rename(client, staff, product.pk, "New name").status_code == 200
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
     cache.delete(PRODUCTS_VERSION_KEY)  # evicted again, with pages cached under two versions
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
