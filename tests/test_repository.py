@@ -30,3 +30,18 @@ def test_no_code_imports_django_s_own_user_model() -> None:
         str(path.relative_to(ROOT)) for path in sources if pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_debug_a_502_names_each_host_resource_with_an_alert_that_exists() -> None:
+    # The README's steps point at alerts the rules define (monitoring/rules), so following them
+    # leads somewhere; the alerts themselves fire in tests/monitoring and tests/stack.
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Debug a 502", 1)[1].split("\n### ", 1)[0]
+    rules = "".join(p.read_text() for p in (ROOT / "monitoring" / "rules").glob("*.yml"))
+    for resource, alert in (
+        ("Disk", "HostDiskAlmostFull"),
+        ("Memory", "HostMemoryPressure"),
+        ("OOM", "HostOomKill"),
+    ):
+        assert f"- {resource}" in section and alert in section, resource
+        assert f"alert: {alert}" in rules, alert
