@@ -43,5 +43,6 @@ def test_debug_a_502_names_each_host_resource_with_an_alert_that_exists() -> Non
         ("Memory", "HostMemoryPressure"),
         ("OOM", "HostOomKill"),
     ):
-        assert f"- {resource}" in section and alert in section, resource
+        assert f"- {resource}" in section, resource
+        assert alert in section, resource
         assert f"alert: {alert}" in rules, alert
