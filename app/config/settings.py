@@ -203,10 +203,17 @@ def redis_cache_url() -> str:
     return f"redis://:{REDIS_CACHE_PASSWORD}@{REDIS_CACHE_HOST}:{REDIS_CACHE_PORT}/{REDIS_CACHE_DB}"
 
 
+# Connections each process holds at most to each Redis instance. A request holds one only for
+# the length of a command, so a web worker's concurrent requests share a few; past the cap a
+# caller waits (up to the socket timeout) for a free one instead of opening more. The fleet's
+# sum, processes x instances x cap, stays far below Redis' maxclients (10000).
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 32)
 _REDIS_OPTIONS = {
     # A slow or absent Redis must cost a request at most this much, never a hang.
     "SOCKET_CONNECT_TIMEOUT": 1,
     "SOCKET_TIMEOUT": 1,
+    "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+    "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_MAX_CONNECTIONS, "timeout": 1},
     # One client per process instead of one per request (core/cache.py says what it saved).
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }

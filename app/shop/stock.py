@@ -55,7 +55,7 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
 
 
 def _client() -> aioredis.Redis:
-    return aioredis.Redis(
+    pool = aioredis.BlockingConnectionPool(
         host=settings.REDIS_CACHE_HOST,
         port=settings.REDIS_CACHE_PORT,
         password=settings.REDIS_CACHE_PASSWORD,
@@ -65,7 +65,11 @@ def _client() -> aioredis.Redis:
         # redis-py retries a failed command ten times with backoff by default: seconds of a
         # page while Redis is down. The page's fallback (the database's count) is the retry.
         retry=Retry(NoBackoff(), 0),
+        # The settings' cap per process; past it a page waits briefly for a free connection.
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=0.5,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 async def _close(client: aioredis.Redis) -> None:
