@@ -255,6 +255,10 @@ RECOMMENDATIONS_TIMEOUT = env_float("RECOMMENDATIONS_TIMEOUT", 0.5)
 UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 200)
 # The most of an upstream answer read (bytes); a longer one counts as failed (the fallback).
 UPSTREAM_MAX_BODY_BYTES = env_int("UPSTREAM_MAX_BODY_BYTES", 65536)
+# After this many failed calls in a row a service's calls are skipped (the fallback answers at
+# once) for this many seconds, then one call probes it (shop/upstream.py, Breaker).
+UPSTREAM_BREAKER_FAILURES = env_int("UPSTREAM_BREAKER_FAILURES", 5)
+UPSTREAM_BREAKER_SECONDS = env_float("UPSTREAM_BREAKER_SECONDS", 10.0)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = redis_url(0)

@@ -4,11 +4,16 @@ One aiohttp session per worker (see core.aio): pooled connections, no client bui
 how it compares with httpx is measured in docs/BENCHMARKS.md (scenario 2).
 Every call has its own timeout, reads at most UPSTREAM_MAX_BODY_BYTES and validates the answer
 against a schema; it returns None on any failure, so the caller can fall back. A service that
-answers garbage degrades the page as one that does not answer does.
+answers garbage degrades the page as one that does not answer does. After
+UPSTREAM_BREAKER_FAILURES failures in a row a service's calls are skipped for
+UPSTREAM_BREAKER_SECONDS (Breaker): a service that is down costs its timeout once per cool-down,
+not on every page.
 """
 
+import asyncio
 import json
 import logging
+from time import monotonic
 from typing import Annotated, Any, TypeVar
 
 import aiohttp
@@ -85,7 +90,67 @@ async def fetch_json(url: str, *, timeout: float) -> Any | None:
         return None
 
 
-async def fetch(url: str, *, timeout: float, schema: type[Answer]) -> Answer | None:
+class Breaker:
+    """A circuit breaker per service and worker process. Closed, every call goes out; after
+    UPSTREAM_BREAKER_FAILURES failed calls in a row it opens: calls are skipped (the caller's
+    fallback answers at once) for UPSTREAM_BREAKER_SECONDS. Then one call goes out as a probe
+    while the others are still skipped: a success closes the breaker, a failure opens it again.
+    Calls run on one event loop per worker, so its state needs no lock."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.failures = 0
+        self.open_until = 0.0
+        self.probing = False
+
+    def allow(self) -> bool:
+        if self.failures < settings.UPSTREAM_BREAKER_FAILURES:
+            return True
+        if self.probing or monotonic() < self.open_until:
+            return False
+        self.probing = True
+        return True
+
+    def record(self, *, ok: bool) -> None:
+        self.probing = False
+        if ok:
+            self.failures = 0
+            return
+        self.failures += 1
+        if self.failures >= settings.UPSTREAM_BREAKER_FAILURES:
+            if self.failures == settings.UPSTREAM_BREAKER_FAILURES:
+                log.warning(
+                    "upstream %s failed %d times in a row: its calls are skipped for %ss",
+                    self.service,
+                    self.failures,
+                    settings.UPSTREAM_BREAKER_SECONDS,
+                    extra={"service": self.service},
+                )
+            self.open_until = monotonic() + settings.UPSTREAM_BREAKER_SECONDS
+
+    def abandon(self) -> None:
+        """A call cancelled before its outcome (the client went away): no verdict either way."""
+        self.probing = False
+
+
+breakers = {"price": Breaker("price"), "recommendations": Breaker("recommendations")}
+
+
+async def fetch(
+    url: str, *, timeout: float, schema: type[Answer], breaker: Breaker
+) -> Answer | None:
+    if not breaker.allow():
+        return None
+    try:
+        answer = await _fetch(url, timeout=timeout, schema=schema)
+    except asyncio.CancelledError:
+        breaker.abandon()
+        raise
+    breaker.record(ok=answer is not None)
+    return answer
+
+
+async def _fetch(url: str, *, timeout: float, schema: type[Answer]) -> Answer | None:
     try:
         async with (
             sessions.use() as session,
@@ -113,6 +178,7 @@ async def price_get(*, product_id: int) -> PriceAnswer | None:
         f"{settings.PRICE_SERVICE_URL}/price/{product_id}",
         timeout=settings.PRICE_TIMEOUT,
         schema=PriceAnswer,
+        breaker=breakers["price"],
     )
 
 
@@ -121,4 +187,5 @@ async def recommendations_get(*, product_id: int) -> RecommendationsAnswer | Non
         f"{settings.RECOMMENDATIONS_SERVICE_URL}/recommendations/{product_id}",
         timeout=settings.RECOMMENDATIONS_TIMEOUT,
         schema=RecommendationsAnswer,
+        breaker=breakers["recommendations"],
     )
