@@ -30,13 +30,16 @@ FAST_BACKGROUND = {
     "REPORT_CHUNK_PAUSE_SECONDS": "0.05",
 }
 
-# Nginx's per-address rate limits lifted: every test request comes from one address (the
-# Docker bridge's), and load and fuzz tests send far more than a person would. test_rate_limits
-# puts the production defaults back for its own module.
-UNLIMITED_RATES = {
+# Limits lifted for the suite. Nginx's per-address rates: every test request comes from one
+# address (the Docker bridge's), and load and fuzz tests send far more than a person would;
+# test_rate_limits puts the production defaults back for its own module.
+LIFTED_LIMITS = {
     "NGINX_RATE_LOGIN": "100000r/s",
     "NGINX_RATE_REPORTS": "100000r/s",
     "NGINX_RATE_WRITES": "100000r/s",
+    # The upstream stand-ins' failure modes run one test after another: an open circuit breaker
+    # (proven in tests/app/shop/test_fanout.py) would skip the calls the next test checks.
+    "UPSTREAM_BREAKER_FAILURES": "1000000",
 }
 
 
@@ -78,7 +81,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             **FAST_BACKGROUND,
-            **UNLIMITED_RATES,
+            **LIFTED_LIMITS,
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
             "NGINX_PORT": str(self.port),

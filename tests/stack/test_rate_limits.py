@@ -1,5 +1,5 @@
 """Nginx's rate limits per client address, at the production defaults of .env.example (the rest
-of the suite runs with them lifted: conftest.UNLIMITED_RATES). Over a limit: a JSON 429 with
+of the suite runs with them lifted: conftest.LIFTED_LIMITS). Over a limit: a JSON 429 with
 Retry-After, before Django spends anything on the request. The client address is the
 connection's unless NGINX_REAL_IP_FROM names the proxy it came through."""
 
