@@ -71,12 +71,24 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
+LOCAL_ENV = f"IMAGE_REGISTRY={OLD}\n"
+
+
 @pytest.fixture(scope="module")
 def renamed(fresh: Path) -> Path:
+    # A forker's own .env (gitignored, secrets in it): named for them to edit, never rewritten.
+    (fresh / ".env").write_text(LOCAL_ENV)
     result = sh("make", "rename", f"NAME={NEW}", cwd=fresh, check=False)
+    (fresh / ".env").rename(fresh.parent / "env.after")
+    (fresh.parent / "rename.out").write_text(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert project_name(fresh) == NEW
     return fresh
+
+
+def test_an_untracked_env_file_is_named_not_rewritten(renamed: Path) -> None:
+    assert f".env (not tracked) still says {OLD}" in (renamed.parent / "rename.out").read_text()
+    assert (renamed.parent / "env.after").read_text() == LOCAL_ENV
 
 
 def test_the_old_name_is_gone_but_from_the_copyright_line(renamed: Path) -> None:
