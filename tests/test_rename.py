@@ -57,8 +57,11 @@ def tracked(copy: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_of_the_repository(tmp_path_factory.mktemp("fork") / "repo")
+
+
+def copy_of_the_repository(copy: Path) -> Path:
     """The repository's files (committed or not, never ignored ones) in a new one-commit repo."""
-    copy = tmp_path_factory.mktemp("fork") / "repo"
     listed = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
     for path in filter(None, listed.stdout.split("\0")):
         source = ROOT / path
@@ -178,3 +181,16 @@ def test_a_dirty_tree_is_refused_without_force(renamed: Path) -> None:
     assert result.returncode != 0
     assert "uncommitted changes" in result.stderr
     assert git(renamed, "diff") == before
+
+
+def test_a_renamed_fork_can_be_renamed_again(tmp_path: Path) -> None:
+    # The name is read from pyproject.toml, never spelled in bin/rename or the tests.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    for name in (NEW, "beta-store"):
+        result = sh("make", "rename", f"NAME={name}", cwd=copy, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        git(copy, "commit", "-q", "-a", "--allow-empty", "-m", f"rename to {name}")
+    left = sh("git", "grep", "-n", "-i", "-e", OLD, "-e", NEW, cwd=copy, check=False).stdout
+    assert [line for line in left.splitlines() if KEPT_LINE not in line] == []
+    result = sh("docker", "compose", "--profile", "*", "config", "--format", "json", cwd=copy)
+    assert json.loads(result.stdout)["services"]["web"]["image"] == "beta-store/web:dev"
