@@ -103,6 +103,10 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 	$(COMPOSE) exec -T db-primary pg_restore -U postgres --dbname=$(DB_NAME) --clean --if-exists \
 	  --no-owner --role=$${DB_USER:-app} --single-transaction --exit-on-error < $(FILE)
 
+.PHONY: rename
+rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: on a dirty tree)
+	@bin/rename $(if $(FORCE),--force) "$(NAME)"
+
 .PHONY: lint
 lint: venv ## ruff, formatting and mypy
 	$(BIN)/ruff check app tests bench

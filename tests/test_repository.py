@@ -1,6 +1,8 @@
 """What a fork starts from: a licence it may use, and one user model the whole code refers to."""
 
 import re
+import subprocess
+import sys
 
 from tests.support import ROOT
 
@@ -46,3 +48,24 @@ def test_debug_a_502_names_each_host_resource_with_an_alert_that_exists() -> Non
         assert f"- {resource}" in section, resource
         assert alert in section, resource
         assert f"alert: {alert}" in rules, alert
+
+
+def _collected(*args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode in (0, 5), result.stdout + result.stderr  # 5: none selected
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def test_the_demo_shop_s_tests_are_marked_to_go_with_it() -> None:
+    # README "Make it yours": `pytest -m "not demo_shop"` is what is left once app/shop is gone.
+    demo = ("tests/app/shop/", "tests/app/reports/", "tests/stack/test_shop.py")
+    marked = _collected("-m", "demo_shop", "tests/app", "tests/stack/test_shop.py")
+    assert {t for t in _collected(*demo) if t.startswith(demo)} <= marked
+    assert any(t.startswith("tests/app/shop/") for t in marked)
+    imports = re.compile(r"^\s*(from|import) (shop|reports|tests\.app\.shop)\b", re.MULTILINE)
+    rest = {t.split("::")[0] for t in _collected("-m", "not demo_shop", "tests/app")}
+    assert rest
+    assert [path for path in rest if imports.search((ROOT / path).read_text())] == []
