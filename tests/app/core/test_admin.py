@@ -94,10 +94,57 @@ def test_orders_and_the_outbox_are_read_only(superuser_client, rows):
 
 def test_a_product_saved_in_the_admin_goes_through_the_service(superuser_client, redis_settings):
     product = ProductFactory(name="Kettle", price=Decimal("12.50"), stock=4)
-    form = {"name": "Kettle", "description": product.description, "price": "12.50", "stock": 9}
+    form = _product_form(product, stock=9)
     response = superuser_client.post(reverse("admin:shop_product_change", args=[product.pk]), form)
     assert response.status_code == 302, response.content
     product.refresh_from_db()
     assert product.stock == 9
     # product_update's doing: a stock change bumps the version the Redis copy is ordered by.
     assert product.stock_version == 1
+
+
+def _product_form(product, **changes):
+    form = {
+        "name": product.name,
+        "description": product.description,
+        "price": str(product.price),
+        "stock": product.stock,
+        "seen_stock": product.stock,
+        "seen_stock_version": product.stock_version,
+    }
+    return {**form, **changes}
+
+
+def test_a_stale_product_form_never_writes_back_stock_that_orders_took(
+    superuser_client, redis_settings
+):
+    from shop.services import order_create
+    from tests.app.accounts.factories import UserFactory
+
+    product = ProductFactory(name="Teapot", price=Decimal("3.50"), stock=4)
+    opened = _product_form(product)  # the page as the editor opened it: stock 4
+    order_create(customer=UserFactory(), items={product.pk: 1})  # meanwhile a sale: 3 left
+    url = reverse("admin:shop_product_change", args=[product.pk])
+    response = superuser_client.post(url, {**opened, "name": "Teapot v2"})
+    assert response.status_code == 302, response.content
+    product.refresh_from_db()
+    assert (product.name, product.stock) == ("Teapot v2", 3)
+
+
+def test_a_stock_take_over_a_sale_made_meanwhile_is_refused_with_the_current_count(
+    superuser_client, redis_settings
+):
+    from shop.services import order_create
+    from tests.app.accounts.factories import UserFactory
+
+    product = ProductFactory(name="Teapot", price=Decimal("3.50"), stock=4)
+    opened = _product_form(product)
+    order_create(customer=UserFactory(), items={product.pk: 1})
+    url = reverse("admin:shop_product_change", args=[product.pk])
+    response = superuser_client.post(url, {**opened, "stock": 10})
+    assert response.status_code == 200
+    assert "Orders changed the stock since this page was opened (it is 3 now)" in (
+        response.content.decode()
+    )
+    product.refresh_from_db()
+    assert product.stock == 3
