@@ -2,9 +2,13 @@
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import tracing
 from config.env import DEV_PREFIX, env_bool, env_float, env_int, env_list, env_secret, env_str
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,6 +25,11 @@ SECRET_KEY = env_secret(
     "DJANGO_SECRET_KEY", production=PRODUCTION, dev_default=f"{DEV_PREFIX}insecure-secret-key"
 )
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if PRODUCTION and DEBUG:
+    # Debug pages show settings and stack frames to whoever triggers an error.
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_DEBUG=true is refused with APP_ENV=production.")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -63,9 +72,9 @@ if tracing.enabled():
     MIDDLEWARE.insert(0, "core.middleware.RouteSpanMiddleware")
 
 # Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image
-# (docker-compose.dev.yml); the production image does not have it. Shown on every page of that
-# server: it is published on the developer's loopback only, and behind Docker's NAT the client
-# address INTERNAL_IPS would compare is the bridge gateway's, not theirs.
+# (docker-compose.dev.yml); the production image does not have it. Shown on web's own port, which
+# is published on the developer's loopback only (behind Docker's NAT the client address
+# INTERNAL_IPS would compare is the bridge gateway's, not theirs), never through Nginx.
 DEBUG_TOOLBAR = DEBUG and importlib.util.find_spec("debug_toolbar") is not None
 if DEBUG_TOOLBAR:
     INSTALLED_APPS.append("debug_toolbar")
@@ -77,8 +86,11 @@ if DEBUG_TOOLBAR:
     DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": "config.settings.show_debug_toolbar"}
 
 
-def show_debug_toolbar(request: object) -> bool:
-    return DEBUG_TOOLBAR
+def show_debug_toolbar(request: "HttpRequest") -> bool:
+    # Only on web's own port, published on 127.0.0.1 in development: never through Nginx
+    # (which sets X-Forwarded-For on every request it passes), where the toolbar's panels
+    # would show anyone's recent requests, session keys among them.
+    return DEBUG_TOOLBAR and "HTTP_X_FORWARDED_FOR" not in request.META
 
 
 ROOT_URLCONF = "config.urls"

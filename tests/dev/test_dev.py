@@ -187,6 +187,13 @@ def test_debug_with_the_toolbar_on_the_published_web(dev):
     )
     assert 'id="djDebug"' in page.text
     assert "javascript" in script.headers["Content-Type"]
+    # Never through Nginx: neither on its pages nor its views (they list anyone's requests).
+    nginx = f"http://127.0.0.1:{dev.port('NGINX_PORT')}"
+    assert 'id="djDebug"' not in requests.get(f"{nginx}/admin/login/", timeout=10).text
+    request_id = page.text.split('data-request-id="', 1)[1].split('"', 1)[0]
+    history = f"/__debug__/history_refresh/?request_id={request_id}"
+    assert requests.get(f"{nginx}{history}", timeout=10).status_code == 404
+    assert requests.get(f"{web}{history}", timeout=10).status_code == 200
     # DEBUG's technical 404 page, not the API's JSON error.
     assert "Using the URLconf defined in" in missing.text
 

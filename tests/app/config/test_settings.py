@@ -53,6 +53,23 @@ def test_production_refuses_a_development_value(name):
     assert name in result.stderr
 
 
+def test_production_refuses_debug():
+    result = load_settings({"APP_ENV": "production", "DJANGO_DEBUG": "true", **real_secrets()})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG=true is refused with APP_ENV=production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "shown"), [(False, True), (True, False)], ids=["web's own port", "via Nginx"]
+)
+def test_the_debug_toolbar_is_shown_only_on_webs_own_port(monkeypatch, rf, forwarded, shown):
+    import config.settings
+
+    monkeypatch.setattr(config.settings, "DEBUG_TOOLBAR", True)
+    headers = {"HTTP_X_FORWARDED_FOR": "172.18.0.1"} if forwarded else {}
+    assert config.settings.show_debug_toolbar(rf.get("/admin/", **headers)) is shown
+
+
 def test_local_starts_with_no_environment_at_all():
     result = load_settings({"APP_ENV": "local"})
     assert result.returncode == 0, result.stderr
