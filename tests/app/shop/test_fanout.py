@@ -7,7 +7,8 @@ upstream values only if the calls really run concurrently. No clock is read.
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +19,30 @@ from shop.selectors import product_detail_get
 from tests.app.shop.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+
+
+@contextmanager
+def served(
+    routes: dict[str, Callable[[web.Request], Awaitable[web.Response]]],
+) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """A real aiohttp server on a free local port, on its own loop and thread: (URL, loop)."""
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", loop
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
 
 
 @dataclass
@@ -31,7 +56,6 @@ class Upstream:
 def upstream() -> Iterator[Upstream]:
     state = Upstream()
     events: dict[str, asyncio.Event] = {}
-    loop = asyncio.new_event_loop()
     release = asyncio.Event()
 
     async def rendezvous(request: web.Request) -> web.Response:
@@ -52,22 +76,11 @@ def upstream() -> Iterator[Upstream]:
             return web.json_response({"price": "42.00"})
         return web.json_response({"product_ids": [7, 8]})
 
-    app = web.Application()
-    app.router.add_get("/price/{product_id}", rendezvous)
-    app.router.add_get("/recommendations/{product_id}", rendezvous)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield state
-    loop.call_soon_threadsafe(release.set)
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=5)
+    routes = {"/price/{product_id}": rendezvous, "/recommendations/{product_id}": rendezvous}
+    with served(routes) as (url, loop):
+        state.url = url
+        yield state
+        loop.call_soon_threadsafe(release.set)
 
 
 @pytest.fixture
@@ -109,7 +122,6 @@ def failing() -> Iterator[Failing]:
     """A real HTTP server whose price and recommendations answer 503 (until healthy), counting
     the calls that reach it."""
     state = Failing()
-    loop = asyncio.new_event_loop()
 
     async def answer(request: web.Request) -> web.Response:
         kind = request.path.split("/")[1]
@@ -120,21 +132,10 @@ def failing() -> Iterator[Failing]:
             return web.json_response({"price": "42.00"})
         return web.json_response({"product_ids": [7]})
 
-    app = web.Application()
-    app.router.add_get("/price/{product_id}", answer)
-    app.router.add_get("/recommendations/{product_id}", answer)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield state
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=5)
+    routes = {"/price/{product_id}": answer, "/recommendations/{product_id}": answer}
+    with served(routes) as (url, _):
+        state.url = url
+        yield state
 
 
 @pytest.fixture
