@@ -43,6 +43,8 @@ def _limits(settings, redis_settings) -> Iterator[None]:
 def hash_held(*, username: str) -> Iterator[None]:
     """Another login of this process is hashing (held inside the test hasher) meanwhile."""
     GatedTestHasher.hold = threading.Event()
+    # Creating the user hashed its password and set `entered`: wait for this login's hash only.
+    GatedTestHasher.entered.clear()
     first = threading.Thread(
         target=authenticate_in_thread, kwargs={"username": username, "password": "x"}
     )
