@@ -253,6 +253,7 @@ def test_max_requests_recycling_under_load_fails_nothing(stack, shop):
         recreate_web(stack, **FAULTS)
     sent, errors = summary(t)
     writes = len(t.write_keys)
+    slowest_write = max((o.seconds for o in t.outcomes if o.kind == "write"), default=0.0)
     reliability.record(
         "Worker recycling: GUNICORN_MAX_REQUESTS=50, jitter 10",
         load=f"6 readers + 2 order writers ({writes} orders), continuous",
@@ -261,7 +262,8 @@ def test_max_requests_recycling_under_load_fails_nothing(stack, shop):
         lost=lost,
         notes=f"{recycles} workers recycled through the memory guard's drain path, at "
         f"{len(limits)} different request counts ({limits[0] if limits else '-'}-"
-        f"{limits[-1] if limits else '-'}); {retried} writes retried",
+        f"{limits[-1] if limits else '-'}); {retried} writes retried; slowest write "
+        f"{slowest_write:.2f} s",
     )
     assert t.failures == [], t.failures[:5]
     assert recycles >= 4
