@@ -9,8 +9,9 @@ import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 
-from tests.k8s.manifests import NAMESPACE, STAND_INS, Doc, Manifests, labels_match
+from tests.k8s.manifests import NAMESPACE, ROOT, STAND_INS, Doc, Manifests, labels_match
 
 DJANGO = ("web", "worker", "beat", "migrate")
 
@@ -229,6 +230,25 @@ def test_nginx_admits_only_the_ingress_controllers_namespace(deployment: Manifes
     assert not allowed(deployment, OUTSIDE, nginx, 8080)
     # Selected by namespace alone: any of the controller's pods, whatever their labels.
     assert allowed(deployment, other_namespace("ingress-nginx", app="x"), nginx, 8080)
+
+
+def test_nginx_trusts_client_addresses_only_from_the_pods_that_can_reach_it(
+    deployment: Manifests,
+) -> None:
+    """Rate limits count the address in X-Forwarded-For from NGINX_REAL_IP_FROM's range (the pod
+    range, where the ingress controller runs): only the controller can reach Nginx, so no other
+    client can claim an address. Compose trusts no proxy: its Nginx is the edge."""
+    trusted = deployment.config["NGINX_REAL_IP_FROM"]
+    assert trusted
+    assert all(ipaddress.ip_network(part) for part in trusted.split(","))
+    (nginx,) = [c for c in deployment.containers() if c.workload == "nginx" and not c.init]
+    env = {e["name"]: e for e in nginx.spec["env"]}
+    assert env["NGINX_REAL_IP_FROM"]["valueFrom"]["configMapKeyRef"]["key"] == "NGINX_REAL_IP_FROM"
+    assert allowed(deployment, INGRESS_CONTROLLER, pods(deployment, "nginx"), 8080)
+    assert not allowed(deployment, OTHER_POD, pods(deployment, "nginx"), 8080)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["nginx"]["environment"]["NGINX_REAL_IP_FROM"].endswith(":-}")
+    assert "\nNGINX_REAL_IP_FROM=\n" in (ROOT / ".env.example").read_text()
 
 
 def test_every_pod_resolves_names_and_reaches_nothing_else_outside(
