@@ -32,7 +32,7 @@ CORES = len(os.sched_getaffinity(0))
 # worker), so drains take at most ~1% of a worker's time; the memory guard handles fast leaks.
 PROFILES: dict[str, dict[str, Any]] = {
     "io": {
-        "worker_class": "core.workers.UvicornWorker",
+        "worker_class": "runtime.workers.UvicornWorker",
         "workers": CORES,
         "threads": 1,
         "max_requests": 50_000,
@@ -74,7 +74,7 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 # its worker_abort hook logs where the request was stuck; Nginx answers the client a JSON 504.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, in-flight requests get this long to finish, the Uvicorn worker's drain
-# (core/workers.py, GUNICORN_DRAIN_SECONDS 5s) included. Kubernetes' grace period is set above
+# (runtime/workers.py, GUNICORN_DRAIN_SECONDS 5s) included. Kubernetes' grace period is set above
 # preStop + this value (k8s/).
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than Nginx's upstream keepalive_timeout (4s): Nginx must close an idle connection
@@ -88,12 +88,12 @@ backlog = _int("GUNICORN_BACKLOG", 2048)
 # No access log here: Nginx logs every request as JSON, with the request ID, status, bytes and
 # upstream time, so a second line per request would double the log volume and cost the workers
 # the formatting (accesslog None also turns Uvicorn's access log off). Gunicorn's own log (worker
-# boots, exits, timeouts) is JSON on stdout through core.gunicorn_logging.
+# boots, exits, timeouts) is JSON on stdout through runtime.gunicorn_logging.
 accesslog = None
 errorlog = "-"
-logger_class = "core.gunicorn_logging.JsonLogger"
+logger_class = "runtime.gunicorn_logging.JsonLogger"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# Memory guard (core/memory_guard.py): a worker whose RSS passes this many MB finishes its
+# Memory guard (runtime/memory_guard.py): a worker whose RSS passes this many MB finishes its
 # requests and is replaced; checked every GUNICORN_MEMORY_CHECK_EVERY requests; 0 turns it off.
 # On top of max_requests, which bounds a slow leak by request count rather than by size.
 memory_limit_mb = _int("GUNICORN_MEMORY_LIMIT_MB", 500)
@@ -124,7 +124,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
         connections.close_all()
 
-    from core import memory_guard
+    from runtime import memory_guard
 
     # Uvicorn workers: max_requests (Gunicorn's count plus this worker's jitter, already in the
     # worker's Uvicorn config) goes to the memory guard, which drains the worker before it

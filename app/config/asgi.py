@@ -1,7 +1,7 @@
 import os
 
 from config import tracing
-from core.asgi import get_asgi_application
+from runtime.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()

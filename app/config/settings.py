@@ -126,7 +126,7 @@ def _database(name: str) -> dict[str, object]:
         "PASSWORD": _DB_PASSWORD,
         "HOST": env_str("DB_HOST", "pgbouncer"),
         "PORT": env_int("DB_PORT", 6432),
-        # Each request's sync work runs on a thread reused across requests (core/asgi.py, and
+        # Each request's sync work runs on a thread reused across requests (runtime/asgi.py, and
         # Gunicorn's threads under WSGI): keeping its PgBouncer connection saves a SCRAM login
         # per request, PgBouncer's one-core bottleneck under a burst. 60s, checked before reuse
         # (CONN_HEALTH_CHECKS), so a PgBouncer restart costs one failed check, not an error.
@@ -462,7 +462,7 @@ USE_TZ = True
 
 # --- Logging: one JSON object per line on stdout ----------------------------------------------
 # Web and Celery alike (config/celery.py applies this too); Gunicorn's own log uses the same
-# formatter (core/gunicorn_logging.py). Each line carries the request ID when one is bound.
+# formatter (runtime/gunicorn_logging.py). Each line carries the request ID when one is bound.
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,

@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from core import procfs
+from runtime import procfs
 
 # Every metric has labels: a labelled metric writes no value, and so no file, until a worker
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
@@ -153,7 +153,7 @@ def observe_worker_memory() -> None:
 
 def count_worker_abort(reason: str = "timeout") -> None:
     """Called by Gunicorn's worker_abort hook, in the dying worker (the counter's file stays),
-    and by the request watchdog (core/asgi.py) for a request thread stuck past the timeout."""
+    and by the request watchdog (runtime/asgi.py) for a request thread stuck past the timeout."""
     WORKER_ABORTS.labels(reason).inc()
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from core import workers
+from runtime import workers
 from tests.support import ROOT
 
 PROBE = (
@@ -41,7 +41,7 @@ CORES = len(os.sched_getaffinity(0))
 @pytest.mark.parametrize(
     ("profile", "worker_class", "workers", "app"),
     [
-        ("io", "core.workers.UvicornWorker", CORES, "config.asgi:application"),
+        ("io", "runtime.workers.UvicornWorker", CORES, "config.asgi:application"),
         ("cpu", "sync", 2 * CORES + 1, "config.wsgi:application"),
         ("mixed", "gthread", CORES + 1, "config.wsgi:application"),
     ],
@@ -59,7 +59,7 @@ def test_defaults_recycle_preload_and_keep_alive_past_nginx():
     assert (int(max_requests), int(jitter)) == (50_000, 5_000)
     assert int(graceful) < int(timeout)
     # Nginx closes idle upstream connections after 4s: before Gunicorn's keepalive would, and
-    # before a stopping worker's drain gives up waiting for it (core/workers.py).
+    # before a stopping worker's drain gives up waiting for it (runtime/workers.py).
     nginx_conf = (ROOT / "nginx/nginx.conf").read_text()
     upstream = nginx_conf[nginx_conf.index("upstream web {") :]
     upstream = upstream[: upstream.index("}")]

@@ -1,4 +1,4 @@
-"""The Uvicorn worker's drain (core/workers.py), on a real Gunicorn: a stopping worker never
+"""The Uvicorn worker's drain (runtime/workers.py), on a real Gunicorn: a stopping worker never
 closes an idle keep-alive connection itself, which is what made a POST from Nginx a 502."""
 
 import asyncio
@@ -14,8 +14,8 @@ import uvloop
 from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
 
-from core.workers import plain_sockets
-from tests.app.core.gunicorn_process import gunicorn
+from runtime.workers import plain_sockets
+from tests.app.runtime.gunicorn_process import gunicorn
 from tests.support import wait_until
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"

@@ -1,4 +1,4 @@
-"""core.inline_middleware through the pooled ASGI handler: Django's middleware answers exactly as
+"""runtime.inline_middleware through the pooled ASGI handler: Django's middleware answers exactly as
 with its own thread hops (sessions, messages, CSRF, redirects, host validation, headers), while
 a plain GET hands the request's thread only Django's two signal jobs instead of one per
 middleware method."""
@@ -13,11 +13,11 @@ from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from core import inline_middleware
-from core.asgi import PooledExecutorASGIHandler
-from tests.app.core.asgi_scope import scope
+from runtime import inline_middleware
+from runtime.asgi import PooledExecutorASGIHandler
+from tests.app.runtime.asgi_scope import scope
 
-pytestmark = [pytest.mark.urls("tests.app.core.inline_urls")]
+pytestmark = [pytest.mark.urls("tests.app.runtime.inline_urls")]
 
 
 class Hops(PooledExecutorASGIHandler):

@@ -1,4 +1,4 @@
-"""The pooled ASGI handler (core/asgi.py) keeps Django's thread rules and the database settings:
+"""The pooled ASGI handler (runtime/asgi.py) keeps Django's thread rules and the database settings:
 a request's sync calls share one thread, threads are reused across requests, and a connection
 outlives its request only as DB_CONN_MAX_AGE says."""
 
@@ -11,11 +11,11 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.db import connections
 
-from core.asgi import ExecutorPool, PooledExecutorASGIHandler
-from tests.app.core import asgi_urls
-from tests.app.core.asgi_scope import scope
+from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler
+from tests.app.runtime import asgi_urls
+from tests.app.runtime.asgi_scope import scope
 
-pytestmark = [pytest.mark.urls("tests.app.core.asgi_urls")]
+pytestmark = [pytest.mark.urls("tests.app.runtime.asgi_urls")]
 
 
 class Request:

@@ -1,4 +1,4 @@
-"""The Celery worker's small exporter (core/celery_metrics.py): resident memory of the worker's
+"""The Celery worker's small exporter (runtime/celery_metrics.py): resident memory of the worker's
 main process and each of its children, read from /proc, next to the per-child limit."""
 
 import os
@@ -10,7 +10,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import celery_metrics
+from runtime import celery_metrics
 
 
 def samples(registry) -> list:
