@@ -42,11 +42,12 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
+from runtime import config
+
 log = logging.getLogger(__name__)
 
-# Above Nginx's upstream keepalive_timeout (4s): by then Nginx has closed every connection it
-# left idle, so the worker never closes one under a request. Counts against graceful_timeout.
-DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
+# GUNICORN_DRAIN_SECONDS (runtime/config.py says why it is above Nginx's keepalive_timeout).
+DRAIN_SECONDS = config.DRAIN_SECONDS
 
 # How often a live worker touches Gunicorn's heartbeat file (the file is in RAM: /dev/shm).
 HEARTBEAT_SECONDS = 1

@@ -39,7 +39,7 @@ WRITABLE_PATHS = {
 
 
 def gunicorn_graceful_timeout() -> int:
-    text = (ROOT / "app" / "gunicorn.conf.py").read_text()
+    text = (ROOT / "app" / "runtime" / "config.py").read_text()  # Gunicorn reads its values there
     match = re.search(r'_int\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)
     assert match
     return int(match[1])

@@ -15,7 +15,7 @@ from tests.support import ROOT, run, wait_until
 
 # core/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
 TASK_DETAIL_VIEW = "api:task_detail"
-METRICS_DIR = "/dev/shm/djstack-metrics"  # app/gunicorn.conf.py's default
+METRICS_DIR = "/dev/shm/djstack-metrics"  # app/runtime/config.py's default
 
 SCRAPE = (
     "import urllib.request;"

@@ -25,7 +25,7 @@ from tests.stack.faultload import Traffic, in_flight, join, lost_writes
 from tests.support import ROOT, docker, run, wait_until
 
 FAULTS = {"FAULT_ENDPOINTS": "true"}
-GRACEFUL_TIMEOUT = 25  # app/gunicorn.conf.py's default
+GRACEFUL_TIMEOUT = 25  # app/runtime/config.py's default
 
 
 def recreate_web(stack, **env: str) -> None:
