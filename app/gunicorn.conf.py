@@ -89,13 +89,14 @@ def post_fork(server: Any, worker: Any) -> None:
 
     from runtime import memory_guard
 
-    # Uvicorn workers: max_requests (Gunicorn's count plus this worker's jitter, already in the
-    # worker's Uvicorn config) goes to the memory guard, which drains the worker before it
-    # stops; Uvicorn's own limit would close connections it has just accepted (a reset).
+    # Our Uvicorn workers: max_requests (Gunicorn's count plus this worker's jitter, already in
+    # the worker's Uvicorn config) goes to the memory guard, which drains the worker before it
+    # stops; Uvicorn's own limit would close connections it has just accepted (a reset). The
+    # stock worker (SERVER_RUNTIME=stock) cannot drain: it keeps Uvicorn's limit, as released.
     recycle_after = 0
     uvicorn_config = getattr(worker, "config", None)
     limit = getattr(uvicorn_config, "limit_max_requests", None)
-    if limit and limit < sys.maxsize:
+    if runtime_config.POOLED and limit and limit < sys.maxsize:
         recycle_after = int(limit)
         uvicorn_config.limit_max_requests = None  # type: ignore[union-attr]
     memory_guard.arm(limit_mb=memory_limit_mb, every=memory_check_every, max_requests=recycle_after)

@@ -4,6 +4,11 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support import ROOT
 
@@ -161,3 +166,27 @@ def test_the_env_read_check_sees_every_form_of_read() -> None:
     )
     found = [name for _, name in sorted(_env_reads(ast.parse(source)), key=lambda r: r[0])]
     assert found == ["A", "B", "C", "D", "E", None]
+
+
+def _locked(path: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", path.read_text(), flags=re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_every_lock_satisfies_the_dependency_bounds() -> None:
+    """The locks are made by `make lock` from pyproject.toml; a bound tightened by hand (such as
+    the pooled runtime's, on the libraries whose internals it uses) must still hold for them."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)
+    requirements = [Requirement(r) for r in project["project"]["dependencies"]]
+    for lock in sorted(ROOT.glob("requirements*.lock")):
+        pins = _locked(lock)
+        for requirement in requirements:
+            name = canonicalize_name(requirement.name)
+            if requirement.marker is not None and name not in pins:
+                continue  # a platform's package (uvloop off Windows is in every lock anyway)
+            assert name in pins, f"{lock.name} does not pin {name}"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{lock.name} pins {name}=={pins[name]}, outside pyproject.toml's "
+                f"{requirement.specifier}: re-lock (make lock)"
+            )

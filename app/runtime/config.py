@@ -41,6 +41,18 @@ def multiproc_dir() -> str | None:
     return os.environ.get(_MULTIPROC_DIR) or None
 
 
+# SERVER_RUNTIME, the way back. "pooled" (the default): the io profile serves with this package's
+# ASGI handler (runtime/asgi.py: reused request threads, inline middleware, the request watchdog)
+# and Uvicorn worker (runtime/workers.py: the drain, the heartbeat every second). Both rely on
+# private internals of Django, asgiref and Uvicorn (tests/app/runtime/test_internals.py names
+# them); "stock" serves with Django's own ASGIHandler and uvicorn_worker.UvicornWorker as
+# released, for an upgrade that changed those internals.
+SERVER_RUNTIMES = ("pooled", "stock")
+SERVER_RUNTIME = os.environ.get("SERVER_RUNTIME") or "pooled"
+if SERVER_RUNTIME not in SERVER_RUNTIMES:
+    sys.exit(f"SERVER_RUNTIME must be one of {', '.join(SERVER_RUNTIMES)}, got {SERVER_RUNTIME!r}")
+POOLED = SERVER_RUNTIME == "pooled"
+
 # Cores this container may run on (affinity, not the host's count).
 CORES = len(os.sched_getaffinity(0))
 
@@ -51,7 +63,9 @@ CORES = len(os.sched_getaffinity(0))
 # worker), so drains take at most ~1% of a worker's time; the memory guard handles fast leaks.
 PROFILES: dict[str, dict[str, Any]] = {
     "io": {
-        "worker_class": "runtime.workers.UvicornWorker",
+        "worker_class": "runtime.workers.UvicornWorker"
+        if POOLED
+        else "uvicorn_worker.UvicornWorker",
         "workers": CORES,
         "threads": 1,
         "max_requests": 50_000,

@@ -85,6 +85,41 @@ def test_env_overrides_the_profile():
     assert values[4] == "50"
 
 
+def test_the_stock_runtime_picks_upstreams_uvicorn_worker():
+    values = gunicorn_config(GUNICORN_PROFILE="io", SERVER_RUNTIME="stock")
+    assert values[0] == "uvicorn_worker.UvicornWorker"
+    assert values[-1] == "config.asgi:application"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "handler"),
+    [
+        ("pooled", "runtime.asgi.PooledExecutorASGIHandler"),
+        ("stock", "django.core.handlers.asgi.ASGIHandler"),
+    ],
+)
+def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
+    script = (
+        "from config.asgi import application as a\n"
+        "print(f'{type(a).__module__}.{type(a).__qualname__}')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "SERVER_RUNTIME": runtime, "APP_ENV": "test"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [handler]
+
+
+def test_an_unknown_server_runtime_stops_gunicorn():
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(SERVER_RUNTIME="fast")
+    assert "SERVER_RUNTIME must be one of pooled, stock" in excinfo.value.stderr
+
+
 def test_an_unknown_profile_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_PROFILE="turbo")

@@ -121,6 +121,33 @@ def test_max_requests_recycles_once_after_the_count(client, caplog):
     assert shutdowns == [os.getpid()]
 
 
+POST_FORK = (
+    "import sys, types, importlib.util\n"
+    "spec = importlib.util.spec_from_file_location('gconf', 'gunicorn.conf.py')\n"
+    "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
+    "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
+    "conf.post_fork(None, worker)\n"
+    "from runtime import memory_guard\n"
+    "print(worker.config.limit_max_requests, memory_guard._guard)\n"
+)
+
+
+def test_post_fork_leaves_the_stock_worker_its_own_request_limit():
+    # SERVER_RUNTIME=stock: uvicorn_worker.UvicornWorker cannot drain, so it recycles as released.
+    result = subprocess.run(
+        [sys.executable, "-c", POST_FORK],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SERVER_RUNTIME": "stock"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    limit, guard = result.stdout.split(maxsplit=1)
+    assert limit == "1042"
+    assert "max_requests=0" in guard
+
+
 def test_post_fork_moves_uvicorns_request_limit_to_the_guard():
     script = (
         "import sys, types, importlib.util\n"
