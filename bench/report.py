@@ -307,7 +307,7 @@ def section_fanout(results: dict[str, Any], headline: list[list[str]]) -> list[s
             "app is its own answer when an upstream call missed its 10 s timeout: nothing bounds "
             "its requests in flight, so ~500 per worker queue ~1,500 calls for the worker's 200 "
             "upstream connections, and the wait counts against the timeout. Django's rows are "
-            "bounded by the executor pool (128 requests per worker, core/asgi.py): the rest "
+            "bounded by the executor pool (128 requests per worker, runtime/asgi.py): the rest "
             "wait in front of the view, where no timeout runs. A 504 is Nginx giving up on web "
             "(5 s to connect, 35 s to answer) and a client timeout is hey's own 30 s. The other "
             "configurations kept every request at c=1000.",
@@ -441,8 +441,8 @@ def seed_comparison(data: dict[str, Any], headline: list[list[str]]) -> list[str
 # compared with the default (no suffix) of the same worker count.
 VARIANTS = (
     (" (stock Django handler)", "Django's stock ASGIHandler"),
-    (" (pooled, thread hops)", "pooled executors (core/asgi.py), Django's middleware hopping"),
-    ("", "pooled + Django's middleware inline (core/inline_middleware.py): **the default**"),
+    (" (pooled, thread hops)", "pooled executors (runtime/asgi.py), Django's middleware hopping"),
+    ("", "pooled + Django's middleware inline (runtime/inline_middleware.py): **the default**"),
     (" (max_requests 1000)", "the default, recycled every 1,000 requests (the sync habit)"),
 )
 
@@ -671,7 +671,7 @@ def section_detail(results: dict[str, Any], headline: list[list[str]]) -> list[s
         "(through PgBouncer, on a connection kept for `DB_CONN_MAX_AGE`), a Redis read, two "
         "upstream calls, django-ninja's validation and JSON rendering, on the same two cores as "
         "Nginx, hey, PgBouncer, Postgres and the stand-ins. At c=1000 the throughput holds and "
-        "the latency grows: a worker serves at most 128 requests at once (core/asgi.py), the "
+        "the latency grows: a worker serves at most 128 requests at once (runtime/asgi.py), the "
         "rest wait in front of the view. An error here would be a 503 `database_unavailable` "
         "(PgBouncer's `query_wait_timeout`, 10 s, on the replica and then the primary), a 504 "
         "from Nginx, or hey's 30 s client timeout.",
@@ -1215,7 +1215,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "worker at boot (post_fork touched django.db before Django was loaded), and "
         "`GUNICORN_WORKER_CLASS=asgi` was handed the WSGI app (tests/app/test_gunicorn_conf.py).",
         "- Fixed, found with `make profile` and scenario 1's comparison rows: Django's own "
-        "middleware made 13 thread hops per ASGI request (core/inline_middleware.py); Uvicorn "
+        "middleware made 13 thread hops per ASGI request (runtime/inline_middleware.py); Uvicorn "
         "workers were recycled every 1,000 requests, i.e. every few seconds at this load, each "
         "recycle a ~4 s drain (max_requests is now per worker model); django-redis built a new "
         "redis-py client for every request (core/cache.py). And in the harness itself: the "

@@ -126,7 +126,7 @@ def in_web(script: str, *args: str, timeout: float = 300) -> Any:
 
 GUNICORN = "gunicorn --config gunicorn.conf.py"
 BENCH_ASGI = "bench_endpoints.asgi:application"
-# The same around the handlers core.asgi's is measured against (bench_endpoints/asgi_variants.py):
+# The same around the handlers runtime.asgi's is compared with (bench_endpoints/asgi_variants.py):
 # Django's stock ASGIHandler, and the pooled one with Django's middleware hopping threads.
 BENCH_ASGI_STOCK = "bench_endpoints.asgi_variants:stock"
 BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
@@ -182,7 +182,7 @@ def all_web_configs() -> list[dict[str, Any]]:
             "default": True,
         },
         {
-            # What core.asgi changed, one step at a time: Django's stock handler (a new executor
+            # What runtime.asgi changed, one step at a time: Django's stock handler (a new executor
             # per request, a thread hop per middleware method), then pooled executors alone.
             "name": f"uvicorn x{c} (stock Django handler)",
             "profile": "io",

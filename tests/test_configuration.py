@@ -94,7 +94,7 @@ OTHER_INSTANCE: dict[str, dict[str, str | None]] = {
 }
 
 # Read by the Django code, but meant for web alone: in a Celery worker it would switch
-# prometheus_client to multiprocess files nobody empties (app/gunicorn.conf.py).
+# prometheus_client to multiprocess files nobody empties (app/runtime/config.py).
 ONLY = {"PROMETHEUS_MULTIPROC_DIR": ("web",)}
 
 
@@ -147,9 +147,14 @@ def _python(*paths: Path) -> str:
     )
 
 
+# Gunicorn's configuration and the one module that reads its variables: web alone runs them.
+GUNICORN = ("app/gunicorn.conf.py", "app/runtime/config.py")
+
+
 def _django() -> str:
     app = ROOT / "app"
-    return _python(*(p for p in sorted(app.rglob("*.py")) if p.name != "gunicorn.conf.py"))
+    gunicorn = {ROOT / path for path in GUNICORN}
+    return _python(*(p for p in sorted(app.rglob("*.py")) if p not in gunicorn))
 
 
 def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -163,7 +168,7 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
             by_role.setdefault(command[0], []).append(name)
     table = [
         ("app/ (Django)", _django(), DJANGO),
-        ("app/gunicorn.conf.py", _python(ROOT / "app/gunicorn.conf.py"), ("web",)),
+        (" and ".join(GUNICORN), _python(*(ROOT / path for path in GUNICORN)), ("web",)),
         ("celery/entrypoint.sh worker", celery["worker"], CELERY_WORKERS),
         ("celery/entrypoint.sh beat", celery["beat"], ("beat",)),
         # The flower image's CMD (Dockerfile).

@@ -1,8 +1,14 @@
 """What a fork starts from: a licence it may use, and one user model the whole code refers to."""
 
+import ast
 import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support import ROOT
 
@@ -69,3 +75,118 @@ def test_the_demo_shop_s_tests_are_marked_to_go_with_it() -> None:
     rest = {t.split("::")[0] for t in _collected("-m", "not demo_shop", "tests/app")}
     assert rest
     assert [path for path in rest if imports.search((ROOT / path).read_text())] == []
+
+
+# The environment is read in settings (config/settings.py, through config/env.py) and, for what
+# Gunicorn needs before Django exists, in runtime/config.py: each variable once, with one default.
+ENV_READERS = {"config/settings.py", "config/env.py", "runtime/config.py"}
+# Reads allowed elsewhere, by (file, variable).
+ENV_READS_ALLOWED = {
+    # Removed by the bench/faults move (the bench and fault code leaves app/).
+    ("config/urls.py", "BENCH_ENDPOINTS"),
+    ("config/urls.py", "FAULT_ENDPOINTS"),
+    ("bench_endpoints/asgi.py", "BENCH_ENDPOINTS"),
+}
+
+
+def _env_reads(tree: ast.AST) -> list[tuple[int, str | None]]:
+    """(line, variable) of each use of os.environ, os.getenv (or environ/getenv imported from os),
+    except the entry points' os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...), which points
+    Django at its settings and reads nothing of the app's configuration."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "os"
+        for alias in node.names
+        if alias.name in {"environ", "environb", "getenv", "getenvb"}
+    }
+    found = []
+    for node in ast.walk(tree):
+        is_os_attr = (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in {"environ", "environb", "getenv", "getenvb"}
+        )
+        is_imported = isinstance(node, ast.Name) and node.id in imported
+        if not (is_os_attr or is_imported):
+            continue
+        # The variable's name: the first string in the call or subscript around the use.
+        outer: ast.AST = node
+        while isinstance(parents.get(outer), ast.Attribute | ast.Call | ast.Subscript):
+            outer = parents[outer]
+            if isinstance(outer, ast.Call | ast.Subscript):
+                break
+        strings = [
+            n.value
+            for n in ast.walk(outer)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        ]
+        name = strings[0] if strings else None
+        setdefault = (
+            isinstance(outer, ast.Call)
+            and isinstance(outer.func, ast.Attribute)
+            and outer.func.attr == "setdefault"
+        )
+        if setdefault and name == "DJANGO_SETTINGS_MODULE":
+            continue
+        found.append((node.lineno, name))
+    return found
+
+
+def test_the_environment_is_read_only_in_settings_and_the_runtime_config() -> None:
+    app = ROOT / "app"
+    offenders = []
+    for path in sorted(app.rglob("*.py")):
+        relative = str(path.relative_to(app))
+        if relative in ENV_READERS:
+            continue
+        for line, name in _env_reads(ast.parse(path.read_text(), str(path))):
+            if (relative, name) not in ENV_READS_ALLOWED:
+                offenders.append(f"app/{relative}:{line} reads {name or 'the environment'}")
+    assert offenders == [], (
+        "Read environment variables in config/settings.py (config/env.py's helpers) and use "
+        "django.conf.settings, or, for Gunicorn and the server runtime, in runtime/config.py: "
+        + "; ".join(offenders)
+    )
+
+
+def test_the_env_read_check_sees_every_form_of_read() -> None:
+    source = (
+        "import os\n"
+        "from os import environ, getenv as g\n"
+        "a = os.environ.get('A')\n"
+        "b = os.environ['B']\n"
+        "c = os.getenv('C')\n"
+        "d = environ.get('D')\n"
+        "e = g('E')\n"
+        "f = 'F' in os.environ\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+    )
+    found = [name for _, name in sorted(_env_reads(ast.parse(source)), key=lambda r: r[0])]
+    assert found == ["A", "B", "C", "D", "E", None]
+
+
+def _locked(path: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", path.read_text(), flags=re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_every_lock_satisfies_the_dependency_bounds() -> None:
+    """The locks are made by `make lock` from pyproject.toml; a bound tightened by hand (such as
+    the pooled runtime's, on the libraries whose internals it uses) must still hold for them."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)
+    requirements = [Requirement(r) for r in project["project"]["dependencies"]]
+    for lock in sorted(ROOT.glob("requirements*.lock")):
+        pins = _locked(lock)
+        for requirement in requirements:
+            name = canonicalize_name(requirement.name)
+            if requirement.marker is not None and name not in pins:
+                continue  # a platform's package (uvloop off Windows is in every lock anyway)
+            assert name in pins, f"{lock.name} does not pin {name}"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{lock.name} pins {name}=={pins[name]}, outside pyproject.toml's "
+                f"{requirement.specifier}: re-lock (make lock)"
+            )

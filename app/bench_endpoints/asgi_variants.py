@@ -1,9 +1,9 @@
-"""`make bench` only: bench_endpoints.asgi around the Django handlers core.asgi's is compared
+"""`make bench` only: bench_endpoints.asgi around the Django handlers runtime.asgi's is compared
 with in scenario 1, side by side in the same run:
 
 - stock: Django's own ASGIHandler (a new single-thread executor and a joining thread per
   request, every sync middleware method a thread hop).
-- hops: core.asgi's pooled executors, with Django's middleware hopping threads as stock does.
+- hops: runtime.asgi's pooled executors, with Django's middleware hopping threads as stock does.
 
 config.asgi's handler (bench_endpoints.asgi:application) is both: pooled and inline.
 """
@@ -11,7 +11,7 @@ config.asgi's handler (bench_endpoints.asgi:application) is both: pooled and inl
 from django.core.handlers.asgi import ASGIHandler
 
 from bench_endpoints.asgi import serving
-from core.asgi import PooledExecutorASGIHandler
+from runtime.asgi import PooledExecutorASGIHandler
 
 
 class _PooledWithHops(PooledExecutorASGIHandler):

@@ -9,7 +9,8 @@ from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 
 from config import tracing
-from core import celery_metrics, request_context
+from core import request_context
+from runtime import celery_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -61,7 +62,7 @@ def close_stale_connections(**kwargs: Any) -> None:
 
 signals.task_prerun.connect(close_stale_connections, weak=False)
 signals.task_postrun.connect(close_stale_connections, weak=False)
-# The worker's resident memory for Prometheus (core/celery_metrics.py, CELERY_METRICS_PORT).
+# The worker's resident memory for Prometheus (runtime/celery_metrics.py, CELERY_METRICS_PORT).
 signals.worker_ready.connect(celery_metrics.start, weak=False)
 
 

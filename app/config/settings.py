@@ -4,7 +4,6 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config import tracing
 from config.env import DEV_PREFIX, env_bool, env_float, env_int, env_list, env_secret, env_str
 
 if TYPE_CHECKING:
@@ -67,8 +66,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT set, config/tracing.py): name each request's span after
-# its Django route. Off: not installed, nothing of OpenTelemetry is imported.
-if tracing.enabled():
+# its Django route. Off: not installed, nothing of OpenTelemetry is imported. The SDK reads the
+# variable itself too, for where to export.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+if OTEL_EXPORTER_OTLP_ENDPOINT:
     MIDDLEWARE.insert(0, "core.middleware.RouteSpanMiddleware")
 
 # Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image
@@ -126,7 +127,7 @@ def _database(name: str) -> dict[str, object]:
         "PASSWORD": _DB_PASSWORD,
         "HOST": env_str("DB_HOST", "pgbouncer"),
         "PORT": env_int("DB_PORT", 6432),
-        # Each request's sync work runs on a thread reused across requests (core/asgi.py, and
+        # Each request's sync work runs on a thread reused across requests (runtime/asgi.py, and
         # Gunicorn's threads under WSGI): keeping its PgBouncer connection saves a SCRAM login
         # per request, PgBouncer's one-core bottleneck under a burst. 60s, checked before reuse
         # (CONN_HEALTH_CHECKS), so a PgBouncer restart costs one failed check, not an error.
@@ -257,6 +258,10 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 # The product page's live stock copy (shop/stock.py) lives this long (seconds): the longest a
 # count can stay stale when Redis loses a write.
 STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
+# The product page's stock read waits at most this long (seconds) on the cache instance, for a
+# connection, a free slot of the pool or an answer: below the cache's own timeout, since on a miss
+# the page shows the count of the product row it reads anyway.
+STOCK_REDIS_TIMEOUT = 0.5
 
 # --- Upstream HTTP services of the product page ----------------------------------------------
 PRICE_SERVICE_URL = env_str("PRICE_SERVICE_URL", "http://price:8080")
@@ -326,6 +331,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # resident size (MB; Celery counts KiB): a leak or one huge report never accumulates.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_MAX_TASKS_PER_CHILD", 1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_MAX_MEMORY_PER_CHILD_MB", 200) * 1024
+# Each worker's own exporter of its processes' memory (runtime/celery_metrics.py); 0: off.
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 9808)
 # Each queue has its own worker service (compose) or Deployment (k8s): a flood of reports never
 # delays an email. Tasks without a route land on "default".
 CELERY_TASK_ROUTES = {
@@ -462,7 +469,7 @@ USE_TZ = True
 
 # --- Logging: one JSON object per line on stdout ----------------------------------------------
 # Web and Celery alike (config/celery.py applies this too); Gunicorn's own log uses the same
-# formatter (core/gunicorn_logging.py). Each line carries the request ID when one is bound.
+# formatter (runtime/gunicorn_logging.py). Each line carries the request ID when one is bound.
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,

@@ -26,7 +26,6 @@ The SDK's other standard variables (sampler, headers, batch sizes) work as OpenT
 documents them.
 """
 
-import os
 from typing import Any
 
 # Probes and scrapes: frequent and all alike; a trace of each would only bury the real ones.
@@ -36,7 +35,9 @@ _started = False
 
 
 def enabled() -> bool:
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    from django.conf import settings  # this module is imported while settings load
+
+    return bool(settings.OTEL_EXPORTER_OTLP_ENDPOINT)
 
 
 def setup(*, component: str) -> bool:

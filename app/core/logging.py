@@ -80,7 +80,7 @@ def configure_structlog() -> None:
 
 
 class JsonFormatter(structlog.stdlib.ProcessorFormatter):
-    """The formatter LOGGING (Django, Celery) and core.gunicorn_logging (Gunicorn) install."""
+    """The formatter LOGGING (Django, Celery) and runtime.gunicorn_logging (Gunicorn) install."""
 
     def __init__(self) -> None:
         configure_structlog()

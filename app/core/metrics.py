@@ -17,7 +17,6 @@ prometheus_client's own process metrics (CPU, fds) are not available in multipro
 them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/alerts.yml.
 """
 
-import os
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -36,7 +35,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from core import procfs
+from runtime import config, procfs
 
 # Every metric has labels: a labelled metric writes no value, and so no file, until a worker
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
@@ -102,7 +101,7 @@ WORKER_MEMORY_LIMIT = Gauge(
 # A worker re-reads its RSS (one small /proc read) at most this often: a fraction of the scrape
 # interval (15s), and nothing per request in between.
 RSS_EVERY_SECONDS = 5.0
-_MEMORY_LIMIT_BYTES = int(os.environ.get("GUNICORN_MEMORY_LIMIT_MB") or 500) * 1024 * 1024
+_MEMORY_LIMIT_BYTES = config.MEMORY_LIMIT_MB * 1024 * 1024
 _rss_next = 0.0
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -153,7 +152,7 @@ def observe_worker_memory() -> None:
 
 def count_worker_abort(reason: str = "timeout") -> None:
     """Called by Gunicorn's worker_abort hook, in the dying worker (the counter's file stays),
-    and by the request watchdog (core/asgi.py) for a request thread stuck past the timeout."""
+    and by the request watchdog (runtime/asgi.py) for a request thread stuck past the timeout."""
     WORKER_ABORTS.labels(reason).inc()
 
 
@@ -214,7 +213,7 @@ if ENABLED:
 
 def render() -> tuple[bytes, str]:
     """The exposition: every worker's values summed in multiprocess mode, else this process's."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = config.multiproc_dir()
     registry = REGISTRY
     if path:
         registry = CollectorRegistry()

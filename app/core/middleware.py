@@ -20,9 +20,10 @@ from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config import tracing
-from core import memory_guard, metrics, request_context
+from core import metrics, request_context
 from core.db import DATABASE_ERRORS, database_error_response
 from core.selectors import readiness_get
+from runtime import memory_guard
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"

@@ -39,7 +39,8 @@ async def hang(request: HttpRequest) -> JsonResponse:
 
 def hang_sync(request: HttpRequest) -> JsonResponse:
     """A sync view stuck in a blocking call: the event loop (and the heartbeat) carry on, only
-    the request's thread is stuck; the worker's watchdog (core/asgi.py) acts on GUNICORN_TIMEOUT."""
+    the request's thread is stuck; the worker's watchdog (runtime/asgi.py) acts on
+    GUNICORN_TIMEOUT."""
     time.sleep(_seconds(request, 60, 120))  # blocking on purpose
     return JsonResponse({"hung": True})
 

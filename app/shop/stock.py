@@ -60,14 +60,14 @@ def _client() -> aioredis.Redis:
         port=settings.REDIS_CACHE_PORT,
         password=settings.REDIS_CACHE_PASSWORD,
         db=settings.REDIS_CACHE_DB,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
+        socket_timeout=settings.STOCK_REDIS_TIMEOUT,
+        socket_connect_timeout=settings.STOCK_REDIS_TIMEOUT,
         # redis-py retries a failed command ten times with backoff by default: seconds of a
         # page while Redis is down. The page's fallback (the database's count) is the retry.
         retry=Retry(NoBackoff(), 0),
         # The settings' cap per process; past it a page waits briefly for a free connection.
         max_connections=settings.REDIS_MAX_CONNECTIONS,
-        timeout=0.5,
+        timeout=settings.STOCK_REDIS_TIMEOUT,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from core import workers
+from runtime import workers
 from tests.support import ROOT
 
 PROBE = (
@@ -41,7 +41,7 @@ CORES = len(os.sched_getaffinity(0))
 @pytest.mark.parametrize(
     ("profile", "worker_class", "workers", "app"),
     [
-        ("io", "core.workers.UvicornWorker", CORES, "config.asgi:application"),
+        ("io", "runtime.workers.UvicornWorker", CORES, "config.asgi:application"),
         ("cpu", "sync", 2 * CORES + 1, "config.wsgi:application"),
         ("mixed", "gthread", CORES + 1, "config.wsgi:application"),
     ],
@@ -59,7 +59,7 @@ def test_defaults_recycle_preload_and_keep_alive_past_nginx():
     assert (int(max_requests), int(jitter)) == (50_000, 5_000)
     assert int(graceful) < int(timeout)
     # Nginx closes idle upstream connections after 4s: before Gunicorn's keepalive would, and
-    # before a stopping worker's drain gives up waiting for it (core/workers.py).
+    # before a stopping worker's drain gives up waiting for it (runtime/workers.py).
     nginx_conf = (ROOT / "nginx/nginx.conf").read_text()
     upstream = nginx_conf[nginx_conf.index("upstream web {") :]
     upstream = upstream[: upstream.index("}")]
@@ -83,6 +83,41 @@ def test_env_overrides_the_profile():
     )
     assert values[1] == "7"
     assert values[4] == "50"
+
+
+def test_the_stock_runtime_picks_upstreams_uvicorn_worker():
+    values = gunicorn_config(GUNICORN_PROFILE="io", SERVER_RUNTIME="stock")
+    assert values[0] == "uvicorn_worker.UvicornWorker"
+    assert values[-1] == "config.asgi:application"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "handler"),
+    [
+        ("pooled", "runtime.asgi.PooledExecutorASGIHandler"),
+        ("stock", "django.core.handlers.asgi.ASGIHandler"),
+    ],
+)
+def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
+    script = (
+        "from config.asgi import application as a\n"
+        "print(f'{type(a).__module__}.{type(a).__qualname__}')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "SERVER_RUNTIME": runtime, "APP_ENV": "test"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [handler]
+
+
+def test_an_unknown_server_runtime_stops_gunicorn():
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(SERVER_RUNTIME="fast")
+    assert "SERVER_RUNTIME must be one of pooled, stock" in excinfo.value.stderr
 
 
 def test_an_unknown_profile_stops_gunicorn():

@@ -39,7 +39,7 @@ WRITABLE_PATHS = {
 
 
 def gunicorn_graceful_timeout() -> int:
-    text = (ROOT / "app" / "gunicorn.conf.py").read_text()
+    text = (ROOT / "app" / "runtime" / "config.py").read_text()  # Gunicorn reads its values there
     match = re.search(r'_int\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)
     assert match
     return int(match[1])
@@ -395,11 +395,11 @@ def test_production_serves_its_host_over_tls(rendered) -> None:
 
 
 def test_one_pgbouncer_pod_admits_every_client_the_autoscalers_allow(deployment: Manifests) -> None:
-    """Each web worker lends up to core.asgi.EXECUTORS threads at once, each with its own
+    """Each web worker lends up to runtime.asgi.EXECUTORS threads at once, each with its own
     connection to each database alias it uses (DB_CONN_MAX_AGE keeps them); each Celery child
     holds one per alias. The Service may send them all to one PgBouncer pod (the other restarting
     or evicted), so one pod's max_client_conn must cover the fleet at its autoscalers' maxima."""
-    from core.asgi import EXECUTORS
+    from runtime.asgi import EXECUTORS
 
     aliases = 2  # default (primary) and replica
     autoscalers = {

@@ -15,7 +15,7 @@ from tests.support import ROOT, run, wait_until
 
 # core/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
 TASK_DETAIL_VIEW = "api:task_detail"
-METRICS_DIR = "/dev/shm/djstack-metrics"  # app/gunicorn.conf.py's default
+METRICS_DIR = "/dev/shm/djstack-metrics"  # app/runtime/config.py's default
 
 SCRAPE = (
     "import urllib.request;"
@@ -203,13 +203,13 @@ def test_memory_guard_replaces_workers_without_failing_a_request(stack):
         assert failures == []
 
         web = json_lines(stack, "web")
-        guard = [e for e in web if e["logger"] == "core.memory_guard"]
+        guard = [e for e in web if e["logger"] == "runtime.memory_guard"]
         assert len(guard) >= 5
         assert all(e["level"] == "warning" and e["rss_mb"] > 1 for e in guard)
         assert all("memory limit exceeded" in e["message"] for e in guard)
         boots = [e for e in web if "Booting worker" in e["message"]]
         assert len(boots) >= 2 + len(guard) - 2  # the last replacements may still be forking
-        # Each drained (core/workers.py) and exited on its own; the master forked a replacement.
+        # Each drained (runtime/workers.py) and exited on its own; the master forked a replacement.
         stopped = [e for e in web if e["message"].startswith("Worker exiting")]
         assert len(stopped) >= len(guard) - 2
         print(f"80 requests, 0 failed; {len(guard)} guard lines, {len(boots)} boots")

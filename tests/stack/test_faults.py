@@ -25,7 +25,7 @@ from tests.stack.faultload import Traffic, in_flight, join, lost_writes
 from tests.support import ROOT, docker, run, wait_until
 
 FAULTS = {"FAULT_ENDPOINTS": "true"}
-GRACEFUL_TIMEOUT = 25  # app/gunicorn.conf.py's default
+GRACEFUL_TIMEOUT = 25  # app/runtime/config.py's default
 
 
 def recreate_web(stack, **env: str) -> None:
@@ -219,7 +219,7 @@ def test_rolling_restart_of_two_web_replicas_loses_nothing(stack, shop):
         f"{max(o.seconds for o in slow_all):.1f}s) while Nginx sent new ones to the other; "
         f"{retried} writes retried",
     )
-    # Zero, POSTs included: a stopping replica drains (core/workers.py), leaving every idle
+    # Zero, POSTs included: a stopping replica drains (runtime/workers.py), leaving every idle
     # keep-alive connection for Nginx to close, and refuses new ones, which Nginx retries on the
     # other replica. Before the drain, a POST sent down a connection the replica was closing got
     # a 502 now and then; Nginx never retries a POST it has sent.
@@ -247,7 +247,7 @@ def test_max_requests_recycling_under_load_fails_nothing(stack, shop):
         # Each worker's own limit, GUNICORN_MAX_REQUESTS plus its share of the jitter.
         limits = sorted({int(m["max_requests"]) for m in reached})
         # Gunicorn logs EBADF when it closes a listener uvloop has already closed: the number
-        # closed twice may by then be another socket of the worker (core.workers.plain_sockets).
+        # closed twice may by then be another socket of the worker (runtime.workers.plain_sockets).
         double_closes = len(messages(stack, "Error while closing socket"))
     finally:
         recreate_web(stack, **FAULTS)
@@ -345,7 +345,7 @@ def test_a_sync_view_stuck_past_the_timeout_is_answered_504_and_its_worker_repla
     stack, shop, path, frame
 ):
     """Under Uvicorn workers the heartbeat comes from the event loop, which a stuck sync view
-    does not stop: the request watchdog (app/core/asgi.py) gives WORKER TIMEOUT's guarantees."""
+    does not stop: the request watchdog (app/runtime/asgi.py) gives WORKER TIMEOUT's guarantees."""
     recreate_web(stack, **FAULTS, GUNICORN_TIMEOUT="10")
     try:
         aborts_before = request_thread_aborts(stack)
@@ -683,7 +683,7 @@ def test_a_thousand_concurrent_database_clients_see_no_too_many_clients(stack, s
     assert len(results) == clients * rounds
     assert too_many == []
     assert len(failed) == len(database) + len(overload), failed[:5]
-    # Zero since requests reuse their thread's PgBouncer connection (core/asgi.py, CONN_MAX_AGE):
+    # Zero since requests reuse their thread's PgBouncer connection (runtime/asgi.py, CONN_MAX_AGE):
     # a login per request made hundreds of SCRAM logins queue past DB_CONNECT_TIMEOUT.
     assert database == [], database[:5]
 

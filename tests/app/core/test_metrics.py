@@ -122,7 +122,7 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
     import asyncio
     import threading
 
-    from core.asgi import PooledExecutorASGIHandler, RequestExecutor
+    from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
 
     before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
     handler = PooledExecutorASGIHandler()

@@ -1,4 +1,4 @@
-"""core.inline_middleware through the pooled ASGI handler: Django's middleware answers exactly as
+"""runtime.inline_middleware through the pooled ASGI handler: Django's middleware answers exactly as
 with its own thread hops (sessions, messages, CSRF, redirects, host validation, headers), while
 a plain GET hands the request's thread only Django's two signal jobs instead of one per
 middleware method."""
@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.utils.module_loading import import_string
 
-from core import inline_middleware
-from core.asgi import PooledExecutorASGIHandler
-from tests.app.core.asgi_scope import scope
+from runtime import inline_middleware
+from runtime.asgi import PooledExecutorASGIHandler
+from tests.app.runtime.asgi_scope import scope
 
-pytestmark = [pytest.mark.urls("tests.app.core.inline_urls")]
+pytestmark = [pytest.mark.urls("tests.app.runtime.inline_urls")]
 
 
 class Hops(PooledExecutorASGIHandler):
@@ -35,7 +36,7 @@ class CountingExecutor(ThreadPoolExecutor):
 
 
 async def request(
-    app: PooledExecutorASGIHandler,
+    app: ASGIHandler,
     path: str,
     *,
     method: str = "GET",
@@ -83,7 +84,7 @@ def shape(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple
     return status, kept, names, body if b"token" not in body else b"<token>"
 
 
-async def transcript(app: PooledExecutorASGIHandler) -> list[tuple[Any, ...]]:
+async def transcript(app: ASGIHandler) -> list[tuple[Any, ...]]:
     steps = [await request(app, "/hello")]
     steps.append(await request(app, "/slash"))  # APPEND_SLASH
     steps.append(await request(app, "/hello", host=b"evil.example"))  # DisallowedHost
@@ -120,6 +121,19 @@ def test_the_inline_chain_answers_exactly_as_djangos_own():
     # refuses database access) and read back with its message.
     assert got[-1][-1] == b'{"visits": 1, "messages": ["saved"]}'
     assert "sessionid" in got[-2][2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pooled_handler_answers_exactly_as_the_stock_one():
+    """SERVER_RUNTIME=stock (Django's ASGIHandler as released) must be a way back that changes
+    nothing a client sees: the same transcript, middleware and all."""
+    pooled, stock = PooledExecutorASGIHandler(), ASGIHandler()
+    try:
+        got, expected = asyncio.run(transcript(pooled)), asyncio.run(transcript(stock))
+    finally:
+        pooled.executors.close()
+    assert got == expected
+    assert [step[0] for step in expected] == [200, 301, 400, 200, 403, 200, 200, 200]
 
 
 def sync_middleware_methods() -> int:

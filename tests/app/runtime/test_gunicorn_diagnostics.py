@@ -13,8 +13,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.core.gunicorn_process import Gunicorn
-from tests.app.core.gunicorn_process import gunicorn as start_gunicorn
+from tests.app.runtime.gunicorn_process import Gunicorn
+from tests.app.runtime.gunicorn_process import gunicorn as start_gunicorn
 from tests.support import wait_until
 
 
@@ -56,7 +56,7 @@ def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicor
     assert [r.status_code for r in kept] == [200] * 12
     assert "close" in [r.headers.get("Connection") for r in kept]
 
-    guard = [e for e in gunicorn.entries() if e["logger"] == "core.memory_guard"]
+    guard = [e for e in gunicorn.entries() if e["logger"] == "runtime.memory_guard"]
     # 24 requests, a check on every third request of a worker, all over a 1 MB limit.
     assert len(guard) >= 4
     assert all(e["level"] == "warning" and e["rss_mb"] > 1 and e["limit_mb"] == 1 for e in guard)

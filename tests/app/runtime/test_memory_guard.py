@@ -1,6 +1,6 @@
 """The memory guard's decision, its cadence through the middleware, and its real shutdown path.
 
-tests/app/core/test_gunicorn_diagnostics.py runs it under a real Gunicorn with Uvicorn workers.
+tests/app/runtime/test_gunicorn_diagnostics.py runs it under a real Gunicorn with Uvicorn workers.
 """
 
 import logging
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core import memory_guard
+from runtime import memory_guard
 from tests.support import ROOT
 
 MIB = 1024 * 1024
@@ -44,7 +44,7 @@ def test_the_decision(rss_mb, limit_mb, recycle):
 def test_a_tiny_limit_recycles_on_every_nth_request_once(client, caplog):
     shutdowns: list[int] = []
     memory_guard.arm(limit_mb=1, every=3, shutdown=lambda: shutdowns.append(os.getpid()))
-    caplog.set_level(logging.WARNING, logger="core.memory_guard")
+    caplog.set_level(logging.WARNING, logger="runtime.memory_guard")
     for _ in range(2):
         client.get("/healthz")
     assert shutdowns == []
@@ -83,7 +83,7 @@ def test_the_real_shutdown_is_sigterm_to_the_process_itself():
     script = (
         "import os, signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *a: (print('SIGTERM', os.getpid()), sys.exit(0)))\n"
-        "from core import memory_guard\n"
+        "from runtime import memory_guard\n"
         "memory_guard.arm(limit_mb=1, every=1)\n"
         "memory_guard.request_finished()\n"
         "time.sleep(5)\n"
@@ -108,7 +108,7 @@ def test_max_requests_recycles_once_after_the_count(client, caplog):
     memory_guard.arm(
         limit_mb=0, every=1, max_requests=5, shutdown=lambda: shutdowns.append(os.getpid())
     )
-    caplog.set_level(logging.INFO, logger="core.memory_guard")
+    caplog.set_level(logging.INFO, logger="runtime.memory_guard")
     for _ in range(4):
         client.get("/healthz")
     assert shutdowns == []
@@ -121,6 +121,33 @@ def test_max_requests_recycles_once_after_the_count(client, caplog):
     assert shutdowns == [os.getpid()]
 
 
+POST_FORK = (
+    "import sys, types, importlib.util\n"
+    "spec = importlib.util.spec_from_file_location('gconf', 'gunicorn.conf.py')\n"
+    "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
+    "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
+    "conf.post_fork(None, worker)\n"
+    "from runtime import memory_guard\n"
+    "print(worker.config.limit_max_requests, memory_guard._guard)\n"
+)
+
+
+def test_post_fork_leaves_the_stock_worker_its_own_request_limit():
+    # SERVER_RUNTIME=stock: uvicorn_worker.UvicornWorker cannot drain, so it recycles as released.
+    result = subprocess.run(
+        [sys.executable, "-c", POST_FORK],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SERVER_RUNTIME": "stock"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    limit, guard = result.stdout.split(maxsplit=1)
+    assert limit == "1042"
+    assert "max_requests=0" in guard
+
+
 def test_post_fork_moves_uvicorns_request_limit_to_the_guard():
     script = (
         "import sys, types, importlib.util\n"
@@ -128,7 +155,7 @@ def test_post_fork_moves_uvicorns_request_limit_to_the_guard():
         "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
         "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
         "conf.post_fork(None, worker)\n"
-        "from core import memory_guard\n"
+        "from runtime import memory_guard\n"
         "print(worker.config.limit_max_requests, memory_guard._guard.max_requests)\n"
     )
     result = subprocess.run(

@@ -10,7 +10,7 @@ These subclasses run those methods on the event loop, which is safe where a meth
 Where it may (saving a session, storing messages, CSRF tokens kept in the session, reading a
 POST body for the CSRF check), the `*_needs_thread` hooks send that call to the request's thread
 exactly as Django does. Settings keep Django's class paths (`check --deploy` looks for those
-names); core.asgi's handler swaps in these classes when it builds the async middleware chain.
+names); runtime.asgi's handler swaps in these classes when it builds the async middleware chain.
 WSGI workers never use them.
 """
 

@@ -17,14 +17,14 @@ When no connection is left, or at the deadline, Uvicorn's own shutdown runs: in-
 finish within Gunicorn's graceful_timeout, as before.
 
 WORKER TIMEOUT for sync code: the heartbeat comes from the event loop, which a sync view stuck
-on its own thread does not stop. Each tick also runs the request watchdog (core/asgi.py), which
+on its own thread does not stop. Each tick also runs the request watchdog (runtime/asgi.py), which
 treats a request thread busy past Gunicorn's timeout the way the arbiter treats a silent worker:
 its stack is logged, the abort counted, the client answered 504, and the worker drains and is
 replaced. A thread cannot be killed, so the process ends with os._exit once the server stopped.
 
 The drain starts on SIGTERM (Gunicorn's graceful stop, `docker stop`, Kubernetes after preStop,
 the old workers of a SIGHUP reload) and when the memory guard recycles the worker
-(core/memory_guard.py: over its memory limit, or after max_requests).
+(runtime/memory_guard.py: over its memory limit, or after max_requests).
 """
 
 import asyncio
@@ -42,11 +42,12 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
+from runtime import config
+
 log = logging.getLogger(__name__)
 
-# Above Nginx's upstream keepalive_timeout (4s): by then Nginx has closed every connection it
-# left idle, so the worker never closes one under a request. Counts against graceful_timeout.
-DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
+# GUNICORN_DRAIN_SECONDS (runtime/config.py says why it is above Nginx's keepalive_timeout).
+DRAIN_SECONDS = config.DRAIN_SECONDS
 
 # How often a live worker touches Gunicorn's heartbeat file (the file is in RAM: /dev/shm).
 HEARTBEAT_SECONDS = 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from testcontainers.core.container import DockerContainer
 
 from tests.app.conftest import DB_PASSWORD
-from tests.app.core.gunicorn_process import gunicorn
+from tests.app.runtime.gunicorn_process import gunicorn
 from tests.support import ROOT, wait_until
 
 
@@ -43,7 +43,7 @@ def test_no_worker_shares_the_database_connection_the_master_opened_while_preloa
     socket_file = tmp_path / "preload-socket"
     with gunicorn(
         tmp_path,
-        "tests.app.core.preload_connection:application",
+        "tests.app.runtime.preload_connection:application",
         PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
         PRELOAD_SOCKET_FILE=str(socket_file),
         GUNICORN_WORKERS="2",

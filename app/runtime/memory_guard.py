@@ -6,7 +6,7 @@ requests the diagnostics middleware calls request_finished(), which reads the wo
 
 - sync / gthread workers: SIGTERM to itself at once. Gunicorn's handler clears `alive`; the
   worker finishes what it is serving, accepting nothing more, and exits.
-- Uvicorn workers (core/workers.py): the server drains first, closing its listeners and its
+- Uvicorn workers (runtime/workers.py): the server drains first, closing its listeners and its
   connections the race-free way (each after a complete response with `Connection: close`, or by
   Nginx once idle), then stops as on SIGTERM. A plain SIGTERM to a Uvicorn worker used to close
   every idle connection at once, including just-accepted ones whose request it had not read yet:
@@ -28,8 +28,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core import workers
-from core.procfs import rss_bytes
+from runtime import workers
+from runtime.procfs import rss_bytes
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has be
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
 silent. Its thread's stack is logged as worker_abort logs stacks, the abort counted, the client
 answered a JSON 504 at once, its executor never lent again, and the worker drains and is
-replaced (core/workers.py); the other requests in flight finish.
+replaced (runtime/workers.py); the other requests in flight finish.
 """
 
 import asyncio
@@ -39,7 +39,7 @@ from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 
-from core import workers
+from runtime import workers
 
 # Requests in flight per worker, each with its own thread and up to two PgBouncer client
 # connections (primary and replica). 128 x 2 workers let ~850 fan-out requests (300 ms each) per
@@ -114,7 +114,7 @@ class ExecutorPool:
 
 
 class PooledExecutorASGIHandler(ASGIHandler):
-    # Django's own middleware without a thread hop per method (core/inline_middleware.py).
+    # Django's own middleware without a thread hop per method (runtime/inline_middleware.py).
     inline_middleware = True
 
     def __init__(self) -> None:
@@ -132,7 +132,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         if not (is_async and self.inline_middleware):
             super().load_middleware(is_async)
             return
-        from core import inline_middleware  # imports Django's middleware: after django.setup()
+        from runtime import inline_middleware  # imports Django's middleware: after django.setup()
 
         # A module global for the length of the call: one handler at a time swaps it.
         with _SWAP:

@@ -1,12 +1,18 @@
-"""The Uvicorn worker's drain (core/workers.py), on a real Gunicorn: a stopping worker never
-closes an idle keep-alive connection itself, which is what made a POST from Nginx a 502."""
+"""The Uvicorn worker's drain (runtime/workers.py), on a real Gunicorn: a stopping worker never
+closes an idle keep-alive connection itself, which is what made a POST from Nginx a 502.
+
+What every server must do runs under both workers SERVER_RUNTIME picks from (pooled: ours;
+stock: uvicorn_worker.UvicornWorker as released, the way back). The drain and the heartbeat
+every second are our worker's own gains, so those tests run for it alone."""
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -14,8 +20,8 @@ import uvloop
 from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
 
-from core.workers import plain_sockets
-from tests.app.core.gunicorn_process import gunicorn
+from runtime.workers import plain_sockets
+from tests.app.runtime.gunicorn_process import gunicorn
 from tests.support import wait_until
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -43,8 +49,41 @@ def still_open(conn: socket.socket) -> bool:
         conn.setblocking(True)
 
 
+@pytest.mark.parametrize("runtime", ["pooled", "stock"])
+def test_every_runtime_answers_json_and_finishes_the_request_in_flight_on_sigterm(
+    tmp_path, runtime
+):
+    with socket.socket() as silent:  # connections complete (the kernel's backlog), no answer
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = str(silent.getsockname()[1])
+        env = {
+            "SERVER_RUNTIME": runtime,
+            "GUNICORN_WORKERS": "1",
+            # /readyz's checks wait on these dependencies that never answer: a slow request.
+            "READYZ_TIMEOUT": "3",
+            **{f"{name}_HOST": "127.0.0.1" for name in ("DB", "REDIS", "REDIS_CACHE")},
+            **{f"{name}_PORT": port for name in ("DB", "REDIS", "REDIS_CACHE")},
+        }
+        with gunicorn(tmp_path, **env) as server:
+            worker = "runtime.workers" if runtime == "pooled" else "uvicorn_worker"
+            assert f"Using worker: {worker}.UvicornWorker" in server.messages()
+            assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok"}
+            with ThreadPoolExecutor(1) as pool:
+                slow = pool.submit(requests.get, server.url + "/readyz", timeout=30)
+                time.sleep(1)  # the request is in flight
+                server.process.send_signal(signal.SIGTERM)
+                answer = slow.result()
+            assert answer.status_code == 503
+            assert answer.json()["status"] == "unavailable"
+            assert server.process.wait(timeout=30) == 0
+            for line in server.lines():
+                assert set(json.loads(line)) >= {"timestamp", "level", "logger", "message"}
+
+
 @pytest.mark.parametrize("stop", ["SIGTERM to the master", "SIGTERM to the worker"])
 def test_a_stopping_worker_leaves_closing_idle_connections_to_the_client(tmp_path, stop):
+    # Pooled only: uvicorn_worker.UvicornWorker closes idle connections at once (the 502 race).
     env = {"GUNICORN_WORKERS": "1", "GUNICORN_DRAIN_SECONDS": "30", "GUNICORN_MAX_REQUESTS": "0"}
     with gunicorn(tmp_path, **env) as server:
         idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -94,7 +133,8 @@ def test_a_stopping_worker_leaves_closing_idle_connections_to_the_client(tmp_pat
 
 def test_a_worker_is_killed_for_silence_only_after_the_timeout(tmp_path):
     """The heartbeat every second: a stopped event loop is killed GUNICORN_TIMEOUT after its last
-    beat. Upstream beats every timeout/2, so the kill came anywhere from half the timeout on."""
+    beat. Upstream beats every timeout/2, so the kill came anywhere from half the timeout on
+    (pooled only, for that reason)."""
     timeout = 10
     env = {"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": str(timeout), "FAULT_ENDPOINTS": "true"}
     with gunicorn(tmp_path, **env) as server:
@@ -125,7 +165,8 @@ class Listener(TCPSocket):  # type: ignore[misc]  # untyped upstream
 
 def test_closing_the_listener_closes_no_other_socket_of_the_worker():
     """uvloop closes the listening descriptor, then closes the object it was given; given
-    Gunicorn's wrapper, that closed the same number again, by then another socket's."""
+    Gunicorn's wrapper, that closed the same number again, by then another socket's (pooled
+    only: plain_sockets is our worker's fix)."""
     listener = Listener(("127.0.0.1", 0), Config(), logging.getLogger("test"))
     port = listener.getsockname()[1]
 

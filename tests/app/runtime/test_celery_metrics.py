@@ -1,4 +1,4 @@
-"""The Celery worker's small exporter (core/celery_metrics.py): resident memory of the worker's
+"""The Celery worker's small exporter (runtime/celery_metrics.py): resident memory of the worker's
 main process and each of its children, read from /proc, next to the per-child limit."""
 
 import os
@@ -10,7 +10,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import celery_metrics
+from runtime import celery_metrics
 
 
 def samples(registry) -> list:
@@ -39,16 +39,21 @@ def test_a_process_gone_is_skipped_not_an_error():
     assert celery_metrics.rss_bytes(2**22 + 1) is None
 
 
-def test_served_over_http_when_started(monkeypatch):
+def test_served_over_http_when_started(settings):
     with socket.socket() as probe:  # a free port on this (possibly shared) machine
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("CELERY_METRICS_PORT", str(port))
+    settings.CELERY_METRICS_PORT = port
+    settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD = 300 * 1024  # KiB, as Celery counts
     celery_metrics.start()
     url = f"http://127.0.0.1:{port}/metrics"
     body = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "celery_worker_rss_bytes" in body
-    assert "celery_worker_memory_limit_bytes" in body
+    # The limit Celery recycles a child at, from the one setting both read.
+    (limit,) = [
+        line for line in body.splitlines() if line.startswith("celery_worker_memory_limit_bytes ")
+    ]
+    assert float(limit.split()[1]) == 300 * 1024 * 1024
 
 
 def media_samples(path) -> dict[str, float]:

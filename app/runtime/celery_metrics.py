@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core import procfs
+from runtime import procfs
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,13 @@ def registry(*, limit_mb: int, media_root: str | None = None) -> CollectorRegist
 
 def start(**kwargs: Any) -> None:
     """celery.signals.worker_ready receiver: serve the metrics from this (the main) process."""
-    port = int(os.environ.get("CELERY_METRICS_PORT") or 9808)
-    if port <= 0:
-        return
-    limit_mb = int(os.environ.get("CELERY_MAX_MEMORY_PER_CHILD_MB") or 200)
     from django.conf import settings  # configured by the time the worker is ready
 
+    port = settings.CELERY_METRICS_PORT
+    if port <= 0:
+        return
+    # Celery's own limit, the same setting (KiB): one definition of the default.
+    limit_mb = settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD // 1024
     media_root = str(settings.MEDIA_ROOT)
     start_http_server(port, registry=registry(limit_mb=limit_mb, media_root=media_root))
     log.info("celery metrics on :%d/metrics", port)

@@ -1,0 +1,105 @@
+"""What Gunicorn and the serving runtime read from the environment, read here and only here.
+
+app/gunicorn.conf.py runs before Django is loaded, so these cannot be Django settings; the
+runtime's modules (the drain, the metrics' memory limit) import the same values from here
+rather than reading the environment again with defaults of their own. Everything else the
+app reads comes from config/settings.py.
+
+GUNICORN_PROFILE picks the worker model for the workload (see the README):
+  io    (default) Uvicorn workers on the ASGI app; one per core, since each multiplexes
+        thousands of connections on its event loop while waiting on I/O.
+  cpu   sync workers on the WSGI app; 2 x cores + 1, so one waits on I/O while another computes.
+  mixed gthread workers on the WSGI app; cores + 1 processes x GUNICORN_THREADS threads.
+"""
+
+import os
+import sys
+from typing import Any
+
+_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def use_multiprocess_metrics() -> str:
+    """Prometheus multiprocess mode (core/metrics.py): every worker writes its metric values to
+    files here and a scrape sums them. Gunicorn's config calls it first, while only that file has
+    run: prometheus_client reads the variable on import, and with preload_app the master imports
+    it while loading Django. RAM-backed, like worker_tmp_dir; emptied when the master starts
+    (on_starting). Never on import of this module: in a Celery worker it would switch
+    prometheus_client to files nobody empties."""
+    if not os.environ.get(_MULTIPROC_DIR):
+        os.environ[_MULTIPROC_DIR] = "/dev/shm/djstack-metrics"  # noqa: S108
+    return os.environ[_MULTIPROC_DIR]
+
+
+def multiproc_dir() -> str | None:
+    """The multiprocess metrics directory, when this process is (or was forked from) Gunicorn's
+    master; None elsewhere (tests, manage.py, Celery): the in-process registry is used."""
+    return os.environ.get(_MULTIPROC_DIR) or None
+
+
+# SERVER_RUNTIME, the way back. "pooled" (the default): the io profile serves with this package's
+# ASGI handler (runtime/asgi.py: reused request threads, inline middleware, the request watchdog)
+# and Uvicorn worker (runtime/workers.py: the drain, the heartbeat every second). Both rely on
+# private internals of Django, asgiref and Uvicorn (tests/app/runtime/test_internals.py names
+# them); "stock" serves with Django's own ASGIHandler and uvicorn_worker.UvicornWorker as
+# released, for an upgrade that changed those internals.
+SERVER_RUNTIMES = ("pooled", "stock")
+SERVER_RUNTIME = os.environ.get("SERVER_RUNTIME") or "pooled"
+if SERVER_RUNTIME not in SERVER_RUNTIMES:
+    sys.exit(f"SERVER_RUNTIME must be one of {', '.join(SERVER_RUNTIMES)}, got {SERVER_RUNTIME!r}")
+POOLED = SERVER_RUNTIME == "pooled"
+
+# Cores this container may run on (affinity, not the host's count).
+CORES = len(os.sched_getaffinity(0))
+
+# max_requests: a worker is recycled after this many requests (below). A sync worker serves a
+# few requests a second, so 1,000 is minutes of life. A Uvicorn worker serves hundreds: 1,000
+# recycled it every ~7 s in make bench, and each recycle drains ~4 s with its listener closed,
+# which cost 20% of the fan-out's throughput. 50,000 is over 5 min at that peak (150 req/s a
+# worker), so drains take at most ~1% of a worker's time; the memory guard handles fast leaks.
+PROFILES: dict[str, dict[str, Any]] = {
+    "io": {
+        "worker_class": "runtime.workers.UvicornWorker"
+        if POOLED
+        else "uvicorn_worker.UvicornWorker",
+        "workers": CORES,
+        "threads": 1,
+        "max_requests": 50_000,
+    },
+    "cpu": {"worker_class": "sync", "workers": 2 * CORES + 1, "threads": 1, "max_requests": 1000},
+    "mixed": {
+        "worker_class": "gthread",
+        "workers": CORES + 1,
+        "threads": 4,
+        "max_requests": 1000,
+    },
+}
+PROFILE = os.environ.get("GUNICORN_PROFILE", "io")
+if PROFILE not in PROFILES:
+    sys.exit(f"GUNICORN_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE!r}")
+
+WORKER_CLASS: str = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["worker_class"]
+WORKERS = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
+THREADS = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
+BIND = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
+MAX_REQUESTS = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
+MAX_REQUESTS_JITTER = _int("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
+TIMEOUT = _int("GUNICORN_TIMEOUT", 30)
+GRACEFUL_TIMEOUT = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+KEEPALIVE = _int("GUNICORN_KEEPALIVE", 75)
+BACKLOG = _int("GUNICORN_BACKLOG", 2048)
+LOG_LEVEL = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+FORWARDED_ALLOW_IPS = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
+# The memory guard's limit (MB; 0: off) and how often it checks; also exported next to each
+# worker's RSS (core/metrics.py) for WebWorkerMemoryHigh.
+MEMORY_LIMIT_MB = _int("GUNICORN_MEMORY_LIMIT_MB", 500)
+MEMORY_CHECK_EVERY = _int("GUNICORN_MEMORY_CHECK_EVERY", 10)
+# A stopping Uvicorn worker's drain (runtime/workers.py): above Nginx's upstream
+# keepalive_timeout (4s), so by then Nginx has closed every connection it left idle and the
+# worker never closes one under a request. Counts against graceful_timeout.
+DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
