@@ -70,6 +70,24 @@ def test_logins_beyond_the_burst_get_a_json_429_and_reads_go_on(stack, limited):
     assert stack.get("/api/products").status_code == 200
 
 
+def test_the_admin_login_shares_the_login_limit(stack, limited):
+    # Both logins cost a password hash, so they share one bucket: alternating the two does not
+    # double the rate. Django's own answers to these anonymous posts are 401 and the CSRF 403.
+    responses = []
+    with requests.Session() as session:
+        for i in range(10):
+            if i % 2:
+                responses.append(
+                    session.post(stack.url("/admin/login/"), data={"username": "x"}, timeout=30)
+                )
+            else:
+                body = {"username": "nobody", "password": "guess"}
+                responses.append(session.post(stack.url("/api/auth/token"), json=body, timeout=30))
+    assert_limited(responses, allowed=6, retry_after="6")
+    assert {r.status_code for r in responses[:6]} == {401, 403}
+    assert [r.status_code for r in responses[6:]] == [429] * 4
+
+
 def test_writes_are_limited_per_address(stack, limited):
     # Untrusted X-Forwarded-For (NGINX_REAL_IP_FROM empty): a new claimed address per request
     # changes nothing, the connection's address is counted.
