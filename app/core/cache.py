@@ -21,9 +21,9 @@ _MISS = object()
 
 class SharedClientConnectionFactory(ConnectionFactory):  # type: ignore[misc]
     """One redis-py client per Redis URL and process. Django makes a cache backend per request
-    context, and django-redis a new client for each: Redis.__init__ alone (it copies ~200
-    response callbacks) was 5.6% of a web worker's CPU on the cached product list (make
-    profile). redis-py clients are thread-safe, and django-redis already shares the connection
+    context, and django-redis a new client for each: Redis.__init__ (it copies every response
+    callback) showed up in a web worker's profile of the cached product list (make profile).
+    redis-py clients are thread-safe, and django-redis already shares the connection
     pool per URL; after a fork the pool notices the new PID and opens fresh connections."""
 
     _clients: dict[tuple[str, str, str], Any] = {}

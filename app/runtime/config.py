@@ -56,11 +56,11 @@ POOLED = SERVER_RUNTIME == "pooled"
 # Cores this container may run on (affinity, not the host's count).
 CORES = len(os.sched_getaffinity(0))
 
-# max_requests: a worker is recycled after this many requests (below). A sync worker serves a
-# few requests a second, so 1,000 is minutes of life. A Uvicorn worker serves hundreds: 1,000
-# recycled it every ~7 s in make bench, and each recycle drains ~4 s with its listener closed,
-# which cost 20% of the fan-out's throughput. 50,000 is over 5 min at that peak (150 req/s a
-# worker), so drains take at most ~1% of a worker's time; the memory guard handles fast leaks.
+# max_requests: a worker is recycled after this many requests (below). The rule: a worker lives
+# minutes at its peak rate, so the drain each recycle costs (its listener closed meanwhile) is a
+# small share of its time. A sync worker serves a few requests a second, so 1,000 is minutes; a
+# Uvicorn worker serves hundreds, so it gets 50,000 (docs/BENCHMARKS.md measures the cost of a
+# lower limit). The memory guard, not this count, handles fast leaks.
 PROFILES: dict[str, dict[str, Any]] = {
     "io": {
         "worker_class": "runtime.workers.UvicornWorker"

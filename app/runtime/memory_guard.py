@@ -10,7 +10,8 @@ requests the diagnostics middleware calls request_finished(), which reads the wo
   connections the race-free way (each after a complete response with `Connection: close`, or by
   Nginx once idle), then stops as on SIGTERM. A plain SIGTERM to a Uvicorn worker used to close
   every idle connection at once, including just-accepted ones whose request it had not read yet:
-  that client got a connection reset (3 of 120 requests in test_gunicorn_diagnostics.py).
+  that client got a connection reset (tests/stack/test_diagnostics.py replaces workers under
+  load and counts none).
 
 The arbiter sees the worker exit and forks a replacement. Unarmed (tests, manage.py, Celery), the
 guard does nothing at all.
@@ -18,7 +19,7 @@ guard does nothing at all.
 Recycling after GUNICORN_MAX_REQUESTS (plus jitter) takes the same path for Uvicorn workers:
 post_fork (app/gunicorn.conf.py) turns Uvicorn's own limit_max_requests off and hands the count
 to the guard as `max_requests`. Uvicorn's limit stops the server without a drain, which under
-load reset a few requests in a thousand: the POSTs among them reached the client as 502s, since
+load resets requests in flight: the POSTs among them reach the client as 502s, since
 Nginx never retries a POST it has sent (tests/stack/test_faults.py).
 """
 
