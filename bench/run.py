@@ -568,7 +568,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from config.db_router import PRIMARY, REPLICA
+from core.db_router import PRIMARY, REPLICA
 from reports.models import Report
 from reports.services import report_create
 from shop.models import Order

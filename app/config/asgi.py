@@ -1,7 +1,7 @@
 import os
 from typing import Any
 
-from config import tracing
+from core import tracing
 from runtime import config as runtime_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -8,8 +8,7 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 
-from config import tracing
-from core import request_context
+from core import request_context, tracing
 from runtime import celery_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -39,7 +38,7 @@ signals.task_prerun.connect(request_context.on_task_prerun, weak=False)
 signals.task_postrun.connect(request_context.on_task_postrun, weak=False)
 
 
-# Tracing (config/tracing.py), when OTEL_EXPORTER_OTLP_ENDPOINT is set: started in each pool
+# Tracing (core/tracing.py), when OTEL_EXPORTER_OTLP_ENDPOINT is set: started in each pool
 # process, after the fork, so every process exports through a thread of its own.
 @signals.worker_process_init.connect
 def start_tracing(**kwargs: Any) -> None:

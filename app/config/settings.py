@@ -65,7 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT set, config/tracing.py): name each request's span after
+# Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT set, core/tracing.py): name each request's span after
 # its Django route. Off: not installed, nothing of OpenTelemetry is imported. The SDK reads the
 # variable itself too, for where to export.
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
@@ -157,7 +157,7 @@ DATABASES = {
 }
 # In tests the replica alias is the primary itself (Django's documented mirror pattern).
 DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
-DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
 # After a write, that customer's reads use the primary this long. Streaming replication lags by
 # milliseconds when healthy; 5s also covers a replica catching up after a burst.
 READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)

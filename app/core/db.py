@@ -18,7 +18,7 @@ from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
 from django.http import JsonResponse
 
-from config.db_router import PRIMARY, REPLICA
+from core.db_router import PRIMARY, REPLICA
 from core.errors import error_response
 
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 One formatter for everything: stdlib loggers (Django, Gunicorn, Uvicorn, Celery, ours) and
 structlog loggers go through structlog's ProcessorFormatter. Every line has timestamp, level,
 logger, message and pid, the request ID when one is bound (core.request_context), and any
-`extra=` fields of the call. With tracing on (config/tracing.py), lines written inside a span
+`extra=` fields of the call. With tracing on (core/tracing.py), lines written inside a span
 also have its trace_id and span_id, so a trace and its log lines find each other.
 """
 
@@ -33,7 +33,7 @@ def _pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Even
     return event_dict
 
 
-# Set by config.tracing.setup() when tracing is on: (trace_id, span_id) of the current span, or
+# Set by core.tracing.setup() when tracing is on: (trace_id, span_id) of the current span, or
 # None. Left None, no line pays more than this one attribute check.
 trace_ids: Callable[[], tuple[str, str] | None] | None = None
 

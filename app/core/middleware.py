@@ -19,8 +19,7 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from config import tracing
-from core import metrics, request_context
+from core import metrics, request_context, tracing
 from core.db import DATABASE_ERRORS, database_error_response
 from core.selectors import readiness_get
 from runtime import memory_guard

@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from config.db_router import PRIMARY
 from core.admin import ReadOnlyAdmin
+from core.db_router import PRIMARY
 from notifications.models import OutboxEmail
 from notifications.services import outbox_email_resend
 

@@ -47,7 +47,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from config.db_router import PRIMARY
+from core.db_router import PRIMARY
 from notifications.models import OutboxEmail
 from reports.models import Report
 from shop.models import Order, OrderItem

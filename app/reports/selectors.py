@@ -11,8 +11,8 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 
-from config.db_router import PRIMARY
 from core import db
+from core.db_router import PRIMARY
 from reports.models import Report
 from shop.models import Order, OrderItem
 

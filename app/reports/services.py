@@ -32,8 +32,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
+from core.db_router import PRIMARY
 from notifications.services import report_ready_email_create
 from reports import selectors
 from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
-from config.db_router import PRIMARY
 from core import db
+from core.db_router import PRIMARY
 from shop.models import Order, OrderItem, Product
 from shop.services import PRODUCTS_WRITTEN_KEY, products_version
 from shop.stock import stock_cache_get

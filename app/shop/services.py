@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from config.db_router import PRIMARY
 from core.db import recent_write_mark
+from core.db_router import PRIMARY
 from notifications.services import order_confirmation_create
 from shop.errors import (
     ConflictingStockChange,

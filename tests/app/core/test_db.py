@@ -14,8 +14,8 @@ from django.db import DatabaseError, OperationalError, connections, transaction
 from django.test import RequestFactory
 
 from config.api import api
-from config.db_router import PRIMARY, REPLICA
 from core import db
+from core.db_router import PRIMARY, REPLICA
 
 
 @pytest.fixture

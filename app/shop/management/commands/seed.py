@@ -15,7 +15,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
-from config.db_router import PRIMARY
+from core.db_router import PRIMARY
 from shop.models import Product
 
 BATCH = 50_000  # orders per statement: each batch commits well inside a minute

@@ -1,6 +1,6 @@
 """Which alias the router picks, without a database: the hints alone decide."""
 
-from config.db_router import PRIMARY, REPLICA, PrimaryReplicaRouter
+from core.db_router import PRIMARY, REPLICA, PrimaryReplicaRouter
 from shop.models import Order, OrderItem, Product
 
 

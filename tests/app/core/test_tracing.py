@@ -1,5 +1,5 @@
 """Tracing is off, and none of it imported, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; on, the
-app is wrapped and log lines inside a span carry its trace ID (config/tracing.py).
+app is wrapped and log lines inside a span carry its trace ID (core/tracing.py).
 
 "None of it": redis-py 8 itself imports the OpenTelemetry API and the SDK's metrics module when
 they are installed (its own optional metrics, a no-op until initialised), so off, the app may

@@ -1,7 +1,7 @@
 """OpenTelemetry tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT names a collector, otherwise off.
 
 Off means off: nothing here imports opentelemetry until setup() runs, so a process without the
-variable never loads it (tests/app/config/test_tracing.py) and pays nothing per request.
+variable never loads it (tests/app/core/test_tracing.py) and pays nothing per request.
 
 One trace per request:
 - web: the server span comes from the ASGI (or WSGI) middleware wrapped around Django, continuing
