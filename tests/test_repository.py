@@ -2,6 +2,7 @@
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -190,3 +191,28 @@ def test_every_lock_satisfies_the_dependency_bounds() -> None:
                 f"{lock.name} pins {name}=={pins[name]}, outside pyproject.toml's "
                 f"{requirement.specifier}: re-lock (make lock)"
             )
+
+
+def lint_imports(app: Path) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("lint-imports")
+    config = ROOT / "pyproject.toml"
+    return subprocess.run(
+        [str(command), str(config), "--no-cache"],
+        cwd=app, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path) -> None:
+    """`make lint` runs the contracts on app/; here, on a copy where core imports a domain and
+    a domain imports test code, each is named."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    with (app / "core" / "errors.py").open("a") as f:
+        f.write("\nimport shop.models  # noqa\n")
+    with (app / "accounts" / "models.py").open("a") as f:
+        f.write("\nimport tests.support  # noqa\n")
+    result = lint_imports(app)
+    assert result.returncode != 0
+    assert "core is not allowed to import shop" in result.stdout
+    assert "core.errors -> shop.models" in result.stdout
+    assert "accounts.models -> tests (l." in result.stdout
