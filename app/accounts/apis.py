@@ -9,6 +9,7 @@ from ninja.errors import HttpError
 from accounts.auth import TOKEN_ID_ATTR, customer_auth
 from accounts.backends import BUSY_ATTR, RETRY_AFTER_ATTR
 from accounts.errors import LoginBusy, LoginThrottled
+from accounts.models import ApiToken
 from accounts.selectors import api_token_list
 from accounts.services import api_token_create, api_token_revoke
 from core.schemas import InputSchema, PathId, errors, no_nul
@@ -33,6 +34,11 @@ class TokenInfo(Schema):
     expires_at: datetime
     current: bool
 
+    @staticmethod
+    def resolve_current(token: ApiToken, context: dict[str, Any]) -> bool:
+        # The token this request came with, if it came with one (a session has none).
+        return token.pk == getattr(context["request"], TOKEN_ID_ATTR, None)
+
 
 @router.post("/auth/token", response={201: TokenOut, **errors(400, 401, 429, 503)})
 def token_create(request: HttpRequest, payload: TokenIn) -> Status[Any]:
@@ -52,18 +58,9 @@ def token_create(request: HttpRequest, payload: TokenIn) -> Status[Any]:
 
 
 @router.get("/auth/tokens", auth=customer_auth, response={200: list[TokenInfo], **errors(401)})
-def token_list(request: HttpRequest) -> list[dict[str, Any]]:
+def token_list(request: HttpRequest) -> list[ApiToken]:
     """Your live tokens (never the tokens themselves); `current` is the one this request used."""
-    current = getattr(request, TOKEN_ID_ATTR, None)
-    return [
-        {
-            "id": t.pk,
-            "created_at": t.created_at,
-            "expires_at": t.expires_at,
-            "current": t.pk == current,
-        }
-        for t in api_token_list(user=request.user)  # type: ignore[arg-type]
-    ]
+    return api_token_list(user=request.user)  # type: ignore[arg-type]
 
 
 @router.delete(

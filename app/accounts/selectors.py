@@ -4,6 +4,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
+from config.db_router import PRIMARY
 
 
 def _valid(token: ApiToken) -> bool:
@@ -16,7 +17,7 @@ def api_token_get(*, token: str) -> ApiToken | None:
     and their password unchanged since."""
     # The primary: a token minted a moment ago must work at once, whatever the replica's lag.
     found = (
-        ApiToken.objects.using("default")
+        ApiToken.objects.using(PRIMARY)
         .select_related("user")
         .filter(digest=token_digest(token), user__is_active=True, expires_at__gt=timezone.now())
         .first()
@@ -27,7 +28,7 @@ def api_token_get(*, token: str) -> ApiToken | None:
 def api_token_list(*, user: User) -> list[ApiToken]:
     """The user's live tokens, newest first."""
     tokens: QuerySet[ApiToken] = (
-        ApiToken.objects.using("default")
+        ApiToken.objects.using(PRIMARY)
         .select_related("user")
         .filter(user=user, expires_at__gt=timezone.now())
         .order_by("-created_at", "-pk")

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
+from config.db_router import PRIMARY
 
 
 def token_digest(token: str) -> str:
@@ -18,9 +19,9 @@ def api_token_create(*, user: User) -> tuple[str, ApiToken]:
     """Returns the token itself, once (only its digest is kept), and its row. The user's expired
     tokens go at the same time, so each login does not leave one more row forever."""
     now = timezone.now()
-    ApiToken.objects.using("default").filter(user=user, expires_at__lte=now).delete()
+    ApiToken.objects.using(PRIMARY).filter(user=user, expires_at__lte=now).delete()
     token = secrets.token_urlsafe(32)
-    row = ApiToken.objects.using("default").create(
+    row = ApiToken.objects.using(PRIMARY).create(
         user=user,
         digest=token_digest(token),
         expires_at=now + timedelta(seconds=settings.API_TOKEN_LIFETIME_SECONDS),
@@ -31,7 +32,7 @@ def api_token_create(*, user: User) -> tuple[str, ApiToken]:
 
 def api_token_revoke(*, user: User, token_id: int) -> bool:
     """Deletes one of the user's own tokens; False if they have none with that id."""
-    deleted, _ = ApiToken.objects.using("default").filter(user=user, pk=token_id).delete()
+    deleted, _ = ApiToken.objects.using(PRIMARY).filter(user=user, pk=token_id).delete()
     return deleted > 0
 
 

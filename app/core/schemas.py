@@ -1,6 +1,7 @@
 """Schemas every API shares: the error body and pagination."""
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -47,6 +48,23 @@ Money = Annotated[
     BeforeValidator(_money_string),
     WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]}),
 ]
+
+
+def _decimal_string(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+# Money in an answer: the model's Decimal written by str() ("19.90"), a string in the schema. A
+# string (a cached page) passes as it is.
+MoneyOut = Annotated[str, BeforeValidator(_decimal_string)]
+
+
+def _iso_string(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+# A moment in an answer: the model's datetime written by isoformat(), a string in the schema.
+Timestamp = Annotated[str, BeforeValidator(_iso_string)]
 
 
 def json_integer(value: object) -> object:

@@ -11,6 +11,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.db_router import PRIMARY, REPLICA
 from core.db import replica_mark_down, replica_mark_up
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
@@ -73,8 +74,8 @@ def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[st
 def readiness_get(*, timeout: float) -> Readiness:
     """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more."""
     probes: dict[str, Callable[[], dict[str, Any]]] = {
-        "primary": lambda: _database_check("default", timeout),
-        "replica": lambda: _database_check("replica", timeout),
+        "primary": lambda: _database_check(PRIMARY, timeout),
+        "replica": lambda: _database_check(REPLICA, timeout),
         # The broker instance (Celery, read-your-writes marks, login throttle) and the cache
         # instance (pages, stock copies): either down degrades, neither stops reads.
         "redis": lambda: _redis_check(

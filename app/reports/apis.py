@@ -53,8 +53,8 @@ def report_create(request: HttpRequest, payload: ReportIn) -> Status[Any]:
     response={200: ReportOut, **errors(400, 401, 404)},
     url_name="report_detail",
 )
-def report_detail(request: HttpRequest, report_id: PathId) -> dict[str, Any]:
-    return selectors.report_to_dict(report=_owned(request, report_id))
+def report_detail(request: HttpRequest, report_id: PathId) -> Report:
+    return _owned(request, report_id)
 
 
 @router.get(

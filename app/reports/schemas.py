@@ -3,10 +3,12 @@ from datetime import date
 from typing import Any, Literal
 
 from django.conf import settings
+from django.urls import reverse
 from ninja import Schema
 from pydantic import ValidationInfo, field_validator
 
-from core.schemas import InputSchema
+from core.schemas import InputSchema, MoneyOut, Timestamp
+from reports.models import Report
 from shop.schemas import PositiveId
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -59,13 +61,22 @@ class ReportOut(Schema):
     date_to: date
     product_id: int | None
     scope: Literal["own", "shop"]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     # Set once its file was deleted (REPORT_RETENTION_DAYS after it finished): no download since.
-    expired_at: str | None
+    expired_at: Timestamp | None
     # Set once the report is done, until its file expires.
     download_url: str | None
     order_count: int | None
     units: int | None
-    revenue: str | None
+    revenue: MoneyOut | None
+
+    @staticmethod
+    def resolve_scope(report: Report) -> str:
+        return "shop" if report.shop_wide else "own"
+
+    @staticmethod
+    def resolve_download_url(report: Report) -> str | None:
+        done = report.state == Report.State.DONE and report.expired_at is None
+        return reverse("api:report_download", args=[report.pk]) if done else None

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.urls import reverse
 
 from core import db
 from core.db_router import PRIMARY
@@ -20,28 +18,6 @@ from shop.models import Order, OrderItem
 def report_get(*, owner_id: int, report_id: int) -> Report | None:
     """Another customer's report is None, exactly like a missing one."""
     return Report.objects.using(PRIMARY).filter(pk=report_id, owner_id=owner_id).first()
-
-
-def report_to_dict(*, report: Report) -> dict[str, Any]:
-    done = report.state == Report.State.DONE and report.expired_at is None
-    return {
-        "id": report.pk,
-        "state": report.state,
-        "progress": report.progress,
-        "error": report.error,
-        "date_from": report.date_from,
-        "date_to": report.date_to,
-        "product_id": report.product_id,
-        "scope": "shop" if report.shop_wide else "own",
-        "created_at": report.created_at.isoformat(),
-        "started_at": report.started_at.isoformat() if report.started_at else None,
-        "finished_at": report.finished_at.isoformat() if report.finished_at else None,
-        "expired_at": report.expired_at.isoformat() if report.expired_at else None,
-        "download_url": reverse("api:report_download", args=[report.pk]) if done else None,
-        "order_count": report.order_count,
-        "units": report.units,
-        "revenue": str(report.revenue) if report.revenue is not None else None,
-    }
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from ninja.params.functions import Header
 
 from accounts.auth import customer_auth, staff_auth
 from core.schemas import PageQuery, PathId, errors
-from shop import selectors, services
+from shop import cache, selectors, services
+from shop.models import Order, Product
 from shop.schemas import (
     OrderIn,
     OrderOut,
@@ -43,13 +44,12 @@ IDEMPOTENCY_KEY: Any = Header(
 
 @router.get("/products", response={200: ProductPage, **errors(400)})
 def product_list(request: HttpRequest, query: Query[ProductQuery]) -> dict[str, Any]:
-    return selectors.product_list(page=query.page, page_size=query.page_size, hot=query.hot)
+    return cache.product_page_get(page=query.page, page_size=query.page_size, hot=query.hot)
 
 
 @router.post("/products", auth=staff_auth, response={201: ProductOut, **errors(400, 401, 403)})
 def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
-    product = services.product_create(**payload.dict())
-    return Status(201, selectors.product_to_dict(product=product))
+    return Status(201, services.product_create(**payload.dict()))
 
 
 @router.patch(
@@ -60,16 +60,13 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
     " `stock_delta` moves the count relative to its current value (409 if it would go below"
     " zero); `stock` sets it outright, overwriting concurrent sales. Not both at once.",
 )
-def product_update(
-    request: HttpRequest, product_id: PathId, payload: ProductPatch
-) -> dict[str, Any]:
+def product_update(request: HttpRequest, product_id: PathId, payload: ProductPatch) -> Product:
     changes = payload.dict(exclude_unset=True, exclude_none=True)
-    product = services.product_update(product_id=product_id, **changes)
-    return selectors.product_to_dict(product=product)
+    return services.product_update(product_id=product_id, **changes)
 
 
 @router.get("/products/{product_id}", response={200: ProductDetailOut, **errors(400, 404)})
-async def product_detail(request: HttpRequest, product_id: PathId) -> dict[str, Any]:
+async def product_detail(request: HttpRequest, product_id: PathId) -> selectors.ProductDetail:
     detail = await selectors.product_detail_get(product_id=product_id)
     if detail is None:
         raise HttpError(404, f"No product {product_id}.")
@@ -102,12 +99,11 @@ def order_create(
     )
     if not created:
         response["Idempotent-Replayed"] = "true"
-    detail = selectors.order_to_dict(order=order)
-    return Status(201 if created else 200, detail)
+    return Status(201 if created else 200, order)
 
 
 @router.get("/orders", auth=customer_auth, response={200: OrderPage, **errors(400, 401)})
-def order_list(request: HttpRequest, query: Query[PageQuery]) -> Any:
+def order_list(request: HttpRequest, query: Query[PageQuery]) -> selectors.Page[Order]:
     return selectors.order_list(
         customer_id=_customer_id(request), page=query.page, page_size=query.page_size
     )
@@ -116,7 +112,7 @@ def order_list(request: HttpRequest, query: Query[PageQuery]) -> Any:
 @router.get(
     "/orders/{order_id}", auth=customer_auth, response={200: OrderOut, **errors(400, 401, 404)}
 )
-def order_detail(request: HttpRequest, order_id: PathId) -> dict[str, Any]:
+def order_detail(request: HttpRequest, order_id: PathId) -> Order:
     order = selectors.order_get(customer_id=_customer_id(request), order_id=order_id)
     if order is None:
         raise HttpError(404, f"No order {order_id}.")

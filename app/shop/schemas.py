@@ -8,9 +8,12 @@ from core.schemas import (
     CachedPageQuery,
     InputSchema,
     Money,
+    MoneyOut,
+    Timestamp,
     json_integer,
     no_nul,
 )
+from shop.models import OrderItem
 
 PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
@@ -54,7 +57,7 @@ class ProductOut(Schema):
     id: int
     name: str
     description: str
-    price: str
+    price: MoneyOut
     stock: int
     hot: bool
 
@@ -62,8 +65,8 @@ class ProductOut(Schema):
 class ProductDetailOut(ProductOut):
     # `price` is the catalogue's, the one POST /api/orders charges, whatever the pricing service
     # says; its figure is shown apart so the page never quotes a price the order does not charge.
-    price: str = Field(description="The price an order charges now (the catalogue's).")
-    pricing_service_price: str | None = Field(
+    price: MoneyOut = Field(description="The price an order charges now (the catalogue's).")
+    pricing_service_price: MoneyOut | None = Field(
         description=(
             "The pricing service's figure, for information only: orders charge `price`. "
             "null when the service failed, was too slow or answered something malformed."
@@ -105,14 +108,18 @@ class OrderItemOut(Schema):
     product_id: int
     product_name: str
     quantity: int
-    unit_price: str
+    unit_price: MoneyOut
+
+    @staticmethod
+    def resolve_product_name(item: OrderItem) -> str:
+        return item.product.name
 
 
 class OrderOut(Schema):
     id: int
     status: str
-    total: str
-    created_at: str
+    total: MoneyOut
+    created_at: Timestamp
     items: list[OrderItemOut]
 
 

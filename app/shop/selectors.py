@@ -1,38 +1,29 @@
 """Reads. They go to the replica, except a customer's own data right after they wrote it, and
-everything while the replica is down (core.db)."""
+everything while the replica is down (core.db). Each returns models, evaluated inside core.db's
+read so that its fallback covers every query; the schemas (shop/schemas.py) shape the answers."""
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
 
-from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
 from core import db
 from core.db_router import PRIMARY
 from shop.models import Order, OrderItem, Product
-from shop.services import PRODUCTS_WRITTEN_KEY, products_version
 from shop.stock import stock_cache_get
 from shop.upstream import price_get, recommendations_get
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Page:
-    items: list[Any]
+class Page(Generic[T]):
+    items: list[T]
     page: int
     page_size: int
     count: int
-
-
-def product_to_dict(*, product: Product) -> dict[str, Any]:
-    return {
-        "id": product.pk,
-        "name": product.name,
-        "description": product.description,
-        "price": str(product.price),
-        "stock": product.stock,
-        "hot": product.hot,
-    }
 
 
 def product_get(*, product_id: int) -> Product | None:
@@ -42,32 +33,41 @@ def product_get(*, product_id: int) -> Product | None:
     return db.read(query, primary_decides_missing=True)
 
 
-def product_list(*, page: int, page_size: int, hot: bool | None = None) -> dict[str, Any]:
-    """A page of the catalogue, cached in Redis until the TTL or the next product write.
+def product_list(
+    *, page: int, page_size: int, hot: bool | None = None, from_primary: bool = False
+) -> Page[Product]:
+    """A page of the catalogue. from_primary: skip the replica, which may lag a write just made
+    (the cached list fills a page missed right after a product write this way, shop/cache.py)."""
 
-    A page missed soon after a write is filled from the primary: a lagging replica would put
-    the old rows under the new version for the whole TTL.
-    """
-    version = products_version()
-    key = f"products:v{version}:hot={hot}:p={page}:s={page_size}"
-    cached: dict[str, Any] | None = cache.get(key)
-    if cached is not None:
-        return cached
-
-    def query(alias: str) -> dict[str, Any]:
+    def query(alias: str) -> Page[Product]:
         products: QuerySet[Product] = Product.objects.using(alias).order_by("pk")
         if hot is not None:
             products = products.filter(hot=hot)
         offset = (page - 1) * page_size
-        rows = [product_to_dict(product=p) for p in products[offset : offset + page_size]]
-        return {"items": rows, "page": page, "page_size": page_size, "count": products.count()}
+        rows = list(products[offset : offset + page_size])
+        return Page(items=rows, page=page, page_size=page_size, count=products.count())
 
-    result = query(PRIMARY) if cache.get(PRODUCTS_WRITTEN_KEY) else db.read(query)
-    cache.set(key, result)
-    return result
+    return query(PRIMARY) if from_primary else db.read(query)
 
 
-async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ProductDetail:
+    """The product page: the product, its live stock and the upstream services' answers. Any
+    other attribute is the product's (ProductDetailOut reads id, name, price... through it)."""
+
+    product: Product
+    stock: int
+    pricing_service_price: Decimal | None
+    recommendations: list[int]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names the dataclass lacks; a half-built instance (copy, pickle) has none.
+        if name == "product" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.product, name)
+
+
+async def product_detail_get(*, product_id: int) -> ProductDetail | None:
     """The product page: database, live stock and two upstream services, all at once.
 
     Latency is that of the slowest call, not their sum; each upstream has its own timeout
@@ -82,12 +82,13 @@ async def product_detail_get(*, product_id: int) -> dict[str, Any] | None:
     )
     if product is None:
         return None
-    detail = product_to_dict(product=product)
-    detail["stock"] = stock if stock is not None else product.stock
-    # detail["price"] stays the catalogue's: the price an order charges (services.order_create).
-    detail["pricing_service_price"] = str(price.price) if price else None
-    detail["recommendations"] = list(recommendations.product_ids) if recommendations else []
-    return detail
+    # product.price stays the catalogue's: the price an order charges (services.order_create).
+    return ProductDetail(
+        product=product,
+        stock=stock if stock is not None else product.stock,
+        pricing_service_price=price.price if price else None,
+        recommendations=list(recommendations.product_ids) if recommendations else [],
+    )
 
 
 async def _product_aget(product_id: int) -> Product | None:
@@ -106,42 +107,23 @@ def _orders(alias: str, customer_id: int) -> QuerySet[Order]:
     )
 
 
-def order_to_dict(*, order: Order) -> dict[str, Any]:
-    return {
-        "id": order.pk,
-        "status": order.status,
-        "total": str(order.total),
-        "created_at": order.created_at.isoformat(),
-        "items": [
-            {
-                "product_id": item.product_id,
-                "product_name": item.product.name,
-                "quantity": item.quantity,
-                "unit_price": str(item.unit_price),
-            }
-            for item in order.items.all()
-        ],
-    }
-
-
-def order_list(*, customer_id: int, page: int, page_size: int) -> Page:
+def order_list(*, customer_id: int, page: int, page_size: int) -> Page[Order]:
     """Three queries whatever the page size: orders, their items with products, the count."""
 
-    def query(alias: str) -> Page:
+    def query(alias: str) -> Page[Order]:
         orders = _orders(alias, customer_id)
         offset = (page - 1) * page_size
-        rows = [order_to_dict(order=o) for o in orders[offset : offset + page_size]]
+        rows = list(orders[offset : offset + page_size])
         count = Order.objects.using(alias).filter(customer_id=customer_id).count()
         return Page(items=rows, page=page, page_size=page_size, count=count)
 
     return db.read(query, user_id=customer_id)
 
 
-def order_get(*, customer_id: int, order_id: int) -> dict[str, Any] | None:
+def order_get(*, customer_id: int, order_id: int) -> Order | None:
     """Another customer's order is None, exactly like a missing one."""
 
-    def query(alias: str) -> dict[str, Any] | None:
-        order = _orders(alias, customer_id).filter(pk=order_id).first()
-        return order_to_dict(order=order) if order else None
+    def query(alias: str) -> Order | None:
+        return _orders(alias, customer_id).filter(pk=order_id).first()
 
     return db.read(query, user_id=customer_id)

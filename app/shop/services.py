@@ -2,11 +2,8 @@
 
 import hashlib
 import json
-import time
 from decimal import Decimal
 
-from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -14,6 +11,7 @@ from accounts.models import User
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
 from notifications.services import order_confirmation_create
+from shop.cache import product_list_invalidate
 from shop.errors import (
     ConflictingStockChange,
     IdempotencyConflict,
@@ -25,35 +23,6 @@ from shop.errors import (
 )
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_set
-
-# Both keys live in the cache instance, which evicts when full. A version evicted starts again
-# from the clock (products_version), never from a value old pages were cached under; a mark
-# evicted lets a lagging replica's page be cached at most until its CACHE_TTL runs out.
-PRODUCTS_VERSION_KEY = "products:version"
-# Present for READ_YOUR_WRITES_SECONDS after a product write: a page missed meanwhile is filled
-# from the primary, since the replica may not have replayed the write yet (shop/selectors.py).
-PRODUCTS_WRITTEN_KEY = "products:written"
-
-
-def product_list_invalidate() -> None:
-    """Every cached product page embeds the version: bumping it orphans them all at once."""
-    # Marked before the bump: whoever reads the new version also finds the mark.
-    cache.set(PRODUCTS_WRITTEN_KEY, 1, timeout=settings.READ_YOUR_WRITES_SECONDS)
-    try:
-        cache.incr(PRODUCTS_VERSION_KEY)
-    except ValueError:  # evicted (or never set): a value no page was cached under
-        cache.set(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)
-
-
-def products_version() -> int:
-    """The version every cached product page's key embeds. Missing (evicted, a new Redis), it
-    starts from the clock in nanoseconds: far above any count of bumps since the last start, so
-    no page cached under an earlier version is ever read again."""
-    version = cache.get(PRODUCTS_VERSION_KEY)
-    if version is None:
-        cache.add(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)  # the first writer wins
-        version = cache.get(PRODUCTS_VERSION_KEY, time.time_ns())
-    return int(version)
 
 
 def _validated(product: Product, *, fields_sent: dict[str, str] | None = None) -> None:

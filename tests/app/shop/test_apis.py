@@ -138,12 +138,41 @@ def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_s
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
+def test_a_cached_page_is_plain_data_and_answers_what_the_miss_answered(client, redis_settings):
+    # The page is stored as the API answers it (plain values, the price a string): a hit builds
+    # no model, and pages cached by an earlier release read the same.
+    from django.core.cache import cache
+
+    from shop.cache import product_page_key, products_version
+
+    product = ProductFactory(name="Lamp", description="Bright", price="19.90", stock=3)
+    miss = client.get("/api/products?page_size=10")
+    key = product_page_key(version=products_version(), hot=None, page=1, page_size=10)
+    assert cache.get(key) == {
+        "items": [
+            {
+                "id": product.pk,
+                "name": "Lamp",
+                "description": "Bright",
+                "price": "19.90",
+                "stock": 3,
+                "hot": False,
+            }
+        ],
+        "page": 1,
+        "page_size": 10,
+        "count": 1,
+    }
+    hit = client.get("/api/products?page_size=10")
+    assert hit.content == miss.content
+
+
 def test_an_evicted_list_version_never_brings_back_an_old_page(client, staff, redis_settings):
     # The cache instance may evict any key, the version among them: a version it starts again
     # must never be one an old page was cached under.
     from django.core.cache import cache
 
-    from shop.services import PRODUCTS_VERSION_KEY
+    from shop.cache import PRODUCTS_VERSION_KEY
 
     product = ProductFactory(name="Old name")
     assert client.get("/api/products").json()["items"][0]["name"] == "Old name"

@@ -15,10 +15,17 @@ import pytest
 from aiohttp import web
 from asgiref.sync import async_to_sync
 
-from shop.selectors import product_detail_get
+from shop import selectors
+from shop.schemas import ProductDetailOut
 from tests.app.shop.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+
+
+async def product_detail_get(*, product_id: int) -> dict | None:
+    """The product page as the API answers it (ProductDetailOut shapes the selector's)."""
+    detail = await selectors.product_detail_get(product_id=product_id)
+    return None if detail is None else ProductDetailOut.from_orm(detail).model_dump()
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 import pytest
 
 from shop.models import Product
-from shop.selectors import product_get, product_to_dict
+from shop.schemas import ProductOut
+from shop.selectors import product_get
 from tests.app.shop.factories import ProductFactory
 
 # Committed transactions: the replica alias is a second connection, which cannot see rows
@@ -21,6 +22,6 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary():
     assert product._state.db == "default"
 
 
-def test_product_to_dict_serialises_price_as_a_string():
+def test_product_out_serialises_price_as_a_string():
     product = ProductFactory(price="12.30")
-    assert product_to_dict(product=product)["price"] == "12.30"
+    assert ProductOut.from_orm(product).model_dump()["price"] == "12.30"

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import api_token_create, customer_create
+from config.db_router import PRIMARY
 
 
 class Command(BaseCommand):
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="with --create; default: unusable")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        users = get_user_model().objects.using("default")
+        users = get_user_model().objects.using(PRIMARY)
         user = users.filter(username=options["username"]).first()
         if user is None:
             if not options["create"]:
