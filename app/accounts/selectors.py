@@ -4,7 +4,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
-from config.db_router import PRIMARY
+from core.db_router import PRIMARY
 
 
 def _valid(token: ApiToken) -> bool:

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
-from config.db_router import PRIMARY
+from core.db_router import PRIMARY
 
 
 def token_digest(token: str) -> str:

@@ -11,8 +11,8 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.db_router import PRIMARY, REPLICA
 from core.db import replica_mark_down, replica_mark_up
+from core.db_router import PRIMARY, REPLICA
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
 # come from the replica while writes answer a JSON 503; pages are served uncached without Redis.

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import api_token_create, customer_create
-from config.db_router import PRIMARY
+from core.db_router import PRIMARY
 
 
 class Command(BaseCommand):
