@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
+from django.core.handlers.base import BaseHandler
 from django.utils.module_loading import import_string
 
 from core import inline_middleware
@@ -21,7 +22,9 @@ pytestmark = [pytest.mark.urls("tests.app.core.inline_urls")]
 
 
 class Hops(PooledExecutorASGIHandler):
-    inline_middleware = False
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django's own chain, not core.asgi's inline one: each sync method a thread hop.
+        BaseHandler.load_middleware(self, is_async)
 
 
 class CountingExecutor(ThreadPoolExecutor):
