@@ -61,7 +61,8 @@ RUN --mount=type=secret,id=ca_bundle \
  && rm -rf /opt/venv/lib/python3*/site-packages/tornado/test
 
 # make bench only: the seed's gevent worker and httpx client on top of the same locked set
-# (requirements-bench.lock = the runtime lock + the "bench" group), for the "bench" image only.
+# (requirements-bench.lock = the runtime lock + the "bench" group), and the bench's Django code
+# (bench/django/: its settings, URLs and endpoints), for the "bench" image only.
 FROM venv AS bench-builder
 COPY requirements-bench.lock /tmp/requirements-bench.lock
 RUN --mount=type=secret,id=ca_bundle \
@@ -69,6 +70,8 @@ RUN --mount=type=secret,id=ca_bundle \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-bench.lock \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && find /opt/venv/lib/python3*/site-packages/gevent -type d -name tests -prune -exec rm -rf {} +
+COPY bench/django/ /opt/bench/
+RUN python3 -m compileall -q /opt/bench
 
 # `make dev` only (docker-compose.dev.yml): requirements-dev.lock (the runtime lock plus the Debug
 # Toolbar, watchfiles and the test tools) on the unslimmed venv, whose packages keep their static
@@ -78,6 +81,12 @@ COPY requirements-dev.lock /tmp/requirements-dev.lock
 RUN --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-dev.lock
+
+# The fault tests only (tests/stack/faults.compose.yml): their slow, hanging and leaking views
+# and the settings module that routes them (tests/stack/faultapp/), for the "faults" image only.
+FROM python AS faults-builder
+COPY tests/stack/faultapp/ /opt/faults/
+RUN python3 -m compileall -q /opt/faults
 
 FROM python AS runtime
 ARG APP_UID=10001
@@ -150,7 +159,19 @@ RUN chmod 1777 /srv/media
 USER ${APP_UID}:${APP_UID}
 
 # The web image for `make bench` (bench/compose.bench.yml's web service): the runtime image plus
-# gevent and httpx, so scenarios 1-2 can measure the seed's gevent worker and httpx client while
-# the default target stays free of both.
+# gevent and httpx (scenarios 1-2 measure the seed's gevent worker and httpx client) and the
+# bench's Django code with its settings module, which routes /bench/; the default target carries
+# none of them.
 FROM runtime AS bench
 COPY --from=bench-builder /opt/venv /opt/venv
+COPY --from=bench-builder /opt/bench /opt/bench
+ENV PYTHONPATH=/opt/bench \
+    DJANGO_SETTINGS_MODULE=bench_settings
+
+# The web image of the fault tests (tests/stack/faults.compose.yml, which only they layer over
+# docker-compose.yml): the runtime image plus the fault views and their settings module, which
+# routes /faults/. Built and run by the tests; never deployed.
+FROM runtime AS faults
+COPY --from=faults-builder /opt/faults /opt/faults
+ENV PYTHONPATH=/opt/faults \
+    DJANGO_SETTINGS_MODULE=fault_settings

@@ -112,6 +112,12 @@ lint: venv ## ruff, formatting and mypy
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	cd app && ../$(BIN)/mypy --config-file ../pyproject.toml .
+	@# The bench's and the fault tests' Django code, kept out of app/ (and the runtime image):
+	@# checked as strictly, each on its own path beside app/.
+	cd bench/django && MYPYPATH=.:../../app ../../$(BIN)/mypy --explicit-package-bases \
+	  --config-file ../../pyproject.toml .
+	cd tests/stack/faultapp && MYPYPATH=.:../../../app ../../../$(BIN)/mypy --explicit-package-bases \
+	  --config-file ../../../pyproject.toml .
 
 .PHONY: prereqs
 prereqs: ## Check what make test needs on this machine (Python, docker compose, kubectl, open files)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """`make profile`: where a web worker's CPU goes on the fan-out view (scenario 1's load, c=100),
 sampled with py-spy from the host, for the default ASGI handler and the ones it is measured
-against (bench_endpoints/asgi_variants.py). Writes docs/benchmarks/profile.md: per handler,
-the share of samples by package (where the time is spent, leaf frame) and the functions with
-the most samples.
+against (bench/django/bench_endpoints/asgi_variants.py). Writes docs/benchmarks/profile.md: per
+handler, the share of samples by package (where the time is spent, leaf frame) and the functions
+with the most samples.
 
 Uses `make bench`'s project, images and harness (bench/run.py), and builds its web images.
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
@@ -54,6 +54,7 @@ PACKAGES = (
     ("uvloop", "asyncio / uvloop"),
     ("/app/core/", "app: core"),
     ("/app/", "app: other"),
+    ("/opt/bench/", "app: other"),  # bench/django/, the bench image's endpoints
     ("logging/", "logging"),
     ("json/", "json"),
 )

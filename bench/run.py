@@ -126,8 +126,9 @@ def in_web(script: str, *args: str, timeout: float = 300) -> Any:
 
 GUNICORN = "gunicorn --config gunicorn.conf.py"
 BENCH_ASGI = "bench_endpoints.asgi:application"
-# The same around the handlers runtime.asgi's is compared with (bench_endpoints/asgi_variants.py):
-# Django's stock ASGIHandler, and the pooled one with Django's middleware hopping threads.
+# The same around the handlers runtime.asgi's is measured against
+# (bench/django/bench_endpoints/asgi_variants.py): Django's stock ASGIHandler, and the pooled one
+# with Django's middleware hopping threads.
 BENCH_ASGI_STOCK = "bench_endpoints.asgi_variants:stock"
 BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
 WSGI = "config.wsgi:application"

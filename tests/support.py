@@ -79,6 +79,14 @@ MONITORING_SERVICES = [
 ]
 
 
+# A Django process of this checkout with the fault endpoints (tests/stack/faultapp/): only its
+# settings module routes /faults/; the product's never does.
+FAULT_APP_ENV = {
+    "PYTHONPATH": str(ROOT / "tests/stack/faultapp"),
+    "DJANGO_SETTINGS_MODULE": "fault_settings",
+}
+
+
 def django_script(
     script: str, *args: str, env: dict[str, str], drop: Callable[[str], bool] = lambda _: False
 ) -> list[str]:

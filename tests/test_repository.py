@@ -81,13 +81,8 @@ def test_the_demo_shop_s_tests_are_marked_to_go_with_it() -> None:
 # The environment is read in settings (config/settings.py, through config/env.py) and, for what
 # Gunicorn needs before Django exists, in runtime/config.py: each variable once, with one default.
 ENV_READERS = {"config/settings.py", "config/env.py", "runtime/config.py"}
-# Reads allowed elsewhere, by (file, variable).
-ENV_READS_ALLOWED = {
-    # Removed by the bench/faults move (the bench and fault code leaves app/).
-    ("config/urls.py", "BENCH_ENDPOINTS"),
-    ("config/urls.py", "FAULT_ENDPOINTS"),
-    ("bench_endpoints/asgi.py", "BENCH_ENDPOINTS"),
-}
+# Reads allowed elsewhere, by (file, variable): none.
+ENV_READS_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _env_reads(tree: ast.AST) -> list[tuple[int, str | None]]:

@@ -449,9 +449,6 @@ READYZ_TIMEOUT = env_float("READYZ_TIMEOUT", 2.0)
 # A request slower than this is logged at warning, or at critical past the second (milliseconds).
 SLOW_REQUEST_WARNING_MS = env_int("SLOW_REQUEST_WARNING_MS", 1000)
 SLOW_REQUEST_CRITICAL_MS = env_int("SLOW_REQUEST_CRITICAL_MS", 5000)
-# Prometheus metrics (core/metrics.py) are recorded unless this is false: make bench turns them
-# off to measure what they cost. Leave on.
-METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 
 # --- Static files: collected at image build, served by Nginx -----------------------------------
 STATIC_URL = "/static/"

@@ -1,9 +1,11 @@
-import os
+"""The product's URLs, the same in every deployment: the bench's and the fault tests' endpoints
+are added by their own settings modules (bench/django/bench_urls.py,
+tests/stack/faultapp/fault_urls.py), in images a deployment never runs."""
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, path
 
 from config.api import api
 
@@ -11,15 +13,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
 ]
-
-# `make bench` only (bench/compose.bench.yml sets it): endpoints a deployment never routes.
-if os.environ.get("BENCH_ENDPOINTS", "").lower() == "true":
-    urlpatterns.append(path("bench/", include("bench_endpoints.urls")))
-
-# The stack's fault suite only (tests/stack/test_faults.py recreates web with it): a slow, a
-# hanging and a leaking view. Never set in a deployment.
-if os.environ.get("FAULT_ENDPOINTS", "").lower() == "true":
-    urlpatterns.append(path("faults/", include("faults.urls")))
 
 # `make dev` (DEBUG, config/settings.py): the Debug Toolbar's views, and static files served by
 # Django from the packages and apps themselves (no collectstatic after an edit);

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from prometheus_client import (
@@ -114,14 +113,7 @@ _cache_children: dict[str, Any] = {}
 _cache_get_children: dict[bool, Any] = {}
 
 
-# METRICS_ENABLED=false: nothing is recorded (requests, queries, cache); /metrics still answers.
-# For measuring what the metrics cost (make bench, "observability" row), not for production.
-ENABLED: bool = settings.METRICS_ENABLED
-
-
 def observe_request(method: str, view: str, status: int, seconds: float) -> None:
-    if not ENABLED:
-        return
     key = (method, view, status)
     children = _request_children.get(key)
     if children is None:
@@ -157,8 +149,6 @@ def count_worker_abort(reason: str = "timeout") -> None:
 
 
 def observe_cache(operation: str, seconds: float) -> None:
-    if not ENABLED:
-        return
     child = _cache_children.get(operation)
     if child is None:
         child = _cache_children[operation] = CACHE_LATENCY.labels(operation)
@@ -166,8 +156,6 @@ def observe_cache(operation: str, seconds: float) -> None:
 
 
 def count_cache_get(*, hit: bool) -> None:
-    if not ENABLED:
-        return
     child = _cache_get_children.get(hit)
     if child is None:
         child = _cache_get_children[hit] = CACHE_GETS.labels("hit" if hit else "miss")
@@ -207,8 +195,7 @@ def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
         connection.execute_wrappers.insert(0, _time_query)
 
 
-if ENABLED:
-    connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
+connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
 
 
 def render() -> tuple[bytes, str]:

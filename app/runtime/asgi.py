@@ -114,9 +114,6 @@ class ExecutorPool:
 
 
 class PooledExecutorASGIHandler(ASGIHandler):
-    # Django's own middleware without a thread hop per method (runtime/inline_middleware.py).
-    inline_middleware = True
-
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
@@ -129,7 +126,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         """Builds the chain from settings.MIDDLEWARE with Django's classes replaced by their
         inline subclasses (settings keep Django's names: `check --deploy` looks for them)."""
-        if not (is_async and self.inline_middleware):
+        if not is_async:
             super().load_middleware(is_async)
             return
         from runtime import inline_middleware  # imports Django's middleware: after django.setup()

@@ -82,6 +82,36 @@ def test_code_is_read_only_for_the_app_user():
     assert sh("web", "touch /app/manage.py 2>&1 || echo denied").endswith("denied")
 
 
+# The bench's and the fault tests' Django code (bench/django/, tests/stack/faultapp/): only the
+# bench and fault images carry it, each with the settings module that routes it.
+LAB_MODULES = (
+    "bench_endpoints",
+    "bench_settings",
+    "bench_urls",
+    "faults",
+    "fault_settings",
+    "fault_urls",
+)
+
+
+def test_the_runtime_image_has_no_bench_or_fault_code():
+    check = f"import importlib.util as u; print([m for m in {LAB_MODULES!r} if u.find_spec(m)])"
+    assert sh("web", f'python3 -c "{check}"') == "[]"
+    assert sh("web", "ls -d /opt/bench /opt/faults 2>/dev/null; true") == ""
+
+
+def test_no_environment_routes_more_than_the_product_in_the_runtime_image():
+    """config.urls reads no switch: with the variables that once routed /bench/ and /faults/
+    set, the product's URLs are still all there is."""
+    assert sh("web", "grep -c environ config/urls.py; true") == "0"
+    urls = (
+        "import django; django.setup(); from django.urls import get_resolver; "
+        "print(sorted(str(p.pattern) for p in get_resolver().url_patterns))"
+    )
+    env = ("DJANGO_SETTINGS_MODULE=config.settings", "BENCH_ENDPOINTS=true", "FAULT_ENDPOINTS=true")
+    assert sh("web", f'python3 -c "{urls}"', *env) == "['admin/', 'api/']"
+
+
 def production_env() -> list[str]:
     return [
         "APP_ENV=production",

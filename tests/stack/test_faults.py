@@ -1,8 +1,9 @@
 """Faults and load on the running stack, each scenario stating what it sent, the errors a user
 saw and the data lost (tests/stack/reliability.py writes docs/RELIABILITY.md from the numbers).
 
-Web is recreated with FAULT_ENDPOINTS=true for this module (app/faults/: slow, hanging and
-leaking views) and restored at the end; every stopped service is started again in `finally`.
+Web is recreated from the fault image for this module (tests/stack/faults.compose.yml: the
+runtime image plus tests/stack/faultapp/, slow, hanging and leaking views) and restored at the
+end; every stopped service is started again in `finally`.
 """
 
 import asyncio
@@ -24,7 +25,10 @@ from tests.stack import reliability
 from tests.stack.faultload import Traffic, in_flight, join, lost_writes
 from tests.support import ROOT, docker, run, wait_until
 
-FAULTS = {"FAULT_ENDPOINTS": "true"}
+# Web from the fault image: compose reads COMPOSE_FILE for every command given this environment.
+FAULTS = {
+    "COMPOSE_FILE": f"{ROOT / 'docker-compose.yml'}:{ROOT / 'tests/stack/faults.compose.yml'}"
+}
 GRACEFUL_TIMEOUT = 25  # app/runtime/config.py's default
 
 
@@ -37,6 +41,11 @@ def recreate_web(stack, **env: str) -> None:
     )  # fmt: skip
     stack.compose("restart", "nginx")
     stack.wait_ready()
+
+
+def build_fault_image(stack) -> None:
+    """The fault image, on top of the runtime image's cached layers: only the fault code is new."""
+    run("docker", "compose", "build", "web", cwd=ROOT, env={**stack.env(), **FAULTS}, timeout=600)
 
 
 def json_lines(stack, service: str) -> list[dict[str, Any]]:
@@ -58,6 +67,7 @@ def messages(stack, needle: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def faults(stack) -> Iterator[None]:
+    build_fault_image(stack)
     recreate_web(stack, **FAULTS)
     try:
         yield

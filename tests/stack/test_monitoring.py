@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.stack.test_faults import FAULTS, build_fault_image
 from tests.support import MONITORING_SERVICES, ROOT, image, run, wait_until
 
 SERVICES = MONITORING_SERVICES
@@ -333,7 +334,8 @@ def recreate_web(monitoring: Monitoring, **env: str) -> None:
 
 def test_a_request_hung_past_gunicorn_timeout_fires_worker_timeout_and_resolves(monitoring):
     # A 10s timeout instead of 30s: the same kill, sooner.
-    faults = {"FAULT_ENDPOINTS": "true", "GUNICORN_TIMEOUT": "10"}
+    build_fault_image(monitoring.stack)
+    faults = {**FAULTS, "GUNICORN_TIMEOUT": "10"}
     recreate_web(monitoring, **faults)
     try:
         # The new container scraped at least twice with its abort counter at 0: increase() sees

@@ -22,7 +22,7 @@ from gunicorn.sock import TCPSocket
 
 from runtime.workers import plain_sockets
 from tests.app.runtime.gunicorn_process import gunicorn
-from tests.support import wait_until
+from tests.support import FAULT_APP_ENV, wait_until
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -136,7 +136,7 @@ def test_a_worker_is_killed_for_silence_only_after_the_timeout(tmp_path):
     beat. Upstream beats every timeout/2, so the kill came anywhere from half the timeout on
     (pooled only, for that reason)."""
     timeout = 10
-    env = {"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": str(timeout), "FAULT_ENDPOINTS": "true"}
+    env = {"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": str(timeout), **FAULT_APP_ENV}
     with gunicorn(tmp_path, **env) as server:
         time.sleep(2)  # booted and beating
         started = time.monotonic()

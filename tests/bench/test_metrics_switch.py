@@ -1,10 +1,10 @@
-"""METRICS_ENABLED=false (make bench's observability scenario) records nothing; the default
-records (tests/app/core/test_metrics.py). Each case runs in a fresh interpreter: the switch is
-read once, when core.metrics is imported."""
+"""METRICS_ENABLED=false (make bench's observability scenario, bench_settings) records nothing;
+the default records (tests/app/core/test_metrics.py), and the product's settings have no such
+switch. Each case runs in a fresh interpreter: the switch is applied once, as Django starts."""
 
 import json
 
-from tests.support import django_script
+from tests.support import ROOT, django_script
 
 # Counts one request and one cache read, then reports the two counters' values.
 SCRIPT = r"""
@@ -20,6 +20,9 @@ print(json.dumps({
 }))
 """
 
+# The bench image's settings module, from this checkout.
+BENCH = {"PYTHONPATH": str(ROOT / "bench/django"), "DJANGO_SETTINGS_MODULE": "bench_settings"}
+
 
 def counted(**env: str) -> dict[str, float]:
     # Single-process counters: neither a caller's switch nor its multiprocess directory.
@@ -28,8 +31,12 @@ def counted(**env: str) -> dict[str, float]:
 
 
 def test_metrics_are_recorded_by_default():
-    assert counted() == {"requests": 1.0, "gets": 1.0}
+    assert counted(**BENCH) == {"requests": 1.0, "gets": 1.0}
 
 
 def test_metrics_enabled_false_records_nothing():
-    assert counted(METRICS_ENABLED="false") == {"requests": 0.0, "gets": 0.0}
+    assert counted(**BENCH, METRICS_ENABLED="false") == {"requests": 0.0, "gets": 0.0}
+
+
+def test_the_product_records_whatever_metrics_enabled_says():
+    assert counted(METRICS_ENABLED="false") == {"requests": 1.0, "gets": 1.0}

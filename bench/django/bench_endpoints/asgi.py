@@ -11,11 +11,11 @@ acknowledged here, since Django's handler rejects them.
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-# config.asgi sets DJANGO_SETTINGS_MODULE and sets Django up before the views are imported.
+# config.asgi sets Django up (bench_settings: the bench image names it) before the views are
+# imported.
 from config.asgi import application as django_application  # isort: skip
 from bench_endpoints.views import TIMEOUT_SECONDS, answer, upstream_urls
 from shop.upstream import fetch_json
@@ -24,7 +24,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
-ENABLED = os.environ.get("BENCH_ENDPOINTS", "").lower() == "true"
 HELLO = b'{"hello": "world"}'
 
 
@@ -53,10 +52,10 @@ def serving(django: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Callab
             await _lifespan(receive, send)
             return
         path = scope.get("path", "")
-        if ENABLED and scope["type"] == "http" and path == "/bench/raw/hello":
+        if scope["type"] == "http" and path == "/bench/raw/hello":
             await _respond(send, 200, HELLO)
             return
-        if ENABLED and scope["type"] == "http" and path == "/bench/raw/fanout":
+        if scope["type"] == "http" and path == "/bench/raw/fanout":
             calls = (fetch_json(url, timeout=TIMEOUT_SECONDS) for url in upstream_urls())
             body, status = answer(list(await asyncio.gather(*calls)))
             await _respond(send, status, json.dumps(body).encode())

@@ -9,13 +9,16 @@ config.asgi's handler (bench_endpoints.asgi:application) is both: pooled and inl
 """
 
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
 
 from bench_endpoints.asgi import serving
 from runtime.asgi import PooledExecutorASGIHandler
 
 
 class _PooledWithHops(PooledExecutorASGIHandler):
-    inline_middleware = False
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django's own chain, not runtime.asgi's inline one: each sync method a thread hop.
+        BaseHandler.load_middleware(self, is_async)
 
 
 stock = serving(ASGIHandler())
