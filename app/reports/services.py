@@ -34,10 +34,10 @@ from django.utils import timezone
 from accounts.models import User
 from config.db_router import PRIMARY
 from core.db import DATABASE_ERRORS
-from notifications.services import report_ready_email_create
 from reports import selectors
 from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached
 from reports.models import Report
+from reports.notifications import report_ready_email_create
 from shop.models import Product
 
 log = logging.getLogger(__name__)

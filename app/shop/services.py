@@ -13,7 +13,6 @@ from django.db import IntegrityError, transaction
 from accounts.models import User
 from config.db_router import PRIMARY
 from core.db import recent_write_mark
-from notifications.services import order_confirmation_create
 from shop.errors import (
     ConflictingStockChange,
     IdempotencyConflict,
@@ -24,6 +23,7 @@ from shop.errors import (
     UnknownProducts,
 )
 from shop.models import Order, OrderItem, Product
+from shop.notifications import order_confirmation_create
 from shop.stock import stock_cache_set
 
 # Both keys live in the cache instance, which evicts when full. A version evicted starts again
