@@ -108,7 +108,7 @@ rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: o
 	@bin/rename $(if $(FORCE),--force) "$(NAME)"
 
 .PHONY: lint
-lint: venv ## ruff, formatting and mypy
+lint: venv ## ruff, formatting, mypy and the layer contracts (docs/ARCHITECTURE.md)
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	cd app && ../$(BIN)/mypy --config-file ../pyproject.toml .
@@ -118,6 +118,7 @@ lint: venv ## ruff, formatting and mypy
 	  --config-file ../../pyproject.toml .
 	cd tests/stack/faultapp && MYPYPATH=.:../../../app ../../../$(BIN)/mypy --explicit-package-bases \
 	  --config-file ../../../pyproject.toml .
+	cd app && ../$(BIN)/lint-imports ../pyproject.toml --no-cache
 
 .PHONY: prereqs
 prereqs: ## Check what make test needs on this machine (Python, docker compose, kubectl, open files)

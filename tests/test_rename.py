@@ -115,6 +115,7 @@ def test_lint_passes_in_the_renamed_copy(renamed: Path) -> None:
         ((str(BIN / "ruff"), "check", "app", "tests", "bench"), renamed),
         ((str(BIN / "ruff"), "format", "--check", "app", "tests", "bench"), renamed),
         ((str(BIN / "mypy"), "--config-file", "../pyproject.toml", "."), renamed / "app"),
+        ((str(BIN / "lint-imports"), "../pyproject.toml", "--no-cache"), renamed / "app"),
     ):
         result = sh(*args, cwd=cwd, check=False, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -1,10 +1,12 @@
 """The transactional outbox: an email is written with the event it tells about and sent by a
 relay, at most once, with nothing lost when the broker or a worker dies.
 
-Writing. outbox_email_create runs inside the caller's transaction (the order's), so the email
-exists exactly when the order does. After the commit the relay task is enqueued; when the broker
-is down then, the request still succeeds: the row is pending, and the sweeper (beat, every
-OUTBOX_SWEEP_SECONDS) sends whatever is due.
+Writing. Each domain composes its own emails (shop.notifications, reports.notifications) and
+hands them to outbox_email_create inside the transaction of the event they tell about (an
+order's, a report's completion), so the email exists exactly when the event does. This app
+imports no domain: it stores and sends what it is given. After the commit the relay task is
+enqueued; when the broker is down then, the request still succeeds: the row is pending, and the
+sweeper (beat, every OUTBOX_SWEEP_SECONDS) sends whatever is due.
 
 Sending, one statement decides who sends:
 1. Claim: UPDATE ... SET state='sending' WHERE id=... AND state='pending' AND next_attempt_at <=
@@ -44,13 +46,10 @@ from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import F
-from django.urls import reverse
 from django.utils import timezone
 
 from core.db_router import PRIMARY
 from notifications.models import OutboxEmail
-from reports.models import Report
-from shop.models import Order, OrderItem
 
 log = logging.getLogger(__name__)
 State = OutboxEmail.State
@@ -156,58 +155,6 @@ def outbox_email_resend(*, email_ids: Iterable[int]) -> tuple[int, int]:
             email.message_id,
         )
     return len(queued), len(rows) - len(queued)
-
-
-def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
-    """The order confirmation, in the order's transaction. None: the customer has no address."""
-    customer = order.customer
-    if not customer.email:
-        return None
-    items = (
-        OrderItem.objects.using(PRIMARY)
-        .filter(order=order)
-        .select_related("product")
-        .order_by("pk")
-    )
-    lines = [f"  {item.quantity} x {item.product.name} at {item.unit_price}" for item in items]
-    body = "\n".join(
-        [
-            f"Hello {customer.get_username()},",
-            "",
-            f"thank you for your order {order.pk}:",
-            *lines,
-            f"Total: {order.total}",
-        ]
-    )
-    return outbox_email_create(
-        key=f"order-confirmation:{order.pk}",
-        to=customer.email,
-        subject=f"Your order {order.pk} is confirmed",
-        body=body,
-    )
-
-
-def report_ready_email_create(*, report: Report) -> OutboxEmail | None:
-    """The link to a finished report, in the transaction that marks it done."""
-    owner = report.owner
-    if not owner.email:
-        return None
-    link = settings.PUBLIC_BASE_URL + reverse("api:report_download", args=[report.pk])
-    body = "\n".join(
-        [
-            f"Hello {owner.get_username()},",
-            "",
-            f"your sales report {report.pk} ({report.date_from} to {report.date_to}) is ready:",
-            link,
-            "(download it with the same sign-in you used to ask for it)",
-        ]
-    )
-    return outbox_email_create(
-        key=f"report-ready:{report.pk}",
-        to=owner.email,
-        subject=f"Your sales report {report.pk} is ready",
-        body=body,
-    )
 
 
 def _backoff(attempts: int) -> float:

@@ -6,7 +6,7 @@ from reports.models import Report
 
 @admin.register(Report)
 class ReportAdmin(ReadOnlyAdmin[Report]):
-    # Asked for over the API, moved on only by the run that holds it (reports.services).
+    # Asked for over the API, moved on only by the run that holds it (reports.services.claim).
     list_display = (
         "id",
         "owner",

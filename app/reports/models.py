@@ -7,8 +7,8 @@ class Report(models.Model):
     their own orders; staff may ask for the whole shop's.
 
     queued -> running -> done | failed. A run holds the report while its heartbeat is fresh
-    (reports.services); `attempts` numbers the runs, and only the run that holds the report may
-    move it on, so it completes exactly once however often its task is delivered.
+    (reports.services.claim); `attempts` numbers the runs, and only the run that holds the
+    report may move it on, so it completes exactly once however often its task is delivered.
     """
 
     class State(models.TextChoices):

@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from accounts.models import User
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
-from notifications.services import order_confirmation_create
 from shop.cache import product_list_invalidate
 from shop.errors import (
     ConflictingStockChange,
@@ -22,6 +21,7 @@ from shop.errors import (
     UnknownProducts,
 )
 from shop.models import Order, OrderItem, Product
+from shop.notifications import order_confirmation_create
 from shop.stock import stock_cache_set
 
 

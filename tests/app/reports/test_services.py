@@ -19,6 +19,9 @@ from reports import services
 from reports.errors import ReportLimitReached
 from reports.models import Report
 from reports.services import report_create, report_run, report_sweep
+from reports.services.aggregation import Totals
+from reports.services.claim import ClaimLost, ReportHeartbeat, report_run_fail
+from reports.services.run import report_complete
 from reports.tasks import report_generate
 from shop.models import Order, OrderItem
 from tests.app.accounts.factories import UserFactory
@@ -171,11 +174,14 @@ def test_a_run_whose_worker_died_is_taken_over_and_the_dead_run_can_change_nothi
         f"report-{report.pk}-2.csv"
     ]
     # Should run 1 wake up now, every write of it is refused.
-    totals = services.Totals(orders=1, units=1, revenue=Decimal("1"))
-    assert services._complete(report.pk, 1, totals, "reports/x.csv") is False
-    assert services._fail(report.pk, 1, "late") is False
-    with pytest.raises(services.ClaimLost):
-        services._Heartbeat(report.pk, 1, total=10)(processed=5)
+    totals = Totals(orders=1, units=1, revenue=Decimal("1"))
+    assert (
+        report_complete(report_id=report.pk, attempt=1, totals=totals, path="reports/x.csv")
+        is False
+    )
+    assert report_run_fail(report_id=report.pk, attempt=1, reason="late") is False
+    with pytest.raises(ClaimLost):
+        ReportHeartbeat(report_id=report.pk, attempt=1, total=10)(processed=5)
     report.refresh_from_db()
     assert (report.state, report.order_count, report.error) == (State.DONE, 4, "")
     assert OutboxEmail.objects.filter(key=f"report-ready:{report.pk}").count() == 1

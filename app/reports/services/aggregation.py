@@ -1,0 +1,92 @@
+"""A report's CSV from its orders. Pure: it reads the orders it is given and writes to the file
+it is given; the database and the run's heartbeat stay with the caller (reports.services.run)."""
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Protocol, TextIO
+
+CSV_HEADER = ["date", "product_id", "product_name", "orders", "units", "revenue"]
+
+
+class OrderLine(Protocol):
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def product_name(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def unit_price(self) -> Decimal: ...
+
+
+class OrderWithLines(Protocol):
+    """An order as the report reads it (reports.selectors.OrderLines)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def lines(self) -> Sequence[OrderLine]: ...
+
+
+@dataclass
+class Totals:
+    orders: int = 0
+    units: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal("0"))
+
+
+@dataclass
+class _Cell:
+    """One CSV line in the making: a product on a day."""
+
+    name: str
+    orders: int = 0
+    units: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal("0"))
+
+
+def report_csv_write(*, out: TextIO, orders: Iterable[OrderWithLines]) -> Totals:
+    """Per day and product: orders, units, revenue; then a total line. Returns the totals.
+
+    `orders` must come oldest first: a day is complete when the next one starts, so only that
+    day's products are held in memory, and `orders` may be a stream of any length.
+    """
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    totals = Totals()
+    day: date | None = None
+    products: dict[int, _Cell] = {}  # the current day's, by product id
+
+    def flush() -> None:
+        for pid in sorted(products):
+            cell = products[pid]
+            writer.writerow([day, pid, cell.name, cell.orders, cell.units, f"{cell.revenue:.2f}"])
+        products.clear()
+
+    for order in orders:
+        if not order.lines:
+            continue
+        order_day = order.created_at.date()
+        if order_day != day:
+            flush()
+            day = order_day
+        totals.orders += 1
+        seen: set[int] = set()
+        for line in order.lines:
+            amount = line.quantity * line.unit_price
+            cell = products.get(line.product_id)
+            if cell is None:
+                cell = products[line.product_id] = _Cell(line.product_name)
+            if line.product_id not in seen:  # an order counts once per product
+                seen.add(line.product_id)
+                cell.orders += 1
+            cell.units += line.quantity
+            cell.revenue += amount
+            totals.units += line.quantity
+            totals.revenue += amount
+    flush()
+    writer.writerow(["total", "", "", totals.orders, totals.units, f"{totals.revenue:.2f}"])
+    return totals

@@ -1,0 +1,107 @@
+"""The report's CSV from orders given in memory (reports.services.aggregation): no database, no
+Redis. The run that feeds it the replica's orders: tests/app/reports/test_services.py."""
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from reports.services.aggregation import CSV_HEADER, Totals, report_csv_write
+
+
+@pytest.fixture
+def _redis():
+    """Overrides the reports' autouse Redis: nothing here reads a cache."""
+
+
+@dataclass(frozen=True)
+class Line:
+    product_id: int
+    product_name: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class Order:
+    created_at: datetime
+    lines: list[Line] = field(default_factory=list)
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2025, 3, day, hour, tzinfo=UTC)
+
+
+TEAPOT, CUP = 7, 3
+
+
+def teapots(n: int) -> Line:
+    return Line(TEAPOT, "Teapot", n, Decimal("2.00"))
+
+
+def cups(n: int) -> Line:
+    return Line(CUP, "Cup", n, Decimal("3.50"))
+
+
+def written(orders) -> tuple[list[list[str]], Totals]:
+    out = io.StringIO(newline="")
+    totals = report_csv_write(out=out, orders=orders)
+    return list(csv.reader(io.StringIO(out.getvalue(), newline=""))), totals
+
+
+def test_orders_add_up_per_day_and_product_then_a_total_line():
+    rows, totals = written(
+        [
+            Order(at(3, 9), [teapots(2), cups(1)]),
+            Order(at(3, 23), [teapots(1)]),
+            # No lines (the product filter left none): not an order of the report.
+            Order(at(4, 0)),
+            Order(at(4, 0), [cups(3)]),
+            # Two lines of one product: one order of it, both lines' units.
+            Order(at(5, 8), [cups(1), cups(2)]),
+        ]
+    )
+    assert rows == [
+        CSV_HEADER,
+        # Within a day, by product id.
+        ["2025-03-03", str(CUP), "Cup", "1", "1", "3.50"],
+        ["2025-03-03", str(TEAPOT), "Teapot", "2", "3", "6.00"],
+        ["2025-03-04", str(CUP), "Cup", "1", "3", "10.50"],
+        ["2025-03-05", str(CUP), "Cup", "1", "3", "10.50"],
+        ["total", "", "", "4", "10", "30.50"],
+    ]
+    assert totals == Totals(orders=4, units=10, revenue=Decimal("30.50"))
+
+
+def test_no_orders_is_a_header_and_a_zero_total():
+    rows, totals = written([])
+    assert rows == [CSV_HEADER, ["total", "", "", "0", "0", "0.00"]]
+    assert totals == Totals()
+
+
+def test_revenue_is_exact_beyond_float_precision():
+    vase = Line(1, "Vase", 5_000_000, Decimal("99999999.99"))
+    rows, totals = written([Order(at(3, 9), [vase]), Order(at(3, 10), [vase])])
+    assert rows[-1] == ["total", "", "", "2", "10000000", "999999999900000.00"]
+    assert totals.revenue == Decimal("999999999900000.00")
+
+
+def test_a_day_is_written_as_soon_as_the_next_one_starts():
+    # The orders are a stream: each day is out of memory and in the file once the next begins.
+    out = io.StringIO(newline="")
+
+    def orders() -> Iterator[Order]:
+        yield Order(at(3), [teapots(1)])
+        yield Order(at(4), [cups(1)])
+        assert "2025-03-03" in out.getvalue()
+        assert "2025-03-04" not in out.getvalue()
+        yield Order(at(5), [cups(1)])
+        assert "2025-03-04" in out.getvalue()
+
+    totals = report_csv_write(out=out, orders=orders())
+    assert totals.orders == 3
+    assert "2025-03-05" in out.getvalue()
