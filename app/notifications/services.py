@@ -49,6 +49,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.db_router import PRIMARY
+from core.queue import task_publish
 from notifications.models import OutboxEmail
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,12 @@ def outbox_email_enqueue(*, email_id: int) -> None:
     """
     from notifications.tasks import outbox_email_send  # the tasks module imports this one
 
-    try:
-        # One try, no publish retries: the request must not wait on a broker that is down.
-        outbox_email_send.apply_async(kwargs={"email_id": email_id}, retry=False)
-    except Exception:
-        log.warning(
-            "email %s not enqueued (broker unavailable); the outbox sweeper will send it",
-            email_id,
-            exc_info=True,
-        )
+    task_publish(
+        task=outbox_email_send,
+        kwargs={"email_id": email_id},
+        what=f"email {email_id}",
+        later="the outbox sweeper will send it",
+    )
 
 
 @transaction.atomic(using=PRIMARY)

@@ -1,7 +1,6 @@
 """Asking for a report: the parameters checked, the owner's cap, the row, and its task enqueued
 on the "reports" queue after the commit."""
 
-import logging
 from datetime import date
 from functools import partial
 
@@ -11,11 +10,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.db_router import PRIMARY
+from core.queue import task_publish
 from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached
 from reports.models import Report
 from shop.models import Product
 
-log = logging.getLogger(__name__)
 State = Report.State
 
 
@@ -95,14 +94,12 @@ def report_enqueue(*, report_id: int) -> bool:
     report stays queued without enqueued_at, and the sweeper enqueues it later."""
     from reports.tasks import report_generate  # the tasks module imports this one
 
-    try:
-        report_generate.apply_async(kwargs={"report_id": report_id}, retry=False)
-    except Exception:
-        log.warning(
-            "report %s not enqueued (broker unavailable); the sweeper will enqueue it",
-            report_id,
-            exc_info=True,
-        )
+    if not task_publish(
+        task=report_generate,
+        kwargs={"report_id": report_id},
+        what=f"report {report_id}",
+        later="the sweeper will enqueue it",
+    ):
         return False
     Report.objects.using(PRIMARY).filter(pk=report_id).update(enqueued_at=timezone.now())
     return True

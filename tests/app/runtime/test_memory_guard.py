@@ -89,15 +89,7 @@ def test_the_real_shutdown_is_sigterm_to_the_process_itself():
         "time.sleep(5)\n"
         "print('no signal')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    result = app_python(script)
     assert result.stdout.startswith("SIGTERM ")
     assert "memory limit exceeded" in result.stderr
 
@@ -128,43 +120,27 @@ POST_FORK = (
     "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
     "conf.post_fork(None, worker)\n"
     "from runtime import memory_guard\n"
-    "print(worker.config.limit_max_requests, memory_guard._guard)\n"
+    "print(worker.config.limit_max_requests, memory_guard._guard.max_requests)\n"
 )
+
+
+def app_python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The script in a fresh interpreter in app/, with the project's settings."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
 
 
 def test_post_fork_leaves_the_stock_worker_its_own_request_limit():
     # SERVER_RUNTIME=stock: uvicorn_worker.UvicornWorker cannot drain, so it recycles as released.
-    result = subprocess.run(
-        [sys.executable, "-c", POST_FORK],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SERVER_RUNTIME": "stock"},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    limit, guard = result.stdout.split(maxsplit=1)
-    assert limit == "1042"
-    assert "max_requests=0" in guard
+    assert app_python(POST_FORK, SERVER_RUNTIME="stock").stdout.split() == ["1042", "0"]
 
 
 def test_post_fork_moves_uvicorns_request_limit_to_the_guard():
-    script = (
-        "import sys, types, importlib.util\n"
-        "spec = importlib.util.spec_from_file_location('gconf', 'gunicorn.conf.py')\n"
-        "conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)\n"
-        "worker = types.SimpleNamespace(config=types.SimpleNamespace(limit_max_requests=1042))\n"
-        "conf.post_fork(None, worker)\n"
-        "from runtime import memory_guard\n"
-        "print(worker.config.limit_max_requests, memory_guard._guard.max_requests)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert result.stdout.split() == ["None", "1042"]
+    assert app_python(POST_FORK).stdout.split() == ["None", "1042"]
