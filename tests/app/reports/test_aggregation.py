@@ -4,12 +4,12 @@ Redis. The run that feeds it the replica's orders: tests/app/reports/test_servic
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from reports.selectors import Line, OrderLines
 from reports.services.aggregation import CSV_HEADER, Totals, report_csv_write
 
 
@@ -18,18 +18,9 @@ def _redis():
     """Overrides the reports' autouse Redis: nothing here reads a cache."""
 
 
-@dataclass(frozen=True)
-class Line:
-    product_id: int
-    product_name: str
-    quantity: int
-    unit_price: Decimal
-
-
-@dataclass(frozen=True)
-class Order:
-    created_at: datetime
-    lines: list[Line] = field(default_factory=list)
+def order(created_at: datetime, lines: list[Line] | None = None) -> OrderLines:
+    """An order as the selector hands it over (reports.selectors.OrderLines)."""
+    return OrderLines(order_id=0, created_at=created_at, lines=lines or [])
 
 
 def at(day: int, hour: int = 12) -> datetime:
@@ -56,13 +47,13 @@ def written(orders) -> tuple[list[list[str]], Totals]:
 def test_orders_add_up_per_day_and_product_then_a_total_line():
     rows, totals = written(
         [
-            Order(at(3, 9), [teapots(2), cups(1)]),
-            Order(at(3, 23), [teapots(1)]),
+            order(at(3, 9), [teapots(2), cups(1)]),
+            order(at(3, 23), [teapots(1)]),
             # No lines (the product filter left none): not an order of the report.
-            Order(at(4, 0)),
-            Order(at(4, 0), [cups(3)]),
+            order(at(4, 0)),
+            order(at(4, 0), [cups(3)]),
             # Two lines of one product: one order of it, both lines' units.
-            Order(at(5, 8), [cups(1), cups(2)]),
+            order(at(5, 8), [cups(1), cups(2)]),
         ]
     )
     assert rows == [
@@ -85,7 +76,7 @@ def test_no_orders_is_a_header_and_a_zero_total():
 
 def test_revenue_is_exact_beyond_float_precision():
     vase = Line(1, "Vase", 5_000_000, Decimal("99999999.99"))
-    rows, totals = written([Order(at(3, 9), [vase]), Order(at(3, 10), [vase])])
+    rows, totals = written([order(at(3, 9), [vase]), order(at(3, 10), [vase])])
     assert rows[-1] == ["total", "", "", "2", "10000000", "999999999900000.00"]
     assert totals.revenue == Decimal("999999999900000.00")
 
@@ -94,12 +85,12 @@ def test_a_day_is_written_as_soon_as_the_next_one_starts():
     # The orders are a stream: each day is out of memory and in the file once the next begins.
     out = io.StringIO(newline="")
 
-    def orders() -> Iterator[Order]:
-        yield Order(at(3), [teapots(1)])
-        yield Order(at(4), [cups(1)])
+    def orders() -> Iterator[OrderLines]:
+        yield order(at(3), [teapots(1)])
+        yield order(at(4), [cups(1)])
         assert "2025-03-03" in out.getvalue()
         assert "2025-03-04" not in out.getvalue()
-        yield Order(at(5), [cups(1)])
+        yield order(at(5), [cups(1)])
         assert "2025-03-04" in out.getvalue()
 
     totals = report_csv_write(out=out, orders=orders())
