@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import hey, pgbouncer_clients
+from bench import hey, incontainer, pgbouncer_clients
 from bench.login_flood import LoginFlood
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -452,45 +452,6 @@ def scenario_http_client(results: dict[str, Any]) -> None:
             )
 
 
-# Prepended to the scripts below, which run inside a container: (master, children) of the
-# processes whose command line has every one of `words`.
-PROCESS_TREE = r"""
-import os
-
-def process_tree(*words):
-    procs = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        # PID 1 is docker-init ("/sbin/docker-init -- gunicorn ..."), not the master.
-        if all(word in cmd for word in words) and "docker-init" not in cmd:
-            procs[int(pid)] = ppid
-    master = [pid for pid, ppid in procs.items() if ppid not in procs][0]
-    return master, sorted(pid for pid, ppid in procs.items() if ppid == master)
-"""
-
-MEMORY_SCRIPT = (
-    PROCESS_TREE
-    + r"""
-import json
-master, children = process_tree("gunicorn")
-def rollup(pid):
-    fields = {}
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        parts = line.split()
-        if len(parts) >= 3 and parts[-1] == "kB":
-            fields[parts[0].rstrip(":")] = int(parts[1])
-    return {"rss_kb": fields["Rss"], "pss_kb": fields["Pss"],
-            "uss_kb": fields["Private_Clean"] + fields["Private_Dirty"]}
-workers = [rollup(pid) for pid in children]
-print(json.dumps({"master": rollup(master), "workers": workers}))
-"""
-)
-
-
 def scenario_preload(results: dict[str, Any]) -> None:
     """Scenario 5: Uvicorn workers' memory with preload_app on and off, after the same warm-up;
     on and off alternate at each worker count."""
@@ -505,7 +466,7 @@ def scenario_preload(results: dict[str, Any]) -> None:
             for path in ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0"):
                 warm(path, n=50 * workers, c=4 * workers)
             time.sleep(1)
-            memory = in_web(MEMORY_SCRIPT)
+            memory = in_web(incontainer.script("gunicorn_memory"))
             workers_found = memory["workers"]
             rows.append(
                 {
@@ -553,111 +514,8 @@ def scenario_pgbouncer(results: dict[str, Any]) -> None:
     }
 
 
-# Scenario 7. Runs inside worker-reports (Django and /proc of the Celery pool are both there):
-# asks for one report over the whole seeded year, and while the pool child builds it, samples the
-# child's memory. Peak = VmHWM, the kernel's own high-water mark of the child's resident set,
-# reset (clear_refs 5) just before the report starts: it catches a spike between samples, which
-# polling VmRSS cannot. Polled VmRSS (every 20 ms) is kept beside it as a cross-check.
-REPORT_SCRIPT = (
-    PROCESS_TREE
-    + r"""
-import json, os, sys, time
-from datetime import timedelta
-import django
-sys.path.insert(0, "/app")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django.setup()
-from django.contrib.auth import get_user_model
-from django.utils import timezone
-from core.db_router import PRIMARY, REPLICA
-from reports.models import Report
-from reports.services import report_create
-from shop.models import Order
-EXPECTED, LABEL = int(sys.argv[1]), sys.argv[2]
-
-def status(pid):
-    fields = {}
-    for line in open(f"/proc/{pid}/status"):
-        key, _, value = line.partition(":")
-        fields[key] = value.split()
-    return fields
-
-def children():
-    # The prefork pool: the Celery master's children.
-    return process_tree("celery", "worker")[1]
-
-def cpu_ticks(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-# The replica serves the report: wait until it has every order the primary has.
-deadline = time.monotonic() + 300
-while Order.objects.using(REPLICA).count() < Order.objects.using(PRIMARY).count():
-    if time.monotonic() > deadline:
-        raise SystemExit("replica did not catch up within 300 s")
-    time.sleep(0.5)
-pids = children()
-reset = True
-for pid in pids:
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current VmRSS
-    except OSError:
-        reset = False
-before = {pid: (int(status(pid)["VmRSS"][0]), cpu_ticks(pid)) for pid in pids}
-# A shop-wide report (every seeded order) is staff's to ask for.
-owner, _ = get_user_model().objects.using(PRIMARY).update_or_create(
-    username="bench-reports", defaults={"is_staff": True}
-)
-today = timezone.now().date()
-created = time.monotonic()
-report = report_create(
-    owner=owner, date_from=today - timedelta(days=365), date_to=today, shop_wide=True
-)
-sampled = {pid: 0 for pid in pids}
-samples = 0
-next_poll = 0.0
-limit = time.monotonic() + 600
-while True:
-    for pid in pids:
-        try:
-            sampled[pid] = max(sampled[pid], int(status(pid)["VmRSS"][0]))
-        except OSError:
-            pass
-    samples += 1
-    now = time.monotonic()
-    if now >= next_poll:
-        report.refresh_from_db()
-        if report.state in ("done", "failed"):
-            break
-        next_poll = now + 0.2
-    if now > limit:
-        raise SystemExit("report not finished within 600 s")
-    time.sleep(0.02)
-wall = time.monotonic() - created
-after = {}
-for pid in pids:
-    try:
-        after[pid] = (int(status(pid)["VmHWM"][0]), int(status(pid)["VmRSS"][0]), cpu_ticks(pid))
-    except OSError:
-        after[pid] = None  # recycled (max_memory_per_child) before it could be read
-# The child that ran it is the one that spent the CPU.
-ran = max(pids, key=lambda pid: (after[pid] or (0, 0, 0))[2] - before[pid][1])
-hwm, rss_end, ticks = after[ran] or (None, None, None)
-print(json.dumps({
-    "label": LABEL, "orders_expected": EXPECTED, "order_count": report.order_count,
-    "state": report.state, "error": report.error,
-    "seconds": (report.finished_at - report.started_at).total_seconds(),
-    # The child's own CPU time (user + system): what the report cost the worker, which the
-    # other loads on a shared machine stretch far less than they stretch the wall time.
-    "cpu_seconds": (ticks - before[ran][1]) / os.sysconf("SC_CLK_TCK") if ticks else None,
-    "wall_seconds": round(wall, 2), "child_pid": ran, "pool_children": len(pids),
-    "hwm_reset": reset, "peak_rss_kb": hwm, "sampled_peak_rss_kb": sampled[ran],
-    "rss_before_kb": before[ran][0], "rss_after_kb": rss_end, "samples": samples,
-    "child_recycled": after[ran] is None,
-}))
-"""
-)
+# Scenario 7's script (bench/incontainer/report_memory.py), run in worker-reports.
+REPORT_SCRIPT = incontainer.script("report_memory")
 REPORT_SIZES = [10_000, 100_000] if QUICK else [10_000, 100_000, 1_000_000]
 
 

@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.stack.conftest import Stack
 from tests.stack.faultload import Traffic, lost_writes
 
+from bench import incontainer
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT_JSON = ROOT / "docs" / "benchmarks" / "soak.json"
 OUT_MD = ROOT / "docs" / "SOAK.md"
@@ -72,24 +74,8 @@ def log(message: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-# Run in each container: PID 1 is docker-init, its child the Gunicorn or Celery master, whose
-# children are the workers. RSS from /proc/<pid>/status.
-MEMORY_SCRIPT = r"""
-import json, os
-parent, rss = {}, {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        fields = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
-    except OSError:
-        continue
-    parent[int(pid)] = ppid
-    rss[int(pid)] = int(fields.get("VmRSS", "0 kB").split()[0])
-masters = [pid for pid, ppid in parent.items() if ppid == 1]
-master = min(masters) if masters else None
-workers = {pid: rss[pid] for pid, ppid in parent.items() if ppid == master}
-print(json.dumps({"master_kb": rss.get(master, 0), "workers_kb": workers}))
-"""
+# The sample, run in each container (bench/incontainer/worker_rss.py).
+MEMORY_SCRIPT = incontainer.script("worker_rss")
 
 
 def sample(containers: dict[str, str]) -> dict[str, Any]:
