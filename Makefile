@@ -2,7 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# The runtime image's Python (Debian trixie's python3): the tests, mypy and the lock use the same
+# minor version, so what passes here is what runs there (tests/images checks the image).
+IMAGE_PYTHON := 3.13
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell bin/find-python $(IMAGE_PYTHON))
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 BASE_IMAGE ?= debian:trixie-slim
@@ -17,8 +22,13 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/pytest: requirements-dev.lock
+# A venv of another Python (an older checkout's) is replaced, not reused.
+$(VENV)/.python-$(IMAGE_PYTHON):
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(BIN)/pytest: requirements-dev.lock $(VENV)/.python-$(IMAGE_PYTHON)
 	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	@touch $@
 
@@ -27,11 +37,11 @@ venv: $(BIN)/pytest ## Create the dev virtualenv from the hash-locked requiremen
 
 # The OTLP/HTTP exporter declares googleapis-common-protos but imports only protobuf: left out
 # (1.5 MB of the web image); the tracing stack test exports through it.
-LOCK := uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q \
+LOCK := uv pip compile pyproject.toml --universal --python-version $(IMAGE_PYTHON) --generate-hashes -q \
   --no-emit-package googleapis-common-protos
 
 .PHONY: lock
-lock: ## Re-lock dependencies (hashes, for Python 3.11 and the image's 3.13)
+lock: ## Re-lock dependencies (hashes, for the image's Python)
 	$(LOCK) -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
 	$(LOCK) --group flower -o requirements-flower.lock
@@ -121,8 +131,8 @@ lint: venv ## ruff, formatting, mypy and the layer contracts (docs/ARCHITECTURE.
 	cd app && ../$(BIN)/lint-imports ../pyproject.toml --no-cache
 
 .PHONY: prereqs
-prereqs: ## Check what make test needs on this machine (Python, docker compose, kubectl, open files)
-	@PYTHON=$(PYTHON) bin/check-prereqs
+prereqs: ## Check what make test needs on this machine (the image's Python, docker compose, kubectl, open files)
+	@PYTHON=$(PYTHON) PYTHON_ORIGIN="$(origin PYTHON)" REQUIRED_PYTHON=$(IMAGE_PYTHON) bin/check-prereqs
 
 .PHONY: test
 test: prereqs venv lint images ## Every test suite: unit, images, Kubernetes, and the compose stack end to end

@@ -7,12 +7,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = os.environ.get("IMAGE_REGISTRY", "djstack")
 TAG = os.environ.get("IMAGE_TAG", "dev")
-T = TypeVar("T")
 
 
 def image(name: str) -> str:
@@ -46,7 +44,7 @@ def container_health(container_id: str) -> str:
     return str(state.get("Health", {}).get("Status", "none"))
 
 
-def wait_until(
+def wait_until[T](
     probe: Callable[[], T | None], *, timeout: float, interval: float = 0.5, what: str
 ) -> T:
     """Polls until probe() returns something truthy; fails with `what` after `timeout` seconds."""

@@ -1,26 +1,24 @@
 """What every app's admin builds on. No model of its own: core has none."""
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
-_M = TypeVar("_M", bound=Model)
-
 # django-stubs types ModelAdmin by its model; Django's class takes no subscript at runtime.
 if TYPE_CHECKING:
 
-    class ModelAdmin(admin.ModelAdmin[_M]):
+    class ModelAdmin[M: Model](admin.ModelAdmin[M]):
         pass
 
 else:
 
-    class ModelAdmin(Generic[_M], admin.ModelAdmin):
+    class ModelAdmin[M: Model](admin.ModelAdmin):
         pass
 
 
-class ReadOnlyAdmin(ModelAdmin[_M]):
+class ReadOnlyAdmin[M: Model](ModelAdmin[M]):
     """To look at, not to edit: these rows move through services (row locks, the outbox, state
     machines a worker drives), which a form saving fields would bypass. Changes are actions
     that call the services."""

@@ -10,12 +10,9 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
-class PerLoop(Generic[T]):
+class PerLoop[T]:
     def __init__(self, factory: Callable[[], T], close: Callable[[T], Awaitable[object]]) -> None:
         self._factory = factory
         self._close = close

@@ -10,7 +10,6 @@ timeout) is up: that error reaches the caller, and the query is not rerun on the
 import logging
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -21,7 +20,6 @@ from django.http import JsonResponse
 from core.db_router import PRIMARY, REPLICA
 from core.errors import error_response
 
-T = TypeVar("T")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
 
@@ -147,7 +145,7 @@ def replica_mark_up() -> None:
     caches["default"].delete(REPLICA_DOWN_KEY)
 
 
-def read(
+def read[T](
     fn: Callable[[str], T], *, user_id: int | None = None, primary_decides_missing: bool = False
 ) -> T:
     """Runs fn(alias) on the right database, retrying once on the primary if the replica cannot
@@ -171,7 +169,7 @@ def read(
     return result
 
 
-async def aread(
+async def aread[T](
     fn: Callable[[str], Awaitable[T]],
     *,
     user_id: int | None = None,

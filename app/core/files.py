@@ -4,9 +4,7 @@ one, never a half-written one, and a crash leaves no torn file under the final n
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
-
-T = TypeVar("T")
+from typing import TextIO
 
 
 def file_temporary_path(*, path: Path) -> Path:
@@ -22,7 +20,7 @@ def file_leftovers_remove(*, directory: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def file_write_atomic(*, path: Path, write: Callable[[TextIO], T], mode: int = 0o644) -> T:
+def file_write_atomic[T](*, path: Path, write: Callable[[TextIO], T], mode: int = 0o644) -> T:
     """Calls `write` with a text file (UTF-8, newlines as written), then puts it at `path`.
 
     The temporary is fsynced, given `mode`, renamed over `path`, and the directory is fsynced.

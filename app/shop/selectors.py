@@ -5,7 +5,7 @@ read so that its fallback covers every query; the schemas (shop/schemas.py) shap
 import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
@@ -15,11 +15,9 @@ from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_get
 from shop.upstream import price_get, recommendations_get
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page[T]:
     items: list[T]
     page: int
     page_size: int

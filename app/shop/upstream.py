@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from time import monotonic
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import aiohttp
 from django.conf import settings
@@ -24,7 +24,6 @@ from core.aio import PerLoop
 from core.schemas import MAX_BIGINT, Money, json_integer
 
 log = logging.getLogger(__name__)
-Answer = TypeVar("Answer", bound="UpstreamAnswer")
 
 
 class UpstreamAnswer(BaseModel):
@@ -136,7 +135,7 @@ class Breaker:
 breakers = {"price": Breaker("price"), "recommendations": Breaker("recommendations")}
 
 
-async def fetch(
+async def fetch[Answer: "UpstreamAnswer"](
     url: str, *, timeout: float, schema: type[Answer], breaker: Breaker
 ) -> Answer | None:
     if not breaker.allow():
@@ -150,7 +149,9 @@ async def fetch(
     return answer
 
 
-async def _fetch(url: str, *, timeout: float, schema: type[Answer]) -> Answer | None:
+async def _fetch[Answer: "UpstreamAnswer"](
+    url: str, *, timeout: float, schema: type[Answer]
+) -> Answer | None:
     try:
         async with (
             sessions.use() as session,

@@ -2,11 +2,13 @@
 production checks run in the production image."""
 
 import json
+import re
 import secrets
+import sys
 
 import pytest
 
-from tests.support import docker, image
+from tests.support import ROOT, docker, image
 
 UIDS = {
     "web": 10001,
@@ -92,6 +94,15 @@ LAB_MODULES = (
     "fault_settings",
     "fault_urls",
 )
+
+
+def test_the_tests_run_on_the_python_the_runtime_image_runs():
+    """mypy, ruff and every test here check the product under its own Python minor version: the
+    Makefile's IMAGE_PYTHON is the image's, and the venv running this test was made from it."""
+    image_python = sh("web", "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+    declared = re.search(r"^IMAGE_PYTHON := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert declared is not None
+    assert image_python == declared[1] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def test_the_runtime_image_has_no_bench_or_fault_code():

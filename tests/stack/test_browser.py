@@ -4,12 +4,14 @@ the browser must have blocked nothing. A policy that blocks a page's scripts lea
 without any HTTP error, so only a browser can tell."""
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+# The one bin/check-prereqs found on PATH; Debian's when PATH has none.
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 # What Chromium logs to stderr for a console message the policy caused (a blocked script,
 # style, image or connection), in either of its phrasings.
 CSP_VIOLATION = re.compile(r"Content Security Policy|Refused to", re.IGNORECASE)
