@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -39,6 +40,73 @@ def test_no_code_imports_django_s_own_user_model() -> None:
         str(path.relative_to(ROOT)) for path in sources if pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def runtime_user_model_imports(source: str) -> list[int]:
+    """Lines that import accounts' User model for use at run time: anywhere but inside an
+    `if TYPE_CHECKING:` block, where the import is for annotations only."""
+    tree = ast.parse(source)
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for statement in block.body
+        for node in ast.walk(statement)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if id(node) not in typing_only
+        and (
+            (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "accounts.models"
+                and any(alias.name in ("User", "*") for alias in node.names)
+            )
+            or (
+                isinstance(node, ast.Import)
+                and any(alias.name == "accounts.models" for alias in node.names)
+            )
+        )
+    ]
+
+
+def test_code_outside_accounts_reaches_the_user_model_through_get_user_model() -> None:
+    """A fork that swaps AUTH_USER_MODEL changes one setting: outside the accounts app, code
+    asks get_user_model() (foreign keys: settings.AUTH_USER_MODEL) and imports the class only
+    for annotations."""
+    sources = [
+        path
+        for top in ("app", "bench/django", "tests/stack/faultapp")
+        for path in (ROOT / top).rglob("*.py")
+        if "migrations" not in path.parts and not path.is_relative_to(ROOT / "app" / "accounts")
+    ]
+    offenders = {
+        str(path.relative_to(ROOT)): lines
+        for path in sources
+        if (lines := runtime_user_model_imports(path.read_text()))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        ("from accounts.models import User\n", [1]),
+        ("import accounts.models\n", [1]),
+        ("def f():\n    from accounts.models import ApiToken, User\n", [2]),
+        (
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from accounts.models import User\n",
+            [],
+        ),
+        ("from accounts.models import ApiToken\n", []),
+    ],
+)
+def test_the_user_model_check_tells_a_run_time_import_from_an_annotation(
+    source: str, lines: list[int]
+) -> None:
+    assert runtime_user_model_imports(source) == lines
 
 
 def test_debug_a_502_names_each_host_resource_with_an_alert_that_exists() -> None:

@@ -1,13 +1,15 @@
 """Writes. Every one runs on the primary, inside a transaction."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from accounts.models import User
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
 from shop.cache import product_list_invalidate
@@ -23,6 +25,10 @@ from shop.errors import (
 from shop.models import Order, OrderItem, Product
 from shop.notifications import order_confirmation_create
 from shop.stock import stock_cache_set
+
+if TYPE_CHECKING:
+    # The type only: at run time the user model is settings.AUTH_USER_MODEL (get_user_model()).
+    from accounts.models import User
 
 
 def _validated(product: Product, *, fields_sent: dict[str, str] | None = None) -> None:

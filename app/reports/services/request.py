@@ -1,19 +1,26 @@
 """Asking for a report: the parameters checked, the owner's cap, the row, and its task enqueued
 on the "reports" queue after the commit."""
 
+from __future__ import annotations
+
 from datetime import date
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
 from core.db_router import PRIMARY
 from core.queue import task_publish
 from reports.errors import ReportForbidden, ReportInvalid, ReportLimitReached
 from reports.models import Report
 from shop.models import Product
+
+if TYPE_CHECKING:
+    # The type only: at run time the user model is settings.AUTH_USER_MODEL (get_user_model()).
+    from accounts.models import User
 
 State = Report.State
 
@@ -71,7 +78,8 @@ def _active_reports_check(*, owner: User) -> None:
     # NO KEY UPDATE: rows that reference the user (orders, tokens) are still written meanwhile;
     # only other writes of that row wait, for one short transaction.
     list(
-        User.objects.using(PRIMARY)
+        get_user_model()
+        .objects.using(PRIMARY)
         .select_for_update(no_key=True)
         .filter(pk=owner.pk)
         .values_list("pk", flat=True)
