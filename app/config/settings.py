@@ -228,7 +228,7 @@ _REDIS_OPTIONS = {
     "SOCKET_TIMEOUT": 1,
     "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
     "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_MAX_CONNECTIONS, "timeout": 1},
-    # One client per process instead of one per request (core/cache.py says what it saved).
+    # One client per process instead of one per request (core/cache.py says why).
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {
