@@ -35,8 +35,9 @@ $(BIN)/pytest: requirements-dev.lock $(VENV)/.python-$(IMAGE_PYTHON)
 .PHONY: venv
 venv: $(BIN)/pytest ## Create the dev virtualenv from the hash-locked requirements
 
-# The OTLP/HTTP exporter declares googleapis-common-protos but imports only protobuf: left out
-# (1.5 MB of the web image); the tracing stack test exports through it.
+# The OTLP/HTTP exporter declares googleapis-common-protos but imports only protobuf: left out,
+# as weight in the web image for nothing (docs/ARCHITECTURE.md); the tracing stack test exports
+# through it.
 LOCK := uv pip compile pyproject.toml --universal --python-version $(IMAGE_PYTHON) --generate-hashes -q \
   --no-emit-package googleapis-common-protos
 

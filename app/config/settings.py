@@ -137,8 +137,9 @@ def _database(name: str) -> dict[str, object]:
         "DISABLE_SERVER_SIDE_CURSORS": True,
         "OPTIONS": {
             # Fail fast instead of hanging a worker when PgBouncer is unreachable, yet outlast a
-            # login burst: PgBouncer checks SCRAM logins one at a time on one core (~3 ms each),
-            # so 1,000 clients connecting at once wait ~3 s; 10 s leaves a 3x margin.
+            # login burst: PgBouncer checks SCRAM logins one at a time on one core, so clients
+            # connecting at once queue for it; the timeout leaves a wide margin over a crowd's
+            # wait (docs/ARCHITECTURE.md, "Figures the settings rest on").
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 10),
             # Detect a dead peer on an open connection in seconds, not the kernel's two hours.
             "keepalives": 1,
@@ -227,7 +228,7 @@ _REDIS_OPTIONS = {
     "SOCKET_TIMEOUT": 1,
     "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
     "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_MAX_CONNECTIONS, "timeout": 1},
-    # One client per process instead of one per request (core/cache.py says what it saved).
+    # One client per process instead of one per request (core/cache.py says why).
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {

@@ -3,7 +3,7 @@
 The settings' CACHES use this backend instead of django_redis.cache.RedisCache; it behaves the
 same (IGNORE_EXCEPTIONS and all) and adds one histogram observation per call, plus a hit or miss
 count for reads. get_or_set and the async a* methods of Django's BaseCache call these methods,
-so they are measured too.
+so they are timed too.
 """
 
 import functools

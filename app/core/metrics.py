@@ -6,7 +6,7 @@ process writes its values to files there, and a scrape of any worker sums them a
 histograms of workers that have exited included, so totals never go backwards when a worker is
 recycled). Without the variable (tests, manage.py) the default in-process registry is used.
 
-What is measured, and where:
+What is recorded, and where:
   - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
   - queries: an execute_wrapper installed on every database connection as it is created;
   - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.

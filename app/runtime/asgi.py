@@ -6,7 +6,8 @@ and its transactions. Stock Django (asgiref 3.13) gives every request a new sing
 executor: a thread started for the request and a second thread started at its end to join it,
 with the event loop waiting on each start (asgiref issue #535). Under load that is a large part
 of the per-request cost, and the request's database connection dies with its thread, so every
-request also logs in to PgBouncer again (SCRAM, one core: the source of 503s at 1,000 clients).
+request also logs in to PgBouncer again (SCRAM, checked one at a time on one core: under a crowd
+of clients the logins queue until they time out as 503s; docs/ARCHITECTURE.md).
 
 Here a request borrows a single-thread executor from a pool and gives it back when it ends,
 the way a gthread worker reuses its threads: a request's sync calls still share one thread
@@ -42,10 +43,10 @@ from django.db import connections
 from runtime import workers
 
 # Requests in flight per worker, each with its own thread and up to two PgBouncer client
-# connections (primary and replica). 128 x 2 workers let ~850 fan-out requests (300 ms each) per
-# second through, above what 2 cores serve. PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose
-# (2,000) for 3 web replicas (1,536), Kubernetes for the web autoscaler's maximum
-# (tests/k8s/test_k8s_workloads.py).
+# connections (primary and replica). 128 x 2 workers / 0.3 s (a fan-out request's concurrent
+# upstream calls) = 853 requests a second, above what two cores serve (docs/BENCHMARKS.md,
+# scenario 1). PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000) for 3 web replicas
+# (1,536), Kubernetes for the web autoscaler's maximum (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = 128
 _SWAP = threading.Lock()
 log = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ CORES = len(os.sched_getaffinity(0))
 # max_requests: a worker is recycled after this many requests (below). The rule: a worker lives
 # minutes at its peak rate, so the drain each recycle costs (its listener closed meanwhile) is a
 # small share of its time. A sync worker serves a few requests a second, so 1,000 is minutes; a
-# Uvicorn worker serves hundreds, so it gets 50,000 (docs/BENCHMARKS.md measures the cost of a
+# Uvicorn worker serves hundreds, so it gets 50,000 (docs/BENCHMARKS.md gives the cost of a
 # lower limit). The memory guard, not this count, handles fast leaks.
 PROFILES: dict[str, dict[str, Any]] = {
     "io": {

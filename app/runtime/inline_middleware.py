@@ -3,8 +3,8 @@
 Under ASGI, Django runs each sync `process_request`/`process_response` of its MiddlewareMixin
 classes through `sync_to_async`: a job handed to the request's thread and a wake-up of the event
 loop when it is done. With the seven in settings.MIDDLEWARE that is 13 hops per request (CSRF's
-process_view included), each also waiting for the GIL while the loop is busy: measured in `make
-bench` scenario 1 ("pooled, thread hops") against the inline handler.
+process_view included), each also waiting for the GIL while the loop is busy: docs/BENCHMARKS.md,
+scenario 1, compares the two ("pooled, thread hops" against the inline handler).
 
 These subclasses run those methods on the event loop, which is safe where a method does no I/O.
 Where it may (saving a session, storing messages, CSRF tokens kept in the session, reading a

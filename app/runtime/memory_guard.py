@@ -10,8 +10,9 @@ requests the diagnostics middleware calls request_finished(), which reads the wo
   connections the race-free way (each after a complete response with `Connection: close`, or by
   Nginx once idle), then stops as on SIGTERM. A plain SIGTERM to a Uvicorn worker used to close
   every idle connection at once, including just-accepted ones whose request it had not read yet:
-  that client got a connection reset (tests/stack/test_diagnostics.py replaces workers under
-  load and counts none).
+  that client got a connection reset (the stack test
+  tests/stack/test_diagnostics.py::test_memory_guard_replaces_workers_without_failing_a_request
+  replaces workers under load and counts none).
 
 The arbiter sees the worker exit and forks a replacement. Unarmed (tests, manage.py, Celery), the
 guard does nothing at all.

@@ -1,7 +1,7 @@
 """The two upstream HTTP services of product detail: price and recommendations.
 
 One aiohttp session per worker (see core.aio): pooled connections, no client built per request;
-how it compares with httpx is measured in docs/BENCHMARKS.md (scenario 2).
+how it compares with httpx: docs/BENCHMARKS.md, scenario 2.
 Every call has its own timeout, reads at most UPSTREAM_MAX_BODY_BYTES and validates the answer
 against a schema; it returns None on any failure, so the caller can fall back. A service that
 answers garbage degrades the page as one that does not answer does. After

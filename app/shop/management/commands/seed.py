@@ -1,7 +1,7 @@
 """Seeds realistic data fast: customers and products through the ORM, orders and their items
 generated inside Postgres (INSERT ... SELECT generate_series), in batches on the primary.
 
-100,000 orders take a few seconds: the rows never travel between Django and the database.
+Fast at any count: the rows never travel between Django and the database.
 Orders are numbered g = 1..count in one series; every product with g is computed in bigint (g
 times a prime overflows 32 bits past about 271,000), so one call seeds any count shop_order's
 bigint ids can hold. Each batch commits on its own: a failure says how many are committed.
