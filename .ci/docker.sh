@@ -1,4 +1,4 @@
-# Sourced by .ci/run (and by the test that runs it on a machine with nothing installed): makes
+# Sourced by .ci/run (and by .ci/fresh-machine.sh, which runs it on a machine with nothing installed): makes
 # a machine able to build and run the stack. Needs root, `log` and `set -euo pipefail` from the
 # caller.
 
