@@ -175,3 +175,7 @@ FROM runtime AS faults
 COPY --from=faults-builder /opt/faults /opt/faults
 ENV PYTHONPATH=/opt/faults \
     DJANGO_SETTINGS_MODULE=fault_settings
+
+# Last, because a build without --target builds the last stage: a plain `docker build .` (a CI
+# step that names no target) makes the runtime image, never one of the lab images above.
+FROM runtime AS production

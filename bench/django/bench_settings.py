@@ -5,9 +5,17 @@ module in DJANGO_SETTINGS_MODULE; the runtime image carries neither, so a deploy
 route /bench/.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import env_bool
 from config.settings import *  # noqa: F403
-from config.settings import INSTALLED_APPS
+from config.settings import INSTALLED_APPS, PRODUCTION
+
+if PRODUCTION:
+    # A lab image deployed by mistake must not serve endpoints that burn CPU and load upstreams.
+    raise ImproperlyConfigured(
+        "bench_settings is for the tests and the bench only: never with APP_ENV=production"
+    )
 
 ROOT_URLCONF = "bench_urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "bench_endpoints"]

@@ -2,8 +2,10 @@
 production checks run in the production image."""
 
 import json
+import os
 import re
 import secrets
+import subprocess
 import sys
 
 import pytest
@@ -121,6 +123,67 @@ def test_no_environment_routes_more_than_the_product_in_the_runtime_image():
     )
     env = ("DJANGO_SETTINGS_MODULE=config.settings", "BENCH_ENDPOINTS=true", "FAULT_ENDPOINTS=true")
     assert sh("web", f'python3 -c "{urls}"', *env) == "['admin/', 'api/']"
+
+
+def test_a_build_without_a_target_makes_the_runtime_image():
+    """A CI step that runs a plain `docker build .` gets the runtime image: Docker builds the
+    last stage, which must not be a lab image (bench, faults) with its settings module."""
+    secret = os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
+    # A tag of its own, removed afterwards: the build may be the very image web's tag names,
+    # and removing it by ID would untag that.
+    built = f"djstack/no-target:{secrets.token_hex(4)}"
+    docker(
+        "build",
+        "-q",
+        "-t",
+        built,
+        "--build-arg",
+        f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'debian:trixie-slim')}",
+        "--secret",
+        f"id=ca_bundle,src={secret}",
+        str(ROOT),
+        timeout=900,
+    )
+    try:
+        made = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", built).stdout)
+        assert not [
+            e for e in made["Env"] if e.startswith(("DJANGO_SETTINGS_MODULE=", "PYTHONPATH="))
+        ]
+        web = config("web")
+        for key in ("Env", "Entrypoint", "Cmd", "User", "WorkingDir"):
+            assert made.get(key) == web.get(key), key
+    finally:
+        docker("image", "rm", built, check=False)
+
+
+@pytest.mark.parametrize(
+    ("module", "folder"),
+    [("fault_settings", "tests/stack/faultapp"), ("bench_settings", "bench/django")],
+)
+def test_a_lab_settings_module_refuses_production(module, folder):
+    """A lab image deployed by mistake does not start: its settings module refuses
+    APP_ENV=production (with every production secret given), and starts in local mode."""
+
+    def start(*env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "import django; django.setup()"],
+            env={
+                **os.environ,
+                **dict(e.split("=", 1) for e in env),
+                "DJANGO_SETTINGS_MODULE": module,
+                "PYTHONPATH": f"{ROOT / 'app'}:{ROOT / folder}",
+            },
+            cwd=ROOT / "app",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = start(*production_env())
+    assert refused.returncode != 0
+    assert f"{module} is for the tests and the bench only" in refused.stderr
+    assert start("APP_ENV=local").returncode == 0
 
 
 def production_env() -> list[str]:
