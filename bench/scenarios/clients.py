@@ -3,28 +3,29 @@ session."""
 
 from typing import Any
 
-from bench import stack, web
+from bench import claims, stack, web
 from bench.scenarios import fanout
 from bench.stats import combine, errors_text, group, ms, num, pct, ratio, table
 
 STEP = "http_client"
 # Scenario 2's runs: the httpx clients manage ~90 req/s, so quick mode sends fewer.
 N_CLIENT = 300 if stack.QUICK else fanout.N_ASYNC
-CLAIM_CLIENT = (
-    "shop/upstream.py: one aiohttp session per worker sustains ~10x the throughput of a shared "
-    "httpx client and ~4x a client per request (the seed's code: a new httpx client per "
-    "request); issue 14 gives about 25, 60 and 270 req/s at c=100, measured on this kind of "
-    "machine before this harness existed"
-)
-# Scenario 2's claimed req/s at c=100 per client (issue 14), and the ratios shop/upstream.py
-# states: shared aiohttp session against each httpx way.
+# The claimed req/s at c=100 per client, and the ratios of the shared aiohttp session to each
+# httpx way (bench/claims.toml), by the client they are about.
 CLIENT_CLAIM_RPS = {
-    "shared httpx client": 25.0,
-    "httpx client per request": 60.0,
-    "shared aiohttp session": 270.0,
+    claim.subject: claim
+    for claim in (
+        claims.get("clients.shared_httpx_rps"),
+        claims.get("clients.httpx_per_request_rps"),
+        claims.get("clients.shared_aiohttp_rps"),
+    )
 }
-CLIENT_CLAIM_RATIOS = (("shared httpx client", 10.0), ("httpx client per request", 4.0))
+CLIENT_CLAIM_RATIOS = (
+    claims.get("clients.aiohttp_over_shared_httpx"),
+    claims.get("clients.aiohttp_over_httpx_per_request"),
+)
 APP_CLIENT = "shared aiohttp session"
+SHARED_HTTPX, HTTPX_PER_REQUEST = "shared httpx client", "httpx client per request"
 
 
 # Scenario 2: the fan-out's HTTP client. The first two are the seed's (httpx; per request is
@@ -66,7 +67,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     if not data or not data["runs"]:
         return [*lines, "Not measured this run.", ""]
     lines += [
-        f"**Claim:** {CLAIM_CLIENT}. Same three concurrent 300 ms calls, c=100, n=1000 per run, "
+        f"**Claim:** {claims.wording('clients')}. Same three concurrent 300 ms calls, c=100, "
+        "n=1000 per run, "
         "in the default web configuration, the clients taking turns (A, B, C, D, A, B...). "
         "Views: `/bench/fanout/async-httpx` (one `httpx.AsyncClient` per worker's event loop, "
         "httpx's default pool limits), `/bench/fanout/async-httpx-new-client` (a new "
@@ -85,11 +87,11 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         rows.append(
             [
                 label,
-                "-" if claim is None else f"~{claim:.0f}",
+                "-" if claim is None else claimed_rps(label),
                 f"**{num(combined['rps'], 0)}** ("
                 + ", ".join(num(v, 0) for v in combined["rps_each"])
                 + ")",
-                pct(ratio(combined["rps"], claim)),
+                pct(ratio(combined["rps"], claim and claim.value)),
                 ms(combined["mean_s"]),
                 ms(combined["p50_s"]),
                 ms(combined["p99_s"]),
@@ -100,9 +102,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             headline.append(
                 [
                     f"2. fan-out client: {label}, c=100",
-                    f"~{claim:.0f} req/s",
+                    f"{claimed_rps(label)} req/s",
                     f"{num(combined['rps'], 0)} req/s",
-                    pct(ratio(combined["rps"], claim)),
+                    pct(ratio(combined["rps"], claim and claim.value)),
                 ]
             )
     lines += table(
@@ -119,12 +121,14 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         rows,
     )
     parts = []
-    for other, claimed in CLIENT_CLAIM_RATIOS:
+    for claimed in CLIENT_CLAIM_RATIOS:
+        other = claimed.subject
         measured = ratio(figures.get(APP_CLIENT), figures.get(other))
         if measured is None:
             continue
-        parts.append(f"{APP_CLIENT} / {other}: **{measured:.2f}x** (claimed ~{claimed:.0f}x)")
-        headline.append([f"2. {APP_CLIENT} / {other}", f"~{claimed:.0f}x", f"{measured:.2f}x", "-"])
+        said = f"{claimed.sign}{claimed.value:.0f}x"
+        parts.append(f"{APP_CLIENT} / {other}: **{measured:.2f}x** (claimed {said})")
+        headline.append([f"2. {APP_CLIENT} / {other}", said, f"{measured:.2f}x", "-"])
     per_request = ratio(figures.get(APP_CLIENT), figures.get("aiohttp session per request"))
     if per_request is not None:
         parts.append(f"{APP_CLIENT} / aiohttp session per request: **{per_request:.2f}x**")
@@ -134,22 +138,24 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     return lines
 
 
+def claimed_rps(label: str) -> str:
+    claim = CLIENT_CLAIM_RPS[label]
+    return f"{claim.sign}{claim.value:.0f}"
+
+
 def client_verdict(figures: dict[str, float | None]) -> list[str]:
     """Where the measured clients stand against the claimed figures, said plainly."""
-    app = figures.get(APP_CLIENT)
-    shared, fresh = figures.get("shared httpx client"), figures.get("httpx client per request")
+    app, app_claim = figures.get(APP_CLIENT), CLIENT_CLAIM_RPS[APP_CLIENT]
+    shared, fresh = figures.get(SHARED_HTTPX), figures.get(HTTPX_PER_REQUEST)
     measured = [value for value in figures.values() if value]
     lines = []
-    behind = [
-        f"{label} {num(figures[label], 0)} vs ~{claim:.0f}"
-        for label, claim in CLIENT_CLAIM_RPS.items()
-        if figures.get(label) is not None and (figures[label] or 0) < 0.9 * claim
-    ]
-    ahead = [
-        f"{label} {num(figures[label], 0)} vs ~{claim:.0f}"
-        for label, claim in CLIENT_CLAIM_RPS.items()
-        if figures.get(label) is not None and (figures[label] or 0) > 1.1 * claim
-    ]
+    standing: dict[str, list[str]] = {"behind": [], "ahead": [], "met": []}
+    for label, claim in CLIENT_CLAIM_RPS.items():
+        if figures.get(label) is not None:
+            standing[claim.standing(figures[label] or 0)].append(
+                f"{label} {num(figures[label], 0)} vs {claimed_rps(label)}"
+            )
+    behind, ahead = standing["behind"], standing["ahead"]
     if behind:
         lines.append(f"**Behind the claimed figures:** {'; '.join(behind)} req/s.")
     if ahead:
@@ -162,7 +168,7 @@ def client_verdict(figures: dict[str, float | None]) -> list[str]:
         "what holds back scenario 1's default row (Nginx, Django, the stand-ins and hey on the "
         "same cores)"
         + (
-            f": {pct(ratio(app, CLIENT_CLAIM_RPS[APP_CLIENT]))} of the ~270 claimed."
+            f": {pct(ratio(app, app_claim.value))} of the {claimed_rps(APP_CLIENT)} claimed."
             if app
             else "."
         )
@@ -174,8 +180,9 @@ def client_verdict(figures: dict[str, float | None]) -> list[str]:
     ]
     if shared and fresh:
         lines[-1] += f" A shared httpx client ({num(shared, 0)} req/s) " + (
-            "beats one per request, unlike the claim (~25 vs ~60 req/s); this run does not "
-            "reproduce the earlier ~25 req/s, whose set-up is not recorded. Its pool has "
+            f"beats one per request, unlike the claim ({claimed_rps(SHARED_HTTPX)} vs "
+            f"{claimed_rps(HTTPX_PER_REQUEST)} req/s); this run does not reproduce the earlier "
+            f"{claimed_rps(SHARED_HTTPX)} req/s, whose set-up is not recorded. Its pool has "
             "httpx's default limits (100 connections, 20 kept alive) for the 300 calls in "
             "flight at c=100, so calls queue for a connection and connections beyond 20 idle "
             "ones are closed and reopened; and it costs more CPU per call than aiohttp "

@@ -1,5 +1,6 @@
 """docs/BENCHMARKS.md is what bench/report.py renders from the committed results.json: the
-report's code (bench/report.py, bench/scenarios/) can move without changing a byte of it."""
+report's code (bench/report.py, bench/scenarios/, bench/claims.toml) can move without changing
+a byte of it."""
 
 import json
 
