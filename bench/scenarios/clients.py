@@ -28,8 +28,8 @@ APP_CLIENT = "shared aiohttp session"
 SHARED_HTTPX, HTTPX_PER_REQUEST = "shared httpx client", "httpx client per request"
 
 
-# Scenario 2: the fan-out's HTTP client. The first two are the seed's (httpx; per request is
-# its code), the third the app's own (shop/upstream.py), the fourth that one made per request.
+# The clients: the first two are the seed's (httpx; per request is its code), the third the
+# app's own (shop/upstream.py), the fourth that one made per request.
 HTTP_CLIENTS = (
     ("shared httpx client", "/bench/fanout/async-httpx"),
     ("httpx client per request", "/bench/fanout/async-httpx-new-client"),
@@ -42,7 +42,7 @@ def measure(results: dict[str, Any]) -> None:
     """Scenario 2: the four clients in the default web configuration, same view shape and load
     (c=100, n=1000), taking turns (A, B, C, D, A, B, ...) so a burst of load from elsewhere
     hits every client alike."""
-    if stack.CONFIGS and "http_client" not in stack.ONLY:
+    if stack.CONFIGS and STEP not in stack.ONLY:
         return  # BENCH_CONFIGS alone: scenario 1 only
     runs: list[dict[str, Any]] = []
     rotations = stack.ROUNDS * stack.ALTERNATIONS
