@@ -5,7 +5,7 @@ against (bench/django/bench_endpoints/asgi_variants.py). Writes docs/benchmarks/
 handler, the share of samples by package (where the time is spent, leaf frame) and the functions
 with the most samples.
 
-Uses `make bench`'s project, images and harness (bench/run.py), and builds its web images.
+Uses `make bench`'s project, images and harness (bench/stack.py), and builds its web images.
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
 into build/py-spy from PyPI when missing. Bounded: PROFILE_SECONDS
 of sampling per target while hey runs for 5 s longer.
@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import hey, run
+from bench import hey, stack, web
 
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "20"))
 RATE = 200  # samples per second per process: py-spy's overhead stays near 1% of a core
@@ -32,10 +32,10 @@ LIST = "/api/products"
 # (name, ASGI app, path, concurrency): the fan-out (scenario 1) under each handler, and the cached
 # product list (scenario 4, c=50 as there) under the default one.
 TARGETS = (
-    ("fan-out, default handler", run.BENCH_ASGI, FANOUT, 100),
-    ("fan-out, pooled with thread hops", run.BENCH_ASGI_HOPS, FANOUT, 100),
-    ("fan-out, stock Django handler", run.BENCH_ASGI_STOCK, FANOUT, 100),
-    ("cached list, default handler", run.BENCH_ASGI, LIST, 50),
+    ("fan-out, default handler", web.BENCH_ASGI, FANOUT, 100),
+    ("fan-out, pooled with thread hops", web.BENCH_ASGI_HOPS, FANOUT, 100),
+    ("fan-out, stock Django handler", web.BENCH_ASGI_STOCK, FANOUT, 100),
+    ("cached list, default handler", web.BENCH_ASGI, LIST, 50),
 )
 # The package a leaf frame's file belongs to, first match wins.
 PACKAGES = (
@@ -71,14 +71,14 @@ THROUGH = (
     ("django-ninja", ("ninja/",)),
     ("the app's own middleware", ("core/middleware.py",)),
 )
-OUT = run.OUT / "profile.md"
+OUT = stack.OUT / "profile.md"
 
 
 def py_spy() -> str:
-    found = shutil.which("py-spy") or str(run.ROOT / "build" / "py-spy" / "bin" / "py-spy")
+    found = shutil.which("py-spy") or str(stack.ROOT / "build" / "py-spy" / "bin" / "py-spy")
     if Path(found).exists():
         return found
-    venv = run.ROOT / "build" / "py-spy"
+    venv = stack.ROOT / "build" / "py-spy"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     ca = os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--cert", ca, "py-spy"], check=True)
@@ -87,7 +87,7 @@ def py_spy() -> str:
 
 def master_pid() -> int:
     """Gunicorn's master in web, by host PID (`docker top`)."""
-    container = run.compose("ps", "-q", "web").stdout.strip()
+    container = stack.compose("ps", "-q", "web").stdout.strip()
     out = subprocess.run(
         ["docker", "top", container, "-eo", "pid,ppid,args"],
         capture_output=True,
@@ -130,14 +130,14 @@ def summarise(collapsed: str) -> dict[str, Any]:
 
 
 def profile(name: str, app: str, path: str, c: int, spy: str) -> dict[str, Any]:
-    config = {**run.default_config(), "command": f"{run.GUNICORN} {app}"}
-    run.log(f"profile: {name}")
-    run.switch_web(config)
-    run.warm(path)
-    out = run.ROOT / "build" / "profile.txt"
+    config = {**web.default_config(), "command": f"{web.GUNICORN} {app}"}
+    stack.log(f"profile: {name}")
+    web.switch_web(config)
+    stack.warm(path)
+    out = stack.ROOT / "build" / "profile.txt"
     out.parent.mkdir(exist_ok=True)
     load = subprocess.Popen(
-        ["hey", "-c", str(c), "-z", f"{SECONDS + 5}s", "-t", "30", run.BASE + path],
+        ["hey", "-c", str(c), "-z", f"{SECONDS + 5}s", "-t", "30", stack.BASE + path],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -161,7 +161,7 @@ def cpu_ms_per_request(summary: dict[str, Any]) -> float:
 
 
 def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
-    host = run.host_info()
+    host = stack.host_info()
     lines = [
         "# Where a web worker's CPU goes: the fan-out view under load",
         "",
@@ -217,17 +217,17 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
 
 def main() -> int:
     spy = py_spy()
-    run.OUT.mkdir(parents=True, exist_ok=True)
+    stack.OUT.mkdir(parents=True, exist_ok=True)
     try:
         # The Django images as make bench builds them (the cache makes this quick after it).
-        run.compose("build", "migrate", "web", timeout=1800)
-        run.compose("up", "-d", "--wait", "--wait-timeout", "240", *run.SERVICES)
-        run.compose("exec", "-T", "web", "python3", "manage.py", "seed", "--orders", "1000")
+        stack.compose("build", "migrate", "web", timeout=1800)
+        stack.compose("up", "-d", "--wait", "--wait-timeout", "240", *stack.SERVICES)
+        stack.compose("exec", "-T", "web", "python3", "manage.py", "seed", "--orders", "1000")
         results = [(name, profile(name, app, path, c, spy)) for name, app, path, c in TARGETS]
     finally:
-        run.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
     OUT.write_text(markdown(results) + "\n")
-    run.log(f"wrote {OUT}")
+    stack.log(f"wrote {OUT}")
     return 0
 
 

@@ -3,7 +3,9 @@ scenarios 1 (the seed's figures, gevent) and 2 (the HTTP clients): pure parts, n
 
 import json
 
-from bench import hey, report, run
+from bench.scenarios import clients, fanout
+
+from bench import hey, run, stack, web
 from tests.bench.test_parsing import HEY_OK
 
 
@@ -14,24 +16,24 @@ def fanout_run(config: str, label: str, rps: float, path: str = "/bench/fanout/a
 
 
 def test_gevent_row_runs_the_sequential_view_with_the_seeds_load(monkeypatch):
-    monkeypatch.setattr(run, "cores", lambda: 2)
+    monkeypatch.setattr(web, "cores", lambda: 2)
     for quick in (True, False):
-        monkeypatch.setattr(run, "QUICK", quick)
-        gevent = next(c for c in run.all_web_configs() if c["name"].startswith("gevent"))
+        monkeypatch.setattr(stack, "QUICK", quick)
+        gevent = next(c for c in web.all_web_configs() if c["name"].startswith("gevent"))
         assert gevent["worker_class"] == "gevent"
-        assert gevent["command"].endswith(run.WSGI)
+        assert gevent["command"].endswith(web.WSGI)
         assert gevent["path"] == "/bench/fanout/sync"
         # Not a "sync" row: the full n=1000 at c=100 (and c=1000), as the async rows get.
         assert not gevent.get("sync")
 
 
 def test_bench_configs_select_by_name_but_the_default_stays_known(monkeypatch):
-    monkeypatch.setattr(run, "cores", lambda: 2)
-    monkeypatch.setattr(run, "QUICK", False)
-    monkeypatch.setattr(run, "CONFIGS", ["gevent"])
-    assert [c["name"] for c in run.web_configs()] == ["gevent x5"]
-    assert run.default_config()["name"] == "uvicorn x2"
-    names = [c["name"] for c in run.select_configs(run.all_web_configs(), ["sync x", "uvicorn x2"])]
+    monkeypatch.setattr(web, "cores", lambda: 2)
+    monkeypatch.setattr(stack, "QUICK", False)
+    monkeypatch.setattr(stack, "CONFIGS", ["gevent"])
+    assert [c["name"] for c in web.web_configs()] == ["gevent x5"]
+    assert web.default_config()["name"] == "uvicorn x2"
+    names = [c["name"] for c in web.select_configs(web.all_web_configs(), ["sync x", "uvicorn x2"])]
     assert names == [
         "sync x5",
         "uvicorn x2",
@@ -42,9 +44,9 @@ def test_bench_configs_select_by_name_but_the_default_stays_known(monkeypatch):
 
 
 def test_http_clients_are_the_seeds_two_and_the_apps_own():
-    labels = [label for label, _ in run.HTTP_CLIENTS]
-    assert labels[:3] == list(report.CLIENT_CLAIM_RPS)
-    paths = [path for _, path in run.HTTP_CLIENTS]
+    labels = [label for label, _ in clients.HTTP_CLIENTS]
+    assert labels[:3] == list(clients.CLIENT_CLAIM_RPS)
+    paths = [path for _, path in clients.HTTP_CLIENTS]
     assert "/bench/fanout/async-httpx" in paths
     assert "/bench/fanout/async-httpx-new-client" in paths
     assert len(set(paths)) == len(paths)
@@ -68,9 +70,9 @@ def test_configs_run_replaces_only_its_rows_in_order(tmp_path, monkeypatch):
         "product_detail": {"runs": ["kept"]},
     }
     (tmp_path / "results.json").write_text(json.dumps(published))
-    monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
-    monkeypatch.setattr(run, "ONLY", {"web_configs"})
-    monkeypatch.setattr(run, "CONFIGS", ["gevent", "uvicorn x2"])
+    monkeypatch.setattr(stack, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(stack, "ONLY", {"web_configs"})
+    monkeypatch.setattr(stack, "CONFIGS", ["gevent", "uvicorn x2"])
     new = {
         "meta": {"started": "partial"},
         "worker_classes": {
@@ -119,7 +121,7 @@ def test_fanout_table_puts_the_seeds_figures_beside_sync_and_the_default_row():
         ],
     }
     headline: list[list[str]] = []
-    text = "\n".join(report.section_fanout({"worker_classes": data}, headline))
+    text = "\n".join(fanout.section({"worker_classes": data}, headline))
     assert "| sync x5 | c=100, n=1000 | 32.76 (sync) | **5** (5) |" in text
     assert "| uvicorn x2 | c=100, n=1000 | 318 (Uvicorn) | **170** (170) |" in text
     assert "| uvicorn x2 | c=1000, 15 s | - |" in text
@@ -133,8 +135,8 @@ def test_fanout_table_puts_the_seeds_figures_beside_sync_and_the_default_row():
 
 def test_default_row_of_older_results_is_the_one_beside_the_raw_ceiling():
     runs = [fanout_run("uvicorn x4", "c100", 1), fanout_run("raw ASGI (uvicorn x2)", "c100", 1)]
-    assert report.default_config({"runs": runs}) == "uvicorn x2"
-    assert report.default_config({"runs": runs[:1]}) is None
+    assert fanout.default_config({"runs": runs}) == "uvicorn x2"
+    assert fanout.default_config({"runs": runs[:1]}) is None
 
 
 def test_client_table_holds_each_client_against_its_claim():
@@ -148,7 +150,7 @@ def test_client_table_holds_each_client_against_its_claim():
         )
     ]
     headline: list[list[str]] = []
-    text = "\n".join(report.section_clients({"http_client": {"runs": runs}}, headline))
+    text = "\n".join(clients.section({"http_client": {"runs": runs}}, headline))
     assert "| shared httpx client | ~25 | **20** (20) | 80% |" in text
     assert "| httpx client per request | ~60 | **66** (66) | 110% |" in text
     assert "| shared aiohttp session | ~270 | **150** (150) | 56% |" in text
@@ -161,14 +163,14 @@ def test_client_table_holds_each_client_against_its_claim():
 
 def test_client_section_of_older_results_without_httpx_rows():
     runs = [{**hey.parse(HEY_OK), "label": "shared aiohttp session", "ok_rps": 150.0}]
-    text = "\n".join(report.section_clients({"http_client": {"runs": runs}}, []))
+    text = "\n".join(clients.section({"http_client": {"runs": runs}}, []))
     assert "| shared aiohttp session | ~270 |" in text
     assert "Ratios:" not in text
 
 
 def locked(path: str) -> dict[str, str]:
     versions = {}
-    for line in (run.ROOT / path).read_text().splitlines():
+    for line in (stack.ROOT / path).read_text().splitlines():
         if line and not line[0].isspace() and "==" in line and not line.startswith("#"):
             name, version = line.split(";")[0].strip().split("==")
             versions[name] = version

@@ -1,6 +1,6 @@
 """make bench's pure parts: hey's output parsed, repeated runs combined. No Docker, no hey."""
 
-from bench import hey, report
+from bench import hey, stats
 
 HEY_OK = """
 Summary:
@@ -87,17 +87,17 @@ def test_percentile_hey_could_not_reach_is_left_out():
 
 def test_repeated_runs_are_combined_by_median_and_sum():
     runs = [hey.parse(HEY_OK), hey.parse(HEY_OK), hey.parse(HEY_FAILED)]
-    combined = report.combine(runs)
+    combined = stats.combine(runs)
     assert combined["rps"] == round(990 / 3.1, 2)
     assert combined["requests"] == 2020
     assert combined["errors"]["HTTP 502"] == 20
     assert combined["errors"]["client timeout"] == 15
-    assert report.errors_text(combined).startswith("40 (")
+    assert stats.errors_text(combined).startswith("40 (")
 
 
 def test_ratio_and_formatting():
-    assert report.ratio(250, 333.3) == 250 / 333.3
-    assert report.ratio(None, 333.3) is None
-    assert report.pct(0.75) == "75%"
-    assert report.ms(0.4206) == "421"
-    assert report.table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |", ""]
+    assert stats.ratio(250, 333.3) == 250 / 333.3
+    assert stats.ratio(None, 333.3) is None
+    assert stats.pct(0.75) == "75%"
+    assert stats.ms(0.4206) == "421"
+    assert stats.table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |", ""]

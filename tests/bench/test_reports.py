@@ -2,7 +2,9 @@
 
 import json
 
-from bench import hey, report, run
+from bench.scenarios import fanout, reports
+
+from bench import hey, run, stack
 from tests.bench.test_parsing import HEY_OK
 
 
@@ -26,7 +28,7 @@ def reports_results(*rows: dict[str, object]) -> dict[str, object]:
 
 def test_report_section_holds_the_largest_report_against_the_smallest():
     headline: list[list[str]] = []
-    lines = report.section_reports(
+    lines = reports.section(
         reports_results(
             report_row(10_000, 0.4, 96.6),
             report_row(100_000, 2.3, 97.8),
@@ -45,7 +47,7 @@ def test_report_section_holds_the_largest_report_against_the_smallest():
 
 
 def test_report_section_says_so_when_time_grows_faster_than_the_orders():
-    lines = report.section_reports(
+    lines = reports.section(
         reports_results(report_row(100_000, 5.0, 100.0), report_row(1_000_000, 120.0, 101.0)),
         [],
     )
@@ -54,7 +56,7 @@ def test_report_section_says_so_when_time_grows_faster_than_the_orders():
 
 def test_report_section_says_so_when_memory_grows_with_the_orders():
     headline: list[list[str]] = []
-    lines = report.section_reports(
+    lines = reports.section(
         reports_results(report_row(10_000, 0.4, 100.0), report_row(1_000_000, 40.0, 400.0)),
         headline,
     )
@@ -63,7 +65,7 @@ def test_report_section_says_so_when_memory_grows_with_the_orders():
 
 
 def test_report_section_without_data():
-    assert "Not measured this run." in report.section_reports({}, [])
+    assert "Not measured this run." in reports.section({}, [])
 
 
 def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
@@ -74,8 +76,8 @@ def test_partial_run_replaces_only_its_scenarios(tmp_path, monkeypatch):
         "failures": {"reports": "boom", "images": "kept"},
     }
     (tmp_path / "results.json").write_text(json.dumps(full))
-    monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
-    monkeypatch.setattr(run, "ONLY", {"reports"})
+    monkeypatch.setattr(stack, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(stack, "ONLY", {"reports"})
     merged = run.merge_partial(
         {"meta": {"started": "partial"}, "reports": {"rows": ["new"]}, "step_seconds": {}}
     )
@@ -98,7 +100,7 @@ def test_fanout_section_compares_each_variant_with_the_default():
         {**ok, "config": config, "label": "c100", "ok_rps": ok["ok_rps"] / factor}
         for config, factor in slower.items()
     ]
-    rows = [line for line in report.handler_comparison({"runs": runs}) if line.startswith("| ")]
+    rows = [line for line in fanout.handler_comparison({"runs": runs}) if line.startswith("| ")]
     # Stock, pooled with hops, the default, max_requests 1000: each against the default.
     assert [row.rstrip(" |").split(" | ")[-1] for row in rows[1:]] == [
         "**0.50x**",
@@ -106,7 +108,7 @@ def test_fanout_section_compares_each_variant_with_the_default():
         "**1.00x**",
         "**0.80x**",
     ]
-    assert report.handler_comparison({"runs": runs[:1]}) == []
+    assert fanout.handler_comparison({"runs": runs[:1]}) == []
 
 
 def test_the_default_is_held_against_the_targets_and_the_ceiling_at_each_load():
@@ -131,7 +133,7 @@ def test_the_default_is_held_against_the_targets_and_the_ceiling_at_each_load():
     data = {"limit_rps": 333.3, "calls": 3, "upstream_ms": 300, "runs": runs}
     data["default_config"] = "uvicorn x2"
     headline: list[list[str]] = []
-    text = "\n".join(report.section_fanout({"worker_classes": data}, headline))
+    text = "\n".join(fanout.section({"worker_classes": data}, headline))
     # 300 of 333 req/s is 90.0%: behind the seed's 95.5%; the ceiling (93.0%) is too.
     assert "reached 90.0% of the limit and is **behind** the seed's 95.5%" in text
     assert "The ceiling itself is below the target" in text

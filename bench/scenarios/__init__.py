@@ -1,0 +1,26 @@
+"""The scenarios of `make bench`, one module each (numbered as in docs/BENCHMARKS.md).
+
+A module's `section(results, headline)` renders its part of docs/BENCHMARKS.md and adds its
+headline rows; one with a STEP also has `measure(results)`, the run step that BENCH_ONLY names.
+Scenarios 3 and 4 are measured inside scenario 1's step, in the same rounds."""
+
+from bench.scenarios import (
+    cached_list,
+    clients,
+    detail,
+    fanout,
+    images,
+    login_flood,
+    observability,
+    pgbouncer,
+    preload,
+    reports,
+)
+
+# In the order they run: scenario 8 (images) last, after every load, so that building the
+# single-stage stand-in takes no CPU from a measurement.
+MEASURED = (fanout, clients, preload, pgbouncer, reports, observability, login_flood, images)
+# In the order of docs/BENCHMARKS.md, up to "Found along the way"; scenario 8 comes after it.
+REPORTED = (fanout, clients, detail, cached_list, preload, pgbouncer, reports, observability,
+            login_flood)  # fmt: skip
+AFTER_FOUND = (images,)

@@ -1,0 +1,77 @@
+"""Scenario 4: the cached product list against a framework-free hello world, measured in
+scenario 1's rounds."""
+
+from typing import Any
+
+from bench import stack
+from bench.stats import combine, errors_text, group, load_text, ms, num, pct, ratio, table
+
+CEILING_SECONDS = 4 if stack.QUICK else 10
+
+
+def begin(results: dict[str, Any]) -> None:
+    results["product_list_vs_hello"] = {"runs": []}
+
+
+def measure_round(results: dict[str, Any], labels: dict[str, Any]) -> None:
+    """One round, in scenario 1's default configuration: A/B alternations of equal length."""
+    # Scenario 4: the cached product list vs a framework-free hello world.
+    stack.warm("/api/products")
+    stack.warm("/bench/raw/hello")
+    for name, ceiling_path in stack.ALTERNATIONS * (
+        ("GET /api/products (cached)", "/api/products"),
+        ("raw ASGI hello world", "/bench/raw/hello"),
+    ):
+        results["product_list_vs_hello"]["runs"].append(
+            stack.load(ceiling_path, c=50, seconds=CEILING_SECONDS, label=name, **labels)
+        )
+
+
+def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
+    data = results.get("product_list_vs_hello")
+    lines = ["## 4. Cached product list vs a bare ASGI hello world", ""]
+    if not data or not data["runs"]:
+        return [*lines, "Not measured this run.", ""]
+    lines += [
+        "Same web configuration (default profile), c=50, equal durations, alternated. The "
+        "hello world is a "
+        "framework-free ASGI function served by the same Gunicorn/Uvicorn workers (the ceiling).",
+        "",
+    ]
+    rows = []
+    figures: dict[str, float | None] = {}
+    for (label,), runs in group(data["runs"], "label").items():
+        combined = combine(runs)
+        figures[label] = combined["rps"]
+        rows.append(
+            [
+                label,
+                load_text(runs[0]),
+                f"**{num(combined['rps'], 0)}** ("
+                + ", ".join(num(v, 0) for v in combined["rps_each"])
+                + ")",
+                ms(combined["p50_s"]),
+                ms(combined["p99_s"]),
+                errors_text(combined),
+            ]
+        )
+    lines += table(["endpoint", "load", "ok req/s (each run)", "p50 ms", "p99 ms", "errors"], rows)
+    listing = figures.get("GET /api/products (cached)")
+    hello = figures.get("raw ASGI hello world")
+    measured = ratio(listing, hello)
+    if measured is not None:
+        lines += [
+            f"Cached list / hello world: **{pct(measured)}** of the ceiling.",
+            "",
+            "**Why:** a cached page still runs Django's middleware stack (request ID, "
+            "diagnostics, sessions, CSRF, auth), django-ninja's query validation, two Redis "
+            "round trips (version key, page), the sync view's hop to the request's thread and "
+            "JSON rendering of the page; the hello world runs none of it. Nginx's JSON access "
+            "log and gzip apply to both. Where the worker's time goes: "
+            "docs/benchmarks/profile.md.",
+            "",
+        ]
+        headline.append(
+            ["4. cached list / raw hello world", "ceiling", pct(measured), pct(measured)]
+        )
+    return lines

@@ -1,0 +1,85 @@
+"""Figures of bench/run.py's results as bench/report.py's scenarios print them: the median
+of repeated runs, ratios, and Markdown tables. Standard library only."""
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from bench.hey import error_kind
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None, limit: float | None) -> float | None:
+    if value is None or not limit:
+        return None
+    return value / limit
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def group(
+    runs: Iterable[dict[str, Any]], *keys: str
+) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """Runs grouped by the given labels, in first-seen order (the order they ran)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.get(key) for key in keys), []).append(run)
+    return groups
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated runs of one configuration: median throughput and percentiles, summed counts."""
+
+    def median(values: Iterable[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    percentiles = {
+        p: median(run["percentiles_s"].get(p, run["percentiles_s"].get(str(p))) for run in runs)
+        for p in (50, 95, 99)
+    }
+    errors: dict[str, int] = {}
+    for run in runs:
+        for code, count in run["status"].items():
+            if not 200 <= int(code) < 300:
+                errors[f"HTTP {code}"] = errors.get(f"HTTP {code}", 0) + count
+        for message, count in run["errors"].items():
+            kind = error_kind(message)
+            errors[kind] = errors.get(kind, 0) + count
+    return {
+        "rps": median(run["ok_rps"] for run in runs),
+        "rps_each": [run["ok_rps"] for run in runs],
+        "mean_s": median(run["average_s"] for run in runs),
+        "p50_s": percentiles[50],
+        "p95_s": percentiles[95],
+        "p99_s": percentiles[99],
+        "requests": sum(run["requests"] for run in runs),
+        "failed": sum(run["failed"] for run in runs),
+        "errors": errors,
+    }
+
+
+def errors_text(combined: dict[str, Any]) -> str:
+    if not combined["failed"]:
+        return "0"
+    kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(combined["errors"].items()))
+    return f"{combined['failed']} ({kinds})"
+
+
+def load_text(run: dict[str, Any]) -> str:
+    return f"c={run['c']}, " + (f"n={run['n']}" if run.get("n") else f"{run['seconds']} s")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
