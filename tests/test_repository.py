@@ -165,12 +165,20 @@ def _env_reads(tree: ast.AST) -> list[tuple[int, str | None]]:
         for alias in node.names
         if alias.name in {"environ", "environb", "getenv", "getenvb"}
     }
+    # The names the os module is bound to (`import os as _os` too).
+    os_names = {"os"} | {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name == "os"
+    }
     found = []
     for node in ast.walk(tree):
         is_os_attr = (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
-            and node.value.id == "os"
+            and node.value.id in os_names
             and node.attr in {"environ", "environb", "getenv", "getenvb"}
         )
         is_imported = isinstance(node, ast.Name) and node.id in imported
@@ -227,9 +235,11 @@ def test_the_env_read_check_sees_every_form_of_read() -> None:
         "e = g('E')\n"
         "f = 'F' in os.environ\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import os as _os\n"
+        "h = _os.environ.get('H')\n"
     )
     found = [name for _, name in sorted(_env_reads(ast.parse(source)), key=lambda r: r[0])]
-    assert found == ["A", "B", "C", "D", "E", None]
+    assert found == ["A", "B", "C", "D", "E", None, "H"]
 
 
 def _locked(path: Path) -> dict[str, str]:

@@ -1,13 +1,14 @@
 """The Nginx image's rendered config: the TLS switch and the trusted X-Forwarded-Proto setting,
 checked on a lone container (no web behind it: Nginx's own answers are enough)."""
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import requests
 
-from tests.support import docker, image, wait_until
+from tests.support import ROOT, docker, image, wait_until
 
 
 @contextmanager
@@ -135,3 +136,27 @@ def test_readyz_and_metrics_are_answered_404_by_nginx_itself():
             assert response.headers["Content-Type"] == "application/json"
             error = response.json()["error"]
             assert error == {"code": "not_found", "message": f"Nothing at {path}."}
+
+
+def locations_without_the_security_headers(conf: str) -> list[str]:
+    """The `location` blocks that set a header of their own but do not include the security
+    headers again: Nginx inherits add_header only into blocks that have none of their own."""
+    missing = []
+    for match in re.finditer(r"^\s*location\s+([^{]+)\{", conf, re.M):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(conf[end], 0)
+            end += 1
+        body = conf[match.end() : end - 1]
+        own = re.sub(r"\blocation\b[^{]*\{.*?\}", "", body, flags=re.S)  # nested: checked apart
+        if re.search(r"^\s*add_header\b", own, re.M) and "security-headers.conf" not in own:
+            missing.append(match[1].strip())
+    return missing
+
+
+def test_every_location_with_headers_of_its_own_sends_the_security_headers_too():
+    conf = (ROOT / "nginx" / "nginx.conf").read_text()
+    assert locations_without_the_security_headers(conf) == []
+    # The check itself, on a block that would lose them.
+    planted = "location /x/ {\n    add_header X-Content-Type-Options nosniff always;\n}\n"
+    assert locations_without_the_security_headers(planted) == ["/x/"]

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.stack.test_hardening import CSP_STRICT, EDGE_HEADERS
 from tests.support import ROOT, container_health, docker, run, wait_until
 
 CATCHER = "http://mailcatcher:8025/messages"
@@ -293,6 +294,10 @@ def test_a_report_is_computed_on_the_worker_and_downloaded_through_nginx_only(st
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/csv")
     assert f'filename="report-{report_id}.csv"' in response.headers["Content-Disposition"]
+    # The file Nginx serves itself carries the edge's security headers like any answer.
+    for name, value in EDGE_HEADERS.items():
+        assert response.raw.headers.getlist(name) == [value], name
+    assert response.raw.headers.getlist("Content-Security-Policy") == [CSP_STRICT]
     lines = list(csv.reader(io.StringIO(response.text)))
     assert lines[0] == ["date", "product_id", "product_name", "orders", "units", "revenue"]
     assert lines[-1] == ["total", "", "", str(orders), str(units), revenue]
