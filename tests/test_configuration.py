@@ -51,7 +51,8 @@ HOST_ONLY = {
 
 # Wired by docker-compose.yml to its own topology (service names, ports, mount paths) or set per
 # service (a role, a queue): a value in .env must not move them, or one service would point
-# somewhere the others do not. Each must still be set for every service that reads it.
+# somewhere the others do not. Each must still be set for every service that reads it, and
+# .env.example says so beside it (a value there is for Kubernetes or another runner).
 WIRED = {
     "DB_HOST",
     "DB_PORT",
@@ -64,8 +65,6 @@ WIRED = {
     "PG_ROLE",
     "CELERY_QUEUES",
     "CELERY_WORKER_NAME",
-    "PRICE_SERVICE_URL",
-    "RECOMMENDATIONS_SERVICE_URL",
     "MEDIA_ROOT",
     "PG_EXPORTER_HOST",
     "PGBOUNCER_HOST",
@@ -277,3 +276,20 @@ def test_a_value_in_env_reaches_every_process_that_reads_it(rendered):
     assert missing == [], f"{len({m.split()[0] for m in missing})} variables:\n" + "\n".join(
         missing
     )
+
+
+def test_env_example_says_beside_each_wired_variable_that_compose_sets_it():
+    """A deployer who sets one of these in .env would see nothing change: the comment block the
+    variable sits in says so, naming it."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    unsaid = []
+    for name in sorted(WIRED):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{name}="))
+        block = []
+        while at > 0 and lines[at - 1].strip():
+            at -= 1
+            block.append(lines[at])
+        said = " ".join(line[2:] for line in reversed(block) if line.startswith("# "))
+        if not re.search(rf"Compose sets [^.]*\b{name}\b", said):
+            unsaid.append(name)
+    assert unsaid == []
