@@ -38,11 +38,11 @@ venv: $(BIN)/pytest ## Create the dev virtualenv from the hash-locked requiremen
 # The OTLP/HTTP exporter declares googleapis-common-protos but imports only protobuf: left out,
 # as weight in the web image for nothing (docs/ARCHITECTURE.md); the tracing stack test exports
 # through it.
-LOCK := uv pip compile pyproject.toml --universal --python-version $(IMAGE_PYTHON) --generate-hashes -q \
+LOCK := $(BIN)/uv pip compile --native-tls pyproject.toml --universal --python-version $(IMAGE_PYTHON) --generate-hashes -q \
   --no-emit-package googleapis-common-protos
 
 .PHONY: lock
-lock: ## Re-lock dependencies (hashes, for the image's Python)
+lock: venv ## Re-lock dependencies (hashes, for the image's Python)
 	$(LOCK) -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
 	$(LOCK) --group flower -o requirements-flower.lock
