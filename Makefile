@@ -122,14 +122,14 @@ rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: o
 lint: venv ## ruff, formatting, mypy and the layer contracts (docs/ARCHITECTURE.md)
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
-	cd app && ../$(BIN)/mypy --config-file ../pyproject.toml .
+	cd app && $(abspath $(BIN))/mypy --config-file ../pyproject.toml .
 	@# The bench's and the fault tests' Django code, kept out of app/ (and the runtime image):
 	@# checked as strictly, each on its own path beside app/.
-	cd bench/django && MYPYPATH=.:../../app ../../$(BIN)/mypy --explicit-package-bases \
+	cd bench/django && MYPYPATH=.:../../app $(abspath $(BIN))/mypy --explicit-package-bases \
 	  --config-file ../../pyproject.toml .
-	cd tests/stack/faultapp && MYPYPATH=.:../../../app ../../../$(BIN)/mypy --explicit-package-bases \
+	cd tests/stack/faultapp && MYPYPATH=.:../../../app $(abspath $(BIN))/mypy --explicit-package-bases \
 	  --config-file ../../../pyproject.toml .
-	cd app && ../$(BIN)/lint-imports ../pyproject.toml --no-cache
+	cd app && $(abspath $(BIN))/lint-imports ../pyproject.toml --no-cache
 
 .PHONY: prereqs
 prereqs: ## Check what make test needs on this machine (the image's Python, docker compose, kubectl, open files)
