@@ -80,4 +80,51 @@ def test_development_mode_is_only_in_its_own_file():
         assert service["user"] == "1000:1000", name
         (mount,) = [v for v in service["volumes"] if v["target"] == "/app"]
         assert (mount["type"], mount["source"]) == ("bind", str(ROOT / "app")), name
+        # Every process restarts on a code change, each with the command it runs in production
+        # (tests/dev runs one worker's restart for real).
+        if name not in ("web", "migrate"):
+            command = dev[name]["command"]
+            assert command[:3] == ["watchfiles", "--target-type", "command"], name
+            assert command[3].split()[0] == "/opt/celery/entrypoint.sh", name
+            assert command[-1] == "/app", name
     assert dev["web"]["build"]["target"] == "dev"
+
+
+def foreign_bases(dockerfile: str) -> list[str]:
+    """The FROM lines that start from neither the base image nor an earlier stage of the same
+    file: images another build must have made first (COPY --from counts too)."""
+    stages: set[str] = set()
+    found = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            base = next(w for w in words[1:] if not w.startswith("--"))
+            if base != "${BASE_IMAGE}" and base not in stages:
+                found.append(line)
+            if len(words) >= 4 and words[-2].upper() == "AS":
+                stages.add(words[-1])
+        elif words[:1] == ["COPY"]:
+            source = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
+            if source is not None and source not in stages:
+                found.append(line)
+    return found
+
+
+def test_no_build_depends_on_another_build_having_run_first():
+    """Current Compose builds every service at once (buildx bake): an image built FROM (or
+    copying from) another service's image would look for it in a registry. Each Dockerfile
+    starts from the base image and its own stages only, so build order never matters."""
+    dockerfiles = [ROOT / p for p in git_files() if p.rsplit("/", 1)[-1] == "Dockerfile"]
+    assert len(dockerfiles) >= 7
+    assert {str(p.relative_to(ROOT)): foreign_bases(p.read_text()) for p in dockerfiles} == {
+        str(p.relative_to(ROOT)): [] for p in dockerfiles
+    }
+    # The check itself, on the line this project once had.
+    assert foreign_bases("ARG APP_IMAGE\nFROM ${APP_IMAGE}\n") == ["FROM ${APP_IMAGE}"]
+    assert foreign_bases("FROM ${BASE_IMAGE}\nCOPY --from=djstack/web:dev /x /x\n") != []
+
+
+def git_files() -> list[str]:
+    return subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
