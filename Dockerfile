@@ -60,6 +60,7 @@ RUN --mount=type=secret,id=ca_bundle \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && rm -rf /opt/venv/lib/python3*/site-packages/tornado/test
 
+# demo-shop: begin (the bench drives the demo shop's API; bin/remove-demo deletes it)
 # make bench only: the seed's gevent worker and httpx client on top of the same locked set
 # (requirements-bench.lock = the runtime lock + the "bench" group), and the bench's Django code
 # (bench/django/: its settings, URLs and endpoints), for the "bench" image only.
@@ -72,6 +73,7 @@ RUN --mount=type=secret,id=ca_bundle \
  && find /opt/venv/lib/python3*/site-packages/gevent -type d -name tests -prune -exec rm -rf {} +
 COPY bench/django/ /opt/bench/
 RUN python3 -m compileall -q /opt/bench
+# demo-shop: end
 
 # `make dev` only (docker-compose.dev.yml): requirements-dev.lock (the runtime lock plus the Debug
 # Toolbar, watchfiles and the test tools) on the unslimmed venv, whose packages keep their static
@@ -158,6 +160,7 @@ USER root
 RUN chmod 1777 /srv/media
 USER ${APP_UID}:${APP_UID}
 
+# demo-shop: begin
 # The web image for `make bench` (bench/compose.bench.yml's web service): the runtime image plus
 # gevent and httpx (scenarios 1-2 measure the seed's gevent worker and httpx client) and the
 # bench's Django code with its settings module, which routes /bench/; the default target carries
@@ -167,6 +170,7 @@ COPY --from=bench-builder /opt/venv /opt/venv
 COPY --from=bench-builder /opt/bench /opt/bench
 ENV PYTHONPATH=/opt/bench \
     DJANGO_SETTINGS_MODULE=bench_settings
+# demo-shop: end
 
 # The web image of the fault tests (tests/stack/faults.compose.yml, which only they layer over
 # docker-compose.yml): the runtime image plus the fault views and their settings module, which

@@ -46,7 +46,9 @@ lock: venv ## Re-lock dependencies (hashes, for the image's Python)
 	$(LOCK) -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
 	$(LOCK) --group flower -o requirements-flower.lock
+# demo-shop: begin
 	$(LOCK) --group bench -o requirements-bench.lock
+# demo-shop: end
 
 .PHONY: base-image
 base-image: ## Make debian:trixie-slim: pull it, or build it from Debian's packages
@@ -118,15 +120,26 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: on a dirty tree)
 	@bin/rename $(if $(FORCE),--force) "$(NAME)"
 
+.PHONY: remove-demo
+remove-demo: ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree)
+	@bin/remove-demo $(if $(FORCE),--force)
+
+LINT_PATHS := app tests
+# demo-shop: begin
+LINT_PATHS += bench
+# demo-shop: end
+
 .PHONY: lint
 lint: venv ## ruff, formatting, mypy and the layer contracts (docs/ARCHITECTURE.md)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	cd app && $(abspath $(BIN))/mypy --config-file ../pyproject.toml .
 	@# The bench's and the fault tests' Django code, kept out of app/ (and the runtime image):
 	@# checked as strictly, each on its own path beside app/.
+# demo-shop: begin
 	cd bench/django && MYPYPATH=.:../../app $(abspath $(BIN))/mypy --explicit-package-bases \
 	  --config-file ../../pyproject.toml .
+# demo-shop: end
 	cd tests/stack/faultapp && MYPYPATH=.:../../../app $(abspath $(BIN))/mypy --explicit-package-bases \
 	  --config-file ../../../pyproject.toml .
 	cd app && $(abspath $(BIN))/lint-imports ../pyproject.toml --no-cache
@@ -139,6 +152,7 @@ prereqs: ## Check what make test needs on this machine (the image's Python, dock
 test: prereqs venv lint images ## Every test suite: unit, images, Kubernetes, and the compose stack end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# demo-shop: begin (the bench drives the demo shop's API; bin/remove-demo deletes it)
 .PHONY: bench
 bench: base-image ## Benchmarks on this machine (own project, port 28080): docs/BENCHMARKS.md; BENCH_QUICK=1: < 5 min
 	bench/ensure-tools.sh
@@ -158,6 +172,7 @@ bench-quick: ## make bench, quick: one round, fewer configurations and shorter r
 .PHONY: soak
 soak: venv base-image ## Soak: SOAK_SECONDS (600) of reads, writes, reports with max_requests 50; docs/SOAK.md (not CI)
 	$(BIN)/python bench/soak.py
+# demo-shop: end
 
 .PHONY: reliability-report
 reliability-report: venv ## docs/RELIABILITY.md from the fault suite's last run (build/reliability.json)

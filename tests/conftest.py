@@ -1,16 +1,17 @@
 """Shared by every suite. Settings are loaded with APP_ENV=test; nothing here starts a service."""
 
 import os
-import re
-from functools import cache
-from pathlib import Path
+import re  # demo-shop
+from functools import cache  # demo-shop
+from pathlib import Path  # demo-shop
 
-import pytest
+import pytest  # demo-shop
 
 os.environ.setdefault("APP_ENV", "test")
 # testcontainers' reaper image cannot be pulled without a registry; every fixture stops its own.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
+# demo-shop: begin
 # The demo shop's tests (README "Make it yours"): they go with app/shop. A module that imports
 # the shop cannot even be collected without it, so it is marked whole.
 DEMO_SHOP_PATHS = ("tests/app/shop/", "tests/app/reports/", "tests/stack/test_shop.py")
@@ -28,3 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _is_demo_shop(item.path):
             item.add_marker(pytest.mark.demo_shop)
+
+
+# demo-shop: end

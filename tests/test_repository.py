@@ -134,6 +134,7 @@ def _collected(*args: str) -> set[str]:
     return {line for line in result.stdout.splitlines() if "::" in line}
 
 
+# demo-shop: begin
 def test_the_demo_shop_s_tests_are_marked_to_go_with_it() -> None:
     # README "Make it yours": `pytest -m "not demo_shop"` is what is left once app/shop is gone.
     demo = ("tests/app/shop/", "tests/app/reports/", "tests/stack/test_shop.py")
@@ -144,6 +145,9 @@ def test_the_demo_shop_s_tests_are_marked_to_go_with_it() -> None:
     rest = {t.split("::")[0] for t in _collected("-m", "not demo_shop", "tests/app")}
     assert rest
     assert [path for path in rest if imports.search((ROOT / path).read_text())] == []
+
+
+# demo-shop: end
 
 
 # The environment is read in settings (config/settings.py, through config/env.py) and, for what
@@ -281,11 +285,11 @@ def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path)
     app = tmp_path / "app"
     shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
     with (app / "core" / "errors.py").open("a") as f:
-        f.write("\nimport shop.models  # noqa\n")
+        f.write("\nimport notifications.models  # noqa\n")
     with (app / "accounts" / "models.py").open("a") as f:
         f.write("\nimport tests.support  # noqa\n")
     result = lint_imports(app)
     assert result.returncode != 0
-    assert "core is not allowed to import shop" in result.stdout
-    assert "core.errors -> shop.models" in result.stdout
+    assert "core is not allowed to import notifications" in result.stdout
+    assert "core.errors -> notifications.models" in result.stdout
     assert "accounts.models -> tests (l." in result.stdout

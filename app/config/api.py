@@ -14,8 +14,8 @@ from accounts.apis import router as accounts_router
 from core.apis import router as core_router
 from core.db import DATABASE_ERRORS, database_error_response
 from core.errors import DomainError, error_response
-from reports.apis import router as reports_router
-from shop.apis import router as shop_router
+from reports.apis import router as reports_router  # demo-shop
+from shop.apis import router as shop_router  # demo-shop
 
 
 class ShopAPI(NinjaAPI):
@@ -46,8 +46,8 @@ api = ShopAPI(
     docs_url="/docs",
 )
 api.add_router("", accounts_router)
-api.add_router("", shop_router)
-api.add_router("", reports_router)
+api.add_router("", shop_router)  # demo-shop
+api.add_router("", reports_router)  # demo-shop
 api.add_router("", core_router)
 
 _HTTP_CODES = {

@@ -45,8 +45,8 @@ INSTALLED_APPS = [
     "ninja",
     "core",
     "accounts",
-    "shop",
-    "reports",
+    "shop",  # demo-shop
+    "reports",  # demo-shop
     "notifications",
 ]
 
@@ -256,6 +256,7 @@ CACHES = {
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# demo-shop: begin (bin/remove-demo deletes the demo shop's settings, from here to the end mark)
 # The product page's live stock copy (shop/stock.py) lives this long (seconds): the longest a
 # count can stay stale when Redis loses a write.
 STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
@@ -277,6 +278,7 @@ UPSTREAM_MAX_BODY_BYTES = env_int("UPSTREAM_MAX_BODY_BYTES", 65536)
 # once) for this many seconds, then one call probes it (shop/upstream.py, Breaker).
 UPSTREAM_BREAKER_FAILURES = env_int("UPSTREAM_BREAKER_FAILURES", 5)
 UPSTREAM_BREAKER_SECONDS = env_float("UPSTREAM_BREAKER_SECONDS", 10.0)
+# demo-shop: end
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = redis_url(0)
@@ -305,7 +307,9 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = CELERY_HEARTBEAT_INTERVAL
 # hands an unacked message to another worker after the visibility timeout: longer than any
 # task's hard time limit (or a running task would be delivered twice) and than any retry
 # countdown (an ETA message waits unacked in a worker).
+# demo-shop: begin
 REPORT_SOFT_TIME_LIMIT, REPORT_TIME_LIMIT = 300, 330  # k8s/base/workers/reports: grace 360s
+# demo-shop: end
 EMAIL_SOFT_TIME_LIMIT, EMAIL_TIME_LIMIT = 30, 60  # k8s/base/workers/email: grace 90s
 CELERY_TASK_SOFT_TIME_LIMIT, CELERY_TASK_TIME_LIMIT = 20, 30  # queue "default": grace 60s
 CELERY_VISIBILITY_TIMEOUT = 3600
@@ -337,16 +341,18 @@ CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 9808)
 # Each queue has its own worker service (compose) or Deployment (k8s): a flood of reports never
 # delays an email. Tasks without a route land on "default".
 CELERY_TASK_ROUTES = {
+    # demo-shop: begin
     "reports.generate": {"queue": "reports"},
     "reports.sweep": {"queue": "default"},
     # The reports worker is the one that mounts the media volume (compose, k8s).
     "reports.expire": {"queue": "reports"},
+    # demo-shop: end
     "notifications.send_email": {"queue": "email"},
     "notifications.sweep_outbox": {"queue": "email"},
 }
 # Seconds between the sweeps that pick up what a dead worker or broker left behind.
 OUTBOX_SWEEP_SECONDS = env_float("OUTBOX_SWEEP_SECONDS", 30.0)
-REPORT_SWEEP_SECONDS = env_float("REPORT_SWEEP_SECONDS", 60.0)
+REPORT_SWEEP_SECONDS = env_float("REPORT_SWEEP_SECONDS", 60.0)  # demo-shop
 # Beat is the one process that reads this (exactly one beat: compose and k8s/base/beat.yaml).
 # A sweep that waited past its own interval is dropped: the next one does the same work.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
@@ -355,6 +361,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": OUTBOX_SWEEP_SECONDS,
         "options": {"expires": OUTBOX_SWEEP_SECONDS},
     },
+    # demo-shop: begin
     "reports-sweep": {
         "task": "reports.sweep",
         "schedule": REPORT_SWEEP_SECONDS,
@@ -366,15 +373,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
     },
+    # demo-shop: end
 }
 
-# --- Reports (reports/): CSV files on the media volume, downloaded through Nginx -----------------
+# --- Files on the media volume, downloaded through Nginx (reports/ writes its CSVs there) --------
 # Written by the reports worker; Nginx serves them from the same volume, read-only, only when
 # Django answers a download with X-Accel-Redirect to this internal prefix (nginx/nginx.conf).
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", "/srv/media"))
 PROTECTED_MEDIA_PREFIX = "/protected-media/"
 # Links in emails point here (scheme and host the customer uses).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://localhost:8080").rstrip("/")
+# demo-shop: begin
 REPORT_MAX_DAYS = env_int("REPORT_MAX_DAYS", 366)
 # Orders read per query; memory stays flat whatever the range holds.
 REPORT_CHUNK_SIZE = env_int("REPORT_CHUNK_SIZE", 2000)
@@ -390,6 +399,7 @@ REPORT_MAX_ACTIVE_PER_OWNER = env_int("REPORT_MAX_ACTIVE_PER_OWNER", 3)
 # A finished report's CSV is deleted from the media volume this many days after it finished
 # (the row stays; its download answers 410). 0 keeps every file.
 REPORT_RETENTION_DAYS = env_int("REPORT_RETENTION_DAYS", 30)
+# demo-shop: end
 
 # --- Email: sent only by the outbox relay (notifications/), over SMTP ---------------------------
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -411,14 +421,15 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BACKOFF_SECONDS = env_float("OUTBOX_RETRY_BACKOFF_SECONDS", 5.0)
 OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_float("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 600.0)
-# Nothing may outlive the broker's visibility timeout while it waits, unacked, in a worker.
-if max(REPORT_TIME_LIMIT, OUTBOX_RETRY_BACKOFF_MAX_SECONDS, REPORT_STALE_SECONDS) >= (
-    CELERY_VISIBILITY_TIMEOUT
-):
+# Nothing may outlive the broker's visibility timeout while it waits, unacked, in a worker:
+# each domain lists its own waits here.
+_UNACKED_WAITS = [OUTBOX_RETRY_BACKOFF_MAX_SECONDS]
+_UNACKED_WAITS += [REPORT_TIME_LIMIT, REPORT_STALE_SECONDS]  # demo-shop
+if max(_UNACKED_WAITS) >= CELERY_VISIBILITY_TIMEOUT:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
-        "task time limits, retry backoff and REPORT_STALE_SECONDS must stay under the broker's "
+        "task time limits, retry backoff and stale-run limits must stay under the broker's "
         f"visibility timeout ({CELERY_VISIBILITY_TIMEOUT}s)"
     )
 

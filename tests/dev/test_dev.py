@@ -157,8 +157,8 @@ def test_an_edited_task_runs_in_the_worker(dev):
 
 
 def test_makemigrations_and_startapp_write_files_the_developer_owns(dev):
-    dev.manage("makemigrations", "shop", "--empty", "--name", "dev_mode_probe")
-    (migration,) = (dev.root / "app/shop/migrations").glob("*_dev_mode_probe.py")
+    dev.manage("makemigrations", "notifications", "--empty", "--name", "dev_mode_probe")
+    (migration,) = (dev.root / "app/notifications/migrations").glob("*_dev_mode_probe.py")
     assert migration.stat().st_uid == dev.uid
     dev.manage("startapp", "blog")
     models = dev.root / "app/blog/models.py"

@@ -158,7 +158,10 @@ def test_a_build_without_a_target_makes_the_runtime_image():
 
 @pytest.mark.parametrize(
     ("module", "folder"),
-    [("fault_settings", "tests/stack/faultapp"), ("bench_settings", "bench/django")],
+    [
+        ("fault_settings", "tests/stack/faultapp"),
+        ("bench_settings", "bench/django"),  # demo-shop
+    ],
 )
 def test_a_lab_settings_module_refuses_production(module, folder):
     """A lab image deployed by mistake does not start: its settings module refuses

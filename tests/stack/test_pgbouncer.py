@@ -5,8 +5,8 @@ user (the app's role may not: stats_users)."""
 
 import json
 
-from bench import pgbouncer_clients
-from tests.support import wait_until
+from bench import pgbouncer_clients  # demo-shop
+from tests.support import wait_until  # demo-shop
 
 PREPARED = """
 import json, os, sys, psycopg
@@ -52,6 +52,7 @@ def test_prepared_statements_survive_transaction_pooling(stack):
     assert int(result["binds"]) >= 200
 
 
+# demo-shop: begin (the 500 clients are the bench's program, which goes with the demo)
 def pool_limits(stack):
     env = stack.compose("exec", "-T", "pgbouncer", "cat", "/tmp/pgbouncer/pgbouncer.ini").stdout
     settings = dict(
@@ -78,3 +79,6 @@ def test_500_clients_share_the_pool_and_none_is_refused(stack):
     # that waited past reserve_pool_timeout), however many clients connect.
     assert 1 <= result["peak_server_connections"] <= pool + reserve
     wait_until(lambda: stack.readyz().status_code == 200, timeout=30, what="readiness")
+
+
+# demo-shop: end

@@ -39,10 +39,10 @@ def test_a_token_has_a_lifetime_and_is_refused_past_it(client, settings):
     made = login(client, "ann")
     expires = timezone.datetime.fromisoformat(made["expires_at"])
     assert timedelta(minutes=59) < expires - timezone.now() <= timedelta(hours=1)
-    assert client.get("/api/orders", **bearer(made["token"])).status_code == 200
+    assert client.get("/api/auth/tokens", **bearer(made["token"])).status_code == 200
 
     ApiToken.objects.filter(pk=made["id"]).update(expires_at=timezone.now())
-    refused = client.get("/api/orders", **bearer(made["token"]))
+    refused = client.get("/api/auth/tokens", **bearer(made["token"]))
     assert refused.status_code == 401
 
 
@@ -52,7 +52,7 @@ def test_a_password_change_ends_every_token(client):
     ann.set_password("a new and different passphrase")
     ann.save()
     for made in (first, second):
-        assert client.get("/api/orders", **bearer(made["token"])).status_code == 401
+        assert client.get("/api/auth/tokens", **bearer(made["token"])).status_code == 401
 
 
 def test_a_user_lists_and_revokes_only_their_own_tokens(client):
@@ -72,12 +72,12 @@ def test_a_user_lists_and_revokes_only_their_own_tokens(client):
     # Bob's token id, asked by Ann: as missing as one that never existed.
     other = client.delete(f"/api/auth/tokens/{bobs['id']}", **bearer(current["token"]))
     assert other.status_code == 404
-    assert client.get("/api/orders", **bearer(bobs["token"])).status_code == 200
+    assert client.get("/api/auth/tokens", **bearer(bobs["token"])).status_code == 200
 
     revoked = client.delete(f"/api/auth/tokens/{old['id']}", **bearer(current["token"]))
     assert revoked.status_code == 204
-    assert client.get("/api/orders", **bearer(old["token"])).status_code == 401
-    assert client.get("/api/orders", **bearer(current["token"])).status_code == 200
+    assert client.get("/api/auth/tokens", **bearer(old["token"])).status_code == 401
+    assert client.get("/api/auth/tokens", **bearer(current["token"])).status_code == 200
 
 
 def test_a_login_clears_the_users_expired_tokens():

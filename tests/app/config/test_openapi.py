@@ -48,7 +48,11 @@ def test_every_status_an_operation_can_answer_is_documented(method, path, operat
         assert "429" in documented, f"{method.upper()} {path}: 429 (Nginx's rate limit)"
 
 
+# demo-shop: begin
 def test_orders_and_reports_document_the_csrf_403():
     paths = _schema()["paths"]
     for path in ("/api/orders", "/api/reports"):
         assert paths[path]["post"]["responses"][403]["content"]["application/json"]
+
+
+# demo-shop: end

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import notifications
 
-DOMAINS = ("accounts", "shop", "reports")
+DOMAINS = (
+    "accounts",
+    "shop",  # demo-shop
+    "reports",  # demo-shop
+)
 
 
 def test_notifications_imports_no_domain():
