@@ -52,7 +52,14 @@ def _config(*files: str) -> dict:
     return json.loads(result.stdout)["services"]
 
 
-DJANGO = ("web", "migrate", "worker", "worker-reports", "worker-email", "beat")
+DJANGO = (
+    "web",
+    "migrate",
+    "worker",
+    "worker-reports",  # demo-shop
+    "worker-email",
+    "beat",
+)
 
 
 def test_development_mode_is_only_in_its_own_file():
@@ -115,7 +122,8 @@ def test_no_build_depends_on_another_build_having_run_first():
     copying from) another service's image would look for it in a registry. Each Dockerfile
     starts from the base image and its own stages only, so build order never matters."""
     dockerfiles = [ROOT / p for p in git_files() if p.rsplit("/", 1)[-1] == "Dockerfile"]
-    assert len(dockerfiles) >= 7
+    assert len(dockerfiles) >= 7  # demo-shop
+    # demo-shop: else assert len(dockerfiles) >= 6
     assert {str(p.relative_to(ROOT)): foreign_bases(p.read_text()) for p in dockerfiles} == {
         str(p.relative_to(ROOT)): [] for p in dockerfiles
     }

@@ -18,8 +18,12 @@ import pytest
 
 from tests.support import ROOT
 
-DJANGO = ("web", "migrate", "worker", "worker-reports", "worker-email", "beat", "flower")
-CELERY_WORKERS = ("worker", "worker-reports", "worker-email")
+CELERY_WORKERS = (
+    "worker",
+    "worker-reports",  # demo-shop
+    "worker-email",
+)
+DJANGO = ("web", "migrate", *CELERY_WORKERS, "beat", "flower")
 
 # Host-only: read by compose itself (ports, images, builds) or the Makefile, never by a process
 # in a container. Each must at least be used by a compose file.
@@ -181,7 +185,9 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
         ("pgbouncer/", _files("pgbouncer/entrypoint.sh", "pgbouncer/*.template"), ("pgbouncer",)),
         ("postgres/", _files("postgres/entrypoint.sh"), ("db-primary", "db-replica")),
         ("redis/", _files("redis/entrypoint.sh"), ("redis", "redis-cache")),
+        # demo-shop: begin
         ("upstream/", _python(*sorted(ROOT.glob("upstream/*.py"))), ("price", "recommendations")),
+        # demo-shop: end
     ]
     for role, code in monitoring.items():
         if role in by_role:

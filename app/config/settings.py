@@ -232,7 +232,7 @@ _REDIS_OPTIONS = {
     "CONNECTION_FACTORY": "core.cache.SharedClientConnectionFactory",
 }
 CACHES = {
-    # Cache instance. Page and query cache and the product page's stock copy (shop/stock.py):
+    # Cache instance. Page and query cache and the product page's stock copy (the shop's stock):
     # copies the database rebuilds, so eviction costs a miss. Also the replica-down mark
     # (core/db.py): evicted, the next read that finds the replica dead sets it again. An outage
     # degrades to uncached reads (misses), never to errors.

@@ -1,5 +1,5 @@
 """The product's URLs, the same in every deployment: the bench's and the fault tests' endpoints
-are added by their own settings modules (bench/django/bench_urls.py,
+are added by their own settings modules (the bench's bench_urls and
 tests/stack/faultapp/fault_urls.py), in images a deployment never runs."""
 
 from django.conf import settings

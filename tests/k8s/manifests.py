@@ -36,19 +36,22 @@ IMAGE_UIDS = {
     "pgbouncer": 10003,
     "postgres": 10004,
     "redis": 10005,
-    "upstream": 10006,
+    "upstream": 10006,  # demo-shop
     "monitoring": 10008,
 }
 # The images each deployment runs: the stack's five and the exporters' (components/monitoring)
 # everywhere, the stand-ins only locally.
 STACK_IMAGES = {"web", "nginx", "pgbouncer", "postgres", "redis", "monitoring"}
 DEPLOYMENT_IMAGES = {
-    "k8s": STACK_IMAGES | {"upstream"},
-    "local": STACK_IMAGES | {"upstream"},
+    "k8s": STACK_IMAGES,
+    "local": STACK_IMAGES,
     "production": STACK_IMAGES,
 }
+# demo-shop: begin
+DEPLOYMENT_IMAGES["k8s"] = DEPLOYMENT_IMAGES["local"] = STACK_IMAGES | {"upstream"}
 # The upstream services' stand-ins (k8s/components/upstream-stand-ins), by component label.
 STAND_INS = ("price", "recommendations")
+# demo-shop: end
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
 Doc = dict[str, Any]

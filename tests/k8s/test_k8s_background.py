@@ -29,13 +29,19 @@ def volumes(manifests: Manifests, workload: str) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize(
-    ("queue", "setting"), [("reports", "REPORT"), ("email", "EMAIL"), ("default", "CELERY_TASK")]
+    ("queue", "setting"),
+    [
+        ("reports", "REPORT"),  # demo-shop
+        ("email", "EMAIL"),
+        ("default", "CELERY_TASK"),
+    ],
 )
 def test_grace_periods_assume_the_time_limits_the_code_sets(queue: str, setting: str) -> None:
     soft, hard = setting_pair(setting)
     assert soft < hard == HARD_TIME_LIMITS[queue]
 
 
+# demo-shop: begin
 def test_reports_are_written_by_the_reports_worker_and_read_by_nginx_from_one_claim(
     any_variant: Manifests,
 ) -> None:
@@ -53,6 +59,9 @@ def test_reports_are_written_by_the_reports_worker_and_read_by_nginx_from_one_cl
     assert volumes(any_variant, "nginx")["media"]["persistentVolumeClaim"]["readOnly"] is True
     for workload in ("worker-default", "worker-email", "web", "beat"):
         assert "media" not in volumes(any_variant, workload), workload
+
+
+# demo-shop: end
 
 
 def test_the_media_claim_is_shared_across_nodes_except_on_a_one_node_cluster(rendered) -> None:
@@ -84,6 +93,13 @@ def test_email_settings_come_from_the_config_and_the_password_only_to_the_sender
     assert holders == {"worker-email"}
 
 
+# The queues whose workers send no mail.
+NOT_MAILING = (
+    "default",
+    "reports",  # demo-shop
+)
+
+
 def test_only_the_email_worker_reaches_an_smtp_relay(deployment: Manifests) -> None:
     def worker(queue: str) -> Peer:
         doc = deployment.get("Deployment", f"worker-{queue}")
@@ -91,7 +107,7 @@ def test_only_the_email_worker_reaches_an_smtp_relay(deployment: Manifests) -> N
 
     for port in (587, 465, 25):
         assert allowed(deployment, worker("email"), OUTSIDE, port), port
-        for queue in ("default", "reports"):
+        for queue in NOT_MAILING:
             assert not allowed(deployment, worker(queue), OUTSIDE, port), (queue, port)
         for component in ("web", "nginx", "beat"):
             pod = Peer(deployment.pods_labelled(component))

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tests.k8s.manifests import NAMESPACE, ROOT, STAND_INS, Doc, Manifests, labels_match
+from tests.k8s.manifests import (
+    NAMESPACE,
+    ROOT,
+    STAND_INS,  # demo-shop
+    Doc,
+    Manifests,
+    labels_match,
+)
 
 DJANGO = ("web", "worker", "beat", "migrate")
 
@@ -161,6 +168,7 @@ DENIED = [
 ]
 
 
+# demo-shop: begin
 # The upstream stand-ins (local overlay only): web calls them; nothing else reaches them, and
 # they reach nothing of the stack.
 STAND_IN_ALLOWED = [("web", stand_in, 8080) for stand_in in STAND_INS]
@@ -182,6 +190,7 @@ STAND_IN_DENIED = [
     ("web", "price", 8000),
 ]
 LOCAL = ("k8s", "local")
+# demo-shop: end
 
 
 def test_everything_is_denied_by_default(deployment: Manifests) -> None:
@@ -266,6 +275,7 @@ def test_every_pod_resolves_names_and_reaches_nothing_else_outside(
         assert not allowed(deployment, pod, OUTSIDE, 5432), component
 
 
+# demo-shop: begin
 @pytest.mark.parametrize("variant", LOCAL)
 @pytest.mark.parametrize(("source", "target", "port"), STAND_IN_ALLOWED)
 def test_web_reaches_the_stand_ins(
@@ -319,6 +329,9 @@ def test_production_web_reaches_no_other_private_address(rendered, variant: str)
             if "ipBlock" in peer:
                 # One host per upstream service, or a range the README tells the user to narrow.
                 assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 24, peer
+
+
+# demo-shop: end
 
 
 def test_managed_services_are_reached_only_by_their_clients(rendered) -> None:

@@ -16,7 +16,7 @@ from tests.k8s.manifests import (
     KUBERNETES_VERSION,
     NAMESPACE,
     ROOT,
-    STAND_INS,
+    STAND_INS,  # demo-shop
     Manifests,
     documented_env_names,
     image_name,
@@ -40,15 +40,17 @@ WEB_NEEDS = {
     "REDIS_CACHE_PORT",
     "REDIS_CACHE_PASSWORD",
     "APP_ENV",
-    "PRICE_SERVICE_URL",
-    "RECOMMENDATIONS_SERVICE_URL",
-    "PRICE_TIMEOUT",
-    "RECOMMENDATIONS_TIMEOUT",
-    "UPSTREAM_POOL_SIZE",
-    "UPSTREAM_MAX_BODY_BYTES",
+    "PRICE_SERVICE_URL",  # demo-shop
+    "RECOMMENDATIONS_SERVICE_URL",  # demo-shop
+    "PRICE_TIMEOUT",  # demo-shop
+    "RECOMMENDATIONS_TIMEOUT",  # demo-shop
+    "UPSTREAM_POOL_SIZE",  # demo-shop
+    "UPSTREAM_MAX_BODY_BYTES",  # demo-shop
 }
+# demo-shop: begin
 # The product page's upstream services: the URL setting of each, by stand-in name.
 UPSTREAM_URLS = {"price": "PRICE_SERVICE_URL", "recommendations": "RECOMMENDATIONS_SERVICE_URL"}
+# demo-shop: end
 SECRET_NAMES = {
     "DJANGO_SECRET_KEY",
     "DB_PASSWORD",
@@ -207,6 +209,7 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
 
 
+# demo-shop: begin
 def test_upstream_urls_name_the_stand_ins_locally(rendered) -> None:
     local = rendered("local")
     for name, setting in UPSTREAM_URLS.items():
@@ -244,6 +247,9 @@ def test_stand_ins_are_the_local_overlays_component_only() -> None:
     production = (K8S / "overlays" / "production" / "kustomization.yaml").read_text()
     assert "upstream-stand-ins" not in production
     assert set(STAND_INS) == set(UPSTREAM_URLS)
+
+
+# demo-shop: end
 
 
 def test_managed_services_are_a_one_line_change_each(rendered) -> None:

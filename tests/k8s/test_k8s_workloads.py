@@ -9,7 +9,7 @@ from tests.k8s.manifests import (
     IMAGE_UIDS,
     NAMESPACE,
     ROOT,
-    STAND_INS,
+    STAND_INS,  # demo-shop
     Container,
     Manifests,
     image_name,
@@ -18,9 +18,17 @@ from tests.k8s.manifests import (
     quantity,
 )
 
-QUEUES = ("default", "reports", "email")
+QUEUES = (
+    "default",
+    "reports",  # demo-shop
+    "email",
+)
 # Hard time limits per queue (the assumption; the default queue's tasks are short).
-HARD_TIME_LIMITS = {"default": 30, "reports": 330, "email": 60}
+HARD_TIME_LIMITS = {
+    "default": 30,
+    "reports": 330,  # demo-shop
+    "email": 60,
+}
 CELERY_HEALTHCHECK = ["python3", "/opt/celery/healthcheck.py"]
 # Paths each image writes to at run time; with a read-only root each must be a volume.
 WRITABLE_PATHS = {
@@ -33,7 +41,7 @@ WRITABLE_PATHS = {
     "pgbouncer": {"/tmp"},
     "postgres": {"/var/lib/postgresql/data", "/var/run/postgresql", "/dev/shm", "/tmp"},
     "redis": {"/data", "/tmp"},
-    "upstream": {"/tmp"},
+    "upstream": {"/tmp"},  # demo-shop
     "exporter": {"/tmp"},
 }
 
@@ -131,6 +139,7 @@ def test_web_has_distinct_startup_liveness_and_readiness_probes(any_variant: Man
     assert web["readinessProbe"]["timeoutSeconds"] > float(any_variant.config["READYZ_TIMEOUT"])
 
 
+# demo-shop: begin
 @pytest.mark.parametrize("name", STAND_INS)
 def test_stand_ins_probe_healthz_and_get_only_their_own_settings(rendered, name: str) -> None:
     local = rendered("local")
@@ -142,6 +151,9 @@ def test_stand_ins_probe_healthz_and_get_only_their_own_settings(rendered, name:
     # No ConfigMap, no Secret: a test double needs neither the app's settings nor its passwords.
     assert not spec.get("envFrom")
     assert {e["name"] for e in spec["env"]} == {"UPSTREAM_LATENCY_MS", "UPSTREAM_FAILURE_RATE"}
+
+
+# demo-shop: end
 
 
 def test_celery_workers_and_beat_check_their_heartbeat(any_variant: Manifests) -> None:

@@ -1,0 +1,166 @@
+"""`make remove-demo` (bin/remove-demo) on a copy of the repository: what is left works.
+
+The copy is what a forker has (tests/test_rename.py's copy). After the removal no code, test or
+configuration imports the shop or the reports or installs them as an app, and lint, Django's
+checks, compose, the Kubernetes renderings and the remaining unit tests all pass in the copy.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_rename import copy_of_the_repository, git
+
+# The tools of the virtualenv running these tests: the copy has none of its own.
+BIN = Path(sys.executable).parent
+# Only what compose, kubectl and the unit suite's containers need from the caller's shell.
+KEPT = {"PATH", "HOME", "DOCKER_HOST", "IMAGE_TAG", "IMAGE_REGISTRY"}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k in KEPT}
+CLEAN_ENV["RUFF"] = str(BIN / "ruff")
+CLEAN_ENV["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+DEMO = ("shop", "reports")
+# The demo as code sees it: an import, an app label or a task name, a dotted path into it.
+MENTION = re.compile(
+    r"^\s*(from|import) (shop|reports)\b"
+    r"|[\"'](shop|reports)[\"']"
+    r"|[\"'](shop|reports)\.\w+"
+    r"|\b(app|tests/app)/(shop|reports)/",
+    re.MULTILINE,
+)
+# Where code, tests and configuration live. Not scanned: docs/, which describe the demo;
+# tests/stack/, whose workload is the product API over HTTP (README "Make it yours": point them at
+# your own endpoints); the alert rules' unit tests, whose made-up series name a queue "reports";
+# and this file.
+SCANNED = (".py", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".env", ".example", "Makefile")
+NOT_SCANNED = ("docs/", "tests/stack/", "monitoring/tests/", "tests/test_remove_demo.py")
+FENCE = re.compile(r"^\s*#\s*demo-shop\b|#\s*demo-shop\s*$", re.MULTILINE)
+# The unit tests of what stays, run in the copy (the runtime's own start Gunicorn and take long,
+# and depend on no domain); the rest of tests/app is collected.
+UNIT_TESTS = ("tests/app/accounts", "tests/app/notifications", "tests/app/core", "tests/app/config")
+# The offline checks of the configuration that stays: compose, Kubernetes, the alert rules, the
+# layout. (The copy's own rename and lock tests would copy it again: left to the full suite.)
+OFFLINE_TESTS = (
+    "tests/k8s",
+    "tests/monitoring/test_monitoring_config.py",
+    "tests/test_configuration.py",
+    "tests/test_compose.py",
+    "tests/test_comments.py",
+    "tests/test_repository.py",
+)
+
+
+def sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, check=False,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def removed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = copy_of_the_repository(tmp_path_factory.mktemp("fork") / "repo")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # This virtualenv as the copy's own (never committed): tests that start its tools find them.
+    (copy / ".venv").symlink_to(BIN.parent)
+    with (copy / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write("/.venv\n")
+    # Committed, as the user would after reviewing: tests that list git's files see the result.
+    git(copy, "add", "-A")
+    git(copy, "commit", "-q", "-m", "demo removed")
+    return copy
+
+
+def test_the_demo_s_apps_tests_and_bench_are_gone(removed: Path) -> None:
+    for path in ("app/shop", "app/reports", "tests/app/shop", "tests/app/reports", "bench"):
+        assert not (removed / path).exists(), path
+    assert (removed / "app/notifications").is_dir()
+    assert (removed / "app/accounts").is_dir()
+
+
+def test_nothing_imports_or_installs_the_demo(removed: Path) -> None:
+    left = []
+    for path in git(removed, "ls-files", "-z").split("\0"):
+        file = removed / path
+        if not file.is_file() or path.startswith(NOT_SCANNED):
+            continue
+        text = file.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            if FENCE.search(line) or (path.endswith(SCANNED) and MENTION.search(line)):
+                left.append(f"{path}:{number}: {line.strip()}")
+    assert left == []
+
+
+def test_lint_passes_in_the_copy(removed: Path) -> None:
+    # The Makefile's lint target itself, with this virtualenv's tools (-o venv: none of its own).
+    result = sh("make", "-o", "venv", "lint", f"VENV={BIN.parent}", "PYTHON=python3", cwd=removed)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert "0 broken" in result.stdout
+    contracts = result.stdout.split("Contracts")[-1]
+    assert not any(name in contracts for name in DEMO)
+
+
+def test_django_s_checks_and_migrations_agree(removed: Path) -> None:
+    python = str(BIN / "python")
+    check = sh(python, "manage.py", "check", cwd=removed / "app")
+    assert check.returncode == 0, check.stdout + check.stderr
+    # No database here: --check only compares the models with the migrations on disk.
+    migrations = sh(
+        python, "manage.py", "makemigrations", "--check", "--dry-run", cwd=removed / "app"
+    )
+    assert migrations.returncode == 0, migrations.stdout + migrations.stderr
+    assert "No changes detected" in migrations.stdout
+
+
+def test_compose_and_kubernetes_render_without_the_demo(removed: Path) -> None:
+    for files in ((), ("-f", "docker-compose.yml", "-f", "docker-compose.dev.yml")):
+        result = sh("docker", "compose", *files, "--profile", "*", "config", cwd=removed)
+        assert result.returncode == 0, result.stderr
+    k8s = removed / "k8s"
+    production = k8s / "overlays" / "production"
+    shutil.copy(k8s / "secrets.env.example", production / "secrets.env")
+    for path in (k8s, k8s / "overlays" / "local", production):
+        result = sh("kubectl", "kustomize", str(path), cwd=removed)
+        assert result.returncode == 0, (path, result.stderr)
+    (production / "secrets.env").unlink()
+
+
+def test_the_remaining_unit_tests_pass(removed: Path) -> None:
+    # Postgres and Redis from the images `make test` built (tests/app/conftest.py, IMAGE_TAG).
+    result = sh(
+        str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNIT_TESTS,
+        cwd=removed, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    collected = sh(str(BIN / "python"), "-m", "pytest", "--co", "-q", "tests/app", cwd=removed)
+    assert collected.returncode == 0, collected.stdout[-5000:] + collected.stderr[-2000:]
+    for app in ("accounts", "notifications", "core", "runtime"):
+        assert f"tests/app/{app}/" in collected.stdout, app
+
+
+def test_the_offline_tests_of_the_configuration_pass(removed: Path) -> None:
+    result = sh(
+        str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *OFFLINE_TESTS,
+        cwd=removed, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def test_a_dirty_tree_is_refused_without_force(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    (copy / "README.md").write_text("edited\n")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode != 0
+    assert "uncommitted changes" in result.stderr
+    assert (copy / "app/shop").is_dir()
+
+
+def test_removing_again_changes_nothing(removed: Path) -> None:
+    result = sh("make", "remove-demo", cwd=removed)
+    assert result.returncode == 0, result.stderr
+    assert git(removed, "status", "--porcelain") == ""
