@@ -289,3 +289,61 @@ def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path)
     assert "core is not allowed to import shop" in result.stdout
     assert "core.errors -> shop.models" in result.stdout
     assert "accounts.models -> tests (l." in result.stdout
+
+
+# Each domain's declared interface: the modules the other domains may import
+# (docs/ARCHITECTURE.md). Every other module is internal, forbidden to them by a contract.
+INTERFACES = {
+    "shop": {"models", "selectors", "services"},
+    "reports": {"models", "selectors", "services"},
+    "notifications": {"models", "services"},
+    "accounts": {"models", "selectors", "services", "auth"},
+}
+
+
+def package_modules(package: Path) -> set[str]:
+    """The modules and subpackages directly inside a package."""
+    return {
+        path.stem
+        for path in package.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
+
+
+def test_each_domain_s_contract_forbids_every_module_outside_its_interface() -> None:
+    """A new module is internal by default: until it is in its domain's forbidden list (or the
+    interface, here and in docs/ARCHITECTURE.md) this test fails."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    domains = set(config["root_packages"]) - {"config", "runtime", "core"}
+    contracts = {}
+    for contract in config["contracts"]:
+        owners = {module.split(".")[0] for module in contract.get("forbidden_modules", [])}
+        if len(owners) == 1 and owners <= domains:
+            contracts[owners.pop()] = contract
+    assert contracts.keys() == INTERFACES.keys()
+    for domain, interface in INTERFACES.items():
+        contract = contracts[domain]
+        forbidden = {module.removeprefix(f"{domain}.") for module in contract["forbidden_modules"]}
+        assert not forbidden & interface, (domain, forbidden & interface)
+        undeclared = package_modules(ROOT / "app" / domain) - forbidden - interface
+        assert not undeclared, f"{domain}: {sorted(undeclared)} neither internal nor interface"
+        assert set(contract["source_modules"]) == domains - {domain}, domain
+        assert contract["allow_indirect_imports"] is True, domain
+
+
+def test_the_domain_contracts_refuse_an_import_of_another_domain_s_internals(
+    tmp_path: Path,
+) -> None:
+    """`make lint` runs the contracts on app/; here, on a copy where reports imports shop's
+    product-list cache, which is no part of shop's interface."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    with (app / "reports" / "selectors.py").open("a") as f:
+        f.write("\nimport shop.cache  # noqa\n")
+    result = lint_imports(app)
+    assert result.returncode != 0
+    assert "shop's interface to the other domains: models, selectors, services BROKEN" in (
+        " ".join(result.stdout.split())
+    )
+    assert "reports is not allowed to import shop.cache" in result.stdout
+    assert "reports.selectors -> shop.cache (l." in result.stdout
