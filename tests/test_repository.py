@@ -284,11 +284,29 @@ def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path)
         f.write("\nimport shop.models  # noqa\n")
     with (app / "accounts" / "models.py").open("a") as f:
         f.write("\nimport tests.support  # noqa\n")
+    # The lab's settings modules are top-level names of their own, not under bench or faults.
+    with (app / "shop" / "models.py").open("a") as f:
+        f.write("\nimport fault_settings  # noqa\n")
     result = lint_imports(app)
     assert result.returncode != 0
     assert "core is not allowed to import shop" in result.stdout
     assert "core.errors -> shop.models" in result.stdout
     assert "accounts.models -> tests (l." in result.stdout
+    assert "shop.models -> fault_settings (l." in result.stdout
+
+
+def test_every_package_of_the_product_is_in_the_layers() -> None:
+    """An app added to app/ (`startapp blog`) that the contracts do not list would be checked by
+    none of them: it must be named in root_packages and in a layer."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        linter = tomllib.load(f)["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in linter["contracts"] if c["type"] == "layers"]
+    layered = {name.strip() for layer in layers for name in layer.split("|")}
+    packages = {p.parent.name for p in (ROOT / "app").glob("*/__init__.py")}
+    assert packages == set(linter["root_packages"]) == layered, (
+        "Add the package to [tool.importlinter] root_packages and to a layer (pyproject.toml, "
+        "docs/ARCHITECTURE.md)"
+    )
 
 
 # Each domain's declared interface: the modules the other domains may import
