@@ -69,7 +69,7 @@ THROUGH = (
     ("Uvicorn's HTTP protocol", ("uvicorn/protocols",)),
     ("Redis client", ("redis/",)),
     ("django-ninja", ("ninja/",)),
-    ("the app's own middleware", ("core/middleware.py",)),
+    ("the app's own middleware", ("core/middleware.py", "runtime/middleware.py")),
 )
 OUT = stack.OUT / "profile.md"
 

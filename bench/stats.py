@@ -83,3 +83,15 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def opening(
+    results: dict[str, Any], key: str, title: str, *, items: str | None = "runs"
+) -> tuple[Any, list[str]]:
+    """A section's data and its first lines. The data is None when this run did not measure it
+    (no entry, or no `items` in it), and the lines are then the whole section."""
+    data = results.get(key)
+    lines = [f"## {title}", ""]
+    if not data or (items is not None and not data[items]):
+        return None, [*lines, "Not measured this run.", ""]
+    return data, lines

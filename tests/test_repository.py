@@ -288,8 +288,104 @@ def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path)
         f.write("\nimport notifications.models  # noqa\n")
     with (app / "accounts" / "models.py").open("a") as f:
         f.write("\nimport tests.support  # noqa\n")
+    # The lab's settings modules are top-level names of their own, not under bench or faults.
+    with (app / "notifications" / "models.py").open("a") as f:
+        f.write("\nimport fault_settings  # noqa\n")
     result = lint_imports(app)
     assert result.returncode != 0
     assert "core is not allowed to import notifications" in result.stdout
     assert "core.errors -> notifications.models" in result.stdout
     assert "accounts.models -> tests (l." in result.stdout
+    assert "notifications.models -> fault_settings (l." in result.stdout
+
+
+def test_every_package_of_the_product_is_in_the_layers() -> None:
+    """An app added to app/ (`startapp blog`) that the contracts do not list would be checked by
+    none of them: it must be named in root_packages and in a layer."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        linter = tomllib.load(f)["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in linter["contracts"] if c["type"] == "layers"]
+    layered = {name.strip() for layer in layers for name in layer.split("|")}
+    packages = {p.parent.name for p in (ROOT / "app").glob("*/__init__.py")}
+    assert packages == set(linter["root_packages"]) == layered, (
+        "Add the package to [tool.importlinter] root_packages and to a layer (pyproject.toml, "
+        "docs/ARCHITECTURE.md)"
+    )
+
+
+# Each domain's declared interface: the modules the other domains may import
+# (docs/ARCHITECTURE.md). Every other module is internal, forbidden to them by a contract.
+INTERFACES = {
+    "shop": {"models", "selectors", "services"},  # demo-shop
+    "reports": {"models", "selectors", "services"},  # demo-shop
+    "notifications": {"models", "services"},
+    "accounts": {"models", "selectors", "services", "auth"},
+}
+
+
+def package_modules(package: Path) -> set[str]:
+    """The modules and subpackages directly inside a package."""
+    return {
+        path.stem
+        for path in package.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
+
+
+def test_each_domain_s_contract_forbids_every_module_outside_its_interface() -> None:
+    """A new module is internal by default: until it is in its domain's forbidden list (or the
+    interface, here and in docs/ARCHITECTURE.md) this test fails."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    domains = set(config["root_packages"]) - {"config", "runtime", "core"}
+    contracts = {}
+    for contract in config["contracts"]:
+        owners = {module.split(".")[0] for module in contract.get("forbidden_modules", [])}
+        if len(owners) == 1 and owners <= domains:
+            contracts[owners.pop()] = contract
+    assert contracts.keys() == INTERFACES.keys()
+    for domain, interface in INTERFACES.items():
+        contract = contracts[domain]
+        forbidden = {module.removeprefix(f"{domain}.") for module in contract["forbidden_modules"]}
+        assert not forbidden & interface, (domain, forbidden & interface)
+        undeclared = package_modules(ROOT / "app" / domain) - forbidden - interface
+        assert not undeclared, f"{domain}: {sorted(undeclared)} neither internal nor interface"
+        assert set(contract["source_modules"]) == domains - {domain}, domain
+        assert contract["allow_indirect_imports"] is True, domain
+
+
+# demo-shop: begin
+def test_the_domain_contracts_refuse_an_import_of_another_domain_s_internals(
+    tmp_path: Path,
+) -> None:
+    """`make lint` runs the contracts on app/; here, on a copy where reports imports shop's
+    product-list cache, which is no part of shop's interface."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    with (app / "reports" / "selectors.py").open("a") as f:
+        f.write("\nimport shop.cache  # noqa\n")
+    result = lint_imports(app)
+    assert result.returncode != 0
+    assert "shop's interface to the other domains: models, selectors, services BROKEN" in (
+        " ".join(result.stdout.split())
+    )
+    assert "reports is not allowed to import shop.cache" in result.stdout
+    assert "reports.selectors -> shop.cache (l." in result.stdout
+
+
+# demo-shop: end
+
+
+def test_the_domain_contracts_refuse_an_import_of_accounts_internals(tmp_path: Path) -> None:
+    """As above, with the domains that stay without the demo: notifications may import accounts
+    (the layer below it), but not its login throttle, which is no part of its interface."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    with (app / "notifications" / "models.py").open("a") as f:
+        f.write("\nimport accounts.throttle  # noqa\n")
+    result = lint_imports(app)
+    assert result.returncode != 0
+    assert "accounts' interface to the other domains: models, selectors, services, auth BROKEN" in (
+        " ".join(result.stdout.split())
+    )
+    assert "notifications is not allowed to import accounts.throttle" in result.stdout
+    assert "notifications.models -> accounts.throttle (l." in result.stdout

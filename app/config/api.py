@@ -11,9 +11,9 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.apis import router as accounts_router
-from core.apis import router as core_router
 from core.db import DATABASE_ERRORS, database_error_response
 from core.errors import DomainError, error_response
+from ops.apis import router as ops_router
 from reports.apis import router as reports_router  # demo-shop
 from shop.apis import router as shop_router  # demo-shop
 
@@ -48,7 +48,7 @@ api = ShopAPI(
 api.add_router("", accounts_router)
 api.add_router("", shop_router)  # demo-shop
 api.add_router("", reports_router)  # demo-shop
-api.add_router("", core_router)
+api.add_router("", ops_router)
 
 _HTTP_CODES = {
     400: "bad_request",

@@ -48,13 +48,14 @@ INSTALLED_APPS = [
     "shop",  # demo-shop
     "reports",  # demo-shop
     "notifications",
+    "ops",
 ]
 
 MIDDLEWARE = [
     # First of all: request ID, X-Request-Duration, slow-request log, metrics, memory guard.
-    "core.middleware.RequestDiagnosticsMiddleware",
+    "runtime.middleware.RequestDiagnosticsMiddleware",
     # Probes and /metrics must answer before host validation and without sessions or the database.
-    "core.middleware.HealthCheckMiddleware",
+    "runtime.middleware.HealthCheckMiddleware",
     # A database error outside the API: its JSON 503, not a 500 page.
     "core.middleware.DatabaseErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -81,7 +82,7 @@ if DEBUG_TOOLBAR:
     INSTALLED_APPS.append("debug_toolbar")
     # After the probes' middleware (they answer before it) and before anything that renders.
     MIDDLEWARE.insert(
-        MIDDLEWARE.index("core.middleware.HealthCheckMiddleware") + 1,
+        MIDDLEWARE.index("runtime.middleware.HealthCheckMiddleware") + 1,
         "debug_toolbar.middleware.DebugToolbarMiddleware",
     )
     DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": "config.settings.show_debug_toolbar"}

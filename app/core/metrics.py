@@ -11,8 +11,7 @@ What is recorded, and where:
   - queries: an execute_wrapper installed on every database connection as it is created;
   - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.
   - worker aborts: Gunicorn's worker_abort hook (app/gunicorn.conf.py), on WORKER TIMEOUT;
-  - each worker's resident memory (and GUNICORN_MEMORY_LIMIT_MB next to it), refreshed by the
-    worker itself at most every RSS_EVERY_SECONDS as it finishes a request (observe_request).
+  - each worker's resident memory and its limit: runtime.metrics.
 prometheus_client's own process metrics (CPU, fds) are not available in multiprocess mode; take
 them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/alerts.yml.
 """
@@ -28,13 +27,10 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from runtime import config, procfs
 
 # Every metric has labels: a labelled metric writes no value, and so no file, until a worker
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
@@ -84,25 +80,6 @@ WORKER_ABORTS = Counter(
     " once however many of its threads were stuck).",
     ["reason"],
 )
-# One series per live worker (label pid); a worker's files go when it exits (child_exit).
-WORKER_RSS = Gauge(
-    "gunicorn_worker_rss_bytes",
-    "Resident memory of each web worker, as the memory guard reads it.",
-    ["kind"],
-    multiprocess_mode="liveall",
-)
-WORKER_MEMORY_LIMIT = Gauge(
-    "gunicorn_worker_memory_limit_bytes",
-    "GUNICORN_MEMORY_LIMIT_MB in bytes (0: no limit): WebWorkerMemoryHigh compares with it.",
-    ["kind"],
-    multiprocess_mode="livemax",
-)
-# A worker re-reads its RSS (one small /proc read) at most this often: a fraction of the scrape
-# interval (15s), and nothing per request in between.
-RSS_EVERY_SECONDS = 5.0
-_MEMORY_LIMIT_BYTES = config.MEMORY_LIMIT_MB * 1024 * 1024
-_rss_next = 0.0
-
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
 
@@ -127,19 +104,6 @@ def observe_request(method: str, view: str, status: int, seconds: float) -> None
     children[1].observe(seconds)
     if children[2] is not None:
         children[2].inc()
-    if perf_counter() >= _rss_next:
-        observe_worker_memory()
-
-
-def observe_worker_memory() -> None:
-    """This worker's resident memory and limit, for WebWorkerMemoryHigh and WorkerMemoryGrowing."""
-    global _rss_next  # per process, by design
-    _rss_next = perf_counter() + RSS_EVERY_SECONDS
-    WORKER_RSS.labels("web").set(procfs.rss_bytes())  # as the memory guard reads it
-    WORKER_MEMORY_LIMIT.labels("web").set(_MEMORY_LIMIT_BYTES)
-    # The abort counter exported at 0 before the first abort: increase() needs the 0 -> 1 step.
-    WORKER_ABORTS.labels("timeout")
-    WORKER_ABORTS.labels("request_thread")
 
 
 def count_worker_abort(reason: str = "timeout") -> None:
@@ -198,11 +162,11 @@ def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
 connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition: every worker's values summed in multiprocess mode, else this process's."""
-    path = config.multiproc_dir()
+def render(multiproc_dir: str | None = None) -> tuple[bytes, str]:
+    """The exposition: every worker's values summed from their files in multiproc_dir (Gunicorn,
+    runtime.middleware), else this process's."""
     registry = REGISTRY
-    if path:
+    if multiproc_dir:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST

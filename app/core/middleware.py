@@ -5,8 +5,9 @@ view machinery: Kubernetes and Docker probe the pod or container address, which 
 host, a liveness probe must not depend on anything but the process answering, and Prometheus
 scrapes web:8000 directly (Nginx answers /metrics with a 404).
 
-RequestDiagnosticsMiddleware, first of all: request ID, duration, slow-request log, metrics and
-the memory guard's request count.
+RequestDiagnosticsMiddleware, first of all: request ID, duration, slow-request log, metrics.
+runtime.middleware's subclasses of the two, which settings install, add the web worker's part:
+its memory, the memory guard's request count and every worker's metrics summed.
 """
 
 import logging
@@ -22,7 +23,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from core import metrics, request_context, tracing
 from core.db import DATABASE_ERRORS, database_error_response
 from core.selectors import readiness_get
-from runtime import memory_guard
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
@@ -46,8 +46,8 @@ def _readiness() -> JsonResponse:
     return JsonResponse(body, status=200 if report.ready else 503)
 
 
-def _metrics() -> HttpResponse:
-    body, content_type = metrics.render()
+def _metrics(multiproc_dir: str | None = None) -> HttpResponse:
+    body, content_type = metrics.render(multiproc_dir)
     return HttpResponse(body, content_type=content_type)
 
 
@@ -77,13 +77,17 @@ class _SyncAndAsyncMiddleware:
 
 
 class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
+    def metrics_response(self) -> HttpResponse:
+        """This process's metrics (runtime.middleware's subclass sums Gunicorn's workers)."""
+        return _metrics()
+
     def _call(self, request: HttpRequest) -> HttpResponse:
         if request.path == LIVENESS_PATH:
             return _liveness()
         if request.path == READINESS_PATH:
             return _readiness()
         if request.path == METRICS_PATH:
-            return _metrics()
+            return self.metrics_response()
         response: HttpResponse = self.get_response(request)
         return response
 
@@ -95,7 +99,7 @@ class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
             return await sync_to_async(_readiness, thread_sensitive=False)()
         if request.path == METRICS_PATH:
             # Reads every worker's metric files: off the event loop, like the checks above.
-            return await sync_to_async(_metrics, thread_sensitive=False)()
+            return await sync_to_async(self.metrics_response, thread_sensitive=False)()
         response: Awaitable[HttpResponse] = self.get_response(request)
         return await response
 
@@ -153,7 +157,7 @@ def _view_name(request: HttpRequest) -> str:
 
 
 class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
-    """Per request: X-Request-ID, X-Request-Duration, slow-request log, metrics, memory guard.
+    """Per request: X-Request-ID, X-Request-Duration, slow-request log, metrics.
 
     Kept to a contextvar set and reset, two clock reads, a few dict lookups and the metric
     increments: every request of the benchmark pays for it. The duration runs from this
@@ -212,6 +216,3 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
                     "threshold_ms": round(limit * 1000),
                 },
             )
-        if memory_guard.request_finished():
-            # This worker is draining before it is replaced: no more requests on this connection.
-            response["Connection"] = "close"

@@ -79,6 +79,8 @@ def json_integer(value: object) -> object:
 
 
 MAX_BIGINT = 2**63 - 1
+# A database id in a request body, within bigint.
+PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 
 
 # Database ids in a URL: declared in the schema (a fuzzer reads it) and within bigint.

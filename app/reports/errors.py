@@ -1,7 +1,7 @@
 """Report errors: answered as 400 JSON naming the field (config/api.py), or recorded on the
 report as the reason the customer reads when its task finds them."""
 
-from shop.errors import DomainError
+from core.errors import DomainError
 
 
 class ReportInvalid(DomainError):

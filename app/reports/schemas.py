@@ -7,9 +7,8 @@ from django.urls import reverse
 from ninja import Schema
 from pydantic import ValidationInfo, field_validator
 
-from core.schemas import InputSchema, MoneyOut, Timestamp
+from core.schemas import InputSchema, MoneyOut, PositiveId, Timestamp
 from reports.models import Report
-from shop.schemas import PositiveId
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

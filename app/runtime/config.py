@@ -96,7 +96,7 @@ BACKLOG = _int("GUNICORN_BACKLOG", 2048)
 LOG_LEVEL = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 FORWARDED_ALLOW_IPS = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
 # The memory guard's limit (MB; 0: off) and how often it checks; also exported next to each
-# worker's RSS (core/metrics.py) for WebWorkerMemoryHigh.
+# worker's RSS (runtime/metrics.py) for WebWorkerMemoryHigh.
 MEMORY_LIMIT_MB = _int("GUNICORN_MEMORY_LIMIT_MB", 500)
 MEMORY_CHECK_EVERY = _int("GUNICORN_MEMORY_CHECK_EVERY", 10)
 # A stopping Uvicorn worker's drain (runtime/workers.py): above Nginx's upstream

@@ -9,7 +9,7 @@ of a keep-alive connection can close it without that race.
 So a stopping worker here first drains, for at most DRAIN_SECONDS:
 - it closes its listeners: new connections go to the other workers, or, when the whole server
   stops, are refused, which Nginx retries on another upstream even for a POST (nothing was sent);
-- it answers every request with `Connection: close` (core.middleware), so Nginx drops each
+- it answers every request with `Connection: close` (runtime.middleware), so Nginx drops each
   connection it uses after a complete response;
 - it waits for Nginx to close the connections it leaves idle, which it does after its upstream
   keepalive_timeout (nginx/nginx.conf), set below DRAIN_SECONDS for that reason.

@@ -4,18 +4,17 @@ from ninja import Field, Schema
 from pydantic import BeforeValidator
 
 from core.schemas import (
-    MAX_BIGINT,
     CachedPageQuery,
     InputSchema,
     Money,
     MoneyOut,
+    PositiveId,
     Timestamp,
     json_integer,
     no_nul,
 )
 from shop.models import OrderItem
 
-PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
 StockDelta = Annotated[
     int,

@@ -4,7 +4,7 @@ scenario 1's rounds."""
 from typing import Any
 
 from bench import stack
-from bench.stats import combine, errors_text, group, load_text, ms, num, pct, ratio, table
+from bench.stats import combine, errors_text, group, load_text, ms, num, opening, pct, ratio, table
 
 CEILING_SECONDS = 4 if stack.QUICK else 10
 
@@ -28,10 +28,11 @@ def measure_round(results: dict[str, Any], labels: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("product_list_vs_hello")
-    lines = ["## 4. Cached product list vs a bare ASGI hello world", ""]
-    if not data or not data["runs"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(
+        results, "product_list_vs_hello", "4. Cached product list vs a bare ASGI hello world"
+    )
+    if data is None:
+        return lines
     lines += [
         "Same web configuration (default profile), c=50, equal durations, alternated. The "
         "hello world is a "

@@ -5,7 +5,7 @@ from typing import Any
 
 from bench import claims, stack, web
 from bench.scenarios import fanout
-from bench.stats import combine, errors_text, group, ms, num, pct, ratio, table
+from bench.stats import combine, errors_text, group, ms, num, opening, pct, ratio, table
 
 STEP = "http_client"
 # Scenario 2's runs: the httpx clients manage ~90 req/s, so quick mode sends fewer.
@@ -62,10 +62,9 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("http_client")
-    lines = ["## 2. The fan-out's HTTP client", ""]
-    if not data or not data["runs"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "http_client", "2. The fan-out's HTTP client")
+    if data is None:
+        return lines
     lines += [
         f"**Claim:** {claims.wording('clients')}. Same three concurrent 300 ms calls, c=100, "
         "n=1000 per run, "

@@ -3,7 +3,7 @@
 from typing import Any
 
 from bench import stack
-from bench.stats import combine, errors_text, group, load_text, ms, num, table
+from bench.stats import combine, errors_text, group, load_text, ms, num, opening, table
 
 DETAIL_SECONDS = 5 if stack.QUICK else 20
 
@@ -23,10 +23,9 @@ def measure_round(results: dict[str, Any], labels: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("product_detail")
-    lines = ["## 3. Product detail under high concurrency", ""]
-    if not data or not data["runs"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "product_detail", "3. Product detail under high concurrency")
+    if data is None:
+        return lines
     lines += [
         "`GET /api/products/1` in the default web configuration for a bounded time: a database "
         "read (replica through PgBouncer), a Redis stock read and the two upstream calls "

@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 from bench import claims, stack
-from bench.stats import num, pct, table
+from bench.stats import num, opening, pct, table
 
 STEP = "images"
 # The runtime web image's limit, and the single-stage stand-in against it.
@@ -55,10 +55,9 @@ def measure(results: dict[str, Any], cold_start: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("images")
-    lines = ["## 8. Images and start-up", ""]
-    if not data:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "images", "8. Images and start-up", items=None)
+    if data is None:
+        return lines
     sizes = data["sizes_bytes"]
     rows = [[name, num(size / 1e6, 0)] for name, size in sizes.items()]
     single = data["web_single_stage_bytes"]

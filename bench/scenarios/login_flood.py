@@ -4,7 +4,7 @@ from typing import Any
 
 from bench import claims, stack, web
 from bench.login_flood import LoginFlood
-from bench.stats import combine, errors_text, group, num, ratio, table
+from bench.stats import combine, errors_text, group, num, opening, ratio, table
 
 STEP = "login_flood"
 # The login flood (scenario 10): 10 clients, as the issue that asked for the bound measured.
@@ -43,10 +43,9 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("login_flood")
-    lines = ["## 10. Readers during a login flood", ""]
-    if not data or not data["runs"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "login_flood", "10. Readers during a login flood")
+    if data is None:
+        return lines
     by_state = {state: r for (state,), r in group(data["runs"], "label").items()}
     if "off" not in by_state or "on" not in by_state:
         return [*lines, "Not measured this run.", ""]

@@ -4,7 +4,7 @@ import statistics
 from typing import Any
 
 from bench import stack, web
-from bench.stats import combine, errors_text, group, load_text, ms, num, ratio, table
+from bench.stats import combine, errors_text, group, load_text, ms, num, opening, ratio, table
 
 STEP = "observability"
 
@@ -72,10 +72,9 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("observability")
-    lines = ["## 9. Metrics and tracing: on vs off", ""]
-    if not data or not data["runs"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "observability", "9. Metrics and tracing: on vs off")
+    if data is None:
+        return lines
     lines += [
         "The default web configuration recreated with both off (`METRICS_ENABLED=false`, "
         "`OTEL_EXPORTER_OTLP_ENDPOINT` unset: nothing of tracing imported) and both on "

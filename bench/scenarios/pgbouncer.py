@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from bench import claims, pgbouncer_clients, stack
-from bench.stats import num, pct, ratio, table
+from bench.stats import num, opening, pct, ratio, table
 
 STEP = "pgbouncer"
 PG_CLIENTS = 1000
@@ -53,10 +53,9 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("pgbouncer")
-    lines = ["## 6. PgBouncer: 1,000 clients", ""]
-    if not data or not data["rows"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(results, "pgbouncer", "6. PgBouncer: 1,000 clients", items="rows")
+    if data is None:
+        return lines
     pool, reserve = data["pool_size"], data["reserve_pool_size"]
     most = int(SERVER_CONNECTIONS.value * (pool + reserve))
     lines += [

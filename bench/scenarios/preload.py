@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from bench import claims, incontainer, stack, web
-from bench.stats import group, num, pct, table
+from bench.stats import group, num, opening, pct, table
 
 STEP = "preload"
 PRELOAD_WORKERS = [2] if stack.QUICK else [2, 4, 8]
@@ -43,10 +43,11 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    data = results.get("preload")
-    lines = ["## 5. preload_app on vs off: worker memory", ""]
-    if not data or not data["rows"]:
-        return [*lines, "Not measured this run.", ""]
+    data, lines = opening(
+        results, "preload", "5. preload_app on vs off: worker memory", items="rows"
+    )
+    if data is None:
+        return lines
     lines += [
         f"**Claim** (gunicorn.conf.py): {claims.wording('preload')}. Uvicorn workers, after "
         "the same warm-up (the "

@@ -32,7 +32,7 @@ SERVICES = ("web", "worker", "nginx", "mailcatcher")
 PASSED = {"PATH", "HOME", "DOCKER_HOST", "IMAGE_TAG", "IMAGE_REGISTRY", "BASE_IMAGE"}
 PASSED |= {"BUILD_CA_BUNDLE"}
 ADD_RESULT = """
-from core.tasks import add
+from ops.tasks import add
 print(add.delay(1, 2).get(timeout=20))
 """
 
@@ -146,7 +146,7 @@ def test_an_edited_view_answers_without_a_rebuild(dev):
 def test_an_edited_task_runs_in_the_worker(dev):
     run_add = ("exec", "-T", "web", "python3", "manage.py", "shell", "-v", "0", "-c", ADD_RESULT)
     assert dev.compose(*run_add, timeout=60).stdout.split() == ["3"]
-    dev.edit("app/core/tasks.py", "return a + b\n", "return a + b + 1000\n")
+    dev.edit("app/ops/tasks.py", "return a + b\n", "return a + b + 1000\n")
 
     def new_result() -> bool:
         # Sent again until the restarted worker takes it: one sent just before the restart may

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, run, wait_until
 
-# core/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
+# ops/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
 TASK_DETAIL_VIEW = "api:task_detail"
 METRICS_DIR = "/dev/shm/djstack-metrics"  # app/runtime/config.py's default
 
@@ -90,7 +90,7 @@ def test_a_task_logs_the_request_id_of_the_request_that_enqueued_it(stack):
     succeeded = [e for e in lines if "succeeded" in e["message"]]
     assert succeeded, lines
     assert succeeded[0]["logger"] == "celery.app.trace"
-    assert succeeded[0]["task_name"] == "core.add"
+    assert succeeded[0]["task_name"] == "ops.add"
     assert succeeded[0]["task_id"] == response.json()["id"]
 
 

@@ -6,8 +6,8 @@ sends the balancer's X-Forwarded-Proto: https), and TLS_ENABLED=false. Each runs
 tour and `check --deploy`.
 
 Each deploy is its own compose project (STACK_PROJECT plus a suffix), up only for its test and
-removed with its volumes. Nothing of this shell's environment reaches compose but the image tag:
-the env file is all the configuration, as on a fresh machine.
+removed with its volumes. Nothing of this shell's environment reaches compose but the image tag
+and the build's CA: the env file is all the configuration, as on a fresh machine.
 """
 
 import json
@@ -18,12 +18,20 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 from tests.stack.conftest import PORT, PROJECT, READYZ
 from tests.support import ROOT, run, wait_until
+
+# The mail catcher's messages, read from inside web as the README does.
+MAILBOX = (
+    "import urllib.request as u; "
+    "print(u.urlopen('http://mailcatcher:8025/messages?to=alice@example.com', timeout=5)"
+    ".read().decode())"
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,9 @@ class Deploy:
     verify: str | bool
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        clean = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_HOST"}}
+        # BUILD_CA_BUNDLE: how the README builds behind a TLS-intercepting proxy (--build).
+        passed = {"PATH", "HOME", "DOCKER_HOST", "BUILD_CA_BUNDLE"}
+        clean = {k: v for k, v in os.environ.items() if k in passed}
         return run(
             "docker", "compose", "--env-file", str(self.env_file), *args,
             check=check, timeout=400, cwd=ROOT, env=clean,
@@ -89,7 +99,10 @@ def production(project: str, port: int, **overrides: str) -> dict[str, str]:
 def deployed(deploy: Deploy) -> Iterator[Deploy]:
     deploy.compose("down", "--volumes", "--remove-orphans", check=False)
     try:
-        result = deploy.compose("up", "-d", "--wait", "--wait-timeout", "240", check=False)
+        # As the README deploys: --build (the images `make test` built, so from its cache).
+        result = deploy.compose(
+            "up", "-d", "--build", "--wait", "--wait-timeout", "240", check=False
+        )
         if result.returncode != 0:
             logs = deploy.compose("logs", "--no-color", "--tail", "30", check=False).stdout
             raise AssertionError(f"compose up failed:\n{result.stderr}\n--- logs ---\n{logs}")
@@ -99,8 +112,9 @@ def deployed(deploy: Deploy) -> Iterator[Deploy]:
 
 
 def tour(deploy: Deploy, *, deploy_warnings: frozenset[str] = frozenset()) -> None:
-    """README "Try it": probes, a product by a staff token, list and detail, an order; then
-    `check --deploy` finds nothing but the warnings named."""
+    """README "Try it": probes, a product by a staff token, list and detail, an order, a
+    report computed and downloaded, both emails in the mail catcher; then `check --deploy`
+    finds nothing but the warnings named (not run: `seed` and `createsuperuser`)."""
 
     # A redirect here (to https, or a loop) would be a 3xx: allow_redirects is off.
     def ready() -> bool:
@@ -134,6 +148,11 @@ def tour(deploy: Deploy, *, deploy_warnings: frozenset[str] = frozenset()) -> No
     )
 
     me = deploy.token("alice")
+    deploy.compose(
+        "exec", "-T", "web", "python3", "manage.py", "shell", "-c",
+        "from django.contrib.auth import get_user_model; "
+        "get_user_model().objects.filter(username='alice').update(email='alice@example.com')",
+    )  # fmt: skip
     order = deploy.request(
         "POST", "/api/orders", headers={**me, "Idempotency-Key": "k1"},
         json={"items": [{"product_id": product_id, "quantity": 1}]},
@@ -142,6 +161,34 @@ def tour(deploy: Deploy, *, deploy_warnings: frozenset[str] = frozenset()) -> No
     mine = deploy.request("GET", "/api/orders", headers=me)
     assert mine.status_code == 200
     assert mine.json()["count"] == 1
+
+    # This year's report of her orders, computed by the reports worker, downloaded via Nginx.
+    year = datetime.now(UTC).year
+    asked = deploy.request(
+        "POST", "/api/reports", headers=me,
+        json={"date_from": f"{year}-01-01", "date_to": f"{year}-12-31"},
+    )  # fmt: skip
+    assert asked.status_code == 202, asked.text
+    status_url = f"/api/reports/{asked.json()['id']}"
+    done = wait_until(
+        lambda: (
+            (r := deploy.request("GET", status_url, headers=me).json())["state"] == "done" and r
+        ),
+        timeout=90,
+        what="the report done",
+    )
+    assert done["order_count"] == 1, done
+    csv = deploy.request("GET", done["download_url"], headers=me)
+    assert csv.status_code == 200, csv.text
+    assert csv.headers["Content-Type"].startswith("text/csv")
+    assert "Teapot" in csv.text
+
+    # Her mail: the order's confirmation and the report's notice, through the outbox and SMTP.
+    def subjects() -> list[str]:
+        out = deploy.compose("exec", "-T", "web", "python3", "-c", MAILBOX, check=False)
+        return [m["subject"] for m in json.loads(out.stdout or "[]")]
+
+    wait_until(lambda: len(subjects()) >= 2, timeout=90, what="both of alice's emails")
 
     check = deploy.compose(
         "exec", "-T", "web", "python3", "manage.py", "check", "--deploy", "--fail-level", "DEBUG",

@@ -24,8 +24,10 @@ def metrics_off() -> None:
     from django.db.backends.signals import connection_created
 
     from core import cache, metrics
+    from runtime import metrics as worker_metrics
 
     metrics.observe_request = _nothing
+    worker_metrics.refresh_worker_memory = _nothing
     metrics.observe_cache = _nothing
     metrics.count_cache_get = _nothing
     # core.cache imported these two by name: its own references are replaced as well.

@@ -14,7 +14,7 @@ from celery import signals
 from config.celery import app as celery_app
 from core import request_context
 from core.logging import JsonFormatter
-from core.tasks import add
+from ops.tasks import add
 from tests.app.conftest import REDIS_PASSWORD
 
 
@@ -45,7 +45,7 @@ def queued_headers(client: redis.Redis) -> dict[str, object]:
     assert raw is not None, "no message on the default queue"
     message = json.loads(raw)
     headers: dict[str, object] = message["headers"]
-    # The body is the task's (args, kwargs, embed): it really is core.add(1, 2).
+    # The body is the task's (args, kwargs, embed): it really is ops.add(1, 2).
     assert json.loads(base64.b64decode(message["body"]))[0] == [1, 2]
     return headers
 
@@ -58,7 +58,7 @@ def test_a_task_published_during_a_request_carries_its_id(broker):
     finally:
         request_context.on_request_finished()
     headers = queued_headers(client)
-    assert headers["task"] == "core.add"
+    assert headers["task"] == "ops.add"
     assert headers["request_id"] == "req-to-task"
 
 

@@ -2,8 +2,6 @@
 wrapper and the cache backend keep. Counters live for the whole test process, so every test
 compares a value before and after."""
 
-import os
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -94,20 +92,6 @@ def test_cache_calls_are_timed_and_reads_counted_as_hits_or_misses(client, redis
     assert sample("django_cache_operation_duration_seconds_count", operation="get") == gets + 2
     assert sample("django_cache_gets_total", result="hit") == hits + 1
     assert sample("django_cache_gets_total", result="miss") == misses + 1
-
-
-def test_worker_memory_and_its_limit_are_exported_after_a_request(client):
-    core.metrics._rss_next = 0.0  # the next request re-reads RSS
-    client.get("/ok")
-    rss = value(client, "gunicorn_worker_rss_bytes", kind="web")
-    with open("/proc/self/statm", "rb") as statm:
-        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    # The same process, read a moment apart: the same order of magnitude.
-    assert resident / 2 < rss < resident * 2
-    limit = value(client, "gunicorn_worker_memory_limit_bytes", kind="web")
-    assert limit == core.metrics._MEMORY_LIMIT_BYTES > 0
-    # The abort counter is there, at its value so far, before any abort.
-    assert "gunicorn_worker_aborts_total" in scrape(client)
 
 
 def test_a_worker_abort_is_counted(client):

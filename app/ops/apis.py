@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from accounts.auth import staff_auth
 from core.errors import DomainError
 from core.schemas import InputSchema, errors, json_integer
-from core.tasks import add
+from ops.tasks import add
 
 router = Router(tags=["tasks"])
 
