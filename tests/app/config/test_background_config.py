@@ -10,18 +10,36 @@ from celery import signals
 from django.conf import settings
 
 import notifications.tasks  # noqa: F401 - registers the tasks, as the worker's autodiscovery does
-import reports.tasks  # noqa: F401
+import reports.tasks  # noqa: F401  # demo-shop
 from config.celery import app, close_stale_connections
 from tests.support import ROOT
 
 RERUNNABLE = {
     # task name: (queue, soft limit, hard limit)
-    "reports.generate": ("reports", 300, 330),
     "notifications.send_email": ("email", 30, 60),
     "notifications.sweep_outbox": ("email", 30, 60),
+    # demo-shop: begin
+    "reports.generate": ("reports", 300, 330),
     "reports.sweep": ("default", None, None),
     # Deletes files: on the one worker that mounts the media volume.
     "reports.expire": ("reports", None, None),
+    # demo-shop: end
+}
+SWEEPS = (
+    "notifications.sweep_outbox",
+    "reports.sweep",  # demo-shop
+    "reports.expire",  # demo-shop
+)
+# Each worker service's queue, and the queue's hard time limit.
+WORKER_QUEUES = {
+    "worker": "default",
+    "worker-reports": "reports",  # demo-shop
+    "worker-email": "email",
+}
+HARD_LIMITS = {
+    "default": 30,
+    "reports": 330,  # demo-shop
+    "email": 60,
 }
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
@@ -49,12 +67,12 @@ def test_no_message_waits_unacked_past_the_visibility_timeout():
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     limits = [
         settings.CELERY_TASK_TIME_LIMIT,
-        settings.REPORT_TIME_LIMIT,
+        settings.REPORT_TIME_LIMIT,  # demo-shop
         settings.EMAIL_TIME_LIMIT,
     ]
     assert max(limits) < visibility
     assert visibility > settings.OUTBOX_RETRY_BACKOFF_MAX_SECONDS
-    assert visibility > settings.REPORT_STALE_SECONDS
+    assert visibility > settings.REPORT_STALE_SECONDS  # demo-shop
 
 
 def test_workers_take_one_message_at_a_time_and_recycle_their_children():
@@ -75,7 +93,7 @@ def test_stale_database_connections_are_closed_around_every_task():
 
 def test_beat_runs_every_sweep_and_drops_a_sweep_that_waited_too_long():
     schedule = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    for task in ("notifications.sweep_outbox", "reports.sweep", "reports.expire"):
+    for task in SWEEPS:
         entry = schedule[task]
         assert entry["options"]["expires"] == entry["schedule"]
 
@@ -87,17 +105,18 @@ def test_each_queue_has_its_own_worker_service_and_exactly_one_beat():
         for name, service in services.items()
         if service.get("command") == ["/opt/celery/entrypoint.sh", "worker"]
     }
-    assert queues == {"worker": "default", "worker-reports": "reports", "worker-email": "email"}
+    assert queues == WORKER_QUEUES
     beats = [
         s for s in services.values() if s.get("command") == ["/opt/celery/entrypoint.sh", "beat"]
     ]
     assert len(beats) == 1
     for name, queue in queues.items():
-        hard = {"default": 30, "reports": 330, "email": 60}[queue]
+        hard = HARD_LIMITS[queue]
         # Warm shutdown: the running task finishes before Docker's SIGKILL.
         assert seconds(services[name]["stop_grace_period"]) > hard, name
 
 
+# demo-shop: begin
 def test_reports_are_written_by_their_worker_and_read_by_nginx_only():
     services = COMPOSE["services"]
     assert "media:/srv/media" in services["worker-reports"]["volumes"]
@@ -106,6 +125,9 @@ def test_reports_are_written_by_their_worker_and_read_by_nginx_only():
         if name not in ("worker-reports", "nginx"):
             assert not any("media" in str(v) for v in service.get("volumes", [])), name
     assert "media" in COMPOSE["volumes"]
+
+
+# demo-shop: end
 
 
 def test_the_mail_catcher_is_reached_on_the_backend_network_only():
