@@ -24,6 +24,10 @@ help: ## List the targets
 
 # A venv of another Python (an older checkout's) is replaced, not reused.
 $(VENV)/.python-$(IMAGE_PYTHON):
+	@found=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	  test "$$found" = "$(IMAGE_PYTHON)" || { \
+	  echo "make venv: PYTHON=$(PYTHON) is Python '$$found', not the image's $(IMAGE_PYTHON)" \
+	  "(make prereqs says how to get it)" >&2; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	@touch $@

@@ -75,7 +75,11 @@ mkdir -p "$RUN_DIR"
 if [ "$TLS_ENABLED" = true ]; then
   for file in "$NGINX_TLS_CERT" "$NGINX_TLS_KEY"; do
     if [ ! -r "$file" ]; then
-      echo "nginx: TLS_ENABLED=true but $file is not readable (NGINX_TLS_CERT/NGINX_TLS_KEY)" >&2
+      # The two usual causes, named: a key only root may read (certbot's 0600), and a
+      # symlink out of the mounted folder (Let's Encrypt's live/ points into ../../archive).
+      echo "nginx: TLS_ENABLED=true but $file is not readable by uid $(id -u)" \
+        "(NGINX_TLS_CERT/NGINX_TLS_KEY; on the host: chgrp $(id -g) the key and chmod 0640," \
+        "and copy the files into NGINX_TLS_DIR rather than link out of it)" >&2
       exit 1
     fi
   done

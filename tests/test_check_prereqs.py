@@ -161,3 +161,20 @@ def test_find_python_takes_the_newest_pyenv_install_of_the_images_minor(tmp_path
 
 def test_find_python_names_the_missing_interpreter_for_check_prereqs(tmp_path):
     assert find_python(tmp_path, pyenv_root=tmp_path / "none") == f"python{IMAGE_PYTHON}"
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12"])
+def test_make_venv_refuses_a_python_other_than_the_images(tmp_path, version):
+    """`PYTHON=python3 make venv` with another Python must not make a venv stamped as the
+    image's, which later runs would take for the right one."""
+    for name in ("Makefile", "requirements-dev.lock", "bin/find-python"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    python = fake_python(tmp_path / "fake" / "python3", version)
+    result = subprocess.run(
+        ["make", "venv", f"PYTHON={python}", f"VENV={tmp_path / '.venv'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"is Python '{version}', not the image's {IMAGE_PYTHON}" in result.stderr
+    assert not (tmp_path / ".venv").exists()

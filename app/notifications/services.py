@@ -44,6 +44,7 @@ from typing import Literal
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import sanitize_address
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -192,6 +193,17 @@ def _after_error(email: OutboxEmail, exc: BaseException) -> Delivery:
     return Delivery("retry", retry_in=delay)
 
 
+def _undeliverable(email: OutboxEmail, exc: ValueError) -> Delivery:
+    """A message no retry can send (an address the mail libraries refuse): failed at once, and
+    said so, before any SMTP exchange, so the row never looks as if it might have gone out."""
+    reason = f"undeliverable, nothing sent: {exc}"[:1000]
+    OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(
+        state=State.FAILED, last_error=reason, handed_off_at=None
+    )
+    log.error("email %s to %r: %s", email.key, email.recipient, reason)
+    return Delivery("failed")
+
+
 def outbox_email_deliver(*, email_id: int, connection: BaseEmailBackend | None = None) -> Delivery:
     """Claims one due email and sends it; "skipped" when another relay has it or it is not due.
 
@@ -209,6 +221,12 @@ def outbox_email_deliver(*, email_id: int, connection: BaseEmailBackend | None =
         headers={"Message-ID": email.message_id},
         connection=smtp,
     )
+    try:
+        # What the SMTP backend would build and refuse mid-exchange, built before it starts.
+        message.message()
+        sanitize_address(email.recipient, settings.DEFAULT_CHARSET)
+    except ValueError as exc:
+        return _undeliverable(email, exc)
     try:
         smtp.open()
         OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(

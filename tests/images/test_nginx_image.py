@@ -77,7 +77,9 @@ def test_tls_on_without_a_certificate_refuses_to_start():
                 break
             time.sleep(0.5)
         assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "1"
-        assert "is not readable" in docker("logs", container).stderr
+        logs = docker("logs", container).stderr
+        assert "is not readable by uid 10002" in logs
+        assert "chmod 0640" in logs
     finally:
         docker("rm", "-f", container, check=False)
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.stack.test_nginx import static_path
-from tests.support import docker
+from tests.support import container_health, docker
 
 
 def running_containers(stack) -> dict[str, dict]:
@@ -159,3 +159,14 @@ def test_a_client_cannot_claim_https_over_plain_http(stack):
     """NGINX_TRUST_FORWARDED_PROTO is false in compose: Nginx overwrites the header."""
     response = stack.get("/media/x", headers={"X-Forwarded-Proto": "https"})
     assert "Strict-Transport-Security" not in response.headers
+
+
+def test_health_checks_leave_no_fatal_line_in_the_postgres_logs(stack):
+    """Docker checks each Postgres server every 5 s: a check that Postgres logs as FATAL would
+    bury the real ones. Both servers have been checked many times by now, and are healthy."""
+    for service in ("db-primary", "db-replica"):
+        container = stack.compose("ps", "-q", service).stdout.strip()
+        assert container_health(container) == "healthy", service
+        logs = stack.compose("logs", "--no-color", service).stdout
+        assert 'rejects connection for host "127.0.0.1", user "postgres"' not in logs, service
+        assert 'FATAL:  role "healthcheck"' not in logs, service

@@ -142,3 +142,19 @@ def test_an_abandoned_claim_is_retried_only_if_nothing_reached_the_server(broker
 
     outbox_sweep(budget_seconds=5)
     assert [m.to for m in mail.outbox] == [["a@example.com"]]
+
+
+@pytest.mark.parametrize("recipient", ["<script>alert(1)</script>@example.com", "a@b@example.com"])
+def test_an_address_no_mail_library_accepts_fails_at_once_with_nothing_sent(
+    broker_down, smtp_down, recipient
+):
+    """A recipient the SMTP backend would refuse mid-exchange (ValueError, not an SMTP error):
+    failed at once, never left "sending" (where "Send again" cannot reach it and the sweeper
+    would call it "outcome unknown"), and no SMTP connection is tried."""
+    email = outbox_email_create(key="k:bad", to=recipient, subject="s", body="b")
+    assert outbox_email_deliver(email_id=email.pk).status == "failed"
+    email.refresh_from_db()
+    assert email.state == State.FAILED
+    assert email.handed_off_at is None
+    assert email.last_error.startswith("undeliverable, nothing sent:")
+    assert outbox_claims_release() == (0, 0)
