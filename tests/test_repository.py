@@ -270,7 +270,14 @@ def test_every_lock_satisfies_the_dependency_bounds() -> None:
             )
 
 
-def lint_imports(app: Path) -> subprocess.CompletedProcess[str]:
+def lint_imports(tmp_path: Path, **added: str) -> subprocess.CompletedProcess[str]:
+    """The contracts run on a copy of app/ where each module named (`core/errors.py` as
+    `core__errors`) ends with one more import."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    for module, imported in added.items():
+        with (app / (module.replace("__", "/") + ".py")).open("a") as f:
+            f.write(f"\nimport {imported}  # noqa\n")
     command = Path(sys.executable).with_name("lint-imports")
     config = ROOT / "pyproject.toml"
     return subprocess.run(
@@ -282,16 +289,13 @@ def lint_imports(app: Path) -> subprocess.CompletedProcess[str]:
 def test_the_layer_contracts_refuse_an_import_against_the_layers(tmp_path: Path) -> None:
     """`make lint` runs the contracts on app/; here, on a copy where core imports a domain and
     a domain imports test code, each is named."""
-    app = tmp_path / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    with (app / "core" / "errors.py").open("a") as f:
-        f.write("\nimport notifications.models  # noqa\n")
-    with (app / "accounts" / "models.py").open("a") as f:
-        f.write("\nimport tests.support  # noqa\n")
-    # The lab's settings modules are top-level names of their own, not under bench or faults.
-    with (app / "notifications" / "models.py").open("a") as f:
-        f.write("\nimport fault_settings  # noqa\n")
-    result = lint_imports(app)
+    result = lint_imports(
+        tmp_path,
+        core__errors="notifications.models",
+        accounts__models="tests.support",
+        # The lab's settings modules are top-level names of their own, not under bench or faults.
+        notifications__models="fault_settings",
+    )
     assert result.returncode != 0
     assert "core is not allowed to import notifications" in result.stdout
     assert "core.errors -> notifications.models" in result.stdout
@@ -359,11 +363,7 @@ def test_the_domain_contracts_refuse_an_import_of_another_domain_s_internals(
 ) -> None:
     """`make lint` runs the contracts on app/; here, on a copy where reports imports shop's
     product-list cache, which is no part of shop's interface."""
-    app = tmp_path / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    with (app / "reports" / "selectors.py").open("a") as f:
-        f.write("\nimport shop.cache  # noqa\n")
-    result = lint_imports(app)
+    result = lint_imports(tmp_path, reports__selectors="shop.cache")
     assert result.returncode != 0
     assert "shop's interface to the other domains: models, selectors, services BROKEN" in (
         " ".join(result.stdout.split())
@@ -378,11 +378,7 @@ def test_the_domain_contracts_refuse_an_import_of_another_domain_s_internals(
 def test_the_domain_contracts_refuse_an_import_of_accounts_internals(tmp_path: Path) -> None:
     """As above, with the domains that stay without the demo: notifications may import accounts
     (the layer below it), but not its login throttle, which is no part of its interface."""
-    app = tmp_path / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    with (app / "notifications" / "models.py").open("a") as f:
-        f.write("\nimport accounts.throttle  # noqa\n")
-    result = lint_imports(app)
+    result = lint_imports(tmp_path, notifications__models="accounts.throttle")
     assert result.returncode != 0
     assert "accounts' interface to the other domains: models, selectors, services, auth BROKEN" in (
         " ".join(result.stdout.split())
