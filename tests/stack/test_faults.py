@@ -8,9 +8,11 @@ end; every stopped service is started again in `finally`.
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -165,26 +167,118 @@ def served_by(stack, addresses: str) -> bool:
     return any(f'"upstream":"{ip}:8000","upstream_status":"200"' in out for ip in addresses.split())
 
 
-def test_rolling_restart_of_two_web_replicas_loses_nothing(stack, shop):
-    """docker stop (SIGTERM, Gunicorn's graceful stop) of one replica at a time while the other
-    serves; Nginx's upstream holds both addresses (it resolves `web` at start and on reload).
-    The stopping replica takes itself out of Nginx's rotation: it closes its listener (a refused
-    connection makes Nginx try the other server and skip this one for fail_timeout) and waits
-    for Nginx to close the idle connections, as it would behind a Kubernetes Service after the
-    preStop pause."""
+SCALE = ["docker", "compose", "up", "--detach", "--no-deps", "--wait", "--no-recreate"]
+
+
+@pytest.fixture(scope="class")
+def two_replicas(stack, faults) -> Iterator[list[str]]:
+    """Web scaled to two replicas; Nginx reloaded, so its upstream resolves `web` to both."""
     env = {**stack.env(), **FAULTS}
-    scale = ["docker", "compose", "up", "--detach", "--no-deps", "--wait", "--no-recreate"]
-    run(*scale, "--scale", "web=2", "web", cwd=ROOT, env=env, timeout=300)
+    run(*SCALE, "--scale", "web=2", "web", cwd=ROOT, env=env, timeout=300)
     stack.compose("exec", "-T", "nginx", "nginx", "-s", "reload")
     time.sleep(2)
-    slow_all: list = []
     try:
         containers = web_containers(stack)
         assert len(containers) == 2
+        yield containers
+    finally:
+        run(*SCALE, "--scale", "web=1", "web", cwd=ROOT, env=env, timeout=300)
+        stack.compose("restart", "nginx")
+        stack.wait_ready()
+
+
+def upstreams(stack, request_ids: list[str]) -> list[str]:
+    """Nginx's `upstream` field for each of these requests, in order: the addresses it tried."""
+    by_id = {e.get("request_id"): e["upstream"] for e in json_lines(stack, "nginx")}
+    return [by_id[request_id] for request_id in request_ids]
+
+
+def get_with_id(stack, path: str) -> tuple[str, requests.Response]:
+    request_id = uuid.uuid4().hex
+    return request_id, stack.get(path, headers={"X-Request-ID": request_id}, timeout=30)
+
+
+class TestTwoWebReplicas:
+    def test_new_requests_go_to_the_replica_with_fewer_in_flight(self, stack, two_replicas):
+        # least_conn: one replica holds a slow request, so every quick request meanwhile goes to
+        # the other (round robin would send every other one to the busy replica).
+        slow: list[tuple[str, requests.Response]] = []
+        holder = threading.Thread(
+            target=lambda: slow.append(get_with_id(stack, "/faults/slow?seconds=5"))
+        )
+        holder.start()
+        time.sleep(1)
+        quick = [get_with_id(stack, "/api/products") for _ in range(10)]
+        holder.join(timeout=60)
+        assert [r.status_code for _, r in slow + quick] == [200] * 11
+        (busy,) = upstreams(stack, [slow[0][0]])
+        other = set(upstreams(stack, [request_id for request_id, _ in quick]))
+        assert len(other) == 1, other
+        assert busy not in other, (busy, other)
+        addresses = {f"{ip}:8000" for c in two_replicas for ip in ip_of(c).split()}
+        assert {busy, *other} <= addresses
+
+    def test_a_stopped_replica_costs_one_retry_per_fail_timeout(self, stack, two_replicas):
+        # max_fails=1 fail_timeout=10s: an early request after the stop tries the stopped
+        # replica, fails to connect and is answered by the other; for 10s after that failure no
+        # request tries it; then one does again. No request fails.
+        stopped = two_replicas[1]
+        addresses = ip_of(stopped)
+        docker("stop", "--time", "30", stopped, timeout=60)
+        try:
+            sent = []
+            started = time.monotonic()
+            while time.monotonic() - started < 25:
+                begun = time.monotonic() - started
+                request_id, response = get_with_id(stack, "/api/products")
+                assert response.status_code == 200, response.text
+                sent.append((request_id, begun, time.monotonic() - started))
+                time.sleep(0.2)
+            tried = [
+                (begun, ended)
+                for (_, begun, ended), upstream in zip(
+                    sent, upstreams(stack, [i for i, _, _ in sent]), strict=True
+                )
+                if any(f"{ip}:8000" in upstream for ip in addresses.split())
+            ]
+            # Each try on the stopped replica waits out the connect (an address with no
+            # container answers nothing), then the other replica answers at once.
+            assert tried[0][0] < 2, tried
+            assert 2 <= len(tried) <= 3, tried
+            for (_, failed), (retried, _) in itertools.pairwise(tried):
+                assert retried >= failed + 10 - 0.5, tried
+        finally:
+            docker("start", stopped)
+            wait_until(
+                lambda: (
+                    docker(
+                        "inspect", "--format", "{{.State.Health.Status}}", stopped
+                    ).stdout.strip()
+                    == "healthy"
+                ),
+                timeout=60,
+                what="the restarted replica healthy",
+            )
+
+        def back_in_rotation() -> bool:
+            for _ in range(4):
+                stack.get("/api/products")
+            return served_by(stack, addresses)
+
+        wait_until(back_in_rotation, timeout=30, what="Nginx sending requests to the replica")
+
+    def test_rolling_restart_of_two_web_replicas_loses_nothing(self, stack, shop, two_replicas):
+        """docker stop (SIGTERM, Gunicorn's graceful stop) of one replica at a time while the
+        other serves; Nginx's upstream holds both addresses (it resolves `web` at start and on
+        reload). The stopping replica takes itself out of Nginx's rotation: it closes its listener
+        (a refused connection makes Nginx try the other server and skip this one for
+        fail_timeout) and waits for Nginx to close the idle connections, as it would behind a
+        Kubernetes Service after the preStop pause."""
+        slow_all: list = []
         with Traffic(stack, shop.customer, shop.product, readers=3, writers=1, max_seconds=80) as t:
             time.sleep(2)
-            for container in containers:
-                # Round robin puts some of these on the replica about to stop.
+            for container in two_replicas:
+                # least_conn spreads these over both replicas: some are on the one about to stop.
                 threads, slow = in_flight(stack, count=4, seconds=5)
                 threads_p, slow_p = in_flight(stack, count=2, seconds=5, method="POST")
                 time.sleep(1)
@@ -214,29 +308,25 @@ def test_rolling_restart_of_two_web_replicas_loses_nothing(stack, shop):
                     what="Nginx sending requests to the restarted replica",
                 )
         retried, lost = lost_writes(stack, t)
-    finally:
-        run(*scale, "--scale", "web=1", "web", cwd=ROOT, env=env, timeout=300)
-        stack.compose("restart", "nginx")
-        stack.wait_ready()
-    sent, errors = summary(t, slow_all)
-    reliability.record(
-        "Rolling restart: docker stop/start of each of 2 web replicas (SIGTERM)",
-        load=f"3 readers + 1 order writer, continuous; {len(slow_all)} 5s requests in flight",
-        sent=sent,
-        errors=errors,
-        lost=lost,
-        notes=f"each stopping replica finished its in-flight requests (longest "
-        f"{max(o.seconds for o in slow_all):.1f}s) while Nginx sent new ones to the other; "
-        f"{retried} writes retried",
-    )
-    # Zero, POSTs included: a stopping replica drains (runtime/workers.py), leaving every idle
-    # keep-alive connection for Nginx to close, and refuses new ones, which Nginx retries on the
-    # other replica. Before the drain, a POST sent down a connection the replica was closing got
-    # a 502 now and then; Nginx never retries a POST it has sent.
-    assert t.failures == [], t.failures[:5]
-    assert [o.status for o in slow_all] == [200] * len(slow_all), slow_all
-    assert all(o.seconds < GRACEFUL_TIMEOUT for o in slow_all)
-    assert lost == 0
+        sent, errors = summary(t, slow_all)
+        reliability.record(
+            "Rolling restart: docker stop/start of each of 2 web replicas (SIGTERM)",
+            load=f"3 readers + 1 order writer, continuous; {len(slow_all)} 5s requests in flight",
+            sent=sent,
+            errors=errors,
+            lost=lost,
+            notes=f"each stopping replica finished its in-flight requests (longest "
+            f"{max(o.seconds for o in slow_all):.1f}s) while Nginx sent new ones to the other; "
+            f"{retried} writes retried",
+        )
+        # Zero, POSTs included: a stopping replica drains (runtime/workers.py), leaving every idle
+        # keep-alive connection for Nginx to close, and refuses new ones, which Nginx retries on the
+        # other replica. Before the drain, a POST sent down a connection the replica was closing got
+        # a 502 now and then; Nginx never retries a POST it has sent.
+        assert t.failures == [], t.failures[:5]
+        assert [o.status for o in slow_all] == [200] * len(slow_all), slow_all
+        assert all(o.seconds < GRACEFUL_TIMEOUT for o in slow_all)
+        assert lost == 0
 
 
 # --- 2. Worker recycling ------------------------------------------------------------------------
