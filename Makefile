@@ -16,7 +16,8 @@ BUILD_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export BUILD_CA_BUNDLE BASE_IMAGE
 # testcontainers' reaper image cannot be pulled here; every test cleans up after itself.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
-PYTEST_ARGS ?=
+# The slowest tests at the end of every run: where the CI time goes (budget: 40 minutes).
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: help
 help: ## List the targets
