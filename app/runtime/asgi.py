@@ -104,14 +104,23 @@ class ExecutorPool:
                 return
         self._idle.append(executor)
 
-    def close(self) -> None:
+    def close(self) -> int:
         """Closes the idle threads' database connections, each on its own thread, and ends the
-        threads (tests; a worker process simply exits)."""
+        threads (a stopping worker: runtime/lifespan.py); how many connections were open."""
+        opened = 0
         for executor in self._idle:
-            executor.submit(connections.close_all).result()
+            opened += executor.submit(_connections_close).result()
             executor.shutdown()
         self.created -= len(self._idle)
         self._idle.clear()
+        return opened
+
+
+def _connections_close() -> int:
+    """On a request thread: closes its database connections; how many were open."""
+    opened = sum(1 for alias in connections if connections[alias].connection is not None)
+    connections.close_all()
+    return opened
 
 
 class PooledExecutorASGIHandler(ASGIHandler):

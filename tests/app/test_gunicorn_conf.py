@@ -100,8 +100,10 @@ def test_the_stock_runtime_picks_upstreams_uvicorn_worker():
 )
 def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
     script = (
-        "from config.asgi import application as a\n"
-        "print(f'{type(a).__module__}.{type(a).__qualname__}')\n"
+        "from config.asgi import application, handler as h\n"
+        "from runtime.lifespan import Lifespan\n"
+        "assert isinstance(application, Lifespan) and application.handler is h\n"
+        "print(f'{type(h).__module__}.{type(h).__qualname__}')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],

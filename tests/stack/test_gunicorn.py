@@ -1,6 +1,7 @@
 """Gunicorn's settings seen in the running web container, not read from its config file."""
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -91,3 +92,58 @@ def test_nginx_reuses_its_upstream_connections(stack):
     assert sent.count(200) == 1000
     # At most keepalive (32) idle per Nginx worker, plus those opened for the concurrency.
     assert 0 < len(connections) <= 64, len(connections)
+
+
+PGBOUNCER_INI = "/tmp/pgbouncer/pgbouncer.ini"  # pgbouncer/entrypoint.sh renders it there
+
+
+def pgbouncer_log_disconnections(stack, on: bool) -> None:
+    """Turns PgBouncer's disconnection log on or off in the running container (SIGHUP rereads
+    its configuration): off by default, on here to see how each client left."""
+    before, after = ("0", "1") if on else ("1", "0")
+    stack.compose(
+        "exec", "-T", "pgbouncer", "sh", "-c",
+        f"sed -i 's/^log_disconnections = {before}$/log_disconnections = {after}/' {PGBOUNCER_INI}"
+        " && kill -HUP 1",
+    )  # fmt: skip
+
+
+def test_a_stopping_web_worker_closes_its_database_connections(stack):
+    """The ASGI lifespan's shutdown (runtime/lifespan.py): after the drain, each worker ends the
+    connections its request threads kept (DB_CONN_MAX_AGE) with PostgreSQL's Terminate, so
+    PgBouncer sees every web client say goodbye ("client close request"), none vanish ("client
+    unexpected eof", what a process that just exits leaves)."""
+    customer = stack.token("lifespan-customer")
+    web_address = stack.compose(
+        "exec", "-T", "web", "python3", "-c",
+        "import socket; print(socket.gethostbyname(socket.gethostname()))",
+    ).stdout.strip()  # fmt: skip
+    since = stack.compose("exec", "-T", "pgbouncer", "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout
+    pgbouncer_log_disconnections(stack, on=True)
+    try:
+        # Connections to both databases on several request threads: token checks on the
+        # primary, the orders from the replica.
+        with requests.Session() as session:
+            for _ in range(20):
+                response = session.get(stack.url("/api/orders"), headers=customer, timeout=10)
+                assert response.status_code == 200, response.text
+        stack.compose("restart", "web")
+        stack.wait_ready()
+        logs = stack.compose("logs", "--no-color", "--since", since.strip(), "pgbouncer").stdout
+    finally:
+        pgbouncer_log_disconnections(stack, on=False)
+    reasons = [
+        line.split("closing because: ", 1)[1].split(" (age", 1)[0]
+        for line in logs.splitlines()
+        if f"@{web_address}:" in line and "closing because: " in line
+    ]
+    assert "client close request" in reasons, logs[-3000:]
+    assert "client unexpected eof" not in reasons, reasons
+    web_logs = stack.compose("logs", "--no-color", "--since", since.strip(), "web").stdout
+    # Each worker's own account of it (two workers, each with threads that held connections).
+    closing = re.findall(
+        r"worker stopping: closed \d+ long-lived clients and (\d+) database", web_logs
+    )
+    assert len(closing) >= 2, web_logs[-3000:]
+    assert sum(map(int, closing)) > 0, closing
+    assert "lifespan' protocol appears unsupported" not in web_logs

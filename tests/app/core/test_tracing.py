@@ -57,7 +57,7 @@ config.celery.flush_tracing()  # what worker_process_shutdown runs: bounded, nev
 print(json.dumps({
     "status": status,
     "otel_modules": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
-    "app": type(config.asgi.application).__module__,
+    "app": type(config.asgi.application.app).__module__,  # inside the lifespan wrapper
     "wsgi": type(config.wsgi.application).__module__,
     "middleware": settings.MIDDLEWARE[0],
     "line": json.loads(stream.getvalue().splitlines()[-1]),

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
-from django.db import connections
 
 from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler
 from tests.app.runtime import asgi_urls
@@ -64,19 +63,6 @@ def any_handler(request: pytest.FixtureRequest) -> Iterator[ASGIHandler]:
     handler = PooledExecutorASGIHandler()
     yield handler
     handler.executors.close()
-
-
-@pytest.fixture
-def conn_max_age() -> Iterator[Any]:
-    settings_dict = connections["default"].settings_dict
-    before = settings_dict["CONN_MAX_AGE"]
-
-    def set_to(seconds: int) -> None:
-        # Read when a thread opens its connection: every thread of a new handler sees it.
-        settings_dict["CONN_MAX_AGE"] = seconds
-
-    yield set_to
-    settings_dict["CONN_MAX_AGE"] = before
 
 
 async def two_requests(app: ASGIHandler) -> list[dict[str, Any]]:
