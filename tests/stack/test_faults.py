@@ -459,21 +459,21 @@ class LeakCall:
     ended: float
 
 
-def leak_calls_during(stack, *, seconds: float, batch: int = 4) -> list[LeakCall]:
-    """1 MB leak calls, `batch` at a time on fresh connections (Nginx opens more upstream ones,
-    so the calls spread over the workers), for `seconds`."""
+def leak_calls(stack, *, count: int = 20, batch: int = 4, pause: float = 0.4) -> list[LeakCall]:
+    """`count` 1 MB leak calls, `batch` at a time on fresh connections (Nginx opens more upstream
+    ones, so the calls spread over the workers), `pause` s apart."""
 
-    def one() -> LeakCall:
+    def one(_: int) -> LeakCall:
         started = time.monotonic()
         response = requests.post(stack.url("/faults/leak?mb=1"), timeout=10)
         assert response.status_code == 200, response.text
         return LeakCall(response.json()["pid"], started, time.monotonic())
 
     calls: list[LeakCall] = []
-    deadline = time.monotonic() + seconds
     with ThreadPoolExecutor(max_workers=batch) as pool:
-        while time.monotonic() < deadline:
-            calls += pool.map(lambda _: one(), range(batch))
+        while len(calls) < count:
+            calls += pool.map(one, range(min(batch, count - len(calls))))
+            time.sleep(pause)
     return calls
 
 
@@ -494,7 +494,7 @@ def test_a_memory_measurement_names_the_leaking_line_in_the_worker_it_measured(s
                 timeout=window + 20,
             )  # fmt: skip
             time.sleep(1)  # the request has reached its worker, which traces from then on
-            calls = leak_calls_during(stack, seconds=window - 2)
+            calls = leak_calls(stack)
             response = measuring.result()
         answered = time.monotonic()
         assert response.status_code == 200, response.text
