@@ -94,7 +94,8 @@ class GrowthEntryOut(Schema):
 
 
 class MemoryGrowthOut(Schema):
-    pid: int
+    host: str = Field(description="The host name of the measured worker's container (pod).")
+    pid: int = Field(description="The measured worker's process id.")
     seconds: float
     total_size_diff: int
     top: list[GrowthEntryOut]

@@ -10,6 +10,7 @@ line whose growth follows the requests that reached this worker meanwhile.
 import asyncio
 import linecache
 import os
+import socket
 import threading
 import tracemalloc
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class GrowthEntry:
 
 @dataclass(frozen=True)
 class MemoryGrowth:
+    host: str  # the container's host name: a pod's name in Kubernetes
     pid: int
     seconds: float
     total_size_diff: int
@@ -117,4 +119,10 @@ async def memory_growth_measure(*, seconds: float, limit: int) -> MemoryGrowth:
         if started_here:
             tracemalloc.stop()
         _MEASURING.release()
-    return MemoryGrowth(pid=os.getpid(), seconds=round(window, 3), total_size_diff=total, top=top)
+    return MemoryGrowth(
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        seconds=round(window, 3),
+        total_size_diff=total,
+        top=top,
+    )

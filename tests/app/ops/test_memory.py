@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 import threading
 import time
 import tracemalloc
@@ -140,6 +141,7 @@ def test_staff_get_the_top_growth_of_the_worker_that_served_them(client, staff):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["pid"] == os.getpid()
+    assert body["host"] == socket.gethostname()
     assert body["seconds"] >= 1
     assert len(body["top"]) <= 3
     top = body["top"][0]
