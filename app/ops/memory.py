@@ -1,10 +1,11 @@
 """A running worker's memory growth over a window, by the line that allocated it (tracemalloc).
 
 The measurement runs in the worker that serves the request: tracing starts (unless something
-already traces), a snapshot is taken, the request waits the window without holding a thread,
-a second snapshot is compared with the first, and tracing stops again if it started here. What
-the worker allocated in the window and still holds at its end is the growth: a leak shows as a
-line whose growth follows the requests that reached this worker meanwhile.
+already traces), a snapshot is taken, the request awaits the window (under the Uvicorn workers
+no thread is held meanwhile; a sync or gthread worker's thread is), a second snapshot is
+compared with the first, and tracing stops again if it started here. What the worker allocated
+in the window and still holds at its end is the growth: a leak shows as a line whose growth
+follows the requests that reached this worker meanwhile.
 """
 
 import asyncio
@@ -92,7 +93,7 @@ def _growth(
 async def memory_growth_measure(*, seconds: float, limit: int) -> MemoryGrowth:
     """The `limit` lines whose allocations still held grew most over `seconds`, in this process.
 
-    Awaits the window, so the worker serves other requests meanwhile; the snapshots and their
+    Awaits the window, so an ASGI worker serves other requests meanwhile; the snapshots and their
     comparison run on a thread beside the event loop. Tracing slows every allocation of the
     process while it lasts.
     """

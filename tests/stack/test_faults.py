@@ -479,10 +479,11 @@ def leak_calls(stack, *, count: int = 20, batch: int = 4, pause: float = 0.4) ->
 
 def test_a_memory_measurement_names_the_leaking_line_in_the_worker_it_measured(stack, faults):
     """GET /api/ops/memory-growth measures the one worker the request lands on, while leak calls
-    go to whichever worker takes them. A round whose measured worker had leak calls inside the
-    window must name the leak's line first; a worker that had none in the whole round must not
-    name it. Rounds repeat until one measured worker had leak calls (each worker takes some in a
-    round more often than not)."""
+    go to whichever worker takes them: the measured worker answers its share meanwhile (the
+    window is awaited). A round whose measured worker had leak calls inside the window must name
+    the leak's line first; a worker that had none in the whole round must not name it. Rounds
+    repeat until one measured worker had leak calls (each worker takes some in a round more often
+    than not)."""
     staff = stack.token("faults-staff", staff=True)
     window = 5
     rounds = []
