@@ -1,4 +1,5 @@
-"""A Celery round trip: enqueue a task, read its state. The smallest proof the queue works."""
+"""A Celery round trip: enqueue a task, read its state. The smallest proof the queue works. And a
+worker's memory growth over a window, to find a leak in a running process."""
 
 import uuid
 from typing import Annotated, Any
@@ -7,7 +8,7 @@ from celery.result import AsyncResult
 from django.http import HttpRequest
 from django.urls import reverse
 from kombu.exceptions import OperationalError as KombuOperationalError
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import BeforeValidator
 from redis.exceptions import RedisError
@@ -15,6 +16,7 @@ from redis.exceptions import RedisError
 from accounts.auth import staff_auth
 from core.errors import DomainError
 from core.schemas import InputSchema, errors, json_integer
+from ops import memory
 from ops.tasks import add
 
 router = Router(tags=["tasks"])
@@ -75,3 +77,42 @@ def task_detail(request: HttpRequest, task_id: str) -> dict[str, Any]:
     if result.successful():
         body["result"] = result.result
     return body
+
+
+class MemoryGrowthQuery(Schema):
+    seconds: float = Field(10, ge=memory.MIN_SECONDS, le=memory.MAX_SECONDS)
+    limit: int = Field(10, ge=memory.MIN_LIMIT, le=memory.MAX_LIMIT)
+
+
+class GrowthEntryOut(Schema):
+    file: str
+    line: int
+    code: str
+    size_diff: int = Field(description="Bytes allocated at this line in the window, still held.")
+    count_diff: int = Field(description="Blocks allocated at this line in the window, still held.")
+    size: int = Field(description="Bytes held that this line allocated since tracing started.")
+
+
+class MemoryGrowthOut(Schema):
+    host: str = Field(description="The host name of the measured worker's container (pod).")
+    pid: int = Field(description="The measured worker's process id.")
+    seconds: float
+    total_size_diff: int
+    top: list[GrowthEntryOut]
+
+
+# Staff only: the answer names the code's files and lines, and tracing slows the whole worker
+# for the window.
+@router.get(
+    "/ops/memory-growth",
+    auth=staff_auth,
+    response={200: MemoryGrowthOut, **errors(400, 401, 403, 409)},
+    tags=["ops"],
+    description="Traces this worker's allocations (tracemalloc) for `seconds` and answers the "
+    "`limit` lines whose still-held allocations grew most. The request lands on one worker: "
+    "repeat it to sample others. 409 while another measurement runs in the same worker.",
+)
+async def memory_growth(
+    request: HttpRequest, query: Query[MemoryGrowthQuery]
+) -> memory.MemoryGrowth:
+    return await memory.memory_growth_measure(seconds=query.seconds, limit=query.limit)

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -528,6 +529,87 @@ def test_a_leaking_worker_is_replaced_by_the_memory_guard_without_a_failure(stac
     assert t.failures == [], t.failures[:5]
     assert recycled >= 2
     assert lost == 0
+
+
+LEAK_FILE = "faults/views.py"
+LEAK_VIEW = ROOT / "tests/stack/faultapp" / LEAK_FILE
+# The line of the leak view that allocates what it keeps: where the measurement must point.
+LEAK_LINE, LEAK_CODE = next(
+    (number, text.strip())
+    for number, text in enumerate(LEAK_VIEW.read_text().splitlines(), start=1)
+    if "_leaked.append(" in text
+)
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LeakCall:
+    pid: int
+    started: float
+    ended: float
+
+
+def leak_calls(stack, *, count: int = 20, batch: int = 4, pause: float = 0.4) -> list[LeakCall]:
+    """`count` 1 MB leak calls, `batch` at a time on fresh connections (Nginx opens more upstream
+    ones, so the calls spread over the workers), `pause` s apart."""
+
+    def one(_: int) -> LeakCall:
+        started = time.monotonic()
+        response = requests.post(stack.url("/faults/leak?mb=1"), timeout=10)
+        assert response.status_code == 200, response.text
+        return LeakCall(response.json()["pid"], started, time.monotonic())
+
+    calls: list[LeakCall] = []
+    with ThreadPoolExecutor(max_workers=batch) as pool:
+        while len(calls) < count:
+            calls += pool.map(one, range(min(batch, count - len(calls))))
+            time.sleep(pause)
+    return calls
+
+
+def test_a_memory_measurement_names_the_leaking_line_in_the_worker_it_measured(stack, faults):
+    """GET /api/ops/memory-growth measures the one worker the request lands on, while leak calls
+    go to whichever worker takes them: the measured worker answers its share meanwhile (the
+    window is awaited). A round whose measured worker had leak calls inside the window must name
+    the leak's line first; a worker that had none in the whole round must not name it. Rounds
+    repeat until one measured worker had leak calls (each worker takes some in a round more often
+    than not)."""
+    staff = stack.token("faults-staff", staff=True)
+    window = 5
+    rounds = []
+    for _ in range(4):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            submitted = time.monotonic()
+            measuring = pool.submit(
+                stack.get, f"/api/ops/memory-growth?seconds={window}&limit=5", headers=staff,
+                timeout=window + 20,
+            )  # fmt: skip
+            time.sleep(1)  # the request has reached its worker, which traces from then on
+            calls = leak_calls(stack)
+            response = measuring.result()
+        answered = time.monotonic()
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["seconds"] >= window
+        # Inside the window for sure: started after it began (at most `window` before the answer)
+        # and ended before it could end (`window` after the request was sent).
+        began, could_end = answered - window, submitted + window
+        ours = [c for c in calls if c.pid == body["pid"]]
+        inside = [c for c in ours if c.started > began and c.ended < could_end]
+        at_leak = [
+            e for e in body["top"] if e["file"].endswith(LEAK_FILE) and e["line"] == LEAK_LINE
+        ]
+        rounds.append((body["pid"], len(inside), sorted({c.pid for c in calls})))
+        if inside:
+            top = body["top"][0]
+            assert (top["line"], top["code"]) == (LEAK_LINE, LEAK_CODE), body
+            assert top["file"].endswith(LEAK_FILE), body
+            assert top["size_diff"] >= len(inside) * MIB, (len(inside), body)
+            assert top["count_diff"] >= len(inside), (len(inside), body)
+            return
+        if not ours:
+            assert all(e["size_diff"] < MIB for e in at_leak), body
+    pytest.fail(f"no round's measured worker took a leak call in its window: {rounds}")
 
 
 # --- 5. Dependencies down -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Misbehaving views; bounded, so a stray call cannot take a host down."""
 
 import asyncio
+import os
 import socket
 import time
 
@@ -69,10 +70,11 @@ def query(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 def leak(request: HttpRequest) -> JsonResponse:
-    """Keeps `mb` MB (touched, so resident) for the life of the worker."""
+    """Keeps `mb` MB (touched, so resident) for the life of the worker, and names the worker's
+    pid (the memory measurement's test matches it with the measured worker)."""
     try:
         mb = min(max(int(request.GET.get("mb", 10)), 1), 64)
     except ValueError:
         mb = 10
     _leaked.append(bytearray(b"x" * (mb * MIB)))
-    return JsonResponse({"leaked_mb": mb * len(_leaked)})
+    return JsonResponse({"leaked_mb": mb * len(_leaked), "pid": os.getpid()})
