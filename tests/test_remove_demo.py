@@ -83,6 +83,20 @@ def test_the_demo_s_apps_tests_and_bench_are_gone(removed: Path) -> None:
     assert (removed / "app/accounts").is_dir()
 
 
+def test_the_tests_of_what_stays_stay(removed: Path) -> None:
+    # Their demo cases are fenced or live in the demo's own test modules.
+    for path in ("tests/app/core/test_admin.py", "tests/app/core/test_db_router.py"):
+        assert (removed / path).is_file(), path
+
+
+def test_files_with_generic_names_stay(removed: Path) -> None:
+    # Only demo-named files go whole: a forker's edits to a generic one are never lost with it.
+    production = removed / "k8s/overlays/production"
+    assert not (production / "reports-resources.yaml").exists()
+    assert not (production / "shop-upstream-egress.yaml").exists()
+    assert (production / "scaling.yaml").is_file()
+
+
 def test_nothing_imports_or_installs_the_demo(removed: Path) -> None:
     left = []
     for path in git(removed, "ls-files", "-z").split("\0"):

@@ -357,11 +357,6 @@ REPORT_SWEEP_SECONDS = env_float("REPORT_SWEEP_SECONDS", 60.0)  # demo-shop
 # Beat is the one process that reads this (exactly one beat: compose and k8s/base/beat.yaml).
 # A sweep that waited past its own interval is dropped: the next one does the same work.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "outbox-sweep": {
-        "task": "notifications.sweep_outbox",
-        "schedule": OUTBOX_SWEEP_SECONDS,
-        "options": {"expires": OUTBOX_SWEEP_SECONDS},
-    },
     # demo-shop: begin
     "reports-sweep": {
         "task": "reports.sweep",
@@ -375,6 +370,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": 3600.0},
     },
     # demo-shop: end
+    "outbox-sweep": {
+        "task": "notifications.sweep_outbox",
+        "schedule": OUTBOX_SWEEP_SECONDS,
+        "options": {"expires": OUTBOX_SWEEP_SECONDS},
+    },
 }
 
 # --- Files on the media volume, downloaded through Nginx (reports/ writes its CSVs there) --------
