@@ -5,6 +5,7 @@ configuration imports the shop or the reports or installs them as an app, and li
 checks, compose, the Kubernetes renderings and the remaining unit tests all pass in the copy.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.test_rename import copy_of_the_repository, git
 
 # The tools of the virtualenv running these tests: the copy has none of its own.
@@ -179,3 +181,108 @@ def test_removing_again_changes_nothing(removed: Path) -> None:
     result = sh("make", "remove-demo", cwd=removed)
     assert result.returncode == 0, result.stderr
     assert git(removed, "status", "--porcelain") == ""
+
+
+def test_the_manifest_is_the_shipped_blocks() -> None:
+    # Edit a fenced block or a tagged line, then: bin/remove-demo --manifest > bin/remove-demo.sums
+    result = sh(sys.executable, "bin/remove-demo", "--manifest", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "bin/remove-demo.sums").read_text()
+
+
+def snapshot(copy: Path) -> tuple[str, dict[str, str]]:
+    """git's view of the copy, and every file's content (ignored ones too)."""
+    files = {
+        str(p.relative_to(copy)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in copy.rglob("*")
+        if p.is_file() and not p.is_symlink() and ".git" not in p.relative_to(copy).parts
+    }
+    return git(copy, "status", "--porcelain", "--untracked-files=all"), files
+
+
+def refused(copy: Path, *args: str) -> str:
+    before = snapshot(copy)
+    result = sh("make", "remove-demo", *args, cwd=copy)
+    assert result.returncode != 0, result.stdout
+    assert snapshot(copy) == before
+    return result.stderr
+
+
+def test_a_file_of_the_user_s_in_a_path_it_deletes_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    (copy / "app/shop/mine.py").write_text("MINE = 1\n")
+    (copy / "bench/notes.txt").write_text("mine\n")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        assert "app/shop/mine.py: not tracked by git" in message
+        assert "bench/notes.txt: not tracked by git" in message
+
+
+def test_an_uncommitted_edit_in_a_path_it_deletes_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    with (copy / "app/shop/models.py").open("a") as models:
+        models.write("# mine\n")
+    message = refused(copy, "FORCE=1")
+    assert "app/shop/models.py: uncommitted changes" in message
+
+
+def test_markers_that_do_not_pair_up_change_nothing_and_are_all_named(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    mark = "# demo-" + "shop"  # not a marker in this file
+    edits = {
+        "app/config/urls.py": f"{mark}: begin\n",  # never closed
+        "Makefile": f"{mark}: end\n",  # never opened
+        "docker-compose.dev.yml": f"{mark}: begn\n",  # a typo
+        "nginx/nginx.conf": f"{mark}: else listen 80;\n",  # below no tagged line
+    }
+    numbers = {}
+    for path, line in edits.items():
+        file = copy / path
+        text = file.read_text()
+        numbers[path] = text.count("\n") + 1
+        file.write_text(text + line)
+    # A word that only starts like the marker is no marker: it stays, and is not refused.
+    (copy / "app/config/asgi.py").write_text(
+        (copy / "app/config/asgi.py").read_text() + f"{mark}ping is not a marker\n"
+    )
+    git(copy, "commit", "-q", "-am", "the user's comments")
+    message = refused(copy)
+    for path, number in numbers.items():
+        assert f"{path}:{number}:" in message, path
+    assert "asgi.py" not in message
+
+
+def test_a_line_of_the_user_s_inside_a_fenced_block_is_refused_unless_forced(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    lines = settings.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if line.startswith("REPORT_MAX_DAYS"))
+    lines.insert(number, "MY_SETTING = 1\n")
+    settings.write_text("".join(lines))
+    git(copy, "commit", "-q", "-am", "the user's setting")
+    message = refused(copy)
+    assert f"app/config/settings.py:{number - 1}: this block differs" in message
+    forced = sh("make", "remove-demo", "FORCE=1", cwd=copy)
+    assert forced.returncode == 0, forced.stderr
+    assert "MY_SETTING" not in settings.read_text()
+
+
+def test_the_user_s_beat_entry_stays(tmp_path: Path) -> None:
+    # The end of CELERY_BEAT_SCHEDULE, where an entry of one's own goes, is outside the fence.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    text = settings.read_text()
+    start = text.index("CELERY_BEAT_SCHEDULE")
+    end = text.index("\n}\n", start)
+    mine = '    "my-task": {"task": "mine.run", "schedule": 60.0},'
+    settings.write_text(text[:end] + "\n" + mine + text[end:])
+    git(copy, "commit", "-q", "-am", "the user's beat entry")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert mine in settings.read_text()
