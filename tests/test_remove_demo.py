@@ -183,6 +183,27 @@ def test_removing_again_changes_nothing(removed: Path) -> None:
     assert git(removed, "status", "--porcelain") == ""
 
 
+def test_every_path_the_readme_names_still_exists(removed: Path) -> None:
+    # A word in backticks that is a tracked path (or a folder of one) of the repository, as it
+    # stands or under app/ or tests/, names a path of the copy too: no tour, quick test or
+    # section of the README points at what is gone.
+    tracked = set(git(ROOT, "ls-files").splitlines())
+    tracked |= {str(parent) for path in tracked for parent in Path(path).parents}
+    left = []
+    readme = (removed / "README.md").read_text()
+    for number, line in enumerate(readme.splitlines(), 1):
+        for span in re.findall(r"`([^`\n]+)`", line):
+            for word in (w.strip(",;:()'\"") for w in span.split()):
+                named = [f"{base}{word.rstrip('/')}" for base in ("", "app/", "tests/")]
+                if (
+                    ("/" in word or "." in word)
+                    and any(n in tracked for n in named)
+                    and not any((removed / n).exists() for n in named)
+                ):
+                    left.append(f"README.md:{number}: {word}")
+    assert left == []
+
+
 def test_the_manifest_is_the_shipped_blocks() -> None:
     # Edit a fenced block or a tagged line, then: bin/remove-demo --manifest > bin/remove-demo.sums
     result = sh(sys.executable, "bin/remove-demo", "--manifest", cwd=ROOT)
