@@ -112,6 +112,45 @@ def test_nothing_imports_or_installs_the_demo(removed: Path) -> None:
     assert left == []
 
 
+# The demo's names as code and configuration use them: an env name (NGINX_RATE_REPORTS), a path
+# segment (bench/), a quoted or listed name (a queue, an app label, a regex's alternative, a
+# worker), a class named after it. Comments are not scanned: they may tell the demo's history.
+LEFTOVER = re.compile(
+    r"\b(?:[A-Z0-9]+_)*(?:REPORTS?|SHOP|BENCH)(?:_[A-Z0-9]+)*\b"
+    r"|(?<![\w.-])(?:shop|reports|bench)/|/(?:shop|reports|bench)\b"
+    r"|[\"'|~=:\[ ](?:shop|reports|bench)[\"'|@.\]]"
+    r"|\bShop[A-Z]\w*|\b\w+Shop\b|\bworker-reports\b|\bbench_\w+"
+)
+LEFTOVER_FILES = (*SCANNED, ".conf", ".sh", ".template", "Dockerfile", ".dockerignore")
+# What may still say it, and why.
+ALLOWED = {
+    # The placeholder host of the production overlay and the image test (EDIT: yours).
+    "k8s/overlays/production/ingress.yaml": "shop.example.com",
+    "k8s/overlays/production/kustomization.yaml": "shop.example.com",
+    # The guards that keep benchmark code out of the product and its image stay, bench or not.
+    "pyproject.toml": '"bench", "bench_endpoints", "bench_settings", "bench_urls"',
+    "tests/images/test_images.py": "bench|BENCH|shop.example.com",
+    # Names bin/rename must refuse.
+    "tests/test_rename.py": "acme_shop",
+}
+
+
+def test_no_leftover_names_the_demo(removed: Path) -> None:
+    left = []
+    for path in git(removed, "ls-files", "-z").split("\0"):
+        file = removed / path
+        if not path.endswith(LEFTOVER_FILES) or path.startswith(NOT_SCANNED):
+            continue
+        if path.startswith("bin/remove-demo") or not file.is_file():
+            continue
+        for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+            code = re.sub(r"(^|\s)@?#.*", "", line)
+            allowed = ALLOWED.get(path)
+            if LEFTOVER.search(code) and not (allowed and re.search(allowed, code)):
+                left.append(f"{path}:{number}: {line.strip()}")
+    assert left == []
+
+
 def test_lint_passes_in_the_copy(removed: Path) -> None:
     # The Makefile's lint target itself, with this virtualenv's tools (-o venv: none of its own).
     result = sh("make", "-o", "venv", "lint", f"VENV={BIN.parent}", "PYTHON=python3", cwd=removed)
