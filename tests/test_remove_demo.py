@@ -346,3 +346,14 @@ def test_the_user_s_beat_entry_stays(tmp_path: Path) -> None:
     result = sh("make", "remove-demo", cwd=copy)
     assert result.returncode == 0, result.stderr
     assert mine in settings.read_text()
+
+
+def test_after_make_rename_every_block_is_still_the_shipped_one(tmp_path: Path) -> None:
+    # The checksums stand for the project's name with a placeholder: a renamed fork removes too.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    renamed = sh("make", "rename", "NAME=acme-store", cwd=copy)
+    assert renamed.returncode == 0, renamed.stdout + renamed.stderr
+    git(copy, "commit", "-q", "-am", "renamed")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (copy / "app/shop").exists()
