@@ -119,7 +119,7 @@ LEFTOVER = re.compile(
     r"\b(?:[A-Z0-9]+_)*(?:REPORTS?|SHOP|BENCH)(?:_[A-Z0-9]+)*\b"
     r"|(?<![\w.-])(?:shop|reports|bench)/|/(?:shop|reports|bench)\b"
     r"|[\"'|~=:\[ ](?:shop|reports|bench)[\"'|@.\]]"
-    r"|\bShop[A-Z]\w*|\b\w+Shop\b|\bworker-reports\b|\bbench_\w+"
+    r"|\bShop[A-Z]\w*|\b\w+Shop\b|\bworker-reports\b|\bbench_\w+|\bshop@"
 )
 LEFTOVER_FILES = (*SCANNED, ".conf", ".sh", ".template", "Dockerfile", ".dockerignore")
 # What may still say it, and why.
