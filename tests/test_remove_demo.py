@@ -357,3 +357,17 @@ def test_after_make_rename_every_block_is_still_the_shipped_one(tmp_path: Path) 
     result = sh("make", "remove-demo", cwd=copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (copy / "app/shop").exists()
+
+
+def test_an_edited_block_and_a_file_it_would_lose_are_named_together(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    settings.write_text(
+        settings.read_text().replace("REPORT_MAX_DAYS", "MY_SETTING = 1\nREPORT_MAX_DAYS", 1)
+    )
+    git(copy, "commit", "-q", "-am", "the user's setting")
+    (copy / "app/reports/mine.py").write_text("MINE = 1\n")
+    message = refused(copy)
+    assert "app/reports/mine.py: not tracked by git" in message
+    assert "app/config/settings.py:" in message
+    assert "this block differs" in message
