@@ -126,7 +126,7 @@ rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: o
 	@bin/rename $(if $(FORCE),--force) "$(NAME)"
 
 .PHONY: remove-demo
-remove-demo: ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree)
+remove-demo: ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree, or over edited demo blocks)
 	@bin/remove-demo $(if $(FORCE),--force)
 
 LINT_PATHS := app tests

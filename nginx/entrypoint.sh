@@ -54,7 +54,8 @@ case $SECURE_HSTS_SECONDS in
 esac
 # Rate limits per client address (nginx.conf, limit_req), as Nginx writes a rate: N r/s or
 # N r/m. Retry-After on a 429 is the time one more request of that class is let through.
-: "${NGINX_RATE_LOGIN:=10r/m}" "${NGINX_RATE_REPORTS:=6r/m}" "${NGINX_RATE_WRITES:=10r/s}"
+: "${NGINX_RATE_LOGIN:=10r/m}" "${NGINX_RATE_WRITES:=10r/s}"
+: "${NGINX_RATE_REPORTS:=6r/m}"  # demo-shop
 retry_after() {
   case $2 in
     [1-9]*r/s | [1-9]*r/m) ;;
@@ -65,11 +66,11 @@ retry_after() {
   echo $(( (per + ${2%r/*} - 1) / ${2%r/*} ))
 }
 NGINX_RETRY_LOGIN=$(retry_after NGINX_RATE_LOGIN "$NGINX_RATE_LOGIN")
-NGINX_RETRY_REPORTS=$(retry_after NGINX_RATE_REPORTS "$NGINX_RATE_REPORTS")
+NGINX_RETRY_REPORTS=$(retry_after NGINX_RATE_REPORTS "$NGINX_RATE_REPORTS")  # demo-shop
 NGINX_RETRY_WRITES=$(retry_after NGINX_RATE_WRITES "$NGINX_RATE_WRITES")
 export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO SECURE_HSTS_SECONDS SECURE_HSTS_PRELOAD \
-  NGINX_RATE_LOGIN NGINX_RATE_REPORTS NGINX_RATE_WRITES \
-  NGINX_RETRY_LOGIN NGINX_RETRY_REPORTS NGINX_RETRY_WRITES
+  NGINX_RATE_LOGIN NGINX_RATE_WRITES NGINX_RETRY_LOGIN NGINX_RETRY_WRITES
+export NGINX_RATE_REPORTS NGINX_RETRY_REPORTS  # demo-shop
 
 mkdir -p "$RUN_DIR"
 if [ "$TLS_ENABLED" = true ]; then

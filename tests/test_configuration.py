@@ -170,6 +170,9 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
         if "/monitoring:" in str(service.get("image")) and isinstance(command, list):
             by_role.setdefault(command[0], []).append(name)
     table = [
+        # demo-shop: begin
+        ("upstream/", _python(*sorted(ROOT.glob("upstream/*.py"))), ("price", "recommendations")),
+        # demo-shop: end
         ("app/ (Django)", _django(), DJANGO),
         (" and ".join(GUNICORN), _python(*(ROOT / path for path in GUNICORN)), ("web",)),
         ("celery/entrypoint.sh worker", celery["worker"], CELERY_WORKERS),
@@ -185,9 +188,6 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
         ("pgbouncer/", _files("pgbouncer/entrypoint.sh", "pgbouncer/*.template"), ("pgbouncer",)),
         ("postgres/", _files("postgres/entrypoint.sh"), ("db-primary", "db-replica")),
         ("redis/", _files("redis/entrypoint.sh"), ("redis", "redis-cache")),
-        # demo-shop: begin
-        ("upstream/", _python(*sorted(ROOT.glob("upstream/*.py"))), ("price", "recommendations")),
-        # demo-shop: end
     ]
     for role, code in monitoring.items():
         if role in by_role:

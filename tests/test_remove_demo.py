@@ -5,6 +5,7 @@ configuration imports the shop or the reports or installs them as an app, and li
 checks, compose, the Kubernetes renderings and the remaining unit tests all pass in the copy.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.test_rename import copy_of_the_repository, git
 
 # The tools of the virtualenv running these tests: the copy has none of its own.
@@ -83,6 +85,20 @@ def test_the_demo_s_apps_tests_and_bench_are_gone(removed: Path) -> None:
     assert (removed / "app/accounts").is_dir()
 
 
+def test_the_tests_of_what_stays_stay(removed: Path) -> None:
+    # Their demo cases are fenced or live in the demo's own test modules.
+    for path in ("tests/app/core/test_admin.py", "tests/app/core/test_db_router.py"):
+        assert (removed / path).is_file(), path
+
+
+def test_files_with_generic_names_stay(removed: Path) -> None:
+    # Only demo-named files go whole: a forker's edits to a generic one are never lost with it.
+    production = removed / "k8s/overlays/production"
+    assert not (production / "reports-resources.yaml").exists()
+    assert not (production / "shop-upstream-egress.yaml").exists()
+    assert (production / "scaling.yaml").is_file()
+
+
 def test_nothing_imports_or_installs_the_demo(removed: Path) -> None:
     left = []
     for path in git(removed, "ls-files", "-z").split("\0"):
@@ -92,6 +108,45 @@ def test_nothing_imports_or_installs_the_demo(removed: Path) -> None:
         text = file.read_text(encoding="utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
             if FENCE.search(line) or (path.endswith(SCANNED) and MENTION.search(line)):
+                left.append(f"{path}:{number}: {line.strip()}")
+    assert left == []
+
+
+# The demo's names as code and configuration use them: an env name (NGINX_RATE_REPORTS), a path
+# segment (bench/), a quoted or listed name (a queue, an app label, a regex's alternative, a
+# worker), a class named after it. Comments are not scanned: they may tell the demo's history.
+LEFTOVER = re.compile(
+    r"\b(?:[A-Z0-9]+_)*(?:REPORTS?|SHOP|BENCH)(?:_[A-Z0-9]+)*\b"
+    r"|(?<![\w.-])(?:shop|reports|bench)/|/(?:shop|reports|bench)\b"
+    r"|[\"'|~=:\[ ](?:shop|reports|bench)[\"'|@.\]]"
+    r"|\bShop[A-Z]\w*|\b\w+Shop\b|\bworker-reports\b|\bbench_\w+|\bshop@"
+)
+LEFTOVER_FILES = (*SCANNED, ".conf", ".sh", ".template", "Dockerfile", ".dockerignore")
+# What may still say it, and why.
+ALLOWED = {
+    # The placeholder host of the production overlay and the image test (EDIT: yours).
+    "k8s/overlays/production/ingress.yaml": "shop.example.com",
+    "k8s/overlays/production/kustomization.yaml": "shop.example.com",
+    # The guards that keep benchmark code out of the product and its image stay, bench or not.
+    "pyproject.toml": '"bench", "bench_endpoints", "bench_settings", "bench_urls"',
+    "tests/images/test_images.py": "bench|BENCH|shop.example.com",
+    # Names bin/rename must refuse.
+    "tests/test_rename.py": "acme_shop",
+}
+
+
+def test_no_leftover_names_the_demo(removed: Path) -> None:
+    left = []
+    for path in git(removed, "ls-files", "-z").split("\0"):
+        file = removed / path
+        if not path.endswith(LEFTOVER_FILES) or path.startswith(NOT_SCANNED):
+            continue
+        if path.startswith("bin/remove-demo") or not file.is_file():
+            continue
+        for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+            code = re.sub(r"(^|\s)@?#.*", "", line)
+            allowed = ALLOWED.get(path)
+            if LEFTOVER.search(code) and not (allowed and re.search(allowed, code)):
                 left.append(f"{path}:{number}: {line.strip()}")
     assert left == []
 
@@ -165,3 +220,154 @@ def test_removing_again_changes_nothing(removed: Path) -> None:
     result = sh("make", "remove-demo", cwd=removed)
     assert result.returncode == 0, result.stderr
     assert git(removed, "status", "--porcelain") == ""
+
+
+def test_every_path_the_readme_names_still_exists(removed: Path) -> None:
+    # A word in backticks that is a tracked path (or a folder of one) of the repository, as it
+    # stands or under app/ or tests/, names a path of the copy too: no tour, quick test or
+    # section of the README points at what is gone.
+    tracked = set(git(ROOT, "ls-files").splitlines())
+    tracked |= {str(parent) for path in tracked for parent in Path(path).parents}
+    left = []
+    readme = (removed / "README.md").read_text()
+    for number, line in enumerate(readme.splitlines(), 1):
+        for span in re.findall(r"`([^`\n]+)`", line):
+            for word in (w.strip(",;:()'\"") for w in span.split()):
+                named = [f"{base}{word.rstrip('/')}" for base in ("", "app/", "tests/")]
+                if (
+                    ("/" in word or "." in word)
+                    and any(n in tracked for n in named)
+                    and not any((removed / n).exists() for n in named)
+                ):
+                    left.append(f"README.md:{number}: {word}")
+    assert left == []
+
+
+def test_the_manifest_is_the_shipped_blocks() -> None:
+    # Edit a fenced block or a tagged line, then: bin/remove-demo --manifest > bin/remove-demo.sums
+    result = sh(sys.executable, "bin/remove-demo", "--manifest", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "bin/remove-demo.sums").read_text()
+
+
+def snapshot(copy: Path) -> tuple[str, dict[str, str]]:
+    """git's view of the copy, and every file's content (ignored ones too)."""
+    files = {
+        str(p.relative_to(copy)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in copy.rglob("*")
+        if p.is_file() and not p.is_symlink() and ".git" not in p.relative_to(copy).parts
+    }
+    return git(copy, "status", "--porcelain", "--untracked-files=all"), files
+
+
+def refused(copy: Path, *args: str) -> str:
+    before = snapshot(copy)
+    result = sh("make", "remove-demo", *args, cwd=copy)
+    assert result.returncode != 0, result.stdout
+    assert snapshot(copy) == before
+    return result.stderr
+
+
+def test_a_file_of_the_user_s_in_a_path_it_deletes_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    (copy / "app/shop/mine.py").write_text("MINE = 1\n")
+    (copy / "bench/notes.txt").write_text("mine\n")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        assert "app/shop/mine.py: not tracked by git" in message
+        assert "bench/notes.txt: not tracked by git" in message
+
+
+def test_an_uncommitted_edit_in_a_path_it_deletes_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    with (copy / "app/shop/models.py").open("a") as models:
+        models.write("# mine\n")
+    message = refused(copy, "FORCE=1")
+    assert "app/shop/models.py: uncommitted changes" in message
+
+
+def test_markers_that_do_not_pair_up_change_nothing_and_are_all_named(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    mark = "# demo-" + "shop"  # not a marker in this file
+    edits = {
+        "app/config/urls.py": f"{mark}: begin\n",  # never closed
+        "Makefile": f"{mark}: end\n",  # never opened
+        "docker-compose.dev.yml": f"{mark}: begn\n",  # a typo
+        "nginx/nginx.conf": f"{mark}: else listen 80;\n",  # below no tagged line
+    }
+    numbers = {}
+    for path, line in edits.items():
+        file = copy / path
+        text = file.read_text()
+        numbers[path] = text.count("\n") + 1
+        file.write_text(text + line)
+    # A word that only starts like the marker is no marker: it stays, and is not refused.
+    (copy / "app/config/asgi.py").write_text(
+        (copy / "app/config/asgi.py").read_text() + f"{mark}ping is not a marker\n"
+    )
+    git(copy, "commit", "-q", "-am", "the user's comments")
+    message = refused(copy)
+    for path, number in numbers.items():
+        assert f"{path}:{number}:" in message, path
+    assert "asgi.py" not in message
+
+
+def test_a_line_of_the_user_s_inside_a_fenced_block_is_refused_unless_forced(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    lines = settings.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if line.startswith("REPORT_MAX_DAYS"))
+    lines.insert(number, "MY_SETTING = 1\n")
+    settings.write_text("".join(lines))
+    git(copy, "commit", "-q", "-am", "the user's setting")
+    message = refused(copy)
+    assert f"app/config/settings.py:{number - 1}: this block differs" in message
+    forced = sh("make", "remove-demo", "FORCE=1", cwd=copy)
+    assert forced.returncode == 0, forced.stderr
+    assert "MY_SETTING" not in settings.read_text()
+
+
+def test_the_user_s_beat_entry_stays(tmp_path: Path) -> None:
+    # The end of CELERY_BEAT_SCHEDULE, where an entry of one's own goes, is outside the fence.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    text = settings.read_text()
+    start = text.index("CELERY_BEAT_SCHEDULE")
+    end = text.index("\n}\n", start)
+    mine = '    "my-task": {"task": "mine.run", "schedule": 60.0},'
+    settings.write_text(text[:end] + "\n" + mine + text[end:])
+    git(copy, "commit", "-q", "-am", "the user's beat entry")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert mine in settings.read_text()
+
+
+def test_after_make_rename_every_block_is_still_the_shipped_one(tmp_path: Path) -> None:
+    # The checksums stand for the project's name with a placeholder: a renamed fork removes too.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    renamed = sh("make", "rename", "NAME=acme-store", cwd=copy)
+    assert renamed.returncode == 0, renamed.stdout + renamed.stderr
+    git(copy, "commit", "-q", "-am", "renamed")
+    result = sh("make", "remove-demo", cwd=copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (copy / "app/shop").exists()
+
+
+def test_an_edited_block_and_a_file_it_would_lose_are_named_together(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    settings.write_text(
+        settings.read_text().replace("REPORT_MAX_DAYS", "MY_SETTING = 1\nREPORT_MAX_DAYS", 1)
+    )
+    git(copy, "commit", "-q", "-am", "the user's setting")
+    (copy / "app/reports/mine.py").write_text("MINE = 1\n")
+    message = refused(copy)
+    assert "app/reports/mine.py: not tracked by git" in message
+    assert "app/config/settings.py:" in message
+    assert "this block differs" in message

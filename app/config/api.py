@@ -18,7 +18,7 @@ from reports.apis import router as reports_router  # demo-shop
 from shop.apis import router as shop_router  # demo-shop
 
 
-class ShopAPI(NinjaAPI):
+class ProjectAPI(NinjaAPI):
     """The schema also lists the 429 Nginx answers (nginx/nginx.conf's limit_req zones) before a
     request reaches Django: every unsafe method counts against the writes' zone, so every unsafe
     operation can answer it, in the API's error shape, with Retry-After."""
@@ -39,8 +39,9 @@ class ShopAPI(NinjaAPI):
 
 UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
 
-api = ShopAPI(
-    title="djstack shop API",
+api = ProjectAPI(
+    title="djstack shop API",  # demo-shop
+    # demo-shop: else title="djstack API",
     version="1.0.0",
     urls_namespace="api",
     docs_url="/docs",

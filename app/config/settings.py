@@ -357,11 +357,6 @@ REPORT_SWEEP_SECONDS = env_float("REPORT_SWEEP_SECONDS", 60.0)  # demo-shop
 # Beat is the one process that reads this (exactly one beat: compose and k8s/base/beat.yaml).
 # A sweep that waited past its own interval is dropped: the next one does the same work.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "outbox-sweep": {
-        "task": "notifications.sweep_outbox",
-        "schedule": OUTBOX_SWEEP_SECONDS,
-        "options": {"expires": OUTBOX_SWEEP_SECONDS},
-    },
     # demo-shop: begin
     "reports-sweep": {
         "task": "reports.sweep",
@@ -375,6 +370,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": 3600.0},
     },
     # demo-shop: end
+    "outbox-sweep": {
+        "task": "notifications.sweep_outbox",
+        "schedule": OUTBOX_SWEEP_SECONDS,
+        "options": {"expires": OUTBOX_SWEEP_SECONDS},
+    },
 }
 
 # --- Files on the media volume, downloaded through Nginx (reports/ writes its CSVs there) --------
@@ -416,7 +416,9 @@ if PRODUCTION and EMAIL_HOST_USER and EMAIL_HOST_PASSWORD.startswith(DEV_PREFIX)
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 # Seconds for each SMTP connect and command: a dead relay costs a task this, never a hang.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "djstack shop <shop@localhost>")
+_DEFAULT_FROM = "djstack shop <shop@localhost>"  # demo-shop
+# demo-shop: else _DEFAULT_FROM = "djstack <noreply@localhost>"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", _DEFAULT_FROM)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Failed sends retry after base x 2^(attempt-1) seconds, capped; the last attempt marks it failed.
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)

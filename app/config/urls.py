@@ -1,6 +1,6 @@
-"""The product's URLs, the same in every deployment: the bench's and the fault tests' endpoints
-are added by their own settings modules (the bench's bench_urls and
-tests/stack/faultapp/fault_urls.py), in images a deployment never runs."""
+"""The product's URLs, the same in every deployment: test-only endpoints (the fault tests',
+tests/stack/faultapp/fault_urls.py) are added by their own settings modules, in images a
+deployment never runs."""
 
 from django.conf import settings
 from django.contrib import admin

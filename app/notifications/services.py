@@ -1,7 +1,7 @@
 """The transactional outbox: an email is written with the event it tells about and sent by a
 relay, at most once, with nothing lost when the broker or a worker dies.
 
-Writing. Each domain composes its own emails (shop.notifications, reports.notifications) and
+Writing. Each domain composes its own emails (in its own notifications module) and
 hands them to outbox_email_create inside the transaction of the event they tell about (an
 order's, a report's completion), so the email exists exactly when the event does. This app
 imports no domain: it stores and sends what it is given. After the commit the relay task is

@@ -7,7 +7,7 @@ child is recycled at (CELERY_MAX_MEMORY_PER_CHILD_MB). config/celery.py starts i
 worker is ready; beat and the web never do. Alerts: CeleryWorkerMemoryHigh, WorkerMemoryGrowing
 (monitoring/rules/alerts.yml).
 
-The worker that mounts the media volume at MEDIA_ROOT (worker-reports) also serves that volume's
+The worker that mounts the media volume at MEDIA_ROOT also serves that volume's
 size and use, read with statvfs at scrape time: the report CSVs fill it, and node-exporter sees a
 Kubernetes volume or a Docker volume only as part of some other filesystem, if at all. Alert:
 MediaVolumeAlmostFull.

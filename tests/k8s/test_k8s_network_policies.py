@@ -303,14 +303,14 @@ def test_the_stand_ins_are_not_reachable_from_outside(rendered, variant: str) ->
     assert not allowed(local, pods(local, "web"), OUTSIDE, 8080)
 
 
-# upstream-egress.yaml's placeholders, one per service.
+# shop-upstream-egress.yaml's placeholders, one per service.
 UPSTREAMS = [Peer(in_namespace=False, ip=ip) for ip in ("192.0.2.10", "192.0.2.11")]
 
 
 @pytest.mark.parametrize("variant", ["production", "production-managed"])
 def test_production_web_alone_reaches_the_real_upstream_services(rendered, variant: str) -> None:
     production = rendered(variant)
-    # upstream-egress.yaml: web out to the services' addresses on their port.
+    # shop-upstream-egress.yaml: web out to the services' addresses on their port.
     for upstream in UPSTREAMS:
         assert allowed(production, pods(production, "web"), upstream, 8080), upstream.ip
         for component in ("nginx", "worker", "beat", "migrate", "pgbouncer"):

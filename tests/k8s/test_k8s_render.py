@@ -238,7 +238,7 @@ def test_production_calls_the_real_upstream_services_not_the_stand_ins(rendered)
             assert urlsplit(production.config[setting]).hostname not in services, setting
     readme = (K8S / "README.md").read_text()
     assert "test doubles" in readme
-    assert "upstream-egress.yaml" in readme
+    assert "shop-upstream-egress.yaml" in readme
 
 
 def test_stand_ins_are_the_local_overlays_component_only() -> None:

@@ -16,14 +16,14 @@ from tests.support import ROOT
 
 RERUNNABLE = {
     # task name: (queue, soft limit, hard limit)
-    "notifications.send_email": ("email", 30, 60),
-    "notifications.sweep_outbox": ("email", 30, 60),
     # demo-shop: begin
     "reports.generate": ("reports", 300, 330),
     "reports.sweep": ("default", None, None),
     # Deletes files: on the one worker that mounts the media volume.
     "reports.expire": ("reports", None, None),
     # demo-shop: end
+    "notifications.send_email": ("email", 30, 60),
+    "notifications.sweep_outbox": ("email", 30, 60),
 }
 SWEEPS = (
     "notifications.sweep_outbox",

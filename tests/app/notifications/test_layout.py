@@ -1,5 +1,5 @@
-"""The outbox serves every domain and depends on none: each domain composes its own emails
-(shop.notifications, reports.notifications) and hands them to notifications.services."""
+"""The outbox serves every domain and depends on none: each domain composes its own emails (in
+its own notifications module) and hands them to notifications.services."""
 
 import ast
 from pathlib import Path
