@@ -205,7 +205,7 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
     for key in ("DB_HOST", "PRIMARY_HOST", "REPLICA_HOST", "REDIS_HOST"):
         assert config[key] in services, key
     # nginx.conf proxies to web:8000.
-    assert "server web:8000;" in (ROOT / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"^\s*server web:8000[ ;]", (ROOT / "nginx" / "nginx.conf").read_text(), re.M)
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
 
 
