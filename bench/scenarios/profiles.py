@@ -37,7 +37,13 @@ def profile_configs() -> list[dict[str, Any]]:
 
 def measure(results: dict[str, Any]) -> None:
     runs: list[dict[str, Any]] = []
-    results["profiles"] = {"c": C, "seconds": SECONDS, "quick": stack.QUICK, "runs": runs}
+    results["profiles"] = {
+        "c": C,
+        "seconds": SECONDS,
+        "rounds": stack.ROUNDS,
+        "quick": stack.QUICK,
+        "runs": runs,
+    }
     try:
         for round_ in range(1, stack.ROUNDS + 1):
             for config in profile_configs():
@@ -68,10 +74,11 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "and no I/O; `/bench/mixed`, a fifth of that work, the product's database read "
         "(`shop.selectors.product_get`: the replica through PgBouncer) and one 50 ms upstream "
         "call (blocking urllib). Web recreated per profile as it ships (workers and threads "
-        "from runtime/config.py), the profiles interleaved in each round; per view first "
+        f"from runtime/config.py), the profiles interleaved in each of {data['rounds']} "
+        "round(s); per view first "
         f"c=1 (n={N_SINGLE}: what one request costs alone), then c={data['c']} for "
         f"{data['seconds']} s. Each profile's throughput is held against the best profile's "
-        "for that view, measured in the same run."
+        "for that view, measured in the same run (req/s: the median over the rounds)."
         + (" Quick run (`BENCH_QUICK=1`): one round, shorter runs." if data["quick"] else ""),
         "",
     ]

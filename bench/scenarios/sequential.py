@@ -33,6 +33,7 @@ def measure(results: dict[str, Any]) -> None:
     results["sequential"] = {
         "upstream_ms": UPSTREAM_MS,
         "calls": CALLS,
+        "rounds": stack.ROUNDS,
         "quick": stack.QUICK,
         "config": default["name"],
         "runs": runs,
@@ -67,7 +68,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "(`/bench/fanout/sequential`) or all at once with asyncio.gather "
         "(`/bench/fanout/async`, the product page's way: `shop.selectors.product_detail_get`), "
         f"in the default configuration ({data['config']}), one request at a time: c=1, n={n} "
-        "per view and round, the views alternated. The floor is the stand-ins' latency alone: "
+        f"per view and round, the views alternated in each of {data['rounds']} round(s). "
+        "The floor is the stand-ins' latency alone: "
         f"{calls * upstream:,} ms in turn, {upstream} ms at once."
         + (" Quick run (`BENCH_QUICK=1`): one round, fewer requests." if data["quick"] else ""),
         "",

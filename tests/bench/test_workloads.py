@@ -17,7 +17,14 @@ def single_run(label: str, p50_s: float) -> dict[str, object]:
 
 def sequential_results(sequential_s: float, concurrent_s: float) -> dict[str, object]:
     runs = [single_run("sequential", sequential_s), single_run("concurrent", concurrent_s)]
-    data = {"upstream_ms": 350, "calls": 3, "quick": False, "config": "uvicorn x2", "runs": runs}
+    data = {
+        "upstream_ms": 350,
+        "calls": 3,
+        "quick": False,
+        "rounds": 1,
+        "config": "uvicorn x2",
+        "runs": runs,
+    }
     return {"sequential": data}
 
 
@@ -75,7 +82,7 @@ def profiles_results(cpu: dict[str, float], mixed: dict[str, float]) -> dict[str
         for profile, value in rps.items():
             runs.append(profile_run(view, profile, names[profile], 1.0, label="c1"))
             runs.append(profile_run(view, profile, names[profile], value))
-    return {"profiles": {"c": 20, "seconds": 10, "quick": False, "runs": runs}}
+    return {"profiles": {"c": 20, "seconds": 10, "rounds": 1, "quick": False, "runs": runs}}
 
 
 def test_each_view_is_held_against_its_best_profile():

@@ -109,7 +109,7 @@ def fanout_sync(request: HttpRequest) -> JsonResponse:
 
 
 # Scenario 12's work: fixed, so every worker model is given the same amount per request.
-CPU_ITERATIONS = 100_000
+CPU_ITERATIONS = 600_000
 MIXED_ITERATIONS = CPU_ITERATIONS // 5
 MIXED_PRODUCT_ID = 1
 MIXED_UPSTREAM_MS = 50
