@@ -143,6 +143,13 @@ def verdict(
         return []
     share = rps[advised] / rps[best]
     best_profile = next(r["profile"] for r in runs if r["config"] == best)
+    rounds = round_shares(runs, advised)
+    held = sum(advice.met(each) for each in rounds)
+    per_round = (
+        f" Round by round (each against that round's best): "
+        f"{', '.join(pct(each) for each in rounds)}; {advice.sign} {pct(advice.value)} in "
+        f"{held} of {len(rounds)}."
+    )
     if advice.met(share):
         text = (
             f"**Backs the advice:** `{advice.subject}` ({advised}) served {pct(share)} of the "
@@ -152,13 +159,14 @@ def verdict(
                 if advised == best
                 else f"; the best was `{best_profile}` ({best}), within the noise."
             )
+            + per_round
         )
     else:
         text = (
             f"**Contradicts the advice:** `{advice.subject}` ({advised}) served only "
             f"{pct(share)} of `{best_profile}` ({best}) on this view (the claim: "
-            f"{advice.sign} {pct(advice.value)}). runtime/config.py is not changed by this run: "
-            "the advice is for the maintainers to weigh against this figure."
+            f"{advice.sign} {pct(advice.value)}).{per_round} runtime/config.py is not changed by "
+            "this run: the advice is for the maintainers to weigh against this figure."
         )
     headline.append(
         [
@@ -169,3 +177,14 @@ def verdict(
         ]
     )
     return [text, ""]
+
+
+def round_shares(runs: list[dict[str, Any]], config: str) -> list[float]:
+    """The configuration's throughput in each round as a share of that round's best."""
+    shares = []
+    for _, each in group(runs, "round").items():
+        mine = [r["ok_rps"] or 0 for r in each if r["config"] == config]
+        best = max(r["ok_rps"] or 0 for r in each)
+        if mine and best:
+            shares.append(mine[0] / best)
+    return shares

@@ -96,6 +96,7 @@ def test_each_view_is_held_against_its_best_profile():
     # gthread served 100 req/s on the mixed view, Uvicorn 140: 71%, below the claimed 90%.
     assert "**Contradicts the advice:** `mixed` (gthread x3x4) served only 71% of `io`" in text
     assert "| `io` (uvicorn x2) | 421 | c=20, 10 s | **140** (140) |" in text
+    assert "that round's best): 71%; ≥ 90% in 0 of 1." in text
     assert [row[-1] for row in headline] == ["100%", "71%"]
     assert headline[1][2] == "100 / 140 req/s (best: `io`)"
 
