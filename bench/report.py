@@ -122,7 +122,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
             "skipped; three clients of 300 requests in scenario 2; one on/off pair on the "
             "product page in scenario 9; shorter runs; c=1000 fan-out only for the "
             "default configuration; product detail at c=1000 only; one turn per client in "
-            "scenario 2 and one A/B alternation in scenario 4; preload at 2 workers only."
+            "scenario 2 and one A/B alternation in scenario 4; preload at 2 workers only; 20 "
+            "requests per view in scenario 11 and 5 s runs in scenario 12."
         )
     return "\n".join(lines) + "\n"
 

@@ -14,13 +14,16 @@ from bench.scenarios import (
     observability,
     pgbouncer,
     preload,
+    profiles,
     reports,
+    sequential,
 )
 
 # In the order they run: scenario 8 (images) last, after every load, so that building the
 # single-stage stand-in takes no CPU from a measurement.
-MEASURED = (fanout, clients, preload, pgbouncer, reports, observability, login_flood, images)
+MEASURED = (fanout, clients, preload, pgbouncer, reports, observability, login_flood, sequential,
+            profiles, images)  # fmt: skip
 # In the order of docs/BENCHMARKS.md, up to "Found along the way"; scenario 8 comes after it.
 REPORTED = (fanout, clients, detail, cached_list, preload, pgbouncer, reports, observability,
-            login_flood)  # fmt: skip
+            login_flood, sequential, profiles)  # fmt: skip
 AFTER_FOUND = (images,)

@@ -7,7 +7,10 @@ from bench_endpoints import views
 urlpatterns: list[URLPattern] = [
     path("fanout/async", views.fanout_async),
     path("fanout/async-new-client", views.fanout_async_new_client),
+    path("fanout/sequential", views.fanout_sequential),
     path("fanout/sync", views.fanout_sync),
+    path("cpu", views.cpu_bound),
+    path("mixed", views.mixed),
 ]
 
 # httpx is in the bench image only (Dockerfile target "bench"); elsewhere these paths are 404s,

@@ -8,9 +8,15 @@ the same work:
   connections: a TCP handshake per call, a connector built and torn down per request).
 - fanout_async_httpx, fanout_async_httpx_new_client (httpx_views.py, bench image only): the
   same with a shared httpx client and with a new one per request (the seed's code).
+- fanout_sequential: the same calls through the same shared session as fanout_async, awaited
+  one after another: scenario 11 holds the two against each other, one request at a time.
 - fanout_sync: sequential, with the standard library's blocking urllib (what a sync or gthread
   worker runs; a new connection per call, as urllib has no pool). Under Gunicorn's gevent
   worker the same code yields to other requests while it waits (gevent patches the sockets).
+
+Scenario 12's two views, plain sync views so that every worker model runs the same code:
+cpu_bound (a fixed amount of pure-Python work, no I/O) and mixed (a fifth of that work, the
+product page's database read and one upstream call).
 
 Each answers 200 when all three calls succeeded and 502 otherwise, so the load generator
 counts a failed fan-out as an error.
@@ -25,6 +31,7 @@ import aiohttp
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
+from shop.selectors import product_get
 from shop.upstream import fetch_json
 
 DEFAULT_LATENCY_MS = 300
@@ -63,6 +70,13 @@ async def fanout_async(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=status)
 
 
+async def fanout_sequential(request: HttpRequest) -> JsonResponse:
+    urls = upstream_urls(request_latency(request))
+    results = [await fetch_json(url, timeout=TIMEOUT_SECONDS) for url in urls]
+    body, status = answer(results)
+    return JsonResponse(body, status=status)
+
+
 async def _get_with(session: aiohttp.ClientSession, url: str) -> Any | None:
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as r:
@@ -92,6 +106,32 @@ def fanout_sync(request: HttpRequest) -> JsonResponse:
     results = [_get_blocking(url) for url in upstream_urls(request_latency(request))]
     body, status = answer(results)
     return JsonResponse(body, status=status)
+
+
+# Scenario 12's work: fixed, so every worker model is given the same amount per request.
+CPU_ITERATIONS = 600_000
+MIXED_ITERATIONS = CPU_ITERATIONS // 5
+MIXED_PRODUCT_ID = 1
+MIXED_UPSTREAM_MS = 50
+
+
+def _compute(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total = (total + i * i) % 1_000_003
+    return total
+
+
+def cpu_bound(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"work": _compute(CPU_ITERATIONS)})
+
+
+def mixed(request: HttpRequest) -> JsonResponse:
+    work = _compute(MIXED_ITERATIONS)
+    product = product_get(product_id=MIXED_PRODUCT_ID)
+    upstream = _get_blocking(upstream_urls(MIXED_UPSTREAM_MS)[0])
+    ok = product is not None and upstream is not None
+    return JsonResponse({"work": work, "ok": ok}, status=200 if ok else 502)
 
 
 # Scenario 2's httpx views (httpx_views.py, bench image only), imported by the first request that
