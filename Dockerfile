@@ -128,7 +128,7 @@ RUN groupadd --system --gid ${NGINX_UID} nginx \
 # No certificate or key is ever in the image: TLS files are mounted (docker-compose.tls.yml).
 COPY nginx/nginx.conf /etc/nginx/nginx.conf.template
 COPY nginx/security-headers.conf /etc/nginx/security-headers.conf
-COPY nginx/entrypoint.sh /etc/nginx/entrypoint.sh
+COPY nginx/entrypoint.sh nginx/watch-upstream.sh /etc/nginx/
 RUN ln -sf /tmp/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY --from=builder /srv/static /srv/static
 USER ${NGINX_UID}:${NGINX_UID}

@@ -152,4 +152,7 @@ awk '{
   }
   print
 }' /etc/nginx/nginx.conf.template > "$RUN_DIR/nginx.conf"
+# Nginx resolves web only when it starts or reloads; the watcher reloads it when web's addresses
+# change (a replica added, removed, or recreated at another address).
+/etc/nginx/watch-upstream.sh &
 exec nginx "$@"

@@ -171,16 +171,26 @@ def served_by(stack, addresses: str) -> bool:
 SCALE = ["docker", "compose", "up", "--detach", "--no-deps", "--wait", "--no-recreate"]
 
 
+def served_by_each(stack, containers: list[str]) -> bool:
+    for _ in range(6):
+        stack.get("/api/products")
+    return all(served_by(stack, ip_of(container)) for container in containers)
+
+
 @pytest.fixture(scope="class")
 def two_replicas(stack, faults) -> Iterator[list[str]]:
-    """Web scaled to two replicas; Nginx reloaded, so its upstream resolves `web` to both."""
+    """Web scaled to two replicas, and nothing else: Nginx's upstream watcher
+    (nginx/watch-upstream.sh) finds the new replica's address and reloads Nginx itself."""
     env = {**stack.env(), **FAULTS}
     run(*SCALE, "--scale", "web=2", "web", cwd=ROOT, env=env, timeout=300)
-    stack.compose("exec", "-T", "nginx", "nginx", "-s", "reload")
-    time.sleep(2)
     try:
         containers = web_containers(stack)
         assert len(containers) == 2
+        wait_until(
+            lambda: served_by_each(stack, containers),
+            timeout=30,
+            what="Nginx sending requests to both replicas, with no reload by hand",
+        )
         yield containers
     finally:
         run(*SCALE, "--scale", "web=1", "web", cwd=ROOT, env=env, timeout=300)
@@ -229,7 +239,8 @@ class TestTwoWebReplicas:
         try:
             sent = []
             started = time.monotonic()
-            while time.monotonic() - started < 25:
+            # Under the upstream watcher's 30 s grace for a vanished address, so Nginx keeps it.
+            while time.monotonic() - started < 22:
                 begun = time.monotonic() - started
                 request_id, response = get_with_id(stack, "/api/products")
                 assert response.status_code == 200, response.text
@@ -328,6 +339,31 @@ class TestTwoWebReplicas:
         assert [o.status for o in slow_all] == [200] * len(slow_all), slow_all
         assert all(o.seconds < GRACEFUL_TIMEOUT for o in slow_all)
         assert lost == 0
+
+    def test_a_removed_replica_leaves_nginx_after_the_grace(self, stack, two_replicas):
+        # Removed for good (scaled down, replaced): its address stays in Nginx's upstream until
+        # the watcher has missed it for 30 s, then a reload drops it. Meanwhile max_fails keeps
+        # it out but one request per fail_timeout still waits on it; after, none does.
+        removed = two_replicas[1]
+        addresses = ip_of(removed)
+        docker("rm", "--force", removed)
+        sent = []
+        started = time.monotonic()
+        while time.monotonic() - started < 40:
+            request_id, response = get_with_id(stack, "/api/products")
+            assert response.status_code == 200, response.text
+            sent.append((request_id, time.monotonic() - started))
+            time.sleep(0.2)
+        reloads = [
+            line
+            for line in stack.compose("logs", "--no-color", "nginx").stdout.splitlines()
+            if "upstream web changed (gone for 30s:" in line
+        ]
+        assert any(ip in reloads[-1] for ip in addresses.split()), reloads
+        late = [request_id for request_id, at in sent if at > 36]
+        assert late
+        for upstream in upstreams(stack, late):
+            assert not any(f"{ip}:8000" in upstream for ip in addresses.split()), upstream
 
 
 # --- 2. Worker recycling ------------------------------------------------------------------------
