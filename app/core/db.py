@@ -131,7 +131,7 @@ def _replicas_down() -> frozenset[str]:
     if monotonic() < expires:
         return down
     aliases = replica_aliases()
-    if len(aliases) == 1:
+    if len(aliases) == 1:  # the one GET a single-replica deployment always sent
         marked = {REPLICA} if caches["default"].get(REPLICA_DOWN_KEY) else set()
     else:
         keys = {replica_down_key(alias): alias for alias in aliases}
