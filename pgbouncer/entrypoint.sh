@@ -21,25 +21,8 @@ if [ "${APP_ENV:-local}" = production ]; then
     esac
   done
 fi
-# One database per replica, as the app names them: the n-th of DB_REPLICA_NAMES on the n-th of
-# REPLICA_HOSTS (by default the one DB_REPLICA_NAME on REPLICA_HOST). REPLICA_HOSTS may name
-# more hosts than there are names: only the named replicas get a database.
-REPLICA_DATABASES=$(
-  hosts=$(printf '%s' "${REPLICA_HOSTS:-$REPLICA_HOST}" | tr ',' ' ')
-  for name in $(printf '%s' "${DB_REPLICA_NAMES:-$DB_REPLICA_NAME}" | tr ',' ' '); do
-    # Unquoted on purpose: one host per word.
-    set -- $hosts
-    if [ $# -eq 0 ]; then
-      echo "pgbouncer: DB_REPLICA_NAMES names more replicas than REPLICA_HOSTS" >&2
-      exit 1
-    fi
-    printf '%s = host=%s port=5432 dbname=%s\n' "$name" "$1" "$DB_NAME"
-    shift
-    hosts=$*
-  done
-)
-export DB_NAME DB_USER PRIMARY_HOST PGBOUNCER_POOL_SIZE PGBOUNCER_MAX_CLIENT_CONN RUN_DIR \
-  REPLICA_DATABASES
+export DB_NAME DB_REPLICA_NAME DB_USER PRIMARY_HOST REPLICA_HOST PGBOUNCER_POOL_SIZE \
+  PGBOUNCER_MAX_CLIENT_CONN RUN_DIR
 
 umask 077
 mkdir -p "$RUN_DIR"

@@ -81,22 +81,15 @@ ALTER ROLE :"user" SET statement_timeout = '5s';
 SQL
 }
 
-# Each replica streams through a slot of its own (REPLICA_SLOT): the primary keeps the WAL each
-# one still needs. The primary's init creates replica1; any other is created here, on first
-# clone, so a replica added later to a running primary needs nothing done on the primary.
 init_replica() {
   require REPLICATION_PASSWORD
-  local primary=${PRIMARY_HOST:-db-primary} slot=${REPLICA_SLOT:-replica1}
-  echo "entrypoint: cloning $primary into $PGDATA (slot $slot)"
+  local primary=${PRIMARY_HOST:-db-primary}
+  echo "entrypoint: cloning $primary into $PGDATA"
   until pg_isready --host="$primary" --port=5432 --quiet; do sleep 1; done
-  export PGPASSWORD=$REPLICATION_PASSWORD
-  pg_receivewal --host="$primary" --port=5432 --username="$REPLICATION_USER" --no-password \
-    --slot="$slot" --create-slot --if-not-exists
   # -R writes primary_conninfo and standby.signal: a restart re-attaches with no help.
-  pg_basebackup --host="$primary" --port=5432 \
+  PGPASSWORD=$REPLICATION_PASSWORD pg_basebackup --host="$primary" --port=5432 \
     --username="$REPLICATION_USER" --pgdata="$PGDATA" --wal-method=stream \
-    --slot="$slot" --write-recovery-conf --checkpoint=fast --no-password
-  unset PGPASSWORD
+    --slot=replica1 --write-recovery-conf --checkpoint=fast --no-password
 }
 
 case "$role" in

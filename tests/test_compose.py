@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from tests.connection_budget import Budget, config_value
+from tests.connection_budget import Budget
 from tests.support import ROOT
 
 
@@ -40,28 +40,6 @@ def test_pgbouncer_pools_and_the_exporters_fit_in_postgres_max_connections():
         exporters=bool(exporters),
     )
     budget.check("compose")
-
-
-def test_each_replica_is_a_server_of_its_own_with_its_own_slot_and_volume():
-    """The budget above holds per server only if PgBouncer's databases name each server once:
-    every replica host differs from the primary and from the others, and each replica clones
-    through its own slot onto its own volume (a shared one would be two servers on one PGDATA)."""
-    services = rendered()["services"]
-    pgbouncer = services["pgbouncer"]["environment"]
-    hosts = pgbouncer["REPLICA_HOSTS"].split(",")
-    assert hosts[0] == pgbouncer["REPLICA_HOST"]
-    assert len(set(hosts)) == len(hosts)
-    assert pgbouncer["PRIMARY_HOST"] not in hosts
-    replicas = [services[host] for host in hosts]
-    assert all(r["environment"]["PG_ROLE"] == "replica" for r in replicas)
-    slots = [r["environment"]["REPLICA_SLOT"] for r in replicas]
-    assert len(set(slots)) == len(slots)
-    volumes = [v["source"] for r in replicas for v in r["volumes"] if v["type"] == "volume"]
-    assert len(volumes) == len(hosts) == len(set(volumes))
-    # The primary holds a slot and a WAL sender per replica, plus the two a clone streams with.
-    conf = "postgres/postgresql.conf"
-    assert config_value(conf, "max_replication_slots") >= len(hosts)
-    assert config_value(conf, "max_wal_senders") >= len(hosts) + 2
 
 
 def _config(*files: str) -> dict:

@@ -116,8 +116,7 @@ TEMPLATES = [
 
 # --- Databases --------------------------------------------------------------------------------
 # Django reaches Postgres only through PgBouncer (transaction pooling). "default" is the primary,
-# "replica" the streaming standby (and "replica_2"... for more); PgBouncer names each database and
-# pools each separately.
+# "replica" the streaming standby; PgBouncer names both databases and pools each separately.
 _DB_PASSWORD = env_secret("DB_PASSWORD", production=PRODUCTION, dev_default=f"{DEV_PREFIX}app")
 
 
@@ -154,21 +153,12 @@ def _database(name: str) -> dict[str, object]:
     }
 
 
-# One alias per streaming replica, each its own PgBouncer database and pool: "replica" for the
-# first of DB_REPLICA_NAMES, then "replica_2", "replica_3"... Reads spread over them (core/db.py).
-_REPLICA_NAMES = env_list("DB_REPLICA_NAMES") or [env_str("DB_REPLICA_NAME", "app_replica")]
-DATABASE_REPLICAS = tuple(
-    "replica" if number == 1 else f"replica_{number}"
-    for number in range(1, len(_REPLICA_NAMES) + 1)
-)
 DATABASES = {
     "default": _database(env_str("DB_NAME", "app")),
-    # In tests each replica alias is the primary itself (Django's documented mirror pattern).
-    **{
-        alias: {**_database(name), "TEST": {"MIRROR": "default"}}
-        for alias, name in zip(DATABASE_REPLICAS, _REPLICA_NAMES, strict=True)
-    },
+    "replica": _database(env_str("DB_REPLICA_NAME", "app_replica")),
 }
+# In tests the replica alias is the primary itself (Django's documented mirror pattern).
+DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
 # After a write, that customer's reads use the primary this long. Streaming replication lags by
 # milliseconds when healthy; 5s also covers a replica catching up after a burst.

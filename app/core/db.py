@@ -1,10 +1,8 @@
-"""Which database serves a read: a replica, unless the reader just wrote or every one is down.
+"""Which database serves a read: the replica, unless the reader just wrote or it is down.
 
-Spread: each read picks one of the replicas not marked down, at random. Read-your-writes: right
-after a customer writes, their reads go to the primary for READ_YOUR_WRITES_SECONDS, so replica
-lag never hides their own new order. Fallback: a read that cannot reach its replica is retried
-on the primary, and that replica is skipped for a short while; the primary serves the reads only
-while every replica is marked down.
+Read-your-writes: right after a customer writes, their reads go to the primary for
+READ_YOUR_WRITES_SECONDS, so replica lag never hides their own new order. Fallback: a read that
+cannot reach the replica is retried on the primary, and the replica is skipped for a short while.
 A replica that answered with an error of the query (a timeout, a recovery conflict, a lock
 timeout) is up: that error reaches the caller, and the query is not rerun on the primary.
 """
@@ -19,7 +17,7 @@ from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
 from django.http import JsonResponse
 
-from core.db_router import PRIMARY, REPLICA, replica_aliases, replica_spread
+from core.db_router import PRIMARY, REPLICA
 from core.errors import error_response
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -81,22 +79,14 @@ def connection_lost(exc: BaseException) -> bool:
 
 # Shared through Redis, so every worker and pod skips a dead replica once one of them (or a
 # readiness probe) found it dead, instead of each paying PgBouncer's query_wait_timeout; and a
-# probe that finds it healthy again clears the mark for all of them at once. One key per
-# replica, so each mark lives its own REPLICA_RETRY_AFTER_SECONDS.
+# probe that finds it healthy again clears the mark for all of them at once.
 REPLICA_DOWN_KEY = "replica:down"
-# Each process keeps its last look at the marks this long, so a burst of reads costs one Redis
-# GET (one MGET with several replicas) per second per process, not one per read; another
-# process's mark reaches it within 1s, small beside REPLICA_RETRY_AFTER_SECONDS (10s) that the
-# mark itself lives.
+# Each process keeps its last look at that mark this long, so a burst of reads costs one Redis
+# GET per second per process, not one per read; another process's mark reaches it within 1s,
+# small beside REPLICA_RETRY_AFTER_SECONDS (10s) that the mark itself lives.
 REPLICA_DOWN_LOCAL_TTL_SECONDS = 1.0
-# (aliases marked down, monotonic time it expires); one tuple, replaced whole, so threads never
-# see half.
-_replica_down_seen: tuple[frozenset[str], float] = (frozenset(), 0.0)
-
-
-def replica_down_key(alias: str) -> str:
-    """REPLICA's key is the one a single-replica deployment always used."""
-    return REPLICA_DOWN_KEY if alias == REPLICA else f"{REPLICA_DOWN_KEY}:{alias}"
+# (is down, monotonic time it expires); one tuple, replaced whole, so threads never see half.
+_replica_down_seen: tuple[bool, float] = (False, 0.0)
 
 
 def _recent_writer_key(user_id: int) -> str:
@@ -113,62 +103,46 @@ def recent_write_mark(*, user_id: int) -> None:
         log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
 
 
-def _replica_down_remember(down: frozenset[str]) -> None:
+def _replica_down_remember(down: bool) -> None:
     global _replica_down_seen
     _replica_down_seen = (down, monotonic() + REPLICA_DOWN_LOCAL_TTL_SECONDS)
 
 
 def replica_down_forget() -> None:
-    """Drops this process's copy of the marks: the next read asks Redis (tests use it)."""
+    """Drops this process's copy of the mark: the next read asks Redis (tests use it)."""
     global _replica_down_seen
-    _replica_down_seen = (frozenset(), 0.0)
+    _replica_down_seen = (False, 0.0)
 
 
-def _replicas_down() -> frozenset[str]:
-    """The replicas marked down: this process's fresh copy, else Redis (a cache outage reads as
-    "all up")."""
-    down, expires = _replica_down_seen
-    if monotonic() < expires:
-        return down
-    aliases = replica_aliases()
-    if len(aliases) == 1:  # the one GET a single-replica deployment always sent
-        marked = {REPLICA} if caches["default"].get(REPLICA_DOWN_KEY) else set()
-    else:
-        keys = {replica_down_key(alias): alias for alias in aliases}
-        marked = {
-            keys[key] for key, value in caches["default"].get_many(list(keys)).items() if value
-        }
-    down = frozenset(marked)
+def replica_is_down() -> bool:
+    fresh = _fresh_alias()
+    if fresh is not None:
+        return fresh == PRIMARY
+    down = bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
     _replica_down_remember(down)
     return down
 
 
-def _replica_up(down: frozenset[str]) -> str:
-    """A replica not in down, spread; the primary when every replica is."""
-    up = tuple(alias for alias in replica_aliases() if alias not in down)
-    return replica_spread(up) if up else PRIMARY
-
-
 def read_alias(*, user_id: int | None = None) -> str:
-    alias = _replica_up(_replicas_down())
-    if alias == PRIMARY or user_id is None:
-        return alias
+    if replica_is_down():
+        return PRIMARY
+    if user_id is None:
+        return REPLICA
     try:
         recent = caches["state"].get(_recent_writer_key(user_id))
     except Exception:  # no way to know if they just wrote: the primary is always fresh
         return PRIMARY
-    return PRIMARY if recent else alias
+    return PRIMARY if recent else REPLICA
 
 
-def replica_mark_down(*, alias: str = REPLICA) -> None:
-    # This process reacts at once, others within the local TTL.
-    _replica_down_remember(_replica_down_seen[0] | {alias})
-    caches["default"].set(replica_down_key(alias), 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
+def replica_mark_down() -> None:
+    _replica_down_remember(True)  # this process reacts at once, others within the local TTL
+    caches["default"].set(REPLICA_DOWN_KEY, 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
 
 
-def replica_mark_up(*, alias: str = REPLICA) -> None:
-    _replica_down_remember(_replica_down_seen[0] - {alias})
-    caches["default"].delete(replica_down_key(alias))
+def replica_mark_up() -> None:
+    _replica_down_remember(False)
+    caches["default"].delete(REPLICA_DOWN_KEY)
 
 
 def read[T](
@@ -185,12 +159,12 @@ def read[T](
     try:
         result = fn(alias)
     except DATABASE_ERRORS as exc:
-        if alias == PRIMARY or not connection_lost(exc):
+        if alias != REPLICA or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
-        _replica_abandon(alias)
+        _replica_abandon()
         return fn(PRIMARY)
-    if result is None and primary_decides_missing and alias != PRIMARY:
+    if result is None and primary_decides_missing and alias == REPLICA:
         return fn(PRIMARY)
     return result
 
@@ -210,13 +184,13 @@ async def aread[T](
     try:
         result = await fn(alias)
     except DATABASE_ERRORS as exc:
-        if alias == PRIMARY or not connection_lost(exc):
+        if alias != REPLICA or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
         # On the request's thread: its connection is the one the async ORM used.
-        await sync_to_async(_replica_abandon)(alias)
+        await sync_to_async(_replica_abandon)()
         return await fn(PRIMARY)
-    if result is None and primary_decides_missing and alias != PRIMARY:
+    if result is None and primary_decides_missing and alias == REPLICA:
         return await fn(PRIMARY)
     return result
 
@@ -225,13 +199,13 @@ FALLBACK = "replica read failed; falling back to the primary"
 
 
 def _fresh_alias() -> str | None:
-    """The alias for a read without a user, if this process's copy of the marks still holds."""
+    """The alias for a read without a user, if this process's copy of the mark still holds."""
     down, expires = _replica_down_seen
     if monotonic() < expires:
-        return _replica_up(down)
+        return PRIMARY if down else REPLICA
     return None
 
 
-def _replica_abandon(alias: str) -> None:
-    replica_mark_down(alias=alias)
-    connections[alias].close()
+def _replica_abandon() -> None:
+    replica_mark_down()
+    connections[REPLICA].close()

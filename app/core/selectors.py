@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -13,13 +12,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core.db import replica_mark_down, replica_mark_up
-from core.db_router import PRIMARY, replica_aliases
+from core.db_router import PRIMARY, REPLICA
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
 # come from the replica while writes answer a JSON 503; pages are served uncached without Redis.
 # Readiness fails only when no database answers: a primary outage hits every pod at once, and
 # taking them all out of the Service would stop the reads too (it is an alert instead,
 # PostgresPrimaryDown in monitoring/rules/alerts.yml).
+DATABASES = ("primary", "replica")
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ class Readiness:
     @property
     def ready(self) -> bool:
         """Takes traffic: it can serve at least reads, so at least one database answers."""
-        # Each replica is checked under its alias: "replica", then "replica_2"...
-        names = ("primary", *replica_aliases())
-        return any(self.checks[name]["ok"] for name in names if name in self.checks)
+        return any(self.checks[name]["ok"] for name in DATABASES if name in self.checks)
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:
@@ -77,7 +75,7 @@ def readiness_get(*, timeout: float) -> Readiness:
     """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more."""
     probes: dict[str, Callable[[], dict[str, Any]]] = {
         "primary": lambda: _database_check(PRIMARY, timeout),
-        **{alias: partial(_database_check, alias, timeout) for alias in replica_aliases()},
+        "replica": lambda: _database_check(REPLICA, timeout),
         # The broker instance (Celery, read-your-writes marks, login throttle) and the cache
         # instance (pages, stock copies): either down degrades, neither stops reads.
         "redis": lambda: _redis_check(
@@ -105,9 +103,8 @@ def readiness_get(*, timeout: float) -> Readiness:
         else:
             checks[name] = {"ok": True, **future.result()}
     # Tell the read path now, before a customer's request finds out the slow way.
-    for alias in replica_aliases():
-        if checks[alias]["ok"]:
-            replica_mark_up(alias=alias)
-        else:
-            replica_mark_down(alias=alias)
+    if checks["replica"]["ok"]:
+        replica_mark_up()
+    else:
+        replica_mark_down()
     return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)

@@ -18,6 +18,19 @@ from core import db
 from core.db_router import PRIMARY, REPLICA
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Stops core.db's clock (a loaded machine cannot stretch a burst past the local TTL);
+    calling the fixture moves it on."""
+    now = [1000.0]
+    monkeypatch.setattr(db, "monotonic", lambda: now[0])
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    return advance
+
+
 def _gets(redis_client: Any) -> int:
     calls: int = redis_client.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
     return calls
