@@ -371,3 +371,16 @@ def test_an_edited_block_and_a_file_it_would_lose_are_named_together(tmp_path: P
     assert "app/reports/mine.py: not tracked by git" in message
     assert "app/config/settings.py:" in message
     assert "this block differs" in message
+
+
+def test_an_ignored_file_in_a_path_it_deletes_is_refused_even_with_force(tmp_path: Path) -> None:
+    # .gitignore has .env: git ls-files --exclude-standard would not list it, yet it is the user's.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    (copy / "upstream/.env").write_text("SECRET=mine\n")
+    # The caches the project's tools write hold nothing of the user's: never named.
+    (copy / "app/shop/__pycache__").mkdir()
+    (copy / "app/shop/__pycache__/models.cpython-313.pyc").write_bytes(b"\0")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        assert "upstream/.env: not tracked by git" in message
+        assert "__pycache__" not in message
