@@ -384,3 +384,21 @@ def test_an_ignored_file_in_a_path_it_deletes_is_refused_even_with_force(tmp_pat
         message = refused(copy, *force)
         assert "upstream/.env: not tracked by git" in message
         assert "__pycache__" not in message
+
+
+def test_an_uncommitted_line_inside_a_fenced_block_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    # FORCE=1 covers a dirty tree and committed edits in blocks, never work that is nowhere else.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    mine = "BLOG_PAGE_SIZE = 20\n"
+    lines = settings.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if line.startswith("REPORT_RETENTION_DAYS"))
+    lines.insert(number, mine)
+    settings.write_text("".join(lines))
+    message = refused(copy, "FORCE=1")
+    assert "app/config/settings.py:" in message
+    assert "not committed" in message
+    assert "commit it first" in message
+    assert mine in settings.read_text()
