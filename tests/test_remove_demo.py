@@ -402,3 +402,36 @@ def test_an_uncommitted_line_inside_a_fenced_block_is_refused_even_with_force(
     assert "not committed" in message
     assert "commit it first" in message
     assert mine in settings.read_text()
+
+
+def test_a_module_of_the_user_s_that_imports_the_demo_is_refused_and_kept(tmp_path: Path) -> None:
+    # Only the test modules the project shipped as the demo's go whole: one line of the user's
+    # importing the demo never takes a kept module (and all its other tests) with it.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    added = {
+        "tests/app/conftest.py": (
+            "\n\n@pytest.fixture\ndef a_product():  # type: ignore[no-untyped-def]\n"
+            "    from shop.models import Product\n\n    return Product.objects.first()\n"
+        ),
+        "tests/app/notifications/test_outbox.py": (
+            "\n\ndef test_mine():  # type: ignore[no-untyped-def]\n"
+            "    from reports.models import Report\n\n    assert Report\n"
+        ),
+    }
+    numbers = {}
+    for path, text in added.items():
+        file = copy / path
+        before = file.read_text()
+        numbers[path] = (
+            before.count("\n")
+            + text.split("\n").index(next(line for line in text.split("\n") if "from " in line))
+            + 1
+        )
+        file.write_text(before + text)
+    git(copy, "commit", "-q", "-am", "the user's tests")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        for path, number in numbers.items():
+            assert f"{path}:{number}: from " in message, (path, message)
+    for path in added:
+        assert (copy / path).is_file()
