@@ -125,9 +125,11 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: on a dirty tree)
 	@bin/rename $(if $(FORCE),--force) "$(NAME)"
 
+# demo-shop: begin (bin/remove-demo deletes itself and this target with the demo)
 .PHONY: remove-demo
 remove-demo: ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree, or over edited demo blocks)
 	@bin/remove-demo $(if $(FORCE),--force)
+# demo-shop: end
 
 LINT_PATHS := app tests
 # demo-shop: begin

@@ -53,6 +53,8 @@ OFFLINE_TESTS = (
     "tests/test_compose.py",
     "tests/test_comments.py",
     "tests/test_repository.py",
+    "tests/test_add_an_app.py",
+    "tests/test_check_prereqs.py",
 )
 
 
@@ -216,10 +218,29 @@ def test_a_dirty_tree_is_refused_without_force(tmp_path: Path) -> None:
     assert (copy / "app/shop").is_dir()
 
 
-def test_removing_again_changes_nothing(removed: Path) -> None:
+def test_the_removal_removed_itself(removed: Path) -> None:
+    # Its script, manifest and test need the demo: left behind, they would fail the fork's tests.
+    for path in ("bin/remove-demo", "bin/remove-demo.sums", "tests/test_remove_demo.py"):
+        assert not (removed / path).exists(), path
+    # Run again, make says plainly there is no such target, and nothing changes.
     result = sh("make", "remove-demo", cwd=removed)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode != 0
+    assert "No rule to make target 'remove-demo'" in result.stderr
     assert git(removed, "status", "--porcelain") == ""
+
+
+def test_what_is_left_of_tests_collects_without_the_demo_or_the_removal(removed: Path) -> None:
+    # make test PYTEST_ARGS=--ignore=tests/stack (README "Make it yours") runs what is left.
+    collected = sh(
+        str(BIN / "python"), "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "tests",
+        "--ignore=tests/stack", cwd=removed,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout[-5000:] + collected.stderr[-2000:]
+    modules = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
+    assert not [m for m in modules if re.search(r"remove_demo|/(shop|reports|bench)/", m)]
+    # Every top-level test module left is collected; those OFFLINE_TESTS names also pass below.
+    for module in sorted((removed / "tests").glob("test_*.py")):
+        assert f"tests/{module.name}" in modules, module.name
 
 
 def test_every_path_the_readme_names_still_exists(removed: Path) -> None:
