@@ -65,10 +65,15 @@ def sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
+def remove_demo(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Makefile's target, with this virtualenv's Python and ruff (-o venv: none of its own)."""
+    return sh("make", "-o", "venv", "remove-demo", f"PYTHON={BIN / 'python'}", *args, cwd=copy)
+
+
 @pytest.fixture(scope="module")
 def removed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = copy_of_the_repository(tmp_path_factory.mktemp("fork") / "repo")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stdout + result.stderr
     # This virtualenv as the copy's own (never committed): tests that start its tools find them.
     (copy / ".venv").symlink_to(BIN.parent)
@@ -212,7 +217,7 @@ def test_the_offline_tests_of_the_configuration_pass(removed: Path) -> None:
 def test_a_dirty_tree_is_refused_without_force(tmp_path: Path) -> None:
     copy = copy_of_the_repository(tmp_path / "repo")
     (copy / "README.md").write_text("edited\n")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode != 0
     assert "uncommitted changes" in result.stderr
     assert (copy / "app/shop").is_dir()
@@ -283,7 +288,7 @@ def snapshot(copy: Path) -> tuple[str, dict[str, str]]:
 
 def refused(copy: Path, *args: str) -> str:
     before = snapshot(copy)
-    result = sh("make", "remove-demo", *args, cwd=copy)
+    result = remove_demo(copy, *args)
     assert result.returncode != 0, result.stdout
     assert snapshot(copy) == before
     return result.stderr
@@ -349,7 +354,7 @@ def test_a_line_of_the_user_s_inside_a_fenced_block_is_refused_unless_forced(
     git(copy, "commit", "-q", "-am", "the user's setting")
     message = refused(copy)
     assert f"app/config/settings.py:{number - 1}: this block differs" in message
-    forced = sh("make", "remove-demo", "FORCE=1", cwd=copy)
+    forced = remove_demo(copy, "FORCE=1")
     assert forced.returncode == 0, forced.stderr
     assert "MY_SETTING" not in settings.read_text()
 
@@ -364,7 +369,7 @@ def test_the_user_s_beat_entry_stays(tmp_path: Path) -> None:
     mine = '    "my-task": {"task": "mine.run", "schedule": 60.0},'
     settings.write_text(text[:end] + "\n" + mine + text[end:])
     git(copy, "commit", "-q", "-am", "the user's beat entry")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stderr
     assert mine in settings.read_text()
 
@@ -375,7 +380,7 @@ def test_after_make_rename_every_block_is_still_the_shipped_one(tmp_path: Path) 
     renamed = sh("make", "rename", "NAME=acme-store", cwd=copy)
     assert renamed.returncode == 0, renamed.stdout + renamed.stderr
     git(copy, "commit", "-q", "-am", "renamed")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (copy / "app/shop").exists()
 
@@ -456,3 +461,11 @@ def test_a_module_of_the_user_s_that_imports_the_demo_is_refused_and_kept(tmp_pa
             assert f"{path}:{number}: from " in message, (path, message)
     for path in added:
         assert (copy / path).is_file()
+
+
+def test_the_target_runs_the_script_with_the_venv_s_python() -> None:
+    # Not the shebang's python3 (the first on PATH may lack tomllib), and after make venv: the
+    # removal's clean-up needs its ruff.
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"(?m)^remove-demo: venv ##", makefile)
+    assert re.search(r"(?m)^\t@\$\(PYTHON\) bin/remove-demo ", makefile)
