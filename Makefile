@@ -121,13 +121,18 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 	$(COMPOSE) exec -T db-primary pg_restore -U postgres --dbname=$(DB_NAME) --clean --if-exists \
 	  --no-owner --role=$${DB_USER:-app} --single-transaction --exit-on-error < $(FILE)
 
+# The scripts run with the image's Python (tomllib: 3.11+), not whichever python3 their shebang
+# finds first on PATH.
 .PHONY: rename
 rename: ## Rename the project everywhere: make rename NAME=acme-shop (FORCE=1: on a dirty tree)
-	@bin/rename $(if $(FORCE),--force) "$(NAME)"
+	@$(PYTHON) bin/rename $(if $(FORCE),--force) "$(NAME)"
 
+# demo-shop: begin (bin/remove-demo deletes itself and this target with the demo)
+# venv: its ruff settles the blank lines the removal leaves, so make lint passes after it.
 .PHONY: remove-demo
-remove-demo: ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree, or over edited demo blocks)
-	@bin/remove-demo $(if $(FORCE),--force)
+remove-demo: venv ## Remove the demo shop and its reports, bench and tests (FORCE=1: on a dirty tree, or over edited demo blocks)
+	@$(PYTHON) bin/remove-demo $(if $(FORCE),--force)
+# demo-shop: end
 
 LINT_PATHS := app tests
 # demo-shop: begin

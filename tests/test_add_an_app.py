@@ -56,3 +56,31 @@ def test_a_new_app_added_as_the_readme_says_passes_the_contracts(tmp_path: Path)
         cwd=copy, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert repository.returncode == 0, repository.stdout[-3000:]
+
+
+def test_a_new_app_left_out_of_the_product_s_contract_fails_the_repository_test(
+    tmp_path: Path,
+) -> None:
+    # Every step of the README but one: the contract keeping test code out of the product.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    subprocess.run(
+        [str(BIN / "django-admin"), "startapp", "blog"], cwd=copy / "app", check=True,
+        capture_output=True,
+    )  # fmt: skip
+    pyproject = copy / "pyproject.toml"
+    text = pyproject.read_text()
+    text = re.sub(r"(?m)^(root_packages = \[)", r'\1"blog", ', text, count=1)
+    text = re.sub(r'(?m)^(layers = \["config", ")', r"\1blog | ", text, count=1)
+    product = text.index("the product imports no benchmark")
+    head, tail = text[:product], text[product:]
+    text = re.sub(r"(?m)^(source_modules = \[)", r'\1"blog", ', head) + tail
+    pyproject.write_text(text)
+    repository = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "tests/test_repository.py::test_every_package_of_the_product_is_in_the_layers",
+        ],
+        cwd=copy, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert repository.returncode != 0
+    assert "source_modules of 'the product imports no benchmark" in repository.stdout

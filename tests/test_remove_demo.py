@@ -53,6 +53,8 @@ OFFLINE_TESTS = (
     "tests/test_compose.py",
     "tests/test_comments.py",
     "tests/test_repository.py",
+    "tests/test_add_an_app.py",
+    "tests/test_check_prereqs.py",
 )
 
 
@@ -63,10 +65,15 @@ def sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
+def remove_demo(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Makefile's target, with this virtualenv's Python and ruff (-o venv: none of its own)."""
+    return sh("make", "-o", "venv", "remove-demo", f"PYTHON={BIN / 'python'}", *args, cwd=copy)
+
+
 @pytest.fixture(scope="module")
 def removed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = copy_of_the_repository(tmp_path_factory.mktemp("fork") / "repo")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stdout + result.stderr
     # This virtualenv as the copy's own (never committed): tests that start its tools find them.
     (copy / ".venv").symlink_to(BIN.parent)
@@ -210,16 +217,35 @@ def test_the_offline_tests_of_the_configuration_pass(removed: Path) -> None:
 def test_a_dirty_tree_is_refused_without_force(tmp_path: Path) -> None:
     copy = copy_of_the_repository(tmp_path / "repo")
     (copy / "README.md").write_text("edited\n")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode != 0
     assert "uncommitted changes" in result.stderr
     assert (copy / "app/shop").is_dir()
 
 
-def test_removing_again_changes_nothing(removed: Path) -> None:
+def test_the_removal_removed_itself(removed: Path) -> None:
+    # Its script, manifest and test need the demo: left behind, they would fail the fork's tests.
+    for path in ("bin/remove-demo", "bin/remove-demo.sums", "tests/test_remove_demo.py"):
+        assert not (removed / path).exists(), path
+    # Run again, make says plainly there is no such target, and nothing changes.
     result = sh("make", "remove-demo", cwd=removed)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode != 0
+    assert "No rule to make target 'remove-demo'" in result.stderr
     assert git(removed, "status", "--porcelain") == ""
+
+
+def test_what_is_left_of_tests_collects_without_the_demo_or_the_removal(removed: Path) -> None:
+    # make test PYTEST_ARGS=--ignore=tests/stack (README "Make it yours") runs what is left.
+    collected = sh(
+        str(BIN / "python"), "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "tests",
+        "--ignore=tests/stack", cwd=removed,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout[-5000:] + collected.stderr[-2000:]
+    modules = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
+    assert not [m for m in modules if re.search(r"remove_demo|/(shop|reports|bench)/", m)]
+    # Every top-level test module left is collected; those OFFLINE_TESTS names also pass below.
+    for module in sorted((removed / "tests").glob("test_*.py")):
+        assert f"tests/{module.name}" in modules, module.name
 
 
 def test_every_path_the_readme_names_still_exists(removed: Path) -> None:
@@ -262,7 +288,7 @@ def snapshot(copy: Path) -> tuple[str, dict[str, str]]:
 
 def refused(copy: Path, *args: str) -> str:
     before = snapshot(copy)
-    result = sh("make", "remove-demo", *args, cwd=copy)
+    result = remove_demo(copy, *args)
     assert result.returncode != 0, result.stdout
     assert snapshot(copy) == before
     return result.stderr
@@ -328,7 +354,7 @@ def test_a_line_of_the_user_s_inside_a_fenced_block_is_refused_unless_forced(
     git(copy, "commit", "-q", "-am", "the user's setting")
     message = refused(copy)
     assert f"app/config/settings.py:{number - 1}: this block differs" in message
-    forced = sh("make", "remove-demo", "FORCE=1", cwd=copy)
+    forced = remove_demo(copy, "FORCE=1")
     assert forced.returncode == 0, forced.stderr
     assert "MY_SETTING" not in settings.read_text()
 
@@ -343,7 +369,7 @@ def test_the_user_s_beat_entry_stays(tmp_path: Path) -> None:
     mine = '    "my-task": {"task": "mine.run", "schedule": 60.0},'
     settings.write_text(text[:end] + "\n" + mine + text[end:])
     git(copy, "commit", "-q", "-am", "the user's beat entry")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stderr
     assert mine in settings.read_text()
 
@@ -354,7 +380,7 @@ def test_after_make_rename_every_block_is_still_the_shipped_one(tmp_path: Path) 
     renamed = sh("make", "rename", "NAME=acme-store", cwd=copy)
     assert renamed.returncode == 0, renamed.stdout + renamed.stderr
     git(copy, "commit", "-q", "-am", "renamed")
-    result = sh("make", "remove-demo", cwd=copy)
+    result = remove_demo(copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (copy / "app/shop").exists()
 
@@ -371,3 +397,75 @@ def test_an_edited_block_and_a_file_it_would_lose_are_named_together(tmp_path: P
     assert "app/reports/mine.py: not tracked by git" in message
     assert "app/config/settings.py:" in message
     assert "this block differs" in message
+
+
+def test_an_ignored_file_in_a_path_it_deletes_is_refused_even_with_force(tmp_path: Path) -> None:
+    # .gitignore has .env: git ls-files --exclude-standard would not list it, yet it is the user's.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    (copy / "upstream/.env").write_text("SECRET=mine\n")
+    # The caches the project's tools write hold nothing of the user's: never named.
+    (copy / "app/shop/__pycache__").mkdir()
+    (copy / "app/shop/__pycache__/models.cpython-313.pyc").write_bytes(b"\0")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        assert "upstream/.env: not tracked by git" in message
+        assert "__pycache__" not in message
+
+
+def test_an_uncommitted_line_inside_a_fenced_block_is_refused_even_with_force(
+    tmp_path: Path,
+) -> None:
+    # FORCE=1 covers a dirty tree and committed edits in blocks, never work that is nowhere else.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    settings = copy / "app/config/settings.py"
+    mine = "BLOG_PAGE_SIZE = 20\n"
+    lines = settings.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if line.startswith("REPORT_RETENTION_DAYS"))
+    lines.insert(number, mine)
+    settings.write_text("".join(lines))
+    message = refused(copy, "FORCE=1")
+    assert "app/config/settings.py:" in message
+    assert "not committed" in message
+    assert "commit it first" in message
+    assert mine in settings.read_text()
+
+
+def test_a_module_of_the_user_s_that_imports_the_demo_is_refused_and_kept(tmp_path: Path) -> None:
+    # Only the test modules the project shipped as the demo's go whole: one line of the user's
+    # importing the demo never takes a kept module (and all its other tests) with it.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    added = {
+        "tests/app/conftest.py": (
+            "\n\n@pytest.fixture\ndef a_product():  # type: ignore[no-untyped-def]\n"
+            "    from shop.models import Product\n\n    return Product.objects.first()\n"
+        ),
+        "tests/app/notifications/test_outbox.py": (
+            "\n\ndef test_mine():  # type: ignore[no-untyped-def]\n"
+            "    from reports.models import Report\n\n    assert Report\n"
+        ),
+    }
+    numbers = {}
+    for path, text in added.items():
+        file = copy / path
+        before = file.read_text()
+        numbers[path] = (
+            before.count("\n")
+            + text.split("\n").index(next(line for line in text.split("\n") if "from " in line))
+            + 1
+        )
+        file.write_text(before + text)
+    git(copy, "commit", "-q", "-am", "the user's tests")
+    for force in ((), ("FORCE=1",)):
+        message = refused(copy, *force)
+        for path, number in numbers.items():
+            assert f"{path}:{number}: from " in message, (path, message)
+    for path in added:
+        assert (copy / path).is_file()
+
+
+def test_the_target_runs_the_script_with_the_venv_s_python() -> None:
+    # Not the shebang's python3 (the first on PATH may lack tomllib), and after make venv: the
+    # removal's clean-up needs its ruff.
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"(?m)^remove-demo: venv ##", makefile)
+    assert re.search(r"(?m)^\t@\$\(PYTHON\) bin/remove-demo ", makefile)

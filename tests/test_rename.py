@@ -195,3 +195,9 @@ def test_a_renamed_fork_can_be_renamed_again(tmp_path: Path) -> None:
     assert [line for line in left.splitlines() if KEPT_LINE not in line] == []
     result = sh("docker", "compose", "--profile", "*", "config", "--format", "json", cwd=copy)
     assert json.loads(result.stdout)["services"]["web"]["image"] == "beta-store/web:dev"
+
+
+def test_the_target_runs_the_script_with_the_image_s_python() -> None:
+    # Not the shebang's python3: the first on PATH may be older than tomllib (3.11).
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\n\t@$(PYTHON) bin/rename " in makefile

@@ -318,6 +318,12 @@ def test_every_package_of_the_product_is_in_the_layers() -> None:
         "Add the package to [tool.importlinter] root_packages and to a layer (pyproject.toml, "
         "docs/ARCHITECTURE.md)"
     )
+    # The contract that keeps test and benchmark code out of the product checks only the
+    # packages it names as sources: a new app must be one of them too.
+    (product,) = [c for c in linter["contracts"] if "tests" in c.get("forbidden_modules", [])]
+    assert packages == set(product["source_modules"]), (
+        f"Add the package to the source_modules of {product['name']!r} (pyproject.toml)"
+    )
 
 
 # Each domain's declared interface: the modules the other domains may import
