@@ -27,7 +27,10 @@ def test_the_readme_names_every_list_a_new_app_joins() -> None:
         assert step in steps, step
 
 
-def test_a_new_app_added_as_the_readme_says_passes_the_contracts(tmp_path: Path) -> None:
+def copy_with_a_blog_app(tmp_path: Path, *, in_the_product_s_contract: bool) -> Path:
+    """A copy with `startapp blog` and the README's pyproject edits: root_packages; the layer
+    just below config (beside the other top domains); every source_modules list (each domain's
+    interface contract and, unless told not to, the no-test-code one)."""
     copy = copy_of_the_repository(tmp_path / "repo")
     subprocess.run(
         [str(BIN / "django-admin"), "startapp", "blog"], cwd=copy / "app", check=True,
@@ -35,12 +38,16 @@ def test_a_new_app_added_as_the_readme_says_passes_the_contracts(tmp_path: Path)
     )  # fmt: skip
     pyproject = copy / "pyproject.toml"
     text = pyproject.read_text()
-    # root_packages; the layer just below config (beside the other top domains); every
-    # source_modules list (each domain's interface contract, and the no-test-code one).
     text = re.sub(r"(?m)^(root_packages = \[)", r'\1"blog", ', text, count=1)
     text = re.sub(r'(?m)^(layers = \["config", ")', r"\1blog | ", text, count=1)
-    text = re.sub(r"(?m)^(source_modules = \[)", r'\1"blog", ', text)
-    pyproject.write_text(text)
+    product = len(text) if in_the_product_s_contract else text.index("the product imports no bench")
+    head, tail = text[:product], text[product:]
+    pyproject.write_text(re.sub(r"(?m)^(source_modules = \[)", r'\1"blog", ', head) + tail)
+    return copy
+
+
+def test_a_new_app_added_as_the_readme_says_passes_the_contracts(tmp_path: Path) -> None:
+    copy = copy_with_a_blog_app(tmp_path, in_the_product_s_contract=True)
     contracts = subprocess.run(
         [str(BIN / "lint-imports"), "../pyproject.toml", "--no-cache"], cwd=copy / "app",
         capture_output=True, text=True, timeout=120, check=False,
@@ -62,19 +69,7 @@ def test_a_new_app_left_out_of_the_product_s_contract_fails_the_repository_test(
     tmp_path: Path,
 ) -> None:
     # Every step of the README but one: the contract keeping test code out of the product.
-    copy = copy_of_the_repository(tmp_path / "repo")
-    subprocess.run(
-        [str(BIN / "django-admin"), "startapp", "blog"], cwd=copy / "app", check=True,
-        capture_output=True,
-    )  # fmt: skip
-    pyproject = copy / "pyproject.toml"
-    text = pyproject.read_text()
-    text = re.sub(r"(?m)^(root_packages = \[)", r'\1"blog", ', text, count=1)
-    text = re.sub(r'(?m)^(layers = \["config", ")', r"\1blog | ", text, count=1)
-    product = text.index("the product imports no benchmark")
-    head, tail = text[:product], text[product:]
-    text = re.sub(r"(?m)^(source_modules = \[)", r'\1"blog", ', head) + tail
-    pyproject.write_text(text)
+    copy = copy_with_a_blog_app(tmp_path, in_the_product_s_contract=False)
     repository = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
