@@ -40,7 +40,9 @@ def copy_with_a_blog_app(tmp_path: Path, *, in_the_product_s_contract: bool) -> 
     text = pyproject.read_text()
     text = re.sub(r"(?m)^(root_packages = \[)", r'\1"blog", ', text, count=1)
     text = re.sub(r'(?m)^(layers = \["config", ")', r"\1blog | ", text, count=1)
-    product = len(text) if in_the_product_s_contract else text.index("the product imports no bench")
+    product = (
+        len(text) if in_the_product_s_contract else text.index("the product imports no benchmark")
+    )
     head, tail = text[:product], text[product:]
     pyproject.write_text(re.sub(r"(?m)^(source_modules = \[)", r'\1"blog", ', head) + tail)
     return copy
