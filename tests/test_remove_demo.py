@@ -248,6 +248,31 @@ def test_what_is_left_of_tests_collects_without_the_demo_or_the_removal(removed:
         assert f"tests/{module.name}" in modules, module.name
 
 
+# The demo as the READMEs describe it: its endpoints, settings, services, files and tools. Only a
+# line that says "demo" may still name them: it tells what was removed and what is left to do.
+PROSE_LEFTOVER = re.compile(
+    r"NGINX_RATE_REPORTS|worker-reports|\bREPORT_\w+|api/(products|orders|reports)|make bench"
+    r"|stand-ins?\b|reports-resources|upstream-egress|\bshop\b|\breports?\b|\bprice\b"
+    r"|recommendations|fan-?out|\bbench\b|aiohttp",
+    re.IGNORECASE,
+)
+
+
+def test_the_readmes_describe_no_demo_left(removed: Path) -> None:
+    left = [
+        f"{path}:{number}: {line.strip()}"
+        for path in ("README.md", "k8s/README.md")
+        for number, line in enumerate((removed / path).read_text().splitlines(), 1)
+        if PROSE_LEFTOVER.search(line) and "demo" not in line
+    ]
+    assert left == []
+
+
+def test_the_demo_s_dependencies_leave_pyproject(removed: Path) -> None:
+    # The locks keep them until `make lock` (network): the README and the script's output say so.
+    assert "aiohttp" not in (removed / "pyproject.toml").read_text()
+
+
 def test_every_path_the_readme_names_still_exists(removed: Path) -> None:
     # A word in backticks that is a tracked path (or a folder of one) of the repository, as it
     # stands or under app/ or tests/, names a path of the copy too: no tour, quick test or
@@ -469,3 +494,39 @@ def test_the_target_runs_the_script_with_the_venv_s_python() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"(?m)^remove-demo: venv ##", makefile)
     assert re.search(r"(?m)^\t@\$\(PYTHON\) bin/remove-demo ", makefile)
+
+
+def test_a_project_named_after_a_word_of_the_demo_still_removes_it(tmp_path: Path) -> None:
+    # After make rename NAME=shop, "shop" in a block is the project's name or the demo's word
+    # (demo-shop, app/shop): each checksum is tried both ways.
+    copy = copy_of_the_repository(tmp_path / "repo")
+    renamed = sh("make", "rename", "NAME=shop", cwd=copy)
+    assert renamed.returncode == 0, renamed.stdout + renamed.stderr
+    git(copy, "commit", "-q", "-am", "renamed")
+    result = remove_demo(copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (copy / "app/shop").exists()
+
+
+def test_a_copied_overlay_and_a_linked_path_lose_the_demo_too(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    # A staging overlay copied from production: its blocks are the shipped ones, its demo
+    # patches go as production's do.
+    shutil.copytree(copy / "k8s/overlays/production", copy / "k8s/overlays/staging")
+    # A path it deletes, kept by the fork as a link to a folder of its own: the link goes, the
+    # folder stays (rmtree would refuse the link after other paths were already gone).
+    shutil.move(copy / "upstream", copy / "vendor-upstream")
+    (copy / "upstream").symlink_to("vendor-upstream")
+    git(copy, "add", "-A")
+    git(copy, "commit", "-q", "-m", "staging, and a vendored folder")
+    result = remove_demo(copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    staging = copy / "k8s/overlays/staging"
+    for name in ("reports-resources.yaml", "shop-upstream-egress.yaml"):
+        assert not (staging / name).exists(), name
+    assert "demo-shop" not in (staging / "kustomization.yaml").read_text()
+    assert not (copy / "upstream").is_symlink()
+    assert (copy / "vendor-upstream").is_dir()
+    shutil.copy(copy / "k8s/secrets.env.example", staging / "secrets.env")
+    rendered = sh("kubectl", "kustomize", str(staging), cwd=copy)
+    assert rendered.returncode == 0, rendered.stderr

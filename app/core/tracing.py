@@ -52,7 +52,7 @@ def setup(*, component: str) -> bool:
         return False
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor  # demo-shop
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -68,7 +68,7 @@ def setup(*, component: str) -> bool:
     for instrumentor in (
         PsycopgInstrumentor(),
         RedisInstrumentor(),
-        AioHttpClientInstrumentor(),
+        AioHttpClientInstrumentor(),  # demo-shop
         CeleryInstrumentor(),  # type: ignore[no-untyped-call]
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:
