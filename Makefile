@@ -124,7 +124,7 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 # The scripts run with the image's Python (tomllib: 3.11+), not whichever python3 their shebang
 # finds first on PATH.
 .PHONY: rename
-rename: ## Rename the project everywhere: make rename NAME=acme-store (FORCE=1: on a dirty tree)
+rename: ## Rename the project everywhere: make rename NAME=<name> (FORCE=1: on a dirty tree)
 	@$(PYTHON) bin/rename $(if $(FORCE),--force) "$(NAME)"
 
 # demo-shop: begin (bin/remove-demo deletes itself and this target with the demo)

@@ -168,6 +168,18 @@ def test_a_bad_name_is_refused_and_changes_nothing(fresh: Path, name: str) -> No
     assert git(fresh, "status", "--porcelain") + git(fresh, "diff") == before
 
 
+# A name the code or configuration already uses as a word: a second rename would rewrite both
+# (the compose service web, the Dockerfile's app/; the demo's shop while it is there), and
+# make remove-demo could not tell the demo's lines from the name.
+@pytest.mark.parametrize("name", ["web", "app"])
+def test_a_name_that_is_already_a_word_of_the_code_is_refused(fresh: Path, name: str) -> None:
+    before = git(fresh, "status", "--porcelain") + git(fresh, "diff")
+    result = sh("make", "rename", f"NAME={name}", cwd=fresh, check=False)
+    assert result.returncode != 0
+    assert f"{name!r} is already a word of the project, as in " in result.stderr
+    assert git(fresh, "status", "--porcelain") + git(fresh, "diff") == before
+
+
 def test_renaming_again_to_the_same_name_changes_nothing(renamed: Path) -> None:
     before = git(renamed, "diff")
     result = sh("make", "rename", f"NAME={NEW}", cwd=renamed, check=False)

@@ -196,7 +196,7 @@ def production_env() -> list[str]:
         f"DB_PASSWORD={secrets.token_urlsafe(20)}",
         f"REDIS_PASSWORD={secrets.token_urlsafe(20)}",
         f"REDIS_CACHE_PASSWORD={secrets.token_urlsafe(20)}",
-        "DJANGO_ALLOWED_HOSTS=shop.example.com",
+        "DJANGO_ALLOWED_HOSTS=www.example.com",
     ]
 
 

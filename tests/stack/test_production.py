@@ -232,7 +232,7 @@ def test_production_behind_a_tls_terminating_load_balancer(tmp_path):
         f"{PROJECT}-prod-lb",
         port,
         NGINX_TRUST_FORWARDED_PROTO="true",
-        PUBLIC_BASE_URL="https://shop.example.com",
+        PUBLIC_BASE_URL="https://www.example.com",
     )
     balancer = {"X-Forwarded-Proto": "https"}
     deploy = Deploy(env_file(tmp_path, env), f"http://127.0.0.1:{port}", balancer, True)
