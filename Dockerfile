@@ -98,11 +98,11 @@ FROM python AS faults-builder
 COPY tests/stack/faultapp/ /opt/faults/
 RUN python3 -m compileall -q /opt/faults
 
-# The runtime's root filesystem, assembled on the base image and then pruned of what only
-# installs software (apt, dpkg, debconf, perl, useradd, tar, diff, the openssl CLI), of the
+# The runtime's operating system: the base image and Python, with the app user, pruned of what
+# only installs software (apt, dpkg, debconf, perl, useradd, tar, diff, the openssl CLI), of the
 # disk, mount and login tools (util-linux: su, mount, fdisk's kin) and of what no process of the
-# image loads (glibc's iconv modules, CPython's test extension modules). dpkg's
-# status file stays, minus what was removed, so image scanners still see every Debian package.
+# image loads (glibc's iconv modules, CPython's test extension modules). dpkg's status file
+# stays, minus what was removed, so image scanners still see every Debian package.
 FROM python AS runtime-root
 ARG APP_UID=10001
 # The app user, and MEDIA_ROOT owned by it: an empty named volume mounted there takes this owner,
@@ -110,10 +110,6 @@ ARG APP_UID=10001
 RUN groupadd --system --gid ${APP_UID} app \
  && useradd --system --uid ${APP_UID} --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
  && install -d -o ${APP_UID} -g ${APP_UID} -m 0755 /srv/media
-COPY --from=builder /opt/venv /opt/venv
-# Code and static files stay root-owned: the app user can read them, never change them.
-COPY --from=builder /app /app
-COPY celery/ /opt/celery/
 RUN dpkg --purge --force-remove-essential --force-depends \
       apt libapt-pkg7.0 sqv debian-archive-keyring debconf perl-base passwd tar diffutils \
       util-linux mount bsdutils libsepol2 libsemanage2 libsemanage-common libnettle8t64 libhogweed6t64 \
@@ -125,11 +121,16 @@ RUN dpkg --purge --force-remove-essential --force-depends \
       /usr/lib/python3.*/lib-dynload/*xx* \
       /etc/apt /var/lib/apt /var/cache/apt /var/cache/debconf /var/cache/ldconfig/aux-cache /var/log/*
 
-# One layer of that pruned filesystem: what the base image's own layers hold cannot shrink from a
-# layer above them. Not another build's image: the files come from this file's stages, which
-# start from the base image.
+# That pruned system as one layer (what the base image's own layers hold cannot shrink from a
+# layer above them), then the venv and the code in layers of their own, so a deploy of new code
+# ships only its own layer. Not another build's image: the files come from this file's stages,
+# which start from the base image.
 FROM scratch AS runtime
 COPY --from=runtime-root / /
+COPY --from=builder /opt/venv /opt/venv
+# Code and static files stay root-owned: the app user can read them, never change them.
+COPY --from=builder /app /app
+COPY celery/ /opt/celery/
 ENV LANG=C.UTF-8 \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -258,7 +258,7 @@ for start in range(0, len(elves), 200):
 def test_the_runtime_filesystem_has_no_installer_and_every_library_it_links():
     """The runtime image is a pruned filesystem: nothing that installs software, yet every
     program and extension module in it finds every shared library it links."""
-    tools = "apt apt-get dpkg perl useradd tar openssl"
+    tools = "apt apt-get dpkg perl useradd su mount tar openssl"
     assert sh("web", f"for t in {tools}; do command -v $t; done; true") == ""
     assert sh("web", "ls /var/lib/dpkg") == "status"
     assert sh("web", f"python3 -c '{MISSING_LIBRARIES}'") == ""
