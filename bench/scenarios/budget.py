@@ -105,8 +105,9 @@ STEPS = [
      "9.1"],
     ["Django's GIS, Oracle and MySQL code (no GDAL, GEOS or driver to load it)", "1.7"],
     ["the packages' tests/ directories (certifi's)", "0.0"],
-    ["one layer (`FROM scratch` + the pruned filesystem): what a layer removes from the base "
-     "image's layer below frees nothing", "enables the above"],
+    ["the pruned system copied into `FROM scratch` as one layer (a layer's deletions free "
+     "nothing of the base image's layer below), the venv and the code in layers above it",
+     "enables the above"],
 ]  # fmt: skip
 
 
@@ -119,9 +120,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     rows = [[part, num(parts[part] / 1e6, 1), pct(parts[part] / total)] for part in PARTS]
     rows.append(["image (`docker image inspect`)", num(total / 1e6, 1), "100%"])
     lines += [
-        f"`{data['image']}`, one filesystem: base is Debian (libc, OpenSSL, libpq, coreutils), "
-        "Python is /usr/lib/python3.13 and the interpreter, static is what Django reads of the "
-        "collected files (their manifest; Nginx's image holds the files).",
+        f"`{data['image']}`, read from its files: base is Debian (libc, OpenSSL, libpq, "
+        "coreutils), Python is /usr/lib/python3.13 and the interpreter, static is what Django "
+        "reads of the collected files (their manifest; Nginx's image holds the files).",
         "",
     ]
     lines += table(["part", "MB", "share"], rows)
