@@ -8,10 +8,10 @@
 ARG BASE_IMAGE=debian:trixie-slim
 
 FROM ${BASE_IMAGE} AS python
-# Debian's python3.13; libpq comes bundled in psycopg's binary wheel.
+# Debian's python3.13 and libpq (psycopg's C implementation links it and Debian's OpenSSL).
 # The standard library's own test suite and help() topics are never used by a server.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 ca-certificates libpq5 \
  && rm -rf /var/lib/apt/lists/* /usr/lib/python3.*/test /usr/lib/python3.*/pydoc_data
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -19,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 FROM python AS venv
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential python3-dev python3-venv \
+ && apt-get install -y --no-install-recommends build-essential python3-dev python3-venv libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
 # --require-hashes: every byte installed is the byte that was locked.
@@ -28,10 +28,18 @@ RUN --mount=type=secret,id=ca_bundle \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements.lock
 # Slimming that changes no behaviour: debug symbols out of the wheels' shared objects, type
-# stubs and C sources the wheels carry along, and translation sources/catalogues out of Django
-# (USE_I18N is off; "en" and the package files that locale formats import from stay).
+# stubs and C sources the wheels carry along, the packages' own test suites, and translation
+# sources/catalogues out of Django (USE_I18N is off; "en" and the package files that locale
+# formats import from stay). Django's GIS, Oracle and MySQL code goes too: none of it loads
+# without GDAL/GEOS or a driver that the locks do not hold (a project adding one deletes the line).
+# Bytecode: pip compiled each module once, at one level; nothing writes any later
+# (PYTHONDONTWRITEBYTECODE).
 RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
  && find /opt/venv/lib \( -name '*.pyi' -o -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \) -delete \
+ && find /opt/venv/lib/python3*/site-packages -mindepth 2 -type d -name tests -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/django/contrib/gis \
+      /opt/venv/lib/python3*/site-packages/django/db/backends/oracle \
+      /opt/venv/lib/python3*/site-packages/django/db/backends/mysql \
  && find /opt/venv -path '*/locale/*' -name '*.po' -delete \
  && find /opt/venv/lib/python3*/site-packages/django -path '*/locale/*/LC_MESSAGES' -not -path '*/locale/en/*' -prune -exec rm -rf {} +
 
@@ -90,17 +98,44 @@ FROM python AS faults-builder
 COPY tests/stack/faultapp/ /opt/faults/
 RUN python3 -m compileall -q /opt/faults
 
-FROM python AS runtime
+# The runtime's operating system: the base image and Python, with the app user, pruned of what
+# only installs software (apt, dpkg, debconf, perl, useradd, tar, diff, the openssl CLI), of the
+# disk, mount and login tools (util-linux: su, mount, fdisk's kin) and of what no process of the
+# image loads (glibc's iconv modules, CPython's test extension modules). dpkg's status file
+# stays, minus what was removed, so image scanners still see every Debian package.
+FROM python AS runtime-root
 ARG APP_UID=10001
 # The app user, and MEDIA_ROOT owned by it: an empty named volume mounted there takes this owner,
 # so the reports worker can write into it (Nginx mounts it read-only).
 RUN groupadd --system --gid ${APP_UID} app \
  && useradd --system --uid ${APP_UID} --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
  && install -d -o ${APP_UID} -g ${APP_UID} -m 0755 /srv/media
+RUN dpkg --purge --force-remove-essential --force-depends \
+      apt libapt-pkg7.0 sqv debian-archive-keyring debconf perl-base passwd tar diffutils \
+      util-linux mount bsdutils libsepol2 libsemanage2 libsemanage-common libnettle8t64 libhogweed6t64 \
+ && dpkg -L dpkg | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi; done \
+ && awk 'BEGIN { RS = ""; ORS = "\n\n" } !/^Package: dpkg\n/' /var/lib/dpkg/status > /tmp/status \
+ && find /var/lib/dpkg -mindepth 1 -delete && mv /tmp/status /var/lib/dpkg/status \
+ && rm -rf /usr/bin/openssl /usr/bin/c_rehash /usr/lib/x86_64-linux-gnu/gconv /usr/share/gcc \
+      /usr/lib/python3.*/lib-dynload/_test* /usr/lib/python3.*/lib-dynload/_ctypes_test* \
+      /usr/lib/python3.*/lib-dynload/*xx* \
+      /etc/apt /var/lib/apt /var/cache/apt /var/cache/debconf /var/cache/ldconfig/aux-cache /var/log/*
+
+# That pruned system as one layer (what the base image's own layers hold cannot shrink from a
+# layer above them), then the venv and the code in layers of their own, so a deploy of new code
+# ships only its own layer. Not another build's image: the files come from this file's stages,
+# which start from the base image.
+FROM scratch AS runtime
+COPY --from=runtime-root / /
 COPY --from=builder /opt/venv /opt/venv
 # Code and static files stay root-owned: the app user can read them, never change them.
 COPY --from=builder /app /app
 COPY celery/ /opt/celery/
+ENV LANG=C.UTF-8 \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+ARG APP_UID=10001
 WORKDIR /app
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8000

@@ -5,6 +5,9 @@ SHELL := /bin/bash
 # The runtime image's Python (Debian trixie's python3): the tests, mypy and the lock use the same
 # minor version, so what passes here is what runs there (tests/images checks the image).
 IMAGE_PYTHON := 3.13
+# The runtime web image's ceiling, MB uncompressed (`docker image inspect`): tests/images holds
+# the image to it. Its breakdown: docs/BENCHMARKS.md.
+WEB_IMAGE_MAX_MB := 150
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(shell bin/find-python $(IMAGE_PYTHON))
 endif
@@ -48,11 +51,11 @@ LOCK := $(BIN)/uv pip compile --native-tls pyproject.toml --universal --python-v
 
 .PHONY: lock
 lock: venv ## Re-lock dependencies (hashes, for the image's Python)
-	$(LOCK) -o requirements.lock
+	$(LOCK) --group image -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
-	$(LOCK) --group flower -o requirements-flower.lock
+	$(LOCK) --group image --group flower -o requirements-flower.lock
 # demo-shop: begin
-	$(LOCK) --group bench -o requirements-bench.lock
+	$(LOCK) --group image --group bench -o requirements-bench.lock
 # demo-shop: end
 
 .PHONY: base-image

@@ -99,14 +99,15 @@ def test_development_mode_is_only_in_its_own_file():
 
 def foreign_bases(dockerfile: str) -> list[str]:
     """The FROM lines that start from neither the base image nor an earlier stage of the same
-    file: images another build must have made first (COPY --from counts too)."""
+    file: images another build must have made first (COPY --from counts too). `scratch`, the
+    empty image, is no image at all: Docker never looks it up."""
     stages: set[str] = set()
     found = []
     for line in dockerfile.splitlines():
         words = line.split()
         if words[:1] == ["FROM"]:
             base = next(w for w in words[1:] if not w.startswith("--"))
-            if base != "${BASE_IMAGE}" and base not in stages:
+            if base not in {"${BASE_IMAGE}", "scratch"} and base not in stages:
                 found.append(line)
             if len(words) >= 4 and words[-2].upper() == "AS":
                 stages.add(words[-1])
@@ -130,6 +131,7 @@ def test_no_build_depends_on_another_build_having_run_first():
     # The check itself, on the line this project once had.
     assert foreign_bases("ARG APP_IMAGE\nFROM ${APP_IMAGE}\n") == ["FROM ${APP_IMAGE}"]
     assert foreign_bases("FROM ${BASE_IMAGE}\nCOPY --from=djstack/web:dev /x /x\n") != []
+    assert foreign_bases("FROM ${BASE_IMAGE} AS a\nFROM scratch\nCOPY --from=a / /\n") == []
 
 
 def git_files() -> list[str]:

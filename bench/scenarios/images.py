@@ -7,11 +7,11 @@ import subprocess
 from typing import Any
 
 from bench import claims, stack
+from bench.scenarios.budget import CEILING as WEB_MB
 from bench.stats import num, opening, pct, table
 
 STEP = "images"
-# The runtime web image's limit, and the single-stage stand-in against it.
-WEB_MB = claims.get("images.web_mb")
+# The single-stage stand-in against the runtime web image (whose ceiling is the Makefile's).
 SINGLE_OVER_MULTI = claims.get("images.single_over_multi_stage")
 
 
@@ -64,9 +64,11 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     rows.append(["web, single-stage stand-in (`--target builder`)", num(single / 1e6, 0)])
     lines += table(["image (:bench)", "MB (uncompressed, `docker image inspect`)"], rows)
     web = sizes.get("web")
+    # The ceiling of the run that measured these (the Makefile's may have moved since).
+    limit_mb = data["web_limit_bytes"] / 1e6
     if web:
         lines += [
-            f"Runtime web image **{web / 1e6:.0f} MB** against the {WEB_MB.value:g} MB limit "
+            f"Runtime web image **{web / 1e6:.0f} MB** against the {limit_mb:g} MB limit "
             f"(tests/images): {pct(web / data['web_limit_bytes'])} of it. The single-stage "
             f"stand-in (the builder stage: compilers, headers, python3-dev, the same venv) is "
             f"{single / 1e6:.0f} MB, **{single / web:.1f}x** the runtime image.",
@@ -75,7 +77,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         headline.append(
             [
                 "8. web runtime image",
-                f"{WEB_MB.sign} {WEB_MB.value:g} MB",
+                f"{WEB_MB.sign} {limit_mb:g} MB",
                 f"{web / 1e6:.0f} MB",
                 pct(web / data["web_limit_bytes"]),
             ]

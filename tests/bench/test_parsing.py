@@ -1,5 +1,7 @@
 """make bench's pure parts: hey's output parsed, repeated runs combined. No Docker, no hey."""
 
+from bench.scenarios import budget, images
+
 from bench import hey, stats
 
 HEY_OK = """
@@ -101,3 +103,35 @@ def test_ratio_and_formatting():
     assert stats.pct(0.75) == "75%"
     assert stats.ms(0.4206) == "421"
     assert stats.table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |", ""]
+
+
+def test_the_web_image_budget_adds_up_each_file_under_its_part():
+    listing = "\n".join(
+        [
+            "1000 /usr/lib/x86_64-linux-gnu/libc.so.6",
+            "200 /usr/lib/python3.13/os.py",
+            "300 /usr/bin/python3.13",
+            "40 /etc/python3.13/sitecustomize.py",
+            "5000 /opt/venv/lib/python3.13/site-packages/django/__init__.py",
+            "7 /opt/venv/bin/python3",
+            "60 /app/manage.py",
+            "8 /opt/celery/entrypoint.sh",
+            "90 /app/staticfiles/staticfiles.json",
+            "11 /app/a file with spaces.py",
+            "find: '/proc/1': Permission denied",
+            "",
+        ]
+    )
+    assert budget.breakdown(listing) == {
+        "base": 1000,
+        "python": 540,
+        "venv": 5007,
+        "app": 79,
+        "static": 90,
+    }
+
+
+def test_the_web_image_ceiling_is_the_makefiles_one_variable():
+    makefile = (budget.stack.ROOT / "Makefile").read_text()
+    assert f"\nWEB_IMAGE_MAX_MB := {budget.web_image_max_mb():g}\n" in makefile
+    assert images.WEB_MB is budget.CEILING
