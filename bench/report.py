@@ -75,7 +75,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         f"- Load generator: {host['load_generator']} (keep-alive on, 30 s client timeout). "
         "Everything (hey, Nginx, web, the upstream stand-ins, Postgres, PgBouncer) shares the "
         "same cores.",
-        "- Stack: compose project `djstack-bench`, images tagged `:bench`, "
+        "- Stack: compose project `djstack-bench`, "
+        "images tagged `:bench`, "
         "bench/compose.bench.yml over docker-compose.yml (routes the bench endpoints, takes "
         "the web command from the harness). Production settings otherwise: Uvicorn workers "
         "recycle after 50,000 requests (gunicorn.conf.py), so no run here recycles them except "

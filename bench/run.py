@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""`make bench`: brings the stack up under its own project (djstack-bench, 127.0.0.1:28080,
-images tagged :bench), runs the scenarios (bench/scenarios/, one module each) with hey (a
-separate Go program) against Nginx's published port, and writes docs/benchmarks/results.json;
-bench/report.py turns that into docs/BENCHMARKS.md and the plots. BENCH_QUICK=1: fewer
-configurations, shorter runs.
+"""`make bench`: brings the stack up under its own project
+(djstack-bench, 127.0.0.1:28080, images tagged :bench),
+runs the scenarios (bench/scenarios/, one module each) with hey (a separate Go program)
+against Nginx's published port, and writes docs/benchmarks/results.json; bench/report.py turns
+that into docs/BENCHMARKS.md and the plots. BENCH_QUICK=1: fewer configurations, shorter runs.
 
 Standard library only: it runs with any python3, no virtualenv needed. Every load run is
 bounded by a request count or a duration, and the project is torn down (`down -v`) at the end,

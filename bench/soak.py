@@ -12,8 +12,10 @@ fails it within ten minutes; a sawtooth from recycling, whose peaks come back do
 
 The traffic is the fault suite's generator (tests/stack/faultload.Traffic: keep-alive threads,
 every answer kept, each order with its own Idempotency-Key) and the stack is the stack suite's
-(tests/stack/conftest.Stack), under its own project and port: SOAK_PROJECT (djstack-soak),
-SOAK_PORT (28090), IMAGE_TAG (as compose: dev). Runs with the project's .venv (requests).
+(tests/stack/conftest.Stack), under its own project and port:
+SOAK_PROJECT (djstack-soak), SOAK_PORT (28090),
+IMAGE_TAG (as compose: dev).
+Runs with the project's .venv (requests).
 Not part of CI: it takes minutes by design.
 """
 # This program's job is running docker with arguments it builds itself.

@@ -1,6 +1,7 @@
-"""What every scenario of `make bench` runs through: the bench's compose project (djstack-bench,
-127.0.0.1:28080, images tagged :bench), hey through Nginx, and the harness' own knobs
-(BENCH_QUICK, BENCH_ROUNDS, BENCH_ONLY, BENCH_CONFIGS, BENCH_RESULTS). Standard library only."""
+"""What every scenario of `make bench` runs through: the bench's compose project
+(djstack-bench, 127.0.0.1:28080, images tagged :bench),
+hey through Nginx, and the harness' own knobs (BENCH_QUICK, BENCH_ROUNDS, BENCH_ONLY,
+BENCH_CONFIGS, BENCH_RESULTS). Standard library only."""
 # This module's job is running docker and hey with arguments it builds itself.
 # ruff: noqa: S603, S607
 

@@ -466,6 +466,8 @@ def test_a_module_of_the_user_s_that_uses_the_demo_is_refused_and_kept(tmp_path:
         "app/ops/apis.py": (
             "\n\ndef mine() -> object:\n    from shop.models import Product\n\n    return Product\n"
             '\n\nMINE = "shop.Product"\n'
+            'DEPENDS = [("reports", "0001_initial")]\n'
+            "import json; import shop.models  # noqa: E401, E702\n"
         ),
         "tests/app/conftest.py": (
             "\n\n@pytest.fixture\ndef a_product():  # type: ignore[no-untyped-def]\n"
@@ -494,7 +496,8 @@ def test_a_module_of_the_user_s_that_uses_the_demo_is_refused_and_kept(tmp_path:
         message = refused(copy, *force)
         for path, number in numbers.items():
             assert f"{path}:{number}: from " in message, (path, message)
-        assert 'MINE = "shop.Product"' in message
+        for use in ('MINE = "shop.Product"', 'DEPENDS = [("reports"', "import shop.models"):
+            assert use in message, (use, message)
         assert "tests/app/blog/test_blog.py:1: from shop.models import Product (not committed)" in (
             message
         )
@@ -521,6 +524,11 @@ def test_a_copied_overlay_and_a_linked_path_lose_the_demo_too(tmp_path: Path) ->
     (copy / "upstream").symlink_to("vendor-upstream")
     # A link of the fork's into what goes would dangle: it goes with it.
     (copy / "app/catalog").symlink_to("shop")
+    # An overlay made of links to production's files: its links to the demo's patches go.
+    linked = copy / "k8s/overlays/linked"
+    linked.mkdir()
+    for file in (copy / "k8s/overlays/production").iterdir():
+        (linked / file.name).symlink_to(f"../production/{file.name}")
     git(copy, "add", "-A")
     git(copy, "commit", "-q", "-m", "staging, and a vendored folder")
     result = remove_demo(copy)
@@ -532,6 +540,8 @@ def test_a_copied_overlay_and_a_linked_path_lose_the_demo_too(tmp_path: Path) ->
     assert not (copy / "upstream").is_symlink()
     assert (copy / "vendor-upstream").is_dir()
     assert not (copy / "app/catalog").is_symlink()
+    assert not (linked / "reports-resources.yaml").is_symlink()
+    assert (linked / "kustomization.yaml").is_symlink()
     shutil.copy(copy / "k8s/secrets.env.example", staging / "secrets.env")
     rendered = sh("kubectl", "kustomize", str(staging), cwd=copy)
     assert rendered.returncode == 0, rendered.stderr
@@ -544,3 +554,11 @@ def test_a_file_it_edits_with_uncommitted_lines_is_refused_even_with_force(tmp_p
     api.write_text("from blog.apis import router as blog_router  # noqa: F401\n" + api.read_text())
     message = refused(copy, "FORCE=1")
     assert "app/config/api.py: uncommitted changes" in message
+
+
+def test_a_name_holding_the_demo_s_marker_is_refused(tmp_path: Path) -> None:
+    copy = copy_of_the_repository(tmp_path / "repo")
+    result = sh("make", "rename", "NAME=demo-shops", cwd=copy)
+    assert result.returncode != 0
+    assert "holds the demo's marker" in result.stderr
+    assert git(copy, "status", "--porcelain") == ""

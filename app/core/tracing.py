@@ -43,9 +43,10 @@ def enabled() -> bool:
 def setup(*, component: str) -> bool:
     """Starts tracing in this process, once; False when it is off or already on.
 
-    `component` names the service in every span (djstack-web, djstack-worker). Web calls it
-    while loading the app (a preloaded Gunicorn master: the SDK restarts its export thread in
-    each forked worker); Celery in each pool process (worker_process_init).
+    `component` names the service in every span
+    (djstack-web, djstack-worker).
+    Web calls it while loading the app (a preloaded Gunicorn master: the SDK restarts its export
+    thread in each forked worker); Celery in each pool process (worker_process_init).
     """
     global _started
     if not enabled() or _started:

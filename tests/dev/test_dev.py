@@ -95,7 +95,7 @@ def dev(tmp_path_factory) -> Iterator[Dev]:
         run("chown", "-R", f"{uid}:{uid}", str(root))
     env = {k: v for k, v in os.environ.items() if k in PASSED}
     env |= {
-        "COMPOSE_PROJECT_NAME": f"{os.environ.get('STACK_PROJECT', 'djstack-test')}-dev",
+        "COMPOSE_PROJECT_NAME": os.environ.get("STACK_PROJECT", "djstack-test") + "-dev",
         "DEV_UID": str(uid),
         "DEV_GID": str(uid),
         "NGINX_PORT": str(free_port()),
