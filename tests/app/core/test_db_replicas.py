@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.cache import caches
 from django.db import OperationalError
+from prometheus_client import REGISTRY
 
 from core import db
 from core.db_router import PRIMARY, REPLICA, PrimaryReplicaRouter
@@ -96,6 +97,8 @@ def test_the_check_finds_a_database_that_is_no_standby(redis_settings, two_repli
     two_replicas(replica2=db.ReplicaHealth(True, "ok", 0.0, float("inf")))  # no clock here
     health = db.replica_health_get(alias=REPLICA, timeout=5)
     assert (health.serving, health.reason) == (False, "not_in_recovery")
+    # /metrics says so too (ReplicaNotServing alerts on it).
+    assert REGISTRY.get_sample_value("django_db_replica_serving", {"alias": REPLICA}) == 0
     assert {db.read_alias() for _ in range(10)} == {SECOND}
 
 
