@@ -118,6 +118,12 @@ def post_worker_init(worker: Any) -> None:
     if signal.getsignal(signal.SIGABRT) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGABRT, abort)
 
+    # This worker's checks of the primary and each replica (core/db.py), before its first
+    # request: a read never waits for them, nor goes to the primary for want of them.
+    from core.db import replica_checkers_start
+
+    replica_checkers_start()
+
 
 def child_exit(server: Any, worker: Any) -> None:
     # In the master, for every worker that exited: drop its live-gauge files. Its counters and

@@ -2,8 +2,8 @@
 # Renders pgbouncer.ini and the auth file from env into a private runtime directory, then
 # execs PgBouncer. No password is ever written into the image or the repository.
 set -eu
-: "${DB_NAME:=app}" "${DB_REPLICA_NAME:=app_replica}" "${DB_USER:=app}"
-: "${PRIMARY_HOST:=db-primary}" "${REPLICA_HOST:=db-replica}"
+: "${DB_NAME:=app}" "${DB_REPLICA_NAMES:=app_replica}" "${DB_USER:=app}"
+: "${PRIMARY_HOST:=db-primary}" "${REPLICA_HOSTS:=db-replica}"
 : "${PGBOUNCER_POOL_SIZE:=20}" "${PGBOUNCER_MAX_CLIENT_CONN:=2000}"
 : "${DB_PASSWORD:?DB_PASSWORD must be set}"
 : "${PGBOUNCER_STATS_USER:=pgbouncer_stats}"
@@ -21,7 +21,20 @@ if [ "${APP_ENV:-local}" = production ]; then
     esac
   done
 fi
-export DB_NAME DB_REPLICA_NAME DB_USER PRIMARY_HOST REPLICA_HOST PGBOUNCER_POOL_SIZE \
+# One database per replica: the i-th of DB_REPLICA_NAMES (Django reads the same list, so both
+# know the same replicas) on the i-th of REPLICA_HOSTS. A name with no host is refused here, at
+# start, not found by a customer's read.
+REPLICA_DATABASES=$(printf '%s\n' "$DB_REPLICA_NAMES" "$REPLICA_HOSTS" | awk -v db="$DB_NAME" '
+  NR == 1 { n = split($0, names, ",") }
+  NR == 2 { m = split($0, hosts, ",") }
+  END {
+    if (n > m) { print "DB_REPLICA_NAMES names " n " replicas, REPLICA_HOSTS has " m > "/dev/stderr"; exit 1 }
+    for (i = 1; i <= n; i++) {
+      gsub(/ /, "", names[i]); gsub(/ /, "", hosts[i])
+      printf "%s = host=%s port=5432 dbname=%s\\n", names[i], hosts[i], db
+    }
+  }') || { echo "pgbouncer: DB_REPLICA_NAMES and REPLICA_HOSTS do not match" >&2; exit 1; }
+export DB_NAME DB_USER PRIMARY_HOST REPLICA_DATABASES PGBOUNCER_POOL_SIZE \
   PGBOUNCER_MAX_CLIENT_CONN RUN_DIR
 
 umask 077
@@ -44,7 +57,9 @@ export PGBOUNCER_STATS_USERS
 awk '{
   while (match($0, /\$\{[A-Z_]+\}/)) {
     name = substr($0, RSTART + 2, RLENGTH - 3)
-    $0 = substr($0, 1, RSTART - 1) ENVIRON[name] substr($0, RSTART + RLENGTH)
+    value = ENVIRON[name]
+    gsub(/\\n/, "\n", value)
+    $0 = substr($0, 1, RSTART - 1) value substr($0, RSTART + RLENGTH)
   }
   print
 }' /etc/pgbouncer/pgbouncer.ini.template > "$RUN_DIR/pgbouncer.ini"

@@ -86,10 +86,21 @@ init_replica() {
   local primary=${PRIMARY_HOST:-db-primary}
   echo "entrypoint: cloning $primary into $PGDATA"
   until pg_isready --host="$primary" --port=5432 --quiet; do sleep 1; done
+  # Each replica streams through its own slot (REPLICA_SLOT): the primary creates replica1; any
+  # other is created here, on the first start, unless a previous copy left it behind.
+  local slot=${REPLICA_SLOT:-replica1} create=
+  # A StatefulSet's pods share one template: pod db-replica-N takes slot replica<N+1>.
+  if [ "$slot" = auto ]; then slot=replica$((${HOSTNAME##*-} + 1)); fi
+  case $slot in *[!a-z0-9_]*) echo "entrypoint: bad REPLICA_SLOT" >&2; exit 1 ;; esac
+  if [ -z "$(PGPASSWORD=$REPLICATION_PASSWORD psql --no-password -Atq \
+      "host=$primary port=5432 user=$REPLICATION_USER replication=true" \
+      -c "READ_REPLICATION_SLOT $slot" | cut -d'|' -f1)" ]; then
+    create=--create-slot
+  fi
   # -R writes primary_conninfo and standby.signal: a restart re-attaches with no help.
   PGPASSWORD=$REPLICATION_PASSWORD pg_basebackup --host="$primary" --port=5432 \
     --username="$REPLICATION_USER" --pgdata="$PGDATA" --wal-method=stream \
-    --slot=replica1 --write-recovery-conf --checkpoint=fast --no-password
+    --slot="$slot" $create --write-recovery-conf --checkpoint=fast --no-password
 }
 
 case "$role" in

@@ -138,3 +138,31 @@ def git_files() -> list[str]:
     return subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
+
+
+def test_django_and_pgbouncer_know_the_same_replicas_each_on_a_replica_service():
+    """DB_REPLICA_NAMES is one variable for both (README "Two read replicas"): whatever .env
+    sets, no Django process can be told of a replica PgBouncer has no database for, or the
+    reverse; each of PgBouncer's replica hosts is a replica service of this project, so
+    `docker compose down -v` removes it and its volume with the primary."""
+    base = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_HOST"}}
+    for names in ("", "app_replica,app_replica2"):
+        env = {**base, **({"DB_REPLICA_NAMES": names} if names else {})}
+        result = subprocess.run(
+            ["docker", "compose", "--profile", "*", "config", "--format", "json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        services = json.loads(result.stdout)["services"]
+        pgbouncer = services["pgbouncer"]["environment"]
+        expected = names or "app_replica"
+        assert pgbouncer["DB_REPLICA_NAMES"] == expected
+        for name in DJANGO:
+            assert services[name]["environment"]["DB_REPLICA_NAMES"] == expected, name
+        hosts = pgbouncer["REPLICA_HOSTS"].split(",")
+        assert len(expected.split(",")) <= len(hosts)
+        for host in hosts:
+            replica = services[host]
+            assert replica["environment"]["PG_ROLE"] == "replica", host
+            assert not replica.get("profiles"), f"{host} in a profile: down -v would miss it"
+    slots = [services[h]["environment"]["REPLICA_SLOT"] for h in hosts]
+    assert len(set(slots)) == len(slots), slots

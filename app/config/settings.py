@@ -153,18 +153,42 @@ def _database(name: str) -> dict[str, object]:
     }
 
 
-DATABASES = {
-    "default": _database(env_str("DB_NAME", "app")),
-    "replica": _database(env_str("DB_REPLICA_NAME", "app_replica")),
-}
-# In tests the replica alias is the primary itself (Django's documented mirror pattern).
-DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+# Read replicas: PgBouncer's database names, one per streaming standby, in order; Django's
+# aliases are "replica", "replica2", ... (core.db_router.replica_aliases). PgBouncer reads the same
+# variable (pgbouncer/entrypoint.sh), so the two cannot name different replicas.
+DB_REPLICA_NAMES = env_list("DB_REPLICA_NAMES", "app_replica")
+if not DB_REPLICA_NAMES or len(set(DB_REPLICA_NAMES)) != len(DB_REPLICA_NAMES):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DB_REPLICA_NAMES must name one or more distinct databases")
+DATABASES = {"default": _database(env_str("DB_NAME", "app"))}
+for _index, _name in enumerate(DB_REPLICA_NAMES):
+    _alias = "replica" if _index == 0 else f"replica{_index + 1}"
+    DATABASES[_alias] = _database(_name)
+    # In tests every replica alias is the primary itself (Django's documented mirror pattern).
+    DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
 # After a write, that customer's reads use the primary this long. Streaming replication lags by
 # milliseconds when healthy; 5s also covers a replica catching up after a burst.
 READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)
-# After a failed replica read, skip the replica this long before trying it again.
+# After a failed replica read, skip that replica this long before trying it again.
 REPLICA_RETRY_AFTER_SECONDS = env_int("REPLICA_RETRY_AFTER_SECONDS", 10)
+# A replica serves reads only while each process's check (every REPLICA_CHECK_SECONDS) finds it
+# streaming from this primary and at most REPLICA_MAX_LAG_SECONDS behind it. Seconds, not bytes,
+# because the bound then composes with read-your-writes: a replica still missing a write made
+# READ_YOUR_WRITES_SECONDS ago lags at least that much, so it is out of reads by the time the
+# customer's reads leave the primary, and their order never vanishes (core/db.py).
+# A check's result routes reads for 2 x REPLICA_CHECK_SECONDS and rests on the primary's state
+# read at most that long before it: hence the 4 below.
+REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 2.0)
+REPLICA_CHECK_SECONDS = env_float("REPLICA_CHECK_SECONDS", 0.5)
+if REPLICA_MAX_LAG_SECONDS + 4 * REPLICA_CHECK_SECONDS >= READ_YOUR_WRITES_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "REPLICA_MAX_LAG_SECONDS + 4 * REPLICA_CHECK_SECONDS must be under "
+        "READ_YOUR_WRITES_SECONDS, or a customer's order could vanish from a lagging replica"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The project's own user model, in accounts' first migration: fields can be added to it later.

@@ -1,23 +1,38 @@
-"""Which database serves a read: the replica, unless the reader just wrote or it is down.
+"""Which database serves a read: one of the serving replicas, unless the reader just wrote.
+
+A replica serves only while this process's own check (a thread per replica, every
+REPLICA_CHECK_SECONDS) finds it a standby of THIS primary (same system identifier), with its
+WAL receiver running (or nothing left to receive) and at most REPLICA_MAX_LAG_SECONDS behind;
+a check that stalls (a frozen server) takes it out too, so a read never waits on it. Reads
+spread over the serving replicas: a customer sticks to one of them, anonymous reads go round.
+None serving: the primary.
 
 Read-your-writes: right after a customer writes, their reads go to the primary for
-READ_YOUR_WRITES_SECONDS, so replica lag never hides their own new order. Fallback: a read that
-cannot reach the replica is retried on the primary, and the replica is skipped for a short while.
-A replica that answered with an error of the query (a timeout, a recovery conflict, a lock
-timeout) is up: that error reaches the caller, and the query is not rerun on the primary.
+READ_YOUR_WRITES_SECONDS. Any replica still missing that write by then lags more than the bound
+(settings.py checks the sum), so it no longer serves: the order never vanishes. Fallback: a read
+that cannot reach its replica is retried on the primary, and that replica is skipped for a short
+while. A replica that answered with an error of the query (a timeout, a recovery conflict, a
+lock timeout) is up: that error reaches the caller, and the query is not rerun on the primary.
 """
 
+import itertools
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from time import monotonic
+from dataclasses import dataclass
+from datetime import datetime
+from time import monotonic, sleep
+from typing import Any
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
 from django.http import JsonResponse
 
-from core.db_router import PRIMARY, REPLICA
+from core import metrics
+from core.db_router import PRIMARY, replica_aliases
 from core.errors import error_response
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -85,12 +100,242 @@ REPLICA_DOWN_KEY = "replica:down"
 # GET per second per process, not one per read; another process's mark reaches it within 1s,
 # small beside REPLICA_RETRY_AFTER_SECONDS (10s) that the mark itself lives.
 REPLICA_DOWN_LOCAL_TTL_SECONDS = 1.0
-# (is down, monotonic time it expires); one tuple, replaced whole, so threads never see half.
-_replica_down_seen: tuple[bool, float] = (False, 0.0)
+# alias -> (is down, monotonic time it expires); the dict is replaced whole, so threads never
+# see half an update.
+_replica_down_seen: dict[str, tuple[bool, float]] = {}
+
+
+@dataclass(frozen=True)
+class ReplicaHealth:
+    """One check of one replica. reason: ok, other_primary (a standby of another cluster, or one
+    whose data came from another initdb), not_in_recovery (a primary, not a standby),
+    not_streaming (no WAL receiver), lagging, unreachable."""
+
+    serving: bool
+    reason: str
+    lag_seconds: float | None
+    checked_at: float  # monotonic, taken before the queries
+
+
+# alias -> its last check, replaced whole by the checker threads.
+_health: dict[str, ReplicaHealth] = {}
+_checkers: dict[str, threading.Thread] = {}
+_checkers_lock = threading.Lock()
+# Set by each replica check: a process's first read waits (briefly) for one, rather than going
+# to the primary, which may be the one that is down.
+_checked = threading.Event()
+_round_robin = itertools.count()
+
+
+@dataclass(frozen=True)
+class PrimaryState:
+    system_id: int
+    lsn: int
+    clock: datetime  # the primary's own clock, when lsn was read
+    measured_at: float  # monotonic
+    # The earlier (lsn, clock) readings, oldest first: a replica that has replayed up to LSN R
+    # lacks nothing written before the last reading at or below R, so its lag is at most the
+    # time since that reading, and at least that minus one check. Not the time since its last
+    # replayed commit, which after a quiet minute would call a replica a minute behind.
+    history: tuple[tuple[int, datetime], ...] = ()
+
+    def lag_seconds(self, replayed: int) -> float:
+        if replayed >= self.lsn:
+            return 0.0
+        at_or_below = [clock for lsn, clock in self.history if lsn <= replayed]
+        if not at_or_below:  # behind since before the oldest reading kept
+            return float("inf")
+        return (self.clock - at_or_below[-1]).total_seconds()
+
+
+# Readings kept: enough to measure a lag well past any sane REPLICA_MAX_LAG_SECONDS.
+PRIMARY_HISTORY = 120
+
+
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+# The primary's last state, from its own thread: a primary that stalls (down behind PgBouncer,
+# whose clients wait query_wait_timeout) must not stall the replicas' checks with it.
+_primary: PrimaryState | None = None
+# Its identity from the last check that reached it: with the primary down, a replica of that
+# cluster goes on serving reads (nothing newer exists to lag behind). Also kept in the broker
+# Redis (which never evicts), for a process that starts, or reads first, while the primary is
+# down.
+_primary_system_id: int | None = None
+PRIMARY_SYSTEM_ID_KEY = "primary:system_id"
+
+PRIMARY_STATE_SQL = (
+    "SELECT system_identifier, pg_current_wal_lsn()::text, clock_timestamp()"
+    " FROM pg_control_system()"
+)
+# The app's role sees only the WAL receiver's pid (pg_stat_wal_receiver hides the rest): a pid
+# means it runs; it exits at once if its primary has another system identifier.
+REPLICA_STATE_SQL = (
+    "SELECT system_identifier, pg_is_in_recovery(),"
+    " EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE pid IS NOT NULL),"
+    " coalesce(pg_last_wal_replay_lsn(), '0/0')::text"
+    " FROM pg_control_system()"
+)
+
+
+def _connect(alias: str, timeout: float) -> psycopg.Connection[Any]:
+    # A connection of its own, not Django's: a check never borrows or poisons a request's.
+    db = settings.DATABASES[alias]
+    return psycopg.connect(
+        host=str(db["HOST"]),
+        port=str(db["PORT"]),
+        dbname=str(db["NAME"]),
+        user=str(db["USER"]),
+        password=str(db["PASSWORD"]),
+        connect_timeout=max(1, int(timeout)),
+        application_name="replica-check",
+        autocommit=True,
+    )
+
+
+def primary_state_measure(*, primary: psycopg.Connection[Any]) -> PrimaryState:
+    global _primary, _primary_system_id
+    measured_at = monotonic()
+    row = primary.execute(PRIMARY_STATE_SQL).fetchone()
+    assert row is not None
+    history: tuple[tuple[int, datetime], ...] = ()
+    if (previous := _primary) is not None and previous.system_id == int(row[0]):
+        history = (*previous.history, (previous.lsn, previous.clock))[-PRIMARY_HISTORY:]
+    state = PrimaryState(int(row[0]), _lsn(row[1]), row[2], measured_at, history)
+    if _primary_system_id != state.system_id:
+        try:
+            caches["state"].set(PRIMARY_SYSTEM_ID_KEY, state.system_id, timeout=None)
+        except Exception:
+            log.warning("primary's system identifier not shared; cache unavailable", exc_info=True)
+    _primary, _primary_system_id = state, state.system_id
+    return state
+
+
+def _primary_system_id_known() -> int | None:
+    global _primary_system_id
+    if _primary_system_id is None:
+        try:
+            shared = caches["state"].get(PRIMARY_SYSTEM_ID_KEY)
+        except Exception:  # unknown: no replica can be vouched for
+            shared = None
+        _primary_system_id = int(shared) if shared is not None else None
+    return _primary_system_id
+
+
+def _primary_fresh() -> PrimaryState | None:
+    state = _primary
+    if state is None or monotonic() - state.measured_at > 2 * settings.REPLICA_CHECK_SECONDS:
+        return None
+    return state
+
+
+def replica_health_measure(*, replica: psycopg.Connection[Any]) -> ReplicaHealth:
+    """Compares the replica with the primary's latest state. Raises if the replica is down."""
+    checked_at = monotonic()
+    primary = _primary_fresh()
+    row = replica.execute(REPLICA_STATE_SQL).fetchone()
+    assert row is not None
+    system_id, in_recovery, receiving, replayed = row
+    known = primary.system_id if primary else _primary_system_id_known()
+    if known is None or int(system_id) != known:
+        return ReplicaHealth(False, "other_primary", None, checked_at)
+    if not in_recovery:
+        return ReplicaHealth(False, "not_in_recovery", None, checked_at)
+    if primary is None:  # the primary is down (or stalled): nothing newer to lag behind
+        return ReplicaHealth(True, "ok", None, checked_at)
+    lag = primary.lag_seconds(_lsn(replayed))
+    # No WAL receiver and behind: it will not catch up. Caught up, it holds exactly what the
+    # primary last had (the primary stopping ends the receiver a moment before its own check
+    # fails): it goes on serving.
+    if not receiving and lag > 0:
+        return ReplicaHealth(False, "not_streaming", lag, checked_at)
+    if lag > settings.REPLICA_MAX_LAG_SECONDS:
+        return ReplicaHealth(False, "lagging", lag, checked_at)
+    return ReplicaHealth(True, "ok", lag, checked_at)
+
+
+def replica_health_get(*, alias: str, timeout: float) -> ReplicaHealth:
+    """A check on fresh connections (the readiness probe's); also updates this process's view."""
+    try:
+        with _connect(PRIMARY, timeout) as primary:
+            primary_state_measure(primary=primary)
+    except psycopg.Error:
+        pass  # judged on the last state known, as the read path does
+    with _connect(alias, timeout) as replica:
+        health = replica_health_measure(replica=replica)
+    _health_store(alias, health)
+    return health
+
+
+def _health_store(alias: str, health: ReplicaHealth) -> None:
+    global _health
+    previous = _health.get(alias)
+    if previous is None or previous.reason != health.reason:
+        # Once per change, so an operator sees why a replica left (or rejoined) the reads.
+        level = logging.INFO if health.serving else logging.WARNING
+        log.log(level, "replica %s: %s", alias, health.reason)
+    _health = {**_health, alias: health}
+    _checked.set()
+    metrics.observe_replica(alias, serving=health.serving, lag_seconds=health.lag_seconds)
+
+
+def _checker_run(alias: str) -> None:
+    """Checks one database every REPLICA_CHECK_SECONDS, for as long as the process lives."""
+    conn: psycopg.Connection[Any] | None = None
+    while True:
+        checked_at = monotonic()
+        try:
+            if conn is None or conn.closed:
+                conn = _connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
+            if alias == PRIMARY:
+                primary_state_measure(primary=conn)
+            else:
+                _health_store(alias, replica_health_measure(replica=conn))
+        except Exception:
+            if alias != PRIMARY:
+                _health_store(alias, ReplicaHealth(False, "unreachable", None, checked_at))
+            if conn is not None:
+                conn.close()
+            conn = None
+        sleep(max(0.0, settings.REPLICA_CHECK_SECONDS - (monotonic() - checked_at)))
+
+
+def replica_checkers_start() -> None:
+    """Starts this process's checks, once (again in a forked child, whose threads are gone)."""
+    aliases = [PRIMARY, *replica_aliases()]
+    if all(alias in _checkers and _checkers[alias].is_alive() for alias in aliases):
+        return
+    with _checkers_lock:
+        for alias in aliases:
+            if alias not in _checkers or not _checkers[alias].is_alive():
+                thread = threading.Thread(
+                    target=_checker_run, args=(alias,), name=f"check-{alias}", daemon=True
+                )
+                thread.start()
+                _checkers[alias] = thread
+    # Once per process (gunicorn.conf.py starts them as a worker starts, so requests rarely
+    # wait here at all); a replica that does not answer in time is judged by later checks.
+    _checked.wait(timeout=2 * settings.REPLICA_CHECK_SECONDS)
+
+
+def replica_health(*, alias: str) -> ReplicaHealth | None:
+    """This process's last check of the replica, if recent enough to route by: one missed check
+    is tolerated; a check stalled longer (a frozen server) counts as not serving."""
+    health = _health.get(alias)
+    if health is None or monotonic() - health.checked_at > 2 * settings.REPLICA_CHECK_SECONDS:
+        return None
+    return health
 
 
 def _recent_writer_key(user_id: int) -> str:
     return f"ryw:{user_id}"
+
+
+def replica_down_key(alias: str) -> str:
+    return f"{REPLICA_DOWN_KEY}:{alias}"
 
 
 def recent_write_mark(*, user_id: int) -> None:
@@ -103,46 +348,79 @@ def recent_write_mark(*, user_id: int) -> None:
         log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
 
 
-def _replica_down_remember(down: bool) -> None:
+def _replica_down_remember(alias: str, down: bool) -> None:
     global _replica_down_seen
-    _replica_down_seen = (down, monotonic() + REPLICA_DOWN_LOCAL_TTL_SECONDS)
+    expires = monotonic() + REPLICA_DOWN_LOCAL_TTL_SECONDS
+    _replica_down_seen = {**_replica_down_seen, alias: (down, expires)}
 
 
 def replica_down_forget() -> None:
-    """Drops this process's copy of the mark: the next read asks Redis (tests use it)."""
+    """Drops this process's copy of the marks: the next read asks Redis (tests use it)."""
     global _replica_down_seen
-    _replica_down_seen = (False, 0.0)
+    _replica_down_seen = {}
 
 
-def replica_is_down() -> bool:
-    fresh = _fresh_alias()
-    if fresh is not None:
-        return fresh == PRIMARY
-    down = bool(caches["default"].get(REPLICA_DOWN_KEY))  # a cache outage reads as "up"
-    _replica_down_remember(down)
-    return down
+def _serving(*, ask_redis: bool) -> list[str] | None:
+    """The replicas that may serve a read now. None: a down mark's local copy expired and
+    ask_redis is False (the caller asks again on a thread)."""
+    replica_checkers_start()
+    serving = []
+    for alias in replica_aliases():
+        health = replica_health(alias=alias)
+        if health is None or not health.serving:
+            continue
+        down, expires = _replica_down_seen.get(alias, (False, 0.0))
+        if monotonic() >= expires:
+            if not ask_redis:
+                return None
+            down = bool(caches["default"].get(replica_down_key(alias)))  # an outage reads as "up"
+            _replica_down_remember(alias, down)
+        if not down:
+            serving.append(alias)
+    return serving
+
+
+def _pick(serving: list[str], user_id: int | None) -> str:
+    if not serving:
+        return PRIMARY
+    if user_id is None:
+        return serving[next(_round_robin) % len(serving)]
+    # A customer sticks to one replica while the set is the same.
+    return serving[user_id % len(serving)]
+
+
+def replica_for_read() -> str:
+    """The router's choice for a read with no user: this process's view only, no I/O."""
+    serving = [
+        alias
+        for alias in replica_aliases()
+        if (health := replica_health(alias=alias)) is not None
+        and health.serving
+        and not _replica_down_seen.get(alias, (False, 0.0))[0]
+    ]
+    replica_checkers_start()
+    return _pick(serving, None)
 
 
 def read_alias(*, user_id: int | None = None) -> str:
-    if replica_is_down():
-        return PRIMARY
-    if user_id is None:
-        return REPLICA
+    serving = _serving(ask_redis=True) or []
+    if not serving or user_id is None:
+        return _pick(serving, user_id)
     try:
         recent = caches["state"].get(_recent_writer_key(user_id))
     except Exception:  # no way to know if they just wrote: the primary is always fresh
         return PRIMARY
-    return PRIMARY if recent else REPLICA
+    return PRIMARY if recent else _pick(serving, user_id)
 
 
-def replica_mark_down() -> None:
-    _replica_down_remember(True)  # this process reacts at once, others within the local TTL
-    caches["default"].set(REPLICA_DOWN_KEY, 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
+def replica_mark_down(*, alias: str) -> None:
+    _replica_down_remember(alias, True)  # this process reacts at once, others within the TTL
+    caches["default"].set(replica_down_key(alias), 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
 
 
-def replica_mark_up() -> None:
-    _replica_down_remember(False)
-    caches["default"].delete(REPLICA_DOWN_KEY)
+def replica_mark_up(*, alias: str) -> None:
+    _replica_down_remember(alias, False)
+    caches["default"].delete(replica_down_key(alias))
 
 
 def read[T](
@@ -159,12 +437,12 @@ def read[T](
     try:
         result = fn(alias)
     except DATABASE_ERRORS as exc:
-        if alias != REPLICA or not connection_lost(exc):
+        if alias == PRIMARY or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
-        _replica_abandon()
+        _replica_abandon(alias)
         return fn(PRIMARY)
-    if result is None and primary_decides_missing and alias == REPLICA:
+    if result is None and primary_decides_missing and alias != PRIMARY:
         return fn(PRIMARY)
     return result
 
@@ -177,20 +455,22 @@ async def aread[T](
 ) -> T:
     """read() for the async ORM. Redis is asked on the request's thread, never on the event loop
     (a silent Redis would stall every request of the worker): only this process's fresh copy
-    of the replica-down mark is read inline."""
-    alias = _fresh_alias() if user_id is None else None
+    of the replica-down marks is read inline."""
+    alias: str | None = None
+    if user_id is None and (serving := _serving(ask_redis=False)) is not None:
+        alias = _pick(serving, None)
     if alias is None:
         alias = await sync_to_async(read_alias)(user_id=user_id)
     try:
         result = await fn(alias)
     except DATABASE_ERRORS as exc:
-        if alias != REPLICA or not connection_lost(exc):
+        if alias == PRIMARY or not connection_lost(exc):
             raise
         log.warning(FALLBACK, exc_info=True)
         # On the request's thread: its connection is the one the async ORM used.
-        await sync_to_async(_replica_abandon)()
+        await sync_to_async(_replica_abandon)(alias)
         return await fn(PRIMARY)
-    if result is None and primary_decides_missing and alias == REPLICA:
+    if result is None and primary_decides_missing and alias != PRIMARY:
         return await fn(PRIMARY)
     return result
 
@@ -198,14 +478,6 @@ async def aread[T](
 FALLBACK = "replica read failed; falling back to the primary"
 
 
-def _fresh_alias() -> str | None:
-    """The alias for a read without a user, if this process's copy of the mark still holds."""
-    down, expires = _replica_down_seen
-    if monotonic() < expires:
-        return PRIMARY if down else REPLICA
-    return None
-
-
-def _replica_abandon() -> None:
-    replica_mark_down()
-    connections[REPLICA].close()
+def _replica_abandon(alias: str) -> None:
+    replica_mark_down(alias=alias)
+    connections[alias].close()

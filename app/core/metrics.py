@@ -10,6 +10,7 @@ What is recorded, and where:
   - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
   - queries: an execute_wrapper installed on every database connection as it is created;
   - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.
+  - replicas: whether each serves reads and its lag, from core.db's checks;
   - worker aborts: Gunicorn's worker_abort hook (app/gunicorn.conf.py), on WORKER TIMEOUT;
   - each worker's resident memory and its limit: runtime.metrics.
 prometheus_client's own process metrics (CPU, fds) are not available in multiprocess mode; take
@@ -27,6 +28,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -79,6 +81,21 @@ WORKER_ABORTS = Counter(
     " GUNICORN_TIMEOUT; request_thread: a request's sync code ran past it and the worker drained,"
     " once however many of its threads were stuck).",
     ["reason"],
+)
+# Each process's own check of each replica (core.db): the lowest and the highest across live
+# workers, so one worker that found a replica unfit shows.
+REPLICA_SERVING = Gauge(
+    "django_db_replica_serving",
+    "1 if this worker's check found the replica (Django alias) fit to serve reads: a streaming"
+    " standby of this primary within REPLICA_MAX_LAG_SECONDS; else 0.",
+    ["alias"],
+    multiprocess_mode="livemin",
+)
+REPLICA_LAG = Gauge(
+    "django_db_replica_lag_seconds",
+    "How far the replica's replay is behind the primary, as this worker's check measured it.",
+    ["alias"],
+    multiprocess_mode="livemax",
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
@@ -160,6 +177,12 @@ def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
 
 
 connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
+
+
+def observe_replica(alias: str, *, serving: bool, lag_seconds: float | None) -> None:
+    REPLICA_SERVING.labels(alias).set(1 if serving else 0)
+    if lag_seconds is not None:
+        REPLICA_LAG.labels(alias).set(lag_seconds)
 
 
 def render(multiproc_dir: str | None = None) -> tuple[bytes, str]:

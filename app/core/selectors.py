@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -11,15 +12,15 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.db import replica_mark_down, replica_mark_up
-from core.db_router import PRIMARY, REPLICA
+from core.db import replica_health_get, replica_mark_down, replica_mark_up
+from core.db_router import PRIMARY, replica_aliases
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
 # come from the replica while writes answer a JSON 503; pages are served uncached without Redis.
 # Readiness fails only when no database answers: a primary outage hits every pod at once, and
 # taking them all out of the Service would stop the reads too (it is an alert instead,
-# PostgresPrimaryDown in monitoring/rules/alerts.yml).
-DATABASES = ("primary", "replica")
+# PostgresPrimaryDown in monitoring/rules/alerts.yml). Each replica is its alias's check
+# ("replica", "replica2", ...).
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Readiness:
     @property
     def ready(self) -> bool:
         """Takes traffic: it can serve at least reads, so at least one database answers."""
-        return any(self.checks[name]["ok"] for name in DATABASES if name in self.checks)
+        databases = ["primary", *replica_aliases()]
+        return any(self.checks[name]["ok"] for name in databases if name in self.checks)
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:
@@ -51,6 +53,13 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     ) as conn:
         row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return {"in_recovery": bool(row and row[0])}
+
+
+def _replica_check(alias: str, timeout: float) -> dict[str, Any]:
+    # The read path's own test (core.db): a replica that answers yet is not a streaming standby
+    # of this primary, or lags past the bound, serves no read and so is not ok here either.
+    health = replica_health_get(alias=alias, timeout=timeout)
+    return {"serving": health.serving, "reason": health.reason, "lag_seconds": health.lag_seconds}
 
 
 def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[str, Any]:
@@ -75,7 +84,7 @@ def readiness_get(*, timeout: float) -> Readiness:
     """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more."""
     probes: dict[str, Callable[[], dict[str, Any]]] = {
         "primary": lambda: _database_check(PRIMARY, timeout),
-        "replica": lambda: _database_check(REPLICA, timeout),
+        **{alias: partial(_replica_check, alias, timeout) for alias in replica_aliases()},
         # The broker instance (Celery, read-your-writes marks, login throttle) and the cache
         # instance (pages, stock copies): either down degrades, neither stops reads.
         "redis": lambda: _redis_check(
@@ -101,10 +110,13 @@ def readiness_get(*, timeout: float) -> Readiness:
         elif (exc := future.exception()) is not None:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
         else:
-            checks[name] = {"ok": True, **future.result()}
-    # Tell the read path now, before a customer's request finds out the slow way.
-    if checks["replica"]["ok"]:
-        replica_mark_up()
-    else:
-        replica_mark_down()
+            result = future.result()
+            checks[name] = {"ok": result.get("serving", True), **result}
+    # Tell the read path now, before a customer's request finds out the slow way: a replica that
+    # answered is up (whether it serves is each process's own check), one that did not is down.
+    for alias in replica_aliases():
+        if "reason" in checks[alias]:
+            replica_mark_up(alias=alias)
+        else:
+            replica_mark_down(alias=alias)
     return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)

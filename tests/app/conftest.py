@@ -89,7 +89,7 @@ def _address(container: DockerContainer) -> tuple[str, int]:
 def django_db_modify_db_settings(postgres_container: DockerContainer) -> None:
     host = postgres_container.get_container_host_ip()
     port = int(postgres_container.get_exposed_port(5432))
-    for alias in ("default", "replica"):
+    for alias in settings.DATABASES:
         settings.DATABASES[alias].update({"HOST": host, "PORT": port, "PASSWORD": DB_PASSWORD})
 
 
@@ -150,11 +150,19 @@ def state_client(redis_container: DockerContainer) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def _replica_down_forgotten() -> None:
-    """Each test starts without this process's copy of the replica-down mark (core.db)."""
-    from core.db import replica_down_forget
+def _replica_down_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without this process's copy of the replica-down marks (core.db), and
+    with every replica alias found serving: here each mirrors the primary, which the real check
+    rightly finds no standby, so no checker thread runs (tests/app/core/test_db_replicas.py
+    runs the check itself; the stack suite runs it against real standbys)."""
+    from core import db
 
-    replica_down_forget()
+    db.replica_down_forget()
+    monkeypatch.setattr(db, "replica_checkers_start", lambda: None)
+    serving = db.ReplicaHealth(True, "ok", 0.0, float("inf"))
+    monkeypatch.setattr(db, "_health", dict.fromkeys(settings.DATABASES, serving))
+    monkeypatch.setattr(db, "_primary", None)
+    monkeypatch.setattr(db, "_primary_system_id", None)
 
 
 @pytest.fixture

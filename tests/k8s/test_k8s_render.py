@@ -30,7 +30,7 @@ WEB_NEEDS = {
     "DB_HOST",
     "DB_PORT",
     "DB_NAME",
-    "DB_REPLICA_NAME",
+    "DB_REPLICA_NAMES",
     "DB_USER",
     "DB_PASSWORD",
     "REDIS_HOST",
@@ -202,8 +202,10 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
     services = {doc["metadata"]["name"] for doc in deployment.of_kind("Service")}
     assert {"web", "nginx", "pgbouncer", "db-primary", "db-replica", "redis"} <= services
     config = deployment.config
-    for key in ("DB_HOST", "PRIMARY_HOST", "REPLICA_HOST", "REDIS_HOST"):
+    for key in ("DB_HOST", "PRIMARY_HOST", "REDIS_HOST"):
         assert config[key] in services, key
+    # One host per replica; the base's one replica is the Service itself.
+    assert config["REPLICA_HOSTS"].split(",") == ["db-replica"]
     # nginx.conf proxies to web:8000.
     assert re.search(r"^\s*server web:8000[ ;]", (ROOT / "nginx" / "nginx.conf").read_text(), re.M)
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]

@@ -1,4 +1,4 @@
-"""The replica-down mark: shared through the real test Redis, kept per process for a second."""
+"""The replica-down marks: shared through the real test Redis, kept per process for a second."""
 
 import asyncio
 import json
@@ -50,19 +50,19 @@ def test_marking_the_replica_down_and_up_counts_at_once_in_this_process(
 ):
     assert db.read_alias() == REPLICA  # the local copy now says "up"
     before = _gets(redis_client)
-    db.replica_mark_down()
+    db.replica_mark_down(alias=REPLICA)
     assert db.read_alias() == PRIMARY
-    assert caches["default"].get(db.REPLICA_DOWN_KEY)  # shared with the other processes
-    db.replica_mark_up()
+    assert caches["default"].get(db.replica_down_key(REPLICA))  # shared with the other processes
+    db.replica_mark_up(alias=REPLICA)
     assert db.read_alias() == REPLICA
-    assert caches["default"].get(db.REPLICA_DOWN_KEY) is None
+    assert caches["default"].get(db.replica_down_key(REPLICA)) is None
     # Only the two checks above asked Redis; the reads used the local copy the marks updated.
     assert _gets(redis_client) - before == 2
 
 
 def test_another_processs_mark_reaches_this_one_within_the_local_ttl(redis_settings, clock):
     assert db.read_alias() == REPLICA
-    caches["default"].set(db.REPLICA_DOWN_KEY, 1)  # as another worker's failed read does
+    caches["default"].set(db.replica_down_key(REPLICA), 1)  # as another worker's failed read does
     assert db.read_alias() == REPLICA  # the stale second this process trades for fewer GETs
     clock(db.REPLICA_DOWN_LOCAL_TTL_SECONDS)
     assert db.read_alias() == PRIMARY
@@ -99,7 +99,7 @@ def test_the_async_read_falls_back_like_the_sync_one(redis_settings, clock):
     assert asyncio.run(db.aread(failing)) == "from the primary"
     assert seen == [REPLICA, PRIMARY]
     assert db.read_alias() == PRIMARY  # marked down for every process
-    db.replica_mark_up()
+    db.replica_mark_up(alias=REPLICA)
 
 
 def test_the_async_read_asks_redis_only_off_the_event_loop(redis_settings, clock, monkeypatch):
@@ -189,7 +189,7 @@ def test_a_query_error_on_the_replica_propagates_and_leaves_it_up(
     assert db.sqlstate(caught.value) == code
     assert seen == [REPLICA]  # the heavy query is not rerun on the primary
     db.replica_down_forget()
-    assert caches["default"].get(db.REPLICA_DOWN_KEY) is None
+    assert caches["default"].get(db.replica_down_key(REPLICA)) is None
     assert db.read_alias() == REPLICA
 
 
@@ -202,8 +202,8 @@ def test_a_connection_error_on_the_replica_marks_it_down_and_falls_back(
     seen: list[str] = []
     assert _run(how, _replica_query(CONNECTION_ERRORS[code], seen)) == PRIMARY
     assert seen == [REPLICA, PRIMARY]
-    assert caches["default"].get(db.REPLICA_DOWN_KEY)
-    db.replica_mark_up()
+    assert caches["default"].get(db.replica_down_key(REPLICA))
+    db.replica_mark_up(alias=REPLICA)
 
 
 @pytest.mark.parametrize("how", ["read", "aread"])
@@ -222,8 +222,8 @@ def test_a_refused_connection_has_no_sqlstate_and_falls_back(
 
     assert _run(how, query) == PRIMARY
     assert seen == [REPLICA, PRIMARY]
-    assert caches["default"].get(db.REPLICA_DOWN_KEY)
-    db.replica_mark_up()
+    assert caches["default"].get(db.replica_down_key(REPLICA))
+    db.replica_mark_up(alias=REPLICA)
 
 
 @pytest.mark.django_db(databases=["default", "replica"], transaction=True)

@@ -13,9 +13,12 @@ def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
     response = client.get("/readyz", HTTP_HOST="10.1.2.3:8000")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["status"] == "ok"
     assert set(body["checks"]) == {"primary", "replica", "redis", "redis_cache"}
     assert body["checks"]["primary"] == {"ok": True, "in_recovery": False}
+    # The replica alias mirrors the primary here: the read path's check rightly finds it no
+    # standby, so it would serve no read (the stack suite sees "ok" from real standbys).
+    assert body["checks"]["replica"].get("reason") == "not_in_recovery", body
+    assert (body["status"], body["failed"]) == ("degraded", ["replica"])
 
 
 @pytest.mark.django_db
@@ -25,7 +28,7 @@ def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded"
-    assert body["failed"] == ["redis"]
+    assert body["failed"] == ["redis", "replica"]  # the mirror is no standby (above)
     assert body["checks"]["primary"]["ok"] is True
     assert "error" in body["checks"]["redis"]
 
@@ -36,7 +39,7 @@ def test_readiness_names_the_cache_instance_apart_from_the_broker(client, redis_
     response = client.get("/readyz")
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["failed"]) == ("degraded", ["redis_cache"])
+    assert (body["status"], body["failed"]) == ("degraded", ["redis_cache", "replica"])
     assert body["checks"]["redis"]["ok"] is True
 
 
@@ -44,6 +47,15 @@ def test_readiness_names_the_cache_instance_apart_from_the_broker(client, redis_
 def test_readiness_stays_200_degraded_while_the_replica_serves_reads(
     client, redis_settings, monkeypatch
 ):
+    from core import db, selectors
+
+    # The unit suite has no standby (the replica alias mirrors the primary): the replica's
+    # check answers as a real one does once the primary it streams from is down.
+    monkeypatch.setattr(
+        selectors,
+        "replica_health_get",
+        lambda **kwargs: db.ReplicaHealth(True, "ok", None, 0.0),
+    )
     # Undone right after: DATABASES is one dict for the whole session, and every connection
     # opened later (a new thread's, the readiness check's) reads it.
     with monkeypatch.context() as patch:

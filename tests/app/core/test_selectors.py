@@ -30,10 +30,16 @@ def test_a_dependency_that_hangs_is_reported_not_waited_for(
 
 
 @pytest.mark.django_db
-def test_the_replica_check_reports_recovery_state(redis_settings):
+def test_the_replica_check_is_the_read_paths_own(redis_settings):
     report = readiness_get(timeout=2)
-    # Here the replica alias mirrors the primary; the stack suite sees a real standby.
-    assert report.checks["replica"] == {"ok": True, "in_recovery": False}
+    # Here the replica alias mirrors the primary: no standby, so it must serve no read, and the
+    # probe says why; the stack suite sees real standbys serving.
+    assert report.checks["replica"] == {
+        "ok": False,
+        "serving": False,
+        "reason": "not_in_recovery",
+        "lag_seconds": None,
+    }
 
 
 @pytest.mark.django_db
