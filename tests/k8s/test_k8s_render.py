@@ -204,8 +204,12 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
     config = deployment.config
     for key in ("DB_HOST", "PRIMARY_HOST", "REPLICA_HOST", "REDIS_HOST"):
         assert config[key] in services, key
-    # nginx.conf proxies to web:8000.
-    assert re.search(r"^\s*server web:8000[ ;]", (ROOT / "nginx" / "nginx.conf").read_text(), re.M)
+    # nginx.conf proxies to NGINX_UPSTREAM_HOST:8000, web unless the config names another.
+    nginx_conf = (ROOT / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"^\s*server \$\{NGINX_UPSTREAM_HOST\}:8000[ ;]", nginx_conf, re.M)
+    entrypoint = (ROOT / "nginx" / "entrypoint.sh").read_text()
+    assert ': "${NGINX_UPSTREAM_HOST:=web}"' in entrypoint
+    assert config.get("NGINX_UPSTREAM_HOST", "web") in services
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
 
 
