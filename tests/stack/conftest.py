@@ -42,6 +42,10 @@ LIFTED_LIMITS = {
     "UPSTREAM_BREAKER_FAILURES": "1000000",
 }
 
+# What the suite reads from logs that production leaves out: how each client left PgBouncer
+# (tests/stack/test_gunicorn.py).
+LOGGED = {"PGBOUNCER_LOG_DISCONNECTIONS": "true"}
+
 
 # Run inside the web container: /readyz from the container itself, as a probe reads it (Nginx
 # answers it 404). Prints the status and the JSON body, 503 included.
@@ -82,6 +86,7 @@ class Stack:
         return {
             **FAST_BACKGROUND,
             **LIFTED_LIMITS,
+            **LOGGED,
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
             "NGINX_PORT": str(self.port),
