@@ -500,18 +500,30 @@ def request_thread_aborts(stack) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-@pytest.mark.parametrize(
-    ("path", "frame"),
-    [("/faults/hang-sync?seconds=60", "in hang_sync"), ("/faults/block", "in block")],
-    ids=["sleep", "socket-read-without-timeout"],
-)
-def test_a_sync_view_stuck_past_the_timeout_is_answered_504_and_its_worker_replaced(
-    stack, shop, path, frame
-):
-    """Under Uvicorn workers the heartbeat comes from the event loop, which a stuck sync view
-    does not stop: the request watchdog (app/runtime/asgi.py) gives WORKER TIMEOUT's guarantees."""
+@pytest.fixture(scope="class")
+def short_gunicorn_timeout(stack, faults) -> Iterator[None]:
+    """Web with GUNICORN_TIMEOUT=10 for the class, recreated once for both cases: each waits for
+    its stuck worker's replacement, so the next starts on live workers only."""
     recreate_web(stack, **FAULTS, GUNICORN_TIMEOUT="10")
     try:
+        yield
+    finally:
+        recreate_web(stack, **FAULTS)
+
+
+@pytest.mark.usefixtures("short_gunicorn_timeout")
+class TestSyncViewStuck:
+    @pytest.mark.parametrize(
+        ("path", "frame"),
+        [("/faults/hang-sync?seconds=60", "in hang_sync"), ("/faults/block", "in block")],
+        ids=["sleep", "socket-read-without-timeout"],
+    )
+    def test_a_sync_view_stuck_past_the_timeout_is_answered_504_and_its_worker_replaced(
+        self, stack, shop, path, frame
+    ):
+        """Under Uvicorn workers the heartbeat comes from the event loop, which a stuck sync
+        view does not stop: the request watchdog (app/runtime/asgi.py) gives WORKER TIMEOUT's
+        guarantees."""
         aborts_before = request_thread_aborts(stack)
         boots_before = len(messages(stack, "Booting worker"))
         with Traffic(stack, shop.customer, shop.product, readers=3, writers=1, max_seconds=45) as t:
@@ -528,30 +540,28 @@ def test_a_sync_view_stuck_past_the_timeout_is_answered_504_and_its_worker_repla
         report = messages(stack, "past the timeout (WORKER TIMEOUT)")[-1]
         aborts = request_thread_aborts(stack)
         retried, lost = lost_writes(stack, t)
-    finally:
-        recreate_web(stack, **FAULTS)
-    sent, errors = summary(t)
-    reliability.record(
-        f"Sync view stuck ({frame.removeprefix('in ')}), GUNICORN_TIMEOUT=10",
-        load="3 readers + 1 order writer during the stuck request",
-        sent=sent + 1,
-        errors=errors,
-        lost=lost,
-        notes=f"the stuck request got a JSON 504 after {took:.0f}s; its thread's stack logged, "
-        f"the worker drained and was replaced; {retried} writes retried",
-    )
-    assert stuck.status_code == 504
-    assert stuck.json()["error"]["code"] == "gateway_timeout"
-    # The watchdog answered, after the timeout, before Nginx's own 35s would have.
-    assert report["seconds"] >= 10
-    assert took < 35
-    assert "WORKER TIMEOUT" in report["message"]
-    assert "faults/views.py" in report["stacks"]
-    assert frame in report["stacks"]
-    # The counter behind GunicornWorkerTimeout, summed over the workers (a dead one's stays).
-    assert aborts == aborts_before + 1
-    assert t.failures == [], t.failures[:5]
-    assert lost == 0
+        sent, errors = summary(t)
+        reliability.record(
+            f"Sync view stuck ({frame.removeprefix('in ')}), GUNICORN_TIMEOUT=10",
+            load="3 readers + 1 order writer during the stuck request",
+            sent=sent + 1,
+            errors=errors,
+            lost=lost,
+            notes=f"the stuck request got a JSON 504 after {took:.0f}s; its thread's stack logged, "
+            f"the worker drained and was replaced; {retried} writes retried",
+        )
+        assert stuck.status_code == 504
+        assert stuck.json()["error"]["code"] == "gateway_timeout"
+        # The watchdog answered, after the timeout, before Nginx's own 35s would have.
+        assert report["seconds"] >= 10
+        assert took < 35
+        assert "WORKER TIMEOUT" in report["message"]
+        assert "faults/views.py" in report["stacks"]
+        assert frame in report["stacks"]
+        # The counter behind GunicornWorkerTimeout, summed over the workers (a dead one's stays).
+        assert aborts == aborts_before + 1
+        assert t.failures == [], t.failures[:5]
+        assert lost == 0
 
 
 # --- 4. A leaking endpoint ----------------------------------------------------------------------
