@@ -72,6 +72,25 @@ export TLS_ENABLED NGINX_TRUST_FORWARDED_PROTO SECURE_HSTS_SECONDS SECURE_HSTS_P
   NGINX_RATE_LOGIN NGINX_RATE_WRITES NGINX_RETRY_LOGIN NGINX_RETRY_WRITES
 export NGINX_RATE_REPORTS NGINX_RETRY_REPORTS  # demo-shop
 
+# The upstream's host, and how often watch-upstream.sh checks its addresses and how long one
+# must be gone before a reload drops it (defaults: .env.example).
+: "${NGINX_UPSTREAM_HOST:=web}"
+: "${NGINX_UPSTREAM_CHECK_SECONDS:=2}" "${NGINX_UPSTREAM_GONE_SECONDS:=30}"
+if ! printf '%s' "$NGINX_UPSTREAM_HOST" | grep -Eq '^[A-Za-z0-9.-]+$'; then
+  echo "nginx: NGINX_UPSTREAM_HOST must be a host name, got '$NGINX_UPSTREAM_HOST'" >&2
+  exit 1
+fi
+for name in NGINX_UPSTREAM_CHECK_SECONDS NGINX_UPSTREAM_GONE_SECONDS; do
+  eval "value=\$$name"
+  case $value in
+    '' | *[!0-9]* | 0)
+      echo "nginx: $name must be a whole number of seconds, got '$value'" >&2
+      exit 1
+      ;;
+  esac
+done
+export NGINX_UPSTREAM_HOST NGINX_UPSTREAM_CHECK_SECONDS NGINX_UPSTREAM_GONE_SECONDS
+
 mkdir -p "$RUN_DIR"
 if [ "$TLS_ENABLED" = true ]; then
   for file in "$NGINX_TLS_CERT" "$NGINX_TLS_KEY"; do

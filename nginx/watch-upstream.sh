@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Keeps Nginx's upstream `web` in step with web's addresses. Nginx 1.26 (Debian's) resolves a
-# host in an upstream block once, when it starts or reloads: a replica recreated at another
-# address, added or removed would otherwise get no requests, or leave Nginx connecting to an
-# address nobody serves until someone reloads it. Started by entrypoint.sh beside Nginx.
+# Keeps Nginx's upstream `web` in step with the addresses of NGINX_UPSTREAM_HOST (the `web`
+# service). Nginx 1.26 (Debian's) resolves a host in an upstream block once, when it starts or
+# reloads: a replica recreated at another address, added or removed would otherwise get no
+# requests, or leave Nginx connecting to an address nobody serves until someone reloads it.
+# Started by entrypoint.sh beside Nginx, which checks and exports the settings.
 #
-# Every CHECK_SECONDS it asks the resolver (Docker's DNS lists the running containers of a
-# service) and reloads Nginx, gracefully (requests in flight finish on the old workers):
+# Every NGINX_UPSTREAM_CHECK_SECONDS (2) it asks the resolver (Docker's DNS lists the running
+# containers of a service) and reloads Nginx, gracefully (requests in flight finish on the old
+# workers):
 # - at once when an address appears that Nginx does not know (a new or recreated replica);
-# - when an address Nginx knows has been gone for GONE_SECONDS: a replica that is only stopping
-#   and starting again (a rolling restart, which gets its address back) causes no reload, since
-#   a reload also closes idle client keep-alive connections, which a client sending at that
-#   instant sees as a reset. Meanwhile max_fails/fail_timeout (nginx.conf) keep it out.
+# - when an address Nginx knows has been gone for NGINX_UPSTREAM_GONE_SECONDS (30): a replica
+#   that is only stopping and starting again (a rolling restart, which gets its address back)
+#   causes no reload, since a reload also closes idle client keep-alive connections, which a
+#   client sending at that instant sees as a reset. Meanwhile max_fails/fail_timeout
+#   (nginx.conf) keep it out.
 # No answer at all (every replica stopped) changes nothing. In Kubernetes `web` is the Service's
 # one stable address, so it never reloads there.
 set -u
-HOST=web
-CHECK_SECONDS=2
-GONE_SECONDS=30
+HOST=${NGINX_UPSTREAM_HOST:-web}
+CHECK_SECONDS=${NGINX_UPSTREAM_CHECK_SECONDS:-2}
+GONE_SECONDS=${NGINX_UPSTREAM_GONE_SECONDS:-30}
 
 addresses() {
   getent ahostsv4 "$HOST" 2>/dev/null | awk '{ print $1 }' | sort -u

@@ -7,6 +7,15 @@ set -eu
 : "${PGBOUNCER_POOL_SIZE:=20}" "${PGBOUNCER_MAX_CLIENT_CONN:=2000}"
 : "${DB_PASSWORD:?DB_PASSWORD must be set}"
 : "${PGBOUNCER_STATS_USER:=pgbouncer_stats}"
+case $(printf '%s' "${PGBOUNCER_LOG_DISCONNECTIONS:-}" | tr 'A-Z' 'a-z') in
+  1 | true | yes | on) PGBOUNCER_LOG_DISCONNECTIONS=1 ;;
+  '' | 0 | false | no | off) PGBOUNCER_LOG_DISCONNECTIONS=0 ;;
+  *)
+    echo "pgbouncer: PGBOUNCER_LOG_DISCONNECTIONS must be true or false," \
+      "got '$PGBOUNCER_LOG_DISCONNECTIONS'" >&2
+    exit 1
+    ;;
+esac
 RUN_DIR=/tmp/pgbouncer
 # Like the app (config/env.py): in production a secret still holding its local-development
 # value (dev-only-...) is refused, on every start, before anything uses it.
@@ -35,7 +44,7 @@ REPLICA_DATABASES=$(printf '%s\n' "$DB_REPLICA_NAMES" "$REPLICA_HOSTS" | awk -v 
     }
   }') || { echo "pgbouncer: DB_REPLICA_NAMES and REPLICA_HOSTS do not match" >&2; exit 1; }
 export DB_NAME DB_USER PRIMARY_HOST REPLICA_DATABASES PGBOUNCER_POOL_SIZE \
-  PGBOUNCER_MAX_CLIENT_CONN RUN_DIR
+  PGBOUNCER_MAX_CLIENT_CONN PGBOUNCER_LOG_DISCONNECTIONS RUN_DIR
 
 umask 077
 mkdir -p "$RUN_DIR"

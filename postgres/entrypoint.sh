@@ -10,6 +10,9 @@ role=${PG_ROLE:-primary}
 # startup parameter. Above Gunicorn's request timeout would be pointless; 15s keeps a runaway
 # query from holding a pooled server connection.
 : "${DB_STATEMENT_TIMEOUT:=15s}"
+# The server's net for a session left idle in a transaction (a stalled shell or script): ended,
+# its locks freed. Nothing in a request idles that long (the worker's timeout ends it first).
+: "${POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT:=60s}"
 
 require() {
   local name=$1
@@ -35,7 +38,8 @@ refuse_dev_only() {
 }
 
 start_postgres() {
-  exec postgres -D "$PGDATA" -c config_file=/etc/postgresql/postgresql.conf "$@"
+  exec postgres -D "$PGDATA" -c config_file=/etc/postgresql/postgresql.conf \
+    -c idle_in_transaction_session_timeout="$POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT" "$@"
 }
 
 init_primary() {

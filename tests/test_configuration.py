@@ -76,6 +76,7 @@ WIRED = {
     "PGBOUNCER_PORT",
     "REDIS_ADDR",
     "NGINX_STATUS_URI",
+    "NGINX_UPSTREAM_HOST",
 }
 
 # Read by a library from the environment, so no search of this repository finds the reader.
@@ -185,7 +186,7 @@ def readers(services: dict[str, dict[str, object]]) -> list[tuple[str, str, tupl
             _python(ROOT / "celery/healthcheck.py"),
             (*CELERY_WORKERS, "beat"),
         ),
-        ("nginx/", _files("nginx/entrypoint.sh", "nginx/*.conf"), ("nginx",)),
+        ("nginx/", _files("nginx/*.sh", "nginx/*.conf"), ("nginx",)),
         ("pgbouncer/", _files("pgbouncer/entrypoint.sh", "pgbouncer/*.template"), ("pgbouncer",)),
         ("postgres/", _files("postgres/entrypoint.sh"), ("db-primary", "db-replica")),
         ("redis/", _files("redis/entrypoint.sh"), ("redis", "redis-cache")),

@@ -62,7 +62,7 @@ def test_defaults_recycle_preload_and_keep_alive_past_nginx():
     # before a stopping worker's drain gives up waiting for it (runtime/workers.py).
     nginx_conf = (ROOT / "nginx/nginx.conf").read_text()
     upstream = nginx_conf[nginx_conf.index("upstream web {") :]
-    upstream = upstream[: upstream.index("}")]
+    upstream = upstream[: upstream.index("\n    }")]  # the block's end, not ${...}'s
     assert "keepalive_timeout 4s;" in upstream
     assert int(keepalive) > 4
     assert workers.DRAIN_SECONDS > 4

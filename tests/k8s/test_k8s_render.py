@@ -206,8 +206,12 @@ def test_service_names_are_the_hosts_in_the_config(deployment: Manifests) -> Non
         assert config[key] in services, key
     # One host per replica; the base's one replica is the Service itself.
     assert config["REPLICA_HOSTS"].split(",") == ["db-replica"]
-    # nginx.conf proxies to web:8000.
-    assert re.search(r"^\s*server web:8000[ ;]", (ROOT / "nginx" / "nginx.conf").read_text(), re.M)
+    # nginx.conf proxies to NGINX_UPSTREAM_HOST:8000, web unless the config names another.
+    nginx_conf = (ROOT / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"^\s*server \$\{NGINX_UPSTREAM_HOST\}:8000[ ;]", nginx_conf, re.M)
+    entrypoint = (ROOT / "nginx" / "entrypoint.sh").read_text()
+    assert ': "${NGINX_UPSTREAM_HOST:=web}"' in entrypoint
+    assert config.get("NGINX_UPSTREAM_HOST", "web") in services
     assert [p["port"] for p in deployment.get("Service", "web")["spec"]["ports"]] == [8000]
 
 

@@ -17,8 +17,9 @@ from tests.support import ROOT, run, wait_until
 PROJECT = os.environ.get("STACK_PROJECT", "djstack-test")
 PORT = int(os.environ.get("STACK_PORT", "18080"))
 # Background work on a test clock: sweeps every few seconds instead of every 30-60, retries
-# after 1s, 2s, 4s..., a report silent 8s counts as dead, and reports read small chunks with a
-# pause, so a worker can be killed in the middle of one (production: .env.example). A variable
+# after 1s, 2s, 4s..., a report silent 8s counts as dead, reports read small chunks with a
+# pause, so a worker can be killed in the middle of one, and Postgres ends a session idle in a
+# transaction after 30s instead of 60s (production: .env.example). A variable
 # already set in the environment wins.
 FAST_BACKGROUND = {
     "OUTBOX_SWEEP_SECONDS": "2",
@@ -28,6 +29,9 @@ FAST_BACKGROUND = {
     "REPORT_STALE_SECONDS": "8",
     "REPORT_CHUNK_SIZE": "500",
     "REPORT_CHUNK_PAUSE_SECONDS": "0.05",
+    # Above the longest a test holds a transaction open on purpose (a row lock through the app's
+    # 10 s lock wait, tests/stack/test_postgres.py).
+    "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30s",
 }
 
 # Limits lifted for the suite. Nginx's per-address rates: every test request comes from one
@@ -41,6 +45,10 @@ LIFTED_LIMITS = {
     # (proven in tests/app/shop/test_fanout.py) would skip the calls the next test checks.
     "UPSTREAM_BREAKER_FAILURES": "1000000",
 }
+
+# What the suite reads from logs that production leaves out: how each client left PgBouncer
+# (tests/stack/test_gunicorn.py).
+LOGGED = {"PGBOUNCER_LOG_DISCONNECTIONS": "true"}
 
 
 # Run inside the web container: /readyz from the container itself, as a probe reads it (Nginx
@@ -82,6 +90,7 @@ class Stack:
         return {
             **FAST_BACKGROUND,
             **LIFTED_LIMITS,
+            **LOGGED,
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
             "NGINX_PORT": str(self.port),

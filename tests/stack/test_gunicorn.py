@@ -94,44 +94,27 @@ def test_nginx_reuses_its_upstream_connections(stack):
     assert 0 < len(connections) <= 64, len(connections)
 
 
-PGBOUNCER_INI = "/tmp/pgbouncer/pgbouncer.ini"  # pgbouncer/entrypoint.sh renders it there
-
-
-def pgbouncer_log_disconnections(stack, on: bool) -> None:
-    """Turns PgBouncer's disconnection log on or off in the running container (SIGHUP rereads
-    its configuration): off by default, on here to see how each client left."""
-    before, after = ("0", "1") if on else ("1", "0")
-    stack.compose(
-        "exec", "-T", "pgbouncer", "sh", "-c",
-        f"sed -i 's/^log_disconnections = {before}$/log_disconnections = {after}/' {PGBOUNCER_INI}"
-        " && kill -HUP 1",
-    )  # fmt: skip
-
-
 def test_a_stopping_web_worker_closes_its_database_connections(stack):
     """The ASGI lifespan's shutdown (runtime/lifespan.py): after the drain, each worker ends the
     connections its request threads kept (DB_CONN_MAX_AGE) with PostgreSQL's Terminate, so
     PgBouncer sees every web client say goodbye ("client close request"), none vanish ("client
-    unexpected eof", what a process that just exits leaves)."""
+    unexpected eof", what a process that just exits leaves): PGBOUNCER_LOG_DISCONNECTIONS, on for
+    the suite (tests/stack/conftest.py), logs how each client left."""
     customer = stack.token("lifespan-customer")
     web_address = stack.compose(
         "exec", "-T", "web", "python3", "-c",
         "import socket; print(socket.gethostbyname(socket.gethostname()))",
     ).stdout.strip()  # fmt: skip
     since = stack.compose("exec", "-T", "pgbouncer", "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout
-    pgbouncer_log_disconnections(stack, on=True)
-    try:
-        # Connections to both databases on several request threads: token checks on the
-        # primary, the orders from the replica.
-        with requests.Session() as session:
-            for _ in range(20):
-                response = session.get(stack.url("/api/orders"), headers=customer, timeout=10)
-                assert response.status_code == 200, response.text
-        stack.compose("restart", "web")
-        stack.wait_ready()
-        logs = stack.compose("logs", "--no-color", "--since", since.strip(), "pgbouncer").stdout
-    finally:
-        pgbouncer_log_disconnections(stack, on=False)
+    # Connections to both databases on several request threads: token checks on the primary,
+    # the orders from the replica.
+    with requests.Session() as session:
+        for _ in range(20):
+            response = session.get(stack.url("/api/orders"), headers=customer, timeout=10)
+            assert response.status_code == 200, response.text
+    stack.compose("restart", "web")
+    stack.wait_ready()
+    logs = stack.compose("logs", "--no-color", "--since", since.strip(), "pgbouncer").stdout
     reasons = [
         line.split("closing because: ", 1)[1].split(" (age", 1)[0]
         for line in logs.splitlines()

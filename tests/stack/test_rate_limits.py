@@ -22,8 +22,17 @@ DEFAULT_RATES = {
 }
 
 
+@pytest.fixture(scope="module")
+def suite_nginx(stack: Stack) -> Iterator[None]:
+    """The suite's Nginx (limits lifted) back once, after the module: each test recreates it."""
+    try:
+        yield
+    finally:
+        stack.compose("up", "-d", "--wait", "--force-recreate", "--no-deps", "nginx")
+
+
 @pytest.fixture
-def limited(stack: Stack) -> Iterator[Callable[..., None]]:
+def limited(stack: Stack, suite_nginx: None) -> Callable[..., None]:
     def apply(**extra: str) -> None:
         """Recreates Nginx alone (fresh rate-limit zones) with the defaults and these."""
         env = {**stack.env(), **DEFAULT_RATES, "NGINX_REAL_IP_FROM": "", **extra}
@@ -31,10 +40,7 @@ def limited(stack: Stack) -> Iterator[Callable[..., None]]:
             cwd=ROOT, env=env, timeout=120)  # fmt: skip
 
     apply()
-    try:
-        yield apply
-    finally:
-        stack.compose("up", "-d", "--wait", "--force-recreate", "--no-deps", "nginx")
+    return apply
 
 
 # Writes: 10r/s with a burst of 20. A slot comes back every 100 ms, so a sequential burst meets
