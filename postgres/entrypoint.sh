@@ -112,6 +112,18 @@ case "$role" in
   replica) refuse_dev_only REPLICATION_PASSWORD ;;
 esac
 
+# One server per data directory. Two containers on one volume (`--scale` of a database service:
+# compose gives every replica of a service the same named volume) would both run on the same
+# files. A lock on the directory, held by the server through the descriptor it inherits across
+# exec, makes the second one stop here and say why. flock(2) locks are the kernel's, so they hold
+# across containers on one host.
+exec 9<"$PGDATA"
+if ! flock --nonblock 9; then
+  echo "entrypoint: another server already runs on $PGDATA (this volume); a database service" \
+    "runs one container per volume: give each replica a service and volume of its own" >&2
+  exit 1
+fi
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   case "$role" in
     primary) init_primary ;;

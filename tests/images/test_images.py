@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT, docker, image
+from tests.support import ROOT, container_health, docker, image, wait_until
 
 UIDS = {
     "web": 10001,
@@ -388,3 +388,26 @@ def test_exporters_read_a_secret_file_first_and_refuse_its_dev_only_value(role, 
     refused = run_exporter(role, ["APP_ENV=production", real, *env], mount)
     assert refused.returncode == 1, (refused.returncode, refused.stderr)
     assert f"{variable} is a dev-only- value" in refused.stderr
+
+
+def test_a_second_postgres_on_the_same_volume_refuses_to_start():
+    # `docker compose up --scale db-replica2=2` gives both containers the one named volume.
+    volume = f"pg-lock-test-{secrets.token_hex(4)}"
+    env = ["-e", "DB_PASSWORD=x", "-e", "REPLICATION_PASSWORD=x", "-e", "MONITORING_DB_PASSWORD=x"]
+    mount = ["-v", f"{volume}:/var/lib/postgresql/data"]
+    first = docker("run", "-d", *env, *mount, image("postgres")).stdout.strip()
+    second_name = f"{volume}-second"
+    try:
+        up = lambda: container_health(first) == "healthy"  # noqa: E731
+        wait_until(up, timeout=120, what="the first server")
+        second = docker(
+            "run", "--rm", "--name", second_name, *env, *mount, image("postgres"),
+            check=False, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1, (second.returncode, second.stdout, second.stderr)
+        assert "another server already runs on /var/lib/postgresql/data" in second.stderr
+        # The first one is untouched and still answers.
+        assert container_health(first) == "healthy"
+    finally:
+        docker("rm", "-f", "-v", first, second_name, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
