@@ -181,8 +181,11 @@ REPLICA_STATE_SQL = (
 )
 
 
-def _connect(alias: str, timeout: float) -> psycopg.Connection[Any]:
-    # A connection of its own, not Django's: a check never borrows or poisons a request's.
+def database_connect(
+    alias: str, timeout: float, *, application_name: str = "replica-check"
+) -> psycopg.Connection[Any]:
+    """A connection of its own, not Django's: a check or probe never borrows or poisons a
+    request's."""
     db = settings.DATABASES[alias]
     return psycopg.connect(
         host=str(db["HOST"]),
@@ -191,7 +194,7 @@ def _connect(alias: str, timeout: float) -> psycopg.Connection[Any]:
         user=str(db["USER"]),
         password=str(db["PASSWORD"]),
         connect_timeout=max(1, int(timeout)),
-        application_name="replica-check",
+        application_name=application_name,
         autocommit=True,
     )
 
@@ -260,11 +263,11 @@ def replica_health_measure(*, replica: psycopg.Connection[Any]) -> ReplicaHealth
 def replica_health_get(*, alias: str, timeout: float) -> ReplicaHealth:
     """A check on fresh connections (the readiness probe's); also updates this process's view."""
     try:
-        with _connect(PRIMARY, timeout) as primary:
+        with database_connect(PRIMARY, timeout) as primary:
             primary_state_measure(primary=primary)
     except psycopg.Error:
         pass  # judged on the last state known, as the read path does
-    with _connect(alias, timeout) as replica:
+    with database_connect(alias, timeout) as replica:
         health = replica_health_measure(replica=replica)
     _health_store(alias, health)
     return health
@@ -289,7 +292,7 @@ def _checker_run(alias: str) -> None:
         checked_at = monotonic()
         try:
             if conn is None or conn.closed:
-                conn = _connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
+                conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
             if alias == PRIMARY:
                 primary_state_measure(primary=conn)
             else:

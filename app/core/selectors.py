@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import psycopg
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.db import replica_health_get, replica_mark_down, replica_mark_up
+from core.db import database_connect, replica_health_get, replica_mark_down, replica_mark_up
 from core.db_router import PRIMARY, replica_aliases
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
@@ -40,17 +39,7 @@ class Readiness:
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:
-    # A fresh connection, not Django's: the probe never borrows or poisons a request's connection.
-    db = settings.DATABASES[alias]
-    with psycopg.connect(
-        host=str(db["HOST"]),
-        port=str(db["PORT"]),
-        dbname=str(db["NAME"]),
-        user=str(db["USER"]),
-        password=str(db["PASSWORD"]),
-        connect_timeout=max(1, int(timeout)),
-        application_name="readyz",
-    ) as conn:
+    with database_connect(alias, timeout, application_name="readyz") as conn:
         row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return {"in_recovery": bool(row and row[0])}
 

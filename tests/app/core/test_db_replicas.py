@@ -123,7 +123,7 @@ def test_a_process_that_never_reached_the_primary_learns_its_identity_from_redis
 ):
     # Started (or first read) while the primary was down: the identity another process shared
     # is what a replica is judged by; without it, no replica can be vouched for.
-    with db._connect(PRIMARY, 5) as conn:
+    with db.database_connect(PRIMARY, 5) as conn:
         db.primary_state_measure(primary=conn)  # shares it
         db._primary = db._primary_system_id = None  # the conftest's patch restores them
         assert db.replica_health_measure(replica=conn).reason == "not_in_recovery"
