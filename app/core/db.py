@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from time import monotonic, sleep
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -285,31 +285,55 @@ def _health_store(alias: str, health: ReplicaHealth) -> None:
     metrics.observe_replica(alias, serving=health.serving, lag_seconds=health.lag_seconds)
 
 
+# Set by replica_checkers_stop (a stopping worker): the checks end and close their connections,
+# so PgBouncer sees them leave with Terminate, not as a client that died.
+_checkers_stopping = threading.Event()
+
+
 def _checker_run(alias: str) -> None:
-    """Checks one database every REPLICA_CHECK_SECONDS, for as long as the process lives."""
+    """Checks one database every REPLICA_CHECK_SECONDS, until the process stops its checks."""
     conn: psycopg.Connection[Any] | None = None
-    while True:
-        checked_at = monotonic()
-        try:
-            if conn is None or conn.closed:
-                conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
-            if alias == PRIMARY:
-                primary_state_measure(primary=conn)
-            else:
-                _health_store(alias, replica_health_measure(replica=conn))
-        except Exception:
-            if alias != PRIMARY:
-                _health_store(alias, ReplicaHealth(False, "unreachable", None, checked_at))
-            if conn is not None:
-                conn.close()
-            conn = None
-        sleep(max(0.0, settings.REPLICA_CHECK_SECONDS - (monotonic() - checked_at)))
+    try:
+        while not _checkers_stopping.is_set():
+            checked_at = monotonic()
+            try:
+                if conn is None or conn.closed:
+                    conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
+                if alias == PRIMARY:
+                    primary_state_measure(primary=conn)
+                else:
+                    _health_store(alias, replica_health_measure(replica=conn))
+            except Exception:
+                if alias != PRIMARY:
+                    _health_store(alias, ReplicaHealth(False, "unreachable", None, checked_at))
+                if conn is not None:
+                    conn.close()
+                conn = None
+            wait = max(0.0, settings.REPLICA_CHECK_SECONDS - (monotonic() - checked_at))
+            _checkers_stopping.wait(wait)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def replica_checkers_stop(*, timeout: float) -> int:
+    """Ends this process's checks and closes their connections (a worker's shutdown); a check
+    stuck on a frozen server is left after `timeout`. Returns how many ended."""
+    _checkers_stopping.set()
+    with _checkers_lock:
+        threads = list(_checkers.values())
+        _checkers.clear()
+    for thread in threads:
+        thread.join(timeout)
+    return sum(not thread.is_alive() for thread in threads)
 
 
 def replica_checkers_start() -> None:
     """Starts this process's checks, once (again in a forked child, whose threads are gone)."""
     aliases = [PRIMARY, *replica_aliases()]
-    if all(alias in _checkers and _checkers[alias].is_alive() for alias in aliases):
+    if _checkers_stopping.is_set() or all(
+        alias in _checkers and _checkers[alias].is_alive() for alias in aliases
+    ):
         return
     with _checkers_lock:
         for alias in aliases:

@@ -3,9 +3,10 @@
 Uvicorn sends lifespan.shutdown once the worker has stopped taking requests and the last one
 has ended (after the drain, runtime/workers.py). Then the event loop's long-lived clients (the
 upstream HTTP session, the stock Redis pool: core.aio) are closed, and so are the database
-connections the pooled handler's request threads kept open (DB_CONN_MAX_AGE): each is ended
-with PostgreSQL's Terminate message, so PgBouncer logs a "client close request", not a "client
-unexpected eof" as for a client that died. Without a lifespan answer Uvicorn logs that the
+connections the pooled handler's request threads kept open (DB_CONN_MAX_AGE) and those of the
+database checks (core.db's replica checkers): each is ended with PostgreSQL's Terminate
+message, so PgBouncer logs a "client close request", not a "client unexpected eof" as for a
+client that died. Without a lifespan answer Uvicorn logs that the
 protocol is unsupported and the process's exit just drops them.
 """
 
@@ -14,6 +15,7 @@ import logging
 from typing import Any
 
 from core.aio import loop_clients_close
+from core.db import replica_checkers_stop
 from runtime.asgi import PooledExecutorASGIHandler
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,11 @@ class Lifespan:
                 connections = await asyncio.to_thread(self.handler.executors.close)
             except Exception:
                 log.warning("closing the request threads' connections failed", exc_info=True)
+        checks = await asyncio.to_thread(replica_checkers_stop, timeout=1.0)
         log.info(
-            "worker stopping: closed %d long-lived clients and %d database connections",
+            "worker stopping: closed %d long-lived clients, %d database connections and %d "
+            "database checks",
             clients,
             connections,
+            checks,
         )

@@ -3,6 +3,7 @@ clients (core.aio) and, under the pooled handler, the database connections its r
 kept open, under either handler SERVER_RUNTIME picks."""
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,3 +107,28 @@ def test_shutdown_ends_the_request_threads_database_connections(conn_max_age):
     asyncio.run(lifespan_messages(app, "lifespan.shutdown"))
     wait_until(lambda: not backend_alive(pid), timeout=10, what=f"backend {pid} to end")
     assert handler.executors.created == 0
+
+
+def check_backends() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'replica-check'")
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shutdown_ends_the_database_checks_and_their_connections(monkeypatch):
+    # A worker's replica checks hold a connection each: dropped at exit, PgBouncer would log a
+    # client that died. (The unit suite's replica mirrors the primary: the check runs, and finds
+    # it no standby.)
+    from core import db
+
+    monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
+    monkeypatch.setattr(db, "_checkers", {})
+    thread = threading.Thread(target=db._checker_run, args=("replica",), daemon=True)
+    db._checkers["replica"] = thread
+    thread.start()
+    pids = wait_until(check_backends, timeout=10, what="the check's connection")
+    app = Lifespan(ASGIHandler(), handler=ASGIHandler())
+    asyncio.run(lifespan_messages(app, "lifespan.shutdown"))
+    assert not thread.is_alive()
+    wait_until(lambda: not set(pids) & set(check_backends()), timeout=10, what="the check's end")
