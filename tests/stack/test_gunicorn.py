@@ -125,7 +125,7 @@ def test_a_stopping_web_worker_closes_its_database_connections(stack):
     web_logs = stack.compose("logs", "--no-color", "--since", since.strip(), "web").stdout
     # Each worker's own account of it (two workers, each with threads that held connections).
     closing = re.findall(
-        r"worker stopping: closed \d+ long-lived clients and (\d+) database", web_logs
+        r"worker stopping: closed \d+ long-lived clients, (\d+) database connections", web_logs
     )
     assert len(closing) >= 2, web_logs[-3000:]
     assert sum(map(int, closing)) > 0, closing
