@@ -130,6 +130,20 @@ def all_web_configs() -> list[dict[str, Any]]:
                 "path": "/bench/fanout/async",
             }
         )
+        configs.append(
+            {
+                # Granian (Rust HTTP server, ASGI interface with lifespan), its own process
+                # manager and the same worker count, no Gunicorn.
+                "name": f"granian x{c}",
+                "profile": "io",
+                "workers": c,
+                "command": (
+                    f"granian --interface asgi --host 0.0.0.0 --port 8000 --workers {c} "
+                    f"--http 1 --no-ws --backlog 2048 {BENCH_ASGI}"
+                ),
+                "path": "/bench/fanout/async",
+            }
+        )
     return configs
 
 
