@@ -79,9 +79,9 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    # The master has loaded Django and is about to fork the workers (runtime/preload.py).
+    # The master has loaded Django and is about to fork the workers (config/preload.py).
     if preload_app and runtime_config.PRELOAD_FREEZE:
-        from runtime.preload import preload_finish
+        from config.preload import preload_finish
 
         preload_finish()
 

@@ -9,7 +9,7 @@ from bench.stats import group, num, opening, pct, table
 STEP = "preload"
 PRELOAD_WORKERS = [2] if stack.QUICK else [2, 4, 8]
 SAVED = claims.get("preload.pss_saved")
-# Issue 24's goals for preload with the warm-up and gc.freeze() (runtime/preload.py): the share
+# Issue 24's goals for preload with the warm-up and gc.freeze() (config/preload.py): the share
 # of the workers' PSS saved against no preload, by worker count.
 FREEZE_GOALS = {4: 0.5, 8: 0.6}
 
@@ -66,7 +66,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     rows = []
     by_workers = group(data["rows"], "workers")
     for (workers,), pair in by_workers.items():
-        # Results from before runtime/preload.py have no "freeze": their preload had none.
+        # Results from before config/preload.py have no "freeze": their preload had none.
         frozen = next((r for r in pair if r["preload"] and r.get("freeze")), None)
         on = next((r for r in pair if r["preload"] and not r.get("freeze")), None)
         off = next((r for r in pair if not r["preload"]), None)
@@ -140,7 +140,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         'and a page written after fork is copied into the worker. "on + freeze" (the '
         "default, `GUNICORN_PRELOAD_FREEZE`): the master also builds the URL resolver, the "
         "OpenAPI schema and the template loaders, then runs gc.freeze(), so the workers' "
-        "collections never write to what they inherited (app/runtime/preload.py).",
+        "collections never write to what they inherited (app/config/preload.py).",
         "",
     ]
     return lines

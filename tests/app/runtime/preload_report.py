@@ -10,7 +10,7 @@ from django.urls import get_resolver
 
 from config.asgi import application as project_application
 
-# Read as this module loads, in the master, before runtime/preload.py runs: the report compares.
+# Read as this module loads, in the master, before config/preload.py runs: the report compares.
 _populated_at_import = get_resolver()._populated
 
 

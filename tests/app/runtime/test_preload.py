@@ -1,5 +1,5 @@
 """A preloading Gunicorn master builds what its workers share and freezes its objects out of the
-collector before it forks (gunicorn.conf.py's when_ready, runtime/preload.py): a worker serves
+collector before it forks (gunicorn.conf.py's when_ready, config/preload.py): a worker serves
 its first request with the URL resolver already built, and the frozen objects inherited."""
 
 import pytest
