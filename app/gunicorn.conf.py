@@ -78,6 +78,14 @@ def on_starting(server: Any) -> None:
         stale.unlink()
 
 
+def when_ready(server: Any) -> None:
+    # The master has loaded Django and is about to fork the workers (config/preload.py).
+    if preload_app and runtime_config.PRELOAD_FREEZE:
+        from config.preload import preload_finish
+
+        preload_finish()
+
+
 def post_fork(server: Any, worker: Any) -> None:
     # With preload_app the master may hold sockets opened while loading Django; a child must
     # never share them, or two processes talk over one Postgres connection. Without preload,

@@ -17,6 +17,12 @@ BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
 WSGI = "config.wsgi:application"
 
 
+def standalone(command: str) -> str:
+    """A server run without Gunicorn: no gunicorn.conf.py on_starting creates the metrics
+    directory compose points PROMETHEUS_MULTIPROC_DIR at, so the command does."""
+    return f"sh -c 'mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec {command}'"
+
+
 def cores() -> int:
     # The web container has no CPU limit: it sees the host's cores (gunicorn.conf.py's CORES).
     return os.cpu_count() or 1
@@ -123,9 +129,23 @@ def all_web_configs() -> list[dict[str, Any]]:
                 "name": f"uvicorn-standalone x{c}",
                 "profile": "io",
                 "workers": c,
-                "command": (
+                "command": standalone(
                     f"uvicorn {BENCH_ASGI} --host 0.0.0.0 --port 8000 --workers {c} "
                     "--no-access-log --timeout-keep-alive 75 --backlog 2048"
+                ),
+                "path": "/bench/fanout/async",
+            }
+        )
+        configs.append(
+            {
+                # Granian (Rust HTTP server, ASGI interface with lifespan), its own process
+                # manager and the same worker count, no Gunicorn.
+                "name": f"granian x{c}",
+                "profile": "io",
+                "workers": c,
+                "command": standalone(
+                    f"granian --interface asgi --host 0.0.0.0 --port 8000 --workers {c} "
+                    f"--http 1 --no-ws --backlog 2048 {BENCH_ASGI}"
                 ),
                 "path": "/bench/fanout/async",
             }

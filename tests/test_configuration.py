@@ -81,9 +81,6 @@ WIRED = {
 
 # Read by a library from the environment, so no search of this repository finds the reader.
 LIBRARY_READERS = {
-    # The OpenTelemetry SDK, in every Django process (app/core/tracing.py).
-    "OTEL_TRACES_SAMPLER": DJANGO,
-    "OTEL_TRACES_SAMPLER_ARG": DJANGO,
     # Flower's own FLOWER_* options.
     "FLOWER_PURGE_OFFLINE_WORKERS": ("flower",),
 }

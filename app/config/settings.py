@@ -72,6 +72,27 @@ MIDDLEWARE = [
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 if OTEL_EXPORTER_OTLP_ENDPOINT:
     MIDDLEWARE.insert(0, "core.middleware.RouteSpanMiddleware")
+# Which traces are kept (core/tracing.py builds the sampler from these, under OpenTelemetry's
+# names). By default a tenth of the requests that start a trace, and a client's traceparent
+# decides for its own: tracing every request costs throughput (docs/BENCHMARKS.md, section 9).
+OTEL_TRACES_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+OTEL_TRACES_SAMPLER = env_str("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+OTEL_TRACES_SAMPLER_ARG = env_float("OTEL_TRACES_SAMPLER_ARG", 0.1)
+if OTEL_TRACES_SAMPLER not in OTEL_TRACES_SAMPLERS or not 0 <= OTEL_TRACES_SAMPLER_ARG <= 1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"OTEL_TRACES_SAMPLER must be one of {', '.join(OTEL_TRACES_SAMPLERS)} and"
+        f" OTEL_TRACES_SAMPLER_ARG a ratio from 0 to 1; got {OTEL_TRACES_SAMPLER!r},"
+        f" {OTEL_TRACES_SAMPLER_ARG!r}"
+    )
 
 # Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image
 # (docker-compose.dev.yml); the production image does not have it. Shown on web's own port, which

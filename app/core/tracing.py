@@ -22,8 +22,8 @@ One trace per request:
 Spans leave through a BatchSpanProcessor: a background thread exports them over OTLP/HTTP
 (protobuf) to $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; a request never waits on the collector,
 and while it is down at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans wait, the rest are dropped.
-The SDK's other standard variables (sampler, headers, batch sizes) work as OpenTelemetry
-documents them.
+Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()). The
+SDK's other standard variables (headers, batch sizes) work as OpenTelemetry documents them.
 """
 
 from typing import Any
@@ -63,7 +63,9 @@ def setup(*, component: str) -> bool:
 
     from core import logging as json_logging
 
-    provider = TracerProvider(resource=Resource.create({"service.name": f"djstack-{component}"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"djstack-{component}"}), sampler=sampler()
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     for instrumentor in (
@@ -77,6 +79,24 @@ def setup(*, component: str) -> bool:
     json_logging.trace_ids = current_trace_ids
     _started = True
     return True
+
+
+def sampler() -> Any:
+    """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
+    the environment, so the project's default holds wherever the variable is unset."""
+    from django.conf import settings
+    from opentelemetry.sdk.trace import sampling
+
+    name: str = settings.OTEL_TRACES_SAMPLER
+    root = name.removeprefix("parentbased_")
+    chosen: sampling.Sampler = (
+        sampling.TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG)
+        if root == "traceidratio"
+        else sampling.ALWAYS_ON
+        if root == "always_on"
+        else sampling.ALWAYS_OFF
+    )
+    return sampling.ParentBased(chosen) if name.startswith("parentbased_") else chosen
 
 
 def flush(*, timeout_seconds: float = 2.0) -> None:

@@ -87,6 +87,9 @@ WORKERS = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
 THREADS = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
 BIND = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
+# With preload: build what workers would each build lazily and gc.freeze() before the fork
+# (config/preload.py). Off only to measure what it saves (make bench, scenario 5).
+PRELOAD_FREEZE = os.environ.get("GUNICORN_PRELOAD_FREEZE", "true").lower() == "true"
 MAX_REQUESTS = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
 MAX_REQUESTS_JITTER = _int("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
 TIMEOUT = _int("GUNICORN_TIMEOUT", 30)

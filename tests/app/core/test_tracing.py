@@ -8,10 +8,13 @@ instrumentation or propagator. Each case runs in a fresh interpreter: whether a 
 imported is a fact of the process."""
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.support import django_script
+import pytest
+
+from tests.support import ROOT, django_script
 
 # Loads everything a web worker and a Celery worker load, serves /healthz through the ASGI app
 # (excluded from tracing either way: no span), and logs one line inside a span when tracing is
@@ -200,3 +203,76 @@ def test_a_request_continues_the_clients_trace_in_a_span_named_after_its_route()
         assert span["route"] == "api/openapi.json"
         assert span["trace_id"] == trace_id
         assert span["parent"] == parent
+
+
+# Each decision of the sampler the settings build, for a new trace whose ID is just under, and
+# just over, a tenth of the ID space (the ratio sampler keeps an ID whose low 64 bits are under
+# ratio * 2^64), and under a client's traceparent that is sampled, and one that is not.
+SAMPLER_SCRIPT = r"""
+import json
+import django
+django.setup()
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from core import tracing
+
+sampler = tracing.sampler()
+tenth = int(0.1 * 2**64)
+
+def kept(trace_id, parent_sampled=None):
+    context = None
+    if parent_sampled is not None:
+        flags = TraceFlags(TraceFlags.SAMPLED if parent_sampled else TraceFlags.DEFAULT)
+        parent = SpanContext(trace_id, 0x1234, is_remote=True, trace_flags=flags)
+        context = set_span_in_context(NonRecordingSpan(parent))
+    result = sampler.should_sample(context, trace_id, "GET api/products")
+    return result.decision == Decision.RECORD_AND_SAMPLE
+
+print(json.dumps({
+    "description": sampler.get_description(),
+    "new_under_a_tenth": kept(tenth - 1),
+    "new_over_a_tenth": kept(tenth + 1),
+    "client_sampled": kept(2**64 - 1, parent_sampled=True),
+    "client_not_sampled": kept(1, parent_sampled=False),
+}))
+"""
+
+
+def sampler_decisions(**env: str) -> dict:
+    (line,) = django_script(SAMPLER_SCRIPT, env=env, drop=not_otel)
+    return json.loads(line)
+
+
+def test_by_default_a_tenth_of_new_traces_are_kept_and_a_client_decides_for_its_own():
+    seen = sampler_decisions()
+    assert seen["description"].startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    assert seen["new_under_a_tenth"] is True
+    assert seen["new_over_a_tenth"] is False
+    assert seen["client_sampled"] is True
+    assert seen["client_not_sampled"] is False
+
+
+def test_parentbased_always_on_keeps_every_new_trace():
+    seen = sampler_decisions(OTEL_TRACES_SAMPLER="parentbased_always_on")
+    assert seen["new_over_a_tenth"] is True
+    assert seen["client_not_sampled"] is False
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"OTEL_TRACES_SAMPLER": "sometimes"}, {"OTEL_TRACES_SAMPLER_ARG": "1.5"}],
+    ids=["unknown-sampler", "ratio-over-one"],
+)
+def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
+    base = {k: v for k, v in os.environ.items() if not not_otel(k)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr

@@ -1,0 +1,41 @@
+"""A preloading Gunicorn master builds what its workers share and freezes its objects out of the
+collector before it forks (gunicorn.conf.py's when_ready, config/preload.py): a worker serves
+its first request with the URL resolver already built, and the frozen objects inherited."""
+
+import pytest
+import requests
+
+from tests.app.runtime.gunicorn_process import gunicorn
+from tests.support import ROOT, wait_until
+
+
+def report(url: str) -> dict:
+    def answered() -> dict | None:
+        try:
+            return requests.get(f"{url}/preload-report", timeout=5).json()
+        except requests.RequestException:
+            return None
+
+    return wait_until(answered, timeout=60, what="the preload report")
+
+
+@pytest.mark.parametrize("freeze", ["true", "false"])
+def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(tmp_path, freeze):
+    with gunicorn(
+        tmp_path,
+        "tests.app.runtime.preload_report:application",
+        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
+        GUNICORN_WORKERS="1",
+        GUNICORN_PRELOAD="true",
+        GUNICORN_PRELOAD_FREEZE=freeze,
+    ) as server:
+        seen = report(server.url)
+        said = [m for m in server.messages() if m.startswith("preload: ")]
+    assert seen["resolver_built_at_import"] is False
+    if freeze == "true":
+        assert seen["frozen"] > 10_000
+        assert seen["resolver_built"] is True
+        assert len(said) == 1, said
+    else:
+        assert seen["frozen"] == 0
+        assert said == []
