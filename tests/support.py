@@ -85,14 +85,14 @@ FAULT_APP_ENV = {
 }
 
 
-def django_script(
+def django_process(
     script: str, *args: str, env: dict[str, str], drop: Callable[[str], bool] = lambda _: False
-) -> list[str]:
+) -> subprocess.CompletedProcess[str]:
     """Runs `script` in a fresh interpreter with Django's settings (cwd app/, APP_ENV local),
     the environment minus the variables `drop` names plus `env`: what a process imports is a
-    fact of that process. Returns its stdout lines; fails with its stderr on a non-zero exit."""
+    fact of that process."""
     base = {k: v for k, v in os.environ.items() if not drop(k)}
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script, *args],
         env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
         cwd=ROOT / "app",
@@ -101,5 +101,12 @@ def django_script(
         check=False,
         timeout=120,
     )
+
+
+def django_script(
+    script: str, *args: str, env: dict[str, str], drop: Callable[[str], bool] = lambda _: False
+) -> list[str]:
+    """django_process; returns its stdout lines, and fails with its stderr on a non-zero exit."""
+    result = django_process(script, *args, env=env, drop=drop)
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()

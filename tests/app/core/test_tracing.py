@@ -8,13 +8,12 @@ instrumentation or propagator. Each case runs in a fresh interpreter: whether a 
 imported is a fact of the process."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.support import ROOT, django_script
+from tests.support import django_process, django_script
 
 # Loads everything a web worker and a Celery worker load, serves /healthz through the ASGI app
 # (excluded from tracing either way: no span), and logs one line inside a span when tracing is
@@ -264,15 +263,6 @@ def test_parentbased_always_on_keeps_every_new_trace():
     ids=["unknown-sampler", "ratio-over-one"],
 )
 def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
-    base = {k: v for k, v in os.environ.items() if not not_otel(k)}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "APP_ENV": "local", **env},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = django_process("import django; django.setup()", env=env, drop=not_otel)
     assert result.returncode != 0
     assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr
