@@ -485,13 +485,16 @@ WATCHDOG = "replica-watchdog"
 
 def replica_checkers_start() -> None:
     """Starts this process's checks and watchdog, once (again in a forked child)."""
-    global _checkers_pid
+    global _checkers_pid, _health
     if _checkers_pid == os.getpid() or _checkers_stopping.is_set():
         return
     with _checkers_lock:
         if _checkers_pid == os.getpid():
             return
-        _checkers.clear()  # a forked child's copy names its parent's threads
+        # A forked child's copies are its parent's threads and view: it judges on its own checks.
+        _checkers.clear()
+        _health = {}
+        _checked.clear()
         targets: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
             alias: (_checker_run, (alias,)) for alias in [PRIMARY, *replica_aliases()]
         }
