@@ -4,6 +4,8 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import DEV_PREFIX, env_bool, env_float, env_int, env_list, env_secret, env_str
 
 if TYPE_CHECKING:
@@ -15,8 +17,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # "local" is what `docker compose up` runs on a fresh clone with no .env.
 APP_ENV = env_str("APP_ENV", "local")
 if APP_ENV not in {"local", "production", "test"}:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"APP_ENV must be local, production or test, got {APP_ENV!r}")
 PRODUCTION = APP_ENV == "production"
 
@@ -26,8 +26,6 @@ SECRET_KEY = env_secret(
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION and DEBUG:
     # Debug pages show settings and stack frames to whoever triggers an error.
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("DJANGO_DEBUG=true is refused with APP_ENV=production.")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -179,8 +177,6 @@ def _database(name: str) -> dict[str, object]:
 # variable (pgbouncer/entrypoint.sh), so the two cannot name different replicas.
 DB_REPLICA_NAMES = env_list("DB_REPLICA_NAMES", "app_replica")
 if not DB_REPLICA_NAMES or len(set(DB_REPLICA_NAMES)) != len(DB_REPLICA_NAMES):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("DB_REPLICA_NAMES must name one or more distinct databases")
 DATABASES = {"default": _database(env_str("DB_NAME", "app"))}
 for _index, _name in enumerate(DB_REPLICA_NAMES):
@@ -204,8 +200,6 @@ REPLICA_RETRY_AFTER_SECONDS = env_int("REPLICA_RETRY_AFTER_SECONDS", 10)
 REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 2.0)
 REPLICA_CHECK_SECONDS = env_float("REPLICA_CHECK_SECONDS", 0.5)
 if REPLICA_MAX_LAG_SECONDS + 4 * REPLICA_CHECK_SECONDS >= READ_YOUR_WRITES_SECONDS:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "REPLICA_MAX_LAG_SECONDS + 4 * REPLICA_CHECK_SECONDS must be under "
         "READ_YOUR_WRITES_SECONDS, or a customer's order could vanish from a lagging replica"
@@ -230,8 +224,6 @@ LOGIN_HASH_WAIT_SECONDS = env_float("LOGIN_HASH_WAIT_SECONDS", 5.0)
 # An API token works this long after its login (it also ends with a password change or revoke).
 API_TOKEN_LIFETIME_SECONDS = env_int("API_TOKEN_LIFETIME_SECONDS", 30 * 24 * 3600)
 if not 0 < LOGIN_HASH_SHARE <= 1:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("LOGIN_HASH_SHARE must be above 0 and at most 1.")
 
 # --- Redis: two instances, because clients choose the page cache's keys (page x page size) ------
@@ -455,8 +447,6 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 # A secret when the relay wants a login (EMAIL_HOST_USER set): production refuses a placeholder.
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 if PRODUCTION and EMAIL_HOST_USER and EMAIL_HOST_PASSWORD.startswith(DEV_PREFIX):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("EMAIL_HOST_PASSWORD still has its development value")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 # Seconds for each SMTP connect and command: a dead relay costs a task this, never a hang.
@@ -474,8 +464,6 @@ OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_float("OUTBOX_RETRY_BACKOFF_MAX_SECONDS",
 _UNACKED_WAITS = [OUTBOX_RETRY_BACKOFF_MAX_SECONDS]
 _UNACKED_WAITS += [REPORT_TIME_LIMIT, REPORT_STALE_SECONDS]  # demo-shop
 if max(_UNACKED_WAITS) >= CELERY_VISIBILITY_TIMEOUT:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "task time limits, retry backoff and stale-run limits must stay under the broker's "
         f"visibility timeout ({CELERY_VISIBILITY_TIMEOUT}s)"

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Platform: health, errors, logging, task plumbing"
+
+    def ready(self) -> None:
+        # A read in flight on a replica that stops answering is cut (core.db's watchdog).
+        from core.db import replica_queries_track
+
+        replica_queries_track()

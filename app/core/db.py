@@ -13,12 +13,21 @@ READ_YOUR_WRITES_SECONDS. Any replica still missing that write by then lags more
 that cannot reach its replica is retried on the primary, and that replica is skipped for a short
 while. A replica that answered with an error of the query (a timeout, a recovery conflict, a
 lock timeout) is up: that error reaches the caller, and the query is not rerun on the primary.
+
+A read already sent to a replica that then stops answering (frozen, killed behind PgBouncer) is
+cut: each process's watchdog shuts the connection of every query in flight on a replica whose
+check stalled or failed, once that query is older than the check window, so the read fails as a
+lost connection and read()/aread() answer it from the primary. A replica that answers its
+checks (lagging or not) never has a query cut.
 """
 
 import itertools
 import logging
+import os
+import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic
@@ -29,6 +38,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 from django.http import JsonResponse
 
 from core import metrics
@@ -260,17 +271,14 @@ def replica_health_measure(*, replica: psycopg.Connection[Any]) -> ReplicaHealth
     return ReplicaHealth(True, "ok", lag, checked_at)
 
 
-def replica_health_get(*, alias: str, timeout: float) -> ReplicaHealth:
-    """A check on fresh connections (the readiness probe's); also updates this process's view."""
-    try:
-        with database_connect(PRIMARY, timeout) as primary:
-            primary_state_measure(primary=primary)
-    except psycopg.Error:
-        pass  # judged on the last state known, as the read path does
-    with database_connect(alias, timeout) as replica:
-        health = replica_health_measure(replica=replica)
-    _health_store(alias, health)
-    return health
+def replica_health_view(*, alias: str) -> ReplicaHealth:
+    """This process's current view of the replica, no I/O (readiness reports it): its last
+    check if fresh, else not serving: "stalled" (a check hangs, a frozen server) or
+    "unchecked" (none finished yet)."""
+    if (health := replica_health(alias=alias)) is not None:
+        return health
+    reason = "stalled" if alias in _health else "unchecked"
+    return ReplicaHealth(False, reason, None, monotonic())
 
 
 def _health_store(alias: str, health: ReplicaHealth) -> None:
@@ -283,6 +291,147 @@ def _health_store(alias: str, health: ReplicaHealth) -> None:
     _health = {**_health, alias: health}
     _checked.set()
     metrics.observe_replica(alias, serving=health.serving, lag_seconds=health.lag_seconds)
+
+
+@dataclass
+class _InFlight:
+    alias: str
+    fd: int
+    started: float  # monotonic
+    cut: bool = False
+
+
+# Queries now running on a replica connection of this process, by a token of their own; the
+# lock makes "still running" and "socket shut" one step: a query leaves the registry (under the
+# lock) before its thread can close or reuse the connection, so the fd shut is always its own.
+_in_flight: dict[int, _InFlight] = {}
+_in_flight_lock = threading.Lock()
+_in_flight_tokens = itertools.count()
+
+
+class _TrackedCursor(psycopg.Cursor[Any]):
+    """Enters each query in _in_flight. At the psycopg level, from the connection's first
+    statement: Django's own, outside its execute wrappers (the time zone it sets on a new
+    connection, its health check of a kept one before a request's first query), would wait on
+    a frozen replica too."""
+
+    _alias = ""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        with _replica_query(self._alias, self.connection):
+            return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        with _replica_query(self._alias, self.connection):
+            return super().executemany(*args, **kwargs)
+
+
+@contextmanager
+def _replica_query(alias: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
+    if _checkers_pid == os.getpid() and not _replica_answers(alias):
+        # Checked, and stopped answering: a query sent now would wait like the ones in flight
+        # (a read that began before its check stalled). It fails at once as a lost connection.
+        raise psycopg.OperationalError(f"replica {alias} stopped answering; query not sent")
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:  # no live connection: the query fails on its own
+        yield
+        return
+    token = next(_in_flight_tokens)
+    with _in_flight_lock:
+        _in_flight[token] = _InFlight(alias, fd, monotonic())
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            del _in_flight[token]
+
+
+_tracked_cursors: dict[str, type] = {}
+
+
+def _tracked_cursor(alias: str, base: type) -> type:
+    if issubclass(base, _TrackedCursor):
+        return base
+    if alias not in _tracked_cursors:
+        name = f"Tracked{base.__name__}"
+        _tracked_cursors[alias] = type(name, (_TrackedCursor, base), {"_alias": alias})
+    return _tracked_cursors[alias]
+
+
+def replica_queries_track() -> None:
+    """Every cursor of every replica connection (the ORM's, Django's own, raw ones) is tracked:
+    its cursor class is given to psycopg.connect (core.apps, once Django is set up)."""
+    from django.db.backends.postgresql.base import Cursor  # type: ignore[attr-defined]
+
+    for alias in replica_aliases():
+        options: dict[str, Any] = settings.DATABASES[alias].setdefault("OPTIONS", {})  # type: ignore[assignment]
+        options["cursor_factory"] = _tracked_cursor(alias, options.get("cursor_factory", Cursor))
+    connection_created.connect(_replica_connection_track, dispatch_uid="core.db.replica_track")
+
+
+def _replica_connection_track(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    # A replica alias that connects with another alias's settings (the tests' mirrors).
+    raw = connection.connection
+    if connection.alias in replica_aliases() and raw is not None:
+        raw.cursor_factory = _tracked_cursor(connection.alias, raw.cursor_factory)
+
+
+def _replica_answers(alias: str) -> bool:
+    """Its check finished within the window and reached it (lagging or not: it answers), or
+    it was never checked here (nothing known against it)."""
+    if alias not in _health:
+        return True
+    health = replica_health(alias=alias)
+    return health is not None and health.reason != "unreachable"
+
+
+def replica_queries_cut() -> int:
+    """Shuts the connections of the queries in flight on a replica that stopped answering for
+    longer than the check window. PgBouncer sees its client leave mid-query and drops the
+    server link (never reused); the read fails as a lost connection and falls back to the
+    primary. Returns how many were cut."""
+    window = 2 * settings.REPLICA_CHECK_SECONDS
+    now = monotonic()
+    answers: dict[str, bool] = {}
+    cut = 0
+    with _in_flight_lock:
+        for query in _in_flight.values():
+            if query.cut or now - query.started <= window:
+                continue
+            if query.alias not in answers:
+                answers[query.alias] = _replica_answers(query.alias)
+            if answers[query.alias]:
+                continue
+            try:
+                # A dup, so the fd libpq owns is never closed here; shutdown acts on the socket
+                # both share and wakes the thread waiting on it.
+                with socket.socket(fileno=os.dup(query.fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                log.warning("could not cut a query on replica %s", query.alias, exc_info=True)
+            query.cut = True
+            cut += 1
+    for alias, answering in answers.items():
+        if not answering:
+            # This process's reads skip it at once; the read that falls back marks it for all.
+            _replica_down_remember(alias, True)
+            log.warning("replica %s stopped answering: its queries in flight were cut", alias)
+    return cut
+
+
+def _watchdog_run() -> None:
+    """Every half check: cuts the queries of a replica that stopped answering, and says in
+    /metrics what the routing sees (a stalled check sets no gauge of its own)."""
+    while not _checkers_stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
+        try:
+            replica_queries_cut()
+            for alias in replica_aliases():
+                health = replica_health(alias=alias)
+                if health is None and alias in _health:
+                    metrics.observe_replica(alias, serving=False, lag_seconds=None)
+        except Exception:
+            log.exception("replica watchdog failed")
 
 
 # Set by replica_checkers_stop (a stopping worker): the checks end and close their connections,
@@ -328,21 +477,33 @@ def replica_checkers_stop(*, timeout: float) -> int:
     return sum(not thread.is_alive() for thread in threads)
 
 
+# The pid that started the checks: a forked child (a Gunicorn worker) has none of its parent's
+# threads, so it starts its own.
+_checkers_pid: int | None = None
+WATCHDOG = "replica-watchdog"
+
+
 def replica_checkers_start() -> None:
-    """Starts this process's checks, once (again in a forked child, whose threads are gone)."""
-    aliases = [PRIMARY, *replica_aliases()]
-    if _checkers_stopping.is_set() or all(
-        alias in _checkers and _checkers[alias].is_alive() for alias in aliases
-    ):
+    """Starts this process's checks and watchdog, once (again in a forked child)."""
+    global _checkers_pid, _health
+    if _checkers_pid == os.getpid() or _checkers_stopping.is_set():
         return
     with _checkers_lock:
-        for alias in aliases:
-            if alias not in _checkers or not _checkers[alias].is_alive():
-                thread = threading.Thread(
-                    target=_checker_run, args=(alias,), name=f"check-{alias}", daemon=True
-                )
-                thread.start()
-                _checkers[alias] = thread
+        if _checkers_pid == os.getpid():
+            return
+        # A forked child's copies are its parent's threads and view: it judges on its own checks.
+        _checkers.clear()
+        _health = {}
+        _checked.clear()
+        targets: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
+            alias: (_checker_run, (alias,)) for alias in [PRIMARY, *replica_aliases()]
+        }
+        targets[WATCHDOG] = (_watchdog_run, ())
+        for name, (target, args) in targets.items():
+            thread = threading.Thread(target=target, args=args, name=f"check-{name}", daemon=True)
+            thread.start()
+            _checkers[name] = thread
+        _checkers_pid = os.getpid()
     # Once per process (gunicorn.conf.py starts them as a worker starts, so requests rarely
     # wait here at all); a replica that does not answer in time is judged by later checks.
     _checked.wait(timeout=2 * settings.REPLICA_CHECK_SECONDS)
@@ -387,9 +548,10 @@ def replica_down_forget() -> None:
     _replica_down_seen = {}
 
 
-def _serving(*, ask_redis: bool) -> list[str] | None:
-    """The replicas that may serve a read now. None: a down mark's local copy expired and
-    ask_redis is False (the caller asks again on a thread)."""
+def _serving(*, ask_redis: bool | None) -> list[str] | None:
+    """The replicas that may serve a read now. ask_redis False: None when a down mark's local
+    copy expired (the caller asks again on a thread); None: this process's copy, expired or
+    not (the router's choice, no I/O)."""
     replica_checkers_start()
     serving = []
     for alias in replica_aliases():
@@ -397,7 +559,7 @@ def _serving(*, ask_redis: bool) -> list[str] | None:
         if health is None or not health.serving:
             continue
         down, expires = _replica_down_seen.get(alias, (False, 0.0))
-        if monotonic() >= expires:
+        if ask_redis is not None and monotonic() >= expires:
             if not ask_redis:
                 return None
             down = bool(caches["default"].get(replica_down_key(alias)))  # an outage reads as "up"
@@ -418,15 +580,7 @@ def _pick(serving: list[str], user_id: int | None) -> str:
 
 def replica_for_read() -> str:
     """The router's choice for a read with no user: this process's view only, no I/O."""
-    serving = [
-        alias
-        for alias in replica_aliases()
-        if (health := replica_health(alias=alias)) is not None
-        and health.serving
-        and not _replica_down_seen.get(alias, (False, 0.0))[0]
-    ]
-    replica_checkers_start()
-    return _pick(serving, None)
+    return _pick(_serving(ask_redis=None) or [], None)
 
 
 def read_alias(*, user_id: int | None = None) -> str:

@@ -87,13 +87,15 @@ WORKER_ABORTS = Counter(
 REPLICA_SERVING = Gauge(
     "django_db_replica_serving",
     "1 if this worker's check found the replica (Django alias) fit to serve reads: a streaming"
-    " standby of this primary within REPLICA_MAX_LAG_SECONDS; else 0.",
+    " standby of this primary within REPLICA_MAX_LAG_SECONDS; else 0, also while its check"
+    " stalls (a frozen server) past the window reads are routed by.",
     ["alias"],
     multiprocess_mode="livemin",
 )
 REPLICA_LAG = Gauge(
     "django_db_replica_lag_seconds",
-    "How far the replica's replay is behind the primary, as this worker's check measured it.",
+    "How far the replica's replay is behind the primary, as this worker's check measured it;"
+    " NaN while unknown (unreachable, its check stalled, another cluster's standby).",
     ["alias"],
     multiprocess_mode="livemax",
 )
@@ -181,8 +183,8 @@ connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.quer
 
 def observe_replica(alias: str, *, serving: bool, lag_seconds: float | None) -> None:
     REPLICA_SERVING.labels(alias).set(1 if serving else 0)
-    if lag_seconds is not None:
-        REPLICA_LAG.labels(alias).set(lag_seconds)
+    # Unknown (unreachable, stalled, another cluster's): NaN, never a stale or made-up figure.
+    REPLICA_LAG.labels(alias).set(float("nan") if lag_seconds is None else lag_seconds)
 
 
 def render(multiproc_dir: str | None = None) -> tuple[bytes, str]:

@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import redis
@@ -11,7 +10,13 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.db import database_connect, replica_health_get, replica_mark_down, replica_mark_up
+from core.db import (
+    database_connect,
+    replica_checkers_start,
+    replica_health_view,
+    replica_mark_down,
+    replica_mark_up,
+)
 from core.db_router import PRIMARY, replica_aliases
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
@@ -44,11 +49,17 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     return {"in_recovery": bool(row and row[0])}
 
 
-def _replica_check(alias: str, timeout: float) -> dict[str, Any]:
-    # The read path's own test (core.db): a replica that answers yet is not a streaming standby
-    # of this primary, or lags past the bound, serves no read and so is not ok here either.
-    health = replica_health_get(alias=alias, timeout=timeout)
-    return {"serving": health.serving, "reason": health.reason, "lag_seconds": health.lag_seconds}
+def _replica_check(alias: str) -> dict[str, Any]:
+    # The read path's own view (core.db), no I/O: a replica that answers yet is not a streaming
+    # standby of this primary, lags past the bound, cannot be reached or whose check stalls
+    # serves no read and so is not ok here either.
+    health = replica_health_view(alias=alias)
+    return {
+        "ok": health.serving,
+        "serving": health.serving,
+        "reason": health.reason,
+        "lag_seconds": health.lag_seconds,
+    }
 
 
 def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[str, Any]:
@@ -70,10 +81,11 @@ def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[st
 
 
 def readiness_get(*, timeout: float) -> Readiness:
-    """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more."""
+    """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more.
+    Each replica is this process's own check of it (started here if no read has yet)."""
+    replica_checkers_start()
     probes: dict[str, Callable[[], dict[str, Any]]] = {
         "primary": lambda: _database_check(PRIMARY, timeout),
-        **{alias: partial(_replica_check, alias, timeout) for alias in replica_aliases()},
         # The broker instance (Celery, read-your-writes marks, login throttle) and the cache
         # instance (pages, stock copies): either down degrades, neither stops reads.
         "redis": lambda: _redis_check(
@@ -99,13 +111,15 @@ def readiness_get(*, timeout: float) -> Readiness:
         elif (exc := future.exception()) is not None:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
         else:
-            result = future.result()
-            checks[name] = {"ok": result.get("serving", True), **result}
-    # Tell the read path now, before a customer's request finds out the slow way: a replica that
-    # answered is up (whether it serves is each process's own check), one that did not is down.
+            checks[name] = {"ok": True, **future.result()}
     for alias in replica_aliases():
-        if "reason" in checks[alias]:
-            replica_mark_up(alias=alias)
-        else:
+        checks[alias] = _replica_check(alias)
+    # Tell the other processes now, before a customer's request finds out the slow way: a
+    # replica whose check reached it is up (whether it serves is each process's own check), one
+    # that cannot be reached, or whose check stalls, is down.
+    for alias in replica_aliases():
+        if checks[alias]["reason"] in {"unreachable", "stalled"}:
             replica_mark_down(alias=alias)
+        elif checks[alias]["reason"] != "unchecked":
+            replica_mark_up(alias=alias)
     return Readiness(ok=all(c["ok"] for c in checks.values()), checks=checks)

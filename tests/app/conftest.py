@@ -155,14 +155,57 @@ def _replica_down_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     with every replica alias found serving: here each mirrors the primary, which the real check
     rightly finds no standby, so no checker thread runs (tests/app/core/test_db_replicas.py
     runs the check itself; the stack suite runs it against real standbys)."""
-    from core import db
+    from core import db, selectors
 
     db.replica_down_forget()
     monkeypatch.setattr(db, "replica_checkers_start", lambda: None)
+    monkeypatch.setattr(selectors, "replica_checkers_start", lambda: None)
     serving = db.ReplicaHealth(True, "ok", 0.0, float("inf"))
     monkeypatch.setattr(db, "_health", dict.fromkeys(settings.DATABASES, serving))
     monkeypatch.setattr(db, "_primary", None)
     monkeypatch.setattr(db, "_primary_system_id", None)
+
+
+@pytest.fixture
+def replica_checks_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Starts this process's real checks of the primary and each replica alias, and the
+    watchdog, as a worker runs them (core.db.replica_checkers_start), until the test ends; it
+    returns once each replica was checked."""
+    from core import db
+    from core.db_router import PRIMARY, replica_aliases
+
+    stopping = threading.Event()
+    monkeypatch.setattr(db, "_checkers_stopping", stopping)
+    threads: list[threading.Thread] = []
+
+    def started(target: Any, *args: str) -> None:
+        threads.append(threading.Thread(target=target, args=args, daemon=True))
+        threads[-1].start()
+
+    def start(*, primary_answers: bool = True) -> None:
+        monkeypatch.setattr(db, "_health", {})
+        # The primary first, as in a worker that has run a while: a replica is judged by it.
+        started(db._checker_run, PRIMARY)
+        if primary_answers:
+            wait_until(lambda: db._primary, timeout=30, what="the primary checked")
+        for alias in replica_aliases():
+            started(db._checker_run, alias)
+        started(db._watchdog_run)
+        wait_until(
+            lambda: all(alias in db._health for alias in replica_aliases()),
+            timeout=30,
+            what="each replica checked",
+        )
+
+    yield start
+    stopping.set()
+    for thread in threads:
+        thread.join(5)
+
+
+@pytest.fixture
+def replica_checks(replica_checks_start: Any) -> None:
+    replica_checks_start()
 
 
 @pytest.fixture

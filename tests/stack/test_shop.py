@@ -255,8 +255,9 @@ def test_reads_fall_back_to_the_primary_when_the_replica_is_down(stack, staff):
     order_id = place(stack, customer, [{"product_id": product, "quantity": 1}]).json()["id"]
     stack.compose("stop", "db-replica")
     try:
-        # The first read that meets the dead replica waits out PgBouncer's query_wait_timeout
-        # (10s) before falling back; later ones skip the replica (shared flag in Redis).
+        # A read that meets the dead replica falls back to the primary (one already on it is
+        # cut within the check window, core/db.py); later ones skip the replica (its check,
+        # and the shared flag in Redis).
         sent = [
             stack.get(f"/api/orders/{order_id}", headers=customer, timeout=30),
             # A customer with no recent write reads from the replica, so this one falls back.

@@ -9,7 +9,7 @@ def test_liveness_answers_for_any_host_and_touches_nothing(client):
 
 
 @pytest.mark.django_db
-def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
+def test_readiness_is_200_when_every_dependency_answers(client, redis_settings, replica_checks):
     response = client.get("/readyz", HTTP_HOST="10.1.2.3:8000")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -22,7 +22,9 @@ def test_readiness_is_200_when_every_dependency_answers(client, redis_settings):
 
 
 @pytest.mark.django_db
-def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis_settings):
+def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(
+    client, redis_settings, replica_checks
+):
     redis_settings.REDIS_PORT = 1  # nothing listens there
     response = client.get("/readyz")
     assert response.status_code == 200
@@ -34,7 +36,9 @@ def test_readiness_is_200_degraded_naming_a_failed_soft_dependency(client, redis
 
 
 @pytest.mark.django_db
-def test_readiness_names_the_cache_instance_apart_from_the_broker(client, redis_settings):
+def test_readiness_names_the_cache_instance_apart_from_the_broker(
+    client, redis_settings, replica_checks
+):
     redis_settings.REDIS_CACHE_PORT = 1  # the cache instance gone, the broker answering
     response = client.get("/readyz")
     assert response.status_code == 200
@@ -53,7 +57,7 @@ def test_readiness_stays_200_degraded_while_the_replica_serves_reads(
     # check answers as a real one does once the primary it streams from is down.
     monkeypatch.setattr(
         selectors,
-        "replica_health_get",
+        "replica_health_view",
         lambda **kwargs: db.ReplicaHealth(True, "ok", None, 0.0),
     )
     # Undone right after: DATABASES is one dict for the whole session, and every connection
@@ -73,13 +77,23 @@ def test_readiness_stays_200_degraded_while_the_replica_serves_reads(
 
 
 @pytest.mark.django_db
-def test_readiness_is_503_when_no_database_is_reachable(client, redis_settings, monkeypatch):
+def test_readiness_is_503_when_no_database_is_reachable(
+    client, redis_settings, monkeypatch, replica_checks_start
+):
     with monkeypatch.context() as patch:
         for alias in ("default", "replica"):
             unreachable = {**redis_settings.DATABASES[alias], "PORT": "1"}
             patch.setitem(redis_settings.DATABASES, alias, unreachable)
+        replica_checks_start(primary_answers=False)
         response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["failed"] == ["primary", "replica"]
+    # An unreachable replica says so in the documented fields, lag unknown.
+    assert body["checks"]["replica"] == {
+        "ok": False,
+        "serving": False,
+        "reason": "unreachable",
+        "lag_seconds": None,
+    }

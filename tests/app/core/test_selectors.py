@@ -30,7 +30,7 @@ def test_a_dependency_that_hangs_is_reported_not_waited_for(
 
 
 @pytest.mark.django_db
-def test_the_replica_check_is_the_read_paths_own(redis_settings):
+def test_the_replica_check_is_the_read_paths_own(redis_settings, replica_checks):
     report = readiness_get(timeout=2)
     # Here the replica alias mirrors the primary: no standby, so it must serve no read, and the
     # probe says why; the stack suite sees real standbys serving.
