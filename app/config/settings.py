@@ -84,8 +84,6 @@ OTEL_TRACES_SAMPLERS = (
 OTEL_TRACES_SAMPLER = env_str("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
 OTEL_TRACES_SAMPLER_ARG = env_float("OTEL_TRACES_SAMPLER_ARG", 0.1)
 if OTEL_TRACES_SAMPLER not in OTEL_TRACES_SAMPLERS or not 0 <= OTEL_TRACES_SAMPLER_ARG <= 1:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         f"OTEL_TRACES_SAMPLER must be one of {', '.join(OTEL_TRACES_SAMPLERS)} and"
         f" OTEL_TRACES_SAMPLER_ARG a ratio from 0 to 1; got {OTEL_TRACES_SAMPLER!r},"
