@@ -7,11 +7,12 @@
 # writes host=<address>; a changed host makes PgBouncer close the old server connections as they
 # are released and open new ones at the new address.
 #
-# `watch-hosts.sh render` (entrypoint.sh, before PgBouncer starts) writes pgbouncer.ini from
-# pgbouncer.names.ini once; without an argument it checks every PGBOUNCER_HOST_CHECK_SECONDS (2)
-# and on a change rewrites pgbouncer.ini and reloads PgBouncer (SIGHUP to PGBOUNCER_PID). A name
-# that does not resolve keeps its last address (a stopped container's name is gone from Docker's
-# DNS until it starts again); one never resolved stays a name, which PgBouncer looks up itself.
+# `watch-hosts.sh render` (entrypoint.sh, before PgBouncer starts) writes pgbouncer.ini from the
+# rendered template (names) once; without an argument it checks every
+# PGBOUNCER_HOST_CHECK_SECONDS (2) and on a change rewrites pgbouncer.ini and reloads PgBouncer
+# (SIGHUP to PGBOUNCER_PID). A name that does not resolve keeps its last address (a stopped
+# container's name is gone from Docker's DNS until it starts again); one never resolved stays a
+# name, which PgBouncer looks up itself.
 # One log line per address change.
 set -u
 NAMES=$RUN_DIR/pgbouncer.names.ini
