@@ -23,7 +23,9 @@ STATE=$RUN_DIR/hosts
 # The host names of the [databases] lines (an IP address needs no lookup).
 hosts=$(awk '
   /^\[/ { section = $0 }
-  section == "[databases]" && match($0, /host=[^ ]+/) { print substr($0, RSTART + 5, RLENGTH - 5) }
+  section == "[databases]" && !/^[;#]/ && match($0, /host=[^ ]+/) {
+    print substr($0, RSTART + 5, RLENGTH - 5)
+  }
 ' "$NAMES" | grep -Ev '^[0-9.]+$|:' | sort -u)
 
 declare -A address=()
@@ -55,7 +57,7 @@ render() {
   awk -v state="$STATE.new" '
     BEGIN { while ((getline line < state) > 0) { split(line, f, " "); at[f[1]] = f[2] } }
     /^\[/ { section = $0 }
-    section == "[databases]" && match($0, /host=[^ ]+/) {
+    section == "[databases]" && !/^[;#]/ && match($0, /host=[^ ]+/) {
       host = substr($0, RSTART + 5, RLENGTH - 5)
       if (host in at) $0 = substr($0, 1, RSTART - 1) "host=" at[host] substr($0, RSTART + RLENGTH)
     }
