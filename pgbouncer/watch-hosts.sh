@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Keeps PgBouncer's [databases] on the current address of each Postgres host. PgBouncer 1.24's
-# own lookups (c-ares) can keep a server's old address long after it came back at another one
-# (a recreated container or pod): dns_max_ttl only drops PgBouncer's cache, and a stale or failed
-# answer is not asked again (pgbouncer issues #383, #1353, #1583), so it stayed down until it
-# was restarted. This asks the system resolver (getent: Docker's DNS, the cluster's) itself and
-# writes host=<address>; a changed host makes PgBouncer close the old server connections as they
-# are released and open new ones at the new address.
+# own lookups (c-ares) kept a server's old address long after it came back at another one (a
+# recreated container or pod): dns_max_ttl only drops PgBouncer's own cache; its new lookup is
+# answered from c-ares' cache, which keeps an answer for the DNS record's TTL (Docker's DNS:
+# 600 s), and a failed lookup is not retried (pgbouncer issues #383, #1353, #1583). This asks
+# the system resolver (getent: Docker's DNS, the cluster's; glibc caches nothing) and writes
+# host=<address>; a changed host makes PgBouncer close the old server connections as they are
+# released and open new ones at the new address.
 #
 # `watch-hosts.sh render` (entrypoint.sh, before PgBouncer starts) writes pgbouncer.ini from the
 # rendered template (names) once; without an argument it checks every
