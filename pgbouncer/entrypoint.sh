@@ -7,6 +7,15 @@ set -eu
 : "${PGBOUNCER_POOL_SIZE:=20}" "${PGBOUNCER_MAX_CLIENT_CONN:=2000}"
 : "${DB_PASSWORD:?DB_PASSWORD must be set}"
 : "${PGBOUNCER_STATS_USER:=pgbouncer_stats}"
+# How often watch-hosts.sh looks up the database hosts' addresses (defaults: .env.example).
+: "${PGBOUNCER_HOST_CHECK_SECONDS:=2}"
+case $PGBOUNCER_HOST_CHECK_SECONDS in
+  '' | *[!0-9]* | 0)
+    echo "pgbouncer: PGBOUNCER_HOST_CHECK_SECONDS must be a whole number of seconds," \
+      "got '$PGBOUNCER_HOST_CHECK_SECONDS'" >&2
+    exit 1
+    ;;
+esac
 case $(printf '%s' "${PGBOUNCER_LOG_DISCONNECTIONS:-}" | tr 'A-Z' 'a-z') in
   1 | true | yes | on) PGBOUNCER_LOG_DISCONNECTIONS=1 ;;
   '' | 0 | false | no | off) PGBOUNCER_LOG_DISCONNECTIONS=0 ;;
@@ -71,5 +80,13 @@ awk '{
     $0 = substr($0, 1, RSTART - 1) value substr($0, RSTART + RLENGTH)
   }
   print
-}' /etc/pgbouncer/pgbouncer.ini.template > "$RUN_DIR/pgbouncer.ini"
+}' /etc/pgbouncer/pgbouncer.ini.template > "$RUN_DIR/pgbouncer.names.ini"
+# PgBouncer connects to each host's address as the watcher last found it, not to the name: its
+# own lookups may keep a server's old address (watch-hosts.sh). The watcher outlives this shell:
+# PgBouncer takes its process ($$) and reloads on the watcher's SIGHUP.
+WATCH_HOSTS=/etc/pgbouncer/watch-hosts.sh
+PGBOUNCER_PID=$$
+export PGBOUNCER_HOST_CHECK_SECONDS PGBOUNCER_PID
+"$WATCH_HOSTS" render
+"$WATCH_HOSTS" &
 exec pgbouncer "$RUN_DIR/pgbouncer.ini"

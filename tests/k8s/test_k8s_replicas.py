@@ -71,7 +71,9 @@ def test_pgbouncer_gets_a_database_on_each_pod_and_django_the_same_names(
     script = (ROOT / "pgbouncer" / "entrypoint.sh").read_text()
     script = script.replace("/etc/pgbouncer/pgbouncer.ini.template", str(template))
     script = script.replace("RUN_DIR=/tmp/pgbouncer", f"RUN_DIR={tmp_path}/run")
-    run = 'exec pgbouncer "$RUN_DIR/pgbouncer.ini"'
+    script = script.replace("/etc/pgbouncer/watch-hosts.sh", str(ROOT / "pgbouncer/watch-hosts.sh"))
+    # The first render runs (no name resolves here: each stays a name), the watcher does not.
+    run = '"$WATCH_HOSTS" &\nexec pgbouncer "$RUN_DIR/pgbouncer.ini"'
     assert run in script
     script = script.replace(run, 'cat "$RUN_DIR/pgbouncer.ini"')
     env = {**pgbouncer, "DB_PASSWORD": "x", "APP_ENV": "local", "PATH": os.environ["PATH"]}

@@ -1,12 +1,15 @@
 """PgBouncer in transaction mode: prepared statements survive pooling, and hundreds of clients
-share a few server connections. The client programs run inside the web container (the
-backend network), with the app's own credentials; PgBouncer's statistics are read as its stats
-user (the app's role may not: stats_users)."""
+share a few server connections; a Postgres server back at another address is reached without
+restarting PgBouncer. The client programs run inside the web container (the backend network),
+with the app's own credentials; PgBouncer's statistics are read as its stats user (the app's
+role may not: stats_users)."""
 
 import json
 
+import pytest
+
 from bench import pgbouncer_clients  # demo-shop
-from tests.support import wait_until  # demo-shop
+from tests.support import docker, wait_until
 
 PREPARED = """
 import json, os, sys, psycopg
@@ -82,3 +85,64 @@ def test_500_clients_share_the_pool_and_none_is_refused(stack):
 
 
 # demo-shop: end
+
+
+# --- A server recreated at another address ------------------------------------------------
+
+# Through PgBouncer, from its own container: the address of the server that answered.
+SERVER_ADDRESS = (
+    'PGPASSWORD="$DB_PASSWORD" PGCONNECT_TIMEOUT=15 psql -h 127.0.0.1 -p 6432 -U "$DB_USER" '
+    '-d "$1" -XAtc "SELECT inet_server_addr()"'
+)
+
+
+def server_address(stack, database: str) -> str | None:
+    result = stack.compose(
+        "exec", "-T", "pgbouncer", "sh", "-c", SERVER_ADDRESS, "_", database, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def container_address(container: str) -> str:
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return docker("inspect", "--format", template, container).stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("service", "database"), [("db-replica", "app_replica"), ("db-primary", "app")]
+)
+def test_a_server_back_at_another_address_is_reached_without_restarting_pgbouncer(
+    stack, service, database
+):
+    """The server stops, another container takes its address, and it starts again at a new one
+    (as a recreated pod does): PgBouncer follows without a restart (pgbouncer/watch-hosts.sh)."""
+    (server,) = stack.compose("ps", "-q", service).stdout.split()
+    (pgbouncer,) = stack.compose("ps", "-q", "pgbouncer").stdout.split()
+    started = docker("inspect", "--format", "{{.State.StartedAt}}", pgbouncer).stdout
+    old = container_address(server)
+    assert server_address(stack, database) == old
+    squatter = f"{stack.project}-address-squatter"
+    stack.compose("stop", service)
+    try:
+        # Takes the freed address: the server gets another one when it starts.
+        image = docker("inspect", "--format", "{{.Config.Image}}", pgbouncer).stdout.strip()
+        network = f"{stack.project}_backend"
+        docker("run", "--detach", "--rm", "--name", squatter, "--network", network,
+               "--entrypoint", "sleep", image, "300")  # fmt: skip
+        stack.compose("start", service)
+        new = container_address(server)
+        assert new != old, "the server came back at its old address: nothing to prove"
+        wait_until(
+            lambda: server_address(stack, database) == new,
+            timeout=60,
+            what=f"PgBouncer's {database} answered from {service}'s new address {new}",
+        )
+    finally:
+        docker("rm", "--force", squatter, check=False)
+        stack.compose("start", service)
+    # Every client after the outage is served, by the same PgBouncer process.
+    assert [server_address(stack, database) for _ in range(5)] == [new] * 5
+    assert docker("inspect", "--format", "{{.State.StartedAt}}", pgbouncer).stdout == started
+    logs = stack.compose("logs", "--no-color", "--no-log-prefix", "pgbouncer").stdout
+    assert f"pgbouncer: {service} is at {new} (was {old})" in logs
+    stack.wait_ready()
