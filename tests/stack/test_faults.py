@@ -724,7 +724,7 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
         ready_status, ready = probe.status_code, probe.json()
         web_health = compose_health(stack, "web")
         # PrimaryUnreachableFromApp's gauge: the app's own check, through PgBouncer.
-        reachable_down = web_gauge(stack, "django_db_primary_reachable")
+        reachable_down = web_gauge(stack, "django_db_primary_reachable", alias="default")
     finally:
         stack.compose("start", "db-primary")
         wait_until(
@@ -733,7 +733,7 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
             what="/readyz ok with the primary back",
         )
     reachable_back = wait_until(
-        lambda: web_gauge(stack, "django_db_primary_reachable") == 1,
+        lambda: web_gauge(stack, "django_db_primary_reachable", alias="default") == 1,
         timeout=30,
         what="django_db_primary_reachable 1 with the primary back",
     )

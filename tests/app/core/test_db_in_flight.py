@@ -135,7 +135,7 @@ def test_the_primary_gauge_follows_the_freshness_of_its_check(
     redis_settings, watchdog, settings, monkeypatch
 ):
     def reachable() -> float | None:
-        return REGISTRY.get_sample_value("django_db_primary_reachable")
+        return REGISTRY.get_sample_value("django_db_primary_reachable", {"alias": PRIMARY})
 
     def primary_checked(age: float) -> None:
         state = db.PrimaryState(1, 0, datetime.now(UTC), db.monotonic() - age)
