@@ -426,6 +426,7 @@ def _watchdog_run() -> None:
     while not _checkers_stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
         try:
             replica_queries_cut()
+            metrics.observe_primary(PRIMARY, reachable=_primary_fresh() is not None)
             for alias in replica_aliases():
                 health = replica_health(alias=alias)
                 if health is None and alias in _health:
@@ -450,6 +451,7 @@ def _checker_run(alias: str) -> None:
                     conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
                 if alias == PRIMARY:
                     primary_state_measure(primary=conn)
+                    metrics.observe_primary(PRIMARY, reachable=True)
                 else:
                     _health_store(alias, replica_health_measure(replica=conn))
             except Exception:

@@ -92,6 +92,15 @@ REPLICA_SERVING = Gauge(
     ["alias"],
     multiprocess_mode="livemin",
 )
+PRIMARY_REACHABLE = Gauge(
+    "django_db_primary_reachable",
+    "1 if this worker's check reached the primary through PgBouncer within the last two"
+    " REPLICA_CHECK_SECONDS; else 0: writes fail even when Postgres itself answers its exporter."
+    " Labelled by its Django alias: a labelled gauge opens its multiprocess file on first use,"
+    " not at import, which in a preloading master precedes the directory.",
+    ["alias"],
+    multiprocess_mode="livemin",
+)
 REPLICA_LAG = Gauge(
     "django_db_replica_lag_seconds",
     "How far the replica's replay is behind the primary, as this worker's check measured it;"
@@ -179,6 +188,10 @@ def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
 
 
 connection_created.connect(_install_query_timer, dispatch_uid="core.metrics.query_timer")
+
+
+def observe_primary(alias: str, *, reachable: bool) -> None:
+    PRIMARY_REACHABLE.labels(alias).set(1 if reachable else 0)
 
 
 def observe_replica(alias: str, *, serving: bool, lag_seconds: float | None) -> None:

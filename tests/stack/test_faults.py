@@ -26,6 +26,7 @@ import requests
 
 from tests.stack import reliability
 from tests.stack.faultload import Traffic, in_flight, join, lost_writes
+from tests.stack.test_replicas import web_gauge
 from tests.support import ROOT, docker, run, wait_until
 
 # Web from the fault image: compose reads COMPOSE_FILE for every command given this environment.
@@ -722,6 +723,8 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
         probe = stack.readyz(timeout=20)
         ready_status, ready = probe.status_code, probe.json()
         web_health = compose_health(stack, "web")
+        # PrimaryUnreachableFromApp's gauge: the app's own check, through PgBouncer.
+        reachable_down = web_gauge(stack, "django_db_primary_reachable", alias="default")
     finally:
         stack.compose("start", "db-primary")
         wait_until(
@@ -729,6 +732,11 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
             timeout=90,
             what="/readyz ok with the primary back",
         )
+    reachable_back = wait_until(
+        lambda: web_gauge(stack, "django_db_primary_reachable", alias="default") == 1,
+        timeout=30,
+        what="django_db_primary_reachable 1 with the primary back",
+    )
     # The client retries its writes with the same keys once the primary is back.
     retried = [order(stack, shop, key) for key in keys]
     stored = set(
@@ -773,6 +781,8 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
     assert set(web_health) == {"healthy"}, web_health
     assert [r.status_code for r in retried] == [201] * len(keys)
     assert lost == 0
+    assert reachable_down == 0
+    assert reachable_back
 
 
 def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):

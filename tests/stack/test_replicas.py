@@ -65,13 +65,18 @@ SCRAPE = (
 )
 
 
-def serving_gauge(stack: Stack, alias: str) -> float:
+def web_gauge(stack: Stack, name: str, **labels: str) -> float:
+    """A sample of web's /metrics (every worker's, combined), by name and labels."""
     text = stack.compose("exec", "-T", "web", "python3", "-c", SCRAPE).stdout
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "django_db_replica_serving" and sample.labels["alias"] == alias:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
-    raise AssertionError(f"no django_db_replica_serving for {alias}")
+    raise AssertionError(f"no {name} {labels}")
+
+
+def serving_gauge(stack: Stack, alias: str) -> float:
+    return web_gauge(stack, "django_db_replica_serving", alias=alias)
 
 
 def ready_checks(stack: Stack) -> dict[str, dict[str, object]]:

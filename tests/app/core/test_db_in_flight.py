@@ -7,6 +7,7 @@ mirrors the primary, and pg_sleep stands for the server that never answers. The 
 import math
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -128,6 +129,24 @@ def test_a_stalled_check_shows_in_metrics_and_readiness(redis_settings, watchdog
         "reason": "stalled",
         "lag_seconds": None,
     }
+
+
+def test_the_primary_gauge_follows_the_freshness_of_its_check(
+    redis_settings, watchdog, settings, monkeypatch
+):
+    def reachable() -> float | None:
+        return REGISTRY.get_sample_value("django_db_primary_reachable", {"alias": PRIMARY})
+
+    def primary_checked(age: float) -> None:
+        state = db.PrimaryState(1, 0, datetime.now(UTC), db.monotonic() - age)
+        monkeypatch.setattr(db, "_primary", state)
+
+    primary_checked(0.0)
+    wait_until(lambda: reachable() == 1, timeout=10, what="reachable 1 after a check")
+    # No check has reached it for three intervals (PgBouncer down, or its path to Postgres):
+    # PrimaryUnreachableFromApp's gauge says so.
+    primary_checked(3 * settings.REPLICA_CHECK_SECONDS)
+    wait_until(lambda: reachable() == 0, timeout=10, what="reachable 0 for a stale check")
 
 
 @pytest.mark.django_db
