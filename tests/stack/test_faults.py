@@ -814,6 +814,13 @@ def test_a_frozen_primary_costs_its_stall_window_not_the_request(stack, shop):
         anonymous = stack.get("/api/products", timeout=40)
     finally:
         stack.compose("unpause", "db-primary")
+    # Its health check timed out while frozen: compose starts nothing that depends on it until
+    # the next one passes (the later tests stop and start such services).
+    wait_until(
+        lambda: compose_health(stack, "db-primary") == ["healthy"],
+        timeout=60,
+        what="db-primary healthy again after the freeze",
+    )
     stack.wait_ready()
     retried = [order(stack, shop, key) for key in keys]
     for response, seconds in answered:
