@@ -7,6 +7,6 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # A read in flight on a replica that stops answering is cut (core.db's watchdog).
-        from core.db import replica_queries_track
+        from core.db import database_queries_track
 
-        replica_queries_track()
+        database_queries_track()

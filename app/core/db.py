@@ -19,6 +19,13 @@ cut: each process's watchdog shuts the connection of every query in flight on a 
 check stalled or failed, once that query is older than the check window, so the read fails as a
 lost connection and read()/aread() answer it from the primary. A replica that answers its
 checks (lagging or not) never has a query cut.
+
+The primary's check guards its queries the same way, with a longer window
+(PRIMARY_STALL_SECONDS) and nothing to fall back on: once no check has reached it for that
+long (frozen, or PgBouncer's path to it gone), a query is not sent but fails at once (the
+client's JSON 503), and a query in flight is cut only where that can lose no committed write:
+a read in autocommit, or any statement inside a transaction, which the cut rolls back (a
+COMMIT goes through the connection, never a tracked cursor, and is never cut).
 """
 
 import itertools
@@ -298,7 +305,15 @@ class _InFlight:
     alias: str
     fd: int
     started: float  # monotonic
+    cuttable: bool = True  # False: an autocommit write on the primary, which may commit
     cut: bool = False
+
+
+# How long the primary may go without a check reaching it before its queries fail fast and
+# the cuttable ones in flight are cut: past PgBouncer's reserve_pool_timeout (3 s), so a
+# check queued behind a busy pool is not taken for a dead primary, and under its
+# query_wait_timeout (10 s), which a query sent to a frozen primary would otherwise wait.
+PRIMARY_STALL_SECONDS = 5.0
 
 
 # Queries now running on a replica connection of this process, by a token of their own; the
@@ -317,21 +332,29 @@ class _TrackedCursor(psycopg.Cursor[Any]):
 
     _alias = ""
 
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        with _replica_query(self._alias, self.connection):
-            return super().execute(*args, **kwargs)
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        with _tracked_query(self._alias, self.connection, query):
+            return super().execute(query, *args, **kwargs)
 
-    def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        with _replica_query(self._alias, self.connection):
-            return super().executemany(*args, **kwargs)
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        with _tracked_query(self._alias, self.connection, query):
+            return super().executemany(query, *args, **kwargs)
+
+
+def _cuttable(alias: str, conn: psycopg.Connection[Any], query: Any) -> bool:
+    """A replica's query always; the primary's only if cutting it loses no committed write."""
+    if alias != PRIMARY or not conn.autocommit:
+        return True
+    text = query if isinstance(query, str) else query.decode() if isinstance(query, bytes) else ""
+    return text.lstrip().upper().startswith("SELECT")
 
 
 @contextmanager
-def _replica_query(alias: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
-    if _checkers_pid == os.getpid() and not _replica_answers(alias):
+def _tracked_query(alias: str, conn: psycopg.Connection[Any], query: Any) -> Iterator[None]:
+    if _checkers_pid == os.getpid() and not _answers(alias):
         # Checked, and stopped answering: a query sent now would wait like the ones in flight
         # (a read that began before its check stalled). It fails at once as a lost connection.
-        raise psycopg.OperationalError(f"replica {alias} stopped answering; query not sent")
+        raise psycopg.OperationalError(f"database {alias} stopped answering; query not sent")
     try:
         fd = conn.pgconn.socket
     except psycopg.Error:  # no live connection: the query fails on its own
@@ -339,7 +362,7 @@ def _replica_query(alias: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
         return
     token = next(_in_flight_tokens)
     with _in_flight_lock:
-        _in_flight[token] = _InFlight(alias, fd, monotonic())
+        _in_flight[token] = _InFlight(alias, fd, monotonic(), _cuttable(alias, conn, query))
     try:
         yield
     finally:
@@ -359,48 +382,57 @@ def _tracked_cursor(alias: str, base: type) -> type:
     return _tracked_cursors[alias]
 
 
-def replica_queries_track() -> None:
-    """Every cursor of every replica connection (the ORM's, Django's own, raw ones) is tracked:
-    its cursor class is given to psycopg.connect (core.apps, once Django is set up)."""
+def database_queries_track() -> None:
+    """Every cursor of every connection to the primary and the replicas (the ORM's, Django's
+    own, raw ones) is tracked: its cursor class is given to psycopg.connect (core.apps, once
+    Django is set up)."""
     from django.db.backends.postgresql.base import Cursor  # type: ignore[attr-defined]
 
-    for alias in replica_aliases():
+    for alias in [PRIMARY, *replica_aliases()]:
         options: dict[str, Any] = settings.DATABASES[alias].setdefault("OPTIONS", {})  # type: ignore[assignment]
         options["cursor_factory"] = _tracked_cursor(alias, options.get("cursor_factory", Cursor))
-    connection_created.connect(_replica_connection_track, dispatch_uid="core.db.replica_track")
+    connection_created.connect(_connection_track, dispatch_uid="core.db.replica_track")
 
 
-def _replica_connection_track(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+def _connection_track(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     # A replica alias that connects with another alias's settings (the tests' mirrors).
     raw = connection.connection
     if connection.alias in replica_aliases() and raw is not None:
         raw.cursor_factory = _tracked_cursor(connection.alias, raw.cursor_factory)
 
 
-def _replica_answers(alias: str) -> bool:
+def _answers(alias: str) -> bool:
     """Its check finished within the window and reached it (lagging or not: it answers), or
     it was never checked here (nothing known against it)."""
+    if alias == PRIMARY:
+        state = _primary
+        return state is None or monotonic() - state.measured_at <= PRIMARY_STALL_SECONDS
     if alias not in _health:
         return True
     health = replica_health(alias=alias)
     return health is not None and health.reason != "unreachable"
 
 
-def replica_queries_cut() -> int:
-    """Shuts the connections of the queries in flight on a replica that stopped answering for
-    longer than the check window. PgBouncer sees its client leave mid-query and drops the
-    server link (never reused); the read fails as a lost connection and falls back to the
-    primary. Returns how many were cut."""
-    window = 2 * settings.REPLICA_CHECK_SECONDS
+def database_queries_cut() -> int:
+    """Shuts the connections of the queries in flight on a database that stopped answering for
+    longer than its window (a replica's check window; PRIMARY_STALL_SECONDS, and only the
+    cuttable queries, on the primary). PgBouncer sees its client leave mid-query and drops the
+    server link (never reused); the query fails as a lost connection: a replica's read falls
+    back to the primary, the primary's is the client's JSON 503. Returns how many were cut."""
     now = monotonic()
     answers: dict[str, bool] = {}
     cut = 0
     with _in_flight_lock:
         for query in _in_flight.values():
-            if query.cut or now - query.started <= window:
+            window = (
+                PRIMARY_STALL_SECONDS
+                if query.alias == PRIMARY
+                else 2 * settings.REPLICA_CHECK_SECONDS
+            )
+            if query.cut or not query.cuttable or now - query.started <= window:
                 continue
             if query.alias not in answers:
-                answers[query.alias] = _replica_answers(query.alias)
+                answers[query.alias] = _answers(query.alias)
             if answers[query.alias]:
                 continue
             try:
@@ -413,7 +445,9 @@ def replica_queries_cut() -> int:
             query.cut = True
             cut += 1
     for alias, answering in answers.items():
-        if not answering:
+        if not answering and alias == PRIMARY:
+            log.warning("the primary stopped answering: its queries in flight were cut")
+        elif not answering:
             # This process's reads skip it at once; the read that falls back marks it for all.
             _replica_down_remember(alias, True)
             log.warning("replica %s stopped answering: its queries in flight were cut", alias)
@@ -425,7 +459,7 @@ def _watchdog_run() -> None:
     /metrics what the routing sees (a stalled check sets no gauge of its own)."""
     while not _checkers_stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
         try:
-            replica_queries_cut()
+            database_queries_cut()
             metrics.observe_primary(PRIMARY, reachable=_primary_fresh() is not None)
             for alias in replica_aliases():
                 health = replica_health(alias=alias)

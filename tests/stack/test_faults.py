@@ -785,6 +785,52 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
     assert reachable_back
 
 
+# A frozen primary: core/db.py's PRIMARY_STALL_SECONDS after its last check reached it, its
+# queries fail at once and the reads in flight on it are cut; the watchdog looks every half
+# check (REPLICA_CHECK_SECONDS, 0.5 s in compose). The client's bound adds a margin for a loaded
+# machine; without the guard these requests waited PgBouncer's query_wait_timeout (10 s), or
+# Nginx's 504 at 30 s.
+FROZEN_PRIMARY_BOUND = 5.0 + 2 * 0.5 + 3
+
+
+def test_a_frozen_primary_costs_its_stall_window_not_the_request(stack, shop):
+    """Paused, the primary accepts connections and never answers: the requests that need it get
+    the JSON 503 within the stall window, those already waiting on it included; anonymous
+    reads go on from the replica; nothing is lost."""
+    reader = stack.token(f"faults-frozen-{uuid.uuid4().hex[:8]}")
+    keys = [f"frozen-primary-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
+
+    def timed(send: Any) -> tuple[requests.Response, float]:
+        started = time.monotonic()
+        response = send()
+        return response, time.monotonic() - started
+
+    stack.compose("pause", "db-primary")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sends = [lambda: stack.get("/api/orders", headers=reader, timeout=40)] * 2
+            sends += [lambda key=key: order(stack, shop, key) for key in keys]
+            answered = list(pool.map(timed, sends))
+        anonymous = stack.get("/api/products", timeout=40)
+    finally:
+        stack.compose("unpause", "db-primary")
+    # Its health check timed out while frozen: compose starts nothing that depends on it until
+    # the next one passes (the later tests stop and start such services).
+    wait_until(
+        lambda: compose_health(stack, "db-primary") == ["healthy"],
+        timeout=60,
+        what="db-primary healthy again after the freeze",
+    )
+    stack.wait_ready()
+    retried = [order(stack, shop, key) for key in keys]
+    for response, seconds in answered:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert seconds < FROZEN_PRIMARY_BOUND, f"{seconds:.1f} s"
+    assert anonymous.status_code == 200
+    assert [r.status_code for r in retried] == [201, 201]
+
+
 def test_redis_down_pages_are_served_uncached_and_orders_accepted(stack, shop):
     keys = [f"redis-down-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
     # Both instances: the broker (publishes, marks, throttle) and the cache (pages, stock).

@@ -146,3 +146,10 @@ def test_a_server_back_at_another_address_is_reached_without_restarting_pgbounce
     logs = stack.compose("logs", "--no-color", "--no-log-prefix", "pgbouncer").stdout
     assert f"pgbouncer: {service} is at {new} (was {old})" in logs
     stack.wait_ready()
+    # The stack as the next module expects it: the replica streaming again (after the primary
+    # moved, its WAL receiver reconnects only at its next retry).
+    wait_until(
+        lambda: stack.psql("db-primary", "SELECT state FROM pg_stat_replication") == "streaming",
+        timeout=60,
+        what="the replica streaming from the primary again",
+    )

@@ -5,13 +5,15 @@ mirrors the primary, and pg_sleep stands for the server that never answers. The 
 (tests/stack/test_replicas.py) freezes a real standby."""
 
 import math
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connections
+from django.db import OperationalError as DjangoOperationalError
+from django.db import connections, transaction
 from prometheus_client import REGISTRY
 
 from core import db, metrics
@@ -147,6 +149,68 @@ def test_the_primary_gauge_follows_the_freshness_of_its_check(
     # PrimaryUnreachableFromApp's gauge says so.
     primary_checked(3 * settings.REPLICA_CHECK_SECONDS)
     wait_until(lambda: reachable() == 0, timeout=10, what="reachable 0 for a stale check")
+
+
+def primary_checked(monkeypatch: pytest.MonkeyPatch, age: float) -> None:
+    """The primary's last check reached it `age` seconds ago; none follows, as when it hangs."""
+    state = db.PrimaryState(1, 0, datetime.now(UTC), db.monotonic() - age)
+    monkeypatch.setattr(db, "_primary", state)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_for_a_primary_no_check_reaches_fails_at_once(monkeypatch):
+    monkeypatch.setattr(db, "_checkers_pid", os.getpid())  # the checks run in this process
+    primary_checked(monkeypatch, 2 * db.PRIMARY_STALL_SECONDS)
+    with pytest.raises(DjangoOperationalError) as raised, connections[PRIMARY].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert db.connection_lost(raised.value)
+    assert db.database_error_response(raised.value).status_code == 503
+    primary_checked(monkeypatch, 0.0)  # a check reaches it again: queries go through
+    with connections[PRIMARY].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def stalls_after(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The primary's check is fresh now and stalls from here on: stale `seconds` later."""
+    monkeypatch.setattr(db, "PRIMARY_STALL_SECONDS", seconds)
+    primary_checked(monkeypatch, 0.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_in_flight_on_a_stalled_primary_is_cut(watchdog, monkeypatch):
+    stalls_after(monkeypatch, 1.0)
+    with pytest.raises(DjangoOperationalError) as raised, connections[PRIMARY].cursor() as cursor:
+        cursor.execute(NEVER_ANSWERS)
+    assert db.connection_lost(raised.value)
+    connections[PRIMARY].close()  # cut: what a request's end does with a broken connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_in_flight_on_a_stalled_primary_is_cut_and_commits_nothing(
+    watchdog, monkeypatch
+):
+    stalls_after(monkeypatch, 1.0)
+
+    def create_then_hang() -> None:
+        with transaction.atomic(using=PRIMARY), connections[PRIMARY].cursor() as cursor:
+            cursor.execute("CREATE TABLE stall_probe (id int)")
+            cursor.execute(NEVER_ANSWERS)
+
+    with pytest.raises(DjangoOperationalError):
+        create_then_hang()
+    connections[PRIMARY].close()
+    with connections[PRIMARY].cursor() as cursor:
+        cursor.execute("SELECT to_regclass('stall_probe') IS NULL")
+        assert cursor.fetchone() == (True,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_autocommit_write_in_flight_on_a_stalled_primary_is_never_cut(watchdog, monkeypatch):
+    stalls_after(monkeypatch, 0.5)
+    with connections[PRIMARY].cursor() as cursor:
+        # It may commit the moment it ends: cut, a committed write would answer an error.
+        cursor.execute("DO $$ BEGIN PERFORM pg_sleep(2); END $$")
+        cursor.execute("SELECT 1")  # the same connection, never shut
 
 
 @pytest.mark.django_db
