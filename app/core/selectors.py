@@ -1,5 +1,6 @@
 """Reads about the platform itself: is each dependency reachable right now?"""
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -54,11 +55,14 @@ def _replica_check(alias: str) -> dict[str, Any]:
     # standby of this primary, lags past the bound, cannot be reached or whose check stalls
     # serves no read and so is not ok here either.
     health = replica_health_view(alias=alias)
+    lag = health.lag_seconds
     return {
         "ok": health.serving,
         "serving": health.serving,
         "reason": health.reason,
-        "lag_seconds": health.lag_seconds,
+        # JSON has no Infinity (a replica behind since before the oldest primary reading kept
+        # measures an infinite lag): null, as for a lag not known.
+        "lag_seconds": lag if lag is not None and math.isfinite(lag) else None,
     }
 
 

@@ -4,6 +4,7 @@ answers its checks, lagging or not, never has a query cut. Real Postgres: the re
 mirrors the primary, and pg_sleep stands for the server that never answers. The stack suite
 (tests/stack/test_replicas.py) freezes a real standby."""
 
+import json
 import math
 import os
 import threading
@@ -149,6 +150,20 @@ def test_the_primary_gauge_follows_the_freshness_of_its_check(
     # PrimaryUnreachableFromApp's gauge says so.
     primary_checked(3 * settings.REPLICA_CHECK_SECONDS)
     wait_until(lambda: reachable() == 0, timeout=10, what="reachable 0 for a stale check")
+
+
+@pytest.mark.django_db
+def test_readiness_says_null_for_a_lag_too_large_to_measure(redis_settings, settings):
+    found(REPLICA, "lagging")
+    lagging = db._health[REPLICA]
+    db._health = {
+        **db._health,
+        REPLICA: db.ReplicaHealth(False, "not_streaming", math.inf, lagging.checked_at),
+    }
+    check = readiness_get(timeout=2).checks[REPLICA]
+    assert check["reason"] == "not_streaming"
+    assert check["lag_seconds"] is None
+    json.dumps(check, allow_nan=False)  # strict JSON, as /readyz is parsed
 
 
 def primary_checked(monkeypatch: pytest.MonkeyPatch, age: float) -> None:
