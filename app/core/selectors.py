@@ -60,8 +60,8 @@ def _replica_check(alias: str) -> dict[str, Any]:
         "ok": health.serving,
         "serving": health.serving,
         "reason": health.reason,
-        # JSON has no Infinity (a replica behind since before the oldest primary reading kept
-        # measures an infinite lag): null, as for a lag not known.
+        # JSON has no Infinity, the lag of a replica behind since before the oldest primary
+        # reading kept: null, as for a lag not known.
         "lag_seconds": lag if lag is not None and math.isfinite(lag) else None,
     }
 
