@@ -247,4 +247,8 @@ def test_the_checks_start_once_per_process(redis_settings, monkeypatch):
     finally:
         everything = [*first.values(), *db._checkers.values()]
         db.replica_checkers_stop(timeout=5)
+        # The parent's threads are no longer in _checkers: stop joined only the child's. Each
+        # of the parent's ends at its next look at the same stop event, once its check returns.
+        for thread in everything:
+            thread.join(5)
         assert not any(thread.is_alive() for thread in everything)
