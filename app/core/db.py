@@ -441,7 +441,7 @@ def database_queries_cut() -> int:
                 with socket.socket(fileno=os.dup(query.fd)) as sock:
                     sock.shutdown(socket.SHUT_RDWR)
             except OSError:
-                log.warning("could not cut a query on replica %s", query.alias, exc_info=True)
+                log.warning("could not cut a query on %s", query.alias, exc_info=True)
             query.cut = True
             cut += 1
     for alias, answering in answers.items():
@@ -521,7 +521,7 @@ WATCHDOG = "replica-watchdog"
 
 def replica_checkers_start() -> None:
     """Starts this process's checks and watchdog, once (again in a forked child)."""
-    global _checkers_pid, _health
+    global _checkers_pid, _health, _primary
     if _checkers_pid == os.getpid() or _checkers_stopping.is_set():
         return
     with _checkers_lock:
@@ -530,6 +530,9 @@ def replica_checkers_start() -> None:
         # A forked child's copies are its parent's threads and view: it judges on its own checks.
         _checkers.clear()
         _health = {}
+        # The parent's last reading of the primary ages from the fork: left, it would make this
+        # child fail its primary queries (PRIMARY_STALL_SECONDS) before its own first check.
+        _primary = None
         _checked.clear()
         targets: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
             alias: (_checker_run, (alias,)) for alias in [PRIMARY, *replica_aliases()]
