@@ -296,10 +296,10 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 # The product page's live stock copy (shop/stock.py) lives this long (seconds): the longest a
 # count can stay stale when Redis loses a write.
 STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
-# The product page's stock read waits at most this long (seconds) on the cache instance, for a
-# connection, a free slot of the pool or an answer: below the cache's own timeout, since on a miss
-# the page shows the count of the product row it reads anyway.
-STOCK_REDIS_TIMEOUT = 0.5
+# The event loop's reads of the cache instance (shop/redis.py: the product page's stock, a cached
+# product page) wait at most this long (seconds), for a connection, a free slot of the pool or an
+# answer: below the cache's own timeout, since on a miss the database answers anyway.
+SHOP_REDIS_TIMEOUT = 0.5
 
 # --- Upstream HTTP services of the product page ----------------------------------------------
 PRICE_SERVICE_URL = env_str("PRICE_SERVICE_URL", "http://price:8080")

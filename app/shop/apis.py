@@ -43,8 +43,10 @@ IDEMPOTENCY_KEY: Any = Header(
 
 
 @router.get("/products", response={200: ProductPage, **errors(400)})
-def product_list(request: HttpRequest, query: Query[ProductQuery]) -> dict[str, Any]:
-    return cache.product_page_get(page=query.page, page_size=query.page_size, hot=query.hot)
+async def product_list(request: HttpRequest, query: Query[ProductQuery]) -> HttpResponse:
+    # The cached bytes are ProductPage's own rendering (shop/cache.py): answered as they are.
+    body = await cache.product_page_aget(page=query.page, page_size=query.page_size, hot=query.hot)
+    return HttpResponse(body, content_type=cache.CONTENT_TYPE)
 
 
 @router.post("/products", auth=staff_auth, response={201: ProductOut, **errors(400, 401, 403)})

@@ -13,13 +13,10 @@ most STOCK_CACHE_TTL seconds after it was written; the page then reads the datab
 
 import logging
 
-import redis.asyncio as aioredis
 from django.conf import settings
 from django_redis import get_redis_connection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from core.aio import PerLoop
+from shop.redis import clients
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +49,6 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
         pipe.execute()
     except Exception:
         log.warning("stock not cached; Redis unavailable", exc_info=True)
-
-
-def _client() -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool(
-        host=settings.REDIS_CACHE_HOST,
-        port=settings.REDIS_CACHE_PORT,
-        password=settings.REDIS_CACHE_PASSWORD,
-        db=settings.REDIS_CACHE_DB,
-        socket_timeout=settings.STOCK_REDIS_TIMEOUT,
-        socket_connect_timeout=settings.STOCK_REDIS_TIMEOUT,
-        # redis-py retries a failed command ten times with backoff by default: seconds of a
-        # page while Redis is down. The page's fallback (the database's count) is the retry.
-        retry=Retry(NoBackoff(), 0),
-        # The settings' cap per process; past it a page waits briefly for a free connection.
-        max_connections=settings.REDIS_MAX_CONNECTIONS,
-        timeout=settings.STOCK_REDIS_TIMEOUT,
-    )
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
-
-
-async def _close(client: aioredis.Redis) -> None:
-    await client.aclose()
-
-
-clients: PerLoop[aioredis.Redis] = PerLoop(_client, _close)
 
 
 async def stock_cache_get(*, product_id: int) -> int | None:

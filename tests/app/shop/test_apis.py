@@ -1,5 +1,6 @@
 """The shop API through Django's test client: auth, validation, ownership, caching."""
 
+import asyncio
 import json
 
 import pytest
@@ -138,17 +139,16 @@ def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_s
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
-def test_a_cached_page_is_plain_data_and_answers_what_the_miss_answered(client, redis_settings):
-    # The page is stored as the API answers it (plain values, the price a string): a hit builds
-    # no model, and pages cached by an earlier release read the same.
+def test_a_cached_page_is_the_misses_bytes_stored_with_the_version(client, redis_settings):
+    # The page is stored as the API rendered it, after its version: a hit answers those bytes
+    # as they are, with no model, validation or rendering.
     from django.core.cache import cache
 
     from shop.cache import product_page_key, products_version
 
     product = ProductFactory(name="Lamp", description="Bright", price="19.90", stock=3)
     miss = client.get("/api/products?page_size=10")
-    key = product_page_key(version=products_version(), hot=None, page=1, page_size=10)
-    assert cache.get(key) == {
+    assert miss.json() == {
         "items": [
             {
                 "id": product.pk,
@@ -163,8 +163,71 @@ def test_a_cached_page_is_plain_data_and_answers_what_the_miss_answered(client, 
         "page_size": 10,
         "count": 1,
     }
+    key = product_page_key(hot=None, page=1, page_size=10)
+    stored = cache.client.get_client().get(key)
+    assert stored == b"%d\n" % products_version() + miss.content
     hit = client.get("/api/products?page_size=10")
+    assert (hit.status_code, hit["Content-Type"]) == (200, miss["Content-Type"])
     assert hit.content == miss.content
+
+
+def _commands(redis_client) -> dict[str, int]:
+    stats = redis_client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+def test_a_hit_is_one_round_trip_and_nothing_else(redis_settings, redis_client):
+    # On the worker's event loop (the main thread's, as under Uvicorn), whose Redis connection
+    # the hit reuses: Django's sync test client would run each request in a loop of its own.
+    # A fill would read the version and the write mark and store the page: none of it happens.
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from core.aio import loop_clients_close
+
+    ProductFactory.create_batch(3)
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int], bytes, bytes]:
+        client = AsyncClient()
+        miss = await client.get("/api/products?page_size=20")
+        before = _commands(redis_client)
+        hit = await client.get("/api/products?page_size=20")
+        after = _commands(redis_client)
+        await loop_clients_close()
+        await sync_to_async(connections.close_all)()  # the fill's thread's connections
+        return before, after, miss.content, hit.content
+
+    before, after, miss, hit = asyncio.run(scenario())
+    spent = {name: n - before.get(name, 0) for name, n in after.items()}
+    # INFO itself is counted once, for the second snapshot.
+    assert {name: n for name, n in spent.items() if n and name != "info"} == {"mget": 1}
+    assert hit == miss and json.loads(hit)["count"] == 3
+
+
+def test_a_page_stored_with_another_version_is_a_miss(client, redis_settings, redis_client):
+    # A filler that read the version before a write and stored after it leaves a page with the
+    # old version: never answered, whatever its TTL.
+    from shop.cache import product_page_key, products_version
+
+    product = ProductFactory(name="Right")
+    key = product_page_key(hot=None, page=1, page_size=10)
+    stale = json.dumps({"items": [], "page": 1, "page_size": 10, "count": 0}).encode()
+    redis_client.set(key, b"%d\n" % (products_version() - 1) + stale)
+    assert client.get("/api/products?page_size=10").json()["items"][0]["id"] == product.pk
+
+
+def test_the_list_is_answered_from_the_database_while_the_cache_is_down(client, settings):
+    # Nothing listens at the cache's address: every read is a miss, every store is skipped.
+    settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", 1
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/2"},
+    }
+    ProductFactory(name="Lamp")
+    for _ in range(2):
+        response = client.get("/api/products")
+        assert response.status_code == 200
+        assert response.json()["items"][0]["name"] == "Lamp"
 
 
 def test_an_evicted_list_version_never_brings_back_an_old_page(client, staff, redis_settings):
