@@ -1,0 +1,105 @@
+"""Issue 24's rows: every async server on the fan-out and the product page against the default.
+Pure parts: configuration lists, merges and report rows, no Docker."""
+
+import json
+
+from bench.scenarios import fanout
+
+from bench import hey, run, stack, web
+from tests.bench.test_parsing import HEY_OK
+
+ALTERNATIVES = ["uvicorn x4", "gunicorn-asgi x2", "uvicorn-standalone x2", "granian x2"]
+
+
+def hey_run(config: str, label: str, rps: float, **extra: object) -> dict:
+    c = 100 if label == "c100" else 1000
+    return {**hey.parse(HEY_OK), "config": config, "label": label, "ok_rps": rps, "c": c,
+            "n": None, "seconds": 3, **extra}  # fmt: skip
+
+
+def test_every_async_server_is_measured_on_the_product_page(monkeypatch):
+    monkeypatch.setattr(web, "cores", lambda: 2)
+    monkeypatch.setattr(stack, "QUICK", False)
+    measured = [c["name"] for c in web.all_web_configs() if c.get("product_page")]
+    assert measured == ["uvicorn x2", *ALTERNATIVES]
+
+
+def test_a_quick_run_measures_the_alternatives_bench_configs_names_exactly(monkeypatch):
+    monkeypatch.setattr(web, "cores", lambda: 2)
+    monkeypatch.setattr(stack, "QUICK", True)
+    monkeypatch.setattr(stack, "CONFIGS", [])
+    quick = [c["name"] for c in web.web_configs()]
+    assert quick == ["sync x5", "gthread x3x4", "gevent x5", "uvicorn x2"]
+    monkeypatch.setattr(stack, "CONFIGS", ["uvicorn x2", *ALTERNATIVES])
+    # "uvicorn x2" names the default, not the handler variants it is a prefix of.
+    assert [c["name"] for c in web.web_configs()] == ["uvicorn x2", *ALTERNATIVES]
+
+
+def test_a_configs_run_replaces_its_product_page_rows_too(tmp_path, monkeypatch):
+    published = {
+        "meta": {"started": "full"},
+        "worker_classes": {
+            "runs": [{"config": "uvicorn x2", "ok_rps": 1}, {"config": "granian x2", "ok_rps": 2}],
+            "switch_seconds": [],
+            "product_page": [
+                {"config": "uvicorn x2", "ok_rps": 10},
+                {"config": "granian x2", "ok_rps": 20},
+            ],
+        },
+    }
+    (tmp_path / "results.json").write_text(json.dumps(published))
+    monkeypatch.setattr(stack, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(stack, "ONLY", {"web_configs"})
+    monkeypatch.setattr(stack, "CONFIGS", ["granian x2"])
+    new = {
+        "meta": {"started": "partial"},
+        "worker_classes": {
+            "configs": ["granian x2"],
+            "configs_order": ["uvicorn x2", "granian x2"],
+            "runs": [{"config": "granian x2", "ok_rps": 3}],
+            "switch_seconds": [],
+            "product_page": [{"config": "granian x2", "ok_rps": 30}],
+        },
+    }
+    merged = run.merge_partial(new)["worker_classes"]
+    assert [(r["config"], r["ok_rps"]) for r in merged["product_page"]] == [
+        ("uvicorn x2", 10),
+        ("granian x2", 30),
+    ]
+
+
+def test_the_default_leads_the_comparison_and_the_headline_names_the_strongest_alternative():
+    page = [
+        hey_run("granian x2", "c100", 110.0),
+        hey_run("uvicorn x2", "c100", 100.0),
+        hey_run("uvicorn x4", "c100", 90.0),
+        hey_run("granian x2", "c1000", 80.0),
+        hey_run("uvicorn x2", "c1000", 100.0),
+    ]
+    data = {
+        "limit_rps": 333.3,
+        "calls": 3,
+        "upstream_ms": 300,
+        "default_config": "uvicorn x2",
+        "runs": [hey_run("uvicorn x2", "c100", 170.0)],
+        "product_page": page,
+    }
+    headline: list[list[str]] = []
+    text = "\n".join(fanout.section({"worker_classes": data}, headline))
+    rows = [line for line in text.splitlines() if line.startswith("| product page |")]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "**uvicorn x2** (default)", "granian x2", "uvicorn x4",
+        "**uvicorn x2** (default)", "granian x2",
+    ]  # fmt: skip
+    assert [row.split(" | ")[-1] for row in rows] == [
+        "1.00x |", "1.10x |", "0.90x |", "1.00x |", "0.80x |"
+    ]  # fmt: skip
+    verdicts = {row[0]: row[2] for row in headline if "every alternative" in row[0]}
+    assert verdicts == {
+        "1. product page, default (uvicorn x2) / every alternative, c=100": (
+            "**no**: strongest alternative granian x2 at 1.10x the default"
+        ),
+        "1. product page, default (uvicorn x2) / every alternative, c=1000": (
+            "yes: strongest alternative granian x2 at 0.80x the default"
+        ),
+    }
