@@ -1,9 +1,10 @@
-"""Issue 24's rows: every async server on the fan-out and the product page against the default.
-Pure parts: configuration lists, merges and report rows, no Docker."""
+"""Issue 24's rows: every async server on the fan-out and the product page against the default,
+and the cached list against the same page uncached. Pure parts: configuration lists, merges and
+report rows, no Docker."""
 
 import json
 
-from bench.scenarios import fanout
+from bench.scenarios import fanout, list_cache
 
 from bench import hey, run, stack, web
 from tests.bench.test_parsing import HEY_OK
@@ -103,3 +104,27 @@ def test_the_default_leads_the_comparison_and_the_headline_names_the_strongest_a
             "yes: strongest alternative granian x2 at 0.80x the default"
         ),
     }
+
+
+def test_older_results_render_without_the_new_rows():
+    headline: list[list[str]] = []
+    assert list_cache.section({}, headline) == []
+    assert headline == []
+
+
+def test_cached_over_uncached_is_held_against_the_seeds_2_to_5x():
+    runs = [
+        {**hey.parse(HEY_OK), "label": "cached", "ok_rps": 900.0, "c": 50, "seconds": 4},
+        {**hey.parse(HEY_OK), "label": "uncached", "ok_rps": 600.0, "c": 50, "seconds": 4},
+    ]
+    headline: list[list[str]] = []
+    text = "\n".join(list_cache.section({"list_cache": {"seconds": 4, "runs": runs}}, headline))
+    assert "Cached / uncached: **1.50x**, which is **behind** the seeds' 2-5x" in text
+    assert headline == [
+        [
+            "14. cached / uncached product list, c=50",
+            "2-5x (the seeds; ≥ 2x)",
+            "1.50x (900 / 600 req/s)",
+            "75%",
+        ]
+    ]
