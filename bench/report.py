@@ -161,8 +161,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
             "shorter runs; c=1000 fan-out and the product page per server only for the "
             "default configuration and the alternatives named; product detail at c=1000 "
             "only; one turn per client in scenario 2 and one A/B alternation in scenarios 4 "
-            "and 14; preload at 2 workers only; 20 requests per view in scenario 11 and 5 s "
-            "runs in scenario 12."
+            "and 14; preload at 2 workers only; 20 requests per view in scenario 11, 5 s "
+            "runs in scenario 12 and 8 s runs in scenario 15."
         )
     return "\n".join(lines) + "\n"
 

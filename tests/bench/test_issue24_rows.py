@@ -1,10 +1,11 @@
 """Issue 24's rows: every async server on the fan-out and the product page against the default,
-and the cached list against the same page uncached. Pure parts: configuration lists, merges and
-report rows, no Docker."""
+the cached list against the same page uncached, and POST /api/orders against the seeds'
+100 ms. Pure parts: configuration lists, merges and report rows, no Docker."""
 
 import json
 
-from bench.scenarios import fanout, list_cache
+from bench.order_load import percentile
+from bench.scenarios import fanout, list_cache, orders
 
 from bench import hey, run, stack, web
 from tests.bench.test_parsing import HEY_OK
@@ -109,6 +110,7 @@ def test_the_default_leads_the_comparison_and_the_headline_names_the_strongest_a
 def test_older_results_render_without_the_new_rows():
     headline: list[list[str]] = []
     assert list_cache.section({}, headline) == []
+    assert orders.section({}, headline) == []
     assert headline == []
 
 
@@ -128,3 +130,37 @@ def test_cached_over_uncached_is_held_against_the_seeds_2_to_5x():
             "75%",
         ]
     ]
+
+
+def test_order_latency_is_held_against_the_seeds_100_ms():
+    run_ = {
+        "ok_rps": 80.0, "average_s": 0.09, "percentiles_s": {"50": 0.06, "95": 0.14, "99": 0.2},
+        "status": {"201": 640}, "errors": {}, "ok": 640, "failed": 0, "requests": 640,
+        "orders": 640, "c": 10, "seconds": 8, "label": "a product each", "round": 1,
+    }  # fmt: skip
+    hot = {**run_, "label": "one product", "percentiles_s": {"50": 0.3, "95": 0.9, "99": 1.0}}
+    data = {
+        "clients": 10,
+        "seconds": 8,
+        "runs": [run_, hot],
+        "orders": 640,
+        "outbox_wait_s": 2.0,
+        "after": {"outbox": {"sent": 640}, "delivered": 640},
+    }
+    headline: list[list[str]] = []
+    text = "\n".join(orders.section({"orders": data}, headline))
+    assert "640 orders placed; their confirmation rows sent 640" in text
+    assert "the mail catcher received 640 of them" in text
+    assert "| one product | c=10, 8 s | **80** (80) | 90 | **300** | 900 | 1000 | 0 |" in text
+    # The headline is the seeds' case: one customer's order, a product each.
+    assert [(row[0], row[3]) for row in headline] == [
+        ("15. POST /api/orders, a product each, c=10, p50", "met"),
+        ("15. POST /api/orders, a product each, c=10, p95", "**behind**"),
+    ]
+
+
+def test_order_percentiles_are_nearest_rank_as_hey_reports_them():
+    ordered = [i / 100 for i in range(1, 101)]
+    assert percentile(ordered, 50) == 0.5
+    assert percentile(ordered, 99) == 0.99
+    assert percentile([0.3], 95) == 0.3
