@@ -155,12 +155,14 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     if meta["quick"]:
         lines.append(
             "- Quick mode: one round; Uvicorn at 2 x cores, `uvicorn --workers` without "
-            "Gunicorn, Gunicorn's ASGI worker and the handler and max_requests comparisons "
-            "skipped; three clients of 300 requests in scenario 2; one on/off pair on the "
-            "product page in scenario 9; shorter runs; c=1000 fan-out only for the "
-            "default configuration; product detail at c=1000 only; one turn per client in "
-            "scenario 2 and one A/B alternation in scenario 4; preload at 2 workers only; 20 "
-            "requests per view in scenario 11 and 5 s runs in scenario 12."
+            "Gunicorn, Granian, Gunicorn's ASGI worker and the handler and max_requests "
+            "comparisons skipped unless BENCH_CONFIGS names them; three clients of 300 "
+            "requests in scenario 2; one on/off pair on the product page in scenario 9; "
+            "shorter runs; c=1000 fan-out and the product page per server only for the "
+            "default configuration and the alternatives named; product detail at c=1000 "
+            "only; one turn per client in scenario 2 and one A/B alternation in scenarios 4 "
+            "and 14; preload at 2 workers only; 20 requests per view in scenario 11, 5 s "
+            "runs in scenario 12 and 8 s runs in scenario 15."
         )
     return "\n".join(lines) + "\n"
 

@@ -86,7 +86,8 @@ def merge_partial(new: dict[str, Any]) -> dict[str, Any]:
 
 def merge_configs(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Scenario 1 of a BENCH_CONFIGS run into the published one: the new run's configurations
-    (and the raw ASGI row measured beside one of them) replace their rows, the others stay;
+    (and the raw ASGI row measured beside one of them) replace their rows, fan-out and product
+    page, the others stay;
     the rows are ordered as the configurations are listed (new.configs_order)."""
     replaced = set(new["configs"]) | {run["config"] for run in new["runs"]}
     order: list[str] = new.get("configs_order") or []
@@ -101,7 +102,10 @@ def merge_configs(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         kept = [r for r in old.get(key, []) if r["config"] not in replaced]
         return sorted([*kept, *new.get(key, [])], key=lambda r: position(r["config"]))
 
-    return {**old, "runs": merged("runs"), "switch_seconds": merged("switch_seconds")}
+    merged_rows = {key: merged(key) for key in ("runs", "switch_seconds")}
+    if "product_page" in new:
+        merged_rows["product_page"] = merged("product_page")
+    return {**old, **merged_rows}
 
 
 def main() -> int:

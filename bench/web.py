@@ -70,6 +70,7 @@ def all_web_configs() -> list[dict[str, Any]]:
             "command": f"{GUNICORN} {BENCH_ASGI}",
             "path": "/bench/fanout/async",
             "default": True,
+            "product_page": True,
         },
         {
             # What runtime.asgi changed, one step at a time: Django's stock handler (a new executor
@@ -107,6 +108,7 @@ def all_web_configs() -> list[dict[str, Any]]:
             "command": f"{GUNICORN} {BENCH_ASGI}",
             "path": "/bench/fanout/async",
             "full_only": True,
+            "product_page": True,
         },
         {
             # Gunicorn 27's own asyncio ASGI worker (gunicorn.workers.gasgi).
@@ -117,39 +119,44 @@ def all_web_configs() -> list[dict[str, Any]]:
             "command": f"{GUNICORN} {BENCH_ASGI}",
             "path": "/bench/fanout/async",
             "full_only": True,
+            "product_page": True,
+        },
+        {
+            # Uvicorn's own process manager, no Gunicorn (no gunicorn.conf.py hooks).
+            "name": f"uvicorn-standalone x{c}",
+            "profile": "io",
+            "workers": c,
+            "command": standalone(
+                f"uvicorn {BENCH_ASGI} --host 0.0.0.0 --port 8000 --workers {c} "
+                "--no-access-log --timeout-keep-alive 75 --backlog 2048"
+            ),
+            "path": "/bench/fanout/async",
+            "full_only": True,
+            "product_page": True,
+        },
+        {
+            # Granian (Rust HTTP server, ASGI interface with lifespan), its own process
+            # manager and the same worker count, no Gunicorn.
+            "name": f"granian x{c}",
+            "profile": "io",
+            "workers": c,
+            "command": standalone(
+                f"granian --interface asgi --host 0.0.0.0 --port 8000 --workers {c} "
+                f"--http 1 --no-ws --backlog 2048 {BENCH_ASGI}"
+            ),
+            "path": "/bench/fanout/async",
+            "full_only": True,
+            "product_page": True,
         },
     ]
     if stack.QUICK:
-        # The seed's four (sync, gthread, gevent, Uvicorn) and Gunicorn's own ASGI worker.
-        configs = [config for config in configs if not config.get("full_only")]
-    else:
-        configs.append(
-            {
-                # Uvicorn's own process manager, no Gunicorn (no gunicorn.conf.py hooks).
-                "name": f"uvicorn-standalone x{c}",
-                "profile": "io",
-                "workers": c,
-                "command": standalone(
-                    f"uvicorn {BENCH_ASGI} --host 0.0.0.0 --port 8000 --workers {c} "
-                    "--no-access-log --timeout-keep-alive 75 --backlog 2048"
-                ),
-                "path": "/bench/fanout/async",
-            }
-        )
-        configs.append(
-            {
-                # Granian (Rust HTTP server, ASGI interface with lifespan), its own process
-                # manager and the same worker count, no Gunicorn.
-                "name": f"granian x{c}",
-                "profile": "io",
-                "workers": c,
-                "command": standalone(
-                    f"granian --interface asgi --host 0.0.0.0 --port 8000 --workers {c} "
-                    f"--http 1 --no-ws --backlog 2048 {BENCH_ASGI}"
-                ),
-                "path": "/bench/fanout/async",
-            }
-        )
+        # The seed's four (sync, gthread, gevent, Uvicorn), and any other BENCH_CONFIGS names
+        # exactly: a quick trial of one alternative stays short.
+        configs = [
+            config
+            for config in configs
+            if not config.get("full_only") or config["name"] in stack.CONFIGS
+        ]
     return configs
 
 

@@ -11,8 +11,10 @@ from bench.scenarios import (
     detail,
     fanout,
     images,
+    list_cache,
     login_flood,
     observability,
+    orders,
     pgbouncer,
     preload,
     profiles,
@@ -24,8 +26,8 @@ from bench.scenarios import (
 # last, after every load, so that building the single-stage stand-in takes no CPU from a
 # measurement.
 MEASURED = (fanout, clients, preload, pgbouncer, reports, observability, login_flood, sequential,
-            profiles, images, budget)  # fmt: skip
+            profiles, list_cache, orders, images, budget)  # fmt: skip
 # In the order of docs/BENCHMARKS.md, up to "Found along the way"; scenario 8 comes after it.
 REPORTED = (fanout, clients, detail, cached_list, preload, pgbouncer, reports, observability,
-            login_flood, sequential, profiles)  # fmt: skip
+            login_flood, sequential, profiles, list_cache, orders)  # fmt: skip
 AFTER_FOUND = (images, budget)

@@ -1,6 +1,7 @@
 """Scenario 1: worker classes on the I/O-bound fan-out view (three 300 ms upstream calls),
-each web configuration against the seed's figures and a framework-free ceiling. Its run step
-also measures scenarios 3 and 4 in the default configuration, in the same rounds."""
+each web configuration against the seed's figures and a framework-free ceiling, and every async
+server on the product page against the default (issue 24). Its run step also measures
+scenarios 3 and 4 in the default configuration, in the same rounds."""
 
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ N_SYNC = 100 if stack.QUICK else 200
 C1000_SECONDS = 5 if stack.QUICK else 10
 # Warm-up requests at the measured concurrency before each fan-out row.
 N_WARM = 300 if stack.QUICK else 500
+# The product page in every async configuration (issue 24), beside its fan-out rows.
+PRODUCT_PATH = "/api/products/1"
+PRODUCT_SECONDS = 5 if stack.QUICK else 10
 
 # The seed's `ab -n 1000 -c 100` figures for the same view, the default configuration's targets
 # and the gain that gets twice its workers a note (bench/claims.toml).
@@ -33,6 +37,8 @@ SEED_UVICORN = claims.get("fanout.seed_uvicorn_rps")
 C100_TARGET = claims.get("fanout.c100_target")
 C1000_TARGET = claims.get("fanout.c1000_target")
 DOUBLE_WORKERS_GAIN = claims.get("fanout.double_workers_gain")
+# Issue 24: the default at or ahead of every alternative server, both loads, same run.
+DEFAULT_AHEAD = claims.get("fanout.default_over_alternatives")
 
 
 def measure(results: dict[str, Any]) -> None:
@@ -50,6 +56,8 @@ def measure(results: dict[str, Any]) -> None:
         "runs": fanout,
         "switch_seconds": switches,
         "default_config": web.default_config()["name"],
+        # Issue 24's product page rows, in the same rounds (measure_product_page).
+        "product_page": [],
     }
     if stack.CONFIGS:
         # What merge_partial merges row by row into the published scenario 1.
@@ -75,10 +83,12 @@ def measure(results: dict[str, Any]) -> None:
             )
             # c=1000 for the async and gevent workers only: five sync workers at 0.9 s a
             # request would queue 1,000 clients past Nginx's 35 s read timeout; that is known.
-            if not sync and (not stack.QUICK or config.get("default")):
+            if not sync and (not stack.QUICK or config.get("product_page")):
                 fanout.append(
                     stack.load(path, c=1000, seconds=C1000_SECONDS, label="c1000", **labels)
                 )
+            if config.get("product_page"):
+                measure_product_page(results, labels)
             if not config.get("default"):
                 continue
             # The default (production) profile also serves the other scenarios.
@@ -93,6 +103,15 @@ def measure(results: dict[str, Any]) -> None:
                 continue
             detail.measure_round(results, labels)
             cached_list.measure_round(results, labels)
+
+
+def measure_product_page(results: dict[str, Any], labels: dict[str, Any]) -> None:
+    """The product page (scenario 3's view) at both loads, in this configuration and round."""
+    stack.warm(PRODUCT_PATH, n=N_WARM, c=100)
+    for c in (100, 1000):
+        results["worker_classes"]["product_page"].append(
+            stack.load(PRODUCT_PATH, c=c, seconds=PRODUCT_SECONDS, label=f"c{c}", **labels)
+        )
 
 
 SEQUENTIAL_PATH = "/bench/fanout/sync"
@@ -251,6 +270,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "middleware, routing and three HTTP round trips. " + behind_text(groups, default, limit),
         "",
     ]
+    lines += alternatives_comparison(data, headline)
     lines += seed_comparison(data, headline)
     lines += handler_comparison(data)
     lines += worker_count_note(groups, default)
@@ -272,6 +292,96 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             "",
         ]
     return lines
+
+
+def product_page_order(data: dict[str, Any]) -> list[str]:
+    """The configurations measured on the product page: the default first, then the others in
+    the order they ran."""
+    default = default_config(data)
+    names = list(dict.fromkeys(run["config"] for run in data.get("product_page") or []))
+    return sorted(names, key=lambda name: name != default)
+
+
+def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> list[str]:
+    """Issue 24: every async server against the default on the fan-out and the product page,
+    both loads, same run; a headline verdict per endpoint and load."""
+    page = data.get("product_page") or []
+    default = default_config(data)
+    servers = product_page_order(data)
+    if not page or default not in servers:
+        return []
+    endpoints = (
+        ("fan-out", group(data["runs"], "config", "label")),
+        ("product page", group(page, "config", "label")),
+    )
+    rows = []
+    for endpoint, groups in endpoints:
+        for label in ("c100", "c1000"):
+            base = groups.get((default, label))
+            if not base:
+                continue
+            base_rps = combine(base)["rps"]
+            strongest: tuple[str, float] | None = None
+            for config in servers:
+                runs = groups.get((config, label))
+                if not runs:
+                    continue
+                combined = combine(runs)
+                share = ratio(combined["rps"], base_rps)
+                stronger = strongest is None or (share or 0) > strongest[1]
+                if config != default and share is not None and stronger:
+                    strongest = (config, share)
+                rows.append(
+                    [
+                        endpoint,
+                        f"**{config}** (default)" if config == default else config,
+                        load_text(runs[0]),
+                        f"**{num(combined['rps'], 0)}** ("
+                        + ", ".join(num(v, 0) for v in combined["rps_each"])
+                        + ")",
+                        ms(combined["p50_s"]),
+                        ms(combined["p95_s"]),
+                        ms(combined["p99_s"]),
+                        errors_text(combined),
+                        "1.00x" if config == default else (f"{share:.2f}x" if share else "-"),
+                    ]
+                )
+            if strongest is None:
+                continue
+            name, share = strongest
+            ahead = DEFAULT_AHEAD.met(1 / share)
+            headline.append(
+                [
+                    f"1. {endpoint}, default ({default}) / every alternative, c={label[1:]}",
+                    f"{DEFAULT_AHEAD.sign} {DEFAULT_AHEAD.value:g} (at or ahead)",
+                    ("yes" if ahead else "**no**")
+                    + f": strongest alternative {name} at {share:.2f}x the default",
+                    f"{1 / share:.2f}",
+                ]
+            )
+    return [
+        "**The default against every alternative server** (issue 24): the same rounds as the "
+        "rows above, the default first, each alternative's throughput as a share of the "
+        "default's. The product page is scenario 3's `GET /api/products/1` (a replica read, a "
+        f"Redis stock read, two 50 ms upstream calls), {page[0]['seconds']} s per row. Goal: "
+        f"the default at or ahead of every alternative at both loads ({DEFAULT_AHEAD.source}); "
+        "the headline names the strongest alternative of each load.",
+        "",
+        *table(
+            [
+                "endpoint",
+                "configuration",
+                "load",
+                "ok req/s (each round)",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "errors",
+                "/ default",
+            ],
+            rows,
+        ),
+    ]
 
 
 def worker_count_note(
@@ -491,6 +601,49 @@ def plot(results: dict[str, Any], out: Path = stack.OUT) -> list[str]:
         right.legend(loc="lower right")
         fig.tight_layout()
         name = f"fanout-{label}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+    written += plot_product_page(plt, data, out)
+    return written
+
+
+def plot_product_page(plt: Any, data: dict[str, Any], out: Path) -> list[str]:
+    """The product page per configuration, the default on top, each bar labelled with its
+    share of the default's throughput."""
+    default = default_config(data)
+    servers = product_page_order(data)
+    groups = group(data.get("product_page") or [], "config", "label")
+    written = []
+    for label in ("c100", "c1000"):
+        rows = [
+            (name, combine(groups[(name, label)])) for name in servers if (name, label) in groups
+        ]
+        if not rows or rows[0][0] != default:
+            continue
+        base = rows[0][1]["rps"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
+        names = [name for name, _ in rows]
+        rps = [c["rps"] or 0 for _, c in rows]
+        bars = left.barh(names, rps, color=["#55a868"] + ["#4c72b0"] * (len(rows) - 1))
+        left.bar_label(bars, [f"{ratio(v, base) or 0:.2f}x" for v in rps], padding=3)
+        left.set_xlabel("ok requests/s (median of rounds); label: / default")
+        left.set_title(f"Product page throughput, {label}")
+        left.invert_yaxis()
+        height = 0.27
+        for i, (p, color) in enumerate(
+            (("p50_s", "#55a868"), ("p95_s", "#dd8452"), ("p99_s", "#c44e52"))
+        ):
+            values = [(c[p] or 0) * 1000 for _, c in rows]
+            positions = [y + (i - 1) * height for y in range(len(rows))]
+            right.barh(positions, values, height=height, color=color, label=p[:-2])
+        right.set_yticks(range(len(rows)), names)
+        right.set_xlabel("latency, ms")
+        right.set_title(f"Product page latency, {label}")
+        right.invert_yaxis()
+        right.legend(loc="lower right")
+        fig.tight_layout()
+        name = f"product-page-{label}.png"
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         written.append(name)

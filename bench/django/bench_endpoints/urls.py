@@ -11,6 +11,7 @@ urlpatterns: list[URLPattern] = [
     path("fanout/sync", views.fanout_sync),
     path("cpu", views.cpu_bound),
     path("mixed", views.mixed),
+    path("products/uncached", views.product_list_uncached),
 ]
 
 # httpx is in the bench image only (Dockerfile target "bench"); elsewhere these paths are 404s,

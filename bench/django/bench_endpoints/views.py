@@ -20,6 +20,9 @@ product page's database read and one upstream call).
 
 Each answers 200 when all three calls succeeded and 502 otherwise, so the load generator
 counts a failed fan-out as an error.
+
+product_list_uncached: GET /api/products's page without its cache (the cached list's
+scenario holds the two against each other).
 """
 
 import asyncio
@@ -29,9 +32,10 @@ from typing import Any
 
 import aiohttp
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from shop.selectors import product_get
+from shop.schemas import ProductPage
+from shop.selectors import product_get, product_list
 from shop.upstream import fetch_json
 
 DEFAULT_LATENCY_MS = 300
@@ -146,3 +150,11 @@ async def fanout_async_httpx_new_client(request: HttpRequest) -> JsonResponse:
     from bench_endpoints import httpx_views
 
     return await httpx_views.fanout_async_httpx_new_client(request)
+
+
+def product_list_uncached(request: HttpRequest) -> HttpResponse:
+    """What GET /api/products does on a cache miss, on every request: the same selector (the
+    replica) and the same ProductPage shaping, with no Redis. The cached list's default page."""
+    rows = product_list(page=1, page_size=20)
+    body = ProductPage.from_orm(rows).model_dump_json()
+    return HttpResponse(body, content_type="application/json")

@@ -1,0 +1,166 @@
+"""Issue 24's rows: every async server on the fan-out and the product page against the default,
+the cached list against the same page uncached, and POST /api/orders against the seeds'
+100 ms. Pure parts: configuration lists, merges and report rows, no Docker."""
+
+import json
+
+from bench.order_load import percentile
+from bench.scenarios import fanout, list_cache, orders
+
+from bench import hey, run, stack, web
+from tests.bench.test_parsing import HEY_OK
+
+ALTERNATIVES = ["uvicorn x4", "gunicorn-asgi x2", "uvicorn-standalone x2", "granian x2"]
+
+
+def hey_run(config: str, label: str, rps: float, **extra: object) -> dict:
+    c = 100 if label == "c100" else 1000
+    return {**hey.parse(HEY_OK), "config": config, "label": label, "ok_rps": rps, "c": c,
+            "n": None, "seconds": 3, **extra}  # fmt: skip
+
+
+def test_every_async_server_is_measured_on_the_product_page(monkeypatch):
+    monkeypatch.setattr(web, "cores", lambda: 2)
+    monkeypatch.setattr(stack, "QUICK", False)
+    measured = [c["name"] for c in web.all_web_configs() if c.get("product_page")]
+    assert measured == ["uvicorn x2", *ALTERNATIVES]
+
+
+def test_a_quick_run_measures_the_alternatives_bench_configs_names_exactly(monkeypatch):
+    monkeypatch.setattr(web, "cores", lambda: 2)
+    monkeypatch.setattr(stack, "QUICK", True)
+    monkeypatch.setattr(stack, "CONFIGS", [])
+    quick = [c["name"] for c in web.web_configs()]
+    assert quick == ["sync x5", "gthread x3x4", "gevent x5", "uvicorn x2"]
+    monkeypatch.setattr(stack, "CONFIGS", ["uvicorn x2", *ALTERNATIVES])
+    # "uvicorn x2" names the default, not the handler variants it is a prefix of.
+    assert [c["name"] for c in web.web_configs()] == ["uvicorn x2", *ALTERNATIVES]
+
+
+def test_a_configs_run_replaces_its_product_page_rows_too(tmp_path, monkeypatch):
+    published = {
+        "meta": {"started": "full"},
+        "worker_classes": {
+            "runs": [{"config": "uvicorn x2", "ok_rps": 1}, {"config": "granian x2", "ok_rps": 2}],
+            "switch_seconds": [],
+            "product_page": [
+                {"config": "uvicorn x2", "ok_rps": 10},
+                {"config": "granian x2", "ok_rps": 20},
+            ],
+        },
+    }
+    (tmp_path / "results.json").write_text(json.dumps(published))
+    monkeypatch.setattr(stack, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(stack, "ONLY", {"web_configs"})
+    monkeypatch.setattr(stack, "CONFIGS", ["granian x2"])
+    new = {
+        "meta": {"started": "partial"},
+        "worker_classes": {
+            "configs": ["granian x2"],
+            "configs_order": ["uvicorn x2", "granian x2"],
+            "runs": [{"config": "granian x2", "ok_rps": 3}],
+            "switch_seconds": [],
+            "product_page": [{"config": "granian x2", "ok_rps": 30}],
+        },
+    }
+    merged = run.merge_partial(new)["worker_classes"]
+    assert [(r["config"], r["ok_rps"]) for r in merged["product_page"]] == [
+        ("uvicorn x2", 10),
+        ("granian x2", 30),
+    ]
+
+
+def test_the_default_leads_the_comparison_and_the_headline_names_the_strongest_alternative():
+    page = [
+        hey_run("granian x2", "c100", 110.0),
+        hey_run("uvicorn x2", "c100", 100.0),
+        hey_run("uvicorn x4", "c100", 90.0),
+        hey_run("granian x2", "c1000", 80.0),
+        hey_run("uvicorn x2", "c1000", 100.0),
+    ]
+    data = {
+        "limit_rps": 333.3,
+        "calls": 3,
+        "upstream_ms": 300,
+        "default_config": "uvicorn x2",
+        "runs": [hey_run("uvicorn x2", "c100", 170.0)],
+        "product_page": page,
+    }
+    headline: list[list[str]] = []
+    text = "\n".join(fanout.section({"worker_classes": data}, headline))
+    rows = [line for line in text.splitlines() if line.startswith("| product page |")]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "**uvicorn x2** (default)", "granian x2", "uvicorn x4",
+        "**uvicorn x2** (default)", "granian x2",
+    ]  # fmt: skip
+    assert [row.split(" | ")[-1] for row in rows] == [
+        "1.00x |", "1.10x |", "0.90x |", "1.00x |", "0.80x |"
+    ]  # fmt: skip
+    verdicts = {row[0]: row[2] for row in headline if "every alternative" in row[0]}
+    assert verdicts == {
+        "1. product page, default (uvicorn x2) / every alternative, c=100": (
+            "**no**: strongest alternative granian x2 at 1.10x the default"
+        ),
+        "1. product page, default (uvicorn x2) / every alternative, c=1000": (
+            "yes: strongest alternative granian x2 at 0.80x the default"
+        ),
+    }
+
+
+def test_older_results_render_without_the_new_rows():
+    headline: list[list[str]] = []
+    assert list_cache.section({}, headline) == []
+    assert orders.section({}, headline) == []
+    assert headline == []
+
+
+def test_cached_over_uncached_is_held_against_the_seeds_2_to_5x():
+    runs = [
+        {**hey.parse(HEY_OK), "label": "cached", "ok_rps": 900.0, "c": 50, "seconds": 4},
+        {**hey.parse(HEY_OK), "label": "uncached", "ok_rps": 600.0, "c": 50, "seconds": 4},
+    ]
+    headline: list[list[str]] = []
+    text = "\n".join(list_cache.section({"list_cache": {"seconds": 4, "runs": runs}}, headline))
+    assert "Cached / uncached: **1.50x**, which is **behind** the seeds' 2-5x" in text
+    assert headline == [
+        [
+            "14. cached / uncached product list, c=50",
+            "2-5x (the seeds; ≥ 2x)",
+            "1.50x (900 / 600 req/s)",
+            "75%",
+        ]
+    ]
+
+
+def test_order_latency_is_held_against_the_seeds_100_ms():
+    run_ = {
+        "ok_rps": 80.0, "average_s": 0.09, "percentiles_s": {"50": 0.06, "95": 0.14, "99": 0.2},
+        "status": {"201": 640}, "errors": {}, "ok": 640, "failed": 0, "requests": 640,
+        "orders": 640, "c": 10, "seconds": 8, "label": "a product each", "round": 1,
+    }  # fmt: skip
+    hot = {**run_, "label": "one product", "percentiles_s": {"50": 0.3, "95": 0.9, "99": 1.0}}
+    data = {
+        "clients": 10,
+        "seconds": 8,
+        "runs": [run_, hot],
+        "orders": 640,
+        "outbox_wait_s": 2.0,
+        "after": {"outbox": {"sent": 640}, "delivered": 640},
+    }
+    headline: list[list[str]] = []
+    text = "\n".join(orders.section({"orders": data}, headline))
+    assert "640 orders placed; their confirmation rows sent 640" in text
+    assert "the mail catcher received 640 of them" in text
+    assert "| one product | c=10, 8 s | **80** (80) | 90 | **300** | 900 | 1000 | 0 |" in text
+    # The headline is the seeds' case: one customer's order, a product each.
+    assert [(row[0], row[3]) for row in headline] == [
+        ("15. POST /api/orders, a product each, c=10, p50", "met"),
+        ("15. POST /api/orders, a product each, c=10, p95", "**behind**"),
+    ]
+
+
+def test_order_percentiles_are_nearest_rank_as_hey_reports_them():
+    ordered = [i / 100 for i in range(1, 101)]
+    assert percentile(ordered, 50) == 0.5
+    assert percentile(ordered, 99) == 0.99
+    assert percentile([0.3], 95) == 0.3
