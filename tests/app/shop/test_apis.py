@@ -201,7 +201,8 @@ def test_a_hit_is_one_round_trip_and_nothing_else(redis_settings, redis_client):
     spent = {name: n - before.get(name, 0) for name, n in after.items()}
     # INFO itself is counted once, for the second snapshot.
     assert {name: n for name, n in spent.items() if n and name != "info"} == {"mget": 1}
-    assert hit == miss and json.loads(hit)["count"] == 3
+    assert hit == miss
+    assert json.loads(hit)["count"] == 3
 
 
 def test_a_page_stored_with_another_version_is_a_miss(client, redis_settings, redis_client):
