@@ -64,11 +64,13 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         lines += [
             f"Cached list / hello world: **{pct(measured)}** of the ceiling.",
             "",
-            "**Why:** a cached page still runs Django's middleware stack (request ID, "
-            "diagnostics, sessions, CSRF, auth), django-ninja's query validation, two Redis "
-            "round trips (version key, page), the sync view's hop to the request's thread and "
-            "JSON rendering of the page; the hello world runs none of it. Nginx's JSON access "
-            "log and gzip apply to both. Where the worker's time goes: "
+            "**Why:** a hit is one Redis MGET on the event loop and the stored bytes "
+            "(shop/cache.py), but it still runs Django's async handler and middleware chain "
+            "(request ID, diagnostics, sessions, CSRF, auth), django-ninja's query validation, "
+            "two hops to the request's thread that Django's handler makes for every request "
+            "(the request_started signal's receivers, and response.close() sending "
+            "request_finished) and the async Redis client; the hello world runs none of it. "
+            "Nginx's JSON access log and gzip apply to both. Where the worker's time goes: "
             "docs/benchmarks/profile.md.",
             "",
         ]
