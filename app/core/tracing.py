@@ -62,9 +62,12 @@ def setup(*, component: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from core import logging as json_logging
+    from core.sampled_asgi import PresetIdGenerator
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": f"djstack-{component}"}), sampler=sampler()
+        resource=Resource.create({"service.name": f"djstack-{component}"}),
+        sampler=sampler(),
+        id_generator=PresetIdGenerator(),
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -121,13 +124,25 @@ def current_trace_ids() -> tuple[str, str] | None:
 
 
 def wrap_asgi(application: Any) -> Any:
-    """The ASGI app inside the server-span middleware (config/asgi.py, when enabled())."""
+    """The ASGI app inside the server-span middleware (config/asgi.py, when enabled()), which
+    only the requests the sampler keeps go through (core.sampled_asgi)."""
     setup(component="web")
+    from opentelemetry import trace
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
+    from core.sampled_asgi import SampledFirstMiddleware
+
     # No spans for each receive/send message of a request: one server span per request.
-    return OpenTelemetryMiddleware(
+    traced = OpenTelemetryMiddleware(
         application, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+    )
+    provider: Any = trace.get_tracer_provider()
+    return SampledFirstMiddleware(
+        application,
+        traced,
+        sampler=provider.sampler,
+        id_generator=provider.id_generator,
+        excluded_paths=frozenset(EXCLUDED_URLS.split(",")),
     )
 
 
