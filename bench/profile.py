@@ -17,6 +17,7 @@ PROFILE_ONLY=observability: only that group of targets (the file then holds only
 
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,7 +171,8 @@ def profile(
     stack.log(f"profile: {name}")
     web.switch_web(config)
     stack.warm(path)
-    out = stack.ROOT / "build" / "profile.txt"
+    # Each target's raw stacks kept (build/profile-<name>.txt), for a look beyond the tables.
+    out = stack.ROOT / "build" / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.txt"
     out.parent.mkdir(exist_ok=True)
     load = subprocess.Popen(
         ["hey", "-c", str(c), "-z", f"{SECONDS + 5}s", "-t", "30", stack.BASE + path],
