@@ -22,8 +22,10 @@ One trace per request:
 Spans leave through a BatchSpanProcessor: a background thread exports them over OTLP/HTTP
 (protobuf) to $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; a request never waits on the collector,
 and while it is down at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans wait, the rest are dropped.
-Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()). The
-SDK's other standard variables (headers, batch sizes) work as OpenTelemetry documents them.
+Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()); a web
+request the sampler drops is decided on before any of the above runs, and skips it all
+(core.sampled_asgi). The SDK's other standard variables (headers, batch sizes) work as
+OpenTelemetry documents them.
 """
 
 from typing import Any
