@@ -336,6 +336,8 @@ def main() -> int:
             (name, profile(name, app, path, c, env, spy)) for _, name, app, path, c, env in targets
         ]
     finally:
+        # The sink is in a compose profile, which `down` leaves running.
+        stack.compose("rm", "--stop", "--force", "otlp-sink", check=False)
         stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
     OUT.write_text(markdown(results) + "\n")
     stack.log(f"wrote {OUT}")
