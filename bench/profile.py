@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """`make profile`: where a web worker's CPU goes on the fan-out view (scenario 1's load, c=100),
 sampled with py-spy from the host, for the default ASGI handler and the ones it is measured
-against (bench/django/bench_endpoints/asgi_variants.py). Writes docs/benchmarks/profile.md: per
-handler, the share of samples by package (where the time is spent, leaf frame) and the functions
-with the most samples.
+against (bench/django/bench_endpoints/asgi_variants.py); and the product page in scenario 9's
+observability states (off, metrics only, metrics + tracing at the default sampler, every request
+traced). Writes docs/benchmarks/profile.md: per target, the share of samples by package (where
+the time is spent, leaf frame) and the functions with the most samples; per observability state,
+the CPU per request it adds to off, by package and by function.
 
 Uses `make bench`'s project, images and harness (bench/stack.py), and builds its web images.
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
 into build/py-spy from PyPI when missing. Bounded: PROFILE_SECONDS
-of sampling per target while hey runs for 5 s longer.
+of sampling per target while hey runs for 5 s longer. PROFILE_ONLY=handlers or
+PROFILE_ONLY=observability: only that group of targets (the file then holds only its tables).
 """
 # ruff: noqa: S603, S607
 
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,19 +28,28 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import hey, stack, web
+from bench.scenarios.observability import OBSERVABILITY
 
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "20"))
 RATE = 200  # samples per second per process: py-spy's overhead stays near 1% of a core
 FANOUT = "/bench/fanout/async"
 LIST = "/api/products"
-# (name, ASGI app, path, concurrency): the fan-out (scenario 1) under each handler, and the cached
-# product list (scenario 4, c=50 as there) under the default one.
-TARGETS = (
-    ("fan-out, default handler", web.BENCH_ASGI, FANOUT, 100),
-    ("fan-out, pooled with thread hops", web.BENCH_ASGI_HOPS, FANOUT, 100),
-    ("fan-out, stock Django handler", web.BENCH_ASGI_STOCK, FANOUT, 100),
-    ("cached list, default handler", web.BENCH_ASGI, LIST, 50),
+PRODUCT = "/api/products/1"
+# (group, name, ASGI app, path, concurrency, web's extra environment): the fan-out (scenario 1)
+# under each handler, and the cached product list (scenario 4, c=50 as there) under the default
+# one; then the product page (scenario 9, c=100) in each observability state, off first: the
+# others are compared with it.
+TARGETS: tuple[tuple[str, str, str, str, int, dict[str, str]], ...] = (
+    ("handlers", "fan-out, default handler", web.BENCH_ASGI, FANOUT, 100, {}),
+    ("handlers", "fan-out, pooled with thread hops", web.BENCH_ASGI_HOPS, FANOUT, 100, {}),
+    ("handlers", "fan-out, stock Django handler", web.BENCH_ASGI_STOCK, FANOUT, 100, {}),
+    ("handlers", "cached list, default handler", web.BENCH_ASGI, LIST, 50, {}),
+    *(
+        ("observability", f"product page, {state}", web.BENCH_ASGI, PRODUCT, 100, env)
+        for state, env in OBSERVABILITY.items()
+    ),
 )
+ONLY = os.environ.get("PROFILE_ONLY", "")
 # The package a leaf frame's file belongs to, first match wins.
 PACKAGES = (
     ("django/", "Django"),
@@ -48,6 +61,10 @@ PACKAGES = (
     ("multidict", "aiohttp (upstream client)"),
     ("yarl/", "aiohttp (upstream client)"),
     ("prometheus_client/", "prometheus_client"),
+    ("opentelemetry/", "OpenTelemetry"),
+    ("wrapt/", "OpenTelemetry"),  # the instrumentations' call wrappers
+    ("redis/", "Redis client"),
+    ("psycopg/", "psycopg"),
     ("concurrent/futures", "threads and executors"),
     ("threading.py", "threads and executors"),
     ("asyncio/", "asyncio / uvloop"),
@@ -70,6 +87,8 @@ THROUGH = (
     ("Redis client", ("redis/",)),
     ("django-ninja", ("ninja/",)),
     ("the app's own middleware", ("core/middleware.py", "runtime/middleware.py")),
+    ("recording metrics (prometheus_client)", ("prometheus_client/",)),
+    ("OpenTelemetry (spans, context, instrumentation)", ("opentelemetry/", "wrapt/")),
 )
 OUT = stack.OUT / "profile.md"
 
@@ -109,6 +128,17 @@ def package(frame: str) -> str:
     return "other (stdlib, C)"
 
 
+def short(frame: str) -> str:
+    """A frame as py-spy names it without --full-filenames, but keeping opentelemetry/ (and
+    the app's core/, runtime/...): the path from the package on."""
+    function, _, where = frame.partition(" (")
+    for prefix in ("site-packages/", "/lib/python3.13/", "/app/", "/opt/bench/"):
+        if prefix in where:
+            where = where.split(prefix, 1)[1]
+            break
+    return f"{function} ({where}" if where else function
+
+
 def summarise(collapsed: str) -> dict[str, Any]:
     by_package: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
@@ -119,9 +149,9 @@ def summarise(collapsed: str) -> dict[str, Any]:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        leaf = frames[-1]
+        leaf = short(frames[-1])
         total += int(count)
-        by_package[package(leaf)] += int(count)
+        by_package[package(frames[-1])] += int(count)
         by_function[leaf] += int(count)
         for name, needles in THROUGH:
             if any(needle in stack for needle in needles):
@@ -129,12 +159,20 @@ def summarise(collapsed: str) -> dict[str, Any]:
     return {"total": total, "packages": by_package, "functions": by_function, "through": through}
 
 
-def profile(name: str, app: str, path: str, c: int, spy: str) -> dict[str, Any]:
-    config = {**web.default_config(), "command": f"{web.GUNICORN} {app}"}
+def profile(
+    name: str, app: str, path: str, c: int, env: dict[str, str], spy: str
+) -> dict[str, Any]:
+    default = web.default_config()
+    config = {
+        **default,
+        "command": f"{web.GUNICORN} {app}",
+        "env": {**default.get("env", {}), **env},
+    }
     stack.log(f"profile: {name}")
     web.switch_web(config)
     stack.warm(path)
-    out = stack.ROOT / "build" / "profile.txt"
+    # Each target's raw stacks kept (build/profile-<name>.txt), for a look beyond the tables.
+    out = stack.ROOT / "build" / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.txt"
     out.parent.mkdir(exist_ok=True)
     load = subprocess.Popen(
         ["hey", "-c", str(c), "-z", f"{SECONDS + 5}s", "-t", "30", stack.BASE + path],
@@ -147,17 +185,78 @@ def profile(name: str, app: str, path: str, c: int, spy: str) -> dict[str, Any]:
         # threads would otherwise fill the samples).
         spy, "record", "--pid", str(master_pid()), "--subprocesses", "--nonblocking", "--gil",
         "--format", "raw", "--rate", str(RATE), "--duration", str(SECONDS), "--output", str(out),
+        # Whole paths: py-spy's short ones drop the opentelemetry/ of its namespace packages
+        # (its redis instrumentation reads as redis/__init__.py) and the app's /app/.
+        "--full-filenames",
     ]  # fmt: skip
     subprocess.run(record, capture_output=True, check=True, timeout=SECONDS + 60)
     stdout, _ = load.communicate(timeout=SECONDS + 120)
     summary = summarise(out.read_text())
     summary["load"] = hey.parse(stdout)
+    summary["path"], summary["c"] = path, c
     return summary
 
 
-def cpu_ms_per_request(summary: dict[str, Any]) -> float:
+def cpu_ms_per_request(summary: dict[str, Any], samples: int | None = None) -> float:
+    """Python CPU ms per answered request: of all the samples, or of this many of them."""
     answered = summary["load"].get("ok_rps", 0) * SECONDS
-    return 1000 * summary["total"] / RATE / answered if answered else 0.0
+    count = summary["total"] if samples is None else samples
+    return 1000 * count / RATE / answered if answered else 0.0
+
+
+def added(
+    off: dict[str, Any], state: dict[str, Any], key: str, top: int
+) -> list[tuple[str, float]]:
+    """What a state adds to off, in Python CPU us per request, by package or function (key):
+    the largest increases first."""
+    names = set(off[key]) | set(state[key])
+    deltas = {
+        name: 1000
+        * (
+            cpu_ms_per_request(state, state[key].get(name, 0))
+            - cpu_ms_per_request(off, off[key].get(name, 0))
+        )
+        for name in names
+    }
+    return sorted(deltas.items(), key=lambda item: -item[1])[:top]
+
+
+def observability_markdown(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Scenario 9's states on the product page: what each adds to off, per request."""
+    off_name, off = results[0]
+    lines = [
+        f'## Observability: what each state adds to "{off_name}"',
+        "",
+        f"`GET {off['path']}`, c={off['c']}, the states of docs/BENCHMARKS.md's section 9. Python "
+        "CPU per request (us) that each state spends more (+) or less (-) than off, by the leaf "
+        "frame's package; sampling noise is a few us per row.",
+        "",
+    ]
+    states = results[1:]
+    lines += ["| package | " + " | ".join(n for n, _ in states) + " |"]
+    lines.append("|---|" + "---|" * len(states))
+    packages = sorted(
+        {p for _, r in results for p in r["packages"]},
+        key=lambda p: -max(dict(added(off, r, "packages", 100)).get(p, 0.0) for _, r in states),
+    )
+    for pkg in packages:
+        cells = [f"{dict(added(off, r, 'packages', 100)).get(pkg, 0.0):+.0f}" for _, r in states]
+        lines.append(f"| {pkg} | " + " | ".join(cells) + " |")
+    total = [
+        f"**{1000 * (cpu_ms_per_request(r) - cpu_ms_per_request(off)):+.0f}**" for _, r in states
+    ]
+    lines += ["| **all** | " + " | ".join(total) + " |", ""]
+    for name, r in states:
+        lines += [
+            f"### Functions that gained most: {name} vs off",
+            "",
+            "| us per request | function |",
+            "|---|---|",
+        ]
+        for function, delta in added(off, r, "functions", 12):
+            lines.append(f"| {delta:+.0f} | `{function}` |")
+        lines.append("")
+    return lines
 
 
 def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
@@ -212,6 +311,9 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
             share = 100 * count / max(r["total"], 1)
             lines.append(f"| {count} | {share:.1f}% | `{function}` |")
         lines.append("")
+    observed = [(name, r) for name, r in results if r["path"] == PRODUCT]
+    if len(observed) > 1:
+        lines += observability_markdown(observed)
     return "\n".join(lines)
 
 
@@ -221,10 +323,21 @@ def main() -> int:
     try:
         # The Django images as make bench builds them (the cache makes this quick after it).
         stack.compose("build", "migrate", "web", timeout=1800)
-        stack.compose("up", "-d", "--wait", "--wait-timeout", "240", *stack.SERVICES)
+        targets = [t for t in TARGETS if ONLY in ("", t[0])]
+        # The collector the tracing states export to (it drops what it gets).
+        sink = (
+            ["otlp-sink"]
+            if any(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") for *_, env in targets)
+            else []
+        )
+        stack.compose("up", "-d", "--wait", "--wait-timeout", "240", *stack.SERVICES, *sink)
         stack.compose("exec", "-T", "web", "python3", "manage.py", "seed", "--orders", "1000")
-        results = [(name, profile(name, app, path, c, spy)) for name, app, path, c in TARGETS]
+        results = [
+            (name, profile(name, app, path, c, env, spy)) for _, name, app, path, c, env in targets
+        ]
     finally:
+        # The sink is in a compose profile, which `down` leaves running.
+        stack.compose("rm", "--stop", "--force", "otlp-sink", check=False)
         stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
     OUT.write_text(markdown(results) + "\n")
     stack.log(f"wrote {OUT}")

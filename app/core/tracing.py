@@ -22,8 +22,10 @@ One trace per request:
 Spans leave through a BatchSpanProcessor: a background thread exports them over OTLP/HTTP
 (protobuf) to $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; a request never waits on the collector,
 and while it is down at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans wait, the rest are dropped.
-Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()). The
-SDK's other standard variables (headers, batch sizes) work as OpenTelemetry documents them.
+Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()); a web
+request the sampler drops is decided on before any of the above runs, and skips it all
+(core.sampled_asgi). The SDK's other standard variables (headers, batch sizes) work as
+OpenTelemetry documents them.
 """
 
 from typing import Any
@@ -62,9 +64,12 @@ def setup(*, component: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from core import logging as json_logging
+    from core.sampled_asgi import PresetIdGenerator
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": f"djstack-{component}"}), sampler=sampler()
+        resource=Resource.create({"service.name": f"djstack-{component}"}),
+        sampler=sampler(),
+        id_generator=PresetIdGenerator(),
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -121,13 +126,25 @@ def current_trace_ids() -> tuple[str, str] | None:
 
 
 def wrap_asgi(application: Any) -> Any:
-    """The ASGI app inside the server-span middleware (config/asgi.py, when enabled())."""
+    """The ASGI app inside the server-span middleware (config/asgi.py, when enabled()), which
+    only the requests the sampler keeps go through (core.sampled_asgi)."""
     setup(component="web")
+    from opentelemetry import trace
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
+    from core.sampled_asgi import SampledFirstMiddleware
+
     # No spans for each receive/send message of a request: one server span per request.
-    return OpenTelemetryMiddleware(
+    traced = OpenTelemetryMiddleware(
         application, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+    )
+    provider: Any = trace.get_tracer_provider()
+    return SampledFirstMiddleware(
+        application,
+        traced,
+        sampler=provider.sampler,
+        id_generator=provider.id_generator,
+        excluded_paths=frozenset(EXCLUDED_URLS.split(",")),
     )
 
 

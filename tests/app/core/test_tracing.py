@@ -60,6 +60,8 @@ print(json.dumps({
     "status": status,
     "otel_modules": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
     "app": type(config.asgi.application.app).__module__,  # inside the lifespan wrapper
+    # The sampled requests' way (core.sampled_asgi), when tracing is on.
+    "traced": type(getattr(config.asgi.application.app, "traced", None)).__module__,
     "wsgi": type(config.wsgi.application).__module__,
     "middleware": settings.MIDDLEWARE[0],
     "line": json.loads(stream.getvalue().splitlines()[-1]),
@@ -99,7 +101,7 @@ def test_unset_endpoint_imports_nothing_of_tracing():
     assert seen["status"] == 200
     assert set(seen["otel_modules"]) <= modules_redis_imports()
     assert not [m for m in seen["otel_modules"] if m.startswith(TRACING_MODULES)]
-    assert not seen["app"].startswith("opentelemetry")
+    assert not seen["app"].startswith(("opentelemetry", "core.sampled_asgi"))
     assert not seen["wsgi"].startswith("opentelemetry")
     assert seen["middleware"] != "core.middleware.RouteSpanMiddleware"
     assert "trace_id" not in seen["line"]
@@ -117,7 +119,8 @@ def test_set_endpoint_traces_and_logs_the_trace_id():
     assert seen["status"] == 200
     for prefix in TRACING_MODULES:
         assert [m for m in seen["otel_modules"] if m.startswith(prefix)], prefix
-    assert seen["app"] == "opentelemetry.instrumentation.asgi"
+    assert seen["app"] == "core.sampled_asgi"
+    assert seen["traced"] == "opentelemetry.instrumentation.asgi"
     assert seen["wsgi"] == "opentelemetry.instrumentation.wsgi"
     assert seen["middleware"] == "core.middleware.RouteSpanMiddleware"
     trace_id, span_id = seen["ids"]
@@ -266,3 +269,109 @@ def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
     result = django_process("import django; django.setup()", env=env, drop=not_otel)
     assert result.returncode != 0
     assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr
+
+
+# An ASGI app wrapped as config.asgi wraps Django's, at the default sampler (a tenth of new
+# traces): what the app sees inside each request, and the server spans exported.
+SAMPLED_FIRST_SCRIPT = r"""
+import asyncio, json, sys
+import django
+django.setup()
+from asgiref.testing import ApplicationCommunicator
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from core import tracing
+
+seen = []
+
+async def inner(scope, receive, send):
+    span = trace.get_current_span()
+    with trace.get_tracer("test").start_as_current_span("child") as child:
+        child_recording = child.is_recording()
+    seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
+                 "recording": span.is_recording(), "child": child_recording,
+                 "instrumented": is_instrumentation_enabled()})
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+app = tracing.wrap_asgi(inner)
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+
+async def get(headers):
+    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
+             "query_string": b"", "scheme": "http", "headers": headers,
+             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+             "asgi": {"version": "3.0"}}
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(5)
+    await communicator.receive_output(5)
+    return start["status"]
+
+traceparent = sys.argv[1]
+statuses = [asyncio.run(get([(b"traceparent", traceparent.encode())]))]
+statuses += [asyncio.run(get([])) for _ in range(200)]
+print(json.dumps({
+    "statuses": sorted(set(statuses)),
+    "seen": seen,
+    "servers": [format(s.context.trace_id, "032x") for s in memory.get_finished_spans()
+                if s.kind == trace.SpanKind.SERVER],
+}))
+"""
+
+
+def sampled_first(traceparent: str) -> dict:
+    lines = django_script(
+        SAMPLED_FIRST_SCRIPT,
+        traceparent,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        },
+        drop=not_otel,
+    )
+    (line,) = [line for line in lines if line.startswith('{"statuses"')]
+    return json.loads(line)
+
+
+def under_a_tenth(trace_id: str) -> bool:
+    # What the ratio sampler keeps: the ID's low 64 bits under ratio * 2^64.
+    return int(trace_id, 16) & (2**64 - 1) < int(0.1 * 2**64)
+
+
+def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen = sampled_first(f"00-{trace_id}-00f067aa0ba902b7-00")  # the client did not sample
+    assert seen["statuses"] == [200]
+    client = seen["seen"][0]
+    # Log lines still carry the client's trace; no span is recorded, no instrumentation runs.
+    assert client == {
+        "trace_id": trace_id,
+        "recording": False,
+        "child": False,
+        "instrumented": False,
+    }
+    assert trace_id not in seen["servers"]
+    # New traces: each kept one is exported with the very trace ID the sampler kept, recorded
+    # and instrumented inside; each dropped one is neither. 200 at a tenth: never none kept.
+    new = seen["seen"][1:]
+    kept = [s for s in new if s["recording"]]
+    assert kept
+    assert sorted(s["trace_id"] for s in kept) == sorted(seen["servers"])
+    for s in new:
+        assert under_a_tenth(s["trace_id"]) is s["recording"] is s["child"] is s["instrumented"]
+
+
+def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen = sampled_first(f"00-{trace_id}-00f067aa0ba902b7-01")
+    assert seen["seen"][0] == {
+        "trace_id": trace_id,
+        "recording": True,
+        "child": True,
+        "instrumented": True,
+    }
+    assert trace_id in seen["servers"]

@@ -1,0 +1,95 @@
+"""The server span's sampling decision, taken before OpenTelemetry's ASGI middleware runs.
+
+OpenTelemetry's middleware does most of its per-request work (request attributes, the wrapped
+send, its own duration metrics) whether the span is sampled or not, and every SQL statement,
+Redis command and upstream call of the request then runs its instrumentation's wrapper only to
+find the span not recorded. At the default sampler nine requests in ten are not sampled. Here
+the sampler is asked first, with the trace ID the span would get:
+
+- sampled: the request goes through OpenTelemetry's middleware, whose span gets that same trace
+  ID (PresetIdGenerator), so the sampler decides alike and the trace is exactly as before;
+- not sampled: the request goes straight to Django inside a non-recording span with that trace
+  ID (log lines keep their trace_id), the parent's trace state kept, and the instrumentations
+  suppressed for its length: no SQL, Redis or upstream wrapper work. A Celery task it enqueues
+  still carries its unsampled trace context (the Celery instrumentation injects it regardless),
+  so the worker drops that trace as it did; upstream calls get no traceparent header.
+
+Imported by core.tracing only once tracing is on (it imports opentelemetry).
+"""
+
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.asgi import asgi_getter
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+# The trace ID the next new trace of this context starts with, when the decision was taken on it.
+_preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
+
+
+class PresetIdGenerator(RandomIdGenerator):
+    """Random IDs, except a new trace's where SampledFirstMiddleware decided on one."""
+
+    def generate_trace_id(self) -> int:
+        trace_id = _preset_trace_id.get()
+        if trace_id is None:
+            return super().generate_trace_id()
+        _preset_trace_id.set(None)  # once: the request's server span
+        return trace_id
+
+
+class SampledFirstMiddleware:
+    """ASGI: an unsampled HTTP request bypasses `traced` (OpenTelemetry's middleware around
+    `app`); a sampled one, a probe or a non-HTTP scope goes through it."""
+
+    def __init__(
+        self,
+        app: Any,
+        traced: Any,
+        *,
+        sampler: sampling.Sampler,
+        id_generator: PresetIdGenerator,
+        excluded_paths: frozenset[str],
+    ) -> None:
+        self.app = app
+        self.traced = traced
+        self.sampler = sampler
+        self.ids = id_generator
+        self.excluded_paths = excluded_paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.excluded_paths:
+            await self.traced(scope, receive, send)
+            return
+        parent = propagate.extract(scope, getter=asgi_getter)
+        parent_context = trace.get_current_span(parent).get_span_context()
+        new_trace = not parent_context.is_valid
+        trace_id = self.ids.generate_trace_id() if new_trace else parent_context.trace_id
+        decision = self.sampler.should_sample(
+            parent, trace_id, scope.get("method", "HTTP"), trace.SpanKind.SERVER
+        )
+        if decision.decision != sampling.Decision.DROP:
+            preset = _preset_trace_id.set(trace_id if new_trace else None)
+            try:
+                await self.traced(scope, receive, send)
+            finally:
+                _preset_trace_id.reset(preset)
+            return
+        span = trace.NonRecordingSpan(
+            trace.SpanContext(
+                trace_id,
+                self.ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+                trace_state=decision.trace_state,
+            )
+        )
+        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            with suppress_instrumentation():
+                await self.app(scope, receive, send)
+        finally:
+            context.detach(token)
