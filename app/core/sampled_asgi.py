@@ -12,7 +12,8 @@ the sampler is asked first, with the trace ID the span would get:
   ID (log lines keep their trace_id), the parent's trace state kept, and the instrumentations
   suppressed for its length: no SQL, Redis or upstream wrapper work. A Celery task it enqueues
   still carries its unsampled trace context (the Celery instrumentation injects it regardless),
-  so the worker drops that trace as it did; upstream calls get no traceparent header.
+  so the worker drops that trace as it did, and so do its upstream calls
+  (core.tracing.upstream_trace_configs sends their traceparent).
 
 Imported by core.tracing only once tracing is on (it imports opentelemetry).
 """

@@ -148,6 +148,26 @@ def wrap_asgi(application: Any) -> Any:
     )
 
 
+def upstream_trace_configs() -> list[Any]:
+    """aiohttp trace configs for an upstream session (shop.upstream): every call carries its
+    request's trace in `traceparent`. aiohttp's instrumentation sends it for a sampled request;
+    inside a request the sampler dropped it is suppressed (core.sampled_asgi), and this sends the
+    dropped span's context (flags 00): the upstream logs the same trace ID and, parent-based,
+    drops it too. Empty when tracing is off."""
+    if not enabled():
+        return []
+    import aiohttp
+    from opentelemetry import propagate
+
+    async def on_request_start(session: Any, context: Any, params: Any) -> None:
+        if "traceparent" not in params.headers:  # else the instrumentation's span's, kept
+            propagate.inject(params.headers)
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_request_start)
+    return [config]
+
+
 def wrap_wsgi(application: Any) -> Any:
     """The WSGI app (sync and gthread profiles) inside the server-span middleware."""
     setup(component="web")

@@ -20,6 +20,7 @@ import aiohttp
 from django.conf import settings
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from core import tracing
 from core.aio import PerLoop
 from core.schemas import MAX_BIGINT, Money, json_integer
 
@@ -52,7 +53,12 @@ def _session() -> aiohttp.ClientSession:
         # Reuse idle connections for 30s, below the upstream server's own keep-alive timeout.
         keepalive_timeout=30,
     )
-    return aiohttp.ClientSession(connector=connector, raise_for_status=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        raise_for_status=False,
+        # An unsampled request's calls still carry its trace (core.tracing says how).
+        trace_configs=tracing.upstream_trace_configs(),
+    )
 
 
 async def _close(session: aiohttp.ClientSession) -> None:

@@ -8,6 +8,7 @@ instrumentation or propagator. Each case runs in a fresh interpreter: whether a 
 imported is a fact of the process."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -283,16 +284,37 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from core import tracing
+import aiohttp, http.server, threading
 
 seen = []
+upstream_saw = []
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        upstream_saw.append(self.headers.get("traceparent"))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+upstream_url = f"http://127.0.0.1:{server.server_port}/"
 
 async def inner(scope, receive, send):
     span = trace.get_current_span()
     with trace.get_tracer("test").start_as_current_span("child") as child:
         child_recording = child.is_recording()
+    # A session as an upstream client makes it (shop.upstream), after tracing's setup.
+    async with aiohttp.ClientSession(trace_configs=tracing.upstream_trace_configs()) as session:
+        async with session.get(upstream_url) as response:
+            await response.read()
     seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
                  "recording": span.is_recording(), "child": child_recording,
-                 "instrumented": is_instrumentation_enabled()})
+                 "instrumented": is_instrumentation_enabled(),
+                 "upstream_traceparent": upstream_saw[-1]})
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -348,12 +370,16 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     assert seen["statuses"] == [200]
     client = seen["seen"][0]
     # Log lines still carry the client's trace; no span is recorded, no instrumentation runs.
+    upstream = client.pop("upstream_traceparent")
     assert client == {
         "trace_id": trace_id,
         "recording": False,
         "child": False,
         "instrumented": False,
     }
+    # The upstream call still carries the trace, unsampled, so the upstream drops it too.
+    assert upstream.startswith(f"00-{trace_id}-")
+    assert not int(upstream[-2:], 16) & 1  # not sampled
     assert trace_id not in seen["servers"]
     # New traces: each kept one is exported with the very trace ID the sampler kept, recorded
     # and instrumented inside; each dropped one is neither. 200 at a tenth: never none kept.
@@ -363,6 +389,13 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     assert sorted(s["trace_id"] for s in kept) == sorted(seen["servers"])
     for s in new:
         assert under_a_tenth(s["trace_id"]) is s["recording"] is s["child"] is s["instrumented"]
+        # Every upstream call carries its request's trace, with the sampled flag as decided.
+        match = re.fullmatch(
+            r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})", s["upstream_traceparent"]
+        )
+        assert match is not None
+        assert match[1] == s["trace_id"]
+        assert bool(int(match[2], 16) & 1) is s["recording"]
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
@@ -373,5 +406,7 @@ def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
         "recording": True,
         "child": True,
         "instrumented": True,
+        "upstream_traceparent": seen["seen"][0]["upstream_traceparent"],
     }
+    assert seen["seen"][0]["upstream_traceparent"].startswith(f"00-{trace_id}-")
     assert trace_id in seen["servers"]
