@@ -2,8 +2,10 @@
 page is stored with, and the invalidation product writes call (shop/services.py)."""
 
 import logging
+import math
+import threading
 import time
-from time import perf_counter
+from time import monotonic, perf_counter
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,26 +33,98 @@ _RENDERER = JSONRenderer()
 CONTENT_TYPE = f"{_RENDERER.media_type}; charset={_RENDERER.charset}"
 
 
+# KEYS: the version, the write mark; ARGV: a fresh version (the clock), the mark's TTL. Marks,
+# then bumps: a version that is missing or not a whole number (evicted, overwritten by hand) is
+# replaced by the clock's, which no page was stored with.
+_BUMP = """
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
+local held = redis.call('GET', KEYS[1])
+if held and string.match(held, '^%d+$') then
+  local bumped = redis.pcall('INCR', KEYS[1])
+  if type(bumped) == 'number' then return bumped end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
+"""
+# A bump lost to a Redis failure is retried this often, for as long as a page stored before it
+# may live (the cache's TTL): until then those pages would be answered for the old rows.
+RETRY_SECONDS = 0.5
+_retry_lock = threading.Lock()
+_retry_pending = False
+_retrier: threading.Thread | None = None
+
+
 def product_list_invalidate() -> None:
     """Every cached product page is stored with the version: bumping it makes them all stale
-    at once."""
-    # Marked before the bump: whoever reads the new version also finds the mark.
-    cache.set(PRODUCTS_WRITTEN_KEY, 1, timeout=settings.READ_YOUR_WRITES_SECONDS)
+    at once. Runs after the write committed, so it never raises: a failed bump is retried in
+    the background (_retry_run) until it lands or every page stored before it has expired."""
+    if not _bump():
+        _retry_later()
+
+
+def _bump(*, retry: bool = False) -> bool:
     try:
-        cache.incr(PRODUCTS_VERSION_KEY)
-    except ValueError:  # evicted (or never set): a value no page was stored with
-        cache.set(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)
+        client = get_redis_connection("default")
+        client.eval(
+            _BUMP,
+            2,
+            cache.make_key(PRODUCTS_VERSION_KEY),
+            cache.make_key(PRODUCTS_WRITTEN_KEY),
+            time.time_ns(),
+            settings.READ_YOUR_WRITES_SECONDS,
+        )
+    except Exception:
+        if not retry:  # once per failure, not every RETRY_SECONDS
+            log.warning("product list not invalidated yet; Redis unavailable", exc_info=True)
+        return False
+    return True
 
 
-def products_version() -> int:
-    """The version a product page is stored with. Missing (evicted, a new Redis), it starts
+def _retry_later() -> None:
+    global _retry_pending, _retrier
+    with _retry_lock:
+        _retry_pending = True
+        if _retrier is None:
+            _retrier = threading.Thread(target=_retry_run, name="products-invalidate", daemon=True)
+            _retrier.start()
+
+
+def _retry_run() -> None:
+    global _retry_pending, _retrier
+    ttl = cache.default_timeout  # None: pages never expire, so neither does the retry
+    deadline = monotonic() + (math.inf if ttl is None else ttl)
+    while monotonic() < deadline:
+        time.sleep(RETRY_SECONDS)
+        with _retry_lock:
+            _retry_pending = False
+        landed = _bump(retry=True)
+        with _retry_lock:
+            if landed and not _retry_pending:
+                _retrier = None
+                log.info("product list invalidated after a Redis failure")
+                return
+            _retry_pending = True
+    with _retry_lock:
+        _retrier = None
+    log.error("product list never invalidated; its pages expired with the cache's TTL instead")
+
+
+def products_version() -> int | None:
+    """The version a product page is stored with; None when Redis cannot say (the page is
+    then not stored). Missing (evicted, a new Redis) or not a whole number, it starts again
     from the clock in nanoseconds: far above any count of bumps since the last start, so no
     page stored with an earlier version is ever answered again."""
-    version = cache.get(PRODUCTS_VERSION_KEY)
-    if version is None:
-        cache.add(PRODUCTS_VERSION_KEY, time.time_ns(), timeout=None)  # the first writer wins
-        version = cache.get(PRODUCTS_VERSION_KEY, time.time_ns())
-    return int(version)
+    key = cache.make_key(PRODUCTS_VERSION_KEY)
+    try:
+        client = get_redis_connection("default")
+        held = client.get(key)
+        if held is None or not held.isdigit():
+            client.set(key, time.time_ns(), nx=held is None)  # the first writer wins
+            held = client.get(key)
+    except Exception:
+        log.warning("product list version unread; Redis unavailable", exc_info=True)
+        return None
+    return int(held) if held is not None and held.isdigit() else None
 
 
 def product_page_key(*, hot: bool | None, page: int, page_size: int) -> str:
@@ -73,28 +147,33 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     try:
         async with clients.use() as client:
             version, stored = await client.mget(cache.make_key(PRODUCTS_VERSION_KEY), key)
+        failed = False
     except Exception:
         log.warning("product page read from Redis failed", exc_info=True)
         version = stored = None
+        failed = True
     observe_cache("get_many", perf_counter() - start)
     if isinstance(version, bytes) and isinstance(stored, bytes):
-        stored_version, _, body = stored.partition(b"\n")
-        if stored_version == version:
+        stored_version, separator, body = stored.partition(b"\n")
+        if separator and stored_version == version:
             count_cache_get(hit=True)
             return body
     count_cache_get(hit=False)
-    # The request's thread: the ORM is sync (core.db's read and its replica fallback).
-    return await sync_to_async(_page_fill)(key=key, page=page, page_size=page_size, hot=hot)
+    # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
+    # that just failed is not asked again: each call would wait out its own timeout.
+    return await sync_to_async(_page_fill)(
+        key=key, page=page, page_size=page_size, hot=hot, use_cache=not failed
+    )
 
 
-def _page_fill(*, key: str, page: int, page_size: int, hot: bool | None) -> bytes:
+def _page_fill(*, key: str, page: int, page_size: int, hot: bool | None, use_cache: bool) -> bytes:
     """Renders the page and stores it with the version read before its query: a write that
     commits meanwhile bumps the version, so the page is stale at once rather than for its TTL.
     A page missed soon after a write is read from the primary: a lagging replica would store
     the old rows with the new version."""
-    version = products_version()
+    version = products_version() if use_cache else None
     rows = selectors.product_list(
-        page=page, page_size=page_size, hot=hot, from_primary=bool(cache.get(PRODUCTS_WRITTEN_KEY))
+        page=page, page_size=page_size, hot=hot, from_primary=version is not None and _written()
     )
     rendered: str = _RENDERER.render(
         None,  # type: ignore[arg-type]  # JSONRenderer never reads the request
@@ -102,10 +181,21 @@ def _page_fill(*, key: str, page: int, page_size: int, hot: bool | None) -> byte
         response_status=200,
     )
     body = rendered.encode()
+    if version is None:
+        return body
     start = perf_counter()
     try:
         get_redis_connection("default").set(key, b"%d\n" % version + body, ex=cache.default_timeout)
-    except Exception:  # as the cache's IGNORE_EXCEPTIONS: answered uncached
+    except Exception:  # answered uncached
         log.warning("product page not cached; Redis unavailable", exc_info=True)
     observe_cache("set", perf_counter() - start)
     return body
+
+
+def _written() -> bool:
+    """A product write happened in the last READ_YOUR_WRITES_SECONDS (unknown: no)."""
+    try:
+        return bool(get_redis_connection("default").exists(cache.make_key(PRODUCTS_WRITTEN_KEY)))
+    except Exception:
+        log.warning("product write mark unread; Redis unavailable", exc_info=True)
+        return False

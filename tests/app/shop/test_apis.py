@@ -2,6 +2,9 @@
 
 import asyncio
 import json
+import socket
+import threading
+import time
 
 import pytest
 from django.db import connections
@@ -215,6 +218,112 @@ def test_a_page_stored_with_another_version_is_a_miss(client, redis_settings, re
     stale = json.dumps({"items": [], "page": 1, "page_size": 10, "count": 0}).encode()
     redis_client.set(key, b"%d\n" % (products_version() - 1) + stale)
     assert client.get("/api/products?page_size=10").json()["items"][0]["id"] == product.pk
+
+
+@pytest.mark.parametrize("garbage", [b"abc", b"1.5", b"-7", b"99999999999999999999"])
+def test_a_version_that_is_not_a_whole_number_is_replaced(
+    client, staff, redis_settings, redis_client, garbage
+):
+    # Written by hand or by another program: reads and the write after its commit still
+    # answer, and the write is on the next read.
+    from django.core.cache import cache
+
+    from shop.cache import PRODUCTS_VERSION_KEY
+
+    product = ProductFactory(name="Old name")
+    assert client.get("/api/products").json()["items"][0]["name"] == "Old name"
+    redis_client.set(cache.make_key(PRODUCTS_VERSION_KEY), garbage)
+    assert client.get("/api/products").status_code == 200
+    redis_client.set(cache.make_key(PRODUCTS_VERSION_KEY), garbage)
+    assert rename(client, staff, product.pk, "New name").status_code == 200
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+    assert redis_client.get(cache.make_key(PRODUCTS_VERSION_KEY)).isdigit()
+
+
+def test_an_invalidation_lost_to_a_redis_stall_lands_once_redis_answers(
+    client, staff, redis_settings, redis_cache_container
+):
+    # Redis busy past the client's timeout while the write commits: the bump fails after the
+    # commit, the write is still answered, and the bump is retried until it lands; pages cached
+    # before the write are not answered for the rest of their TTL.
+    import redis as redis_py
+
+    from tests.app.conftest import REDIS_CACHE_PASSWORD, _address
+
+    product = ProductFactory(name="Old name")
+    assert client.get("/api/products").json()["items"][0]["name"] == "Old name"
+    host, port = _address(redis_cache_container)
+    staller = redis_py.Redis(host=host, port=port, password=REDIS_CACHE_PASSWORD)
+    busy = (
+        "local e = tonumber(redis.call('TIME')[1]) + 3 "
+        "while tonumber(redis.call('TIME')[1]) < e do end return 1"
+    )
+    stall = threading.Thread(target=lambda: staller.eval(busy, 0))
+    stall.start()
+    try:
+        time.sleep(0.5)  # the script holds Redis
+        assert rename(client, staff, product.pk, "New name").status_code == 200
+    finally:
+        stall.join(timeout=30)
+        staller.close()
+    deadline = time.monotonic() + 10
+    while client.get("/api/products").json()["items"][0]["name"] != "New name":
+        assert time.monotonic() < deadline, "the lost bump never landed"
+        time.sleep(0.2)
+
+
+def test_a_page_value_without_its_separator_is_a_miss(client, redis_settings, redis_client):
+    from shop.cache import product_page_key, products_version
+
+    ProductFactory(name="Lamp")
+    key = product_page_key(hot=None, page=1, page_size=10)
+    redis_client.set(key, b"%d" % products_version())
+    assert client.get("/api/products?page_size=10").json()["items"][0]["name"] == "Lamp"
+
+
+class Blackhole:
+    """A TCP server that accepts and never answers: a hung Redis. Counts its connections."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.server.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_hung_cache_costs_the_list_one_wait_not_one_per_call(client, settings):
+    # The hit's read waits out its timeout once; the fill then asks Redis nothing more (no
+    # version, mark or store), each of which would wait its own timeout again.
+    hole = Blackhole()
+    try:
+        settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", hole.port
+        settings.CACHES = {
+            **settings.CACHES,
+            "default": {
+                **settings.CACHES["default"],
+                "LOCATION": f"redis://127.0.0.1:{hole.port}/2",
+            },
+        }
+        ProductFactory(name="Lamp")
+        response = client.get("/api/products")
+        assert response.status_code == 200
+        assert response.json()["items"][0]["name"] == "Lamp"
+        # The hit's MGET, and core.db's replica-down mark, which every replica read checks.
+        assert len(hole.accepted) == 2
+    finally:
+        hole.close()
 
 
 def test_the_list_is_answered_from_the_database_while_the_cache_is_down(client, settings):
