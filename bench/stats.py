@@ -36,6 +36,12 @@ def group(
     return groups
 
 
+def rps_cell(combined: dict[str, Any]) -> str:
+    """A table cell: the combined ok req/s in bold, then each run's in brackets."""
+    each = ", ".join(num(v, 0) for v in combined["rps_each"])
+    return f"**{num(combined['rps'], 0)}** ({each})"
+
+
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Repeated runs of one configuration: median throughput and percentiles, summed counts."""
 

@@ -4,7 +4,18 @@ scenario 1's rounds."""
 from typing import Any
 
 from bench import stack
-from bench.stats import combine, errors_text, group, load_text, ms, num, opening, pct, ratio, table
+from bench.stats import (
+    combine,
+    errors_text,
+    group,
+    load_text,
+    ms,
+    opening,
+    pct,
+    ratio,
+    rps_cell,
+    table,
+)
 
 CEILING_SECONDS = 4 if stack.QUICK else 10
 
@@ -48,9 +59,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             [
                 label,
                 load_text(runs[0]),
-                f"**{num(combined['rps'], 0)}** ("
-                + ", ".join(num(v, 0) for v in combined["rps_each"])
-                + ")",
+                rps_cell(combined),
                 ms(combined["p50_s"]),
                 ms(combined["p99_s"]),
                 errors_text(combined),

@@ -5,7 +5,7 @@ from typing import Any
 
 from bench import claims, stack, web
 from bench.scenarios import fanout
-from bench.stats import combine, errors_text, group, ms, num, opening, pct, ratio, table
+from bench.stats import combine, errors_text, group, ms, num, opening, pct, ratio, rps_cell, table
 
 STEP = "http_client"
 # Scenario 2's runs: the httpx clients manage ~90 req/s, so quick mode sends fewer.
@@ -87,9 +87,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             [
                 label,
                 "-" if claim is None else claimed_rps(label),
-                f"**{num(combined['rps'], 0)}** ("
-                + ", ".join(num(v, 0) for v in combined["rps_each"])
-                + ")",
+                rps_cell(combined),
                 pct(ratio(combined["rps"], claim and claim.value)),
                 ms(combined["mean_s"]),
                 ms(combined["p50_s"]),

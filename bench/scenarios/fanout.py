@@ -8,7 +8,7 @@ from typing import Any
 
 from bench import claims, stack, web
 from bench.scenarios import cached_list, detail
-from bench.stats import combine, errors_text, group, load_text, ms, num, pct, ratio, table
+from bench.stats import combine, errors_text, group, load_text, ms, num, pct, ratio, rps_cell, table
 
 STEP = "web_configs"
 
@@ -198,13 +198,12 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         achieved = ratio(combined["rps"], load_limit)
         raw = groups.get((f"raw ASGI ({default})", label))
         of_ceiling = ratio(combined["rps"], combine(raw)["rps"]) if raw else None
-        each = ", ".join(num(v, 0) for v in combined["rps_each"])
         rows.append(
             [
                 config,
                 load_text(runs[0]),
                 seed_claim(config, label, default),
-                f"**{num(combined['rps'], 0)}** ({each})",
+                rps_cell(combined),
                 ms(combined["mean_s"]),
                 ms(combined["p50_s"]),
                 ms(combined["p95_s"]),
@@ -336,9 +335,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
                         endpoint,
                         f"**{config}** (default)" if config == default else config,
                         load_text(runs[0]),
-                        f"**{num(combined['rps'], 0)}** ("
-                        + ", ".join(num(v, 0) for v in combined["rps_each"])
-                        + ")",
+                        rps_cell(combined),
                         ms(combined["p50_s"]),
                         ms(combined["p95_s"]),
                         ms(combined["p99_s"]),

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench import claims, incontainer, stack, web
 from bench.order_load import OrderLoad
-from bench.stats import combine, errors_text, group, ms, num, opening, table
+from bench.stats import combine, errors_text, group, ms, opening, rps_cell, table
 
 STEP = "orders"
 CLIENTS = 10
@@ -134,9 +134,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             [
                 label,
                 f"c={data['clients']}, {data['seconds']} s",
-                f"**{num(combined['rps'], 0)}** ("
-                + ", ".join(num(v, 0) for v in combined["rps_each"])
-                + ")",
+                rps_cell(combined),
                 ms(combined["mean_s"]),
                 f"**{ms(combined['p50_s'])}**",
                 ms(combined["p95_s"]),

@@ -5,7 +5,19 @@ the advice runtime/config.py gives for each?"""
 from typing import Any
 
 from bench import claims, stack, web
-from bench.stats import combine, errors_text, group, load_text, ms, num, opening, pct, ratio, table
+from bench.stats import (
+    combine,
+    errors_text,
+    group,
+    load_text,
+    ms,
+    num,
+    opening,
+    pct,
+    ratio,
+    rps_cell,
+    table,
+)
 
 STEP = "profiles"
 
@@ -96,13 +108,12 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         for (config,), rs in per_config.items():
             c = combine(rs)
             single = combine(singles[(config,)]) if (config,) in singles else None
-            each = ", ".join(num(v, 0) for v in c["rps_each"])
             rows.append(
                 [
                     f"`{rs[0]['profile']}` ({config})",
                     ms(single["p50_s"]) if single else "-",
                     load_text(rs[0]),
-                    f"**{num(c['rps'], 0)}** ({each})",
+                    rps_cell(c),
                     ms(c["p50_s"]),
                     ms(c["p95_s"]),
                     ms(c["p99_s"]),
