@@ -2,7 +2,7 @@
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +50,15 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     return {"in_recovery": bool(row and row[0])}
 
 
-def _replica_check(alias: str) -> dict[str, Any]:
-    # The read path's own view (core.db), no I/O: a replica that answers yet is not a streaming
-    # standby of this primary, lags past the bound, cannot be reached or whose check stalls
-    # serves no read and so is not ok here either.
+def _replica_check(alias: str, reached: "Future[dict[str, Any]]", timeout: float) -> dict[str, Any]:
+    # The read path's own view (core.db): a replica that answers yet is not a streaming standby
+    # of this primary, lags past the bound, cannot be reached or whose check stalls serves no
+    # read and so is not ok here either. A view that says it serves is up to a check interval
+    # old, so the probe's own connection must reach it now too: PgBouncer stopped a moment ago
+    # fails the primary and the replica at once, and "ready" must not rest on the last check.
     health = replica_health_view(alias=alias)
     lag = health.lag_seconds
-    return {
+    check: dict[str, Any] = {
         "ok": health.serving,
         "serving": health.serving,
         "reason": health.reason,
@@ -64,6 +66,15 @@ def _replica_check(alias: str) -> dict[str, Any]:
         # reading kept: null, as for a lag not known.
         "lag_seconds": lag if lag is not None and math.isfinite(lag) else None,
     }
+    if not health.serving:
+        return check
+    if not reached.done():
+        error, reason = f"no answer within {timeout:g}s", "stalled"
+    elif (exc := reached.exception()) is not None:
+        error, reason = f"{type(exc).__name__}: {exc}".strip()[:300], "unreachable"
+    else:
+        return check
+    return {**check, "ok": False, "serving": False, "reason": reason, "error": error}
 
 
 def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[str, Any]:
@@ -86,7 +97,8 @@ def _redis_check(host: str, port: int, password: str, timeout: float) -> dict[st
 
 def readiness_get(*, timeout: float) -> Readiness:
     """Checks every dependency concurrently; each gets `timeout` seconds, the whole no more.
-    Each replica is this process's own check of it (started here if no read has yet)."""
+    Each replica is this process's own check of it (started here if no read has yet), and a
+    connection the probe makes now."""
     replica_checkers_start()
     probes: dict[str, Callable[[], dict[str, Any]]] = {
         "primary": lambda: _database_check(PRIMARY, timeout),
@@ -102,10 +114,12 @@ def readiness_get(*, timeout: float) -> Readiness:
             timeout,
         ),
     }
+    replicas = replica_aliases()
     # A pool per call: a probe stuck behind a dead server must not block the next probe.
-    pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readyz")
+    pool = ThreadPoolExecutor(max_workers=len(probes) + len(replicas), thread_name_prefix="readyz")
     futures = {name: pool.submit(fn) for name, fn in probes.items()}
-    wait(futures.values(), timeout=timeout)
+    reached = {alias: pool.submit(_database_check, alias, timeout) for alias in replicas}
+    wait([*futures.values(), *reached.values()], timeout=timeout)
     pool.shutdown(wait=False, cancel_futures=True)
 
     checks: dict[str, dict[str, Any]] = {}
@@ -116,12 +130,12 @@ def readiness_get(*, timeout: float) -> Readiness:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
         else:
             checks[name] = {"ok": True, **future.result()}
-    for alias in replica_aliases():
-        checks[alias] = _replica_check(alias)
+    for alias in replicas:
+        checks[alias] = _replica_check(alias, reached[alias], timeout)
     # Tell the other processes now, before a customer's request finds out the slow way: a
     # replica whose check reached it is up (whether it serves is each process's own check), one
     # that cannot be reached, or whose check stalls, is down.
-    for alias in replica_aliases():
+    for alias in replicas:
         if checks[alias]["reason"] in {"unreachable", "stalled"}:
             replica_mark_down(alias=alias)
         elif checks[alias]["reason"] != "unchecked":

@@ -1,8 +1,13 @@
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.cache import caches
 
+from core import db
+from core.db_router import PRIMARY, REPLICA
 from core.selectors import readiness_get
 
 
@@ -53,3 +58,50 @@ def test_a_redis_that_drops_the_connection_is_tried_once_and_reported(
     assert report.checks["redis"]["ok"] is False
     assert "no answer" not in report.checks["redis"]["error"]
     assert dropping_server.connections == 1
+
+
+def _replica_last_checked_serving(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """The replica's check found it serving a moment ago; the next one has not run yet (the
+    interval is long here, so that view stays fresh whatever the probe waits)."""
+    settings.REPLICA_CHECK_SECONDS = 30
+    serving = db.ReplicaHealth(True, "ok", 0.0, db.monotonic())
+    monkeypatch.setattr(db, "_health", {REPLICA: serving})
+
+
+@pytest.mark.django_db
+def test_a_replica_last_checked_serving_but_unreachable_now_is_not_ready(
+    settings, redis_settings, closed_port, monkeypatch
+):
+    # PgBouncer stopped a moment ago: the replica's check, up to an interval old, still says it
+    # serves; the probe reaches it now, as it does the primary, and says it does not.
+    _replica_last_checked_serving(monkeypatch, settings)
+    # Undone right after: DATABASES is one dict for the whole session.
+    with monkeypatch.context() as patch:
+        patch.setitem(django_settings.DATABASES[REPLICA], "PORT", closed_port)
+        patch.setitem(django_settings.DATABASES[REPLICA], "HOST", "127.0.0.1")
+        check = readiness_get(timeout=3).checks[REPLICA]
+        # With the primary unreachable too, nothing can be served: the pod is not ready.
+        patch.setitem(django_settings.DATABASES[PRIMARY], "PORT", closed_port)
+        patch.setitem(django_settings.DATABASES[PRIMARY], "HOST", "127.0.0.1")
+        ready = readiness_get(timeout=3).ready
+    assert (check["ok"], check["serving"], check["reason"]) == (False, False, "unreachable")
+    assert "error" in check
+    assert ready is False
+    # Marked down for the other processes, as an unreachable check is.
+    assert caches["default"].get(db.replica_down_key(REPLICA))
+    db.replica_mark_up(alias=REPLICA)
+
+
+@pytest.mark.django_db
+def test_a_replica_last_checked_serving_that_does_not_answer_the_probe_is_stalled(
+    settings, redis_settings, silent_server, monkeypatch
+):
+    _replica_last_checked_serving(monkeypatch, settings)
+    with monkeypatch.context() as patch:
+        patch.setitem(django_settings.DATABASES[REPLICA], "PORT", silent_server)
+        patch.setitem(django_settings.DATABASES[REPLICA], "HOST", "127.0.0.1")
+        check = readiness_get(timeout=1).checks[REPLICA]
+    assert (check["ok"], check["serving"], check["reason"]) == (False, False, "stalled")
+    assert "no answer" in check["error"]
+    assert caches["default"].get(db.replica_down_key(REPLICA))
+    db.replica_mark_up(alias=REPLICA)
