@@ -68,6 +68,20 @@ def _replica_last_checked_serving(monkeypatch: pytest.MonkeyPatch, settings: Any
     monkeypatch.setattr(db, "_health", {REPLICA: serving})
 
 
+def _at_local_port(patch: pytest.MonkeyPatch, alias: str, port: int) -> None:
+    # In a monkeypatch.context(), undone right after: DATABASES is one dict for the session.
+    patch.setitem(django_settings.DATABASES[alias], "PORT", port)
+    patch.setitem(django_settings.DATABASES[alias], "HOST", "127.0.0.1")
+
+
+def _probed_down(check: dict[str, Any], reason: str) -> None:
+    assert (check["ok"], check["serving"], check["reason"]) == (False, False, reason)
+    assert check["error"]
+    # Marked down for the other processes, as a check that cannot reach it marks it.
+    assert caches["default"].get(db.replica_down_key(REPLICA))
+    db.replica_mark_up(alias=REPLICA)
+
+
 @pytest.mark.django_db
 def test_a_replica_last_checked_serving_but_unreachable_now_is_not_ready(
     settings, redis_settings, closed_port, monkeypatch
@@ -75,21 +89,14 @@ def test_a_replica_last_checked_serving_but_unreachable_now_is_not_ready(
     # PgBouncer stopped a moment ago: the replica's check, up to an interval old, still says it
     # serves; the probe reaches it now, as it does the primary, and says it does not.
     _replica_last_checked_serving(monkeypatch, settings)
-    # Undone right after: DATABASES is one dict for the whole session.
     with monkeypatch.context() as patch:
-        patch.setitem(django_settings.DATABASES[REPLICA], "PORT", closed_port)
-        patch.setitem(django_settings.DATABASES[REPLICA], "HOST", "127.0.0.1")
+        _at_local_port(patch, REPLICA, closed_port)
         check = readiness_get(timeout=3).checks[REPLICA]
         # With the primary unreachable too, nothing can be served: the pod is not ready.
-        patch.setitem(django_settings.DATABASES[PRIMARY], "PORT", closed_port)
-        patch.setitem(django_settings.DATABASES[PRIMARY], "HOST", "127.0.0.1")
+        _at_local_port(patch, PRIMARY, closed_port)
         ready = readiness_get(timeout=3).ready
-    assert (check["ok"], check["serving"], check["reason"]) == (False, False, "unreachable")
-    assert "error" in check
     assert ready is False
-    # Marked down for the other processes, as an unreachable check is.
-    assert caches["default"].get(db.replica_down_key(REPLICA))
-    db.replica_mark_up(alias=REPLICA)
+    _probed_down(check, "unreachable")
 
 
 @pytest.mark.django_db
@@ -98,10 +105,7 @@ def test_a_replica_last_checked_serving_that_does_not_answer_the_probe_is_stalle
 ):
     _replica_last_checked_serving(monkeypatch, settings)
     with monkeypatch.context() as patch:
-        patch.setitem(django_settings.DATABASES[REPLICA], "PORT", silent_server)
-        patch.setitem(django_settings.DATABASES[REPLICA], "HOST", "127.0.0.1")
+        _at_local_port(patch, REPLICA, silent_server)
         check = readiness_get(timeout=1).checks[REPLICA]
-    assert (check["ok"], check["serving"], check["reason"]) == (False, False, "stalled")
     assert "no answer" in check["error"]
-    assert caches["default"].get(db.replica_down_key(REPLICA))
-    db.replica_mark_up(alias=REPLICA)
+    _probed_down(check, "stalled")
