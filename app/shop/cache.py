@@ -137,8 +137,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     """A page of the catalogue as GET /api/products answers it: the JSON bytes, cached in Redis
     until the TTL or the next product write.
 
-    A hit is one round trip on the event loop (the version and the page in one MGET) and the
-    stored bytes as they are: no thread, model, validation or rendering. A page stored with
+    A hit is one round trip on the event loop (the version, the page and the write mark in one
+    MGET) and the stored bytes as they are: no thread, model, validation or rendering; a miss
+    adds the query and one SET. A page stored with
     another version than the current one is a miss. Redis failing or slow (SHOP_REDIS_TIMEOUT)
     is a miss too: the database answers.
     """
@@ -146,11 +147,15 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     start = perf_counter()
     try:
         async with clients.use() as client:
-            version, stored = await client.mget(cache.make_key(PRODUCTS_VERSION_KEY), key)
+            # The write mark rides along: a miss then needs no round trip of its own to choose
+            # the database, and reads it in the same instant as the version.
+            version, stored, written = await client.mget(
+                cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
+            )
         failed = False
     except Exception:
         log.warning("product page read from Redis failed", exc_info=True)
-        version = stored = None
+        version = stored = written = None
         failed = True
     observe_cache("get_many", perf_counter() - start)
     if isinstance(version, bytes) and isinstance(stored, bytes):
@@ -162,18 +167,35 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
     # that just failed is not asked again: each call would wait out its own timeout.
     return await sync_to_async(_page_fill)(
-        key=key, page=page, page_size=page_size, hot=hot, use_cache=not failed
+        key=key,
+        page=page,
+        page_size=page_size,
+        hot=hot,
+        held=version if isinstance(version, bytes) else None,
+        written=written is not None,
+        use_cache=not failed,
     )
 
 
-def _page_fill(*, key: str, page: int, page_size: int, hot: bool | None, use_cache: bool) -> bytes:
-    """Renders the page and stores it with the version read before its query: a write that
-    commits meanwhile bumps the version, so the page is stale at once rather than for its TTL.
-    A page missed soon after a write is read from the primary: a lagging replica would store
-    the old rows with the new version."""
-    version = products_version() if use_cache else None
+def _page_fill(
+    *,
+    key: str,
+    page: int,
+    page_size: int,
+    hot: bool | None,
+    held: bytes | None,
+    written: bool,
+    use_cache: bool,
+) -> bytes:
+    """Renders the page and stores it with the version read before its query (`held`, from
+    the read's MGET): a write that commits meanwhile bumps the version, so the page is stale
+    at once rather than for its TTL. A page missed soon after a write (`written`) is read from
+    the primary: a lagging replica would store the old rows with the new version."""
+    version: int | None = None
+    if use_cache:
+        version = int(held) if held is not None and held.isdigit() else products_version()
     rows = selectors.product_list(
-        page=page, page_size=page_size, hot=hot, from_primary=version is not None and _written()
+        page=page, page_size=page_size, hot=hot, from_primary=version is not None and written
     )
     rendered: str = _RENDERER.render(
         None,  # type: ignore[arg-type]  # JSONRenderer never reads the request
@@ -190,12 +212,3 @@ def _page_fill(*, key: str, page: int, page_size: int, hot: bool | None, use_cac
         log.warning("product page not cached; Redis unavailable", exc_info=True)
     observe_cache("set", perf_counter() - start)
     return body
-
-
-def _written() -> bool:
-    """A product write happened in the last READ_YOUR_WRITES_SECONDS (unknown: no)."""
-    try:
-        return bool(get_redis_connection("default").exists(cache.make_key(PRODUCTS_WRITTEN_KEY)))
-    except Exception:
-        log.warning("product write mark unread; Redis unavailable", exc_info=True)
-        return False

@@ -208,6 +208,32 @@ def test_a_hit_is_one_round_trip_and_nothing_else(redis_settings, redis_client):
     assert json.loads(hit)["count"] == 3
 
 
+def test_a_miss_is_its_read_and_one_store(redis_settings, redis_client):
+    # The version and the write mark come with the read's MGET: the fill neither reads them
+    # again nor asks whether a write happened, it only stores the page.
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from core.aio import loop_clients_close
+
+    ProductFactory.create_batch(3)
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int], bytes]:
+        client = AsyncClient()
+        await client.get("/api/products?page_size=20")  # the version starts here, once
+        before = _commands(redis_client)
+        miss = await client.get("/api/products?page_size=10")
+        after = _commands(redis_client)
+        await loop_clients_close()
+        await sync_to_async(connections.close_all)()
+        return before, after, miss.content
+
+    before, after, miss = asyncio.run(scenario())
+    spent = {name: n - before.get(name, 0) for name, n in after.items()}
+    assert {name: n for name, n in spent.items() if n and name != "info"} == {"mget": 1, "set": 1}
+    assert json.loads(miss)["count"] == 3
+
+
 def test_a_page_stored_with_another_version_is_a_miss(client, redis_settings, redis_client):
     # A filler that read the version before a write and stored after it leaves a page with the
     # old version: never answered, whatever its TTL.
