@@ -2,10 +2,8 @@
 page is stored with, and the invalidation product writes call (shop/services.py)."""
 
 import logging
-import math
-import threading
 import time
-from time import monotonic, perf_counter
+from time import perf_counter
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -14,6 +12,7 @@ from django_redis import get_redis_connection
 from ninja.renderers import JSONRenderer
 
 from core.metrics import count_cache_get, observe_cache
+from core.retry import RetryInBackground
 from shop import selectors
 from shop.redis import clients
 from shop.schemas import ProductPage
@@ -46,20 +45,14 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return tonumber(ARGV[1])
 """
-# A bump lost to a Redis failure is retried this often, for as long as a page stored before it
-# may live (the cache's TTL): until then those pages would be answered for the old rows.
-RETRY_SECONDS = 0.5
-_retry_lock = threading.Lock()
-_retry_pending = False
-_retrier: threading.Thread | None = None
 
 
 def product_list_invalidate() -> None:
     """Every cached product page is stored with the version: bumping it makes them all stale
     at once. Runs after the write committed, so it never raises: a failed bump is retried in
-    the background (_retry_run) until it lands or every page stored before it has expired."""
+    the background until it lands or every page stored before it has expired."""
     if not _bump():
-        _retry_later()
+        _invalidation.later()
 
 
 def _bump(*, retry: bool = False) -> bool:
@@ -74,39 +67,19 @@ def _bump(*, retry: bool = False) -> bool:
             settings.READ_YOUR_WRITES_SECONDS,
         )
     except Exception:
-        if not retry:  # once per failure, not every RETRY_SECONDS
+        if not retry:  # once per failure, not every retry
             log.warning("product list not invalidated yet; Redis unavailable", exc_info=True)
         return False
     return True
 
 
-def _retry_later() -> None:
-    global _retry_pending, _retrier
-    with _retry_lock:
-        _retry_pending = True
-        if _retrier is None:
-            _retrier = threading.Thread(target=_retry_run, name="products-invalidate", daemon=True)
-            _retrier.start()
-
-
-def _retry_run() -> None:
-    global _retry_pending, _retrier
-    ttl = cache.default_timeout  # None: pages never expire, so neither does the retry
-    deadline = monotonic() + (math.inf if ttl is None else ttl)
-    while monotonic() < deadline:
-        time.sleep(RETRY_SECONDS)
-        with _retry_lock:
-            _retry_pending = False
-        landed = _bump(retry=True)
-        with _retry_lock:
-            if landed and not _retry_pending:
-                _retrier = None
-                log.info("product list invalidated after a Redis failure")
-                return
-            _retry_pending = True
-    with _retry_lock:
-        _retrier = None
-    log.error("product list never invalidated; its pages expired with the cache's TTL instead")
+_invalidation = RetryInBackground(
+    "products-invalidate",
+    lambda: _bump(retry=True),
+    # As long as a page stored before the bump may live (None: pages never expire, nor does
+    # the retry).
+    within=lambda: cache.default_timeout,
+)
 
 
 def products_version() -> int | None:

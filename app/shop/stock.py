@@ -6,16 +6,19 @@ The copy lives in the cache instance (settings.CACHES["default"]): evicted, it i
 
 Staleness is bounded by STOCK_CACHE_TTL seconds. Each copy carries the row's stock_version
 (raised under the row lock with every change) and Redis keeps only the highest one, so hooks
-of concurrent transactions that run out of commit order never put an older count back. Every
-write sets the TTL, so a write lost to a Redis failure leaves the previous count, served at
-most STOCK_CACHE_TTL seconds after it was written; the page then reads the database row.
+of concurrent transactions that run out of commit order never put an older count back. A write
+lost to a Redis failure is retried in the background until it lands (core.retry), and every
+write sets the TTL, so the previous count is served at most until Redis answers again, and
+never past STOCK_CACHE_TTL seconds after it was written; the page then reads the database row.
 """
 
 import logging
+import threading
 
 from django.conf import settings
 from django_redis import get_redis_connection
 
+from core.retry import RetryInBackground
 from shop.redis import clients
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,14 @@ return 1
 
 
 def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
-    """Caches {product_id: (stock_version, stock)}, each only if newer than the copy held."""
+    """Caches {product_id: (stock_version, stock)}, each only if newer than the copy held.
+    Runs after the commit, so it never raises: a failed write is retried in the background."""
+    if not _write(stocks):
+        _pending_add(stocks)
+        _stock_retry.later()
+
+
+def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
     ttl_ms = int(settings.STOCK_CACHE_TTL * 1000)
     try:
         client = get_redis_connection("default")
@@ -48,7 +58,40 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
             script(keys=[_key(pid)], args=[version, n, ttl_ms], client=pipe)
         pipe.execute()
     except Exception:
-        log.warning("stock not cached; Redis unavailable", exc_info=True)
+        if not retry:  # once per failure, not every retry
+            log.warning("stock not cached yet; Redis unavailable", exc_info=True)
+        return False
+    return True
+
+
+# The counts whose write failed, newest version per product: a retry writes them all, and a
+# copy newer than one of them, written meanwhile, is kept (_SET_IF_NEWER).
+_pending: dict[int, tuple[int, int]] = {}
+_pending_lock = threading.Lock()
+
+
+def _pending_add(stocks: dict[int, tuple[int, int]]) -> None:
+    with _pending_lock:
+        for pid, (version, n) in stocks.items():
+            if pid not in _pending or _pending[pid][0] < version:
+                _pending[pid] = (version, n)
+
+
+def _pending_write() -> bool:
+    global _pending
+    with _pending_lock:
+        stocks, _pending = _pending, {}
+    if not stocks or _write(stocks, retry=True):
+        return True
+    _pending_add(stocks)
+    return False
+
+
+_stock_retry = RetryInBackground(
+    "stock-cache-set",
+    _pending_write,
+    within=lambda: settings.STOCK_CACHE_TTL,
+)
 
 
 async def stock_cache_get(*, product_id: int) -> int | None:

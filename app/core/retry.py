@@ -1,0 +1,81 @@
+"""Writes to Redis that run after a database commit, so they cannot fail the request that made
+them, yet must not be lost to a Redis failure: a cached copy they fix would be answered stale
+until it expired. Each is retried in the background until it lands, or until every copy it
+fixes has expired on its own (then there is nothing left to fix)."""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from time import monotonic
+
+log = logging.getLogger(__name__)
+
+# Often enough that a copy is fixed within a moment of Redis answering again; each attempt is
+# one round trip.
+EVERY_SECONDS = 0.5
+
+
+class RetryInBackground:
+    """`attempt()` is retried on a daemon thread of this process every `every` seconds once
+    `later()` is called, until it returns True with no failure reported meanwhile, or until
+    `within()` seconds (None: no end) have passed since the last failure reported: copies
+    stored before it live that long at most. One thread per instance however many failures:
+    each attempt carries all that is pending."""
+
+    def __init__(
+        self,
+        name: str,
+        attempt: Callable[[], bool],
+        *,
+        within: Callable[[], float | None],
+        every: float = EVERY_SECONDS,
+    ) -> None:
+        self.name = name
+        self._attempt = attempt
+        self._every = every
+        self._within = within
+        # Both read and written under the lock only, by later() and by the thread's decisions,
+        # so a failure reported as the thread gives up or lands is never left without one.
+        self._lock = threading.Lock()
+        self._pending = False
+        self._deadline = 0.0
+        self._thread: threading.Thread | None = None
+
+    def later(self) -> None:
+        """Call after `attempt` (or the write it retries) failed."""
+        within = self._within()
+        with self._lock:
+            self._pending = True
+            self._deadline = monotonic() + (math.inf if within is None else within)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._thread is not None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._every)
+            with self._lock:
+                self._pending = False
+            try:
+                landed = self._attempt()
+            except Exception:  # a bug in an attempt must not end the retries silently
+                log.exception("%s: retry failed", self.name)
+                landed = False
+            with self._lock:
+                # A failure reported during the attempt may be newer than what it carried.
+                if landed and not self._pending:
+                    self._thread = None
+                    log.info("%s: landed after a Redis failure", self.name)
+                    return
+                self._pending = True
+                if monotonic() >= self._deadline:
+                    self._thread = None
+                    break
+        log.error("%s: never landed; what it fixes expired on its own instead", self.name)
