@@ -293,8 +293,9 @@ CACHES = {
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 # demo-shop: begin (bin/remove-demo deletes the demo shop's settings, from here to the end mark)
-# The product page's live stock copy (shop/stock.py) lives this long (seconds): the longest a
-# count can stay stale when Redis loses a write.
+# The product page's live stock copy (shop/stock.py) lives this long (seconds): a write Redis
+# loses is retried until it lands (core/retry.py), never past this, the longest a count can stay
+# stale.
 STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
 # The event loop's reads of the cache instance (shop/redis.py: the product page's stock, a cached
 # product page) wait at most this long (seconds), for a connection, a free slot of the pool or an
