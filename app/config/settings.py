@@ -54,8 +54,9 @@ MIDDLEWARE = [
     "runtime.middleware.RequestDiagnosticsMiddleware",
     # Probes and /metrics must answer before host validation and without sessions or the database.
     "runtime.middleware.HealthCheckMiddleware",
-    # A database error outside the API: its JSON 503, not a 500 page.
-    "core.middleware.DatabaseErrorMiddleware",
+    # Errors the API's handlers never see in its JSON shape: a database error outside the API
+    # (its 503, not a 500 page), a method the path does not serve (405).
+    "core.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -68,7 +68,7 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P04", "55P03"})
 
 def database_error_response(exc: BaseException) -> JsonResponse:
     """The answer to a database error a view did not handle: a 503 that says which kind, never
-    a 500. The API's handler (config/api.py) and DatabaseErrorMiddleware (other views) use it."""
+    a 500. The API's handler (config/api.py) and JsonErrorMiddleware (other views) use it."""
     code = sqlstate(exc)
     if code == STATEMENT_TIMEOUT:
         # statement_timeout (or an operator) cancelled the query: the server is up, the query

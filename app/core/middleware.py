@@ -18,10 +18,11 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.signals import request_finished
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 
 from core import metrics, request_context, tracing
 from core.db import DATABASE_ERRORS, database_error_response
+from core.errors import error_response
 from core.selectors import readiness_get
 
 LIVENESS_PATH = "/healthz"
@@ -104,23 +105,33 @@ class HealthCheckMiddleware(_SyncAndAsyncMiddleware):
         return await response
 
 
-class DatabaseErrorMiddleware(_SyncAndAsyncMiddleware):
-    """A database error a view outside the API let through (the admin, for one) gets the API's
-    JSON 503 instead of a 500: the API's own handler (config/api.py) answers the API's."""
+class JsonErrorMiddleware(_SyncAndAsyncMiddleware):
+    """The errors the API's own handlers (config/api.py) never see get its JSON shape too: a
+    database error a view outside the API let through (the admin, for one) its JSON 503, not
+    a 500; a method a route does not serve, which django-ninja and Django's views answer with
+    an HTML 405, a JSON 405 that names the methods it does serve (Allow kept)."""
 
     def _call(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = self.get_response(request)
-        return response
+        return _json_not_allowed(self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = await self.get_response(request)
-        return response
+        return _json_not_allowed(await self.get_response(request))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DATABASE_ERRORS):
             log.warning("database error in %s", request.path, exc_info=exception)
             return database_error_response(exception)
         return None
+
+
+def _json_not_allowed(response: HttpResponse) -> HttpResponse:
+    if not isinstance(response, HttpResponseNotAllowed):
+        return response
+    # Built from a set: sorted, so the same route always names its methods alike.
+    allowed = ", ".join(sorted(m.strip() for m in response["Allow"].split(",") if m.strip()))
+    json = error_response(405, "method_not_allowed", f"This path serves only {allowed}.")
+    json["Allow"] = allowed
+    return json
 
 
 class RouteSpanMiddleware(_SyncAndAsyncMiddleware):

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 
@@ -32,3 +34,29 @@ def test_a_programming_error_outside_the_api_stays_a_500(client):
     client.raise_request_exception = False
     response = client.get("/unknown-table")
     assert response.status_code == 500
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", "/api/products", "GET, POST"),
+        ("delete", "/api/products", "GET, POST"),
+        ("head", "/api/products", "GET, POST"),
+        ("options", "/api/orders", "GET, POST"),
+        ("post", "/api/products/1", "GET, PATCH"),
+    ],
+)
+def test_a_method_the_path_does_not_serve_is_a_json_405_naming_the_ones_it_does(
+    client, method, path, allowed
+):
+    # django-ninja answers these with an HTML 405 of its own, before any API handler runs.
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == allowed
+    if method == "head":
+        return  # the body is never sent
+    assert json.loads(response.content)["error"] == {
+        "code": "method_not_allowed",
+        "message": f"This path serves only {allowed}.",
+    }
