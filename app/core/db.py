@@ -52,6 +52,7 @@ from django.http import JsonResponse
 from core import metrics
 from core.db_router import PRIMARY, replica_aliases
 from core.errors import error_response
+from core.tracing import untraced
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
@@ -539,7 +540,9 @@ def replica_checkers_start() -> None:
         }
         targets[WATCHDOG] = (_watchdog_run, ())
         for name, (target, args) in targets.items():
-            thread = threading.Thread(target=target, args=args, name=f"check-{name}", daemon=True)
+            thread = threading.Thread(
+                target=untraced(target), args=args, name=f"check-{name}", daemon=True
+            )
             thread.start()
             _checkers[name] = thread
         _checkers_pid = os.getpid()

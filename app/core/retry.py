@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from time import monotonic
 
+from core.tracing import untraced
+
 log = logging.getLogger(__name__)
 
 # Often enough that a copy is fixed within a moment of Redis answering again; each attempt is
@@ -50,7 +52,9 @@ class RetryInBackground:
             self._pending = True
             self._deadline = monotonic() + (math.inf if within is None else within)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread = threading.Thread(
+                    target=untraced(self._run), name=self.name, daemon=True
+                )
                 self._thread.start()
 
     @property

@@ -44,7 +44,8 @@ class PresetIdGenerator(RandomIdGenerator):
 
 class SampledFirstMiddleware:
     """ASGI: an unsampled HTTP request bypasses `traced` (OpenTelemetry's middleware around
-    `app`); a sampled one, a probe or a non-HTTP scope goes through it."""
+    `app`), and so does a probe (`excluded_paths`), with the instrumentations suppressed for its
+    length; a sampled request or a non-HTTP scope goes through it."""
 
     def __init__(
         self,
@@ -62,8 +63,12 @@ class SampledFirstMiddleware:
         self.excluded_paths = excluded_paths
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.excluded_paths:
+        if scope["type"] != "http":
             await self.traced(scope, receive, send)
+            return
+        if scope.get("path") in self.excluded_paths:
+            with suppress_instrumentation():
+                await self.app(scope, receive, send)
             return
         parent = propagate.extract(scope, getter=asgi_getter)
         parent_context = trace.get_current_span(parent).get_span_context()

@@ -19,6 +19,7 @@ from core.db import (
     replica_mark_up,
 )
 from core.db_router import PRIMARY, replica_aliases
+from core.tracing import untraced
 
 # The app serves while either database answers: reads fall back to the primary (core/db.py), or
 # come from the replica while writes answer a JSON 503; pages are served uncached without Redis.
@@ -117,8 +118,9 @@ def readiness_get(*, timeout: float) -> Readiness:
     replicas = replica_aliases()
     # A pool per call: a probe stuck behind a dead server must not block the next probe.
     pool = ThreadPoolExecutor(max_workers=len(probes) + len(replicas), thread_name_prefix="readyz")
-    futures = {name: pool.submit(fn) for name, fn in probes.items()}
-    reached = {alias: pool.submit(_database_check, alias, timeout) for alias in replicas}
+    # Untraced: a probe's threads start with no context, so its calls would each start a trace.
+    futures = {name: pool.submit(untraced(fn)) for name, fn in probes.items()}
+    reached = {alias: pool.submit(untraced(_database_check), alias, timeout) for alias in replicas}
     wait([*futures.values(), *reached.values()], timeout=timeout)
     pool.shutdown(wait=False, cancel_futures=True)
 

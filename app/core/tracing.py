@@ -28,10 +28,14 @@ request the sampler drops is decided on before any of the above runs, and skips 
 OpenTelemetry documents them.
 """
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
-# Probes and scrapes: frequent and all alike; a trace of each would only bury the real ones.
-EXCLUDED_URLS = "/healthz,/readyz,/metrics"
+# Probes and scrapes: frequent and all alike; a trace of each, or a root span of each SQL or
+# Redis call they make, would only bury the real ones. Exact paths (OpenTelemetry's own
+# exclusion is a regex search: it would drop /api/orders/metrics too).
+EXCLUDED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _started = False
 
@@ -134,9 +138,10 @@ def wrap_asgi(application: Any) -> Any:
 
     from core.sampled_asgi import SampledFirstMiddleware
 
-    # No spans for each receive/send message of a request: one server span per request.
+    # No spans for each receive/send message of a request: one server span per request. No
+    # exclusions of its own: the excluded paths never reach it (SampledFirstMiddleware).
     traced = OpenTelemetryMiddleware(
-        application, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+        application, excluded_urls="", exclude_spans=["receive", "send"]
     )
     provider: Any = trace.get_tracer_provider()
     return SampledFirstMiddleware(
@@ -144,7 +149,7 @@ def wrap_asgi(application: Any) -> Any:
         traced,
         sampler=provider.sampler,
         id_generator=provider.id_generator,
-        excluded_paths=frozenset(EXCLUDED_URLS.split(",")),
+        excluded_paths=EXCLUDED_PATHS,
     )
 
 
@@ -169,11 +174,45 @@ def upstream_trace_configs() -> list[Any]:
 
 
 def wrap_wsgi(application: Any) -> Any:
-    """The WSGI app (sync and gthread profiles) inside the server-span middleware."""
+    """The WSGI app (sync and gthread profiles) inside the server-span middleware; the excluded
+    paths bypass it, untraced."""
     setup(component="web")
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(application)
+    return _ProbesUntracedWSGI(application, OpenTelemetryMiddleware(application))
+
+
+class _ProbesUntracedWSGI:
+    """OpenTelemetry's WSGI middleware has no exclusions: a probe goes around it, with the
+    instrumentations suppressed (Django builds its whole response inside the call)."""
+
+    def __init__(self, app: Any, traced: Any) -> None:
+        self.traced = traced
+        self.probe = untraced(app)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") in EXCLUDED_PATHS:
+            return self.probe(environ, start_response)
+        return self.traced(environ, start_response)
+
+
+def untraced[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """fn with no span of its own nor of the SQL, Redis or HTTP calls it makes: a probe, and the
+    threads that check the databases or retry a write in the background. Each of those calls
+    would otherwise start a trace of its own, sampled like a request (the checks alone, a few
+    every second in each worker). Decided at each call: tracing may start after fn was
+    wrapped (a module-level thread target)."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not _started:
+            return fn(*args, **kwargs)
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        with suppress_instrumentation():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def name_span(request: Any) -> None:

@@ -63,7 +63,8 @@ print(json.dumps({
     "app": type(config.asgi.application.app).__module__,  # inside the lifespan wrapper
     # The sampled requests' way (core.sampled_asgi), when tracing is on.
     "traced": type(getattr(config.asgi.application.app, "traced", None)).__module__,
-    "wsgi": type(config.wsgi.application).__module__,
+    # The traced way of the WSGI app, when tracing is on (probes go around it).
+    "wsgi": type(getattr(config.wsgi.application, "traced", config.wsgi.application)).__module__,
     "middleware": settings.MIDDLEWARE[0],
     "line": json.loads(stream.getvalue().splitlines()[-1]),
     "ids": ids,
@@ -410,3 +411,110 @@ def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
     }
     assert seen["seen"][0]["upstream_traceparent"].startswith(f"00-{trace_id}-")
     assert trace_id in seen["servers"]
+
+
+# A worker's background work and its probes, with tracing on and every new trace kept: the
+# probes through the app, the database checks and their watchdog for a few rounds, a write
+# retried in the background; then the same kind of Redis call inside a span of the script's
+# own, which must be recorded (the instrumentation is on in this process).
+BACKGROUND_SCRIPT = r"""
+import asyncio, json, time
+import django
+django.setup()
+import config.asgi
+from asgiref.testing import ApplicationCommunicator
+from django.core.cache import caches
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from core import db
+from core.retry import RetryInBackground
+
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+
+async def get(path):
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "headers": [], "scheme": "http", "server": ("t", 80),
+             "client": ("127.0.0.1", 1), "http_version": "1.1", "asgi": {"version": "3.0"}}
+    communicator = ApplicationCommunicator(config.asgi.application, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(10)
+    await communicator.receive_output(10)
+    return start["status"]
+
+readyz = [asyncio.run(get(path)) for path in ("/readyz", "/healthz", "/readyz")][0]
+import io, sys, config.wsgi
+wsgi = []
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz", "QUERY_STRING": "",
+           "SERVER_NAME": "t", "SERVER_PORT": "80", "wsgi.input": io.BytesIO(),
+           "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+           "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
+b"".join(config.wsgi.application(environ, lambda status, *a: wsgi.append(status)))
+db.replica_checkers_start()
+time.sleep(4 * db.settings.REPLICA_CHECK_SECONDS)
+attempts = []
+
+def attempt():
+    attempts.append(1)
+    caches["default"].set("untraced", len(attempts))
+    return len(attempts) > 1
+
+retry = RetryInBackground("traced-retry", attempt, within=lambda: 30, every=0.1)
+retry.later()
+while retry.running:
+    time.sleep(0.05)
+with trace.get_tracer("test").start_as_current_span("control") as control:
+    caches["default"].get("untraced")
+ours = control.get_span_context().trace_id
+print(json.dumps({
+    "readyz": readyz,
+    "wsgi_readyz": wsgi[0],
+    "attempts": len(attempts),
+    "spans": [[s.name, s.context.trace_id == ours] for s in memory.get_finished_spans()],
+}))
+"""
+
+
+def test_probes_checks_and_background_retries_start_no_trace(
+    postgres_container, redis_container, redis_cache_container
+):
+    from tests.app.conftest import DB_PASSWORD, REDIS_CACHE_PASSWORD, REDIS_PASSWORD, _address
+
+    db_host, db_port = (
+        postgres_container.get_container_host_ip(),
+        postgres_container.get_exposed_port(5432),
+    )
+    redis_host, redis_port = _address(redis_container)
+    cache_host, cache_port = _address(redis_cache_container)
+    lines = django_script(
+        BACKGROUND_SCRIPT,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "DB_HOST": db_host,
+            "DB_PORT": str(db_port),
+            "DB_PASSWORD": DB_PASSWORD,
+            "DB_NAME": "app",
+            "DB_REPLICA_NAMES": "app",
+            "REDIS_HOST": redis_host,
+            "REDIS_PORT": str(redis_port),
+            "REDIS_PASSWORD": REDIS_PASSWORD,
+            "REDIS_CACHE_HOST": cache_host,
+            "REDIS_CACHE_PORT": str(cache_port),
+            "REDIS_CACHE_PASSWORD": REDIS_CACHE_PASSWORD,
+        },
+        drop=not_otel,
+    )
+    (line,) = [line for line in lines if line.startswith('{"readyz"')]
+    seen = json.loads(line)
+    # The probe reached every dependency (only the replica, here the primary itself, does not
+    # serve), and the retry made its two Redis calls.
+    assert seen["readyz"] == 200
+    assert seen["wsgi_readyz"].startswith("200")
+    assert seen["attempts"] == 2
+    # Nothing but the script's own span and its Redis call was recorded: each SQL statement of
+    # the checks and the probe, and each Redis call of the probe and the retry, would otherwise
+    # be the root of a trace of its own.
+    assert sorted(seen["spans"]) == [["GET", True], ["control", True]]
