@@ -444,6 +444,8 @@ async def get(path):
     return start["status"]
 
 readyz = [asyncio.run(get(path)) for path in ("/readyz", "/healthz", "/readyz")][0]
+# Only the exact paths are probes: this one is a request like any other, traced.
+not_a_probe = asyncio.run(get("/no/metrics"))
 import io, sys, config.wsgi
 wsgi = []
 environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz", "QUERY_STRING": "",
@@ -469,9 +471,13 @@ with trace.get_tracer("test").start_as_current_span("control") as control:
 ours = control.get_span_context().trace_id
 print(json.dumps({
     "readyz": readyz,
+    "not_a_probe": not_a_probe,
     "wsgi_readyz": wsgi[0],
     "attempts": len(attempts),
-    "spans": [[s.name, s.context.trace_id == ours] for s in memory.get_finished_spans()],
+    "spans": [[s.name, s.context.trace_id == ours] for s in memory.get_finished_spans()
+              if s.kind != trace.SpanKind.SERVER],
+    "servers": [s.attributes.get("url.path", s.attributes.get("http.target"))
+                for s in memory.get_finished_spans() if s.kind == trace.SpanKind.SERVER],
 }))
 """
 
@@ -518,3 +524,4 @@ def test_probes_checks_and_background_retries_start_no_trace(
     # the checks and the probe, and each Redis call of the probe and the retry, would otherwise
     # be the root of a trace of its own.
     assert sorted(seen["spans"]) == [["GET", True], ["control", True]]
+    assert seen["servers"] == ["/no/metrics"]
