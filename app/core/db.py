@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from time import monotonic
+from time import monotonic, perf_counter
 from typing import Any
 
 import psycopg
@@ -48,6 +48,7 @@ from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.http import JsonResponse
+from django_redis import get_redis_connection
 
 from core import metrics
 from core.db_router import PRIMARY, replica_aliases
@@ -578,10 +579,32 @@ def recent_write_mark(*, user_id: int) -> None:
         log.warning("read-your-writes mark not stored; cache unavailable", exc_info=True)
 
 
-def _replica_down_remember(alias: str, down: bool) -> None:
+def _replica_down_remember(
+    alias: str, down: bool, *, seconds: float = REPLICA_DOWN_LOCAL_TTL_SECONDS
+) -> None:
     global _replica_down_seen
-    expires = monotonic() + REPLICA_DOWN_LOCAL_TTL_SECONDS
+    expires = monotonic() + seconds
     _replica_down_seen = {**_replica_down_seen, alias: (down, expires)}
+
+
+def _replica_down_ask(alias: str) -> bool:
+    """The shared mark, as Redis holds it now, remembered for the local TTL. A cache that fails
+    or does not answer reads as "up" (the read's own failure marks a dead replica) and is not
+    asked again for REPLICA_RETRY_AFTER_SECONDS: past each local TTL a read would otherwise
+    wait out the client's timeout, every second, for as long as the cache hangs."""
+    cache = caches["default"]
+    start = perf_counter()
+    try:
+        held = get_redis_connection("default").get(cache.make_key(replica_down_key(alias)))
+    except Exception:
+        log.warning("replica-down mark unread; cache unavailable", exc_info=True)
+        _replica_down_remember(alias, False, seconds=settings.REPLICA_RETRY_AFTER_SECONDS)
+        return False
+    finally:
+        metrics.observe_cache("get", perf_counter() - start)
+    metrics.count_cache_get(hit=held is not None)
+    _replica_down_remember(alias, held is not None)
+    return held is not None
 
 
 def replica_down_forget() -> None:
@@ -604,8 +627,7 @@ def _serving(*, ask_redis: bool | None) -> list[str] | None:
         if ask_redis is not None and monotonic() >= expires:
             if not ask_redis:
                 return None
-            down = bool(caches["default"].get(replica_down_key(alias)))  # an outage reads as "up"
-            _replica_down_remember(alias, down)
+            down = _replica_down_ask(alias)
         if not down:
             serving.append(alias)
     return serving

@@ -276,6 +276,48 @@ def broker_down(closed_port: int) -> Iterator[None]:
         yield
 
 
+class Blackhole:
+    """A local port that accepts each connection and never answers: a hung Redis (or database).
+    Counts the connections: how often a client tried."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.server.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    hole = Blackhole()
+    try:
+        yield hole
+    finally:
+        hole.close()
+
+
+def cache_at(settings: Any, port: int) -> None:
+    """Points the cache instance, Django's "default" cache and the event loop's client alike,
+    at a local port (`settings`: pytest-django's fixture, which undoes it)."""
+    settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", port
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/2"},
+    }
+
+
 class DroppingServer:
     """A local port that accepts each connection and closes it at once, counting them: a Redis
     (or broker) that is up at TCP and answers nothing. The count shows how often a client

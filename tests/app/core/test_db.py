@@ -16,6 +16,8 @@ from django.test import RequestFactory
 from config.api import api
 from core import db
 from core.db_router import PRIMARY, REPLICA
+from tests.app.conftest import cache_at
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -58,6 +60,22 @@ def test_marking_the_replica_down_and_up_counts_at_once_in_this_process(
     assert caches["default"].get(db.replica_down_key(REPLICA)) is None
     # Only the two checks above asked Redis; the reads used the local copy the marks updated.
     assert _gets(redis_client) - before == 2
+
+
+def test_a_hung_cache_is_asked_for_the_marks_once_per_retry_interval(settings, clock, blackhole):
+    # A cache that accepts and never answers: the read past the local TTL waits out the
+    # client's timeout once and takes "up"; the next ones take it without asking, until
+    # REPLICA_RETRY_AFTER_SECONDS, instead of each waiting again every second.
+    cache_at(settings, blackhole.port)
+    assert db.read_alias() == REPLICA
+    asked = wait_until(lambda: len(blackhole.accepted), timeout=10, what="the mark asked")
+    for _ in range(5):
+        clock(db.REPLICA_DOWN_LOCAL_TTL_SECONDS)
+        assert db.read_alias() == REPLICA
+    assert len(blackhole.accepted) == asked
+    clock(settings.REPLICA_RETRY_AFTER_SECONDS)
+    assert db.read_alias() == REPLICA
+    wait_until(lambda: len(blackhole.accepted) > asked, timeout=10, what="the mark asked again")
 
 
 def test_another_processs_mark_reaches_this_one_within_the_local_ttl(redis_settings, clock):

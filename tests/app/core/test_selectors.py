@@ -1,5 +1,3 @@
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,21 +9,9 @@ from core.db_router import PRIMARY, REPLICA
 from core.selectors import readiness_get
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    yield server.getsockname()[1]
-    server.close()
-
-
 @pytest.mark.django_db
-def test_a_dependency_that_hangs_is_reported_not_waited_for(
-    settings, redis_settings, silent_server
-):
-    redis_settings.REDIS_PORT = silent_server
+def test_a_dependency_that_hangs_is_reported_not_waited_for(settings, redis_settings, blackhole):
+    redis_settings.REDIS_PORT = blackhole.port
     # A budget the healthy primary meets even on a loaded machine; the silent Redis never does.
     report = readiness_get(timeout=3)
     assert report.checks["redis"]["ok"] is False
@@ -101,11 +87,11 @@ def test_a_replica_last_checked_serving_but_unreachable_now_is_not_ready(
 
 @pytest.mark.django_db
 def test_a_replica_last_checked_serving_that_does_not_answer_the_probe_is_stalled(
-    settings, redis_settings, silent_server, monkeypatch
+    settings, redis_settings, blackhole, monkeypatch
 ):
     _replica_last_checked_serving(monkeypatch, settings)
     with monkeypatch.context() as patch:
-        _at_local_port(patch, REPLICA, silent_server)
+        _at_local_port(patch, REPLICA, blackhole.port)
         check = readiness_get(timeout=1).checks[REPLICA]
     assert "no answer" in check["error"]
     _probed_down(check, "stalled")

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
@@ -12,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from shop.models import Order, Product
 from tests.app.accounts.factories import UserFactory, bearer
+from tests.app.conftest import cache_at
 from tests.app.shop.factories import OrderItemFactory, ProductFactory
 
 # Committed transactions: the replica alias is a second connection, which cannot see rows
@@ -307,58 +307,23 @@ def test_a_page_value_without_its_separator_is_a_miss(client, redis_settings, re
     assert client.get("/api/products?page_size=10").json()["items"][0]["name"] == "Lamp"
 
 
-class Blackhole:
-    """A TCP server that accepts and never answers: a hung Redis. Counts its connections."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.accepted.append(self.server.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in self.accepted:
-            conn.close()
-
-
-def test_a_hung_cache_costs_the_list_one_wait_not_one_per_call(client, settings):
+def test_a_hung_cache_costs_the_list_one_wait_not_one_per_call(client, settings, blackhole):
     # The hit's read waits out its timeout once; the fill then asks Redis nothing more (no
     # version, mark or store), each of which would wait its own timeout again.
-    hole = Blackhole()
-    try:
-        settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", hole.port
-        settings.CACHES = {
-            **settings.CACHES,
-            "default": {
-                **settings.CACHES["default"],
-                "LOCATION": f"redis://127.0.0.1:{hole.port}/2",
-            },
-        }
-        ProductFactory(name="Lamp")
-        response = client.get("/api/products")
-        assert response.status_code == 200
-        assert response.json()["items"][0]["name"] == "Lamp"
-        # The hit's MGET, and core.db's replica-down mark, which every replica read checks.
-        assert len(hole.accepted) == 2
-    finally:
-        hole.close()
+    cache_at(settings, blackhole.port)
+    ProductFactory(name="Lamp")
+    response = client.get("/api/products")
+    assert response.status_code == 200
+    assert response.json()["items"][0]["name"] == "Lamp"
+    # The hit's MGET, and core.db's replica-down mark, which every replica read checks.
+    assert len(blackhole.accepted) == 2
 
 
-def test_the_list_is_answered_from_the_database_while_the_cache_is_down(client, settings):
+def test_the_list_is_answered_from_the_database_while_the_cache_is_down(
+    client, settings, closed_port
+):
     # Nothing listens at the cache's address: every read is a miss, every store is skipped.
-    settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", 1
-    settings.CACHES = {
-        **settings.CACHES,
-        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/2"},
-    }
+    cache_at(settings, closed_port)
     ProductFactory(name="Lamp")
     for _ in range(2):
         response = client.get("/api/products")
