@@ -11,7 +11,8 @@ Uses `make bench`'s project, images and harness (bench/stack.py), and builds its
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
 into build/py-spy from PyPI when missing. Bounded: PROFILE_SECONDS
 of sampling per target while hey runs for 5 s longer. PROFILE_ONLY=handlers or
-PROFILE_ONLY=observability: only that group of targets (the file then holds only its tables).
+PROFILE_ONLY=observability: only that group of targets (the file then holds only its tables);
+any other name is refused before anything is built or started.
 """
 # ruff: noqa: S603, S607
 
@@ -39,7 +40,8 @@ PRODUCT = "/api/products/1"
 # under each handler, and the cached product list (scenario 4, c=50 as there) under the default
 # one; then the product page (scenario 9, c=100) in each observability state, off first: the
 # others are compared with it.
-TARGETS: tuple[tuple[str, str, str, str, int, dict[str, str]], ...] = (
+Target = tuple[str, str, str, str, int, dict[str, str]]
+TARGETS: tuple[Target, ...] = (
     ("handlers", "fan-out, default handler", web.BENCH_ASGI, FANOUT, 100, {}),
     ("handlers", "fan-out, pooled with thread hops", web.BENCH_ASGI_HOPS, FANOUT, 100, {}),
     ("handlers", "fan-out, stock Django handler", web.BENCH_ASGI_STOCK, FANOUT, 100, {}),
@@ -49,6 +51,8 @@ TARGETS: tuple[tuple[str, str, str, str, int, dict[str, str]], ...] = (
         for state, env in OBSERVABILITY.items()
     ),
 )
+# The names PROFILE_ONLY accepts, in TARGETS' order.
+GROUPS = tuple(dict.fromkeys(group for group, *_ in TARGETS))
 ONLY = os.environ.get("PROFILE_ONLY", "")
 # The package a leaf frame's file belongs to, first match wins.
 PACKAGES = (
@@ -159,17 +163,33 @@ def summarise(collapsed: str) -> dict[str, Any]:
     return {"total": total, "packages": by_package, "functions": by_function, "through": through}
 
 
-def profile(
-    name: str, app: str, path: str, c: int, env: dict[str, str], spy: str
-) -> dict[str, Any]:
+def selected_targets(only: str) -> list[Target]:
+    """PROFILE_ONLY: the targets of the group it names, every target when it is empty."""
+    if only and only not in GROUPS:
+        # A typo would otherwise profile nothing and write an empty profile.md over the last one.
+        raise SystemExit(
+            f"PROFILE_ONLY={only!r} is not a group of targets: one of {', '.join(GROUPS)}, "
+            "or empty for all of them"
+        )
+    return [target for target in TARGETS if only in ("", target[0])]
+
+
+def target_config(app: str, env: dict[str, str]) -> dict[str, Any]:
+    """web for a target: the default configuration serving `app`, with the target's
+    environment (an observability state's) over the configuration's own."""
     default = web.default_config()
-    config = {
+    return {
         **default,
         "command": f"{web.GUNICORN} {app}",
         "env": {**default.get("env", {}), **env},
     }
+
+
+def profile(
+    name: str, app: str, path: str, c: int, env: dict[str, str], spy: str
+) -> dict[str, Any]:
     stack.log(f"profile: {name}")
-    web.switch_web(config)
+    web.switch_web(target_config(app, env))
     stack.warm(path)
     # Each target's raw stacks kept (build/profile-<name>.txt), for a look beyond the tables.
     out = stack.ROOT / "build" / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.txt"
@@ -318,12 +338,12 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def main() -> int:
+    targets = selected_targets(ONLY)
     spy = py_spy()
     stack.OUT.mkdir(parents=True, exist_ok=True)
     try:
         # The Django images as make bench builds them (the cache makes this quick after it).
         stack.compose("build", "migrate", "web", timeout=1800)
-        targets = [t for t in TARGETS if ONLY in ("", t[0])]
         # The collector the tracing states export to (it drops what it gets).
         sink = (
             ["otlp-sink"]

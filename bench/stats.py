@@ -85,6 +85,42 @@ def load_text(run: dict[str, Any]) -> str:
     return f"c={run['c']}, " + (f"n={run['n']}" if run.get("n") else f"{run['seconds']} s")
 
 
+# combine()'s latency percentiles, as most load tables show them.
+PERCENTILES = ("p50_s", "p95_s", "p99_s")
+
+
+def load_columns(*, each: str = "run", percentiles: tuple[str, ...] = PERCENTILES) -> list[str]:
+    """The headers of load_cells' cells; `each` says what the bracketed req/s are one of."""
+    return ["load", f"ok req/s (each {each})", *(f"{p[:-2]} ms" for p in percentiles), "errors"]
+
+
+def load_cells(
+    run: dict[str, Any], combined: dict[str, Any], *, percentiles: tuple[str, ...] = PERCENTILES
+) -> list[str]:
+    """A load row's measured cells: the load (of `run`, one of the combined runs), the ok
+    req/s, the latency percentiles in ms and the errors."""
+    return [
+        load_text(run),
+        rps_cell(combined),
+        *(ms(combined[p]) for p in percentiles),
+        errors_text(combined),
+    ]
+
+
+def label_rows(
+    runs: list[dict[str, Any]], *, percentiles: tuple[str, ...] = PERCENTILES
+) -> tuple[list[list[str]], dict[str, float | None]]:
+    """A row per label, in the order they ran: the label, then its load_cells; and each
+    label's combined ok req/s."""
+    rows = []
+    figures: dict[str, float | None] = {}
+    for (label,), each in group(runs, "label").items():
+        combined = combine(each)
+        figures[label] = combined["rps"]
+        rows.append([label, *load_cells(each[0], combined, percentiles=percentiles)])
+    return rows, figures
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -92,11 +128,20 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def opening(
-    results: dict[str, Any], key: str, title: str, *, items: str | None = "runs"
+    results: dict[str, Any],
+    key: str,
+    title: str,
+    *,
+    items: str | None = "runs",
+    added_later: bool = False,
 ) -> tuple[Any, list[str]]:
     """A section's data and its first lines. The data is None when this run did not measure it
-    (no entry, or no `items` in it), and the lines are then the whole section."""
+    (no entry, or no `items` in it), and the lines are then the whole section. A section
+    `added_later` than some published results has no lines at all without its entry, so their
+    report stays as it was."""
     data = results.get(key)
+    if added_later and not data:
+        return None, []
     lines = [f"## {title}", ""]
     if not data or (items is not None and not data[items]):
         return None, [*lines, "Not measured this run.", ""]

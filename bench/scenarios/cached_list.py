@@ -4,18 +4,7 @@ scenario 1's rounds."""
 from typing import Any
 
 from bench import stack
-from bench.stats import (
-    combine,
-    errors_text,
-    group,
-    load_text,
-    ms,
-    opening,
-    pct,
-    ratio,
-    rps_cell,
-    table,
-)
+from bench.stats import label_rows, load_columns, opening, pct, ratio, table
 
 CEILING_SECONDS = 4 if stack.QUICK else 10
 
@@ -50,22 +39,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "framework-free ASGI function served by the same Gunicorn/Uvicorn workers (the ceiling).",
         "",
     ]
-    rows = []
-    figures: dict[str, float | None] = {}
-    for (label,), runs in group(data["runs"], "label").items():
-        combined = combine(runs)
-        figures[label] = combined["rps"]
-        rows.append(
-            [
-                label,
-                load_text(runs[0]),
-                rps_cell(combined),
-                ms(combined["p50_s"]),
-                ms(combined["p99_s"]),
-                errors_text(combined),
-            ]
-        )
-    lines += table(["endpoint", "load", "ok req/s (each run)", "p50 ms", "p99 ms", "errors"], rows)
+    percentiles = ("p50_s", "p99_s")
+    rows, figures = label_rows(data["runs"], percentiles=percentiles)
+    lines += table(["endpoint", *load_columns(percentiles=percentiles)], rows)
     listing = figures.get("GET /api/products (cached)")
     hello = figures.get("raw ASGI hello world")
     measured = ratio(listing, hello)

@@ -8,7 +8,20 @@ from typing import Any
 
 from bench import claims, stack, web
 from bench.scenarios import cached_list, detail
-from bench.stats import combine, errors_text, group, load_text, ms, num, pct, ratio, rps_cell, table
+from bench.stats import (
+    combine,
+    errors_text,
+    group,
+    load_cells,
+    load_columns,
+    load_text,
+    ms,
+    num,
+    pct,
+    ratio,
+    rps_cell,
+    table,
+)
 
 STEP = "web_configs"
 
@@ -334,12 +347,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
                     [
                         endpoint,
                         f"**{config}** (default)" if config == default else config,
-                        load_text(runs[0]),
-                        rps_cell(combined),
-                        ms(combined["p50_s"]),
-                        ms(combined["p95_s"]),
-                        ms(combined["p99_s"]),
-                        errors_text(combined),
+                        *load_cells(runs[0], combined),
                         "1.00x" if config == default else (f"{share:.2f}x" if share else "-"),
                     ]
                 )
@@ -365,17 +373,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
         "the headline names the strongest alternative of each load.",
         "",
         *table(
-            [
-                "endpoint",
-                "configuration",
-                "load",
-                "ok req/s (each round)",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "errors",
-                "/ default",
-            ],
+            ["endpoint", "configuration", *load_columns(each="round"), "/ default"],
             rows,
         ),
     ]
@@ -583,24 +581,8 @@ def plot(results: dict[str, Any], out: Path = stack.OUT) -> list[str]:
         left.set_title(f"Fan-out throughput, {label}")
         left.invert_yaxis()
         left.legend(loc="lower right")
-        height = 0.27
-        for i, (p, color) in enumerate(
-            (("p50_s", "#55a868"), ("p95_s", "#dd8452"), ("p99_s", "#c44e52"))
-        ):
-            values = [(c[p] or 0) * 1000 for _, c in groups]
-            positions = [y + (i - 1) * height for y in range(len(groups))]
-            right.barh(positions, values, height=height, color=color, label=p[:-2])
-        right.set_yticks(range(len(groups)), names)
-        right.set_xscale("log")
-        right.set_xlabel("latency, ms (log scale)")
-        right.set_title(f"Latency percentiles, {label}")
-        right.invert_yaxis()
-        right.legend(loc="lower right")
-        fig.tight_layout()
-        name = f"fanout-{label}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
+        latency_bars(right, groups, title=f"Latency percentiles, {label}", log=True)
+        written.append(save(plt, fig, out / f"fanout-{label}.png"))
     written += plot_product_page(plt, data, out)
     return written
 
@@ -627,21 +609,35 @@ def plot_product_page(plt: Any, data: dict[str, Any], out: Path) -> list[str]:
         left.set_xlabel("ok requests/s (median of rounds); label: / default")
         left.set_title(f"Product page throughput, {label}")
         left.invert_yaxis()
-        height = 0.27
-        for i, (p, color) in enumerate(
-            (("p50_s", "#55a868"), ("p95_s", "#dd8452"), ("p99_s", "#c44e52"))
-        ):
-            values = [(c[p] or 0) * 1000 for _, c in rows]
-            positions = [y + (i - 1) * height for y in range(len(rows))]
-            right.barh(positions, values, height=height, color=color, label=p[:-2])
-        right.set_yticks(range(len(rows)), names)
-        right.set_xlabel("latency, ms")
-        right.set_title(f"Product page latency, {label}")
-        right.invert_yaxis()
-        right.legend(loc="lower right")
-        fig.tight_layout()
-        name = f"product-page-{label}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
+        latency_bars(right, rows, title=f"Product page latency, {label}")
+        written.append(save(plt, fig, out / f"product-page-{label}.png"))
     return written
+
+
+def latency_bars(
+    axes: Any, rows: list[tuple[str, dict[str, Any]]], *, title: str, log: bool = False
+) -> None:
+    """A plot's latency panel: p50, p95 and p99 side by side for each (name, combined) row,
+    the first row on top."""
+    height = 0.27
+    for i, (p, color) in enumerate(
+        (("p50_s", "#55a868"), ("p95_s", "#dd8452"), ("p99_s", "#c44e52"))
+    ):
+        values = [(c[p] or 0) * 1000 for _, c in rows]
+        positions = [y + (i - 1) * height for y in range(len(rows))]
+        axes.barh(positions, values, height=height, color=color, label=p[:-2])
+    axes.set_yticks(range(len(rows)), [name for name, _ in rows])
+    if log:
+        axes.set_xscale("log")
+    axes.set_xlabel("latency, ms (log scale)" if log else "latency, ms")
+    axes.set_title(title)
+    axes.invert_yaxis()
+    axes.legend(loc="lower right")
+
+
+def save(plt: Any, fig: Any, path: Path) -> str:
+    """Writes the figure as the PNG at `path`, closes it and returns the file's name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name

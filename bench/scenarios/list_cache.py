@@ -4,19 +4,7 @@
 from typing import Any
 
 from bench import claims, stack, web
-from bench.stats import (
-    combine,
-    errors_text,
-    group,
-    load_text,
-    ms,
-    num,
-    opening,
-    pct,
-    ratio,
-    rps_cell,
-    table,
-)
+from bench.stats import label_rows, load_columns, num, opening, pct, ratio, table
 
 STEP = "list_cache"
 SECONDS = 4 if stack.QUICK else 10
@@ -41,13 +29,11 @@ def measure(results: dict[str, Any]) -> None:
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
-    if not results.get("list_cache"):
-        # Older results: the section did not exist, and the report stays as it was.
-        return []
-    data, lines = opening(results, "list_cache", "14. Cached vs uncached product list")
+    data, lines = opening(
+        results, "list_cache", "14. Cached vs uncached product list", added_later=True
+    )
     if data is None:
         return lines
-    by_label = group(data["runs"], "label")
     lines += [
         f"**Claim:** {claims.wording('list_cache')}.",
         "",
@@ -59,25 +45,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "cached row pays, so the ratio is, if anything, in the uncached row's favour.",
         "",
     ]
-    rows = []
-    figures: dict[str, float | None] = {}
-    for (label,), runs in by_label.items():
-        combined = combine(runs)
-        figures[label] = combined["rps"]
-        rows.append(
-            [
-                label,
-                load_text(runs[0]),
-                rps_cell(combined),
-                ms(combined["p50_s"]),
-                ms(combined["p95_s"]),
-                ms(combined["p99_s"]),
-                errors_text(combined),
-            ]
-        )
-    lines += table(
-        ["list", "load", "ok req/s (each run)", "p50 ms", "p95 ms", "p99 ms", "errors"], rows
-    )
+    rows, figures = label_rows(data["runs"])
+    lines += table(["list", *load_columns()], rows)
     gain = ratio(figures.get("cached"), figures.get("uncached"))
     if gain is not None:
         verdict = "meets" if GAIN.met(gain) else "is **behind**"

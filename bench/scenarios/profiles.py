@@ -7,15 +7,14 @@ from typing import Any
 from bench import claims, stack, web
 from bench.stats import (
     combine,
-    errors_text,
     group,
-    load_text,
+    load_cells,
+    load_columns,
     ms,
     num,
     opening,
     pct,
     ratio,
-    rps_cell,
     table,
 )
 
@@ -112,28 +111,13 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
                 [
                     f"`{rs[0]['profile']}` ({config})",
                     ms(single["p50_s"]) if single else "-",
-                    load_text(rs[0]),
-                    rps_cell(c),
-                    ms(c["p50_s"]),
-                    ms(c["p95_s"]),
-                    ms(c["p99_s"]),
-                    errors_text(c),
+                    *load_cells(rs[0], c),
                     f"**{pct(ratio(c['rps'], rps[best]))}**",
                 ]
             )
         lines += [f"**{view} view** (`{runs[0]['path']}`)", ""]
         lines += table(
-            [
-                "profile",
-                "c=1 p50 ms",
-                "load",
-                "ok req/s (each round)",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "errors",
-                "/ best profile",
-            ],
+            ["profile", "c=1 p50 ms", *load_columns(each="round"), "/ best profile"],
             rows,
         )
         lines += verdict(view, loaded, rps, best, headline)

@@ -273,9 +273,19 @@ def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
     assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr
 
 
+# The upstream call each request below makes (CALL_UPSTREAM): a session built as an upstream
+# client builds it, after tracing's setup. A caller of sampled_first can make its own instead
+# (an app's client, in the session it builds).
+UPSTREAM_CALL = r"""
+async def call_upstream():
+    async with aiohttp.ClientSession(trace_configs=tracing.upstream_trace_configs()) as session:
+        async with session.get(upstream_url) as response:
+            await response.read()
+"""
+
 # An ASGI app wrapped as config.asgi wraps Django's, at the default sampler (a tenth of new
 # traces): what the app sees inside each request, and the server spans exported.
-SAMPLED_FIRST_SCRIPT = r"""
+SAMPLED_FIRST_TEMPLATE = r"""
 import asyncio, json, sys
 import django
 django.setup()
@@ -293,25 +303,24 @@ upstream_saw = []
 class Upstream(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         upstream_saw.append(self.headers.get("traceparent"))
+        body = b'{"price": "19.90"}'  # an answer the price service could give
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(body)
     def log_message(self, *args):
         pass
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
 threading.Thread(target=server.serve_forever, daemon=True).start()
-upstream_url = f"http://127.0.0.1:{server.server_port}/"
+upstream_url = f"http://127.0.0.1:{server.server_port}"
+CALL_UPSTREAM
 
 async def inner(scope, receive, send):
     span = trace.get_current_span()
     with trace.get_tracer("test").start_as_current_span("child") as child:
         child_recording = child.is_recording()
-    # A session as an upstream client makes it (shop.upstream), after tracing's setup.
-    async with aiohttp.ClientSession(trace_configs=tracing.upstream_trace_configs()) as session:
-        async with session.get(upstream_url) as response:
-            await response.read()
+    await call_upstream()
     seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
                  "recording": span.is_recording(), "child": child_recording,
                  "instrumented": is_instrumentation_enabled(),
@@ -346,9 +355,9 @@ print(json.dumps({
 """
 
 
-def sampled_first(traceparent: str) -> dict:
+def sampled_first(traceparent: str, *, upstream_call: str = UPSTREAM_CALL) -> dict:
     lines = django_script(
-        SAMPLED_FIRST_SCRIPT,
+        SAMPLED_FIRST_TEMPLATE.replace("\nCALL_UPSTREAM\n", upstream_call),
         traceparent,
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
@@ -363,6 +372,15 @@ def sampled_first(traceparent: str) -> dict:
 def under_a_tenth(trace_id: str) -> bool:
     # What the ratio sampler keeps: the ID's low 64 bits under ratio * 2^64.
     return int(trace_id, 16) & (2**64 - 1) < int(0.1 * 2**64)
+
+
+def upstream_trace(request: dict) -> tuple[str, bool]:
+    """The trace ID and the sampled flag of the traceparent the upstream got in this request."""
+    traceparent = request["upstream_traceparent"]
+    assert traceparent is not None, f"no traceparent reached the upstream: {request}"
+    match = re.fullmatch(r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})", traceparent)
+    assert match is not None, traceparent
+    return match[1], bool(int(match[2], 16) & 1)
 
 
 def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
@@ -391,12 +409,7 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     for s in new:
         assert under_a_tenth(s["trace_id"]) is s["recording"] is s["child"] is s["instrumented"]
         # Every upstream call carries its request's trace, with the sampled flag as decided.
-        match = re.fullmatch(
-            r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})", s["upstream_traceparent"]
-        )
-        assert match is not None
-        assert match[1] == s["trace_id"]
-        assert bool(int(match[2], 16) & 1) is s["recording"]
+        assert upstream_trace(s) == (s["trace_id"], s["recording"])
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():

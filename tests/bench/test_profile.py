@@ -1,0 +1,230 @@
+"""`make profile` (bench/profile.py): PROFILE_ONLY runs only the group it names and refuses any
+other name before anything starts; each observability state reaches web as the environment
+bench/scenarios/observability.py says it is, and web then records and traces as that state
+claims. No stack: compose only renders its configuration, Django runs in a fresh interpreter."""
+
+import json
+import os
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from bench.scenarios.observability import OBSERVABILITY, SINK
+
+from bench import profile, stack, web
+from tests.support import ROOT, django_script, run
+
+HANDLERS = [
+    "fan-out, default handler",
+    "fan-out, pooled with thread hops",
+    "fan-out, stock Django handler",
+    "cached list, default handler",
+]
+STATES = ["off", "metrics", "tracing", "all"]
+PAGES = [f"product page, {state}" for state in STATES]
+
+
+def names(targets: list[profile.Target]) -> list[str]:
+    return [name for _, name, *_ in targets]
+
+
+def test_profile_only_selects_only_the_named_group():
+    assert names(profile.selected_targets("handlers")) == HANDLERS
+    observability = profile.selected_targets("observability")
+    assert names(observability) == PAGES
+    # Each state's own environment, off first (the others are compared with it).
+    assert [env for *_, env in observability] == [OBSERVABILITY[state] for state in STATES]
+    assert names(profile.selected_targets("")) == HANDLERS + PAGES
+
+
+@pytest.mark.parametrize("only", ["observabilty", "off", "handlers,observability", " "])
+def test_an_unknown_profile_only_is_refused(only):
+    with pytest.raises(SystemExit) as refused:
+        profile.selected_targets(only)
+    assert str(refused.value) == (
+        f"PROFILE_ONLY={only!r} is not a group of targets: one of handlers, observability, "
+        "or empty for all of them"
+    )
+
+
+def test_make_profile_refuses_an_unknown_name_before_building_or_starting_anything():
+    # bench/profile.py as `make profile` runs it, with whatever would build, install or start
+    # something replaced by a failure: the refusal must come first.
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from bench import stack, profile\n"
+        "def started(*args, **kwargs):\n"
+        "    raise RuntimeError(f'started: {args}')\n"
+        "stack.compose = profile.py_spy = started\n"
+        "sys.exit(profile.main())\n"
+    )
+    env = {**os.environ, "PROFILE_ONLY": "handler"}
+    result = run(sys.executable, "-c", script, check=False, timeout=60, cwd=ROOT, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "PROFILE_ONLY='handler' is not a group of targets: one of handlers, observability, "
+        "or empty for all of them"
+    )
+
+
+def fake_summary(path: str, c: int) -> dict[str, Any]:
+    summary = profile.summarise(
+        "main (/usr/lib/python3.13/asyncio/events.py);view (/app/shop/api.py) 30\n"
+        "main (/usr/lib/python3.13/asyncio/events.py);get (site-packages/django/x.py) 70\n"
+    )
+    return {**summary, "load": {"ok_rps": 100.0}, "path": path, "c": c}
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [("handlers", HANDLERS), ("observability", PAGES), ("", HANDLERS + PAGES)],
+)
+def test_profile_md_holds_only_the_selected_columns(only, expected, monkeypatch, tmp_path):
+    composed: list[tuple[str, ...]] = []
+    profiled: list[tuple[str, dict[str, str]]] = []
+
+    def compose(*args: str, **kwargs: Any) -> SimpleNamespace:
+        composed.append(args)
+        return SimpleNamespace(stdout="", returncode=0)
+
+    def sampled(
+        name: str, app: str, path: str, c: int, env: dict[str, str], spy: str
+    ) -> dict[str, Any]:
+        profiled.append((name, env))
+        return fake_summary(path, c)
+
+    monkeypatch.setattr(profile, "ONLY", only)
+    monkeypatch.setattr(profile, "py_spy", lambda: "py-spy")
+    monkeypatch.setattr(profile, "profile", sampled)
+    monkeypatch.setattr(profile, "OUT", tmp_path / "profile.md")
+    monkeypatch.setattr(stack, "OUT", tmp_path)
+    monkeypatch.setattr(stack, "compose", compose)
+    monkeypatch.setattr(
+        stack, "host_info", lambda: {"cores": 2, "memory_gib": 4, "cpu": "test cpu"}
+    )
+    assert profile.main() == 0
+    assert [name for name, _ in profiled] == expected
+    lines = (tmp_path / "profile.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| package |"))
+    assert header == "| package | " + " | ".join(expected) + " |"
+    tops = [line.removeprefix("## Top functions: ") for line in lines if "Top functions" in line]
+    assert tops == expected
+    # The tracing states export to the sink: it is started only when they are profiled.
+    (up,) = [args for args in composed if args[0] == "up"]
+    assert ("otlp-sink" in up) is (only != "handlers")
+    observed = any(line.startswith("## Observability") for line in lines)
+    assert observed is (only != "handlers")
+
+
+def render_web(env: dict[str, str]) -> dict[str, Any]:
+    """The bench's compose files rendered in this environment (what the harness runs compose
+    with): every service, the sink's profile included. Nothing is started."""
+    compose = ["docker", "compose", *stack.COMPOSE_FILES, "--profile", "*"]
+    result = run(*compose, "config", "--format", "json", timeout=60, cwd=ROOT, env=env)
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    return services
+
+
+# Loads what web serves under make profile (web.BENCH_ASGI, bench_settings), records one
+# request, and says what it records and traces.
+SCRIPT = r"""
+import json, sys
+import django
+django.setup()
+import bench_endpoints.asgi
+from django.conf import settings
+from core import metrics
+metrics.observe_request("GET", "some-view", 200, 0.01)
+sampler = None
+if "opentelemetry.sdk.trace" in sys.modules:
+    from opentelemetry import trace
+    sampler = trace.get_tracer_provider().sampler.get_description()
+print(json.dumps({
+    "recorded": metrics.REQUESTS.labels("GET", "some-view", "200")._value.get(),
+    "traced": sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk.trace",
+                                                             "opentelemetry.instrumentation"))),
+    "sampler": sampler,
+    "endpoint": settings.OTEL_EXPORTER_OTLP_ENDPOINT,
+}))
+"""
+BENCH = {"PYTHONPATH": str(ROOT / "bench/django"), "DJANGO_SETTINGS_MODULE": "bench_settings"}
+# What the states set, and what this process must not take from the caller's environment.
+VARIABLES = sorted({name for env in OBSERVABILITY.values() for name in env})
+
+
+def not_ours(name: str) -> bool:
+    return name.startswith("OTEL_") or name in {"METRICS_ENABLED", "PROMETHEUS_MULTIPROC_DIR"}
+
+
+def web_process(env: dict[str, str]) -> dict[str, Any]:
+    lines = django_script(SCRIPT, env={**BENCH, **env}, drop=not_ours)
+    (line,) = [line for line in lines if line.startswith('{"recorded"')]
+    seen: dict[str, Any] = json.loads(line)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def default_sampler() -> str:
+    """The sampler the product builds with tracing on and its sampler variables unset."""
+    seen = web_process({"OTEL_EXPORTER_OTLP_ENDPOINT": SINK, "OTEL_EXPORTER_OTLP_TIMEOUT": "1"})
+    sampler: str = seen["sampler"]
+    return sampler
+
+
+class Recreated(Exception):
+    pass
+
+
+def recreated_web(target: profile.Target, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The configuration profile() recreates web with for this target (it stops there)."""
+    _, name, app, path, c, env = target
+    seen: list[dict[str, Any]] = []
+
+    def switch_web(config: dict[str, Any], **kwargs: Any) -> float:
+        seen.append(config)
+        raise Recreated
+
+    monkeypatch.setattr(web, "switch_web", switch_web)
+    monkeypatch.setattr(stack, "log", lambda message: None)
+    with pytest.raises(Recreated):
+        profile.profile(name, app, path, c, env, "py-spy")
+    (config,) = seen
+    return config
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_each_observability_state_reaches_web_as_it_claims(state, default_sampler, monkeypatch):
+    (target,) = [t for t in profile.TARGETS if t[1] == f"product page, {state}"]
+    env = target[-1]
+    assert env == OBSERVABILITY[state]
+    config = recreated_web(target, monkeypatch)
+    assert config["command"] == f"{web.GUNICORN} {web.BENCH_ASGI}"
+    # As web.switch_web hands it to compose.
+    services = render_web(stack.compose_env(web.web_env(config)))
+    environment = services["web"]["environment"]
+    assert {k: environment[k] for k in env} == env
+    seen = web_process(
+        {k: environment[k] for k in VARIABLES if k in environment}
+        # Nothing listens where spans go here: the exit's flush gives up at once.
+        | {"OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    )
+    # off: no Prometheus recording, tracing not even imported.
+    assert seen["recorded"] == (0.0 if state == "off" else 1.0)
+    if state in ("off", "metrics"):
+        assert seen["traced"] == []
+        assert seen["sampler"] is None
+        return
+    # tracing and all: spans exported over OTLP/HTTP to otlp-sink, a service of the bench's
+    # compose files on web's network.
+    assert seen["traced"]
+    assert seen["endpoint"] == SINK == "http://otlp-sink:4318"
+    assert set(services["otlp-sink"]["networks"]) & set(services["web"]["networks"])
+    if state == "tracing":
+        # The default sampler: a tenth of new traces kept, a client's traceparent decides.
+        assert seen["sampler"] == default_sampler
+        assert default_sampler.startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    else:
+        # Every request traced.
+        assert seen["sampler"].startswith("ParentBased{root:AlwaysOnSampler")
