@@ -58,9 +58,10 @@ class RetryInBackground:
                 self._thread.start()
 
     @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._thread is not None
+    def pending(self) -> bool:
+        """A failure is not yet fixed (its retry runs). Without the lock: one reference read,
+        cheap enough for every request."""
+        return self._thread is not None
 
     def _run(self) -> None:
         while True:

@@ -112,11 +112,22 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
 
     A hit is one round trip on the event loop (the version, the page and the write mark in one
     MGET) and the stored bytes as they are: no thread, model, validation or rendering; a miss
-    adds the query and one SET. A page stored with
-    another version than the current one is a miss. Redis failing or slow (SHOP_REDIS_TIMEOUT)
-    is a miss too: the database answers.
+    adds the query and one SET. A page stored with another version than the current one is a
+    miss. Redis failing or slow (SHOP_REDIS_TIMEOUT) is a miss too: the database answers.
     """
     key = product_page_key(hot=hot, page=page, page_size=page_size)
+    if _invalidation.pending:
+        # A write of this process committed and its bump has not landed: every page in Redis
+        # may hold the rows from before it. The primary answers, nothing is stored, until then.
+        return await sync_to_async(_page_fill)(
+            key=key,
+            page=page,
+            page_size=page_size,
+            hot=hot,
+            held=None,
+            written=True,
+            use_cache=False,
+        )
     start = perf_counter()
     try:
         async with clients.use() as client:
@@ -167,9 +178,7 @@ def _page_fill(
     version: int | None = None
     if use_cache:
         version = int(held) if held is not None and held.isdigit() else products_version()
-    rows = selectors.product_list(
-        page=page, page_size=page_size, hot=hot, from_primary=version is not None and written
-    )
+    rows = selectors.product_list(page=page, page_size=page_size, hot=hot, from_primary=written)
     rendered: str = _RENDERER.render(
         None,  # type: ignore[arg-type]  # JSONRenderer never reads the request
         ProductPage.from_orm(rows).model_dump(),

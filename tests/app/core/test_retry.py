@@ -33,7 +33,7 @@ def test_a_lost_write_is_retried_until_it_lands_on_one_thread():
     for _ in range(5):  # five failures reported: still one thread
         retry.later()
     assert _threads("retry-lands") == 1
-    wait_until(lambda: not retry.running, timeout=10, what="the retry ended")
+    wait_until(lambda: not retry.pending, timeout=10, what="the retry ended")
     assert attempts.calls == 4
     assert _threads("retry-lands") == 0
 
@@ -44,7 +44,7 @@ def test_a_failure_reported_during_an_attempt_is_retried_again():
     attempts = Attempts(failures=0, during=lambda: retry.later())
     retry = RetryInBackground("retry-again", attempts, within=lambda: 60, every=0.05)
     retry.later()
-    wait_until(lambda: not retry.running, timeout=10, what="the retry ended")
+    wait_until(lambda: not retry.pending, timeout=10, what="the retry ended")
     assert attempts.calls == 2
 
 
@@ -53,14 +53,14 @@ def test_the_retry_gives_up_once_what_it_fixes_has_expired(caplog):
     retry = RetryInBackground("retry-gives-up", attempts, within=lambda: 0.3, every=0.05)
     with caplog.at_level(logging.ERROR, logger="core.retry"):
         retry.later()
-        wait_until(lambda: not retry.running, timeout=10, what="the retry gave up")
+        wait_until(lambda: not retry.pending, timeout=10, what="the retry gave up")
     assert attempts.calls >= 2
     assert "retry-gives-up: never landed" in caplog.text
     calls = attempts.calls
     # A failure after it gave up starts it again.
     retry.later()
     wait_until(lambda: attempts.calls > calls, timeout=10, what="a new retry")
-    wait_until(lambda: not retry.running, timeout=10, what="the retry gave up again")
+    wait_until(lambda: not retry.pending, timeout=10, what="the retry gave up again")
 
 
 def test_an_attempt_that_raises_is_logged_and_retried(caplog):
@@ -75,6 +75,6 @@ def test_an_attempt_that_raises_is_logged_and_retried(caplog):
     retry = RetryInBackground("retry-raises", attempt, within=lambda: 60, every=0.05)
     with caplog.at_level(logging.ERROR, logger="core.retry"):
         retry.later()
-        wait_until(lambda: not retry.running, timeout=10, what="the retry ended")
+        wait_until(lambda: not retry.pending, timeout=10, what="the retry ended")
     assert len(calls) == 2
     assert "retry-raises: retry failed" in caplog.text

@@ -477,7 +477,7 @@ def attempt():
 
 retry = RetryInBackground("traced-retry", attempt, within=lambda: 30, every=0.1)
 retry.later()
-while retry.running:
+while retry.pending:
     time.sleep(0.05)
 with trace.get_tracer("test").start_as_current_span("control") as control:
     caches["default"].get("untraced")

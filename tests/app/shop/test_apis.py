@@ -13,6 +13,7 @@ from shop.models import Order, Product
 from tests.app.accounts.factories import UserFactory, bearer
 from tests.app.conftest import cache_at
 from tests.app.shop.factories import OrderItemFactory, ProductFactory
+from tests.support import wait_until
 
 # Committed transactions: the replica alias is a second connection, which cannot see rows
 # inside another connection's open test transaction.
@@ -264,6 +265,31 @@ def test_a_version_that_is_not_a_whole_number_is_replaced(
     assert rename(client, staff, product.pk, "New name").status_code == 200
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
     assert redis_client.get(cache.make_key(PRODUCTS_VERSION_KEY)).isdigit()
+
+
+def test_while_its_bump_is_pending_the_writers_process_never_answers_an_older_page(
+    client, staff, redis_settings, closed_port
+):
+    # The bump failed (the sync client's Redis refuses) while the event loop's client still
+    # reads a page stored before the write: this process knows, and answers from the primary.
+    from shop.cache import _invalidation
+
+    product = ProductFactory(name="Old name")
+    assert client.get("/api/products").json()["items"][0]["name"] == "Old name"  # stored
+    working = redis_settings.CACHES
+    redis_settings.CACHES = {
+        **working,
+        "default": {**working["default"], "LOCATION": f"redis://127.0.0.1:{closed_port}/2"},
+    }
+    try:
+        assert rename(client, staff, product.pk, "New name").status_code == 200
+        assert _invalidation.pending
+        for _ in range(3):
+            assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+    finally:
+        redis_settings.CACHES = working
+    wait_until(lambda: not _invalidation.pending, timeout=10, what="the bump landed")
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
 def test_an_invalidation_lost_to_a_redis_stall_lands_once_redis_answers(
