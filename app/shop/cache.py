@@ -51,7 +51,9 @@ def product_list_invalidate() -> None:
     """Every cached product page is stored with the version: bumping it makes them all stale
     at once. Runs after the write committed, so it never raises: a failed bump is retried in
     the background until it lands or every page stored before it has expired."""
-    if not _bump():
+    # While a bump is pending Redis is known to fail: the retry's bump, after this commit too,
+    # does for both, and this request does not wait out the client's timeout again.
+    if _invalidation.pending or not _bump():
         _invalidation.later()
 
 

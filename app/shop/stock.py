@@ -43,7 +43,9 @@ return 1
 def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
     """Caches {product_id: (stock_version, stock)}, each only if newer than the copy held.
     Runs after the commit, so it never raises: a failed write is retried in the background."""
-    if not _write(stocks):
+    # While a write is pending Redis is known to fail: the retry writes these too, and this
+    # request does not wait out the client's timeout again.
+    if _stock_retry.pending or not _write(stocks):
         _pending_add(stocks)
         _stock_retry.later()
 
