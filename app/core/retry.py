@@ -19,6 +19,16 @@ log = logging.getLogger(__name__)
 EVERY_SECONDS = 0.5
 
 
+_instances: list["RetryInBackground"] = []
+
+
+def retries_cancel() -> None:
+    """Cancels every retry of this process (tests use it: a write one test lost must not be
+    retried, or make reads skip the cache, in the tests after it)."""
+    for retry in _instances:
+        retry.cancel()
+
+
 class RetryInBackground:
     """`attempt()` is retried on a daemon thread of this process every `every` seconds once
     `later()` is called, until it returns True with no failure reported meanwhile, or until
@@ -44,6 +54,9 @@ class RetryInBackground:
         self._pending = False
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
+        # Raised by cancel(): a thread started before it ends at its next step.
+        self._generation = 0
+        _instances.append(self)
 
     def later(self) -> None:
         """Call after `attempt` (or the write it retries) failed."""
@@ -53,9 +66,19 @@ class RetryInBackground:
             self._deadline = monotonic() + (math.inf if within is None else within)
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=untraced(self._run), name=self.name, daemon=True
+                    target=untraced(self._run),
+                    args=(self._generation,),
+                    name=self.name,
+                    daemon=True,
                 )
                 self._thread.start()
+
+    def cancel(self) -> None:
+        """Forgets what is pending, without landing it; its thread ends at its next step."""
+        with self._lock:
+            self._generation += 1
+            self._pending = False
+            self._thread = None
 
     @property
     def pending(self) -> bool:
@@ -63,10 +86,12 @@ class RetryInBackground:
         cheap enough for every request."""
         return self._thread is not None
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         while True:
             time.sleep(self._every)
             with self._lock:
+                if generation != self._generation:
+                    return
                 self._pending = False
             try:
                 landed = self._attempt()
@@ -74,6 +99,8 @@ class RetryInBackground:
                 log.exception("%s: retry failed", self.name)
                 landed = False
             with self._lock:
+                if generation != self._generation:
+                    return
                 # A failure reported during the attempt may be newer than what it carried.
                 if landed and not self._pending:
                     self._thread = None

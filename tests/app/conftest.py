@@ -150,6 +150,15 @@ def state_client(redis_container: DockerContainer) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
+def _no_retry_left_over() -> None:
+    """Each test starts with no Redis write of an earlier one pending (core.retry): a product
+    written in a test without the test Redis leaves its bump failing for the cache's TTL."""
+    from core.retry import retries_cancel
+
+    retries_cancel()
+
+
+@pytest.fixture(autouse=True)
 def _replica_down_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts without this process's copy of the replica-down marks (core.db), and
     with every replica alias found serving: here each mirrors the primary, which the real check
@@ -276,27 +285,41 @@ def broker_down(closed_port: int) -> Iterator[None]:
         yield
 
 
-class Blackhole:
-    """A local port that accepts each connection and never answers: a hung Redis (or database).
-    Counts the connections: how often a client tried."""
+class CountingServer:
+    """A local port that accepts each connection and never answers, counting them: how often a
+    client tried (once, or its library's retries). Held open, it is a hung Redis (or database);
+    closed at once, a Redis (or broker) that is up at TCP and answers nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold: bool) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.server.getsockname()[1]
+        self.hold = hold
         self.accepted: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def connections(self) -> int:
+        return len(self.accepted)
 
     def _accept(self) -> None:
         while True:
             try:
-                self.accepted.append(self.server.accept()[0])
+                conn = self.server.accept()[0]
             except OSError:
                 return
+            self.accepted.append(conn)
+            if not self.hold:
+                conn.close()
 
     def close(self) -> None:
         self.server.close()
         for conn in self.accepted:
             conn.close()
+
+
+class Blackhole(CountingServer):
+    def __init__(self) -> None:
+        super().__init__(hold=True)
 
 
 @pytest.fixture
@@ -318,33 +341,9 @@ def cache_at(settings: Any, port: int) -> None:
     }
 
 
-class DroppingServer:
-    """A local port that accepts each connection and closes it at once, counting them: a Redis
-    (or broker) that is up at TCP and answers nothing. The count shows how often a client
-    tried: once, or its library's retries."""
-
+class DroppingServer(CountingServer):
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = int(self.listener.getsockname()[1])
-        self.connections = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.listener.close()
+        super().__init__(hold=False)
 
 
 @pytest.fixture

@@ -78,3 +78,17 @@ def test_an_attempt_that_raises_is_logged_and_retried(caplog):
         wait_until(lambda: not retry.pending, timeout=10, what="the retry ended")
     assert len(calls) == 2
     assert "retry-raises: retry failed" in caplog.text
+
+
+def test_a_cancelled_retry_forgets_what_was_pending_and_its_thread_ends():
+    attempts = Attempts(failures=10**9)
+    retry = RetryInBackground("retry-cancelled", attempts, within=lambda: 60, every=0.05)
+    retry.later()
+    wait_until(lambda: attempts.calls, timeout=10, what="a first attempt")
+    retry.cancel()
+    assert not retry.pending
+    wait_until(lambda: _threads("retry-cancelled") == 0, timeout=10, what="the thread ended")
+    calls = attempts.calls
+    retry.later()  # a new failure starts a new thread
+    wait_until(lambda: attempts.calls > calls, timeout=10, what="a new attempt")
+    retry.cancel()
