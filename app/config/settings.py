@@ -270,9 +270,8 @@ _REDIS_OPTIONS = {
 }
 CACHES = {
     # Cache instance. Page and query cache and the product page's stock copy (the shop's stock):
-    # copies the database rebuilds, so eviction costs a miss. Also the replica-down mark
-    # (core/db.py): evicted, the next read that finds the replica dead sets it again. An outage
-    # degrades to uncached reads (misses), never to errors.
+    # copies the database rebuilds, so eviction costs a miss. An outage degrades to uncached
+    # reads (misses), never to errors.
     "default": {
         # django-redis, each call timed for /metrics (core/cache.py).
         "BACKEND": "core.cache.InstrumentedRedisCache",
@@ -283,7 +282,9 @@ CACHES = {
     # Broker instance (noeviction). State whose loss must not pass silently, so never evicted
     # by a flood of page keys: read-your-writes marks (evicted, a customer would read a lagging
     # replica) and the login throttle (accounts/throttle.py: evicted, an attacker who fills the
-    # cache would lift their own lockout). Every key has a TTL and their number is bounded by
+    # cache would lift their own lockout). Also the replica-down marks (core/db.py), which every
+    # replica read consults: apart from the pages, a cache instance that hangs costs no read
+    # more than its own lookup. Every key has a TTL and their number is bounded by
     # writes and Nginx's login rate, not by what readers ask for. Errors are raised.
     "state": {
         "BACKEND": "core.cache.InstrumentedRedisCache",

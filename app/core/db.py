@@ -112,9 +112,10 @@ def connection_lost(exc: BaseException) -> bool:
     return code is None or code.startswith("08") or code in CONNECTION_SQLSTATES
 
 
-# Shared through Redis, so every worker and pod skips a dead replica once one of them (or a
-# readiness probe) found it dead, instead of each paying PgBouncer's query_wait_timeout; and a
-# probe that finds it healthy again clears the mark for all of them at once.
+# Shared through Redis (the broker instance's "state" cache), so every worker and pod skips a
+# dead replica once one of them (or a readiness probe) found it dead, instead of each paying
+# PgBouncer's query_wait_timeout; and a probe that finds it healthy again clears the mark for
+# all of them at once.
 REPLICA_DOWN_KEY = "replica:down"
 # Each process keeps its last look at that mark this long, so a burst of reads costs one Redis
 # GET per second per process, not one per read; another process's mark reaches it within 1s,
@@ -588,16 +589,16 @@ def _replica_down_remember(
 
 
 def _replica_down_ask(alias: str) -> bool:
-    """The shared mark, as Redis holds it now, remembered for the local TTL. A cache that fails
+    """The shared mark, as Redis holds it now, remembered for the local TTL. A Redis that fails
     or does not answer reads as "up" (the read's own failure marks a dead replica) and is not
     asked again for REPLICA_RETRY_AFTER_SECONDS: past each local TTL a read would otherwise
-    wait out the client's timeout, every second, for as long as the cache hangs."""
-    cache = caches["default"]
+    wait out the client's timeout, every second, for as long as it hangs."""
     start = perf_counter()
     try:
-        held = get_redis_connection("default").get(cache.make_key(replica_down_key(alias)))
+        key = caches["state"].make_key(replica_down_key(alias))
+        held = get_redis_connection("state").get(key)
     except Exception:
-        log.warning("replica-down mark unread; cache unavailable", exc_info=True)
+        log.warning("replica-down mark unread; Redis unavailable", exc_info=True)
         _replica_down_remember(alias, False, seconds=settings.REPLICA_RETRY_AFTER_SECONDS)
         return False
     finally:
@@ -660,12 +661,20 @@ def read_alias(*, user_id: int | None = None) -> str:
 
 def replica_mark_down(*, alias: str) -> None:
     _replica_down_remember(alias, True)  # this process reacts at once, others within the TTL
-    caches["default"].set(replica_down_key(alias), 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS)
+    try:
+        caches["state"].set(
+            replica_down_key(alias), 1, timeout=settings.REPLICA_RETRY_AFTER_SECONDS
+        )
+    except Exception:  # the others find out by their own failed reads
+        log.warning("replica-down mark not shared; Redis unavailable", exc_info=True)
 
 
 def replica_mark_up(*, alias: str) -> None:
     _replica_down_remember(alias, False)
-    caches["default"].delete(replica_down_key(alias))
+    try:
+        caches["state"].delete(replica_down_key(alias))
+    except Exception:  # the mark expires on its own
+        log.warning("replica-down mark not cleared; Redis unavailable", exc_info=True)
 
 
 def read[T](

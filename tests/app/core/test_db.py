@@ -16,7 +16,6 @@ from django.test import RequestFactory
 from config.api import api
 from core import db
 from core.db_router import PRIMARY, REPLICA
-from tests.app.conftest import cache_at
 from tests.support import wait_until
 
 
@@ -38,35 +37,38 @@ def _gets(redis_client: Any) -> int:
     return calls
 
 
-def test_a_burst_of_reads_asks_redis_once_per_local_ttl(redis_settings, redis_client, clock):
-    before = _gets(redis_client)
+def test_a_burst_of_reads_asks_redis_once_per_local_ttl(redis_settings, state_client, clock):
+    before = _gets(state_client)
     assert [db.read_alias() for _ in range(50)] == [REPLICA] * 50
-    assert _gets(redis_client) - before == 1
+    assert _gets(state_client) - before == 1
     clock(db.REPLICA_DOWN_LOCAL_TTL_SECONDS)
     assert db.read_alias() == REPLICA
-    assert _gets(redis_client) - before == 2
+    assert _gets(state_client) - before == 2
 
 
 def test_marking_the_replica_down_and_up_counts_at_once_in_this_process(
-    redis_settings, redis_client, clock
+    redis_settings, state_client, clock
 ):
     assert db.read_alias() == REPLICA  # the local copy now says "up"
-    before = _gets(redis_client)
+    before = _gets(state_client)
     db.replica_mark_down(alias=REPLICA)
     assert db.read_alias() == PRIMARY
-    assert caches["default"].get(db.replica_down_key(REPLICA))  # shared with the other processes
+    assert caches["state"].get(db.replica_down_key(REPLICA))  # shared with the other processes
     db.replica_mark_up(alias=REPLICA)
     assert db.read_alias() == REPLICA
-    assert caches["default"].get(db.replica_down_key(REPLICA)) is None
+    assert caches["state"].get(db.replica_down_key(REPLICA)) is None
     # Only the two checks above asked Redis; the reads used the local copy the marks updated.
-    assert _gets(redis_client) - before == 2
+    assert _gets(state_client) - before == 2
 
 
-def test_a_hung_cache_is_asked_for_the_marks_once_per_retry_interval(settings, clock, blackhole):
-    # A cache that accepts and never answers: the read past the local TTL waits out the
+def test_a_hung_redis_is_asked_for_the_marks_once_per_retry_interval(settings, clock, blackhole):
+    # The marks' Redis accepts and never answers: the read past the local TTL waits out the
     # client's timeout once and takes "up"; the next ones take it without asking, until
     # REPLICA_RETRY_AFTER_SECONDS, instead of each waiting again every second.
-    cache_at(settings, blackhole.port)
+    settings.CACHES = {
+        **settings.CACHES,
+        "state": {**settings.CACHES["state"], "LOCATION": f"redis://127.0.0.1:{blackhole.port}/3"},
+    }
     assert db.read_alias() == REPLICA
     asked = wait_until(lambda: len(blackhole.accepted), timeout=10, what="the mark asked")
     for _ in range(5):
@@ -80,7 +82,7 @@ def test_a_hung_cache_is_asked_for_the_marks_once_per_retry_interval(settings, c
 
 def test_another_processs_mark_reaches_this_one_within_the_local_ttl(redis_settings, clock):
     assert db.read_alias() == REPLICA
-    caches["default"].set(db.replica_down_key(REPLICA), 1)  # as another worker's failed read does
+    caches["state"].set(db.replica_down_key(REPLICA), 1)  # as another worker's failed read does
     assert db.read_alias() == REPLICA  # the stale second this process trades for fewer GETs
     clock(db.REPLICA_DOWN_LOCAL_TTL_SECONDS)
     assert db.read_alias() == PRIMARY
@@ -207,7 +209,7 @@ def test_a_query_error_on_the_replica_propagates_and_leaves_it_up(
     assert db.sqlstate(caught.value) == code
     assert seen == [REPLICA]  # the heavy query is not rerun on the primary
     db.replica_down_forget()
-    assert caches["default"].get(db.replica_down_key(REPLICA)) is None
+    assert caches["state"].get(db.replica_down_key(REPLICA)) is None
     assert db.read_alias() == REPLICA
 
 
@@ -220,7 +222,7 @@ def test_a_connection_error_on_the_replica_marks_it_down_and_falls_back(
     seen: list[str] = []
     assert _run(how, _replica_query(CONNECTION_ERRORS[code], seen)) == PRIMARY
     assert seen == [REPLICA, PRIMARY]
-    assert caches["default"].get(db.replica_down_key(REPLICA))
+    assert caches["state"].get(db.replica_down_key(REPLICA))
     db.replica_mark_up(alias=REPLICA)
 
 
@@ -240,7 +242,7 @@ def test_a_refused_connection_has_no_sqlstate_and_falls_back(
 
     assert _run(how, query) == PRIMARY
     assert seen == [REPLICA, PRIMARY]
-    assert caches["default"].get(db.replica_down_key(REPLICA))
+    assert caches["state"].get(db.replica_down_key(REPLICA))
     db.replica_mark_up(alias=REPLICA)
 
 

@@ -69,7 +69,7 @@ def test_a_read_on_a_replica_whose_check_stalls_is_answered_by_the_primary(
     assert db.read(on_replica_hangs) == PRIMARY
     # Out of this process's reads at once, and of every other's through Redis.
     assert db.read_alias() == PRIMARY
-    assert db.caches["default"].get(db.replica_down_key(REPLICA))
+    assert db.caches["state"].get(db.replica_down_key(REPLICA))
     db.replica_mark_up(alias=REPLICA)
 
 

@@ -84,7 +84,7 @@ def test_a_replica_that_drops_a_read_is_skipped_for_the_others(redis_settings, t
 
     assert db.read(failing, user_id=0) == PRIMARY  # the failed read is answered
     first = seen[0]
-    assert caches["default"].get(db.replica_down_key(first))
+    assert caches["state"].get(db.replica_down_key(first))
     other = ({REPLICA, SECOND} - {first}).pop()
     assert {db.read_alias() for _ in range(10)} == {other}
     db.replica_mark_up(alias=first)

@@ -64,7 +64,7 @@ def _probed_down(check: dict[str, Any], reason: str) -> None:
     assert (check["ok"], check["serving"], check["reason"]) == (False, False, reason)
     assert check["error"]
     # Marked down for the other processes, as a check that cannot reach it marks it.
-    assert caches["default"].get(db.replica_down_key(REPLICA))
+    assert caches["state"].get(db.replica_down_key(REPLICA))
     db.replica_mark_up(alias=REPLICA)
 
 
