@@ -57,7 +57,7 @@ def setup(*, component: str) -> bool:
     global _started
     if not enabled() or _started:
         return False
-    from opentelemetry import trace
+    from opentelemetry import propagate, trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor  # demo-shop
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -66,6 +66,7 @@ def setup(*, component: str) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     from core import logging as json_logging
     from core.sampled_asgi import PresetIdGenerator
@@ -77,6 +78,9 @@ def setup(*, component: str) -> bool:
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    # W3C trace context only. OpenTelemetry's default also carries `baggage`, which would pass a
+    # client's header, whatever it says, on to the upstream services and into Celery messages.
+    propagate.set_global_textmap(TraceContextTextMapPropagator())
     for instrumentor in (
         PsycopgInstrumentor(),
         RedisInstrumentor(),
@@ -221,8 +225,13 @@ def name_span(request: Any) -> None:
     from opentelemetry import trace
 
     span = trace.get_current_span()
+    if not span.is_recording():
+        return
     match = getattr(request, "resolver_match", None)
-    if match is None or not span.is_recording():
+    if match is None:
+        # No route: the method alone, as OpenTelemetry's conventions say; the raw path would
+        # let each client name spans without bound.
+        span.update_name(str(request.method))
         return
     span.update_name(f"{request.method} {match.route}")
     span.set_attribute("http.route", match.route)

@@ -437,7 +437,7 @@ django.setup()
 import config.asgi
 from asgiref.testing import ApplicationCommunicator
 from django.core.cache import caches
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from core import db
@@ -489,8 +489,9 @@ print(json.dumps({
     "attempts": len(attempts),
     "spans": [[s.name, s.context.trace_id == ours] for s in memory.get_finished_spans()
               if s.kind != trace.SpanKind.SERVER],
-    "servers": [s.attributes.get("url.path", s.attributes.get("http.target"))
+    "servers": [[s.name, s.attributes.get("url.path", s.attributes.get("http.target"))]
                 for s in memory.get_finished_spans() if s.kind == trace.SpanKind.SERVER],
+    "propagated": sorted(propagate.get_global_textmap().fields),
 }))
 """
 
@@ -537,4 +538,7 @@ def test_probes_checks_and_background_retries_start_no_trace(
     # the checks and the probe, and each Redis call of the probe and the retry, would otherwise
     # be the root of a trace of its own.
     assert sorted(seen["spans"]) == [["GET", True], ["control", True]]
-    assert seen["servers"] == ["/no/metrics"]
+    # Named after its route, of which it has none: the method alone, never a client's path.
+    assert seen["servers"] == [["GET", "/no/metrics"]]
+    # Only the W3C trace context crosses to upstreams and tasks; a client's baggage does not.
+    assert seen["propagated"] == ["traceparent", "tracestate"]
