@@ -22,6 +22,13 @@ EVERY_SECONDS = 0.5
 _instances: list["RetryInBackground"] = []
 
 
+def retries_pending() -> bool:
+    """Some retry of this process is pending: its Redis is failing now. A writer to the same
+    Redis hands its write to its own retry at once rather than wait out the client's timeout
+    too (each of the shop's after-commit writes goes to the cache instance)."""
+    return any(retry.pending for retry in _instances)
+
+
 def retries_cancel() -> None:
     """Cancels every retry of this process (tests use it: a write one test lost must not be
     retried, or make reads skip the cache, in the tests after it)."""

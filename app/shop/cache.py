@@ -12,7 +12,7 @@ from django_redis import get_redis_connection
 from ninja.renderers import JSONRenderer
 
 from core.metrics import count_cache_get, observe_cache
-from core.retry import RetryInBackground
+from core.retry import RetryInBackground, retries_pending
 from shop import selectors
 from shop.redis import clients
 from shop.schemas import ProductPage
@@ -51,9 +51,9 @@ def product_list_invalidate() -> None:
     """Every cached product page is stored with the version: bumping it makes them all stale
     at once. Runs after the write committed, so it never raises: a failed bump is retried in
     the background until it lands or every page stored before it has expired."""
-    # While a bump is pending Redis is known to fail: the retry's bump, after this commit too,
-    # does for both, and this request does not wait out the client's timeout again.
-    if _invalidation.pending or not _bump():
+    # While a write to this Redis is pending it is known to fail: the retry's bump, after this
+    # commit too, does for this one, and this request does not wait out the client's timeout.
+    if retries_pending() or not _bump():
         _invalidation.later()
 
 

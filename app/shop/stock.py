@@ -18,7 +18,7 @@ import threading
 from django.conf import settings
 from django_redis import get_redis_connection
 
-from core.retry import RetryInBackground
+from core.retry import RetryInBackground, retries_pending
 from shop.redis import clients
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ return 1
 def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
     """Caches {product_id: (stock_version, stock)}, each only if newer than the copy held.
     Runs after the commit, so it never raises: a failed write is retried in the background."""
-    # While a write is pending Redis is known to fail: the retry writes these too, and this
-    # request does not wait out the client's timeout again.
-    if _stock_retry.pending or not _write(stocks):
+    # While a write to this Redis is pending it is known to fail: the retry writes these too,
+    # and this request does not wait out the client's timeout.
+    if retries_pending() or not _write(stocks):
         _pending_add(stocks)
         _stock_retry.later()
 

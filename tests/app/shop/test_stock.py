@@ -77,3 +77,27 @@ def test_a_dropped_stock_read_is_tried_once_not_retried(settings, dropping_serve
     settings.REDIS_CACHE_HOST, settings.REDIS_CACHE_PORT = "127.0.0.1", dropping_server.port
     assert async_to_sync(stock_cache_get)(product_id=1) is None
     assert dropping_server.connections == 1
+
+
+def test_an_order_while_a_list_bump_is_pending_hands_its_count_to_the_retry(
+    redis_settings, broker_down, closed_port, django_capture_on_commit_callbacks, caplog
+):
+    # Both go to the cache instance: once one write to it is pending, the next does not wait
+    # out the client's timeout to learn the same (an order made two such waits).
+    from shop.cache import _invalidation, product_list_invalidate
+
+    product = ProductFactory(stock=10)
+    working = redis_settings.CACHES
+    redis_settings.CACHES = {
+        **working,
+        "default": {**working["default"], "LOCATION": f"redis://:x@127.0.0.1:{closed_port}/2"},
+    }
+    try:
+        product_list_invalidate()
+        assert _invalidation.pending
+        with django_capture_on_commit_callbacks(using="default", execute=True):
+            order_create(customer=UserFactory(), items={product.pk: 1})
+        assert "stock not cached yet" not in caplog.text
+    finally:
+        redis_settings.CACHES = working
+    wait_until(lambda: cached_stock(product.pk) == 9, timeout=10, what="the count written")
