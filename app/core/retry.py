@@ -25,7 +25,7 @@ _instances: list["RetryInBackground"] = []
 def retries_pending() -> bool:
     """Some retry of this process is pending: its Redis is failing now. A writer to the same
     Redis hands its write to its own retry at once rather than wait out the client's timeout
-    too (each of the shop's after-commit writes goes to the cache instance)."""
+    too (a domain's after-commit writes to one cache instance, for one)."""
     return any(retry.pending for retry in _instances)
 
 
