@@ -51,7 +51,9 @@ def _database_check(alias: str, timeout: float) -> dict[str, Any]:
     return {"in_recovery": bool(row and row[0])}
 
 
-def _replica_check(alias: str, reached: "Future[dict[str, Any]]", timeout: float) -> dict[str, Any]:
+def _replica_check(
+    alias: str, reached: "Future[dict[str, Any]] | None", timeout: float
+) -> dict[str, Any]:
     # The read path's own view (core.db): a replica that answers yet is not a streaming standby
     # of this primary, lags past the bound, cannot be reached or whose check stalls serves no
     # read and so is not ok here either. A view that says it serves is up to a check interval
@@ -67,7 +69,7 @@ def _replica_check(alias: str, reached: "Future[dict[str, Any]]", timeout: float
         # reading kept: null, as for a lag not known.
         "lag_seconds": lag if lag is not None and math.isfinite(lag) else None,
     }
-    if not health.serving:
+    if not health.serving or reached is None:  # not probed: it served no read when asked
         return check
     if not reached.done():
         error, reason = f"no answer within {timeout:g}s", "stalled"
@@ -120,7 +122,13 @@ def readiness_get(*, timeout: float) -> Readiness:
     pool = ThreadPoolExecutor(max_workers=len(probes) + len(replicas), thread_name_prefix="readyz")
     # Untraced: a probe's threads start with no context, so its calls would each start a trace.
     futures = {name: pool.submit(untraced(fn)) for name, fn in probes.items()}
-    reached = {alias: pool.submit(untraced(_database_check), alias, timeout) for alias in replicas}
+    # Only the replicas the view says serve: one it already takes out of the reads (a frozen
+    # server among them) would hold the probe to its timeout for nothing.
+    reached = {
+        alias: pool.submit(untraced(_database_check), alias, timeout)
+        for alias in replicas
+        if replica_health_view(alias=alias).serving
+    }
     wait([*futures.values(), *reached.values()], timeout=timeout)
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -133,7 +141,7 @@ def readiness_get(*, timeout: float) -> Readiness:
         else:
             checks[name] = {"ok": True, **future.result()}
     for alias in replicas:
-        checks[alias] = _replica_check(alias, reached[alias], timeout)
+        checks[alias] = _replica_check(alias, reached.get(alias), timeout)
     # Tell the other processes now, before a customer's request finds out the slow way: a
     # replica whose check reached it is up (whether it serves is each process's own check), one
     # that cannot be reached, or whose check stalls, is down.

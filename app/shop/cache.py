@@ -121,35 +121,29 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     if _invalidation.pending:
         # A write of this process committed and its bump has not landed: every page in Redis
         # may hold the rows from before it. The primary answers, nothing is stored, until then.
-        return await sync_to_async(_page_fill)(
-            key=key,
-            page=page,
-            page_size=page_size,
-            hot=hot,
-            held=None,
-            written=True,
-            use_cache=False,
-        )
-    start = perf_counter()
-    try:
-        async with clients.use() as client:
-            # The write mark rides along: a miss then needs no round trip of its own to choose
-            # the database, and reads it in the same instant as the version.
-            version, stored, written = await client.mget(
-                cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
-            )
-        failed = False
-    except Exception:
-        log.warning("product page read from Redis failed", exc_info=True)
-        version = stored = written = None
-        failed = True
-    observe_cache("get_many", perf_counter() - start)
-    if isinstance(version, bytes) and isinstance(stored, bytes):
-        stored_version, separator, body = stored.partition(b"\n")
-        if separator and stored_version == version:
-            count_cache_get(hit=True)
-            return body
-    count_cache_get(hit=False)
+        held, written, use_cache = None, True, False
+    else:
+        start = perf_counter()
+        try:
+            async with clients.use() as client:
+                # The write mark rides along: a miss needs no round trip of its own to choose
+                # the database, and reads it in the same instant as the version.
+                version, stored, mark = await client.mget(
+                    cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
+                )
+            use_cache = True
+        except Exception:
+            log.warning("product page read from Redis failed", exc_info=True)
+            version = stored = mark = None
+            use_cache = False
+        observe_cache("get_many", perf_counter() - start)
+        if isinstance(version, bytes) and isinstance(stored, bytes):
+            stored_version, separator, body = stored.partition(b"\n")
+            if separator and stored_version == version:
+                count_cache_get(hit=True)
+                return body
+        count_cache_get(hit=False)
+        held, written = (version if isinstance(version, bytes) else None), mark is not None
     # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
     # that just failed is not asked again: each call would wait out its own timeout.
     return await sync_to_async(_page_fill)(
@@ -157,9 +151,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         page=page,
         page_size=page_size,
         hot=hot,
-        held=version if isinstance(version, bytes) else None,
-        written=written is not None,
-        use_cache=not failed,
+        held=held,
+        written=written,
+        use_cache=use_cache,
     )
 
 

@@ -95,3 +95,21 @@ def test_a_replica_last_checked_serving_that_does_not_answer_the_probe_is_stalle
         check = readiness_get(timeout=1).checks[REPLICA]
     assert "no answer" in check["error"]
     _probed_down(check, "stalled")
+
+
+@pytest.mark.django_db
+def test_a_replica_the_view_takes_out_of_the_reads_is_not_probed(
+    settings, redis_settings, blackhole, monkeypatch
+):
+    # A frozen server's check stalls: the view already says it serves nothing, and a probe of
+    # it would only hold every readiness answer to its timeout.
+    settings.REPLICA_CHECK_SECONDS = 30
+    stalled = db.ReplicaHealth(False, "stalled", None, db.monotonic())
+    monkeypatch.setattr(db, "_health", {REPLICA: stalled})
+    with monkeypatch.context() as patch:
+        _at_local_port(patch, REPLICA, blackhole.port)
+        check = readiness_get(timeout=1).checks[REPLICA]
+    assert (check["ok"], check["reason"]) == (False, "stalled")
+    assert "error" not in check
+    assert blackhole.connections == 0
+    db.replica_mark_up(alias=REPLICA)
