@@ -14,7 +14,9 @@ the way a gthread worker reuses its threads: a request's sync calls still share 
 (asgiref's ThreadSensitiveContext(executor=...)), and that thread's database connection lives on
 for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS before reuse, as under WSGI. A thread serves
 one request at a time. The pool holds at most EXECUTORS; a request arriving when all are lent
-waits for one, so threads and PgBouncer client connections per worker are bounded too.
+waits for one, so threads and PgBouncer client connections per worker are bounded too. A request
+that runs nothing on its thread (an async view, a cached page) never waits for it: Django's own
+per-request hops to it are skipped when they have nothing to do there (handle, below).
 
 WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has been inside one
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
@@ -24,6 +26,8 @@ replaced (runtime/workers.py); the other requests in flight finish.
 """
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -32,13 +36,19 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache, partial
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
 from django.core.handlers import base
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import connections
+from django.dispatch import Signal
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
 
 from runtime import workers
 
@@ -52,19 +62,64 @@ _SWAP = threading.Lock()
 log = logging.getLogger(__name__)
 
 
+class Lease:
+    """One request's use of a RequestExecutor: what runs on its thread before the request's first
+    call there, and whether the request ran anything there."""
+
+    def __init__(self, executor: "RequestExecutor") -> None:
+        self.executor = executor
+        self.first: Callable[[], Any] | None = None
+        self.used = False
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """On the thread, before each of the request's calls: `first` once. If it failed, every
+        call of the request fails with its error, as the whole request fails in Django."""
+        if self._error is not None:
+            raise self._error
+        first, self.first = self.first, None
+        if first is None:
+            return
+        try:
+            first()
+        except BaseException as error:
+            self._error = error
+            raise
+
+
 class RequestExecutor(ThreadPoolExecutor):
-    """A single-thread executor that knows since when its thread runs the current call."""
+    """A single-thread executor that knows since when its thread runs the current call, and
+    which request (Lease) it is lent to."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="django-request")
         self.busy_since: float | None = None
         self.thread_id: int | None = None
+        self.lease: Lease | None = None
+
+    def lend(self) -> Lease:
+        self.lease = Lease(self)
+        return self.lease
+
+    def end_lease(self, lease: Lease) -> bool:
+        """Whether the request of `lease` ran anything on this thread. A request cancelled
+        while its handler went on never touches the lease of the request lent the thread next."""
+        lease.first = None
+        if self.lease is lease:
+            self.lease = None
+        return lease.used
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        lease = self.lease
+        if lease is not None:
+            lease.used = True
+
         def timed() -> Any:
             self.thread_id = threading.get_ident()
             self.busy_since = monotonic()
             try:
+                if lease is not None:
+                    lease.start()
                 return fn(*args, **kwargs)
             finally:
                 self.busy_since = None
@@ -116,6 +171,33 @@ class ExecutorPool:
         return opened
 
 
+# The lease of the request the current task serves.
+_LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("request_lease", default=None)
+
+
+@cache
+def _thread_local_receivers() -> frozenset[Callable[..., Any]]:
+    """The receivers of request_started and request_finished, Django's and core's, that act only
+    on the thread they run on (its database connections and their query logs) or on the
+    request's own context (its urlconf, its caches, its request ID). A request that ran nothing
+    on its thread leaves them nothing to do there."""
+    from django.core.cache import close_caches
+    from django.core.handlers.base import reset_urlconf
+    from django.db import close_old_connections, reset_queries
+
+    from core.request_context import on_request_finished
+
+    return frozenset(
+        (close_caches, reset_urlconf, close_old_connections, reset_queries, on_request_finished)
+    )
+
+
+def _only_thread_local(signal: Signal, sender: type) -> bool:
+    sync, async_ = signal._live_receivers(sender)
+    allowed = _thread_local_receivers()
+    return not async_ and all(receiver in allowed for receiver in sync)
+
+
 def _connections_close() -> int:
     """On a request thread: closes its database connections; how many were open."""
     opened = sum(1 for alias in connections if connections[alias].connection is not None)
@@ -154,16 +236,104 @@ class PooledExecutorASGIHandler(ASGIHandler):
             finally:
                 base.import_string = import_string  # type: ignore[attr-defined]
 
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's ASGIHandler.handle, less its two thread hops when they have nothing to do.
+        Django sends request_started and request_finished through the request's thread, one hop
+        each. When their receivers are only the thread-local ones (_thread_local_receivers),
+        request_started's run on the request's thread just before its first call there, and
+        request_finished's here if nothing ran there: a request that never leaves the event loop
+        never waits for a thread. Any other receiver keeps Django's way, which a fork's own
+        receiver may need (the ORM, a thread-local)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        sender = self.__class__
+        lease = _LEASE.get()
+        if lease is not None and _only_thread_local(signals.request_started, sender):
+            # In a copy of the request's context, as Django's hop would run them.
+            run = contextvars.copy_context().run
+            lease.first = partial(run, signals.request_started.send, sender=sender, scope=scope)
+        else:
+            await signals.request_started.asend(sender=sender, scope=scope)
+        try:
+            await self._respond(scope, body_file, receive, send)
+        except AssertionError:  # Django's: raised by its disconnect listener
+            body_file.close()
+            raise
+        body_file.close()
+
+    async def _respond(
+        self, scope: dict[str, Any], body_file: Any, receive: Any, send: Any
+    ) -> None:
+        """The rest of Django's handle, unchanged but for how a response is closed."""
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:  # then error_response is Django's 400 or 413
+            error = cast(HttpResponseBase, error_response)
+            await self.send_response(error, send)
+            await self._close(error)
+            return
+
+        async def process_request(request: Any, send: Any) -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            # Cancelled: the client went away while the response was sent.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        # Django's way: the disconnect listener first, so that cancelling it cannot fail in a way
+        # that would leave the request's task running.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()  # a view may handle its cancellation
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            await self._close(None)
+        else:
+            await self._close(response)
+
+    async def _close(self, response: HttpResponseBase | None) -> None:
+        """Closes the response (which sends request_finished), or sends request_finished for a
+        request cancelled before it had one: on the request's thread if it ran anything there
+        or a receiver is not thread-local, as Django does, else here on the event loop."""
+        lease = _LEASE.get()
+        used = lease is None or lease.executor.end_lease(lease)
+        if used or not _only_thread_local(signals.request_finished, self.__class__):
+            if response is None:
+                await signals.request_finished.asend(sender=self.__class__)
+            else:
+                await sync_to_async(response.close)()
+        elif response is None:
+            signals.request_finished.send(sender=self.__class__)
+        else:
+            response.close()
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         timeout = workers.request_timeout()
         if timeout is None:  # not one of our Uvicorn workers: no watchdog
             executor = await self.executors.borrow()
+            lease = executor.lend()
+            lent = _LEASE.set(lease)
             try:
                 async with ThreadSensitiveContext(executor=executor):
                     await self.handle(scope, receive, send)
             finally:
+                _LEASE.reset(lent)
+                executor.end_lease(lease)
                 self.executors.give_back(executor)
             return
         if not self._watching:
@@ -173,6 +343,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
 
     async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         executor = await self.executors.borrow()
+        lease = executor.lend()
+        lent = _LEASE.set(lease)
         abort: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[executor] = abort
         started = False
@@ -202,6 +374,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
             del self._in_flight[executor]
+            _LEASE.reset(lent)
+            executor.end_lease(lease)
             if not stuck:
                 self.executors.give_back(executor)
 

@@ -51,10 +51,10 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             "",
             "**Why:** a hit is one Redis MGET on the event loop and the stored bytes "
             "(shop/cache.py), but it still runs Django's async handler and middleware chain "
-            "(request ID, diagnostics, sessions, CSRF, auth), django-ninja's query validation, "
-            "two hops to the request's thread that Django's handler makes for every request "
-            "(the request_started signal's receivers, and response.close() sending "
-            "request_finished) and the async Redis client; the hello world runs none of it. "
+            "(request ID, diagnostics, sessions, CSRF, auth), django-ninja's query validation "
+            "and the async Redis client; the hello world runs none of it. (Django's handler "
+            "also hops to the request's thread twice per request, for the request_started and "
+            "request_finished receivers; runtime/asgi.py skips both while nothing runs there.) "
             "Nginx's JSON access log and gzip apply to both. Where the worker's time goes: "
             "docs/benchmarks/profile.md.",
             "",

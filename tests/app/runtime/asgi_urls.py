@@ -32,4 +32,24 @@ async def hold(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"threads": [thread]})
 
 
-urlpatterns = [path("threads", threads), path("hold", hold)]
+async def pid(request: HttpRequest) -> JsonResponse:
+    # Its first call on the request's thread is a query.
+    return JsonResponse({"backend_pid": await sync_to_async(_backend_pid)()})
+
+
+async def nothing(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"threads": []})
+
+
+async def wait(request: HttpRequest) -> JsonResponse:
+    await RELEASE.wait()  # never set by the test that uses it: the client goes away first
+    return JsonResponse({})
+
+
+urlpatterns = [
+    path("threads", threads),
+    path("hold", hold),
+    path("pid", pid),
+    path("nothing", nothing),
+    path("wait", wait),
+]

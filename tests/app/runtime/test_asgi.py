@@ -8,14 +8,18 @@ pooled handler's own gains, so those tests run for it alone."""
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
-from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler
+from runtime import asgi
+from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler, RequestExecutor
 from tests.app.runtime import asgi_urls
 from tests.app.runtime.asgi_scope import scope
 
@@ -104,6 +108,130 @@ def test_with_conn_max_age_zero_each_request_still_closes_its_connection(app, co
     first, second = asyncio.run(two_requests(app))
     assert second["threads"] == first["threads"]  # the same thread...
     assert second["backend_pid"] != first["backend_pid"]  # ...with a new connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_runs_nothing_on_its_thread_never_starts_it(app):
+    # Django sends request_started and request_finished through the request's thread: two
+    # thread hops for a view that never leaves the event loop. Here nothing waits for a thread.
+    asyncio.run(get(app, "/nothing"))
+    asyncio.run(get(app, "/nothing"))
+    (executor,) = app.executors._idle
+    assert not executor._threads  # type: ignore[attr-defined]
+    asyncio.run(get(app, "/threads"))
+    assert len(executor._threads) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_request_started_still_closes_an_expired_connection_before_the_first_query(
+    app, conn_max_age
+):
+    # request_started's receivers run on the request's thread just before its first call there:
+    # a connection past DB_CONN_MAX_AGE is closed before the request can use it, as in Django.
+    conn_max_age(1)
+    first = asyncio.run(get(app, "/pid"))
+    assert asyncio.run(get(app, "/pid")) == first  # within its age: kept
+    time.sleep(1.2)
+    asyncio.run(get(app, "/nothing"))  # never touches the thread, so never closes it...
+    late = asyncio.run(get(app, "/pid"))  # ...the next request that does, does: first thing
+    assert late["backend_pid"] != first["backend_pid"]
+    assert len(app.executors._idle) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_request_started_receiver_fails_every_call_of_the_request(app, monkeypatch):
+    # As in Django, where the whole request fails: the view's later calls do not run as if
+    # request_started had done its work.
+    calls: list[str] = []
+
+    def failing(**kwargs: Any) -> None:
+        calls.append("receiver")
+        raise RuntimeError("request_started failed")
+
+    deferred = asgi._thread_local_receivers() | {failing}
+    monkeypatch.setattr(asgi, "_thread_local_receivers", lambda: deferred)
+    signals.request_started.connect(failing, weak=False, dispatch_uid="test.asgi.failing")
+    try:
+        communicator = ApplicationCommunicator(app, scope("/threads"))
+        asyncio.run(failing_request(communicator))
+    finally:
+        signals.request_started.disconnect(dispatch_uid="test.asgi.failing")
+    assert calls == ["receiver"]
+
+
+async def failing_request(communicator: ApplicationCommunicator) -> None:
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(20)
+    assert start["status"] == 500
+    await communicator.wait(20)
+
+
+def test_a_request_cancelled_by_its_client_ends_without_its_thread(app, monkeypatch):
+    # The client goes away while an async view waits: Django cancels the view and sends
+    # request_finished; here on the event loop, since nothing ran on the request's thread.
+    finished: list[bool] = []
+
+    def receiver(**kwargs: Any) -> None:
+        finished.append(True)
+
+    deferred = asgi._thread_local_receivers() | {receiver}
+    monkeypatch.setattr(asgi, "_thread_local_receivers", lambda: deferred)
+    signals.request_finished.connect(receiver, weak=False, dispatch_uid="test.asgi.finished")
+    try:
+        asyncio.run(disconnect_while_waiting(app))
+    finally:
+        signals.request_finished.disconnect(dispatch_uid="test.asgi.finished")
+    assert finished == [True]
+    (executor,) = app.executors._idle
+    assert not executor._threads  # type: ignore[attr-defined]
+    assert executor.lease is None
+
+
+async def disconnect_while_waiting(app: PooledExecutorASGIHandler) -> None:
+    asgi_urls.RELEASE = asyncio.Event()
+    communicator = ApplicationCommunicator(app, scope("/wait"))
+    await communicator.send_input({"type": "http.request", "body": b""})
+    await asyncio.sleep(0.2)
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(20)
+
+
+def test_a_lease_ended_late_leaves_the_next_requests_lease_alone():
+    # A request cancelled while its handler went on may end its lease after the thread was
+    # lent again: the next request's request_started must still run before its first call.
+    executor = RequestExecutor()
+    try:
+        stale = executor.lend()
+        ran: list[str] = []
+        current = executor.lend()
+        current.first = lambda: ran.append("request_started")
+        assert executor.end_lease(stale) is False
+        assert executor.lease is current
+        executor.submit(lambda: ran.append("call")).result(5)
+        assert ran == ["request_started", "call"]
+        assert executor.end_lease(current) is True
+        assert executor.lease is None
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signal", ["request_started", "request_finished"])
+def test_a_receiver_that_is_not_thread_local_still_runs_on_the_requests_thread(app, signal):
+    # A fork's own receiver may need the request's thread (a thread-local, the ORM): it keeps
+    # Django's hop, even for a request whose view never leaves the event loop.
+    ran_on: list[str] = []
+
+    def receiver(**kwargs: Any) -> None:
+        ran_on.append(threading.current_thread().name)
+
+    getattr(signals, signal).connect(receiver, weak=False, dispatch_uid="test.asgi.receiver")
+    try:
+        asyncio.run(get(app, "/nothing"))
+    finally:
+        getattr(signals, signal).disconnect(dispatch_uid="test.asgi.receiver")
+    assert len(ran_on) == 1
+    assert ran_on[0].startswith("django-request")
 
 
 def test_concurrent_requests_get_their_own_threads_and_wait_when_all_are_lent(app):

@@ -8,6 +8,7 @@ serve with the stock runtime (SERVER_RUNTIME=stock: Django's ASGIHandler and
 uvicorn_worker.UvicornWorker as released) until runtime/ is adapted to the change.
 """
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,32 @@ def test_django_handler_internals() -> None:
         "Django",
         "ASGIHandler.handle",
         "a coroutine handle(self, scope, receive, send)",
+    )
+
+
+# The source of the Django ASGIHandler.handle that PooledExecutorASGIHandler.handle reproduces,
+# less its two thread hops: a release that changes it (a fix included) must be read and carried
+# over before this hash is updated.
+HANDLE_SHA256 = "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323"
+
+
+def test_django_asgi_handle_is_the_one_the_pooled_handler_reproduces() -> None:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.dispatch import Signal
+
+    source = inspect.getsource(ASGIHandler.handle)
+    require(
+        hashlib.sha256(source.encode()).hexdigest() == HANDLE_SHA256,
+        "Django",
+        "ASGIHandler.handle",
+        "the handle runtime/asgi.py reproduces (read the change, carry it over, update "
+        "HANDLE_SHA256)",
+    )
+    require(
+        parameters(Signal._live_receivers) == ["self", "sender"],
+        "Django",
+        "Signal._live_receivers",
+        "_live_receivers(self, sender) -> (sync receivers, async receivers)",
     )
 
 
