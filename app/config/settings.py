@@ -294,6 +294,9 @@ CACHES = {
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# Cached GET answers served in front of Django on a hit (runtime/edge.py): each domain declares
+# its routes; false sends every request through Django.
+EDGE_CACHE = env_bool("EDGE_CACHE", True)
 # demo-shop: begin (bin/remove-demo deletes the demo shop's settings, from here to the end mark)
 # The product page's live stock copy (shop/stock.py) lives this long (seconds): a write Redis
 # loses is retried until it lands (core/retry.py), never past this, the longest a count can stay
@@ -310,7 +313,7 @@ RECOMMENDATIONS_SERVICE_URL = env_str("RECOMMENDATIONS_SERVICE_URL", "http://rec
 # Each call's own budget (seconds); past it the page falls back (catalogue price, no picks).
 PRICE_TIMEOUT = env_float("PRICE_TIMEOUT", 0.5)
 RECOMMENDATIONS_TIMEOUT = env_float("RECOMMENDATIONS_TIMEOUT", 0.5)
-UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 200)
+UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 400)
 # The most of an upstream answer read (bytes); a longer one counts as failed (the fallback).
 UPSTREAM_MAX_BODY_BYTES = env_int("UPSTREAM_MAX_BODY_BYTES", 65536)
 # After this many failed calls in a row a service's calls are skipped (the fallback answers at

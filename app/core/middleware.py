@@ -176,11 +176,6 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
     transfer is not in it; Nginx's access log has the full time.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        super().__init__(get_response)
-        self.warning_seconds = settings.SLOW_REQUEST_WARNING_MS / 1000
-        self.critical_seconds = settings.SLOW_REQUEST_CRITICAL_MS / 1000
-
     def _call(self, request: HttpRequest) -> HttpResponse:
         start = perf_counter()
         request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
@@ -202,28 +197,43 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
     ) -> None:
         response["X-Request-ID"] = request_id
         response["X-Request-Duration"] = f"{seconds:.6f}"
-        view = _view_name(request)
-        status = response.status_code
-        method = request.method or ""
-        metrics.observe_request(method, view, status, seconds)
-        if seconds > self.warning_seconds:
-            level = logging.CRITICAL if seconds > self.critical_seconds else logging.WARNING
-            limit = self.critical_seconds if level == logging.CRITICAL else self.warning_seconds
-            slow_log.log(
-                level,
-                "slow request: %s %s took %.0f ms (limit %.0f ms)",
-                method,
-                request.path,
-                seconds * 1000,
-                limit * 1000,
-                extra={
-                    "method": method,
-                    "path": request.path,
-                    # The client's address as Nginx settled it (nginx.conf, X-Forwarded-For).
-                    "client": request.META.get("REMOTE_ADDR", ""),
-                    "view": view,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 1),
-                    "threshold_ms": round(limit * 1000),
-                },
-            )
+        request_observe(
+            method=request.method or "",
+            path=request.path,
+            client=request.META.get("REMOTE_ADDR", ""),
+            view=_view_name(request),
+            status=response.status_code,
+            seconds=seconds,
+        )
+
+
+def request_observe(
+    *, method: str, path: str, client: str, view: str, status: int, seconds: float
+) -> None:
+    """A request's metrics and, past the thresholds, its slow-request line: for every request,
+    answered by Django (RequestDiagnosticsMiddleware) or before it (runtime.edge)."""
+    metrics.observe_request(method, view, status, seconds)
+    warning_seconds = settings.SLOW_REQUEST_WARNING_MS / 1000
+    if seconds <= warning_seconds:
+        return
+    critical_seconds = settings.SLOW_REQUEST_CRITICAL_MS / 1000
+    level = logging.CRITICAL if seconds > critical_seconds else logging.WARNING
+    limit = critical_seconds if level == logging.CRITICAL else warning_seconds
+    slow_log.log(
+        level,
+        "slow request: %s %s took %.0f ms (limit %.0f ms)",
+        method,
+        path,
+        seconds * 1000,
+        limit * 1000,
+        extra={
+            "method": method,
+            "path": path,
+            # The client's address as Nginx settled it (nginx.conf, X-Forwarded-For).
+            "client": client,
+            "view": view,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "threshold_ms": round(limit * 1000),
+        },
+    )

@@ -222,16 +222,21 @@ def untraced[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
 def name_span(request: Any) -> None:
     """Names the request's server span after the Django route once the URL is resolved
     (`POST api/orders`, http.route): core.middleware.RouteSpanMiddleware, when enabled()."""
+    match = getattr(request, "resolver_match", None)
+    name_route_span(str(request.method), None if match is None else match.route)
+
+
+def name_route_span(method: str, route: str | None) -> None:
+    """The current server span's name: the method and the route (runtime.edge names its own)."""
     from opentelemetry import trace
 
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    match = getattr(request, "resolver_match", None)
-    if match is None:
+    if route is None:
         # No route: the method alone, as OpenTelemetry's conventions say; the raw path would
         # let each client name spans without bound.
-        span.update_name(str(request.method))
+        span.update_name(method)
         return
-    span.update_name(f"{request.method} {match.route}")
-    span.set_attribute("http.route", match.route)
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)

@@ -17,10 +17,16 @@ class RequestDiagnosticsMiddleware(middleware.RequestDiagnosticsMiddleware):
         self, request: HttpRequest, response: HttpResponse, request_id: str, seconds: float
     ) -> None:
         super()._finish(request, response, request_id, seconds)
-        metrics.refresh_worker_memory()
-        if memory_guard.request_finished():
-            # This worker is draining before it is replaced: no more requests on this connection.
+        if worker_request_finished():
             response["Connection"] = "close"
+
+
+def worker_request_finished() -> bool:
+    """The worker's part of every request's end, answered by Django or before it (runtime.edge):
+    its memory, the memory guard's count. True while the worker drains before it is replaced:
+    the response closes its connection, no more requests on it."""
+    metrics.refresh_worker_memory()
+    return memory_guard.request_finished()
 
 
 class HealthCheckMiddleware(middleware.HealthCheckMiddleware):

@@ -3,7 +3,9 @@ page is stored with, and the invalidation product writes call (shop/services.py)
 
 import logging
 import time
+from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -13,6 +15,8 @@ from ninja.renderers import JSONRenderer
 
 from core.metrics import count_cache_get, observe_cache
 from core.retry import RetryInBackground, retries_pending
+from core.schemas import MAX_PAGE, PAGE_SIZES
+from runtime.edge import EdgeRoute
 from shop import selectors
 from shop.redis import clients
 from shop.schemas import ProductPage
@@ -123,27 +127,11 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         # may hold the rows from before it. The primary answers, nothing is stored, until then.
         held, written, use_cache = None, True, False
     else:
-        start = perf_counter()
-        try:
-            async with clients.use() as client:
-                # The write mark rides along: a miss needs no round trip of its own to choose
-                # the database, and reads it in the same instant as the version.
-                version, stored, mark = await client.mget(
-                    cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
-                )
-            use_cache = True
-        except Exception:
-            log.warning("product page read from Redis failed", exc_info=True)
-            version = stored = mark = None
-            use_cache = False
-        observe_cache("get_many", perf_counter() - start)
-        if isinstance(version, bytes) and isinstance(stored, bytes):
-            stored_version, separator, body = stored.partition(b"\n")
-            if separator and stored_version == version:
-                count_cache_get(hit=True)
-                return body
+        read = await _page_read(key)
+        if read.body is not None:
+            return read.body
         count_cache_get(hit=False)
-        held, written = (version if isinstance(version, bytes) else None), mark is not None
+        held, written, use_cache = read.version, read.written, read.answered
     # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
     # that just failed is not asked again: each call would wait out its own timeout.
     return await sync_to_async(_page_fill)(
@@ -155,6 +143,83 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         written=written,
         use_cache=use_cache,
     )
+
+
+async def product_page_hit(*, page: int, page_size: int, hot: bool | None) -> bytes | None:
+    """The cached page, or None: runtime.edge's read of GET /api/products, before Django. A miss
+    is counted by the view that answers it."""
+    if _invalidation.pending:
+        return None
+    return (await _page_read(product_page_key(hot=hot, page=page, page_size=page_size))).body
+
+
+@dataclass(frozen=True)
+class _PageRead:
+    body: bytes | None  # a hit
+    version: bytes | None  # the version held now, which a miss stores its page with
+    written: bool  # a product write happened lately: the primary fills a miss
+    answered: bool  # Redis answered
+
+
+async def _page_read(key: str) -> _PageRead:
+    """One MGET of the version, the page and the write mark; a hit is counted."""
+    start = perf_counter()
+    try:
+        async with clients.use() as client:
+            # The write mark rides along: a miss needs no round trip of its own to choose the
+            # database, and reads it in the same instant as the version.
+            version, stored, mark = await client.mget(
+                cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
+            )
+    except Exception:
+        log.warning("product page read from Redis failed", exc_info=True)
+        observe_cache("get_many", perf_counter() - start)
+        return _PageRead(body=None, version=None, written=False, answered=False)
+    observe_cache("get_many", perf_counter() - start)
+    if isinstance(version, bytes) and isinstance(stored, bytes):
+        stored_version, separator, body = stored.partition(b"\n")
+        if separator and stored_version == version:
+            count_cache_get(hit=True)
+            return _PageRead(body=body, version=version, written=mark is not None, answered=True)
+    held = version if isinstance(version, bytes) else None
+    return _PageRead(body=None, version=held, written=mark is not None, answered=True)
+
+
+_PAGE_SIZES = {str(size).encode(): size for size in PAGE_SIZES}
+_BOOLEANS = {b"true": True, b"false": False}
+
+
+def product_page_query(query: bytes) -> dict[str, Any] | None:
+    """The page a query string names, read plainly: page as decimal digits, page_size one of
+    PAGE_SIZES, hot true or false, each at most once, nothing else. Anything else (what
+    ProductQuery may still accept, or answers 400) is None: the API reads it."""
+    page, page_size, hot = 1, 20, None
+    seen: set[bytes] = set()
+    for part in query.split(b"&") if query else ():
+        name, equals, value = part.partition(b"=")
+        if not equals or name in seen:
+            return None
+        seen.add(name)
+        if name == b"page":
+            if not value.isdigit() or value.startswith(b"0") or len(value) > _PAGE_DIGITS:
+                return None
+            page = int(value)
+            if page > MAX_PAGE:
+                return None
+        elif name == b"page_size" and value in _PAGE_SIZES:
+            page_size = _PAGE_SIZES[value]
+        elif name == b"hot" and value in _BOOLEANS:
+            hot = _BOOLEANS[value]
+        else:
+            return None
+    return {"page": page, "page_size": page_size, "hot": hot}
+
+
+_PAGE_DIGITS = len(str(MAX_PAGE))
+# GET /api/products, answered before Django on a hit (config/asgi.py).
+EDGE_ROUTES = (
+    EdgeRoute(view_name="api:product_list", parse=product_page_query, hit=product_page_hit),
+)
 
 
 def _page_fill(

@@ -45,8 +45,9 @@ class RecommendationsAnswer(UpstreamAnswer):
 
 def _session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
-        # Concurrent connections per worker across both services: above the fan-out's share of
-        # 1,000 concurrent requests over 2 workers would only queue in the upstream anyway.
+        # Concurrent connections per worker across both services. A call past it waits for
+        # one, so the pool caps a worker's calls at pool / latency: sized above the calls of
+        # every request the worker serves at once (.env.example).
         limit=settings.UPSTREAM_POOL_SIZE,
         # Compose/Kubernetes service names resolve to stable addresses; re-resolve every minute.
         ttl_dns_cache=60,

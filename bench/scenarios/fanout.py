@@ -395,10 +395,14 @@ def worker_count_note(
         return []
     return [
         f"**Noticed, not changed:** {double} served {gain:.2f}x the default's throughput at "
-        "c=1000 (and about the same at c=100). A worker's event loop and its request threads "
-        "share one GIL, so one worker per core leaves CPU idle when hundreds of requests are "
-        "in flight. The default stays one per core: the Kubernetes web pod's memory limit is "
-        "sized for two workers (k8s/base/web.yaml), and `GUNICORN_WORKERS` raises it.",
+        "c=1000 (and about the same at c=100). At c=1000 a worker holds at most 128 requests "
+        "(runtime/asgi.py's EXECUTORS) and UPSTREAM_POOL_SIZE upstream connections, so twice "
+        "the workers is twice the requests and calls in flight; it is also twice the processes "
+        "on the two cores that hey, Nginx and the stand-ins share. At 200 connections the pool "
+        "alone held the default to 200 x 2 / 0.3 s / 3 calls = 444 req/s, hence 400 now. "
+        "The default stays one per core: the product page at c=1000 loses with more "
+        "(scenario 1's product page rows), the Kubernetes web pod's memory limit is sized for "
+        "two workers (k8s/base/web.yaml), and `GUNICORN_WORKERS` raises it.",
         "",
     ]
 

@@ -1,0 +1,232 @@
+"""Cached GET answers served in front of Django: a hit costs its cache read, not Django's
+handler, middleware chain and API framework.
+
+A domain declares an EdgeRoute: the view (by URL name), how to read a query string plainly
+(`parse`: the hit's arguments, or None) and how to read the cached body (`hit`: the bytes, or
+None). Edge answers a request itself only when Django would answer it 200 with those same bytes
+and the same headers; any doubt, and Django answers:
+
+- only GET, on the route's exact path, with a query `parse` accepts, and no cookie (a session,
+  a CSRF token or messages may change what Django answers);
+- only a host that passes ALLOWED_HOSTS, and no redirect or refusal due (SECURE_SSL_REDIRECT,
+  PREPEND_WWW, DISALLOWED_USER_AGENTS);
+- headers: those Django's middleware put on the route's last 200 in this process, for the same
+  scheme, less the per-request ones, which Edge sets as the diagnostics middleware does (request
+  ID, duration, the worker's draining). Until Django has answered the route once, or if that
+  answer set a cookie, Django answers;
+- only while settings.MIDDLEWARE holds nothing but REVIEWED_MIDDLEWARE: a middleware a fork adds
+  (a login requirement, a maintenance page, an IP allow-list) would be passed by, so Edge then
+  serves nothing and says so once, at startup.
+
+Every request it answers is counted, timed and logged as Django's are (core.middleware's
+request_observe, the memory guard) and named in its trace span.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.urls import resolve, reverse
+
+from core import request_context, tracing
+from core.middleware import request_observe
+from runtime.middleware import worker_request_finished
+
+log = logging.getLogger(__name__)
+
+# The chain whose effect on a cached GET the learned headers carry: request ID and metrics
+# (replayed here), probes (other paths), JSON errors (none on a 200), security headers and
+# X-Frame-Options (learned), sessions, CSRF, auth and messages (untouched by an anonymous GET
+# that reads no session: no cookie, no Vary, which Edge checks).
+REVIEWED_MIDDLEWARE = frozenset(
+    {
+        "core.middleware.RouteSpanMiddleware",
+        "runtime.middleware.RequestDiagnosticsMiddleware",
+        "runtime.middleware.HealthCheckMiddleware",
+        "core.middleware.JsonErrorMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+)
+# Set per request, here as by the diagnostics middleware and the server: never learned.
+PER_REQUEST = frozenset(
+    {b"x-request-id", b"x-request-duration", b"content-length", b"connection", b"date", b"server"}
+)
+# Learned but never served from: an answer that depends on the client.
+PERSONAL = frozenset({b"set-cookie", b"vary"})
+
+Scope = dict[str, Any]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class EdgeRoute:
+    view_name: str
+    parse: Callable[[bytes], dict[str, Any] | None]
+    hit: Callable[..., Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    edge: EdgeRoute
+    view: str  # the metrics' label, as Django's diagnostics name the view
+    span: str  # the trace span's route, as RouteSpanMiddleware names it
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    """A header's value as Django's request.META holds it: repeats joined with commas."""
+    values = [value for key, value in headers if key == name]
+    return b",".join(values) if values else None
+
+
+def _is_secure(scope: Scope, headers: Headers) -> bool:
+    """HttpRequest.is_secure(), from the scope."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name, secure = proxy
+        value = _header(headers, name.removeprefix("HTTP_").replace("_", "-").lower().encode())
+        if value is not None:
+            return value.decode("latin-1").split(",", 1)[0].strip() == secure
+    return bool(scope.get("scheme") == "https")
+
+
+def _host_allowed(headers: Headers) -> bool:
+    """What HttpRequest.get_host() accepts, for a request that names its host (any other goes
+    to Django)."""
+    host = _header(headers, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
+    host = host or _header(headers, b"host")
+    if not host:
+        return False
+    domain, _ = split_domain_port(host.decode("latin-1"))
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def reviewed(middleware: list[str]) -> bool:
+    return set(middleware) <= REVIEWED_MIDDLEWARE
+
+
+class Edge:
+    """The ASGI app in front of Django's handler (config/asgi.py)."""
+
+    def __init__(self, app: Any, routes: tuple[EdgeRoute, ...]) -> None:
+        self.app = app
+        self.declared = routes
+        # By path, resolved at the first request: the URL resolver is built by the preloading
+        # master (config/preload.py), or by the first request without preload, not at import.
+        self._routes: dict[str, _Route] | None = None
+        # (path, secure) -> the headers Django's last 200 there carried; None: never served here.
+        self.learned: dict[tuple[str, bool], Headers | None] = {}
+        self.traced = tracing.enabled()  # else nothing of OpenTelemetry is imported
+        unreviewed = sorted(set(settings.MIDDLEWARE) - REVIEWED_MIDDLEWARE)
+        if unreviewed:
+            log.warning(
+                "edge cache off: settings.MIDDLEWARE has %s, which a cached answer would pass "
+                "by; review it and add it to runtime.edge.REVIEWED_MIDDLEWARE",
+                ", ".join(unreviewed),
+            )
+            self._routes = {}
+
+    @property
+    def routes(self) -> dict[str, _Route]:
+        if self._routes is None:
+            routes = {}
+            for route in self.declared:
+                path = reverse(route.view_name)
+                match = resolve(path)
+                routes[path] = _Route(route, view=match.view_name, span=match.route)
+            self._routes = routes
+        return self._routes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        headers: Headers = scope["headers"]
+        arguments = route.edge.parse(scope.get("query_string", b""))
+        secure = _is_secure(scope, headers)
+        if (
+            arguments is None
+            or _header(headers, b"cookie") is not None
+            or (settings.SECURE_SSL_REDIRECT and not secure)
+            or settings.PREPEND_WWW
+            or settings.DISALLOWED_USER_AGENTS
+            or not _host_allowed(headers)
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = (scope["path"], secure)
+        if key not in self.learned:
+            await self.app(scope, receive, self._learning(key, send))
+            return
+        learned = self.learned[key]
+        if learned is None or not await self._answer(scope, route, learned, arguments, send):
+            await self.app(scope, receive, send)
+
+    def _learning(self, key: tuple[str, bool], send: Send) -> Send:
+        async def learn(message: Mapping[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = [(k.lower(), v) for k, v in message.get("headers", [])]
+                self.learned[key] = (
+                    None
+                    if any(k in PERSONAL for k, _ in headers)
+                    else [(k, v) for k, v in headers if k not in PER_REQUEST]
+                )
+            await send(message)
+
+        return learn
+
+    async def _answer(
+        self,
+        scope: Scope,
+        route: _Route,
+        learned: Headers,
+        arguments: dict[str, Any],
+        send: Send,
+    ) -> bool:
+        """Answers a hit as Django would; False on a miss, which Django answers."""
+        start = perf_counter()
+        headers: Headers = scope["headers"]
+        request_id = request_context.request_id_from(
+            (_header(headers, b"x-request-id") or b"").decode("latin-1") or None
+        )
+        request_context.bind(request_id)  # for any line logged meanwhile; this task's own
+        body = await route.edge.hit(**arguments)
+        if body is None:
+            return False
+        seconds = perf_counter() - start
+        if self.traced:
+            tracing.name_route_span("GET", route.span)
+        client = scope.get("client")
+        request_observe(
+            method="GET",
+            path=scope["path"],
+            client=client[0] if client else "",
+            view=route.view,
+            status=200,
+            seconds=seconds,
+        )
+        response_headers = [
+            *learned,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"x-request-duration", f"{seconds:.6f}".encode()),
+        ]
+        if worker_request_finished():
+            response_headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+        return True

@@ -1,0 +1,252 @@
+"""runtime.edge answers a declared route's cache hits in front of Django, as Django would: the
+same status, headers and bytes, and only where Django would answer them 200."""
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
+
+from core import metrics
+from runtime import edge
+from runtime.asgi import PooledExecutorASGIHandler
+from runtime.edge import Edge, EdgeRoute
+from tests.app.runtime import edge_urls
+from tests.app.runtime.asgi_scope import scope
+
+pytestmark = [pytest.mark.urls("tests.app.runtime.edge_urls")]
+# Per request: never compared.
+VOLATILE = {b"x-request-id", b"x-request-duration"}
+
+
+def parse(query: bytes) -> dict[str, Any] | None:
+    if not query:
+        return {"n": 1}
+    name, _, value = query.partition(b"=")
+    return {"n": int(value)} if name == b"n" and value.isdigit() else None
+
+
+class Counted:
+    """Django's handler, counting the requests it answers."""
+
+    def __init__(self) -> None:
+        self.handler = PooledExecutorASGIHandler()
+        self.calls = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.calls += 1
+        await self.handler(scope, receive, send)
+
+
+@pytest.fixture(autouse=True)
+def pages() -> None:
+    edge_urls.PAGES.clear()
+    edge_urls.PAGES.update({1: b'{"page": 1}', 2: b'{"page": 2}'})
+    edge_urls.COOKIE.clear()
+
+
+@pytest.fixture
+def django_app() -> Iterator[Counted]:
+    app = Counted()
+    yield app
+    app.handler.executors.close()
+
+
+@pytest.fixture
+def hits() -> dict[int, bytes]:
+    """What the cache holds: the hit's answers (a page missing is a miss)."""
+    return dict(edge_urls.PAGES)
+
+
+def edge_around(django_app: Counted, hits: dict[int, bytes]) -> Edge:
+    async def hit(*, n: int) -> bytes | None:
+        return hits.get(n)
+
+    return Edge(django_app, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+
+
+@pytest.fixture
+def app(django_app: Counted, hits: dict[int, bytes]) -> Edge:
+    return edge_around(django_app, hits)
+
+
+async def _get(
+    app: Any, path: str, query: bytes, headers: list[tuple[bytes, bytes]], host: bytes
+) -> Any:
+    request = {**scope(path, headers=headers, host=host), "query_string": query}
+    communicator = ApplicationCommunicator(app, request)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(20)
+    body = b""
+    while True:
+        message = await communicator.receive_output(20)
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await communicator.wait(20)
+    return start["status"], [(k.lower(), v) for k, v in start["headers"]], body
+
+
+def get(
+    app: Any,
+    path: str = "/page",
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    host: bytes = b"testserver",
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    result: tuple[int, list[tuple[bytes, bytes]], bytes] = asyncio.run(
+        _get(app, path, query, headers or [], host)
+    )
+    return result
+
+
+def stable(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return sorted((k, v) for k, v in headers if k not in VOLATILE)
+
+
+@pytest.mark.django_db
+def test_after_djangos_first_answer_a_hit_is_answered_alike_without_django(app, django_app):
+    django = get(app, query=b"n=2")
+    assert django_app.calls == 1
+    hit = get(app, query=b"n=2")
+    assert django_app.calls == 1  # the edge answered
+    assert hit[0] == django[0] == 200
+    assert hit[2] == django[2] == b'{"page": 2}'
+    assert stable(hit[1]) == stable(django[1])
+    assert {k for k, _ in hit[1]} >= VOLATILE
+    assert dict(hit[1])[b"x-frame-options"] == b"DENY"  # Django's middleware, replayed
+
+
+@pytest.mark.django_db
+def test_a_clients_request_id_is_kept_and_the_hit_counted_as_djangos_answers(app, django_app):
+    get(app)
+    before = metrics.REQUESTS.labels("GET", "edge-page", "200")._value.get()
+    _, headers, _ = get(app, headers=[(b"x-request-id", b"client-chosen-id")])
+    assert django_app.calls == 1
+    assert dict(headers)[b"x-request-id"] == b"client-chosen-id"
+    assert metrics.REQUESTS.labels("GET", "edge-page", "200")._value.get() == before + 1
+
+
+@pytest.mark.django_db
+def test_a_miss_is_answered_by_django(app, django_app, hits):
+    get(app)
+    hits.clear()
+    assert get(app, query=b"n=2")[2] == b'{"page": 2}'
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", [b"n=x", b"n=2&n=3", b"m=1"])
+def test_a_query_the_route_does_not_read_plainly_is_djangos(app, django_app, query):
+    get(app)
+    get(app, query=query)
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("host", "headers"),
+    [
+        (b"evil.example", []),
+        (b"", []),
+        # Two Host headers: Django reads them joined, "testserver,evil.example", and refuses.
+        (b"testserver", [(b"host", b"evil.example")]),
+    ],
+)
+def test_a_host_django_refuses_is_refused_by_django(app, django_app, host, headers):
+    get(app)
+    status, _, _ = get(app, host=host, headers=headers)
+    assert status == 400
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_other_methods_and_paths_are_djangos(app, django_app):
+    get(app)
+    get(app, path="/page/")  # not the route's path
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_a_request_with_a_cookie_is_djangos(app, django_app):
+    get(app)
+    get(app, headers=[(b"cookie", b"sessionid=abc")])
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("setting", "value", "status"),
+    [("PREPEND_WWW", True, 301), ("DISALLOWED_USER_AGENTS", [re.compile("Mozilla")], 403)],
+)
+def test_a_redirect_or_refusal_django_owes_is_djangos(
+    app, django_app, settings, setting, value, status
+):
+    browser = [(b"user-agent", b"Mozilla/5.0")]
+    get(app, headers=browser)
+    setattr(settings, setting, value)
+    assert get(app, headers=browser)[0] == status
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_an_answer_that_sets_a_cookie_is_never_replayed(app, django_app):
+    edge_urls.COOKIE["chosen"] = "for-this-client"
+    get(app)
+    _, headers, _ = get(app)
+    assert django_app.calls == 2
+    assert b"set-cookie" in dict(headers)
+
+
+@pytest.mark.django_db
+def test_plain_http_while_https_is_required_gets_djangos_redirect(settings, hits):
+    # Django's SecurityMiddleware reads its settings when the handler loads it.
+    settings.SECURE_SSL_REDIRECT = True
+    django_app = Counted()
+    app = edge_around(django_app, hits)
+    secure = [(b"x-forwarded-proto", b"https")]
+    get(app, headers=secure)
+    assert get(app, headers=secure)[0] == 200
+    assert django_app.calls == 1  # learned for https, and served
+    assert get(app)[0] == 301
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_https_and_http_answers_are_learned_apart(settings, hits):
+    settings.SECURE_HSTS_SECONDS = 600
+    django_app = Counted()
+    app = edge_around(django_app, hits)
+    secure = [(b"x-forwarded-proto", b"https")]
+    get(app)
+    _, plain, _ = get(app)
+    get(app, headers=secure)
+    _, https, _ = get(app, headers=secure)
+    assert django_app.calls == 2
+    assert b"strict-transport-security" not in dict(plain)
+    assert dict(https)[b"strict-transport-security"] == b"max-age=600"
+
+
+def test_a_middleware_it_was_not_reviewed_against_turns_it_off(django_app, settings, caplog):
+    # A fork's own middleware (a login requirement, a maintenance page) would be passed by.
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+
+    async def hit(*, n: int) -> bytes | None:
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="runtime.edge"):
+        off = Edge(django_app, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+    assert off.routes == {}
+    assert "LoginRequiredMiddleware" in caplog.text
+
+
+def test_the_projects_middleware_is_the_reviewed_chain():
+    # A middleware added to settings.MIDDLEWARE turns the edge off until it is reviewed.
+    assert edge.reviewed(settings.MIDDLEWARE)
