@@ -172,12 +172,13 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
 
     Kept to a contextvar set and reset, two clock reads, a few dict lookups and the metric
     increments: every request of the benchmark pays for it. The duration runs from this
-    middleware (the first) until the response object comes back, so a streamed body's
-    transfer is not in it; Nginx's access log has the full time.
+    middleware (the first), or from runtime.edge when the request passed it first, until the
+    response object comes back, so a streamed body's transfer is not in it; Nginx's access log
+    has the full time.
     """
 
     def _call(self, request: HttpRequest) -> HttpResponse:
-        start = perf_counter()
+        start = request_context.started() or perf_counter()
         request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         request_context.bind(request_id)  # until request_finished (below)
         response: HttpResponse = self.get_response(request)
@@ -185,7 +186,7 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        start = perf_counter()
+        start = request_context.started() or perf_counter()
         request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         request_context.bind(request_id)
         response: HttpResponse = await self.get_response(request)

@@ -15,6 +15,8 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+# When the first layer that saw the request (runtime.edge) began with it, by perf_counter().
+STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)
 # The Celery message header that carries it (protocol 2 headers become task.request attributes).
 TASK_HEADER = "request_id"
 # Longer or non-printable IDs from a client are replaced, not trusted into logs and headers.
@@ -34,11 +36,22 @@ def bind(request_id: str) -> None:
     REQUEST_ID.set(request_id)
 
 
+def mark_started(at: float) -> None:
+    """The request began at `at` (perf_counter()), before Django saw it: its duration counts
+    from there."""
+    STARTED.set(at)
+
+
+def started() -> float | None:
+    return STARTED.get()
+
+
 def on_request_finished(**kwargs: Any) -> None:
     """request_finished, once the server has closed the response: under WSGI the thread serves
     the next request in this same context. (Under ASGI every request runs in a task of its own,
     whose context ends with it.)"""
     REQUEST_ID.set(None)
+    STARTED.set(None)
 
 
 def add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

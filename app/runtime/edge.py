@@ -6,8 +6,9 @@ A domain declares an EdgeRoute: the view (by URL name), how to read a query stri
 None). Edge answers a request itself only when Django would answer it 200 with those same bytes
 and the same headers; any doubt, and Django answers:
 
-- only GET, on the route's exact path, with a query `parse` accepts, and no cookie (a session,
-  a CSRF token or messages may change what Django answers);
+- only GET, on the route's exact path, with a query `parse` accepts, and no cookie or
+  Authorization (a session, a CSRF token, messages or a credential may change what Django
+  answers: a route that requires one answers an anonymous request 401, which is never learned);
 - only a host that passes ALLOWED_HOSTS, and no redirect or refusal due (SECURE_SSL_REDIRECT,
   PREPEND_WWW, DISALLOWED_USER_AGENTS);
 - headers: those Django's middleware put on the route's last 200 in this process, for the same
@@ -103,8 +104,8 @@ def _is_secure(scope: Scope, headers: Headers) -> bool:
 def _host_allowed(headers: Headers) -> bool:
     """What HttpRequest.get_host() accepts, for a request that names its host (any other goes
     to Django)."""
-    host = _header(headers, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
-    host = host or _header(headers, b"host")
+    forwarded = _header(headers, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
+    host = forwarded if forwarded is not None else _header(headers, b"host")
     if not host:
         return False
     domain, _ = split_domain_port(host.decode("latin-1"))
@@ -161,6 +162,7 @@ class Edge:
         if (
             arguments is None
             or _header(headers, b"cookie") is not None
+            or _header(headers, b"authorization") is not None
             or (settings.SECURE_SSL_REDIRECT and not secure)
             or settings.PREPEND_WWW
             or settings.DISALLOWED_USER_AGENTS
@@ -168,6 +170,8 @@ class Edge:
         ):
             await self.app(scope, receive, send)
             return
+        # Django's diagnostics time the request from here: a miss's read is in its duration.
+        request_context.mark_started(perf_counter())
         key = (scope["path"], secure)
         if key not in self.learned:
             await self.app(scope, receive, self._learning(key, send))
@@ -198,7 +202,7 @@ class Edge:
         send: Send,
     ) -> bool:
         """Answers a hit as Django would; False on a miss, which Django answers."""
-        start = perf_counter()
+        start = request_context.started() or perf_counter()
         headers: Headers = scope["headers"]
         request_id = request_context.request_id_from(
             (_header(headers, b"x-request-id") or b"").decode("latin-1") or None

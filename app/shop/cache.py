@@ -3,6 +3,7 @@ page is stored with, and the invalidation product writes call (shop/services.py)
 
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -127,7 +128,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         # may hold the rows from before it. The primary answers, nothing is stored, until then.
         held, written, use_cache = None, True, False
     else:
-        read = await _page_read(key)
+        read = _EDGE_READ.get()
+        if read is None or read.key != key:
+            read = await _page_read(key)
         if read.body is not None:
             return read.body
         count_cache_get(hit=False)
@@ -150,11 +153,16 @@ async def product_page_hit(*, page: int, page_size: int, hot: bool | None) -> by
     is counted by the view that answers it."""
     if _invalidation.pending:
         return None
-    return (await _page_read(product_page_key(hot=hot, page=page, page_size=page_size))).body
+    read = await _page_read(product_page_key(hot=hot, page=page, page_size=page_size))
+    # A miss goes on to the view in this request's context: it uses this read, not a second
+    # one (which would wait out a hung Redis's timeout twice).
+    _EDGE_READ.set(read)
+    return read.body
 
 
 @dataclass(frozen=True)
 class _PageRead:
+    key: str
     body: bytes | None  # a hit
     version: bytes | None  # the version held now, which a miss stores its page with
     written: bool  # a product write happened lately: the primary fills a miss
@@ -174,17 +182,21 @@ async def _page_read(key: str) -> _PageRead:
     except Exception:
         log.warning("product page read from Redis failed", exc_info=True)
         observe_cache("get_many", perf_counter() - start)
-        return _PageRead(body=None, version=None, written=False, answered=False)
+        return _PageRead(key=key, body=None, version=None, written=False, answered=False)
     observe_cache("get_many", perf_counter() - start)
     if isinstance(version, bytes) and isinstance(stored, bytes):
         stored_version, separator, body = stored.partition(b"\n")
         if separator and stored_version == version:
             count_cache_get(hit=True)
-            return _PageRead(body=body, version=version, written=mark is not None, answered=True)
+            return _PageRead(
+                key=key, body=body, version=version, written=mark is not None, answered=True
+            )
     held = version if isinstance(version, bytes) else None
-    return _PageRead(body=None, version=held, written=mark is not None, answered=True)
+    return _PageRead(key=key, body=None, version=held, written=mark is not None, answered=True)
 
 
+# The edge's read in this request, for the view it hands a miss to.
+_EDGE_READ: ContextVar["_PageRead | None"] = ContextVar("product_page_edge_read", default=None)
 _PAGE_SIZES = {str(size).encode(): size for size in PAGE_SIZES}
 _BOOLEANS = {b"true": True, b"false": False}
 

@@ -7,9 +7,13 @@ from django.urls import path
 PAGES: dict[int, bytes] = {}
 # Set by a test: the view's answer sets a cookie.
 COOKIE: dict[str, str] = {}
+# Set by a test: the view answers 401 without an Authorization header.
+REQUIRE_AUTH: list[bool] = []
 
 
 def page(request: HttpRequest) -> HttpResponse:
+    if REQUIRE_AUTH and "HTTP_AUTHORIZATION" not in request.META:
+        return HttpResponse(b'{"error": "unauthorized"}', status=401)
     response = HttpResponse(
         PAGES.get(int(request.GET.get("n", "1")), b"{}"), content_type="application/json"
     )

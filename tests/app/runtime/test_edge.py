@@ -47,6 +47,7 @@ def pages() -> None:
     edge_urls.PAGES.clear()
     edge_urls.PAGES.update({1: b'{"page": 1}', 2: b'{"page": 2}'})
     edge_urls.COOKIE.clear()
+    edge_urls.REQUIRE_AUTH.clear()
 
 
 @pytest.fixture
@@ -176,6 +177,18 @@ def test_a_request_with_a_cookie_is_djangos(app, django_app):
     get(app)
     get(app, headers=[(b"cookie", b"sessionid=abc")])
     assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_a_route_that_requires_a_credential_is_never_answered_by_the_edge(app, django_app):
+    # A fork puts auth on the route: a credentialed 200 is neither learned from nor served,
+    # and an anonymous request gets Django's 401 however often it asks.
+    edge_urls.REQUIRE_AUTH[:] = [True]
+    credential = [(b"authorization", b"Bearer staff-token")]
+    assert get(app, headers=credential)[0] == 200
+    assert get(app, headers=credential)[0] == 200
+    assert [get(app)[0] for _ in range(3)] == [401, 401, 401]
+    assert django_app.calls == 5
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from runtime.edge import Edge
 from shop import cache
 from shop.cache import EDGE_ROUTES, product_page_query
 from tests.app.accounts.factories import UserFactory, bearer
+from tests.app.conftest import cache_at
 from tests.app.runtime.asgi_scope import scope
 from tests.app.runtime.test_edge import VOLATILE, Counted, stable
 from tests.app.shop.factories import ProductFactory
@@ -110,6 +111,24 @@ def test_while_its_bump_is_pending_the_edge_leaves_the_page_to_django(app, djang
     monkeypatch.setattr(cache, "_invalidation", SimpleNamespace(pending=True))
     on_one_loop(app, b"")
     assert django_app.calls == 2
+
+
+def test_a_hung_cache_costs_a_request_one_read_counted_in_its_duration(
+    django_app, settings, blackhole
+):
+    # The edge's read misses (its timeout); the view it hands the request to uses that read,
+    # not a second one, and the request's duration counts from the edge.
+    cache_at(settings, blackhole.port)
+    settings.SHOP_REDIS_TIMEOUT = 0.3
+    ProductFactory(name="Lamp")
+    app = Edge(django_app, EDGE_ROUTES)
+    app.learned[("/api/products", False)] = []  # as if Django had answered once already
+    ((status, headers, body),) = on_one_loop(app, b"")
+    assert status == 200
+    assert json.loads(body)["items"][0]["name"] == "Lamp"
+    assert django_app.calls == 1
+    assert len(blackhole.accepted) == 1
+    assert float(dict(headers)[b"x-request-duration"]) >= 0.3
 
 
 def test_a_page_size_the_api_refuses_is_still_its_400(app, django_app):

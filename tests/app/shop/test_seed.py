@@ -77,3 +77,11 @@ def test_a_seed_that_fails_says_how_many_orders_it_committed(monkeypatch):
     assert "4 of 10 orders" in message, message
     assert "test_seed_cap" in message, message
     assert Order.objects.using("default").count() == 4
+
+
+def test_seeded_products_are_on_the_cached_list_at_once(client, redis_settings):
+    # The list is cached in Redis and invalidated by every product write: seeding is one.
+    call_command("seed", customers=1, products=2, orders=0, stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert client.get("/api/products").json()["count"] == 2  # cached now
+    call_command("seed", customers=1, products=5, orders=0, stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert client.get("/api/products").json()["count"] == 5

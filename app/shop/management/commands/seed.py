@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
 from core.db_router import PRIMARY
+from shop.cache import product_list_invalidate
 from shop.models import Product
 
 BATCH = 50_000  # orders per statement: each batch commits well inside a minute
@@ -82,6 +83,8 @@ class Command(BaseCommand):
 
     def _products(self, count: int) -> None:
         existing = Product.objects.using(PRIMARY).count()
+        if count <= existing:
+            return
         Product.objects.using(PRIMARY).bulk_create(
             Product(
                 name=f"Product {i}",
@@ -92,6 +95,8 @@ class Command(BaseCommand):
             )
             for i in range(existing, count)
         )
+        # A write like any other: the cached list shows the new products on its next read.
+        product_list_invalidate()
 
     def _orders(self, count: int, days: int, end: str | None) -> int:
         done = 0
