@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 
 from core import metrics
@@ -16,7 +15,7 @@ from runtime import edge
 from runtime.asgi import PooledExecutorASGIHandler
 from runtime.edge import Edge, EdgeRoute
 from tests.app.runtime import edge_urls
-from tests.app.runtime.asgi_scope import scope
+from tests.app.runtime.asgi_scope import Answer, answer, scope
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.edge_urls")]
 # Per request: never compared.
@@ -77,19 +76,8 @@ def app(django_app: Counted, hits: dict[int, bytes]) -> Edge:
 
 async def _get(
     app: Any, path: str, query: bytes, headers: list[tuple[bytes, bytes]], host: bytes
-) -> Any:
-    request = {**scope(path, headers=headers, host=host), "query_string": query}
-    communicator = ApplicationCommunicator(app, request)
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(20)
-    body = b""
-    while True:
-        message = await communicator.receive_output(20)
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await communicator.wait(20)
-    return start["status"], [(k.lower(), v) for k, v in start["headers"]], body
+) -> Answer:
+    return await answer(app, {**scope(path, headers=headers, host=host), "query_string": query})
 
 
 def get(

@@ -9,7 +9,6 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
@@ -17,7 +16,7 @@ from django.utils.module_loading import import_string
 
 from runtime import inline_middleware
 from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
-from tests.app.runtime.asgi_scope import scope
+from tests.app.runtime.asgi_scope import answer, scope
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.inline_urls")]
 
@@ -47,19 +46,7 @@ async def request(
     headers: list[tuple[bytes, bytes]] | None = None,
     host: bytes = b"testserver",
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    communicator = ApplicationCommunicator(
-        app, scope(path, method=method, headers=headers, host=host)
-    )
-    await communicator.send_input({"type": "http.request", "body": body})
-    start = await communicator.receive_output(20)
-    content = b""
-    while True:
-        message = await communicator.receive_output(20)
-        content += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await communicator.wait(20)
-    return start["status"], start["headers"], content
+    return await answer(app, scope(path, method=method, headers=headers, host=host), body)
 
 
 def cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from django.db import connections
 
 from core.aio import loop_clients_close
@@ -17,29 +16,16 @@ from shop import cache
 from shop.cache import EDGE_ROUTES, product_page_query
 from tests.app.accounts.factories import UserFactory, bearer
 from tests.app.conftest import cache_at
-from tests.app.runtime.asgi_scope import scope
+from tests.app.runtime.asgi_scope import Answer, answer, scope
 from tests.app.runtime.test_edge import VOLATILE, Counted, stable
 from tests.app.shop.factories import ProductFactory
 from tests.app.shop.test_apis import _commands, rename
 
 pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
 
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-
 
 async def _get(app: Any, query: bytes = b"") -> Answer:
-    request = {**scope("/api/products"), "query_string": query}
-    communicator = ApplicationCommunicator(app, request)
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(20)
-    body = b""
-    while True:
-        message = await communicator.receive_output(20)
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await communicator.wait(20)
-    return start["status"], [(k.lower(), v) for k, v in start["headers"]], body
+    return await answer(app, {**scope("/api/products"), "query_string": query})
 
 
 def on_one_loop(app: Any, *queries: bytes) -> list[Answer]:
