@@ -49,13 +49,12 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         lines += [
             f"Cached list / hello world: **{pct(measured)}** of the ceiling.",
             "",
-            "**Why:** a hit is one Redis MGET on the event loop and the stored bytes "
-            "(shop/cache.py), but it still runs Django's async handler and middleware chain "
-            "(request ID, diagnostics, sessions, CSRF, auth), django-ninja's query validation "
-            "and the async Redis client; the hello world runs none of it. (Django's handler "
-            "also hops to the request's thread twice per request, for the request_started and "
-            "request_finished receivers; runtime/asgi.py skips both while nothing runs there.) "
-            "Nginx's JSON access log and gzip apply to both. Where the worker's time goes: "
+            "**Why:** a hit is answered in front of Django (runtime/edge.py): the query read "
+            "plainly, one Redis MGET on the event loop's async client, the stored bytes with the "
+            "headers Django gave the route, the request's metrics, request ID and duration. What "
+            "remains against the hello world: Uvicorn's protocol for a larger body, the async "
+            "Redis client's round trip, and the metrics' multiprocess files. Nginx's JSON access "
+            "log and gzip apply to both. Where the worker's time goes: "
             "docs/benchmarks/profile.md.",
             "",
         ]
