@@ -9,8 +9,8 @@ and the same headers; any doubt, and Django answers:
 - only GET, on the route's exact path, with a query `parse` accepts, and no cookie or
   Authorization (a session, a CSRF token, messages or a credential may change what Django
   answers: a route that requires one answers an anonymous request 401, which is never learned);
-- only a host that passes ALLOWED_HOSTS, and no redirect or refusal due (SECURE_SSL_REDIRECT,
-  PREPEND_WWW, DISALLOWED_USER_AGENTS);
+- only a host Django's get_host() accepts, and no redirect or refusal due (SECURE_SSL_REDIRECT,
+  as Django's is_secure() reads the request, PREPEND_WWW, DISALLOWED_USER_AGENTS);
 - headers: those Django's middleware put on the route's last 200 in this process, for the same
   scheme, less the per-request ones, which Edge sets as the diagnostics middleware does (request
   ID, duration, the worker's draining). Until Django has answered the route once, or if that
@@ -23,6 +23,7 @@ Every request it answers is counted, timed and logged as Django's are (core.midd
 request_observe, the memory guard) and named in its trace span.
 """
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from time import perf_counter
 from typing import Any
 
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
 from django.urls import resolve, reverse
 
 from core import request_context, tracing
@@ -84,35 +86,60 @@ class _Route:
     span: str  # the trace span's route, as RouteSpanMiddleware names it
 
 
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    """A header's value as Django's request.META holds it: repeats joined with commas."""
-    values = [value for key, value in headers if key == name]
-    return b",".join(values) if values else None
+# The request headers the edge reads, by their names in request.META: those Django's
+# get_host() and is_secure() may read, and those that leave the request to Django or name it.
+_READ = {
+    b"host": "HTTP_HOST",
+    b"x-forwarded-host": "HTTP_X_FORWARDED_HOST",
+    b"x-forwarded-port": "HTTP_X_FORWARDED_PORT",
+    b"cookie": "HTTP_COOKIE",
+    b"authorization": "HTTP_AUTHORIZATION",
+    b"x-request-id": "HTTP_X_REQUEST_ID",
+}
 
 
-def _is_secure(scope: Scope, headers: Headers) -> bool:
-    """HttpRequest.is_secure(), from the scope."""
-    proxy = settings.SECURE_PROXY_SSL_HEADER
-    if proxy:
-        name, secure = proxy
-        value = _header(headers, name.removeprefix("HTTP_").replace("_", "-").lower().encode())
-        if value is not None:
-            return value.decode("latin-1").split(",", 1)[0].strip() == secure
-    return bool(scope.get("scheme") == "https")
+@functools.cache
+def _read_headers(proxy_ssl_key: str | None) -> dict[bytes, str]:
+    """_READ and the header settings.SECURE_PROXY_SSL_HEADER names, if a header can set it."""
+    if proxy_ssl_key is None or not proxy_ssl_key.startswith("HTTP_"):
+        return _READ
+    name = proxy_ssl_key.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
+    return {**_READ, name: proxy_ssl_key}
 
 
-def _host_allowed(headers: Headers) -> bool:
-    """What HttpRequest.get_host() accepts, for a request that names its host (any other goes
-    to Django)."""
-    forwarded = _header(headers, b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
-    host = forwarded if forwarded is not None else _header(headers, b"host")
-    if not host:
+class _Request(HttpRequest):
+    """What Django's get_host() and is_secure() read of an ASGIRequest: its META as
+    ASGIRequest.__init__ fills it (the read headers only) and the scope's scheme."""
+
+    def __init__(self, scope: Scope) -> None:
+        # Not HttpRequest.__init__: nothing else of a request is read here.
+        proxy = settings.SECURE_PROXY_SSL_HEADER
+        names = _read_headers(proxy[0] if proxy else None)
+        meta: dict[str, Any] = {}
+        # One pass; names as ASGIRequest reads them, in any case (it upper-cases them; one
+        # with "_" matches none), and repeats joined with commas as it joins them.
+        for name, value in scope["headers"]:
+            key = names.get(name.lower())
+            if key is not None:
+                text = value.decode("latin-1")
+                meta[key] = f"{meta[key]},{text}" if key in meta else text
+        server = scope.get("server")
+        meta["SERVER_NAME"], meta["SERVER_PORT"] = (
+            (server[0], str(server[1])) if server else ("unknown", "0")
+        )
+        self.META = meta
+        self.scope_scheme: str | None = scope.get("scheme")
+
+    def _get_scheme(self) -> str:
+        return self.scope_scheme or "http"  # ASGIRequest's
+
+
+def _host_allowed(request: HttpRequest) -> bool:
+    try:
+        request.get_host()
+    except DisallowedHost:
         return False
-    domain, _ = split_domain_port(host.decode("latin-1"))
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    return bool(domain) and validate_host(domain, allowed)
+    return True
 
 
 def reviewed(middleware: list[str]) -> bool:
@@ -156,29 +183,41 @@ class Edge:
         if route is None or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        headers: Headers = scope["headers"]
         arguments = route.edge.parse(scope.get("query_string", b""))
-        secure = _is_secure(scope, headers)
+        if arguments is None:
+            await self.app(scope, receive, send)
+            return
+        request = _Request(scope)
+        meta = request.META
+        secure = request.is_secure()
         if (
-            arguments is None
-            or _header(headers, b"cookie") is not None
-            or _header(headers, b"authorization") is not None
+            "HTTP_COOKIE" in meta
+            or "HTTP_AUTHORIZATION" in meta
             or (settings.SECURE_SSL_REDIRECT and not secure)
             or settings.PREPEND_WWW
             or settings.DISALLOWED_USER_AGENTS
-            or not _host_allowed(headers)
+            or not _host_allowed(request)
         ):
             await self.app(scope, receive, send)
             return
         # Django's diagnostics time the request from here: a miss's read is in its duration.
-        request_context.mark_started(perf_counter())
+        start = perf_counter()
+        request_context.mark_started(start)
         key = (scope["path"], secure)
         if key not in self.learned:
             await self.app(scope, receive, self._learning(key, send))
             return
         learned = self.learned[key]
-        if learned is None or not await self._answer(scope, route, learned, arguments, send):
+        if learned is None:
             await self.app(scope, receive, send)
+            return
+        request_id = request_context.request_id_from(meta.get("HTTP_X_REQUEST_ID"))
+        request_context.bind(request_id)  # for any line logged meanwhile; this task's own
+        body = await route.edge.hit(**arguments)
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        await self._answer(scope, route, learned, body, request_id, start, send)
 
     def _learning(self, key: tuple[str, bool], send: Send) -> Send:
         async def learn(message: Mapping[str, Any]) -> None:
@@ -198,19 +237,12 @@ class Edge:
         scope: Scope,
         route: _Route,
         learned: Headers,
-        arguments: dict[str, Any],
+        body: bytes,
+        request_id: str,
+        start: float,
         send: Send,
-    ) -> bool:
-        """Answers a hit as Django would; False on a miss, which Django answers."""
-        start = request_context.started() or perf_counter()
-        headers: Headers = scope["headers"]
-        request_id = request_context.request_id_from(
-            (_header(headers, b"x-request-id") or b"").decode("latin-1") or None
-        )
-        request_context.bind(request_id)  # for any line logged meanwhile; this task's own
-        body = await route.edge.hit(**arguments)
-        if body is None:
-            return False
+    ) -> None:
+        """Answers a hit as Django would."""
         seconds = perf_counter() - start
         if self.traced:
             tracing.name_route_span("GET", route.span)
@@ -233,4 +265,3 @@ class Edge:
             response_headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
-        return True

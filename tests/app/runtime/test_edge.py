@@ -2,13 +2,16 @@
 same status, headers and bytes, and only where Django would answer them 200."""
 
 import asyncio
+import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 
 from core import metrics
 from runtime import edge
@@ -230,6 +233,71 @@ def test_https_and_http_answers_are_learned_apart(settings, hits):
     assert django_app.calls == 2
     assert b"strict-transport-security" not in dict(plain)
     assert dict(https)[b"strict-transport-security"] == b"max-age=600"
+
+
+def outcome(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except DisallowedHost:
+        return DisallowedHost
+
+
+@pytest.mark.parametrize(
+    ("headers", "server", "scheme", "changed"),
+    [
+        ([(b"host", b"testserver")], ("testserver", 80), "http", {}),
+        ([(b"host", b"evil.example")], ("testserver", 80), "http", {}),
+        ([(b"host", b"testserver"), (b"host", b"evil.example")], ("testserver", 80), "http", {}),
+        ([(b"Host", b"evil.example")], ("testserver", 80), "http", {}),
+        ([(b"x_host", b"testserver")], ("testserver", 80), "http", {}),
+        ([], ("testserver", 80), "http", {}),
+        ([], ("testserver", 443), "https", {}),
+        ([], ("testserver", 8000), "http", {}),
+        ([], None, None, {}),
+        ([(b"x-forwarded-proto", b"https"), (b"x-forwarded-proto", b"http")], None, "http", {}),
+        ([(b"X-Forwarded-Proto", b" https ")], None, "http", {}),
+        ([(b"x_forwarded_proto", b"https")], None, "http", {}),
+        ([(b"x-forwarded-proto", b"http")], None, "https", {}),
+        ([(b"x-scheme", b"https")], None, "http", {"SECURE_PROXY_SSL_HEADER": None}),
+        (
+            [(b"x-scheme", b"https")],
+            None,
+            "http",
+            {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_SCHEME", "https")},
+        ),
+        (
+            [(b"host", b"testserver"), (b"x-forwarded-host", b"evil.example")],
+            None,
+            "http",
+            {"USE_X_FORWARDED_HOST": True},
+        ),
+        ([(b"x-forwarded-host", b"testserver")], None, "http", {"USE_X_FORWARDED_HOST": True}),
+        (
+            [(b"x-forwarded-port", b"8000")],
+            ("testserver", 80),
+            "http",
+            {"USE_X_FORWARDED_PORT": True},
+        ),
+        (
+            [(b"host", b"shop.localhost")],
+            None,
+            "http",
+            {"DEBUG": True, "ALLOWED_HOSTS": []},
+        ),
+    ],
+)
+def test_the_host_and_scheme_are_djangos_reading_of_the_request(
+    settings, headers, server, scheme, changed
+):
+    for name, value in changed.items():
+        setattr(settings, name, value)
+    request = {"type": "http", "method": "GET", "path": "/page", "headers": headers}
+    request |= {"server": server} if server else {}
+    request |= {"scheme": scheme} if scheme else {}
+    djangos = ASGIRequest(request, io.BytesIO())
+    edges = edge._Request(request)
+    assert edges.is_secure() == djangos.is_secure()
+    assert outcome(edges.get_host) == outcome(djangos.get_host)
 
 
 def test_a_middleware_it_was_not_reviewed_against_turns_it_off(django_app, settings, caplog):
