@@ -2,8 +2,9 @@
 handler, middleware chain and API framework.
 
 A domain declares an EdgeRoute: the view (by URL name), how to read a query string plainly
-(`parse`: the hit's arguments, or None) and how to read the cached body (`hit`: the bytes, or
-None). Edge answers a request itself only when Django would answer it 200 with those same bytes
+(`parse`: the hit's arguments, or None) and how to read the cached body (`hit`: the bytes; on a
+miss anything else, which the route's view gets back from handed(), so that it does not read
+again). Edge answers a request itself only when Django would answer it 200 with those same bytes
 and the same headers; any doubt, and Django answers:
 
 - only GET, on the route's exact path, with a query `parse` accepts, and no cookie or
@@ -26,6 +27,7 @@ request_observe, the memory guard) and named in its trace span.
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -76,7 +78,9 @@ Headers = list[tuple[bytes, bytes]]
 class EdgeRoute:
     view_name: str
     parse: Callable[[bytes], dict[str, Any] | None]
-    hit: Callable[..., Awaitable[bytes | None]]
+    # bytes: a hit, answered here. Anything else is a miss: Django answers, and the route's view
+    # gets it from handed().
+    hit: Callable[..., Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,16 @@ class _Route:
     edge: EdgeRoute
     view: str  # the metrics' label, as Django's diagnostics name the view
     span: str  # the trace span's route, as RouteSpanMiddleware names it
+
+
+# What the route's hit returned on this request's miss, while Django answers it.
+_handed: ContextVar[object] = ContextVar("edge_handed", default=None)
+
+
+def handed() -> object:
+    """In a route's view: what its `hit` returned when the edge missed on this request (None if
+    the edge did not read), so that the view uses that read rather than doing it again."""
+    return _handed.get()
 
 
 # The request headers the edge reads, by their names in request.META: those Django's
@@ -213,11 +227,15 @@ class Edge:
             return
         request_id = request_context.request_id_from(meta.get("HTTP_X_REQUEST_ID"))
         request_context.bind(request_id)  # for any line logged meanwhile; this task's own
-        body = await route.edge.hit(**arguments)
-        if body is None:
-            await self.app(scope, receive, send)
+        found = await route.edge.hit(**arguments)
+        if isinstance(found, bytes):
+            await self._answer(scope, route, learned, found, request_id, start, send)
             return
-        await self._answer(scope, route, learned, body, request_id, start, send)
+        handing = _handed.set(found)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _handed.reset(handing)
 
     def _learning(self, key: tuple[str, bool], send: Send) -> Send:
         async def learn(message: Mapping[str, Any]) -> None:

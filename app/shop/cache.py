@@ -3,7 +3,6 @@ page is stored with, and the invalidation product writes call (shop/services.py)
 
 import logging
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -17,6 +16,7 @@ from ninja.renderers import JSONRenderer
 from core.metrics import count_cache_get, observe_cache
 from core.retry import RetryInBackground, retries_pending
 from core.schemas import MAX_PAGE, PAGE_SIZES
+from runtime import edge
 from runtime.edge import EdgeRoute
 from shop import selectors
 from shop.redis import clients
@@ -128,8 +128,8 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         # may hold the rows from before it. The primary answers, nothing is stored, until then.
         held, written, use_cache = None, True, False
     else:
-        read = _EDGE_READ.get()
-        if read is None or read.key != key:
+        read = edge.handed()  # the edge's read of this page, when it missed
+        if not isinstance(read, _PageRead) or read.key != key:
             read = await _page_read(key)
         if read.body is not None:
             return read.body
@@ -148,16 +148,16 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     )
 
 
-async def product_page_hit(*, page: int, page_size: int, hot: bool | None) -> bytes | None:
-    """The cached page, or None: runtime.edge's read of GET /api/products, before Django. A miss
-    is counted by the view that answers it."""
+async def product_page_hit(
+    *, page: int, page_size: int, hot: bool | None
+) -> "bytes | _PageRead | None":
+    """The cached page: runtime.edge's read of GET /api/products, before Django. On a miss, the
+    read, which the edge hands to the view (product_page_aget): a second read would wait out a
+    hung Redis's timeout twice. A miss is counted by the view that answers it."""
     if _invalidation.pending:
         return None
     read = await _page_read(product_page_key(hot=hot, page=page, page_size=page_size))
-    # A miss goes on to the view in this request's context: it uses this read, not a second
-    # one (which would wait out a hung Redis's timeout twice).
-    _EDGE_READ.set(read)
-    return read.body
+    return read.body if read.body is not None else read
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,6 @@ async def _page_read(key: str) -> _PageRead:
     return _PageRead(key=key, body=None, version=held, written=mark is not None, answered=True)
 
 
-# The edge's read in this request, for the view it hands a miss to.
-_EDGE_READ: ContextVar["_PageRead | None"] = ContextVar("product_page_edge_read", default=None)
 _PAGE_SIZES = {str(size).encode(): size for size in PAGE_SIZES}
 _BOOLEANS = {b"true": True, b"false": False}
 

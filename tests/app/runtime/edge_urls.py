@@ -4,14 +4,19 @@ hit would, from PAGES."""
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from runtime import edge
+
 PAGES: dict[int, bytes] = {}
 # Set by a test: the view's answer sets a cookie.
 COOKIE: dict[str, str] = {}
 # Set by a test: the view answers 401 without an Authorization header.
 REQUIRE_AUTH: list[bool] = []
+# What the view got from edge.handed(), request by request.
+HANDED: list[object] = []
 
 
 def page(request: HttpRequest) -> HttpResponse:
+    HANDED.append(edge.handed())
     if REQUIRE_AUTH and "HTTP_AUTHORIZATION" not in request.META:
         return HttpResponse(b'{"error": "unauthorized"}', status=401)
     response = HttpResponse(

@@ -6,6 +6,7 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -50,6 +51,7 @@ def pages() -> None:
     edge_urls.PAGES.update({1: b'{"page": 1}', 2: b'{"page": 2}'})
     edge_urls.COOKIE.clear()
     edge_urls.REQUIRE_AUTH.clear()
+    edge_urls.HANDED.clear()
 
 
 @pytest.fixture
@@ -129,6 +131,25 @@ def test_a_miss_is_answered_by_django(app, django_app, hits):
     hits.clear()
     assert get(app, query=b"n=2")[2] == b'{"page": 2}'
     assert django_app.calls == 2
+
+
+@dataclass(frozen=True)
+class Missed:
+    n: int
+
+
+@pytest.mark.django_db
+def test_a_miss_hands_what_the_hit_read_to_the_routes_view(django_app, hits):
+    # The view reuses the edge's read rather than reading again (shop.cache's page read).
+    async def hit(*, n: int) -> bytes | Missed:
+        return hits.get(n) or Missed(n)
+
+    app = Edge(django_app, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+    get(app)  # learned: the edge read nothing
+    hits.clear()
+    assert get(app, query=b"n=2")[2] == b'{"page": 2}'
+    seen = edge_urls.HANDED
+    assert seen == [None, Missed(2)]
 
 
 @pytest.mark.django_db
