@@ -15,7 +15,7 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 
 from core import metrics
-from runtime import edge
+from runtime import edge, workers
 from runtime.asgi import PooledExecutorASGIHandler
 from runtime.edge import Edge, EdgeRoute
 from tests.app.runtime import edge_urls
@@ -254,6 +254,23 @@ def test_https_and_http_answers_are_learned_apart(settings, hits):
     assert django_app.calls == 2
     assert b"strict-transport-security" not in dict(plain)
     assert dict(https)[b"strict-transport-security"] == b"max-age=600"
+
+
+@pytest.mark.django_db
+def test_a_hit_while_the_worker_drains_closes_its_connection_as_djangos_answer_does(
+    app, django_app, monkeypatch
+):
+    get(app)
+    assert b"connection" not in dict(get(app)[1])
+    # The server drains (runtime.workers, before the worker is replaced): each answer closes
+    # its connection, so that the client's next request goes to another worker.
+    monkeypatch.setattr(workers, "draining", lambda: True)
+    _, hit, _ = get(app)
+    assert django_app.calls == 1
+    assert dict(hit)[b"connection"] == b"close"
+    _, djangos, _ = get(app, headers=[(b"cookie", b"a=b")])  # Django's, for comparison
+    assert django_app.calls == 2
+    assert dict(djangos)[b"connection"] == b"close"
 
 
 def outcome(read: Callable[[], object]) -> object:
