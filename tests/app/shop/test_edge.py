@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from core import metrics
 from core.aio import loop_clients_close
 from runtime.edge import Edge
 from shop import cache
@@ -115,6 +116,23 @@ def test_a_hung_cache_costs_a_request_one_read_counted_in_its_duration(
     assert django_app.calls == 1
     assert len(blackhole.accepted) == 1
     assert float(dict(headers)[b"x-request-duration"]) >= 0.3
+
+
+@pytest.mark.parametrize(("edge_cache", "django_calls"), [(True, 1), (False, 2)])
+def test_edge_cache_false_composes_no_edge_and_django_answers_the_hit(
+    django_app, settings, redis_settings, edge_cache, django_calls
+):
+    # config/asgi.py's composition: EDGE_CACHE=false is the way back to Django for every page.
+    from config.asgi import _served
+
+    settings.EDGE_CACHE = edge_cache
+    ProductFactory()
+    hits = metrics.CACHE_GETS.labels("hit")
+    before = hits._value.get()
+    first, cached = on_one_loop(_served(django_app), b"", b"")  # a miss, stored; then a hit
+    assert hits._value.get() == before + 1
+    assert cached[2] == first[2]
+    assert django_app.calls == django_calls
 
 
 def test_a_page_size_the_api_refuses_is_still_its_400(app, django_app):
