@@ -3,6 +3,7 @@ same status, headers and bytes, and only where Django would answer them 200."""
 
 import asyncio
 import io
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from runtime.asgi import PooledExecutorASGIHandler
 from runtime.edge import Edge, EdgeRoute
 from tests.app.runtime import edge_urls
 from tests.app.runtime.asgi_scope import Answer, answer, scope
+from tests.support import django_script
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.edge_urls")]
 # Per request: never compared.
@@ -357,3 +359,85 @@ def test_a_middleware_it_was_not_reviewed_against_turns_it_off(django_app, setti
 def test_the_projects_middleware_is_the_reviewed_chain():
     # A middleware added to settings.MIDDLEWARE turns the edge off until it is reviewed.
     assert edge.reviewed(settings.MIDDLEWARE)
+
+
+# A route served through the edge inside the tracing wrapper, as config/asgi.py composes them:
+# Django answers the first request, the edge the second. Prints the server spans exported.
+TRACED_SCRIPT = r"""
+import asyncio, json, sys, types
+import django
+django.setup()
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
+from django.http import HttpResponse
+from django.urls import path
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from core import tracing
+from runtime.asgi import get_asgi_application
+from runtime.edge import Edge, EdgeRoute
+
+urls = types.ModuleType("traced_edge_urls")
+urls.urlpatterns = [
+    path("api/page", lambda request: HttpResponse(b"{}", content_type="application/json"),
+         name="edge-page"),
+]
+sys.modules[urls.__name__] = urls
+settings.ROOT_URLCONF = urls.__name__
+django_calls = []
+handler = get_asgi_application()
+
+async def django_app(scope, receive, send):
+    django_calls.append(scope["path"])
+    await handler(scope, receive, send)
+
+async def hit():
+    return b"{}"
+
+route = EdgeRoute(view_name="edge-page", parse=lambda query: {} if not query else None, hit=hit)
+app = tracing.wrap_asgi(Edge(django_app, (route,)))
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+
+async def get():
+    scope = {"type": "http", "method": "GET", "path": "/api/page", "raw_path": b"/api/page",
+             "query_string": b"", "scheme": "http", "headers": [(b"host", b"localhost")],
+             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+             "asgi": {"version": "3.0"}}
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(10)
+    while (await communicator.receive_output(10)).get("more_body"):
+        pass
+    return start["status"]
+
+statuses = [asyncio.run(get()), asyncio.run(get())]
+print(json.dumps({
+    "statuses": statuses,
+    "django_calls": len(django_calls),
+    "servers": [
+        {"name": s.name, "route": s.attributes.get("http.route")}
+        for s in memory.get_finished_spans() if s.kind == trace.SpanKind.SERVER
+    ],
+}))
+"""
+
+
+def test_a_hit_the_edge_answers_is_traced_in_a_span_named_as_djangos():
+    lines = django_script(
+        TRACED_SCRIPT,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            "OTEL_TRACES_SAMPLER": "always_on",
+        },
+        drop=lambda name: name.startswith("OTEL_"),
+    )
+    (line,) = [line for line in lines if line.startswith('{"statuses"')]
+    seen = json.loads(line)
+    assert seen["statuses"] == [200, 200]
+    assert seen["django_calls"] == 1  # the second: the edge's
+    djangos, edges = seen["servers"]
+    assert djangos == {"name": "GET api/page", "route": "api/page"}
+    assert edges == djangos
