@@ -114,7 +114,7 @@ _READ = {
 
 @functools.cache
 def _read_headers(proxy_ssl_key: str | None) -> dict[bytes, str]:
-    """_READ and the header settings.SECURE_PROXY_SSL_HEADER names, if a header can set it."""
+    """_READ and the header settings.SECURE_PROXY_SSL_HEADER names, if it names one (HTTP_*)."""
     if proxy_ssl_key is None or not proxy_ssl_key.startswith("HTTP_"):
         return _READ
     name = proxy_ssl_key.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
