@@ -9,16 +9,14 @@ of the per-request cost, and the request's database connection dies with its thr
 request also logs in to PgBouncer again (SCRAM, checked one at a time on one core: under a crowd
 of clients the logins queue until they time out as 503s; docs/ARCHITECTURE.md).
 
-Here a request borrows a single-thread executor from a pool at its first sync call and gives it
-back when it ends, the way a gthread worker reuses its threads: a request's sync calls still
-share one thread (asgiref's ThreadSensitiveContext(executor=...), given the request's Lease),
-and that thread's database connection lives on for DB_CONN_MAX_AGE, checked by
-CONN_HEALTH_CHECKS before reuse, as under WSGI. A thread serves one request at a time. The pool
-holds at most EXECUTORS; a first sync call made when all are lent waits for one, so threads and
-PgBouncer client connections per worker are bounded. A request that runs nothing on its thread
-(an async view, a cached page) never holds one, so the bound on threads is no bound on the async
-requests in flight; Django's own per-request hops to the thread are skipped when they have
-nothing to do there (handle, below).
+Here a request borrows a single-thread executor from a pool and gives it back when it ends,
+the way a gthread worker reuses its threads: a request's sync calls still share one thread
+(asgiref's ThreadSensitiveContext(executor=...)), and that thread's database connection lives on
+for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS before reuse, as under WSGI. A thread serves
+one request at a time. The pool holds at most EXECUTORS; a request arriving when all are lent
+waits for one, so threads and PgBouncer client connections per worker are bounded too. A request
+that runs nothing on its thread (an async view, a cached page) never waits for it: Django's own
+per-request hops to it are skipped when they have nothing to do there (handle, below).
 
 WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has been inside one
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
@@ -37,7 +35,7 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache, partial
 from time import monotonic
 from typing import Any, cast
@@ -54,83 +52,25 @@ from django.urls import set_script_prefix
 
 from runtime import workers
 
-# Request threads per worker, each running one request's sync work with up to two PgBouncer
-# client connections (primary and replica). Only a request that runs sync code holds one.
-# PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000) for 3 web replicas (1,536),
-# Kubernetes for the web autoscaler's maximum (tests/k8s/test_k8s_workloads.py).
+# Requests in flight per worker, each with its own thread and up to two PgBouncer client
+# connections (primary and replica). 128 x 2 workers / 0.3 s (a fan-out request's concurrent
+# upstream calls) = 853 requests a second, above what two cores serve (docs/BENCHMARKS.md,
+# scenario 1). PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000) for 3 web replicas
+# (1,536), Kubernetes for the web autoscaler's maximum (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = 128
 _SWAP = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-class RequestExecutor(ThreadPoolExecutor):
-    """A single-thread executor that knows since when its thread runs the current call."""
+class Lease:
+    """One request's use of a RequestExecutor: what runs on its thread before the request's first
+    call there, and whether the request ran anything there."""
 
-    def __init__(self) -> None:
-        super().__init__(max_workers=1, thread_name_prefix="django-request")
-        self.busy_since: float | None = None
-        self.thread_id: int | None = None
-
-    def run(self, lease: "Lease | None", fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        """Submits fn for the request of `lease`, whose pending work runs first."""
-
-        def timed() -> Any:
-            self.thread_id = threading.get_ident()
-            self.busy_since = monotonic()
-            try:
-                if lease is not None:
-                    lease.start()
-                return fn(*args)
-            finally:
-                self.busy_since = None
-
-        return super().submit(timed)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self.run(None, partial(fn, *args, **kwargs))
-
-
-class Lease(Executor):
-    """One request's claim on a thread of the pool: the executor its ThreadSensitiveContext
-    sends the request's sync calls to. The thread is taken at the first call, so a request that
-    runs nothing there never holds one, and is given back when the request ends."""
-
-    def __init__(self, pool: "ExecutorPool") -> None:
-        self.pool = pool
-        self.executor: RequestExecutor | None = None
-        self.first: Callable[[], Any] | None = None  # what runs on the thread before any call
-        self.ended = False
-        self._error: BaseException | None = None
-        # Calls made while waiting for a thread, each with the future asgiref awaits.
-        self._queued: list[tuple[Future[Any], Callable[[], Any]]] = []
-
-    @property
-    def used(self) -> bool:
-        """Whether the request ran anything on a thread."""
-        return self.executor is not None
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """On the event loop (asgiref's run_in_executor). The first call takes a thread, or
-        waits for one given back; the request's later calls go to the same thread."""
-        if self.ended:
-            raise RuntimeError("the request's lease has ended")
-        call = partial(fn, *args, **kwargs)
-        if self.executor is None and not self._queued:
-            self.executor = self.pool.take(self)
-        if self.executor is None:
-            future: Future[Any] = Future()
-            self._queued.append((future, call))
-            return future
-        return self.executor.run(self, call)
-
-    def attach(self, executor: RequestExecutor) -> None:
-        """The pool lends the thread this request waited for: its queued calls go there,
-        but for those cancelled meanwhile (the client went away)."""
+    def __init__(self, executor: "RequestExecutor") -> None:
         self.executor = executor
-        queued, self._queued = self._queued, []
-        for future, call in queued:
-            if future.set_running_or_notify_cancel():
-                _chain(executor.run(self, call), future)
+        self.first: Callable[[], Any] | None = None
+        self.used = False
+        self._error: BaseException | None = None
 
     def start(self) -> None:
         """On the thread, before each of the request's calls: `first` once. If it failed, every
@@ -146,73 +86,78 @@ class Lease(Executor):
             self._error = error
             raise
 
-    def closing(self) -> bool:
-        """Before the request's response is closed, which Django does whatever request_started
-        did: no more of request_started runs, and its failure fails no more calls. Whether the
-        request ran anything on a thread."""
-        self.first = None
-        self._error = None
-        return self.used
 
-    def end(self, *, give_back: bool = True) -> None:
-        """The request ended: its thread goes back to the pool (a stuck one never does), and a
-        call still waiting for one is cancelled."""
-        if self.ended:
-            return
-        self.ended = True
-        self.first = None
-        for future, _ in self._queued:
-            future.cancel()
-        self._queued.clear()
-        self.pool.forget(self)
-        if self.executor is not None and give_back:
-            self.pool.give_back(self.executor)
+class RequestExecutor(ThreadPoolExecutor):
+    """A single-thread executor that knows since when its thread runs the current call, and
+    which request (Lease) it is lent to."""
 
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="django-request")
+        self.busy_since: float | None = None
+        self.thread_id: int | None = None
+        self.lease: Lease | None = None
 
-def _chain(source: Future[Any], target: Future[Any]) -> None:
-    """Copies the outcome of a call run for a queued one into the future asgiref awaits."""
+    def lend(self) -> Lease:
+        self.lease = Lease(self)
+        return self.lease
 
-    def copy(done: Future[Any]) -> None:
-        error = done.exception()
-        if error is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(done.result())
+    def end_lease(self, lease: Lease) -> bool:
+        """Whether the request of `lease` ran anything on this thread. A request cancelled
+        while its handler went on never touches the lease of the request lent the thread next."""
+        lease.first = None
+        if self.lease is lease:
+            self.lease = None
+        return lease.used
 
-    source.add_done_callback(copy)
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        lease = self.lease
+        if lease is not None:
+            lease.used = True
+
+        def timed() -> Any:
+            self.thread_id = threading.get_ident()
+            self.busy_since = monotonic()
+            try:
+                if lease is not None:
+                    lease.start()
+                return fn(*args, **kwargs)
+            finally:
+                self.busy_since = None
+
+        return super().submit(timed)
 
 
 class ExecutorPool:
-    """Single-thread executors, lent one per request that needs one, most recently returned
-    first. Used on the event loop only."""
+    """Single-thread executors, lent one per request, most recently returned first."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.created = 0
         self._idle: list[RequestExecutor] = []
-        self._waiters: deque[Lease] = deque()
+        self._waiters: deque[asyncio.Future[RequestExecutor]] = deque()
 
-    def take(self, lease: Lease) -> RequestExecutor | None:
-        """A thread for `lease` now, or None: then `lease` waits for the next one given back."""
+    async def borrow(self) -> RequestExecutor:
         if self._idle:
             return self._idle.pop()  # the warmest thread: its connection is the least likely stale
         if self.created < self.size:
             self.created += 1
             return RequestExecutor()
-        self._waiters.append(lease)
-        return None
+        waiter: asyncio.Future[RequestExecutor] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back(waiter.result())  # lent just as the request went away
+            raise
 
     def give_back(self, executor: RequestExecutor) -> None:
         while self._waiters:
-            lease = self._waiters.popleft()
-            if not lease.ended:
-                lease.attach(executor)
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(executor)
                 return
         self._idle.append(executor)
-
-    def forget(self, lease: Lease) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(lease)
 
     def close(self) -> int:
         """Closes the idle threads' database connections, each on its own thread, and ends the
@@ -264,8 +209,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
-        # The requests in flight: their lease, and the future that aborts them.
-        self._in_flight: dict[Lease, asyncio.Future[None]] = {}
+        # The requests in flight: their executor, and the future that aborts them.
+        self._in_flight: dict[RequestExecutor, asyncio.Future[None]] = {}
         self._watching = False
         # The abort counter counts workers: a drain that several stuck threads cause is one.
         self._abort_counted = False
@@ -364,7 +309,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         request cancelled before it had one: on the request's thread if it ran anything there
         or a receiver is not thread-local, as Django does, else here on the event loop."""
         lease = _LEASE.get()
-        used = lease is None or lease.closing()
+        used = lease is None or lease.executor.end_lease(lease)
         if used or not _only_thread_local(signals.request_finished, self.__class__):
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
@@ -380,14 +325,16 @@ class PooledExecutorASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         timeout = workers.request_timeout()
         if timeout is None:  # not one of our Uvicorn workers: no watchdog
-            lease = Lease(self.executors)
+            executor = await self.executors.borrow()
+            lease = executor.lend()
             lent = _LEASE.set(lease)
             try:
-                async with ThreadSensitiveContext(executor=lease):
+                async with ThreadSensitiveContext(executor=executor):
                     await self.handle(scope, receive, send)
             finally:
                 _LEASE.reset(lent)
-                lease.end()
+                executor.end_lease(lease)
+                self.executors.give_back(executor)
             return
         if not self._watching:
             self._watching = True
@@ -395,10 +342,11 @@ class PooledExecutorASGIHandler(ASGIHandler):
         await self._call_watched(scope, receive, send)
 
     async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        lease = Lease(self.executors)
+        executor = await self.executors.borrow()
+        lease = executor.lend()
         lent = _LEASE.set(lease)
         abort: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[lease] = abort
+        self._in_flight[executor] = abort
         started = False
 
         async def tracked_send(message: Mapping[str, Any]) -> None:
@@ -411,7 +359,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         stuck = False
         task: asyncio.Future[Any] | None = None
         try:
-            async with ThreadSensitiveContext(executor=lease):
+            async with ThreadSensitiveContext(executor=executor):
                 task = asyncio.ensure_future(self.handle(scope, receive, tracked_send))
                 either: set[asyncio.Future[Any]] = {task, abort}
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -425,17 +373,18 @@ class PooledExecutorASGIHandler(ASGIHandler):
         finally:
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
-            del self._in_flight[lease]
+            del self._in_flight[executor]
             _LEASE.reset(lent)
-            lease.end(give_back=not stuck)
+            executor.end_lease(lease)
+            if not stuck:
+                self.executors.give_back(executor)
 
     def _watch(self, timeout: float) -> None:
         """On the event loop, at each tick: a request thread busy past the timeout is stuck."""
         now = monotonic()
-        for lease, abort in list(self._in_flight.items()):
-            executor = lease.executor
-            since = executor.busy_since if executor is not None else None
-            if executor is None or abort.done() or since is None or now - since < timeout:
+        for executor, abort in list(self._in_flight.items()):
+            since = executor.busy_since
+            if abort.done() or since is None or now - since < timeout:
                 continue
             abort.set_result(None)
             _report_stuck(executor, now - since)

@@ -106,21 +106,19 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
     import asyncio
     import threading
 
-    from runtime.asgi import Lease, PooledExecutorASGIHandler
+    from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
 
     before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
     handler = PooledExecutorASGIHandler()
     release = threading.Event()
-    leases: list[Lease] = []
 
     async def two_stuck() -> None:
         for _ in range(2):
-            lease = Lease(handler.executors)
-            leases.append(lease)
-            lease.submit(release.wait)
-            while lease.executor is None or lease.executor.busy_since is None:
+            executor = RequestExecutor()
+            executor.submit(release.wait)
+            while executor.busy_since is None:
                 await asyncio.sleep(0.01)
-            handler._in_flight[lease] = asyncio.get_running_loop().create_future()
+            handler._in_flight[executor] = asyncio.get_running_loop().create_future()
         await asyncio.sleep(0.05)
         handler._watch(0.01)
         handler._watch(0.01)
@@ -129,7 +127,5 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
         asyncio.run(two_stuck())
     finally:
         release.set()
-        for lease in leases:
-            lease.end()
         handler.executors.close()
     assert value(client, "gunicorn_worker_aborts_total", reason="request_thread") == before + 1

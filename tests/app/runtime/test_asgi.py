@@ -19,7 +19,7 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
 from runtime import asgi
-from runtime.asgi import ExecutorPool, Lease, PooledExecutorASGIHandler
+from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler, RequestExecutor
 from tests.app.runtime import asgi_urls
 from tests.app.runtime.asgi_scope import scope
 
@@ -116,9 +116,9 @@ def test_a_request_that_runs_nothing_on_its_thread_never_starts_it(app):
     # thread hops for a view that never leaves the event loop. Here nothing waits for a thread.
     asyncio.run(get(app, "/nothing"))
     asyncio.run(get(app, "/nothing"))
-    assert app.executors.created == 0  # not even lent one
-    asyncio.run(get(app, "/threads"))
     (executor,) = app.executors._idle
+    assert not executor._threads  # type: ignore[attr-defined]
+    asyncio.run(get(app, "/threads"))
     assert len(executor._threads) == 1  # type: ignore[attr-defined]
 
 
@@ -182,7 +182,9 @@ def test_a_request_cancelled_by_its_client_ends_without_its_thread(app, monkeypa
     finally:
         signals.request_finished.disconnect(dispatch_uid="test.asgi.finished")
     assert finished == [True]
-    assert app.executors.created == 0
+    (executor,) = app.executors._idle
+    assert not executor._threads  # type: ignore[attr-defined]
+    assert executor.lease is None
 
 
 async def disconnect_while_waiting(app: PooledExecutorASGIHandler) -> None:
@@ -194,26 +196,23 @@ async def disconnect_while_waiting(app: PooledExecutorASGIHandler) -> None:
     await communicator.wait(20)
 
 
-def test_a_lease_ended_twice_gives_its_thread_back_once_and_runs_nothing_more():
-    # A request cancelled while its handler went on may end its lease again after the thread was
-    # lent to the next request: that request keeps the thread to itself, and its
-    # request_started still runs before its first call.
-    pool = ExecutorPool(1)
-    stale = Lease(pool)
-    stale.submit(lambda: None).result(5)
-    stale.end()
-    ran: list[str] = []
-    current = Lease(pool)
-    current.first = lambda: ran.append("request_started")
-    current.submit(lambda: ran.append("call")).result(5)
-    stale.end()
-    assert pool._idle == []  # still lent to the current request only
-    with pytest.raises(RuntimeError):
-        stale.submit(lambda: ran.append("late call"))
-    assert ran == ["request_started", "call"]
-    current.end()
-    assert len(pool._idle) == 1
-    pool.close()
+def test_a_lease_ended_late_leaves_the_next_requests_lease_alone():
+    # A request cancelled while its handler went on may end its lease after the thread was
+    # lent again: the next request's request_started must still run before its first call.
+    executor = RequestExecutor()
+    try:
+        stale = executor.lend()
+        ran: list[str] = []
+        current = executor.lend()
+        current.first = lambda: ran.append("request_started")
+        assert executor.end_lease(stale) is False
+        assert executor.lease is current
+        executor.submit(lambda: ran.append("call")).result(5)
+        assert ran == ["request_started", "call"]
+        assert executor.end_lease(current) is True
+        assert executor.lease is None
+    finally:
+        executor.shutdown()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -256,46 +255,3 @@ async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
     # It got one of the two threads back, not a third.
     assert (await waiting.response())["threads"][0] in threads
     assert app.executors.created == 2
-
-
-def test_a_request_that_needs_no_thread_never_waits_for_one(app):
-    # The bound is on threads, not on requests: with every thread lent, an async view that runs
-    # nothing there is answered at once.
-    asyncio.run(answered_while_every_thread_is_lent(app))
-
-
-async def answered_while_every_thread_is_lent(app: PooledExecutorASGIHandler) -> None:
-    asgi_urls.RELEASE = asyncio.Event()
-    app.executors = ExecutorPool(1)
-    held = await Request(app, "/hold").start()
-    await asyncio.sleep(0.2)
-    assert app.executors.created == 1
-    assert not app.executors._idle
-    assert await asyncio.wait_for(get(app, "/nothing"), 5) == {"threads": []}
-    asgi_urls.RELEASE.set()
-    await held.response()
-
-
-def test_a_request_gone_while_waiting_for_a_thread_leaves_the_pool_whole(app):
-    # Its queued call is cancelled and its place in the queue dropped: the thread given back
-    # goes to the next request, not to the one that left.
-    asyncio.run(leave_while_waiting(app))
-
-
-async def leave_while_waiting(app: PooledExecutorASGIHandler) -> None:
-    asgi_urls.RELEASE = asyncio.Event()
-    app.executors = ExecutorPool(1)
-    held = await Request(app, "/hold").start()
-    await asyncio.sleep(0.2)
-    leaving = ApplicationCommunicator(app, scope("/hold"))
-    await leaving.send_input({"type": "http.request", "body": b""})
-    await asyncio.sleep(0.2)
-    assert len(app.executors._waiters) == 1
-    await leaving.send_input({"type": "http.disconnect"})
-    await leaving.wait(20)
-    assert not app.executors._waiters
-    asgi_urls.RELEASE.set()
-    thread = (await held.response())["threads"][0]
-    assert len(app.executors._idle) == 1
-    assert (await get(app, "/hold"))["threads"] == [thread]
-    assert app.executors.created == 1

@@ -15,7 +15,7 @@ from django.core.handlers.base import BaseHandler
 from django.utils.module_loading import import_string
 
 from runtime import inline_middleware
-from runtime.asgi import Lease, PooledExecutorASGIHandler, RequestExecutor
+from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
 from tests.app.runtime.asgi_scope import answer, scope
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.inline_urls")]
@@ -32,9 +32,9 @@ class CountingExecutor(RequestExecutor):
         super().__init__()
         self.jobs = 0
 
-    def run(self, lease: Lease | None, fn: Any, /, *args: Any) -> Future[Any]:
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         self.jobs += 1
-        return super().run(lease, fn, *args)
+        return super().submit(fn, *args, **kwargs)
 
 
 async def request(
