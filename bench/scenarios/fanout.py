@@ -295,8 +295,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         lines += [
             "At c=1000, errors in " + ", ".join(failing) + ". A 502 from the framework-free "
             "app is its own answer when an upstream call missed its 10 s timeout: nothing bounds "
-            "its requests in flight, so ~500 per worker queue ~1,500 calls for the worker's 200 "
-            "upstream connections, and the wait counts against the timeout. Django's rows are "
+            "its requests in flight, so ~500 per worker queue ~1,500 calls for the worker's "
+            "UPSTREAM_POOL_SIZE upstream connections, and the wait counts against the timeout. "
+            "Django's rows are "
             "bounded by the executor pool (128 requests per worker, runtime/asgi.py): the rest "
             "wait in front of the view, where no timeout runs. A 504 is Nginx giving up on web "
             "(5 s to connect, 35 s to answer) and a client timeout is hey's own 30 s. The other "

@@ -21,7 +21,7 @@ HANDLERS = [
     "fan-out, stock Django handler",
     "cached list, default handler",
 ]
-STATES = ["off", "metrics", "tracing", "all"]
+STATES = ["off", "metrics", "tracing", "dropped", "all"]
 PAGES = [f"product page, {state}" for state in STATES]
 
 
@@ -216,7 +216,7 @@ def test_each_observability_state_reaches_web_as_it_claims(state, default_sample
         assert seen["traced"] == []
         assert seen["sampler"] is None
         return
-    # tracing and all: spans exported over OTLP/HTTP to otlp-sink, a service of the bench's
+    # tracing, dropped and all: spans exported over OTLP/HTTP to otlp-sink, a service of the bench's
     # compose files on web's network.
     assert seen["traced"]
     assert seen["endpoint"] == SINK == "http://otlp-sink:4318"
@@ -225,6 +225,9 @@ def test_each_observability_state_reaches_web_as_it_claims(state, default_sample
         # The default sampler: a tenth of new traces kept, a client's traceparent decides.
         assert seen["sampler"] == default_sampler
         assert default_sampler.startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    elif state == "dropped":
+        # Tracing on, no new trace kept: what tracing costs the requests it drops.
+        assert seen["sampler"].startswith("ParentBased{root:TraceIdRatioBased{0.0}")
     else:
         # Every request traced.
         assert seen["sampler"].startswith("ParentBased{root:AlwaysOnSampler")
