@@ -113,39 +113,59 @@ _READ = {
 
 
 @functools.cache
-def _read_headers(proxy_ssl_key: str | None) -> dict[bytes, str]:
-    """_READ and the header settings.SECURE_PROXY_SSL_HEADER names, if it names one (HTTP_*)."""
-    if proxy_ssl_key is None or not proxy_ssl_key.startswith("HTTP_"):
+def _read_headers(proxy_ssl_key: str | None) -> dict[bytes, str] | None:
+    """_READ and the header settings.SECURE_PROXY_SSL_HEADER names; None if it names a key the
+    edge cannot read as Django does (one ASGIRequest never fills, or not a header's): then
+    Django answers every request."""
+    if proxy_ssl_key is None:
         return _READ
-    name = proxy_ssl_key.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
-    return {**_READ, name: proxy_ssl_key}
+    name = proxy_ssl_key.removeprefix("HTTP_").lower().replace("_", "-")
+    if f"HTTP_{name.upper().replace('-', '_')}" != proxy_ssl_key:
+        log.warning(
+            "SECURE_PROXY_SSL_HEADER names %r, not a header as Django's request.META spells "
+            "one: the edge leaves every request to Django",
+            proxy_ssl_key,
+        )
+        return None
+    return {**_READ, name.encode("latin-1"): proxy_ssl_key}
 
 
 class _Request(HttpRequest):
     """What Django's get_host() and is_secure() read of an ASGIRequest: its META as
     ASGIRequest.__init__ fills it (the read headers only) and the scope's scheme."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, meta: dict[str, Any], scheme: str | None) -> None:
         # Not HttpRequest.__init__: nothing else of a request is read here.
-        proxy = settings.SECURE_PROXY_SSL_HEADER
-        names = _read_headers(proxy[0] if proxy else None)
-        meta: dict[str, Any] = {}
-        # One pass; names as ASGIRequest reads them, in any case (it upper-cases them; one
-        # with "_" matches none), and repeats joined with commas as it joins them.
-        for name, value in scope["headers"]:
-            key = names.get(name.lower())
-            if key is not None:
-                text = value.decode("latin-1")
-                meta[key] = f"{meta[key]},{text}" if key in meta else text
-        server = scope.get("server")
-        meta["SERVER_NAME"], meta["SERVER_PORT"] = (
-            (server[0], str(server[1])) if server else ("unknown", "0")
-        )
         self.META = meta
-        self.scope_scheme: str | None = scope.get("scheme")
+        self.scope_scheme = scheme
 
     def _get_scheme(self) -> str:
         return self.scope_scheme or "http"  # ASGIRequest's
+
+
+def _request(scope: Scope) -> _Request | None:
+    """The scope as Django's get_host() and is_secure() would read it; None where the edge
+    cannot tell (then Django answers)."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    names = _read_headers(proxy[0] if proxy else None)
+    if names is None:
+        return None
+    meta: dict[str, Any] = {}
+    # One pass; names as ASGIRequest reads them (it upper-cases them; one with "_" matches
+    # none), and repeats joined with commas as it joins them. A name that is not ASCII may
+    # upper-case into another's (str.upper: "ß" is "SS"): Django's, then.
+    for name, value in scope["headers"]:
+        if not name.isascii():
+            return None
+        key = names.get(name.lower())
+        if key is not None:
+            text = value.decode("latin-1")
+            meta[key] = f"{meta[key]},{text}" if key in meta else text
+    server = scope.get("server")
+    meta["SERVER_NAME"], meta["SERVER_PORT"] = (
+        (server[0], str(server[1])) if server else ("unknown", "0")
+    )
+    return _Request(meta, scope.get("scheme"))
 
 
 def _host_allowed(request: HttpRequest) -> bool:
@@ -201,7 +221,10 @@ class Edge:
         if arguments is None:
             await self.app(scope, receive, send)
             return
-        request = _Request(scope)
+        request = _request(scope)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
         meta = request.META
         secure = request.is_secure()
         if (
@@ -227,7 +250,12 @@ class Edge:
             return
         request_id = request_context.request_id_from(meta.get("HTTP_X_REQUEST_ID"))
         request_context.bind(request_id)  # for any line logged meanwhile; this task's own
-        found = await route.edge.hit(**arguments)
+        try:
+            found = await route.edge.hit(**arguments)
+        except Exception:
+            # A route's read failing is a miss: Django answers, as if there were no edge.
+            log.exception("edge read of %s failed; Django answers", route.view)
+            found = None
         if isinstance(found, bytes):
             await self._answer(scope, route, learned, found, request_id, start, send)
             return

@@ -335,9 +335,56 @@ def test_the_host_and_scheme_are_djangos_reading_of_the_request(
     request |= {"server": server} if server else {}
     request |= {"scheme": scheme} if scheme else {}
     djangos = ASGIRequest(request, io.BytesIO())
-    edges = edge._Request(request)
+    edges = edge._request(request)
+    assert edges is not None
     assert edges.is_secure() == djangos.is_secure()
     assert outcome(edges.get_host) == outcome(djangos.get_host)
+
+
+@pytest.mark.parametrize(
+    ("headers", "changed"),
+    [
+        # Keys Django's request.META never holds for a header: Django reads the scope's scheme.
+        (
+            [(b"x-forwarded-proto", b"https")],
+            {"SECURE_PROXY_SSL_HEADER": ("HTTP_X-FORWARDED-PROTO", "https")},
+        ),
+        (
+            [(b"x-forwarded-proto", b"https")],
+            {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_Forwarded_Proto", "https")},
+        ),
+        ([(b"x-forwarded-proto", b"https")], {"SECURE_PROXY_SSL_HEADER": ("REMOTE_ADDR", "https")}),
+        # "ß" upper-cases to "SS": Django joins both into HTTP_X_FORWARDED_SSL.
+        (
+            [("x-forwarded-ßl".encode(), b"off"), (b"x-forwarded-ssl", b"on")],
+            {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_SSL", "on")},
+        ),
+    ],
+)
+def test_a_request_the_edge_cannot_read_as_django_does_is_djangos(
+    app, django_app, settings, headers, changed
+):
+    for name, value in changed.items():
+        setattr(settings, name, value)
+    request = {"type": "http", "method": "GET", "path": "/page", "headers": headers}
+    assert edge._request(request | {"scheme": "http"}) is None
+    get(app)
+    get(app, headers=headers)
+    assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_a_route_whose_read_fails_is_answered_by_django(django_app, caplog):
+    async def hit(*, n: int) -> bytes | None:
+        raise RuntimeError("the route's cache client broke")
+
+    app = Edge(django_app, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+    get(app)
+    with caplog.at_level(logging.ERROR, logger="runtime.edge"):
+        status, _, body = get(app, query=b"n=2")
+    assert (status, body) == (200, b'{"page": 2}')
+    assert django_app.calls == 2
+    assert "the route's cache client broke" in caplog.text
 
 
 def test_a_middleware_it_was_not_reviewed_against_turns_it_off(django_app, settings, caplog):
