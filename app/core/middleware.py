@@ -179,7 +179,9 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
 
     def _call(self, request: HttpRequest) -> HttpResponse:
         start = request_context.started() or perf_counter()
-        request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        request_id = request_context.passed_on_id() or request_context.request_id_from(
+            request.META.get("HTTP_X_REQUEST_ID")
+        )
         request_context.bind(request_id)  # until request_finished (below)
         response: HttpResponse = self.get_response(request)
         self._finish(request, response, request_id, perf_counter() - start)
@@ -187,7 +189,9 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         start = request_context.started() or perf_counter()
-        request_id = request_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        request_id = request_context.passed_on_id() or request_context.request_id_from(
+            request.META.get("HTTP_X_REQUEST_ID")
+        )
         request_context.bind(request_id)
         response: HttpResponse = await self.get_response(request)
         self._finish(request, response, request_id, perf_counter() - start)

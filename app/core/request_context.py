@@ -46,6 +46,12 @@ def started() -> float | None:
     return STARTED.get()
 
 
+def passed_on_id() -> str | None:
+    """The request ID a layer before Django (runtime.edge) bound for this request, if it did:
+    Django's answer keeps the ID that layer's log lines carry."""
+    return REQUEST_ID.get() if STARTED.get() is not None else None
+
+
 def on_request_finished(**kwargs: Any) -> None:
     """request_finished, once the server has closed the response: under WSGI the thread serves
     the next request in this same context. (Under ASGI every request runs in a task of its own,

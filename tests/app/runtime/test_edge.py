@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 
-from core import metrics
+from core import metrics, request_context
 from runtime import edge, workers
 from runtime.asgi import PooledExecutorASGIHandler
 from runtime.edge import Edge, EdgeRoute
@@ -371,6 +371,22 @@ def test_a_request_the_edge_cannot_read_as_django_does_is_djangos(
     get(app)
     get(app, headers=headers)
     assert django_app.calls == 2
+
+
+@pytest.mark.django_db
+def test_a_miss_is_answered_under_the_request_id_its_read_was_logged_with(django_app):
+    # A read that logs (a hung cache's warning) and Django's answer name one request.
+    read_under: list[str | None] = []
+
+    async def hit(*, n: int) -> bytes | None:
+        read_under.append(request_context.REQUEST_ID.get())
+        return None
+
+    app = Edge(django_app, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+    get(app)
+    _, headers, _ = get(app, query=b"n=2")
+    assert django_app.calls == 2
+    assert read_under == [dict(headers)[b"x-request-id"].decode()]
 
 
 @pytest.mark.django_db
