@@ -2,6 +2,7 @@
 same status, headers and bytes, and only where Django would answer them 200."""
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -152,6 +153,47 @@ def test_a_miss_hands_what_the_hit_read_to_the_routes_view(django_app, hits):
     assert get(app, query=b"n=2")[2] == b'{"page": 2}'
     seen = edge_urls.HANDED
     assert seen == [None, Missed(2)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fails", [False, True])
+def test_what_a_miss_handed_ends_with_its_request(django_app, fails):
+    # Whatever runs next in this context (the next request of a WSGI thread, a task the
+    # request left behind) is not handed this request's read, even when Django failed.
+    async def hit(*, n: int) -> bytes | Missed:
+        return Missed(n)
+
+    async def django(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if fails:
+            raise RuntimeError("Django failed")
+        await django_app(scope, receive, send)
+
+    app = Edge(django, (EdgeRoute(view_name="edge-page", parse=parse, hit=hit),))
+    app.learned[("/page", False)] = []
+
+    async def direct() -> object:
+        request = {**scope("/page"), "query_string": b"n=2"}
+        sent: list[Any] = []
+
+        bodies = [{"type": "http.request", "body": b""}]
+
+        async def receive() -> dict[str, Any]:
+            if bodies:
+                return bodies.pop()
+            await asyncio.Event().wait()  # the client stays
+            raise AssertionError
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        with contextlib.suppress(RuntimeError):
+            await app(request, receive, send)
+        return edge.handed()
+
+    assert asyncio.run(direct()) is None
+    if not fails:
+        seen = edge_urls.HANDED
+        assert seen == [Missed(2)]
 
 
 @pytest.mark.django_db
