@@ -361,7 +361,7 @@ def outcome(read: Callable[[], object]) -> object:
             {"USE_X_FORWARDED_PORT": True},
         ),
         (
-            [(b"host", b"shop.localhost")],
+            [(b"host", b"store.localhost")],
             None,
             "http",
             {"DEBUG": True, "ALLOWED_HOSTS": []},
