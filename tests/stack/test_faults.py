@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -162,10 +163,10 @@ def web_containers(stack) -> list[str]:
     return stack.compose("ps", "-q", "web").stdout.split()
 
 
-def served_by(stack, addresses: str) -> bool:
+def served_by(stack, addresses: str, since: str = "3s") -> bool:
     """Nginx's access log shows a request answered by one of these addresses (a container's, one
-    per network) in the last 3s."""
-    out = stack.compose("logs", "--no-color", "--no-log-prefix", "--since", "3s", "nginx").stdout
+    per network) since then: the last 3s, or a timestamp (RFC 3339)."""
+    out = stack.compose("logs", "--no-color", "--no-log-prefix", "--since", since, "nginx").stdout
     return any(f'"upstream":"{ip}:8000","upstream_status":"200"' in out for ip in addresses.split())
 
 
@@ -304,6 +305,9 @@ class TestTwoWebReplicas:
                 docker("stop", "--time", "30", container, timeout=60)
                 join(threads + threads_p)
                 slow_all += slow + slow_p
+                # The stopped replica's last answers (the requests it drained) are logged before
+                # this: only an answer after it shows Nginx using the restarted one.
+                stopped = datetime.now(UTC).isoformat()
                 docker("start", container)
                 wait_until(
                     lambda c=container: (
@@ -321,7 +325,7 @@ class TestTwoWebReplicas:
                 # probes of it failed and it skips the address for fail_timeout (10s). Stopping
                 # the other replica before Nginx uses this one again leaves it no live upstream.
                 wait_until(
-                    lambda a=address: served_by(stack, a),
+                    lambda a=address, s=stopped: served_by(stack, a, since=s),
                     timeout=30,
                     what="Nginx sending requests to the restarted replica",
                 )
