@@ -178,21 +178,14 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
     """
 
     def _call(self, request: HttpRequest) -> HttpResponse:
-        start = request_context.started() or perf_counter()
-        request_id = request_context.passed_on_id() or request_context.request_id_from(
-            request.META.get("HTTP_X_REQUEST_ID")
-        )
-        request_context.bind(request_id)  # until request_finished (below)
+        # Bound until request_finished (below).
+        request_id, start = request_context.begin(request.META.get("HTTP_X_REQUEST_ID"))
         response: HttpResponse = self.get_response(request)
         self._finish(request, response, request_id, perf_counter() - start)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        start = request_context.started() or perf_counter()
-        request_id = request_context.passed_on_id() or request_context.request_id_from(
-            request.META.get("HTTP_X_REQUEST_ID")
-        )
-        request_context.bind(request_id)
+        request_id, start = request_context.begin(request.META.get("HTTP_X_REQUEST_ID"))
         response: HttpResponse = await self.get_response(request)
         self._finish(request, response, request_id, perf_counter() - start)
         return response

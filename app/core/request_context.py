@@ -9,6 +9,7 @@ the worker binds it again for the task's own log lines.
 
 import uuid
 from contextvars import ContextVar
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -42,14 +43,15 @@ def mark_started(at: float) -> None:
     STARTED.set(at)
 
 
-def started() -> float | None:
-    return STARTED.get()
-
-
-def passed_on_id() -> str | None:
-    """The request ID a layer before Django (runtime.edge) bound for this request, if it did:
-    Django's answer keeps the ID that layer's log lines carry."""
-    return REQUEST_ID.get() if STARTED.get() is not None else None
+def begin(header: str | None) -> tuple[str, float]:
+    """The request's ID, bound for the rest of the request, and when it began (perf_counter()):
+    those of the layer before Django (runtime.edge) if it began with the request, so that
+    Django's answer keeps the ID that layer's log lines carry; else the incoming X-Request-ID
+    (`header`, or a new one), from now."""
+    start = STARTED.get()
+    request_id = (REQUEST_ID.get() if start is not None else None) or request_id_from(header)
+    bind(request_id)
+    return request_id, perf_counter() if start is None else start
 
 
 def on_request_finished(**kwargs: Any) -> None:

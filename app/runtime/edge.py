@@ -248,8 +248,8 @@ class Edge:
         if learned is None:
             await self.app(scope, receive, send)
             return
-        request_id = request_context.request_id_from(meta.get("HTTP_X_REQUEST_ID"))
-        request_context.bind(request_id)  # for any line logged meanwhile; this task's own
+        # For any line logged meanwhile, and for Django's answer to a miss; this task's own.
+        request_id, _ = request_context.begin(meta.get("HTTP_X_REQUEST_ID"))
         try:
             found = await route.edge.hit(**arguments)
         except Exception:
