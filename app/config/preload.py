@@ -4,7 +4,9 @@ then move every object alive into the collector's permanent generation.
 
 Each worker inherits the master's pages copy-on-write. A structure built lazily (the URL
 resolver's reverse maps, django-ninja's OpenAPI document and the pydantic schemas it walks, the
-template engines) is built again in each worker, on private pages. And the cyclic garbage
+template engines) is built again in each worker, on private pages, and so is a module imported
+only after the fork (the event loop and HTTP parser a Uvicorn worker sets up, the cache backends
+a first request creates). And the cyclic garbage
 collector writes into the header of every object it examines, so a worker's first collections
 copy the pages of objects it inherited and never changes. gc.freeze() takes them out of every
 later collection (CPython documents this use before a fork).
@@ -12,12 +14,14 @@ later collection (CPython documents this use before a fork).
 
 import gc
 import logging
+from typing import Any
 
 log = logging.getLogger("gunicorn.error")
 
 
-def preload_warm() -> None:
-    """Builds the lazily-built structures every worker uses."""
+def preload_warm(worker_class: type | None = None) -> None:
+    """Builds the lazily-built structures every worker uses, and imports what each would import
+    on its first requests."""
     from django.template import engines
     from django.template.backends.django import DjangoTemplates
     from django.urls import get_resolver
@@ -29,6 +33,48 @@ def preload_warm() -> None:
     for engine in engines.all():
         if isinstance(engine, DjangoTemplates):
             engine.engine.template_loaders  # noqa: B018 - instantiates the loaders, once
+    settings_imports()
+    if worker_class is not None:
+        server_imports(worker_class)
+
+
+def settings_imports() -> None:
+    """Imports the classes settings name that Django loads on a request: each cache's backend
+    (created and dropped: a backend connects on its first command, not before), the session
+    serializer and the message storage."""
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.utils.module_loading import import_string
+
+    for alias in settings.CACHES:
+        caches.create_connection(alias)
+    import_string(settings.SESSION_SERIALIZER)
+    import_string(settings.MESSAGE_STORAGE)
+
+
+def server_imports(worker_class: type) -> None:
+    """Imports what a Uvicorn worker imports once forked, picked as its Config picks them: the
+    event loop (uvloop) and the HTTP (httptools), WebSocket and lifespan protocols. A C extension
+    imported after the fork is loaded and relocated in each worker, on its own pages."""
+    kwargs = getattr(worker_class, "CONFIG_KWARGS", None)
+    if kwargs is None:
+        return  # not a Uvicorn worker
+    from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN, WS_PROTOCOLS, Config
+    from uvicorn.importer import import_from_string
+
+    # As the worker builds its own (uvicorn_worker's UvicornWorker.__init__, in this process),
+    # less the app, which only load() reads.
+    config = Config(app="", log_config=None, **kwargs)
+    config.get_loop_factory()
+    protocols: tuple[tuple[dict[str, Any], Any], ...] = (
+        (HTTP_PROTOCOLS, config.http),
+        (WS_PROTOCOLS, config.ws),
+        (LIFESPAN, config.lifespan),
+    )
+    for table, name in protocols:
+        path = table.get(name, name) if isinstance(name, str) else None
+        if path:
+            import_from_string(path)
 
 
 def preload_freeze() -> int:
@@ -38,7 +84,7 @@ def preload_freeze() -> int:
     return gc.get_freeze_count()
 
 
-def preload_finish() -> None:
-    preload_warm()
+def preload_finish(worker_class: type | None = None) -> None:
+    preload_warm(worker_class)
     frozen = preload_freeze()
     log.info("preload: structures built and %d objects frozen before the fork", frozen)

@@ -139,8 +139,10 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "CPython's reference counting and garbage collector write to the objects they touch, "
         'and a page written after fork is copied into the worker. "on + freeze" (the '
         "default, `GUNICORN_PRELOAD_FREEZE`): the master also builds the URL resolver, the "
-        "OpenAPI schema and the template loaders, then runs gc.freeze(), so the workers' "
-        "collections never write to what they inherited (app/config/preload.py).",
+        "OpenAPI schema and the template loaders, imports what a worker would import once "
+        "forked (Uvicorn's event loop and HTTP parser, the cache backends), then runs "
+        "gc.freeze(), so the workers' collections never write to what they inherited "
+        "(app/config/preload.py).",
         "",
     ]
     return lines

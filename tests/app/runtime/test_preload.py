@@ -1,11 +1,13 @@
 """A preloading Gunicorn master builds what its workers share and freezes its objects out of the
 collector before it forks (gunicorn.conf.py's when_ready, config/preload.py): a worker serves
-its first request with the URL resolver already built, and the frozen objects inherited."""
+its first request with the URL resolver already built, the modules it needs already imported,
+and the frozen objects inherited."""
 
 import pytest
 import requests
 
 from tests.app.runtime.gunicorn_process import gunicorn
+from tests.app.runtime.preload_report import WORKER_MODULES
 from tests.support import ROOT, wait_until
 
 
@@ -35,7 +37,11 @@ def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(tmp_pa
     if freeze == "true":
         assert seen["frozen"] > 10_000
         assert seen["resolver_built"] is True
+        assert seen["imported_before_fork"] == sorted(WORKER_MODULES)
         assert len(said) == 1, said
     else:
         assert seen["frozen"] == 0
+        # Uvicorn sets up its loop and protocol only once forked.
+        assert "uvloop" not in seen["imported_before_fork"]
+        assert "httptools" not in seen["imported_before_fork"]
         assert said == []
