@@ -17,6 +17,7 @@ prometheus_client's own process metrics (CPU, fds) are not available in multipro
 them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/alerts.yml.
 """
 
+import os
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -31,8 +32,24 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+# In multiprocess mode every value written first checks whether its process has forked since, by
+# its process ID, and os.getpid() is a system call each time: several per request. The ID is
+# kept here instead, renewed in a forked child before it runs anything else (os.register_at_fork),
+# so it stays distinct between processes running at once, as prometheus_client requires of it.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _process_id() -> int:
+    return _pid[0]
+
+
+if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
 
 # Every metric has labels: a labelled metric writes no value, and so no file, until a worker
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.

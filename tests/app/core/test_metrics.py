@@ -2,10 +2,17 @@
 wrapper and the cache backend keep. Counters live for the whole test process, so every test
 compares a value before and after."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 import core.metrics  # connects the query timer before any database connection exists
+from tests.support import ROOT
 
 pytestmark = pytest.mark.urls("tests.app.core.diagnostics_urls")
 
@@ -129,3 +136,48 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
         release.set()
         handler.executors.close()
     assert value(client, "gunicorn_worker_aborts_total", reason="request_thread") == before + 1
+
+
+FORKED = """
+import json, os, sys
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+import django
+django.setup()
+from core import metrics
+metrics.observe_request("GET", "parent", 200, 0.01)
+child = os.fork()
+if child == 0:
+    metrics.observe_request("GET", "child", 200, 0.01)
+    os._exit(0)
+os.waitpid(child, 0)
+metrics.observe_request("GET", "parent", 200, 0.01)
+print(json.dumps({"parent": os.getpid(), "child": child}))
+"""
+
+
+def test_a_forked_process_writes_its_metrics_to_its_own_files(tmp_path):
+    """Multiprocess mode keeps each process's ID instead of asking the system on every write
+    (core.metrics): a worker forked after the master counted requests writes to files of its
+    own, and the master's stay its own."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORKED, str(tmp_path)],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pids = json.loads(result.stdout.splitlines()[-1])
+
+    def requests(pid: int) -> dict[str, float]:
+        path = tmp_path / f"counter_{pid}.db"
+        found = {}
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            _, sample, labels, _ = json.loads(key)
+            if sample == "django_http_requests_total":
+                found[labels["view"]] = value
+        return found
+
+    assert requests(pids["parent"]) == {"parent": 2.0}
+    # The child lists the series it inherited at 0 (prometheus_client's reset on a fork).
+    assert requests(pids["child"]) == {"parent": 0.0, "child": 1.0}
