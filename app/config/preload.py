@@ -14,6 +14,8 @@ later collection (CPython documents this use before a fork).
 
 import gc
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 log = logging.getLogger("gunicorn.error")
@@ -47,9 +49,9 @@ def settings_imports() -> None:
     from django.utils.module_loading import import_string
 
     for alias in settings.CACHES:
-        caches.create_connection(alias)
-    import_string(settings.SESSION_SERIALIZER)
-    import_string(settings.MESSAGE_STORAGE)
+        _tolerated(f"the cache {alias!r}", partial(caches.create_connection, alias))
+    _tolerated("SESSION_SERIALIZER", partial(import_string, settings.SESSION_SERIALIZER))
+    _tolerated("MESSAGE_STORAGE", partial(import_string, settings.MESSAGE_STORAGE))
 
 
 def server_imports(worker_class: type) -> None:
@@ -59,12 +61,16 @@ def server_imports(worker_class: type) -> None:
     kwargs = getattr(worker_class, "CONFIG_KWARGS", None)
     if kwargs is None:
         return  # not a Uvicorn worker
+    _tolerated("Uvicorn's event loop and protocols", partial(_uvicorn_imports, kwargs))
+
+
+def _uvicorn_imports(kwargs: dict[str, Any]) -> None:
     from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN, WS_PROTOCOLS, Config
     from uvicorn.importer import import_from_string
 
     # As the worker builds its own (uvicorn_worker's UvicornWorker.__init__, in this process),
-    # less the app, which only load() reads.
-    config = Config(app="", log_config=None, **kwargs)
+    # less the app, which only load() reads, and never a logging configuration of its own.
+    config = Config(**{**kwargs, "app": "", "log_config": None})
     config.get_loop_factory()
     protocols: tuple[tuple[dict[str, Any], Any], ...] = (
         (HTTP_PROTOCOLS, config.http),
@@ -75,6 +81,16 @@ def server_imports(worker_class: type) -> None:
         path = table.get(name, name) if isinstance(name, str) else None
         if path:
             import_from_string(path)
+
+
+def _tolerated(what: str, load: Callable[[], object]) -> None:
+    """One import ahead of its time. Gunicorn stops if its master raises here, so a failure is
+    logged and left to the worker, which meets it where it would have without preload (a cache
+    alias it never uses, a setting it never reads)."""
+    try:
+        load()
+    except (Exception, SystemExit):  # Uvicorn exits on a custom loop it cannot import
+        log.warning("preload: %s could not be imported before the fork", what, exc_info=True)
 
 
 def preload_freeze() -> int:

@@ -40,6 +40,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 # its process ID, and os.getpid() is a system call each time: several per request. The ID is
 # kept here instead, renewed in a forked child before it runs anything else (os.register_at_fork),
 # so it stays distinct between processes running at once, as prometheus_client requires of it.
+# Every value of a process must come from this one factory (a second one would write the same
+# file at offsets of its own): the project's metrics are all defined here, or in modules that
+# import this one first (runtime.metrics), and all are labelled, so no value exists before.
 _pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 

@@ -141,24 +141,34 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
 FORKED = """
 import json, os, sys
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+# Counted from before prometheus_client is imported: its default process identifier is this.
+asked = [0]
+getpid = os.getpid
+def counted():
+    asked[0] += 1
+    return getpid()
+os.getpid = counted
 import django
 django.setup()
 from core import metrics
+metrics.observe_request("GET", "parent", 200, 0.01)  # creates the series
+before = asked[0]
 metrics.observe_request("GET", "parent", 200, 0.01)
+asked_per_request = asked[0] - before
 child = os.fork()
 if child == 0:
     metrics.observe_request("GET", "child", 200, 0.01)
     os._exit(0)
 os.waitpid(child, 0)
 metrics.observe_request("GET", "parent", 200, 0.01)
-print(json.dumps({"parent": os.getpid(), "child": child}))
+print(json.dumps({"parent": getpid(), "child": child, "asked": asked_per_request}))
 """
 
 
 def test_a_forked_process_writes_its_metrics_to_its_own_files(tmp_path):
-    """Multiprocess mode keeps each process's ID instead of asking the system on every write
-    (core.metrics): a worker forked after the master counted requests writes to files of its
-    own, and the master's stay its own."""
+    """Multiprocess mode keeps each process's ID instead of asking the system on every value
+    written (core.metrics): a request's metrics ask nothing, and a worker forked after the
+    master counted requests still writes to files of its own, and the master's stay its own."""
     result = subprocess.run(
         [sys.executable, "-c", FORKED, str(tmp_path)],
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
@@ -168,6 +178,7 @@ def test_a_forked_process_writes_its_metrics_to_its_own_files(tmp_path):
         check=True,
     )
     pids = json.loads(result.stdout.splitlines()[-1])
+    assert pids["asked"] == 0
 
     def requests(pid: int) -> dict[str, float]:
         path = tmp_path / f"counter_{pid}.db"
@@ -178,6 +189,6 @@ def test_a_forked_process_writes_its_metrics_to_its_own_files(tmp_path):
                 found[labels["view"]] = value
         return found
 
-    assert requests(pids["parent"]) == {"parent": 2.0}
+    assert requests(pids["parent"]) == {"parent": 3.0}
     # The child lists the series it inherited at 0 (prometheus_client's reset on a fork).
     assert requests(pids["child"]) == {"parent": 0.0, "child": 1.0}

@@ -45,3 +45,22 @@ def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(tmp_pa
         assert "uvloop" not in seen["imported_before_fork"]
         assert "httptools" not in seen["imported_before_fork"]
         assert said == []
+
+
+def test_a_warm_up_import_that_fails_is_logged_and_the_workers_serve(tmp_path):
+    """The master's warm-up touches settings before any request does: one that cannot be
+    imported must not stop Gunicorn from starting (config/preload.py's _tolerated)."""
+    with gunicorn(
+        tmp_path,
+        "tests.app.runtime.preload_report:application",
+        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
+        DJANGO_SETTINGS_MODULE="tests.app.runtime.preload_broken_settings",
+        GUNICORN_WORKERS="1",
+        GUNICORN_PRELOAD="true",
+        GUNICORN_PRELOAD_FREEZE="true",
+    ) as server:
+        seen = report(server.url)
+        warned = [m for m in server.messages() if "could not be imported" in m]
+    assert seen["frozen"] > 10_000
+    assert seen["imported_before_fork"] == sorted(WORKER_MODULES)
+    assert warned == ["preload: the cache 'unused' could not be imported before the fork"]
