@@ -47,7 +47,10 @@ def measure(results: dict[str, Any]) -> None:
                 }
             )
             stack.log(f"  {rows[-1]}")
-    results["preload"] = {"rows": rows}
+    # What binds the saving: a worker's own pages, forked from a copy of the preloaded master.
+    fork_cost = stack.in_web(incontainer.script("fork_cost"))
+    stack.log(f"  fork cost: {fork_cost}")
+    results["preload"] = {"rows": rows, "fork_cost": fork_cost}
 
 
 def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
@@ -145,4 +148,33 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "(app/config/preload.py).",
         "",
     ]
+    lines += binds(data.get("fork_cost"))
     return lines
+
+
+def binds(cost: dict[str, Any] | None) -> list[str]:
+    """What binds the saving, from bench/incontainer/fork_cost.py's measurement."""
+    if not cost:
+        return []
+
+    def mb(kb: float) -> str:
+        return num(kb / 1024, 1)
+
+    written = cost["served_kb"] - cost["idle_kb"] - cost["new_objects_kb"]
+    once = cost["served_kb"] - cost["served_after_warm_kb"]
+    return [
+        "**What binds it** (bench/incontainer/fork_cost.py: a copy of the preloaded master, "
+        "built in the web container as Gunicorn builds it, forking as Gunicorn forks): a child "
+        f"holds {mb(cost['idle_kb'])} MB alone before it serves. After serving the warm-up "
+        f"paths {cost['rounds']} times each, in-process through the application, it holds "
+        f"{mb(cost['served_kb'])} MB, of which {mb(cost['new_objects_kb'])} MB are objects it "
+        f"allocated (tracemalloc). The other {mb(written)} MB are pages inherited from the "
+        "master and written to: CPython writes an object's reference count each time it is "
+        "used, which gc.freeze() does not prevent. When the master has first served the same "
+        "paths itself (and released what they opened, as a stopping worker does), a child "
+        f"serving them holds {mb(cost['served_after_warm_kb'])} MB: {mb(once)} MB are written "
+        "once, as code first runs and caches fill, the rest on every use. The master serves "
+        "no request before the fork: it would count in the metrics of a process that serves "
+        "none, and make the database a condition of starting.",
+        "",
+    ]

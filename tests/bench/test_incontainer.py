@@ -13,7 +13,7 @@ import pytest
 
 from bench import incontainer
 
-SCRIPTS = ("gunicorn_memory", "pgbouncer_crowd", "report_memory", "worker_rss")
+SCRIPTS = ("fork_cost", "gunicorn_memory", "pgbouncer_crowd", "report_memory", "worker_rss")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -1,0 +1,145 @@
+"""Scenario 5, inside web: what binds preload's saving. A copy of the Gunicorn master is built
+here as gunicorn.conf.py builds it (config.asgi, then config/preload.py for the Uvicorn worker)
+and forks children the way the master forks workers. Measured, as one JSON line:
+
+- idle_kb: what a child holds alone (USS) before it serves anything;
+- served_kb: what a child holds alone after serving the scenario's warm-up paths in-process,
+  through the application, ROUNDS times each;
+- new_objects_kb: of that, the memory of the objects the child allocated and still holds
+  (tracemalloc, in a third child serving the same): the rest of served_kb is pages inherited
+  from the master and written to since;
+- served_after_warm_kb: served_kb again, once this copy of the master has served the same paths
+  itself and released what that opened as a stopping worker does (runtime/lifespan.py): what
+  of the written pages are written once (the first run of the code, lazily built caches), not
+  on every use (reference counts).
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+sys.path.insert(0, "/app")
+
+from config.asgi import application
+from config.preload import preload_finish
+from runtime.workers import UvicornWorker
+
+preload_finish(UvicornWorker)
+
+PATHS = ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0")
+ROUNDS = 3
+
+
+def private_kb(pid: int) -> int:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1])
+    return fields["Private_Clean"] + fields["Private_Dirty"]
+
+
+async def get(target: str) -> int:
+    path, _, query = target.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: list[int] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client never leaves
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await application(scope, receive, send)
+    return statuses[0]
+
+
+def serve() -> dict[str, Any]:
+    async def run() -> list[int]:
+        return [await get(path) for _ in range(ROUNDS) for path in PATHS]
+
+    return {"statuses": sorted(set(asyncio.run(run())))}
+
+
+def serve_traced() -> dict[str, Any]:
+    tracemalloc.start()
+    served = serve()
+    return {**served, "new_objects_kb": tracemalloc.get_traced_memory()[0] // 1024}
+
+
+def idle() -> dict[str, Any]:
+    return {}
+
+
+def forked(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`work` in a forked child; what it returned, and the child's USS once it had."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, json.dumps(work()).encode())
+        os.close(write)
+        time.sleep(600)  # measured, then killed
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        result: dict[str, Any] = json.loads(pipe.read())
+    result["private_kb"] = private_kb(pid)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return result
+
+
+at_rest = forked(idle)
+served = forked(serve)
+traced = forked(serve_traced)
+
+
+async def warm() -> None:
+    for path in PATHS:
+        await get(path)
+    await application.release()
+
+
+asyncio.run(warm())
+served_after_warm = forked(serve)
+print(
+    json.dumps(
+        {
+            "paths": list(PATHS),
+            "rounds": ROUNDS,
+            "statuses": served["statuses"],
+            "idle_kb": at_rest["private_kb"],
+            "served_kb": served["private_kb"],
+            "new_objects_kb": traced["new_objects_kb"],
+            "served_after_warm_kb": served_after_warm["private_kb"],
+        }
+    )
+)
