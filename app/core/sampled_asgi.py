@@ -22,10 +22,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 # The trace ID the next new trace of this context starts with, when the decision was taken on it.
 _preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
@@ -61,6 +63,16 @@ class SampledFirstMiddleware:
         self.sampler = sampler
         self.ids = id_generator
         self.excluded_paths = excluded_paths
+        # W3C trace context (core.tracing's propagator) reads only its own two headers: a
+        # request that has neither starts a new trace without the propagator's pass over every
+        # header. Any other propagator is asked every time.
+        textmap = propagate.get_global_textmap()
+        self.fields: frozenset[bytes] | None = (
+            frozenset(field.encode("latin-1") for field in textmap.fields)
+            if type(textmap) is TraceContextTextMapPropagator
+            else None
+        )
+        self.suppressed = _suppressing()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -70,7 +82,10 @@ class SampledFirstMiddleware:
             with suppress_instrumentation():
                 await self.app(scope, receive, send)
             return
-        parent = propagate.extract(scope, getter=asgi_getter)
+        if self.fields is None or any(name in self.fields for name, _ in scope["headers"]):
+            parent = propagate.extract(scope, getter=asgi_getter)
+        else:
+            parent = Context()  # what the propagator extracts from a request without its headers
         parent_context = trace.get_current_span(parent).get_span_context()
         new_trace = not parent_context.is_valid
         trace_id = self.ids.generate_trace_id() if new_trace else parent_context.trace_id
@@ -93,9 +108,19 @@ class SampledFirstMiddleware:
                 trace_state=decision.trace_state,
             )
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        # The span and the suppression in one context, attached once.
+        token = context.attach(
+            Context({**trace.set_span_in_context(span, parent), **self.suppressed})
+        )
         try:
-            with suppress_instrumentation():
-                await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
         finally:
             context.detach(token)
+
+
+def _suppressing() -> dict[str, object]:
+    """The entries suppress_instrumentation() adds to a context, read from it once."""
+    before = context.get_current()
+    with suppress_instrumentation():
+        after = context.get_current()
+    return {key: value for key, value in after.items() if before.get(key) is not value}
