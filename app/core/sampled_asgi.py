@@ -63,9 +63,10 @@ class SampledFirstMiddleware:
         self.sampler = sampler
         self.ids = id_generator
         self.excluded_paths = excluded_paths
-        # W3C trace context (core.tracing's propagator) reads only its own two headers: a
-        # request that has neither starts a new trace without the propagator's pass over every
-        # header. Any other propagator is asked every time.
+        # W3C trace context (the propagator core.tracing sets before it builds this) reads only
+        # its own two headers: a request that has neither (ASGI header names are lowercase)
+        # starts a new trace without the propagator decoding each header. Any other propagator
+        # is asked every time. Read once: a propagator set after this is not seen.
         textmap = propagate.get_global_textmap()
         self.fields: frozenset[bytes] | None = (
             frozenset(field.encode("latin-1") for field in textmap.fields)
@@ -82,7 +83,7 @@ class SampledFirstMiddleware:
             with suppress_instrumentation():
                 await self.app(scope, receive, send)
             return
-        if self.fields is None or any(name in self.fields for name, _ in scope["headers"]):
+        if self.fields is None or any(name in self.fields for name, _ in scope.get("headers", ())):
             parent = propagate.extract(scope, getter=asgi_getter)
         else:
             parent = Context()  # what the propagator extracts from a request without its headers
@@ -119,8 +120,11 @@ class SampledFirstMiddleware:
 
 
 def _suppressing() -> dict[str, object]:
-    """The entries suppress_instrumentation() adds to a context, read from it once."""
-    before = context.get_current()
-    with suppress_instrumentation():
-        after = context.get_current()
-    return {key: value for key, value in after.items() if before.get(key) is not value}
+    """The entries suppress_instrumentation() puts in a context, read from it once, in an empty
+    one: whatever the context this runs in already holds (suppression included)."""
+    token = context.attach(Context())
+    try:
+        with suppress_instrumentation():
+            return dict(context.get_current())
+    finally:
+        context.detach(token)
