@@ -47,12 +47,20 @@ def lifespan(request: pytest.FixtureRequest, conn_max_age: Any) -> Iterator[Life
         handler.executors.close()
 
 
+def lifespan_scope(app: Lifespan) -> ApplicationCommunicator:
+    return ApplicationCommunicator(app, {"type": "lifespan", "asgi": {"version": "3.0"}})
+
+
+async def answer(communicator: ApplicationCommunicator, message: str) -> str:
+    await communicator.send_input({"type": message})
+    return str((await communicator.receive_output(20))["type"])
+
+
 async def lifespan_messages(app: Lifespan, *messages: str) -> list[str]:
-    communicator = ApplicationCommunicator(app, {"type": "lifespan", "asgi": {"version": "3.0"}})
-    answers = []
-    for message in messages:
-        await communicator.send_input({"type": message})
-        answers.append((await communicator.receive_output(20))["type"])
+    # The last message ends the lifespan, so the app returns: waiting for it before that would
+    # wait out the whole timeout.
+    communicator = lifespan_scope(app)
+    answers = [await answer(communicator, message) for message in messages]
     await communicator.wait(20)
     return answers
 
@@ -67,9 +75,13 @@ def backend_alive(pid: int) -> bool:
 @pytest.mark.django_db(transaction=True)
 def test_startup_and_shutdown_are_answered_and_requests_pass_through(lifespan):
     async def scenario() -> tuple[list[str], dict[str, Any]]:
-        answered = await lifespan_messages(lifespan, "lifespan.startup")
+        # One lifespan around the request, as a server holds it.
+        communicator = lifespan_scope(lifespan)
+        answered = [await answer(communicator, "lifespan.startup")]
         response = await get(lifespan, "/threads")  # type: ignore[arg-type]
-        return answered + await lifespan_messages(lifespan, "lifespan.shutdown"), response
+        answered.append(await answer(communicator, "lifespan.shutdown"))
+        await communicator.wait(20)
+        return answered, response
 
     answered, response = asyncio.run(scenario())
     assert answered == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
