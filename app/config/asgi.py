@@ -31,7 +31,8 @@ else:
     from django.core.asgi import get_asgi_application as get_stock_asgi_application
 
     handler = get_stock_asgi_application()
-application: Any = _served(handler)
-application = tracing.wrap_asgi(application) if tracing.enabled() else application
+# Untraced: a preloading master's warm-up request goes through this (config/preload.py).
+served: Any = _served(handler)
+application: Any = tracing.wrap_asgi(served) if tracing.enabled() else served
 # Outermost: a stopping worker closes what it holds, whichever handler (runtime/lifespan.py).
 application = Lifespan(application, handler=handler)

@@ -18,7 +18,9 @@ them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/aler
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -43,12 +45,28 @@ from prometheus_client.multiprocess import MultiProcessCollector
 # Every value of a process must come from this one factory (a second one would write the same
 # file at offsets of its own): the project's metrics are all defined here, or in modules that
 # import this one first (runtime.metrics), and all are labelled, so no value exists before.
-_pid = [os.getpid()]
+_pid: list[int | str] = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
-def _process_id() -> int:
+def _process_id() -> int | str:
     return _pid[0]
+
+
+@contextmanager
+def metrics_discarded(multiproc_dir: str) -> Iterator[None]:
+    """What this process records inside is counted nowhere: a preloading Gunicorn master's
+    warm-up request (config/preload.py), which no client made. Its values go to files of their
+    own, removed on the way out. prometheus_client takes a changed identifier for a fork: the
+    next value this process writes starts again from its own files."""
+    discarded = f"discarded-{os.getpid()}"
+    _pid[0] = discarded
+    try:
+        yield
+    finally:
+        _pid[0] = os.getpid()
+        for path in Path(multiproc_dir).glob(f"*_{discarded}.db"):
+            path.unlink()
 
 
 if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later

@@ -5,6 +5,7 @@ finishes a request (refresh_worker_memory). Alerts: WebWorkerMemoryHigh, WorkerM
 (monitoring/rules/alerts.yml).
 """
 
+import os
 from time import perf_counter
 
 from prometheus_client import Gauge
@@ -30,6 +31,16 @@ WORKER_MEMORY_LIMIT = Gauge(
 RSS_EVERY_SECONDS = 5.0
 _MEMORY_LIMIT_BYTES = config.MEMORY_LIMIT_MB * 1024 * 1024
 _rss_next = 0.0
+
+
+def _rss_now() -> None:
+    global _rss_next
+    _rss_next = 0.0
+
+
+# A worker reads its own memory on its first request: a deadline set by a request its master
+# served before the fork (config/preload.py) would hide the worker's memory until it passed.
+os.register_at_fork(after_in_child=_rss_now)
 
 
 def refresh_worker_memory() -> None:

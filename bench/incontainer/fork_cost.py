@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -25,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Multiprocess metrics, as gunicorn.conf.py sets them up before the master imports the app (and
+# preload_finish serves its warm-up request only with them), in a directory of this copy's own.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 sys.path.insert(0, "/app")
 
 from config.asgi import application
-from config.preload import preload_finish
+from config.preload import asgi_get, preload_finish
 from runtime.workers import UvicornWorker
 
 preload_finish(UvicornWorker)
@@ -47,38 +51,7 @@ def private_kb(pid: int) -> int:
 
 
 async def get(target: str) -> int:
-    path, _, query = target.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8000),
-    }
-    statuses: list[int] = []
-    received = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client never leaves
-        raise AssertionError
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    await application(scope, receive, send)
-    return statuses[0]
+    return await asgi_get(application, target, host="localhost")
 
 
 def serve() -> dict[str, Any]:

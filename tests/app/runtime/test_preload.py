@@ -5,10 +5,13 @@ and the frozen objects inherited."""
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.runtime.gunicorn_process import gunicorn
 from tests.app.runtime.preload_report import WORKER_MODULES
 from tests.support import ROOT, wait_until
+
+OPENAPI_VIEW = "api:openapi-json"
 
 
 def report(url: str) -> dict:
@@ -38,9 +41,17 @@ def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(tmp_pa
         assert seen["frozen"] > 10_000
         assert seen["resolver_built"] is True
         assert seen["imported_before_fork"] == sorted(WORKER_MODULES)
-        assert len(said) == 1, said
+        # The master served its warm-up request, and ended the request thread it borrowed: a
+        # worker inheriting an idle executor without its thread would queue its requests on it.
+        assert seen["master_requests"] == [["GET", OPENAPI_VIEW, 200]]
+        assert seen["master_threads"] == ["MainThread"]
+        assert said == [
+            "preload: structures built, one request (200) served and "
+            f"{said[0].split(' served and ')[1].split()[0]} objects frozen before the fork"
+        ]
     else:
         assert seen["frozen"] == 0
+        assert seen["master_requests"] == []
         # Uvicorn sets up its loop and protocol only once forked.
         assert "uvloop" not in seen["imported_before_fork"]
         assert "httptools" not in seen["imported_before_fork"]
@@ -64,3 +75,29 @@ def test_a_warm_up_import_that_fails_is_logged_and_the_workers_serve(tmp_path):
     assert seen["frozen"] > 10_000
     assert seen["imported_before_fork"] == sorted(WORKER_MODULES)
     assert warned == ["preload: the cache 'unused' could not be imported before the fork"]
+
+
+def test_the_masters_warm_up_request_is_counted_nowhere(tmp_path):
+    """The request the master serves before the fork (config/preload.py's preload_request) was
+    made by no client: /metrics never shows it, its files are gone, and the worker still reads
+    its own memory on its first request, not on the master's schedule."""
+    with gunicorn(
+        tmp_path,
+        "tests.app.runtime.preload_report:application",
+        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
+        GUNICORN_WORKERS="1",
+        GUNICORN_PRELOAD="true",
+        GUNICORN_PRELOAD_FREEZE="true",
+    ) as server:
+        assert report(server.url)["master_requests"] == [["GET", OPENAPI_VIEW, 200]]
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        files = sorted(path.name for path in (tmp_path / "metrics").iterdir())
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    counted = {s.labels["view"]: s.value for s in samples if s.name == "django_http_requests_total"}
+    # The worker's files hold the series the master's request labelled, at 0: prometheus_client
+    # sets up each value a process inherited as it first writes after the fork.
+    assert counted[OPENAPI_VIEW] == 0, (counted, files)
+    assert counted["healthz"] >= 1, counted
+    assert next(s.value for s in samples if s.name == "gunicorn_worker_rss_bytes") > 0, text
+    assert not [name for name in files if "discarded" in name], files
