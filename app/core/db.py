@@ -504,15 +504,22 @@ def _checker_run(alias: str) -> None:
             conn.close()
 
 
-def replica_checkers_stop(*, timeout: float) -> int:
+def replica_checkers_stop(*, timeout: float, restartable: bool = False) -> int:
     """Ends this process's checks and closes their connections (a worker's shutdown); a check
-    stuck on a frozen server is left after `timeout`. Returns how many ended."""
+    stuck on a frozen server is left after `timeout`. Returns how many ended. `restartable`:
+    the next replica read starts them again (a process about to fork, which must hold no
+    thread then); else they stay stopped."""
+    global _checkers_pid
     _checkers_stopping.set()
     with _checkers_lock:
         threads = list(_checkers.values())
         _checkers.clear()
     for thread in threads:
         thread.join(timeout)
+    if restartable:
+        with _checkers_lock:
+            _checkers_pid = None
+            _checkers_stopping.clear()
     return sum(not thread.is_alive() for thread in threads)
 
 

@@ -9,9 +9,9 @@ and forks children the way the master forks workers. Measured, as one JSON line:
   (tracemalloc, in a third child serving the same): the rest of served_kb is pages inherited
   from the master and written to since;
 - served_after_warm_kb: served_kb again, once this copy of the master has served the same paths
-  itself and released what that opened as a stopping worker does (runtime/lifespan.py): what
-  of the written pages are written once (the first run of the code, lazily built caches), not
-  on every use (reference counts).
+  itself and ended the threads that started (each child starts its own database checks, as a
+  worker does): what of the written pages are written once (the first run of the code, lazily
+  built caches), not on every use (reference counts).
 """
 
 import asyncio
@@ -31,8 +31,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 sys.path.insert(0, "/app")
 
+from config import asgi as project_asgi
 from config.asgi import application
 from config.preload import asgi_get, preload_finish
+from core.aio import loop_clients_close
+from core.db import replica_checkers_stop
 from runtime.workers import UvicornWorker
 
 preload_finish(UvicornWorker)
@@ -98,10 +101,15 @@ traced = forked(serve_traced)
 async def warm() -> None:
     for path in PATHS:
         await get(path)
-    await application.release()
+    await loop_clients_close()
 
 
 asyncio.run(warm())
+# What these requests started, ended as config/preload.py ends its own request's: a child forked
+# with the request thread or the database checks' threads running would inherit them without
+# their threads. The checks start again in each child, as in a worker.
+project_asgi.handler.executors.close()
+replica_checkers_stop(timeout=5, restartable=True)
 served_after_warm = forked(serve)
 print(
     json.dumps(

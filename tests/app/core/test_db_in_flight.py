@@ -252,3 +252,28 @@ def test_the_checks_start_once_per_process(redis_settings, monkeypatch):
         for thread in everything:
             thread.join(5)
         assert not any(thread.is_alive() for thread in everything)
+
+
+@pytest.mark.django_db
+def test_checks_stopped_to_restart_start_again_and_stopped_for_good_do_not(
+    redis_settings, monkeypatch
+):
+    # A process about to fork ends its checks' threads (config/preload.py's warm-up, the bench's
+    # copy of the master); a stopping worker ends them for good.
+    monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
+    monkeypatch.setattr(db, "_checkers", {})
+    monkeypatch.setattr(db, "_checkers_pid", None)
+    monkeypatch.setattr(db, "_health", {})
+    checkers_start()
+    first = dict(db._checkers)
+    assert db.replica_checkers_stop(timeout=5, restartable=True) == 3
+    assert not any(thread.is_alive() for thread in first.values())
+    checkers_start()
+    again = dict(db._checkers)
+    try:
+        assert set(again) == set(first)
+        assert all(thread.is_alive() for thread in again.values())
+    finally:
+        assert db.replica_checkers_stop(timeout=5) == 3
+    checkers_start()
+    assert db._checkers == {}
