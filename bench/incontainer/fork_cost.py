@@ -22,7 +22,6 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -30,6 +29,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # preload_finish serves its warm-up request only with them), in a directory of this copy's own.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 sys.path.insert(0, "/app")
+
+from smaps import rollup  # inlined: bench/incontainer/__init__.py
 
 from config import asgi as project_asgi
 from config.asgi import application
@@ -42,15 +43,6 @@ preload_finish(UvicornWorker)
 
 PATHS = ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0")
 ROUNDS = 3
-
-
-def private_kb(pid: int) -> int:
-    fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[-1] == "kB":
-            fields[parts[0].rstrip(":")] = int(parts[1])
-    return fields["Private_Clean"] + fields["Private_Dirty"]
 
 
 async def get(target: str) -> int:
@@ -87,7 +79,7 @@ def forked(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         result: dict[str, Any] = json.loads(pipe.read())
-    result["private_kb"] = private_kb(pid)
+    result["private_kb"] = rollup(pid)["uss_kb"]
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     return result
