@@ -83,7 +83,7 @@ def when_ready(server: Any) -> None:
     if preload_app and runtime_config.PRELOAD_FREEZE:
         from config.preload import preload_finish
 
-        preload_finish(server.worker_class)
+        preload_finish(server.worker_class, runtime_config.PRELOAD_WARM_PATHS)
 
 
 def post_fork(server: Any, worker: Any) -> None:

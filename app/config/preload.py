@@ -9,15 +9,16 @@ only after the fork (the event loop and HTTP parser a Uvicorn worker sets up, th
 a first request creates). And the cyclic garbage
 collector writes into the header of every object it examines, so a worker's first collections
 copy the pages of objects it inherited and never changes. gc.freeze() takes them out of every
-later collection (CPython documents this use before a fork). Last, the master serves one request
-itself (preload_request), so the code every request runs has run once before the fork.
+later collection (CPython documents this use before a fork). Last, the master serves the
+requests GUNICORN_PRELOAD_WARM_PATHS names itself (preload_requests), so the code behind them
+has run once before the fork.
 """
 
 import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -96,63 +97,88 @@ def _tolerated(what: str, load: Callable[[], object]) -> None:
         log.warning("preload: %s could not be imported before the fork", what, exc_info=True)
 
 
-def preload_request() -> int | None:
-    """One GET through the project's ASGI application (the edge, Django's handler, every
-    middleware, a django-ninja operation), served by the master before the fork; its status, or
-    None when not served. CPython specialises a function's bytecode in place over its first
-    calls, and a request fills caches no import does: each a page every worker would otherwise
-    write, and so copy, on its own first requests.
+def preload_requests(paths: Sequence[str]) -> list[int]:
+    """GETs of `paths` through the project's ASGI application (the edge, Django's handler, every
+    middleware, the views), each served twice by the master before the fork: the first takes a
+    miss's path, the second a cached answer's. The statuses, in order; none when not served.
+    CPython specialises a function's bytecode in place over its first calls, and a request
+    fills caches no import does: each a page every worker would otherwise write, and so copy,
+    on its own first requests.
 
-    The path is the API's OpenAPI document: answered without the database or the cache, so
-    starting never waits for either. The request is traced nowhere (it enters below tracing),
-    counted nowhere (core.metrics.metrics_discarded), and what it opened is closed before the
-    fork: the request thread it borrowed, with any connection the thread opened (a worker would
-    inherit an idle executor whose thread it does not have, and queue requests on it).
+    They are traced nowhere (they enter below tracing, the calls they make suppressed) and
+    counted nowhere (core.metrics.metrics_discarded). What they started is ended before the
+    fork, or a worker would inherit it without its thread: the request thread they borrowed,
+    with its connections (the worker would queue requests on an executor that has no thread),
+    the database checks a replica read starts (each worker starts its own), and the cache's
+    pooled connections. With the database or the cache down, a request is answered as it would
+    be in a worker (a 503, the cache skipped), after the same waits (DB_CONNECT_TIMEOUT for a
+    database that does not answer), and the first answer of 500 or more ends the warm-up: the
+    workers start as they would without it.
 
     Only under the pooled runtime, with multiprocess metrics, and when this master loaded the
     project's application (config.asgi); else nothing is served."""
     from django.conf import settings
     from django.http.request import validate_host
-    from django.urls import NoReverseMatch, reverse
 
-    from config.api import api
     from core.aio import loop_clients_close
+    from core.db import replica_checkers_stop
     from core.metrics import metrics_discarded
+    from core.tracing import untraced
     from runtime import config as runtime_config
     from runtime.asgi import PooledExecutorASGIHandler
 
     asgi = sys.modules.get("config.asgi")
     multiproc_dir = runtime_config.multiproc_dir()
-    if asgi is None or multiproc_dir is None:
-        return None
+    if not paths or asgi is None or multiproc_dir is None:
+        return []
     handler = asgi.handler
     if not isinstance(handler, PooledExecutorASGIHandler):
-        return None
-    try:
-        path = reverse(f"{api.urls_namespace}:openapi-json")
-    except NoReverseMatch:  # the document is turned off
-        return None
-    # A host the deployment allows, so the request takes the path a real one takes.
+        return []
+    # A host the deployment allows, so each request takes the path a real one takes.
     allowed = settings.ALLOWED_HOSTS
     hosts = ["localhost" if host == "*" else host.lstrip(".") for host in allowed]
     host = next((h for h in hosts if validate_host(h, allowed)), None)
     if host is None:
-        return None
+        return []
 
-    async def serve() -> int:
+    async def serve() -> list[int]:
+        statuses: list[int] = []
         try:
-            return await asgi_get(asgi.served, path, host=host)
+            for path in paths:
+                for _ in range(2):
+                    statuses.append(await asgi_get(asgi.served, path, host=host))
+                    if statuses[-1] >= 500:  # a database or cache down: the rest would wait too
+                        return statuses
+            return statuses
         finally:
             await loop_clients_close()
 
-    try:
-        with metrics_discarded(multiproc_dir):
-            return asyncio.run(serve())
-    except Exception:
-        log.warning("preload: the warm-up request failed", exc_info=True)
-        return None
-    finally:
-        handler.executors.close()  # with the connections its thread opened
+    statuses: list[int] = []
+    with metrics_discarded(multiproc_dir):
+        try:
+            statuses = untraced(asyncio.run)(serve())
+        except Exception:
+            log.warning("preload: the warm-up requests failed", exc_info=True)
+        try:
+            handler.executors.close()  # with the connections its thread opened
+            replica_checkers_stop(timeout=5, restartable=True)
+            _redis_pools_close()
+        except Exception:  # Gunicorn stops if its master raises here
+            log.warning("preload: ending what the warm-up requests started failed", exc_info=True)
+    return statuses
+
+
+def _redis_pools_close() -> None:
+    """Closes the connections django-redis pooled for the process (its pools are shared by every
+    thread): a worker would drop its inherited copies unused, and the master keep them open."""
+    from django.conf import settings
+    from django.core.cache import caches
+    from django_redis import get_redis_connection
+    from django_redis.cache import RedisCache
+
+    for alias in settings.CACHES:
+        if isinstance(caches[alias], RedisCache):
+            get_redis_connection(alias).connection_pool.disconnect()
 
 
 async def asgi_get(app: Any, target: str, *, host: str) -> int:
@@ -199,11 +225,13 @@ def preload_freeze() -> int:
     return gc.get_freeze_count()
 
 
-def preload_finish(worker_class: type | None = None) -> None:
+def preload_finish(worker_class: type | None = None, paths: Sequence[str] = ()) -> None:
     preload_warm(worker_class)
-    status = preload_request()
+    statuses = preload_requests(paths)
     frozen = preload_freeze()
-    served = "no request" if status is None else f"one request ({status})"
+    plural = "s" if len(statuses) > 1 else ""
+    answers = ", ".join(map(str, statuses))
+    served = f"{len(statuses)} request{plural} ({answers})" if statuses else "no request"
     log.info(
         "preload: structures built, %s served and %d objects frozen before the fork", served, frozen
     )

@@ -90,6 +90,14 @@ PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
 # With preload: build what workers would each build lazily and gc.freeze() before the fork
 # (config/preload.py). Off only to measure what it saves (make bench, scenario 5).
 PRELOAD_FREEZE = os.environ.get("GUNICORN_PRELOAD_FREEZE", "true").lower() == "true"
+# With PRELOAD_FREEZE: the GET paths the master serves, each twice, before the fork
+# (config/preload.py), comma-separated; unset or empty: the default; "none": no request.
+_WARM_DEFAULT = "/api/openapi.json,/api/products"  # demo-shop
+# demo-shop: else _WARM_DEFAULT = "/api/openapi.json"
+_WARM_PATHS = os.environ.get("GUNICORN_PRELOAD_WARM_PATHS") or _WARM_DEFAULT
+PRELOAD_WARM_PATHS = tuple(
+    path.strip() for path in _WARM_PATHS.split(",") if path.strip() and _WARM_PATHS != "none"
+)
 MAX_REQUESTS = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
 MAX_REQUESTS_JITTER = _int("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
 TIMEOUT = _int("GUNICORN_TIMEOUT", 30)

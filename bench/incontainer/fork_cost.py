@@ -37,9 +37,10 @@ from config.asgi import application
 from config.preload import asgi_get, preload_finish
 from core.aio import loop_clients_close
 from core.db import replica_checkers_stop
+from runtime import config as runtime_config
 from runtime.workers import UvicornWorker
 
-preload_finish(UvicornWorker)
+preload_finish(UvicornWorker, runtime_config.PRELOAD_WARM_PATHS)
 
 PATHS = ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0")
 ROUNDS = 3

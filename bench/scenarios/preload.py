@@ -143,9 +143,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         'and a page written after fork is copied into the worker. "on + freeze" (the '
         "default, `GUNICORN_PRELOAD_FREEZE`): the master also builds the URL resolver, the "
         "OpenAPI schema and the template loaders, imports what a worker would import once "
-        "forked (Uvicorn's event loop and HTTP parser, the cache backends), serves one "
-        "request, then runs gc.freeze(), so the workers' collections never write to what they "
-        "inherited (app/config/preload.py).",
+        "forked (Uvicorn's event loop and HTTP parser, the cache backends), serves the "
+        "requests GUNICORN_PRELOAD_WARM_PATHS names, then runs gc.freeze(), so the workers' "
+        "collections never write to what they inherited (app/config/preload.py).",
         "",
     ]
     lines += binds(data.get("fork_cost"))
@@ -170,14 +170,12 @@ def binds(cost: dict[str, Any] | None) -> list[str]:
         f"{mb(cost['served_kb'])} MB, of which {mb(cost['new_objects_kb'])} MB are objects it "
         f"allocated (tracemalloc). The other {mb(written)} MB are pages inherited from the "
         "master and written to: CPython writes an object's reference count each time it is "
-        "used, which gc.freeze() does not prevent. That is after the one request the master "
-        "serves itself before the fork (config/preload.py's preload_request: the OpenAPI "
-        "document, through the edge and every middleware, counted in no metric), so the code "
-        "every request runs has run once. When the master has also served the same paths "
-        "(and released what they opened, as a stopping worker does), a child serving them "
-        f"holds {mb(cost['served_after_warm_kb'])} MB: {mb(once)} MB are written once, as the "
-        "code behind the database and the cache first runs and caches fill, the rest on every "
-        "use. The master does not serve those paths: it would make the database and the cache "
-        "conditions of starting.",
+        "used, which gc.freeze() does not prevent. That is after the requests the master "
+        "serves itself before the fork (config/preload.py's preload_requests, "
+        "GUNICORN_PRELOAD_WARM_PATHS: the OpenAPI document and the product list, each twice, "
+        "counted in no metric). When the master has also served the scenario's paths (the "
+        "product page and the fan-out too), a child serving them holds "
+        f"{mb(cost['served_after_warm_kb'])} MB: {mb(once)} MB are written once, as code first "
+        "runs and caches fill, the rest on every use.",
         "",
     ]

@@ -130,3 +130,42 @@ def test_a_stopping_web_worker_closes_its_database_connections(stack):
     assert len(closing) >= 2, web_logs[-3000:]
     assert sum(map(int, closing)) > 0, closing
     assert "lifespan' protocol appears unsupported" not in web_logs
+
+
+# Inside the web container: the Gunicorn master's threads, and the remote ends of its TCP
+# connections (the listening socket has none).
+MASTER_STATE = r"""
+import json, os
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+def cmd(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+gunicorn = [p for p in pids if "gunicorn" in cmd(p) and "python" in os.readlink(f"/proc/{p}/exe")]
+master = min(gunicorn, key=lambda p: (ppid(p) in gunicorn, p))
+inodes = set()
+for fd in os.listdir(f"/proc/{master}/fd"):
+    link = os.readlink(f"/proc/{master}/fd/{fd}")
+    if link.startswith("socket:["):
+        inodes.add(link[8:-1])
+remote = []
+for table in ("tcp", "tcp6"):
+    for line in open(f"/proc/{master}/net/{table}").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes and fields[3] == "01":  # ESTABLISHED
+            remote.append(int(fields[2].rsplit(":", 1)[1], 16))
+print(json.dumps({"threads": len(os.listdir(f"/proc/{master}/task")), "remote_ports": remote}))
+"""
+
+
+def test_the_master_serves_its_warm_up_paths_and_forks_with_no_thread_or_connection(stack):
+    # config/preload.py: the master serves GUNICORN_PRELOAD_WARM_PATHS (the product list reads
+    # the replica and the cache) and ends what that started before it forks its workers.
+    logs = stack.compose("logs", "--no-log-prefix", "web").stdout
+    said = [line for line in logs.splitlines() if "preload: structures built" in line]
+    assert said, logs[-2000:]
+    assert "4 requests (200, 200, 200, 200) served" in said[-1], said[-1]
+    state = json.loads(stack.compose("exec", "-T", "web", "python3", "-c", MASTER_STATE).stdout)
+    assert state == {"threads": 1, "remote_ports": []}, state
