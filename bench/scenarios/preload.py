@@ -12,6 +12,10 @@ SAVED = claims.get("preload.pss_saved")
 # Issue 24's goals for preload with the warm-up and gc.freeze() (config/preload.py): the share
 # of the workers' PSS saved against no preload, by worker count.
 FREEZE_GOALS = {4: 0.5, 8: 0.6}
+# What the workers serve here: the list, the product page and a fan-out. The deployment names
+# them as its hot paths (GUNICORN_PRELOAD_WARM_PATHS, .env.example), so a preloading master
+# serves each before it forks.
+PATHS = ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0")
 
 
 def measure(results: dict[str, Any]) -> None:
@@ -24,12 +28,15 @@ def measure(results: dict[str, Any]) -> None:
             config = {
                 **base,
                 "workers": workers,
-                "env": {"GUNICORN_PRELOAD_FREEZE": "true" if freeze else "false"},
+                "env": {
+                    "GUNICORN_PRELOAD_FREEZE": "true" if freeze else "false",
+                    "GUNICORN_PRELOAD_WARM_PATHS": ",".join(("/api/openapi.json", *PATHS)),
+                },
             }
             stack.log(f"preload={preload} freeze={freeze} workers={workers}")
             web.switch_web(config, preload=preload)
             # Enough requests that every worker has served the list, the detail and a fan-out.
-            for path in ("/api/products", "/api/products/1", "/bench/fanout/async?latency_ms=0"):
+            for path in PATHS:
                 stack.warm(path, n=50 * workers, c=4 * workers)
             time.sleep(1)
             memory = stack.in_web(incontainer.script("gunicorn_memory"))
@@ -171,11 +178,11 @@ def binds(cost: dict[str, Any] | None) -> list[str]:
         f"allocated (tracemalloc). The other {mb(written)} MB are pages inherited from the "
         "master and written to: CPython writes an object's reference count each time it is "
         "used, which gc.freeze() does not prevent. That is after the requests the master "
-        "serves itself before the fork (config/preload.py's preload_requests, "
-        "GUNICORN_PRELOAD_WARM_PATHS: the OpenAPI document and the product list, each twice, "
-        "counted in no metric). When the master has also served the scenario's paths (the "
-        "product page and the fan-out too), a child serving them holds "
-        f"{mb(cost['served_after_warm_kb'])} MB: {mb(once)} MB are written once, as code first "
-        "runs and caches fill, the rest on every use.",
+        "serves itself before the fork (config/preload.py's preload_requests: the paths "
+        "GUNICORN_PRELOAD_WARM_PATHS names, here the OpenAPI document and the scenario's three, "
+        "each twice, counted in no metric). When this copy of the master has served the same "
+        "paths once more, a child serving them holds "
+        f"{mb(cost['served_after_warm_kb'])} MB: what the master's warm-up leaves written once "
+        f"is {mb(once)} MB; the rest is written on every use.",
         "",
     ]
