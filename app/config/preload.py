@@ -18,6 +18,8 @@ import asyncio
 import gc
 import logging
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -97,10 +99,17 @@ def _tolerated(what: str, load: Callable[[], object]) -> None:
         log.warning("preload: %s could not be imported before the fork", what, exc_info=True)
 
 
+# Past this, no further warm-up request starts (each one may still take what a request takes
+# when the database or the cache is slow): Gunicorn listens while the master warms up.
+WARM_UP_BUDGET_SECONDS = 10.0
+# The database must answer the master within this, or it serves no warm-up request at all.
+DATABASE_PROBE_SECONDS = 2.0
+
+
 def preload_requests(paths: Sequence[str]) -> list[int]:
     """GETs of `paths` through the project's ASGI application (the edge, Django's handler, every
-    middleware, the views), each served twice by the master before the fork: the first takes a
-    miss's path, the second a cached answer's. The statuses, in order; none when not served.
+    middleware, the views), each served twice by the master before the fork: a cached path is
+    first filled, then answered from the cache. The statuses, in order; none when not served.
     CPython specialises a function's bytecode in place over its first calls, and a request
     fills caches no import does: each a page every worker would otherwise write, and so copy,
     on its own first requests.
@@ -110,10 +119,12 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
     fork, or a worker would inherit it without its thread: the request thread they borrowed,
     with its connections (the worker would queue requests on an executor that has no thread),
     the database checks a replica read starts (each worker starts its own), and the cache's
-    pooled connections. With the database or the cache down, a request is answered as it would
-    be in a worker (a 503, the cache skipped), after the same waits (DB_CONNECT_TIMEOUT for a
-    database that does not answer), and the first answer of 500 or more ends the warm-up: the
-    workers start as they would without it.
+    pooled connections; a thread still running then is logged as an error.
+
+    Bounded, since Gunicorn already listens: none is served unless the database answers within
+    DATABASE_PROBE_SECONDS; the first answer of 500 or more (a database or cache that fails)
+    ends the warm-up; none starts after WARM_UP_BUDGET_SECONDS. The workers then start as they
+    would without it.
 
     Only under the pooled runtime, with multiprocess metrics, and when this master loaded the
     project's application (config.asgi); else nothing is served."""
@@ -121,11 +132,11 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
     from django.http.request import validate_host
 
     from core.aio import loop_clients_close
-    from core.db import replica_checkers_stop
+    from core.db import primary_answers, replica_checkers_stop
     from core.metrics import metrics_discarded
     from core.tracing import untraced
     from runtime import config as runtime_config
-    from runtime.asgi import PooledExecutorASGIHandler
+    from runtime.asgi import EXECUTORS, ExecutorPool, PooledExecutorASGIHandler
 
     asgi = sys.modules.get("config.asgi")
     multiproc_dir = runtime_config.multiproc_dir()
@@ -134,37 +145,62 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
     handler = asgi.handler
     if not isinstance(handler, PooledExecutorASGIHandler):
         return []
-    # A host the deployment allows, so each request takes the path a real one takes.
+    # A host the deployment allows, and the scheme Nginx says, so each request takes the path a
+    # real one takes (no DisallowedHost, no redirect to HTTPS).
     allowed = settings.ALLOWED_HOSTS
     hosts = ["localhost" if host == "*" else host.lstrip(".") for host in allowed]
-    host = next((h for h in hosts if validate_host(h, allowed)), None)
+    host = next((h for h in hosts if h and validate_host(h, allowed)), None)
     if host is None:
+        log.warning("preload: no warm-up request: no host in ALLOWED_HOSTS to send")
         return []
+    headers = []
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, value = settings.SECURE_PROXY_SSL_HEADER
+        headers.append((name.removeprefix("HTTP_").lower().replace("_", "-"), value))
 
     async def serve() -> list[int]:
         statuses: list[int] = []
+        started = time.monotonic()
         try:
+            if not await primary_answers(timeout=DATABASE_PROBE_SECONDS):
+                log.warning(
+                    "preload: no warm-up request: the database did not answer within %gs",
+                    DATABASE_PROBE_SECONDS,
+                )
+                return statuses
             for path in paths:
                 for _ in range(2):
-                    statuses.append(await asgi_get(asgi.served, path, host=host))
+                    if time.monotonic() - started > WARM_UP_BUDGET_SECONDS:
+                        return statuses
+                    statuses.append(await asgi_get(asgi.served, path, host=host, headers=headers))
                     if statuses[-1] >= 500:  # a database or cache down: the rest would wait too
                         return statuses
             return statuses
         finally:
             await loop_clients_close()
 
+    before = set(threading.enumerate())
     statuses: list[int] = []
     with metrics_discarded(multiproc_dir):
         try:
             statuses = untraced(asyncio.run)(serve())
         except Exception:
             log.warning("preload: the warm-up requests failed", exc_info=True)
-        try:
-            handler.executors.close()  # with the connections its thread opened
-            replica_checkers_stop(timeout=5, restartable=True)
-            _redis_pools_close()
-        except Exception:  # Gunicorn stops if its master raises here
-            log.warning("preload: ending what the warm-up requests started failed", exc_info=True)
+        # Each step on its own: one that fails must not keep the others from running.
+        for what, step in (
+            ("the request threads", handler.executors.close),  # with their connections
+            ("the database checks", partial(replica_checkers_stop, timeout=5, restartable=True)),
+            ("the cache's connections", _redis_pools_close),
+        ):
+            try:
+                step()
+            except Exception:  # Gunicorn stops if its master raises here
+                log.warning("preload: ending %s failed", what, exc_info=True)
+        # Whatever close() left, the workers start from an empty pool of their own.
+        handler.executors = ExecutorPool(EXECUTORS)
+    running = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    if running:
+        log.error("preload: threads the warm-up started still run at the fork: %s", running)
     return statuses
 
 
@@ -173,17 +209,21 @@ def _redis_pools_close() -> None:
     thread): a worker would drop its inherited copies unused, and the master keep them open."""
     from django.conf import settings
     from django.core.cache import caches
-    from django_redis import get_redis_connection
     from django_redis.cache import RedisCache
 
     for alias in settings.CACHES:
-        if isinstance(caches[alias], RedisCache):
-            get_redis_connection(alias).connection_pool.disconnect()
+        # A backend of its own (its client takes the process's pool): caches[alias] would leave
+        # one in this context, which the workers' requests inherit.
+        backend = caches.create_connection(alias)
+        if isinstance(backend, RedisCache):
+            backend.client.get_client(write=True).connection_pool.disconnect()
 
 
-async def asgi_get(app: Any, target: str, *, host: str) -> int:
-    """GET `target` (a path and its query) from the ASGI `app`, as a proxied HTTPS request
-    arrives; the status it answered. The body is dropped."""
+async def asgi_get(
+    app: Any, target: str, *, host: str, headers: Sequence[tuple[str, str]] = ()
+) -> int:
+    """GET `target` (a path and its query) from the ASGI `app`, as a request Nginx passes on
+    arrives; the status it answered (500 if it answered nothing). The body is dropped."""
     path, _, query = target.partition("?")
     scope = {
         "type": "http",
@@ -195,7 +235,8 @@ async def asgi_get(app: Any, target: str, *, host: str) -> int:
         "raw_path": path.encode(),
         "query_string": query.encode(),
         "root_path": "",
-        "headers": [(b"host", host.encode()), (b"x-forwarded-proto", b"https")],
+        "headers": [(b"host", host.encode())]
+        + [(name.encode(), value.encode()) for name, value in headers],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }
@@ -215,7 +256,7 @@ async def asgi_get(app: Any, target: str, *, host: str) -> int:
             statuses.append(message["status"])
 
     await app(scope, receive, send)
-    return statuses[0]
+    return statuses[0] if statuses else 500
 
 
 def preload_freeze() -> int:

@@ -28,6 +28,7 @@ a read in autocommit, or any statement inside a transaction, which the cut rolls
 COMMIT goes through the connection, never a tracked cursor, and is never cut).
 """
 
+import asyncio
 import itertools
 import logging
 import os
@@ -126,6 +127,16 @@ REPLICA_DOWN_LOCAL_TTL_SECONDS = 1.0
 _replica_down_seen: dict[str, tuple[bool, float]] = {}
 
 
+def _replica_down_forget() -> None:
+    global _replica_down_seen
+    _replica_down_seen = {}
+
+
+# A forked worker asks Redis itself: what its parent saw (a preloading master's warm-up, perhaps
+# with Redis failing and so not asked again for a while) is not its own.
+os.register_at_fork(after_in_child=_replica_down_forget)
+
+
 @dataclass(frozen=True)
 class ReplicaHealth:
     """One check of one replica. reason: ok, other_primary (a standby of another cluster, or one
@@ -218,6 +229,30 @@ def database_connect(
         application_name=application_name,
         autocommit=True,
     )
+
+
+async def primary_answers(*, timeout: float) -> bool:
+    """Whether the primary answers a query within `timeout`, bounded on this side whatever the
+    server (or PgBouncer, holding a query for a server it cannot reach) does: on the event loop,
+    so nothing is left running once it gives up (a preloading master, config/preload.py)."""
+    db = settings.DATABASES[PRIMARY]
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await psycopg.AsyncConnection.connect(
+                host=str(db["HOST"]),
+                port=str(db["PORT"]),
+                dbname=str(db["NAME"]),
+                user=str(db["USER"]),
+                password=str(db["PASSWORD"]),
+                connect_timeout=max(1, int(timeout)),
+                application_name="preload",
+                autocommit=True,
+            )
+            async with conn:
+                await conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
 
 
 def primary_state_measure(*, primary: psycopg.Connection[Any]) -> PrimaryState:
@@ -457,10 +492,11 @@ def database_queries_cut() -> int:
     return cut
 
 
-def _watchdog_run() -> None:
+def _watchdog_run(stopping: threading.Event | None = None) -> None:
     """Every half check: cuts the queries of a replica that stopped answering, and says in
     /metrics what the routing sees (a stalled check sets no gauge of its own)."""
-    while not _checkers_stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
+    stopping = _checkers_stopping if stopping is None else stopping
+    while not stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
         try:
             database_queries_cut()
             metrics.observe_primary(PRIMARY, reachable=_primary_fresh() is not None)
@@ -473,32 +509,40 @@ def _watchdog_run() -> None:
 
 
 # Set by replica_checkers_stop (a stopping worker): the checks end and close their connections,
-# so PgBouncer sees them leave with Terminate, not as a client that died.
+# so PgBouncer sees them leave with Terminate, not as a client that died. Each start's threads
+# keep the event they started with: a restart after a stop has an event of its own, and a check
+# that outlived the stop still ends once it returns, never picks up again.
 _checkers_stopping = threading.Event()
 
 
-def _checker_run(alias: str) -> None:
+def _checker_run(alias: str, stopping: threading.Event | None = None) -> None:
     """Checks one database every REPLICA_CHECK_SECONDS, until the process stops its checks."""
+    stopping = _checkers_stopping if stopping is None else stopping
     conn: psycopg.Connection[Any] | None = None
     try:
-        while not _checkers_stopping.is_set():
+        while not stopping.is_set():
             checked_at = monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
                 if alias == PRIMARY:
                     primary_state_measure(primary=conn)
+                    if stopping.is_set():  # stopped while it waited: its reading is not told
+                        break
                     metrics.observe_primary(PRIMARY, reachable=True)
                 else:
-                    _health_store(alias, replica_health_measure(replica=conn))
+                    health = replica_health_measure(replica=conn)
+                    if stopping.is_set():
+                        break
+                    _health_store(alias, health)
             except Exception:
-                if alias != PRIMARY:
+                if alias != PRIMARY and not stopping.is_set():
                     _health_store(alias, ReplicaHealth(False, "unreachable", None, checked_at))
                 if conn is not None:
                     conn.close()
                 conn = None
             wait = max(0.0, settings.REPLICA_CHECK_SECONDS - (monotonic() - checked_at))
-            _checkers_stopping.wait(wait)
+            stopping.wait(wait)
     finally:
         if conn is not None:
             conn.close()
@@ -506,20 +550,19 @@ def _checker_run(alias: str) -> None:
 
 def replica_checkers_stop(*, timeout: float, restartable: bool = False) -> int:
     """Ends this process's checks and closes their connections (a worker's shutdown); a check
-    stuck on a frozen server is left after `timeout`. Returns how many ended. `restartable`:
-    the next replica read starts them again (a process about to fork, which must hold no
-    thread then); else they stay stopped."""
-    global _checkers_pid
-    _checkers_stopping.set()
+    stuck on a frozen server is left after `timeout`, to end once it returns. Returns how many
+    ended. `restartable`: the next replica read starts new ones (a process about to fork, which
+    must hold no thread then); else they stay stopped."""
+    global _checkers_pid, _checkers_stopping
     with _checkers_lock:
+        _checkers_stopping.set()
         threads = list(_checkers.values())
         _checkers.clear()
+        if restartable:
+            _checkers_pid = None
+            _checkers_stopping = threading.Event()  # the next start's; these keep theirs, set
     for thread in threads:
         thread.join(timeout)
-    if restartable:
-        with _checkers_lock:
-            _checkers_pid = None
-            _checkers_stopping.clear()
     return sum(not thread.is_alive() for thread in threads)
 
 
@@ -544,10 +587,11 @@ def replica_checkers_start() -> None:
         # child fail its primary queries (PRIMARY_STALL_SECONDS) before its own first check.
         _primary = None
         _checked.clear()
-        targets: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
-            alias: (_checker_run, (alias,)) for alias in [PRIMARY, *replica_aliases()]
+        stopping = _checkers_stopping
+        targets: dict[str, tuple[Callable[..., None], tuple[Any, ...]]] = {
+            alias: (_checker_run, (alias, stopping)) for alias in [PRIMARY, *replica_aliases()]
         }
-        targets[WATCHDOG] = (_watchdog_run, ())
+        targets[WATCHDOG] = (_watchdog_run, (stopping,))
         for name, (target, args) in targets.items():
             thread = threading.Thread(
                 target=untraced(target), args=args, name=f"check-{name}", daemon=True

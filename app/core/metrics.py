@@ -45,35 +45,51 @@ from prometheus_client.multiprocess import MultiProcessCollector
 # Every value of a process must come from this one factory (a second one would write the same
 # file at offsets of its own): the project's metrics are all defined here, or in modules that
 # import this one first (runtime.metrics), and all are labelled, so no value exists before.
-_pid: list[int | str] = [os.getpid()]
+_pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
-def _process_id() -> int | str:
+def _process_id() -> int:
     return _pid[0]
 
 
 @contextmanager
 def metrics_discarded(multiproc_dir: str) -> Iterator[None]:
-    """What this process records inside is counted nowhere: a preloading Gunicorn master's
-    warm-up request (config/preload.py), which no client made. Its values go to files of their
-    own, removed on the way out. prometheus_client takes a changed identifier for a fork: the
-    next value this process writes starts again from its own files."""
+    """What this process records inside is counted nowhere and leaves nothing behind: a
+    preloading Gunicorn master's warm-up requests (config/preload.py), which no client made.
+
+    The labelled values created inside come from a factory of their own, writing to files of
+    their own, removed on the way out. Then they are taken out of their metrics and of this
+    module's lookups: a worker forked later holding one would have prometheus_client set it up
+    in the worker's files at its first write, at 0, a series the worker never wrote (a replica's
+    lag read as 0 before any check of the worker's)."""
     discarded = f"discarded-{os.getpid()}"
-    _pid[0] = discarded
+    factory = values.ValueClass
+    # prometheus_client keeps no public list of its metrics; the registry's is read, not changed.
+    labelled: list[Any] = [
+        m for m in list(REGISTRY._collector_to_names) if getattr(m, "_labelnames", ())
+    ]
+    before = {id(metric): set(metric._metrics) for metric in labelled}
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: discarded)  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
-        _pid[0] = os.getpid()
+        values.ValueClass = factory
+        for metric in labelled:
+            for labels in set(metric._metrics) - before[id(metric)]:
+                metric.remove(*labels)
+        for lookup in (_request_children, _query_children, _cache_children, _cache_get_children):
+            lookup.clear()
         for path in Path(multiproc_dir).glob(f"*_{discarded}.db"):
-            path.unlink()
+            path.unlink(missing_ok=True)
 
 
 if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
 
-# Every metric has labels: a labelled metric writes no value, and so no file, until a worker
-# uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up.
+# Every metric has labels: a labelled metric writes no value, and so no file, until a process
+# uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up; what
+# its warm-up requests write is discarded (metrics_discarded).
 REQUESTS = Counter(
     "django_http_requests",
     "HTTP responses, by method, view and status.",

@@ -94,10 +94,14 @@ PRELOAD_FREEZE = os.environ.get("GUNICORN_PRELOAD_FREEZE", "true").lower() == "t
 # (config/preload.py), comma-separated; unset or empty: the default; "none": no request.
 _WARM_DEFAULT = "/api/openapi.json,/api/products"  # demo-shop
 # demo-shop: else _WARM_DEFAULT = "/api/openapi.json"
-_WARM_PATHS = os.environ.get("GUNICORN_PRELOAD_WARM_PATHS") or _WARM_DEFAULT
+_WARM_PATHS = os.environ.get("GUNICORN_PRELOAD_WARM_PATHS", "").strip() or _WARM_DEFAULT
 PRELOAD_WARM_PATHS = tuple(
-    path.strip() for path in _WARM_PATHS.split(",") if path.strip() and _WARM_PATHS != "none"
+    path.strip()
+    for path in _WARM_PATHS.split(",")
+    if path.strip() and _WARM_PATHS.lower() != "none"
 )
+if any(not path.startswith("/") for path in PRELOAD_WARM_PATHS):
+    sys.exit(f"GUNICORN_PRELOAD_WARM_PATHS: each path starts with /, got {_WARM_PATHS!r}")
 MAX_REQUESTS = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
 MAX_REQUESTS_JITTER = _int("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
 TIMEOUT = _int("GUNICORN_TIMEOUT", 30)

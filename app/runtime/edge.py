@@ -12,9 +12,10 @@ and the same headers; any doubt, and Django answers:
   answers: a route that requires one answers an anonymous request 401, which is never learned);
 - only a host Django's get_host() accepts, and no redirect or refusal due (SECURE_SSL_REDIRECT,
   as Django's is_secure() reads the request, PREPEND_WWW, DISALLOWED_USER_AGENTS);
-- headers: those Django's middleware put on the route's last 200 in this process, for the same
-  scheme, less the per-request ones, which Edge sets as the diagnostics middleware does (request
-  ID, duration, the worker's draining). Until Django has answered the route once, or if that
+- headers: those Django's middleware put on the route's last 200 in this process (or in the
+  preloading master that forked it, config/preload.py's warm-up), for the same scheme, less
+  the per-request ones, which Edge sets as the diagnostics middleware does (request ID,
+  duration, the worker's draining). Until Django has answered the route once, or if that
   answer set a cookie, Django answers;
 - only while settings.MIDDLEWARE holds nothing but REVIEWED_MIDDLEWARE: a middleware a fork adds
   (a login requirement, a maintenance page, an IP allow-list) would be passed by, so Edge then

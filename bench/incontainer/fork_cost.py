@@ -8,10 +8,10 @@ and forks children the way the master forks workers. Measured, as one JSON line:
 - new_objects_kb: of that, the memory of the objects the child allocated and still holds
   (tracemalloc, in a third child serving the same): the rest of served_kb is pages inherited
   from the master and written to since;
-- served_after_warm_kb: served_kb again, once this copy of the master has served the same paths
-  itself and ended the threads that started (each child starts its own database checks, as a
-  worker does): what of the written pages are written once (the first run of the code, lazily
-  built caches), not on every use (reference counts).
+- served_after_warm_kb: served_kb again, once this copy of the master has served the scenario's
+  paths as the master serves its warm-up paths (config/preload.py's preload_requests): what of
+  the written pages are written once (the first run of the code, lazily built caches), not on
+  every use (reference counts).
 """
 
 import asyncio
@@ -32,11 +32,8 @@ sys.path.insert(0, "/app")
 
 from smaps import rollup  # inlined: bench/incontainer/__init__.py
 
-from config import asgi as project_asgi
 from config.asgi import application
-from config.preload import asgi_get, preload_finish
-from core.aio import loop_clients_close
-from core.db import replica_checkers_stop
+from config.preload import asgi_get, preload_finish, preload_requests
 from runtime import config as runtime_config
 from runtime.workers import UvicornWorker
 
@@ -91,18 +88,8 @@ served = forked(serve)
 traced = forked(serve_traced)
 
 
-async def warm() -> None:
-    for path in PATHS:
-        await get(path)
-    await loop_clients_close()
-
-
-asyncio.run(warm())
-# What these requests started, ended as config/preload.py ends its own request's: a child forked
-# with the request thread or the database checks' threads running would inherit them without
-# their threads. The checks start again in each child, as in a worker.
-project_asgi.handler.executors.close()
-replica_checkers_stop(timeout=5, restartable=True)
+# The master's own warm-up once more (config/preload.py), on the scenario's paths.
+preload_requests(PATHS)
 served_after_warm = forked(serve)
 print(
     json.dumps(

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -258,3 +259,19 @@ def test_a_query_error_is_a_json_503_that_names_it(redis_settings, code, error):
     assert response.status_code == 503
     assert response["Retry-After"]
     assert json.loads(response.content)["error"]["code"] == error
+
+
+def test_a_forked_process_starts_without_its_parents_view_of_the_marks(monkeypatch):
+    # A preloading master's warm-up may have remembered Redis failing, for a while: a worker
+    # forked from it asks Redis itself.
+    monkeypatch.setattr(db, "_replica_down_seen", {"replica": (False, 1e12)})
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"%d" % len(db._replica_down_seen))
+        os._exit(0)
+    os.close(write)
+    seen = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert seen == b"0"

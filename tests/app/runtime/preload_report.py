@@ -1,8 +1,7 @@
 """The project's ASGI app for Gunicorn, plus one test-only path, /preload-report, answering what
 the serving worker inherited from a preloading master: its collector's frozen object count and
 whether its URL resolver was already built, which of the modules a worker needs the master
-had imported before it forked, and which requests the master had served and which threads it
-ran when it did."""
+had imported before it forked, and which threads it ran when it did."""
 
 import gc
 import json
@@ -14,7 +13,6 @@ from typing import Any
 from django.urls import get_resolver
 
 from config.asgi import application as project_application
-from core import metrics
 
 # Read as this module loads, in the master, before config/preload.py runs: the report compares.
 _populated_at_import = get_resolver()._populated
@@ -29,14 +27,12 @@ WORKER_MODULES = (
     "django_redis.client.default",
 )
 _before_fork: set[str] = set()
-# What the master had done when it forked this worker: the requests its metrics had labelled
-# (each first seen by core.metrics as it counted it) and its threads.
+# The threads the master ran when it forked this worker.
 _master: dict[str, Any] = {}
 
 
 def _record_modules() -> None:
     _before_fork.update(name for name in WORKER_MODULES if name in sys.modules)
-    _master["requests"] = [list(key) for key in metrics._request_children]
     _master["threads"] = [thread.name for thread in threading.enumerate()]
 
 
@@ -53,7 +49,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "resolver_built_at_import": _populated_at_import,
             "resolver_built": get_resolver()._populated,
             "imported_before_fork": sorted(_before_fork),
-            "master_requests": _master["requests"],
             "master_threads": _master["threads"],
         }
     ).encode()
