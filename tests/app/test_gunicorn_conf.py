@@ -122,6 +122,36 @@ def test_an_unknown_server_runtime_stops_gunicorn():
     assert "SERVER_RUNTIME must be one of pooled, stock" in excinfo.value.stderr
 
 
+def test_a_warm_up_path_without_its_slash_stops_gunicorn():
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_PRELOAD_WARM_PATHS="/api/openapi.json,api/products")
+    assert "GUNICORN_PRELOAD_WARM_PATHS: each path starts with /" in excinfo.value.stderr
+
+
+def warm_up_paths(**env: str) -> list[str]:
+    script = "from runtime import config; print(','.join(config.PRELOAD_WARM_PATHS))"
+    environ = {k: v for k, v in os.environ.items() if k != "GUNICORN_PRELOAD_WARM_PATHS"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**environ, **env},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [path for path in result.stdout.strip().split(",") if path]
+
+
+@pytest.mark.parametrize(
+    ("value", "paths"),
+    [("", None), ("  ", None), ("none", []), ("NONE", []), (" /a , /b?x=1 ", ["/a", "/b?x=1"])],
+)
+def test_the_warm_up_paths_read_from_the_environment(value, paths):
+    default = warm_up_paths()
+    assert default[0] == "/api/openapi.json"
+    assert warm_up_paths(GUNICORN_PRELOAD_WARM_PATHS=value) == (default if paths is None else paths)
+
+
 def test_an_unknown_profile_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_PROFILE="turbo")
