@@ -118,8 +118,8 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
     counted nowhere (core.metrics.metrics_discarded). What they started is ended before the
     fork, or a worker would inherit it without its thread: the request thread they borrowed,
     with its connections (the worker would queue requests on an executor that has no thread),
-    the database checks a replica read starts (each worker starts its own), and the cache's
-    pooled connections; a thread still running then is logged as an error.
+    and the cache's pooled connections; a thread still running then is logged as an error. No
+    database check starts meanwhile (core.db.replica_checks_held): reads go to the primary.
 
     Bounded, since Gunicorn already listens: none is served unless the database answers within
     DATABASE_PROBE_SECONDS; the first answer of 500 or more (a database or cache that fails)
@@ -132,7 +132,7 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
     from django.http.request import validate_host
 
     from core.aio import loop_clients_close
-    from core.db import primary_answers, replica_checkers_stop
+    from core.db import primary_answers, replica_checks_held
     from core.metrics import metrics_discarded
     from core.tracing import untraced
     from runtime import config as runtime_config
@@ -181,7 +181,7 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
 
     before = set(threading.enumerate())
     statuses: list[int] = []
-    with metrics_discarded(multiproc_dir):
+    with metrics_discarded(multiproc_dir), replica_checks_held():
         try:
             statuses = untraced(asyncio.run)(serve())
         except Exception:
@@ -189,7 +189,6 @@ def preload_requests(paths: Sequence[str]) -> list[int]:
         # Each step on its own: one that fails must not keep the others from running.
         for what, step in (
             ("the request threads", handler.executors.close),  # with their connections
-            ("the database checks", partial(replica_checkers_stop, timeout=5, restartable=True)),
             ("the cache's connections", _redis_pools_close),
         ):
             try:

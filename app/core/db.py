@@ -29,6 +29,7 @@ COMMIT goes through the connection, never a tracked cursor, and is never cut).
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -127,16 +128,6 @@ REPLICA_DOWN_LOCAL_TTL_SECONDS = 1.0
 _replica_down_seen: dict[str, tuple[bool, float]] = {}
 
 
-def _replica_down_forget() -> None:
-    global _replica_down_seen
-    _replica_down_seen = {}
-
-
-# A forked worker asks Redis itself: what its parent saw (a preloading master's warm-up, perhaps
-# with Redis failing and so not asked again for a while) is not its own.
-os.register_at_fork(after_in_child=_replica_down_forget)
-
-
 @dataclass(frozen=True)
 class ReplicaHealth:
     """One check of one replica. reason: ok, other_primary (a standby of another cluster, or one
@@ -233,12 +224,15 @@ def database_connect(
 
 async def primary_answers(*, timeout: float) -> bool:
     """Whether the primary answers a query within `timeout`, bounded on this side whatever the
-    server (or PgBouncer, holding a query for a server it cannot reach) does: on the event loop,
-    so nothing is left running once it gives up (a preloading master, config/preload.py)."""
+    server does (or PgBouncer, holding a query for a server it cannot reach), and on the event
+    loop: a preloading master (config/preload.py) is left running nothing. A host name the
+    resolver does not answer waits the resolver's own timeout."""
     db = settings.DATABASES[PRIMARY]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
-        async with asyncio.timeout(timeout):
-            conn = await psycopg.AsyncConnection.connect(
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(
                 host=str(db["HOST"]),
                 port=str(db["PORT"]),
                 dbname=str(db["NAME"]),
@@ -247,12 +241,24 @@ async def primary_answers(*, timeout: float) -> bool:
                 connect_timeout=max(1, int(timeout)),
                 application_name="preload",
                 autocommit=True,
-            )
-            async with conn:
-                await conn.execute("SELECT 1")
+            ),
+            timeout,
+        )
     except Exception:
         return False
-    return True
+    query = asyncio.ensure_future(conn.execute("SELECT 1"))
+    done, _ = await asyncio.wait({query}, timeout=max(0.0, deadline - loop.time()))
+    if not done:
+        # psycopg, cancelled mid-query, would ask the server to cancel and wait for that: the
+        # connection is ended first, so it has nothing left to wait on.
+        conn.pgconn.finish()
+        query.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await query
+    answered = bool(done) and query.exception() is None
+    with contextlib.suppress(Exception):
+        await conn.close()
+    return answered
 
 
 def primary_state_measure(*, primary: psycopg.Connection[Any]) -> PrimaryState:
@@ -492,11 +498,10 @@ def database_queries_cut() -> int:
     return cut
 
 
-def _watchdog_run(stopping: threading.Event | None = None) -> None:
+def _watchdog_run() -> None:
     """Every half check: cuts the queries of a replica that stopped answering, and says in
     /metrics what the routing sees (a stalled check sets no gauge of its own)."""
-    stopping = _checkers_stopping if stopping is None else stopping
-    while not stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
+    while not _checkers_stopping.wait(settings.REPLICA_CHECK_SECONDS / 2):
         try:
             database_queries_cut()
             metrics.observe_primary(PRIMARY, reachable=_primary_fresh() is not None)
@@ -509,58 +514,44 @@ def _watchdog_run(stopping: threading.Event | None = None) -> None:
 
 
 # Set by replica_checkers_stop (a stopping worker): the checks end and close their connections,
-# so PgBouncer sees them leave with Terminate, not as a client that died. Each start's threads
-# keep the event they started with: a restart after a stop has an event of its own, and a check
-# that outlived the stop still ends once it returns, never picks up again.
+# so PgBouncer sees them leave with Terminate, not as a client that died.
 _checkers_stopping = threading.Event()
 
 
-def _checker_run(alias: str, stopping: threading.Event | None = None) -> None:
+def _checker_run(alias: str) -> None:
     """Checks one database every REPLICA_CHECK_SECONDS, until the process stops its checks."""
-    stopping = _checkers_stopping if stopping is None else stopping
     conn: psycopg.Connection[Any] | None = None
     try:
-        while not stopping.is_set():
+        while not _checkers_stopping.is_set():
             checked_at = monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = database_connect(alias, 5 * settings.REPLICA_CHECK_SECONDS)
                 if alias == PRIMARY:
                     primary_state_measure(primary=conn)
-                    if stopping.is_set():  # stopped while it waited: its reading is not told
-                        break
                     metrics.observe_primary(PRIMARY, reachable=True)
                 else:
-                    health = replica_health_measure(replica=conn)
-                    if stopping.is_set():
-                        break
-                    _health_store(alias, health)
+                    _health_store(alias, replica_health_measure(replica=conn))
             except Exception:
-                if alias != PRIMARY and not stopping.is_set():
+                if alias != PRIMARY:
                     _health_store(alias, ReplicaHealth(False, "unreachable", None, checked_at))
                 if conn is not None:
                     conn.close()
                 conn = None
             wait = max(0.0, settings.REPLICA_CHECK_SECONDS - (monotonic() - checked_at))
-            stopping.wait(wait)
+            _checkers_stopping.wait(wait)
     finally:
         if conn is not None:
             conn.close()
 
 
-def replica_checkers_stop(*, timeout: float, restartable: bool = False) -> int:
+def replica_checkers_stop(*, timeout: float) -> int:
     """Ends this process's checks and closes their connections (a worker's shutdown); a check
-    stuck on a frozen server is left after `timeout`, to end once it returns. Returns how many
-    ended. `restartable`: the next replica read starts new ones (a process about to fork, which
-    must hold no thread then); else they stay stopped."""
-    global _checkers_pid, _checkers_stopping
+    stuck on a frozen server is left after `timeout`. Returns how many ended."""
+    _checkers_stopping.set()
     with _checkers_lock:
-        _checkers_stopping.set()
         threads = list(_checkers.values())
         _checkers.clear()
-        if restartable:
-            _checkers_pid = None
-            _checkers_stopping = threading.Event()  # the next start's; these keep theirs, set
     for thread in threads:
         thread.join(timeout)
     return sum(not thread.is_alive() for thread in threads)
@@ -587,11 +578,10 @@ def replica_checkers_start() -> None:
         # child fail its primary queries (PRIMARY_STALL_SECONDS) before its own first check.
         _primary = None
         _checked.clear()
-        stopping = _checkers_stopping
-        targets: dict[str, tuple[Callable[..., None], tuple[Any, ...]]] = {
-            alias: (_checker_run, (alias, stopping)) for alias in [PRIMARY, *replica_aliases()]
+        targets: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
+            alias: (_checker_run, (alias,)) for alias in [PRIMARY, *replica_aliases()]
         }
-        targets[WATCHDOG] = (_watchdog_run, (stopping,))
+        targets[WATCHDOG] = (_watchdog_run, ())
         for name, (target, args) in targets.items():
             thread = threading.Thread(
                 target=untraced(target), args=args, name=f"check-{name}", daemon=True
@@ -602,6 +592,23 @@ def replica_checkers_start() -> None:
     # Once per process (gunicorn.conf.py starts them as a worker starts, so requests rarely
     # wait here at all); a replica that does not answer in time is judged by later checks.
     _checked.wait(timeout=2 * settings.REPLICA_CHECK_SECONDS)
+
+
+@contextmanager
+def replica_checks_held() -> Iterator[None]:
+    """No database check starts inside, so reads go to the primary, as before a process's first
+    check: a preloading master's warm-up (config/preload.py), which forks holding no thread. A
+    check of a replica that does not answer could outlast any wait for it to end."""
+    global _checkers_stopping
+    held = threading.Event()
+    held.set()
+    with _checkers_lock:
+        running, _checkers_stopping = _checkers_stopping, held
+    try:
+        yield
+    finally:
+        with _checkers_lock:
+            _checkers_stopping = running
 
 
 def replica_health(*, alias: str) -> ReplicaHealth | None:
@@ -663,6 +670,11 @@ def replica_down_forget() -> None:
     """Drops this process's copy of the marks: the next read asks Redis (tests use it)."""
     global _replica_down_seen
     _replica_down_seen = {}
+
+
+# A forked worker asks Redis itself: what its parent saw (a preloading master's warm-up, perhaps
+# with Redis failing and so not asked again for a while) is not its own.
+os.register_at_fork(after_in_child=replica_down_forget)
 
 
 def _serving(*, ask_redis: bool | None) -> list[str] | None:

@@ -17,6 +17,7 @@ prometheus_client's own process metrics (CPU, fds) are not available in multipro
 them from cAdvisor or the kubelet. Alerts on all of these: monitoring/rules/alerts.yml.
 """
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,9 +43,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 # its process ID, and os.getpid() is a system call each time: several per request. The ID is
 # kept here instead, renewed in a forked child before it runs anything else (os.register_at_fork),
 # so it stays distinct between processes running at once, as prometheus_client requires of it.
-# Every value of a process must come from this one factory (a second one would write the same
-# file at offsets of its own): the project's metrics are all defined here, or in modules that
-# import this one first (runtime.metrics), and all are labelled, so no value exists before.
+# Every value of a process must come from this one factory (a second one under the same ID would
+# write the same file at offsets of its own; metrics_discarded's has an ID of its own): the
+# project's metrics are all defined here, or in modules that import this one first
+# (runtime.metrics), and all are labelled, so no value exists before.
+log = logging.getLogger(__name__)
 _pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
@@ -58,30 +61,64 @@ def metrics_discarded(multiproc_dir: str) -> Iterator[None]:
     """What this process records inside is counted nowhere and leaves nothing behind: a
     preloading Gunicorn master's warm-up requests (config/preload.py), which no client made.
 
-    The labelled values created inside come from a factory of their own, writing to files of
-    their own, removed on the way out. Then they are taken out of their metrics and of this
-    module's lookups: a worker forked later holding one would have prometheus_client set it up
-    in the worker's files at its first write, at 0, a series the worker never wrote (a replica's
-    lag read as 0 before any check of the worker's)."""
+    The values created inside come from a factory of their own, under an identifier of their
+    own, writing to files of their own. On the way out their labelled children are taken out of
+    every metric and this module's lookups, and the files removed (left mapped, not closed: a
+    child that escaped would fail the request writing to it, not just lose its values). A
+    worker forked later holding such a child would write its values to the removed files; one
+    holding a child of this process's own factory would have prometheus_client set it up in the
+    worker's files, at 0: a series the worker never wrote (a replica's lag of 0 before any
+    check). Each step is taken on its own, and a failure logged: Gunicorn stops if its master
+    raises here."""
     discarded = f"discarded-{os.getpid()}"
     factory = values.ValueClass
-    # prometheus_client keeps no public list of its metrics; the registry's is read, not changed.
-    labelled: list[Any] = [
-        m for m in list(REGISTRY._collector_to_names) if getattr(m, "_labelnames", ())
-    ]
-    before = {id(metric): set(metric._metrics) for metric in labelled}
-    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: discarded)  # type: ignore[no-untyped-call]
+    discard = values.MultiProcessValue(process_identifier=lambda: discarded)  # type: ignore[no-untyped-call]
+    values.ValueClass = discard
     try:
         yield
     finally:
         values.ValueClass = factory
-        for metric in labelled:
-            for labels in set(metric._metrics) - before[id(metric)]:
-                metric.remove(*labels)
-        for lookup in (_request_children, _query_children, _cache_children, _cache_get_children):
-            lookup.clear()
-        for path in Path(multiproc_dir).glob(f"*_{discarded}.db"):
-            path.unlink(missing_ok=True)
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("take its values out of the metrics", lambda: _children_drop(discard)),
+            ("remove its files", lambda: _files_remove(multiproc_dir, discarded)),
+        )
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                log.warning("discarded metrics: could not %s", what, exc_info=True)
+
+
+def _children_drop(factory: type) -> None:
+    # prometheus_client lists its metrics only in the registry's private map, read here, not
+    # changed; remove() would warn in multiprocess mode, so children go under the metric's lock
+    # (both pinned by tests/app/runtime/test_internals.py).
+    for metric in list(REGISTRY._collector_to_names):
+        children = getattr(metric, "_metrics", None)
+        if not isinstance(children, dict) or not hasattr(metric, "_lock"):  # not labelled
+            if _holds(metric, factory):
+                log.error(
+                    "metric %s, created unlabelled inside, keeps its discarded values", metric
+                )
+            continue
+        with metric._lock:
+            for labels, child in list(children.items()):
+                if _holds(child, factory):
+                    del children[labels]
+    for lookup in (_request_children, _query_children, _cache_children, _cache_get_children):
+        lookup.clear()
+
+
+def _holds(metric: object, factory: type) -> bool:
+    """Whether the metric's values come from `factory`: a counter's or gauge's value, a
+    histogram's or summary's sum."""
+    value = getattr(metric, "_value", None) or getattr(metric, "_sum", None)
+    return isinstance(value, factory)
+
+
+def _files_remove(multiproc_dir: str, identifier: str) -> None:
+    for path in Path(multiproc_dir).glob(f"*_{identifier}.db"):
+        path.unlink(missing_ok=True)
 
 
 if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later

@@ -163,11 +163,13 @@ class ExecutorPool:
         """Closes the idle threads' database connections, each on its own thread, and ends the
         threads (a stopping worker: runtime/lifespan.py); how many connections were open."""
         opened = 0
-        for executor in self._idle:
-            opened += executor.submit(_connections_close).result()
-            executor.shutdown()
-        self.created -= len(self._idle)
-        self._idle.clear()
+        idle, self._idle = self._idle, []
+        self.created -= len(idle)
+        for executor in idle:
+            try:
+                opened += executor.submit(_connections_close).result()
+            finally:  # one that fails to close its connections still ends its thread
+                executor.shutdown()
         return opened
 
 

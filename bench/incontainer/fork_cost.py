@@ -89,7 +89,7 @@ traced = forked(serve_traced)
 
 
 # The master's own warm-up once more (config/preload.py), on the scenario's paths.
-preload_requests(PATHS)
+warmed = preload_requests(PATHS)
 served_after_warm = forked(serve)
 print(
     json.dumps(
@@ -97,6 +97,7 @@ print(
             "paths": list(PATHS),
             "rounds": ROUNDS,
             "statuses": served["statuses"],
+            "master_statuses": warmed,
             "idle_kb": at_rest["private_kb"],
             "served_kb": served["private_kb"],
             "new_objects_kb": traced["new_objects_kb"],

@@ -268,8 +268,10 @@ def test_a_forked_process_starts_without_its_parents_view_of_the_marks(monkeypat
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.write(write, b"%d" % len(db._replica_down_seen))
-        os._exit(0)
+        try:
+            os.write(write, b"%d" % len(db._replica_down_seen))
+        finally:
+            os._exit(0)
     os.close(write)
     seen = os.read(read, 16)
     os.close(read)

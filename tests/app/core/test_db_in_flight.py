@@ -255,54 +255,17 @@ def test_the_checks_start_once_per_process(redis_settings, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_checks_stopped_to_restart_start_again_and_stopped_for_good_do_not(
-    redis_settings, monkeypatch
-):
-    # A process about to fork ends its checks' threads (config/preload.py's warm-up, the bench's
-    # copy of the master); a stopping worker ends them for good.
+def test_no_check_starts_while_held_and_they_start_after(redis_settings, monkeypatch):
+    # A preloading master's warm-up (config/preload.py) reads while it must start no thread.
     monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
     monkeypatch.setattr(db, "_checkers", {})
     monkeypatch.setattr(db, "_checkers_pid", None)
     monkeypatch.setattr(db, "_health", {})
+    with db.replica_checks_held():
+        checkers_start()
+        assert db._checkers == {}
     checkers_start()
-    first = dict(db._checkers)
-    assert db.replica_checkers_stop(timeout=5, restartable=True) == 3
-    assert not any(thread.is_alive() for thread in first.values())
-    checkers_start()
-    again = dict(db._checkers)
     try:
-        assert set(again) == set(first)
-        assert all(thread.is_alive() for thread in again.values())
+        assert set(db._checkers) == {PRIMARY, REPLICA, db.WATCHDOG}
     finally:
         assert db.replica_checkers_stop(timeout=5) == 3
-    checkers_start()
-    assert db._checkers == {}
-
-
-def test_a_check_that_outlives_a_restartable_stop_ends_once_it_returns(monkeypatch, settings):
-    # A check stuck past the stop's timeout (a server that does not answer) is left to end: it
-    # must then end, not resume checking in a process that meant to hold no thread (a
-    # preloading master about to fork).
-    settings.DATABASES = {PRIMARY: settings.DATABASES[PRIMARY]}  # no replica: one check
-    monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
-    monkeypatch.setattr(db, "_checkers", {})
-    monkeypatch.setattr(db, "_checkers_pid", None)
-    monkeypatch.setattr(db, "_checked", threading.Event())
-    stuck = threading.Event()
-    calls: list[str] = []
-
-    def connect(alias: str, timeout: float, **kwargs: object) -> object:
-        calls.append(alias)
-        stuck.wait(10)
-        raise OSError("no answer")
-
-    monkeypatch.setattr(db, "database_connect", connect)
-    checkers_start()
-    check = db._checkers[PRIMARY]
-    wait_until(lambda: calls, timeout=5, what="the check to connect")
-    assert db.replica_checkers_stop(timeout=0.1, restartable=True) == 1  # the watchdog only
-    assert check.is_alive()
-    stuck.set()
-    check.join(5)
-    assert not check.is_alive()
-    assert calls == [PRIMARY]

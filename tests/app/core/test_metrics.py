@@ -192,3 +192,23 @@ def test_a_forked_process_writes_its_metrics_to_its_own_files(tmp_path):
     assert requests(pids["parent"]) == {"parent": 3.0}
     # The child lists the series it inherited at 0 (prometheus_client's reset on a fork).
     assert requests(pids["child"]) == {"parent": 0.0, "child": 1.0}
+
+
+def test_the_prometheus_client_internals_metrics_discarded_reads_are_there():
+    # core.metrics.metrics_discarded reads the registry's map of its metrics, a labelled
+    # metric's children and lock, and a child's value, none of them public: an upgrade that
+    # changes them must fail here, not in a master at start.
+    from prometheus_client import REGISTRY, Counter, Histogram
+
+    counter = Counter("internals_probe", "-", ["label"], registry=None)
+    histogram = Histogram("internals_probe_seconds", "-", ["label"], registry=None)
+    found = {
+        "CollectorRegistry._collector_to_names": isinstance(
+            getattr(REGISTRY, "_collector_to_names", None), dict
+        ),
+        "MetricWrapperBase._metrics": isinstance(getattr(counter, "_metrics", None), dict),
+        "MetricWrapperBase._lock": hasattr(counter, "_lock"),
+        "Counter child _value": hasattr(counter.labels("x"), "_value"),
+        "Histogram child _sum": hasattr(histogram.labels("x"), "_sum"),
+    }
+    assert all(found.values()), f"prometheus_client changed: {found}; pin the version before"

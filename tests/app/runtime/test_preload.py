@@ -4,6 +4,9 @@ its first request with the URL resolver already built, the modules it needs alre
 and the frozen objects inherited."""
 
 import socket
+import struct
+import threading
+from datetime import datetime
 
 import pytest
 import requests
@@ -114,14 +117,16 @@ def test_the_masters_warm_up_requests_are_counted_nowhere(tmp_path, database):
         report(server.url)
         said = [m for m in server.messages() if m.startswith("preload: structures built")]
         assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        for _ in range(3):  # the worker's own, each counted once
+            assert requests.get(f"{server.url}{OPENAPI_PATH}", timeout=5).status_code == 200
         text = requests.get(f"{server.url}/metrics", timeout=5).text
         files = sorted(path.name for path in (tmp_path / "metrics").iterdir())
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     counted = {s.labels["view"]: s.value for s in samples if s.name == "django_http_requests_total"}
-    # Not even at 0: a value the worker inherited would be set up in its files as it first
-    # wrote, a series it never wrote.
+    # The master's 2 are not counted, and the worker's 3 are: a value the worker inherited from
+    # the warm-up would write to its removed files.
     assert said[0].startswith("preload: structures built, 2 requests (200, 200) served"), said
-    assert OPENAPI_VIEW not in counted, (counted, files)
+    assert counted[OPENAPI_VIEW] == 3, (counted, files)
     assert counted["healthz"] >= 1, counted
     assert next(s.value for s in samples if s.name == "gunicorn_worker_rss_bytes") > 0, text
     assert not [name for name in files if "discarded" in name], files
@@ -176,4 +181,58 @@ def test_with_a_database_that_never_answers_the_master_serves_no_warm_up_request
             said = [m for m in server.messages() if m.startswith("preload: ")]
     assert said[0] == "preload: no warm-up request: the database did not answer within 2s", said
     assert said[1].startswith("preload: structures built, no request served"), said
+    assert seen["master_threads"] == ["MainThread"]
+
+
+def _pgbouncer_holding_queries(listener: socket.socket, stop: threading.Event) -> None:
+    """PgBouncer with no server to give a query to: it authenticates the client itself, then
+    holds each query it is sent (query_wait_timeout)."""
+    listener.settimeout(0.2)
+    held = []
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        # An encryption request (SSL, GSS: 8 bytes) is refused; then comes the startup message.
+        while len(conn.recv(65536)) == 8:
+            conn.sendall(b"N")
+        ready = b"R" + struct.pack("!ii", 8, 0) + b"Z" + struct.pack("!i", 5) + b"I"
+        conn.sendall(ready)
+        held.append(conn)  # the query is read by nobody, never answered
+    for conn in held:
+        conn.close()
+
+
+def test_a_database_that_takes_the_query_and_never_answers_costs_the_start_2_seconds(tmp_path):
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        pgbouncer = threading.Thread(target=_pgbouncer_holding_queries, args=(listener, stop))
+        pgbouncer.start()
+        try:
+            with gunicorn(
+                tmp_path,
+                "tests.app.runtime.preload_report:application",
+                PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
+                GUNICORN_WORKERS="1",
+                GUNICORN_PRELOAD="true",
+                GUNICORN_PRELOAD_FREEZE="true",
+                GUNICORN_PRELOAD_WARM_PATHS=OPENAPI_PATH,
+                DB_HOST="127.0.0.1",
+                DB_PORT=str(listener.getsockname()[1]),
+            ) as server:
+                seen = report(server.url)
+                entries = server.entries()
+        finally:
+            stop.set()
+            pgbouncer.join(5)
+    listening = next(e for e in entries if str(e["message"]).startswith("Listening at"))
+    gave_up = next(e for e in entries if "the database did not answer" in str(e["message"]))
+    # The probe's 2 s, not psycopg's cancel and its own waits (5 s each) on top.
+    waited = datetime.fromisoformat(gave_up["timestamp"]) - datetime.fromisoformat(
+        listening["timestamp"]
+    )
+    assert waited.total_seconds() < 5, waited
     assert seen["master_threads"] == ["MainThread"]
