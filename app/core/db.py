@@ -209,17 +209,21 @@ def database_connect(
 ) -> psycopg.Connection[Any]:
     """A connection of its own, not Django's: a check or probe never borrows or poisons a
     request's."""
+    return psycopg.connect(**_connect_params(alias, timeout, application_name))
+
+
+def _connect_params(alias: str, timeout: float, application_name: str) -> dict[str, Any]:
     db = settings.DATABASES[alias]
-    return psycopg.connect(
-        host=str(db["HOST"]),
-        port=str(db["PORT"]),
-        dbname=str(db["NAME"]),
-        user=str(db["USER"]),
-        password=str(db["PASSWORD"]),
-        connect_timeout=max(1, int(timeout)),
-        application_name=application_name,
-        autocommit=True,
-    )
+    return {
+        "host": str(db["HOST"]),
+        "port": str(db["PORT"]),
+        "dbname": str(db["NAME"]),
+        "user": str(db["USER"]),
+        "password": str(db["PASSWORD"]),
+        "connect_timeout": max(1, int(timeout)),
+        "application_name": application_name,
+        "autocommit": True,
+    }
 
 
 async def primary_answers(*, timeout: float) -> bool:
@@ -227,21 +231,11 @@ async def primary_answers(*, timeout: float) -> bool:
     server does (or PgBouncer, holding a query for a server it cannot reach), and on the event
     loop: a preloading master (config/preload.py) is left running nothing. A host name the
     resolver does not answer waits the resolver's own timeout."""
-    db = settings.DATABASES[PRIMARY]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
         conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(
-                host=str(db["HOST"]),
-                port=str(db["PORT"]),
-                dbname=str(db["NAME"]),
-                user=str(db["USER"]),
-                password=str(db["PASSWORD"]),
-                connect_timeout=max(1, int(timeout)),
-                application_name="preload",
-                autocommit=True,
-            ),
+            psycopg.AsyncConnection.connect(**_connect_params(PRIMARY, timeout, "preload")),
             timeout,
         )
     except Exception:

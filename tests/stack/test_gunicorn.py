@@ -11,9 +11,9 @@ import requests
 
 pytestmark = pytest.mark.stack
 
-# Inside the web container: every Gunicorn worker's open files under /dev/shm, and the
-# filesystem /dev/shm is. A worker is a child of the master (itself a child of the init).
-WORKER_FILES = r"""
+# Inside the web container: the Gunicorn master's PID and the PIDs of the Python processes
+# running Gunicorn (not the init process whose command line names it).
+GUNICORN_MASTER = r"""
 import json, os
 def ppid(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -22,9 +22,14 @@ def cmd(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().replace(b"\0", b" ").decode()
 pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-# Python processes running Gunicorn (not the init process whose command line names it).
 gunicorn = [p for p in pids if "gunicorn" in cmd(p) and "python" in os.readlink(f"/proc/{p}/exe")]
 master = min(gunicorn, key=lambda p: (ppid(p) in gunicorn, p))
+"""
+# Every Gunicorn worker's open files under /dev/shm, and the filesystem /dev/shm is. A worker is
+# a child of the master (itself a child of the init).
+WORKER_FILES = (
+    GUNICORN_MASTER
+    + r"""
 workers = [p for p in gunicorn if ppid(p) == master]
 files = {}
 for pid in workers:
@@ -33,6 +38,7 @@ for pid in workers:
 mounts = {line.split()[1]: line.split()[2] for line in open("/proc/mounts")}
 print(json.dumps({"files": files, "shm": mounts.get("/dev/shm")}))
 """
+)
 
 
 def test_each_worker_heartbeat_file_is_on_tmpfs(stack):
@@ -134,17 +140,9 @@ def test_a_stopping_web_worker_closes_its_database_connections(stack):
 
 # Inside the web container: the Gunicorn master's threads, and the remote ends of its TCP
 # connections (the listening socket has none).
-MASTER_STATE = r"""
-import json, os
-def ppid(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-def cmd(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().replace(b"\0", b" ").decode()
-pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-gunicorn = [p for p in pids if "gunicorn" in cmd(p) and "python" in os.readlink(f"/proc/{p}/exe")]
-master = min(gunicorn, key=lambda p: (ppid(p) in gunicorn, p))
+MASTER_STATE = (
+    GUNICORN_MASTER
+    + r"""
 inodes = set()
 for fd in os.listdir(f"/proc/{master}/fd"):
     link = os.readlink(f"/proc/{master}/fd/{fd}")
@@ -158,6 +156,7 @@ for table in ("tcp", "tcp6"):
             remote.append(int(fields[2].rsplit(":", 1)[1], 16))
 print(json.dumps({"threads": len(os.listdir(f"/proc/{master}/task")), "remote_ports": remote}))
 """
+)
 
 
 def test_the_master_serves_its_warm_up_paths_and_forks_with_no_thread_or_connection(stack):

@@ -228,12 +228,17 @@ def test_an_autocommit_write_in_flight_on_a_stalled_primary_is_never_cut(watchdo
         cursor.execute("SELECT 1")  # the same connection, never shut
 
 
-@pytest.mark.django_db
-def test_the_checks_start_once_per_process(redis_settings, monkeypatch):
+@pytest.fixture
+def no_checks_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as before its first check: the real start, not conftest's stub."""
     monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
     monkeypatch.setattr(db, "_checkers", {})
     monkeypatch.setattr(db, "_checkers_pid", None)
     monkeypatch.setattr(db, "_health", {})
+
+
+@pytest.mark.django_db
+def test_the_checks_start_once_per_process(redis_settings, monkeypatch, no_checks_yet):
     checkers_start()
     first = dict(db._checkers)
     try:
@@ -255,12 +260,8 @@ def test_the_checks_start_once_per_process(redis_settings, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_no_check_starts_while_held_and_they_start_after(redis_settings, monkeypatch):
+def test_no_check_starts_while_held_and_they_start_after(redis_settings, no_checks_yet):
     # A preloading master's warm-up (config/preload.py) reads while it must start no thread.
-    monkeypatch.setattr(db, "_checkers_stopping", threading.Event())
-    monkeypatch.setattr(db, "_checkers", {})
-    monkeypatch.setattr(db, "_checkers_pid", None)
-    monkeypatch.setattr(db, "_health", {})
     with db.replica_checks_held():
         checkers_start()
         assert db._checkers == {}

@@ -6,7 +6,9 @@ and the frozen objects inherited."""
 import socket
 import struct
 import threading
+from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from testcontainers.core.container import DockerContainer
 
 from tests.app.conftest import DB_PASSWORD
-from tests.app.runtime.gunicorn_process import free_port, gunicorn
+from tests.app.runtime.gunicorn_process import Gunicorn, free_port, gunicorn
 from tests.app.runtime.preload_report import WORKER_MODULES
 from tests.support import ROOT, wait_until
 
@@ -33,6 +35,21 @@ def database(postgres_container: DockerContainer) -> dict[str, str]:
     }
 
 
+def preloaded(tmp_path: Path, **env: str) -> AbstractContextManager[Gunicorn]:
+    """Gunicorn serving preload_report's app from one preloading worker, warm-up on."""
+    return gunicorn(
+        tmp_path,
+        "tests.app.runtime.preload_report:application",
+        **{
+            "PYTHONPATH": f"{ROOT / 'app'}:{ROOT}",
+            "GUNICORN_WORKERS": "1",
+            "GUNICORN_PRELOAD": "true",
+            "GUNICORN_PRELOAD_FREEZE": "true",
+            **env,
+        },
+    )
+
+
 def report(url: str) -> dict:
     def answered() -> dict | None:
         try:
@@ -47,12 +64,8 @@ def report(url: str) -> dict:
 def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(
     tmp_path, freeze, database
 ):
-    with gunicorn(
+    with preloaded(
         tmp_path,
-        "tests.app.runtime.preload_report:application",
-        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-        GUNICORN_WORKERS="1",
-        GUNICORN_PRELOAD="true",
         GUNICORN_PRELOAD_FREEZE=freeze,
         GUNICORN_PRELOAD_WARM_PATHS=OPENAPI_PATH,
         **database,
@@ -82,14 +95,9 @@ def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(
 def test_a_warm_up_import_that_fails_is_logged_and_the_workers_serve(tmp_path, database):
     """The master's warm-up touches settings before any request does: one that cannot be
     imported must not stop Gunicorn from starting (config/preload.py's _tolerated)."""
-    with gunicorn(
+    with preloaded(
         tmp_path,
-        "tests.app.runtime.preload_report:application",
-        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
         DJANGO_SETTINGS_MODULE="tests.app.runtime.preload_broken_settings",
-        GUNICORN_WORKERS="1",
-        GUNICORN_PRELOAD="true",
-        GUNICORN_PRELOAD_FREEZE="true",
         GUNICORN_PRELOAD_WARM_PATHS=OPENAPI_PATH,
         **database,
     ) as server:
@@ -104,13 +112,8 @@ def test_the_masters_warm_up_requests_are_counted_nowhere(tmp_path, database):
     """The requests the master serves before the fork (config/preload.py's preload_requests)
     were made by no client: /metrics never counts them, their files are gone, and the worker
     still reads its own memory on its first request, not on the master's schedule."""
-    with gunicorn(
+    with preloaded(
         tmp_path,
-        "tests.app.runtime.preload_report:application",
-        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-        GUNICORN_WORKERS="1",
-        GUNICORN_PRELOAD="true",
-        GUNICORN_PRELOAD_FREEZE="true",
         GUNICORN_PRELOAD_WARM_PATHS=OPENAPI_PATH,
         **database,
     ) as server:
@@ -137,13 +140,8 @@ def test_the_warm_up_stops_at_its_first_failed_answer(tmp_path, database):
     nothing listens where the caches are): the master logs its 500, warms no further, ends the
     database checks the read started, and the workers serve."""
     closed = str(free_port())
-    with gunicorn(
+    with preloaded(
         tmp_path,
-        "tests.app.runtime.preload_report:application",
-        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-        GUNICORN_WORKERS="1",
-        GUNICORN_PRELOAD="true",
-        GUNICORN_PRELOAD_FREEZE="true",
         GUNICORN_PRELOAD_WARM_PATHS=f"/api/products,{OPENAPI_PATH}",
         REDIS_HOST="127.0.0.1",
         REDIS_PORT=closed,
@@ -166,13 +164,8 @@ def test_with_a_database_that_never_answers_the_master_serves_no_warm_up_request
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        with gunicorn(
+        with preloaded(
             tmp_path,
-            "tests.app.runtime.preload_report:application",
-            PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-            GUNICORN_WORKERS="1",
-            GUNICORN_PRELOAD="true",
-            GUNICORN_PRELOAD_FREEZE="true",
             GUNICORN_PRELOAD_WARM_PATHS=f"/api/products,{OPENAPI_PATH}",
             DB_HOST="127.0.0.1",
             DB_PORT=str(silent.getsockname()[1]),
@@ -212,13 +205,8 @@ def test_a_database_that_takes_the_query_and_never_answers_costs_the_start_2_sec
         pgbouncer = threading.Thread(target=_pgbouncer_holding_queries, args=(listener, stop))
         pgbouncer.start()
         try:
-            with gunicorn(
+            with preloaded(
                 tmp_path,
-                "tests.app.runtime.preload_report:application",
-                PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-                GUNICORN_WORKERS="1",
-                GUNICORN_PRELOAD="true",
-                GUNICORN_PRELOAD_FREEZE="true",
                 GUNICORN_PRELOAD_WARM_PATHS=OPENAPI_PATH,
                 DB_HOST="127.0.0.1",
                 DB_PORT=str(listener.getsockname()[1]),
