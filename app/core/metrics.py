@@ -92,7 +92,7 @@ def metrics_discarded(multiproc_dir: str) -> Iterator[None]:
 def _children_drop(factory: type) -> None:
     # prometheus_client lists its metrics only in the registry's private map, read here, not
     # changed; remove() would warn in multiprocess mode, so children go under the metric's lock
-    # (both pinned by tests/app/runtime/test_internals.py).
+    # (both pinned by tests/app/core/test_metrics.py).
     for metric in list(REGISTRY._collector_to_names):
         children = getattr(metric, "_metrics", None)
         if not isinstance(children, dict) or not hasattr(metric, "_lock"):  # not labelled
