@@ -102,6 +102,17 @@ def all_web_configs() -> list[dict[str, Any]]:
             "full_only": True,
         },
         {
+            # The default with Uvicorn's own protocol: a response's head and body in two writes
+            # (runtime/http_protocol.py's one write, measured). Not an alternative server.
+            "name": f"uvicorn x{c} (head and body in two writes)",
+            "profile": "io",
+            "workers": c,
+            "worker_class": "bench_endpoints.workers.TwoWritesUvicornWorker",
+            "command": f"{GUNICORN} {BENCH_ASGI}",
+            "path": "/bench/fanout/async",
+            "full_only": True,
+        },
+        {
             "name": f"uvicorn x{2 * c}",
             "profile": "io",
             "workers": 2 * c,

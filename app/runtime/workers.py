@@ -43,6 +43,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
 from runtime import config
+from runtime.http_protocol import HeadWithBodyProtocol
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,10 @@ def plain_sockets(listeners: list[Any]) -> list[socket.socket]:
 
 
 class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
-    """uvicorn_worker.UvicornWorker with DrainingServer and a heartbeat every second."""
+    """uvicorn_worker.UvicornWorker with DrainingServer, a heartbeat every second, and a
+    response's head sent with its body (runtime/http_protocol.py)."""
+
+    CONFIG_KWARGS = {**_UvicornWorker.CONFIG_KWARGS, "http": HeadWithBodyProtocol}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

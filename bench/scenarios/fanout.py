@@ -504,6 +504,7 @@ VARIANTS = (
     (" (pooled, thread hops)", "pooled executors (runtime/asgi.py), Django's middleware hopping"),
     ("", "pooled + Django's middleware inline (runtime/inline_middleware.py): **the default**"),
     (" (max_requests 1000)", "the default, recycled every 1,000 requests (the sync habit)"),
+    (" (head and body in two writes)", "the default with Uvicorn's own HTTP protocol"),
 )
 
 
@@ -551,7 +552,9 @@ def handler_comparison(data: dict[str, Any]) -> list[str]:
             "Uvicorn worker is recycled after 50,000 requests, not 1,000: at this rate 1,000 "
             "meant a recycle every few seconds, each a ~4 s drain with the listener closed (the "
             "c=100 run of 1,000 requests, 500 more to warm up, gives each of two workers ~750: "
-            "below the 1,000 +/- 100 mark, so only the 10 s c=1000 run shows it). Where the time "
+            "below the 1,000 +/- 100 mark, so only the 10 s c=1000 run shows it); and a "
+            "response's head leaves with its body in one write (runtime/http_protocol.py), where "
+            "Uvicorn's own protocol makes a system call for each. Where the time "
             "goes: `make profile` (docs/benchmarks/profile.md).",
             "",
             *table(header, rows),

@@ -222,10 +222,31 @@ def test_uvicorn_worker_internals() -> None:
         "a Uvicorn Config in self.config with limit_max_requests and timeout_notify",
     )
     require(
+        "self.CONFIG_KWARGS" in init,
+        "uvicorn-worker",
+        "UvicornWorker.__init__",
+        "a Uvicorn Config built with the class's CONFIG_KWARGS (runtime/workers.py sets its http)",
+    )
+    require(
         isinstance(getattr(Arbiter, "WORKER_BOOT_ERROR", None), int),
         "Gunicorn",
         "Arbiter.WORKER_BOOT_ERROR",
         "the exit code of a worker that failed to boot",
+    )
+
+
+def test_uvicorn_httptools_protocol_internals() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    # runtime/http_protocol.py hands connection_made a transport of its own: every write of the
+    # connection and of its requests' cycles must go through the one the protocol keeps.
+    made = inspect.getsource(HttpToolsProtocol.connection_made)
+    headers = inspect.getsource(HttpToolsProtocol.on_headers_complete)
+    require(
+        "self.transport = transport" in made and "transport=self.transport" in headers,
+        "Uvicorn",
+        "HttpToolsProtocol.connection_made, on_headers_complete",
+        "the transport kept as self.transport, and each RequestResponseCycle given that one",
     )
 
 
