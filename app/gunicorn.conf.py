@@ -15,6 +15,9 @@ from typing import Any
 # Not `config`: Gunicorn would take a global of that name for its own --config setting.
 from runtime import config as runtime_config
 
+if runtime_config.INVALID:
+    sys.exit("\n".join(runtime_config.INVALID))
+
 METRICS_DIR = runtime_config.use_multiprocess_metrics()
 
 worker_class = runtime_config.WORKER_CLASS

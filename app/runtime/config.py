@@ -13,14 +13,24 @@ GUNICORN_PROFILE picks the worker model for the workload (see the README):
 """
 
 import os
-import sys
 from typing import Any
 
 _MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# A value read here that Gunicorn cannot start with: gunicorn.conf.py refuses to start with
+# these, each naming its variable. Only Gunicorn: every Django process imports this module
+# (through the runtime's middleware), and a Celery worker or a migration must not fail for a
+# setting only the web server reads. Elsewhere the default stands in for the bad value.
+INVALID: list[str] = []
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+def _number[N: (int, float)](name: str, default: N) -> N:
+    value = os.environ.get(name) or ""
+    try:
+        return type(default)(value) if value else default
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        INVALID.append(f"{name} must be {kind}, got {value!r}")
+        return default
 
 
 def use_multiprocess_metrics() -> str:
@@ -50,7 +60,10 @@ def multiproc_dir() -> str | None:
 SERVER_RUNTIMES = ("pooled", "stock")
 SERVER_RUNTIME = os.environ.get("SERVER_RUNTIME") or "pooled"
 if SERVER_RUNTIME not in SERVER_RUNTIMES:
-    sys.exit(f"SERVER_RUNTIME must be one of {', '.join(SERVER_RUNTIMES)}, got {SERVER_RUNTIME!r}")
+    INVALID.append(
+        f"SERVER_RUNTIME must be one of {', '.join(SERVER_RUNTIMES)}, got {SERVER_RUNTIME!r}"
+    )
+    SERVER_RUNTIME = "pooled"
 POOLED = SERVER_RUNTIME == "pooled"
 
 # Cores this container may run on (affinity, not the host's count).
@@ -80,11 +93,12 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 PROFILE = os.environ.get("GUNICORN_PROFILE", "io")
 if PROFILE not in PROFILES:
-    sys.exit(f"GUNICORN_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE!r}")
+    INVALID.append(f"GUNICORN_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE!r}")
+    PROFILE = "io"
 
 WORKER_CLASS: str = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["worker_class"]
-WORKERS = _int("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
-THREADS = _int("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
+WORKERS = _number("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
+THREADS = _number("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
 BIND = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
 # With preload: build what workers would each build lazily and gc.freeze() before the fork
@@ -101,20 +115,21 @@ PRELOAD_WARM_PATHS = tuple(
     if path.strip() and _WARM_PATHS.lower() != "none"
 )
 if any(not path.startswith("/") for path in PRELOAD_WARM_PATHS):
-    sys.exit(f"GUNICORN_PRELOAD_WARM_PATHS: each path starts with /, got {_WARM_PATHS!r}")
-MAX_REQUESTS = _int("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
-MAX_REQUESTS_JITTER = _int("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
-TIMEOUT = _int("GUNICORN_TIMEOUT", 30)
-GRACEFUL_TIMEOUT = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
-KEEPALIVE = _int("GUNICORN_KEEPALIVE", 75)
-BACKLOG = _int("GUNICORN_BACKLOG", 2048)
+    INVALID.append(f"GUNICORN_PRELOAD_WARM_PATHS: each path starts with /, got {_WARM_PATHS!r}")
+    PRELOAD_WARM_PATHS = ()
+MAX_REQUESTS = _number("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
+MAX_REQUESTS_JITTER = _number("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
+TIMEOUT = _number("GUNICORN_TIMEOUT", 30)
+GRACEFUL_TIMEOUT = _number("GUNICORN_GRACEFUL_TIMEOUT", 25)
+KEEPALIVE = _number("GUNICORN_KEEPALIVE", 75)
+BACKLOG = _number("GUNICORN_BACKLOG", 2048)
 LOG_LEVEL = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 FORWARDED_ALLOW_IPS = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
 # The memory guard's limit (MB; 0: off) and how often it checks; also exported next to each
 # worker's RSS (runtime/metrics.py) for WebWorkerMemoryHigh.
-MEMORY_LIMIT_MB = _int("GUNICORN_MEMORY_LIMIT_MB", 500)
-MEMORY_CHECK_EVERY = _int("GUNICORN_MEMORY_CHECK_EVERY", 10)
+MEMORY_LIMIT_MB = _number("GUNICORN_MEMORY_LIMIT_MB", 500)
+MEMORY_CHECK_EVERY = _number("GUNICORN_MEMORY_CHECK_EVERY", 10)
 # A stopping Uvicorn worker's drain (runtime/workers.py): above Nginx's upstream
 # keepalive_timeout (4s), so by then Nginx has closed every connection it left idle and the
 # worker never closes one under a request. Counts against graceful_timeout.
-DRAIN_SECONDS = float(os.environ.get("GUNICORN_DRAIN_SECONDS") or 5)
+DRAIN_SECONDS = _number("GUNICORN_DRAIN_SECONDS", 5.0)

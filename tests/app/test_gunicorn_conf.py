@@ -152,6 +152,47 @@ def test_the_warm_up_paths_read_from_the_environment(value, paths):
     assert warm_up_paths(GUNICORN_PRELOAD_WARM_PATHS=value) == (default if paths is None else paths)
 
 
+def test_a_number_that_is_not_one_stops_gunicorn():
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_WORKERS="four", GUNICORN_DRAIN_SECONDS="5s")
+    assert "GUNICORN_WORKERS must be a whole number, got 'four'" in excinfo.value.stderr
+    assert "GUNICORN_DRAIN_SECONDS must be a number, got '5s'" in excinfo.value.stderr
+
+
+def test_a_bad_gunicorn_setting_stops_only_gunicorn():
+    """Every Django process imports runtime/config.py (the runtime's middleware): a Celery worker
+    or a migration with a value only Gunicorn reads starts, with that setting's default."""
+    bad = {
+        "GUNICORN_PRELOAD_WARM_PATHS": "api/products",
+        "GUNICORN_PROFILE": "turbo",
+        "SERVER_RUNTIME": "fast",
+        "GUNICORN_WORKERS": "four",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, **bad},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    script = (
+        "from runtime import config\n"
+        "print(len(config.INVALID), config.PROFILE, config.SERVER_RUNTIME, config.WORKERS,\n"
+        "      config.PRELOAD_WARM_PATHS)"
+    )
+    read = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **bad},
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.split() == ["4", "io", "pooled", str(CORES), "()"]
+
+
 def test_an_unknown_profile_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_PROFILE="turbo")

@@ -48,7 +48,7 @@ WRITABLE_PATHS = {
 
 def gunicorn_graceful_timeout() -> int:
     text = (ROOT / "app" / "runtime" / "config.py").read_text()  # Gunicorn reads its values there
-    match = re.search(r'_int\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)
+    match = re.search(r'_number\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)
     assert match
     return int(match[1])
 
