@@ -42,14 +42,19 @@ IDEMPOTENCY_KEY: Any = Header(
 )
 
 
-@router.get("/products", response={200: ProductPage, **errors(400)})
+@router.get("/products", response={200: ProductPage, **errors(400)}, url_name="products")
 async def product_list(request: HttpRequest, query: Query[ProductQuery]) -> HttpResponse:
     # The cached bytes are ProductPage's own rendering (shop/cache.py): answered as they are.
     body = await cache.product_page_aget(page=query.page, page_size=query.page_size, hot=query.hot)
     return HttpResponse(body, content_type=cache.CONTENT_TYPE)
 
 
-@router.post("/products", auth=staff_auth, response={201: ProductOut, **errors(400, 401, 403)})
+@router.post(
+    "/products",
+    auth=staff_auth,
+    response={201: ProductOut, **errors(400, 401, 403)},
+    url_name="products",
+)
 def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
     return Status(201, services.product_create(**payload.dict()))
 
@@ -57,6 +62,7 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status[Any]:
 @router.patch(
     "/products/{product_id}",
     auth=staff_auth,
+    url_name="product",
     response={200: ProductOut, **errors(400, 401, 403, 404, 409)},
     description="Changes only the fields sent; orders placed meanwhile keep their stock."
     " `stock_delta` moves the count relative to its current value (409 if it would go below"
@@ -67,7 +73,11 @@ def product_update(request: HttpRequest, product_id: PathId, payload: ProductPat
     return services.product_update(product_id=product_id, **changes)
 
 
-@router.get("/products/{product_id}", response={200: ProductDetailOut, **errors(400, 404)})
+@router.get(
+    "/products/{product_id}",
+    response={200: ProductDetailOut, **errors(400, 404)},
+    url_name="product",
+)
 async def product_detail(request: HttpRequest, product_id: PathId) -> selectors.ProductDetail:
     detail = await selectors.product_detail_get(product_id=product_id)
     if detail is None:
@@ -78,6 +88,7 @@ async def product_detail(request: HttpRequest, product_id: PathId) -> selectors.
 @router.post(
     "/orders",
     auth=customer_auth,
+    url_name="orders",
     # 403: a session without its CSRF token (tests/app/config/test_openapi.py).
     response={201: OrderOut, 200: OrderOut, **errors(400, 401, 403, 404, 409)},
 )
@@ -104,7 +115,9 @@ def order_create(
     return Status(201 if created else 200, order)
 
 
-@router.get("/orders", auth=customer_auth, response={200: OrderPage, **errors(400, 401)})
+@router.get(
+    "/orders", auth=customer_auth, response={200: OrderPage, **errors(400, 401)}, url_name="orders"
+)
 def order_list(request: HttpRequest, query: Query[PageQuery]) -> selectors.Page[Order]:
     return selectors.order_list(
         customer_id=_customer_id(request), page=query.page, page_size=query.page_size
