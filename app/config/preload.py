@@ -17,11 +17,15 @@ has run once before the fork.
 import asyncio
 import gc
 import logging
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
+from types import FrameType
 from typing import Any
 
 log = logging.getLogger("gunicorn.error")
@@ -99,108 +103,243 @@ def _tolerated(what: str, load: Callable[[], object]) -> None:
         log.warning("preload: %s could not be imported before the fork", what, exc_info=True)
 
 
-# Past this, no further warm-up request starts (each one may still take what a request takes
-# when the database or the cache is slow): Gunicorn listens while the master warms up.
+# Past this, no warm-up request starts, and the one in flight is cancelled, its database
+# queries cut: Gunicorn listens while the master warms up.
 WARM_UP_BUDGET_SECONDS = 10.0
+# What a request cancelled at the budget, or by a stop, gets to end (a query cut fails at once);
+# past it the master forks without waiting for it (code stuck outside the database).
+WARM_UP_GRACE_SECONDS = 2.0
 # The database must answer the master within this, or it serves no warm-up request at all.
 DATABASE_PROBE_SECONDS = 2.0
+# How often the warm-up looks at its budget and at a stop Gunicorn was asked for.
+_POLL_SECONDS = 0.05
+# Gunicorn's graceful and quick stops: asked for during the warm-up, they end it.
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def preload_requests(paths: Sequence[str]) -> list[int]:
+@dataclass
+class WarmUp:
+    """What the master's warm-up served, in order, and why it ended early (None: it did not)."""
+
+    planned: int = 0
+    statuses: list[int] = field(default_factory=list)
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        count = len(self.statuses)
+        answers = ", ".join(map(str, self.statuses))
+        served = (
+            f"{count} request{'s' if count > 1 else ''} served ({answers})"
+            if count
+            else "no request served"
+        )
+        if self.stopped is None:
+            return served
+        return f"{served}, {self.planned - count} of {self.planned} not: {self.stopped}"
+
+
+def preload_requests(paths: Sequence[str]) -> WarmUp:
     """GETs of `paths` through the project's ASGI application (the edge, Django's handler, every
     middleware, the views), each served twice by the master before the fork: a cached path is
-    first filled, then answered from the cache. The statuses, in order; none when not served.
-    CPython specialises a function's bytecode in place over its first calls, and a request
-    fills caches no import does: each a page every worker would otherwise write, and so copy,
-    on its own first requests.
+    first filled, then answered from the cache. CPython specialises a function's bytecode in
+    place over its first calls, and a request fills caches no import does: each a page every
+    worker would otherwise write, and so copy, on its own first requests.
 
-    They are traced nowhere (they enter below tracing, the calls they make suppressed) and
-    counted nowhere (core.metrics.metrics_discarded). What they started is ended before the
-    fork, or a worker would inherit it without its thread: the request thread they borrowed,
-    with its connections (the worker would queue requests on an executor that has no thread),
-    and the cache's pooled connections; a thread still running then is logged as an error. No
-    database check starts meanwhile (core.db.replica_checks_held): reads go to the primary.
+    They are traced nowhere (they enter below tracing, the calls they make suppressed), counted
+    nowhere (core.metrics.metrics_discarded), and their log lines carry the request ID
+    preload-warm-up-N. What they started is ended before the fork, or a worker would inherit it
+    without its thread: the request thread they borrowed, with its connections (the worker would
+    queue requests on an executor that has no thread), and the cache's pooled connections; a
+    thread still running then is logged as an error. No database check starts meanwhile
+    (core.db.replica_checks_held): reads go to the primary.
 
-    Bounded, since Gunicorn already listens: none is served unless the database answers within
+    Bounded, since Gunicorn already listens. None is served unless the database answers within
     DATABASE_PROBE_SECONDS; the first answer of 500 or more (a database or cache that fails)
-    ends the warm-up; none starts after WARM_UP_BUDGET_SECONDS. The workers then start as they
-    would without it.
+    ends the warm-up. At WARM_UP_BUDGET_SECONDS, or when Gunicorn is asked to stop, the request
+    in flight is cancelled and its database queries cut; one still running WARM_UP_GRACE_SECONDS
+    later is left behind in the master (they run on a thread of their own, which the workers do
+    not inherit). The workers then start as they would without it.
 
-    Only under the pooled runtime, with multiprocess metrics, and when this master loaded the
-    project's application (config.asgi); else nothing is served."""
+    Only under the pooled runtime's ASGI application, with multiprocess metrics; else nothing is
+    served, and the summary says why."""
     from django.conf import settings
     from django.http.request import validate_host
 
-    from core.aio import loop_clients_close
-    from core.db import primary_answers, replica_checks_held
+    from core.db import replica_checks_held
     from core.metrics import metrics_discarded
-    from core.tracing import untraced
     from runtime import config as runtime_config
     from runtime.asgi import EXECUTORS, ExecutorPool, PooledExecutorASGIHandler
 
+    warm_up = WarmUp(planned=2 * len(paths))
+    if not paths:
+        return warm_up
     asgi = sys.modules.get("config.asgi")
-    multiproc_dir = runtime_config.multiproc_dir()
-    if not paths or asgi is None or multiproc_dir is None:
-        return []
+    if asgi is None:
+        warm_up.stopped = "Gunicorn loaded the WSGI application (GUNICORN_PROFILE cpu or mixed)"
+        return warm_up
     handler = asgi.handler
     if not isinstance(handler, PooledExecutorASGIHandler):
-        return []
+        warm_up.stopped = "SERVER_RUNTIME=stock serves with Django's own handler"
+        return warm_up
+    multiproc_dir = runtime_config.multiproc_dir()
+    if multiproc_dir is None:
+        warm_up.stopped = "no multiprocess metrics directory (PROMETHEUS_MULTIPROC_DIR)"
+        return warm_up
     # A host the deployment allows, and the scheme Nginx says, so each request takes the path a
     # real one takes (no DisallowedHost, no redirect to HTTPS).
     allowed = settings.ALLOWED_HOSTS
     hosts = ["localhost" if host == "*" else host.lstrip(".") for host in allowed]
     host = next((h for h in hosts if h and validate_host(h, allowed)), None)
     if host is None:
-        log.warning("preload: no warm-up request: no host in ALLOWED_HOSTS to send")
-        return []
+        warm_up.stopped = "no host in ALLOWED_HOSTS to send"
+        return warm_up
     headers = []
     if settings.SECURE_PROXY_SSL_HEADER:
         name, value = settings.SECURE_PROXY_SSL_HEADER
         headers.append((name.removeprefix("HTTP_").lower().replace("_", "-"), value))
-
-    async def serve() -> list[int]:
-        statuses: list[int] = []
-        started = time.monotonic()
-        try:
-            if not await primary_answers(timeout=DATABASE_PROBE_SECONDS):
-                log.warning(
-                    "preload: no warm-up request: the database did not answer within %gs",
-                    DATABASE_PROBE_SECONDS,
-                )
-                return statuses
-            for path in paths:
-                for _ in range(2):
-                    if time.monotonic() - started > WARM_UP_BUDGET_SECONDS:
-                        return statuses
-                    statuses.append(await asgi_get(asgi.served, path, host=host, headers=headers))
-                    if statuses[-1] >= 500:  # a database or cache down: the rest would wait too
-                        return statuses
-            return statuses
-        finally:
-            await loop_clients_close()
-
+    stopping = threading.Event()
+    deadline = time.monotonic() + WARM_UP_BUDGET_SECONDS
     before = set(threading.enumerate())
-    statuses: list[int] = []
-    with metrics_discarded(multiproc_dir), replica_checks_held():
-        try:
-            statuses = untraced(asyncio.run)(serve())
-        except Exception:
-            log.warning("preload: the warm-up requests failed", exc_info=True)
-        # Each step on its own: one that fails must not keep the others from running.
-        for what, step in (
-            ("the request threads", handler.executors.close),  # with their connections
-            ("the cache's connections", _redis_pools_close),
-        ):
-            try:
-                step()
-            except Exception:  # Gunicorn stops if its master raises here
-                log.warning("preload: ending %s failed", what, exc_info=True)
+    with metrics_discarded(multiproc_dir), replica_checks_held(), _stops_seen(stopping):
+        thread = threading.Thread(
+            target=_warm_up_run,
+            args=(warm_up, asgi.served, paths, host, headers, stopping, deadline),
+            name="preload-warm-up",
+            daemon=True,
+        )
+        thread.start()
+        _warm_up_wait(thread, stopping, deadline)
+        if thread.is_alive():
+            warm_up.stopped = warm_up.stopped or (
+                f"a request still ran {WARM_UP_GRACE_SECONDS:g}s after it was cancelled (code "
+                "waiting outside the database?): the master forks without it"
+            )
+        else:
+            # Each step on its own: one that fails must not keep the others from running.
+            for what, step in (
+                ("the request threads", handler.executors.close),  # with their connections
+                ("the cache's connections", _redis_pools_close),
+            ):
+                try:
+                    step()
+                except Exception:  # Gunicorn stops if its master raises here
+                    log.warning("preload: ending %s failed", what, exc_info=True)
         # Whatever close() left, the workers start from an empty pool of their own.
         handler.executors = ExecutorPool(EXECUTORS)
+    # A request thread whose query was cut is still unwinding: it gets the grace to end.
+    ended_by = time.monotonic() + WARM_UP_GRACE_SECONDS
+    for started in set(threading.enumerate()) - before:
+        started.join(max(0.0, ended_by - time.monotonic()))
     running = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
     if running:
         log.error("preload: threads the warm-up started still run at the fork: %s", running)
-    return statuses
+    return warm_up
+
+
+def _warm_up_wait(thread: threading.Thread, stopping: threading.Event, deadline: float) -> None:
+    """On the master's own thread, where Gunicorn's signal handlers run: until the warm-up ends,
+    or its grace after the budget or a stop is over."""
+    limit = deadline + WARM_UP_GRACE_SECONDS
+    seen = False
+    while thread.is_alive():
+        if stopping.is_set() and not seen:
+            seen = True
+            limit = min(limit, time.monotonic() + WARM_UP_GRACE_SECONDS)
+        if time.monotonic() >= limit:
+            return
+        thread.join(_POLL_SECONDS)
+
+
+@contextmanager
+def _stops_seen(stopping: threading.Event) -> Iterator[None]:
+    """Sets `stopping` when Gunicorn is asked to stop, and still lets Gunicorn's own handler
+    queue the signal for its main loop (which handles it once the warm-up has ended). Only on
+    the main thread, under handlers of Gunicorn's (a callable each)."""
+    on_main = threading.current_thread() is threading.main_thread()
+    previous: dict[int, Any] = {stop: signal.getsignal(stop) for stop in _STOPS} if on_main else {}
+    if not previous or not all(callable(handler) for handler in previous.values()):
+        yield
+        return
+
+    def seen(number: int, frame: FrameType | None) -> None:
+        stopping.set()
+        previous[number](number, frame)
+
+    for stop in _STOPS:
+        signal.signal(stop, seen)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _warm_up_run(
+    warm_up: WarmUp,
+    app: Any,
+    paths: Sequence[str],
+    host: str,
+    headers: list[tuple[str, str]],
+    stopping: threading.Event,
+    deadline: float,
+) -> None:
+    """The warm-up's thread: its own event loop, untraced, serving `paths` into `warm_up`."""
+    from core.aio import loop_clients_close
+    from core.db import database_queries_cut_all, primary_answers
+    from core.tracing import untraced
+
+    def ended() -> str | None:
+        if stopping.is_set():
+            return "Gunicorn was asked to stop"
+        if time.monotonic() >= deadline:
+            return f"the {WARM_UP_BUDGET_SECONDS:g}s budget ran out"
+        return None
+
+    async def served(path: str, number: int) -> int | None:
+        """The answer's status; None if the request was cancelled (its queries cut first, so
+        that its thread lets go)."""
+        request_id = ("x-request-id", f"preload-warm-up-{number}")
+        request = asyncio.ensure_future(
+            asgi_get(app, path, host=host, headers=[*headers, request_id])
+        )
+        while not request.done():
+            await asyncio.wait({request}, timeout=_POLL_SECONDS)
+            if not request.done() and ended() is not None:
+                database_queries_cut_all()
+                request.cancel()
+                await asyncio.wait({request})  # bounded by the master's grace, not here
+                return None
+        return request.result()
+
+    async def serve() -> None:
+        try:
+            if not await primary_answers(timeout=DATABASE_PROBE_SECONDS):
+                warm_up.stopped = (
+                    f"the database did not answer SELECT 1 (within {DATABASE_PROBE_SECONDS:g}s)"
+                )
+                return
+            for path in paths:
+                for _ in range(2):
+                    reason = ended()
+                    if reason is not None:
+                        warm_up.stopped = f"{reason} before GET {path}"
+                        return
+                    status = await served(path, len(warm_up.statuses) + 1)
+                    if status is None:
+                        warm_up.stopped = f"{ended()} during GET {path}"
+                        return
+                    warm_up.statuses.append(status)
+                    if status >= 500:  # a database or cache down: the rest would wait too
+                        warm_up.stopped = f"GET {path} answered {status}"
+                        return
+        finally:
+            await loop_clients_close()
+
+    try:
+        untraced(asyncio.run)(serve())
+    except Exception:
+        log.warning("preload: the warm-up requests failed", exc_info=True)
+        warm_up.stopped = warm_up.stopped or "it failed (logged above)"
 
 
 def _redis_pools_close() -> None:
@@ -267,11 +406,11 @@ def preload_freeze() -> int:
 
 def preload_finish(worker_class: type | None = None, paths: Sequence[str] = ()) -> None:
     preload_warm(worker_class)
-    statuses = preload_requests(paths)
+    warm_up = preload_requests(paths)
     frozen = preload_freeze()
-    plural = "s" if len(statuses) > 1 else ""
-    answers = ", ".join(map(str, statuses))
-    served = f"{len(statuses)} request{plural} ({answers})" if statuses else "no request"
-    log.info(
-        "preload: structures built, %s served and %d objects frozen before the fork", served, frozen
+    log.log(
+        logging.INFO if warm_up.stopped is None else logging.WARNING,
+        "preload: structures built and %d objects frozen before the fork; warm-up: %s",
+        frozen,
+        warm_up.summary(),
     )

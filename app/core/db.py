@@ -473,14 +473,7 @@ def database_queries_cut() -> int:
                 answers[query.alias] = _answers(query.alias)
             if answers[query.alias]:
                 continue
-            try:
-                # A dup, so the fd libpq owns is never closed here; shutdown acts on the socket
-                # both share and wakes the thread waiting on it.
-                with socket.socket(fileno=os.dup(query.fd)) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                log.warning("could not cut a query on %s", query.alias, exc_info=True)
-            query.cut = True
+            _query_cut(query)
             cut += 1
     for alias, answering in answers.items():
         if not answering and alias == PRIMARY:
@@ -490,6 +483,28 @@ def database_queries_cut() -> int:
             _replica_down_remember(alias, True)
             log.warning("replica %s stopped answering: its queries in flight were cut", alias)
     return cut
+
+
+def database_queries_cut_all() -> int:
+    """Shuts the connection of every cuttable query in flight in this process, whatever its
+    database's checks say (they may be held): a preloading master's warm-up that outlived its
+    budget (config/preload.py). Returns how many were cut."""
+    with _in_flight_lock:
+        queries = [query for query in _in_flight.values() if query.cuttable and not query.cut]
+        for query in queries:
+            _query_cut(query)
+    return len(queries)
+
+
+def _query_cut(query: _InFlight) -> None:
+    try:
+        # A dup, so the fd libpq owns is never closed here; shutdown acts on the socket both
+        # share and wakes the thread waiting on it.
+        with socket.socket(fileno=os.dup(query.fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        log.warning("could not cut a query on %s", query.alias, exc_info=True)
+    query.cut = True
 
 
 def _watchdog_run() -> None:

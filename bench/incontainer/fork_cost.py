@@ -97,7 +97,7 @@ print(
             "paths": list(PATHS),
             "rounds": ROUNDS,
             "statuses": served["statuses"],
-            "master_statuses": warmed,
+            "master_statuses": warmed.statuses,
             "idle_kb": at_rest["private_kb"],
             "served_kb": served["private_kb"],
             "new_objects_kb": traced["new_objects_kb"],

@@ -139,6 +139,24 @@ def test_web_has_distinct_startup_liveness_and_readiness_probes(any_variant: Man
     assert web["readinessProbe"]["timeoutSeconds"] > float(any_variant.config["READYZ_TIMEOUT"])
 
 
+def test_web_gets_to_start_for_longer_than_its_masters_warm_up_can_take(
+    any_variant: Manifests,
+) -> None:
+    """Gunicorn answers only once its master has warmed up and forked: the startup probe must
+    outlast the warm-up's worst case (config/preload.py), with Django's own load on top, or a
+    slow database at start would restart the pod into the same wait."""
+    from config import preload
+
+    probe = main_container(any_variant, "web").spec["startupProbe"]
+    allowed = probe["periodSeconds"] * probe["failureThreshold"]
+    worst = (
+        preload.DATABASE_PROBE_SECONDS
+        + preload.WARM_UP_BUDGET_SECONDS
+        + 2 * preload.WARM_UP_GRACE_SECONDS  # the request's, then its thread's
+    )
+    assert allowed >= worst + 30, (allowed, worst)
+
+
 # demo-shop: begin
 @pytest.mark.parametrize("name", STAND_INS)
 def test_stand_ins_probe_healthz_and_get_only_their_own_settings(rendered, name: str) -> None:

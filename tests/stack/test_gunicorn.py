@@ -165,6 +165,6 @@ def test_the_master_serves_its_warm_up_paths_and_forks_with_no_thread_or_connect
     logs = stack.compose("logs", "--no-log-prefix", "web").stdout
     said = [line for line in logs.splitlines() if "preload: structures built" in line]
     assert said, logs[-2000:]
-    assert "4 requests (200, 200, 200, 200) served" in said[-1], said[-1]
+    assert "warm-up: 4 requests served (200, 200, 200, 200)" in said[-1], said[-1]
     state = json.loads(stack.compose("exec", "-T", "web", "python3", "-c", MASTER_STATE).stdout)
     assert state == {"threads": 1, "remote_ports": []}, state

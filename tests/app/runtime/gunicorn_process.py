@@ -43,9 +43,9 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(tmp_path: Path, *args: str, **env: str) -> Iterator[Gunicorn]:
+def gunicorn(tmp_path: Path, *args: str, ready: bool = True, **env: str) -> Iterator[Gunicorn]:
     """Gunicorn with the io profile and `env` on top (and `args` on its command line, such as
-    another app module); SIGTERM and reaped on exit."""
+    another app module), once it answers (`ready`) or at once; SIGTERM and reaped on exit."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
     full_env = {
@@ -66,11 +66,12 @@ def gunicorn(tmp_path: Path, *args: str, **env: str) -> Iterator[Gunicorn]:
         )
     server = Gunicorn(f"http://127.0.0.1:{port}", port, log, process)
     try:
-        wait_until(
-            lambda: requests.get(server.url + "/healthz", timeout=2).status_code == 200,
-            timeout=30,
-            what="gunicorn to answer",
-        )
+        if ready:
+            wait_until(
+                lambda: requests.get(server.url + "/healthz", timeout=2).status_code == 200,
+                timeout=30,
+                what="gunicorn to answer",
+            )
         yield server
     finally:
         if process.poll() is None:

@@ -3,10 +3,15 @@ collector before it forks (gunicorn.conf.py's when_ready, config/preload.py): a 
 its first request with the URL resolver already built, the modules it needs already imported,
 and the frozen objects inherited."""
 
+import contextlib
+import signal
 import socket
 import struct
 import threading
+import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -35,11 +40,14 @@ def database(postgres_container: DockerContainer) -> dict[str, str]:
     }
 
 
-def preloaded(tmp_path: Path, **env: str) -> AbstractContextManager[Gunicorn]:
+def preloaded(
+    tmp_path: Path, *, ready: bool = True, **env: str
+) -> AbstractContextManager[Gunicorn]:
     """Gunicorn serving preload_report's app from one preloading worker, warm-up on."""
     return gunicorn(
         tmp_path,
         "tests.app.runtime.preload_report:application",
+        ready=ready,
         **{
             "PYTHONPATH": f"{ROOT / 'app'}:{ROOT}",
             "GUNICORN_WORKERS": "1",
@@ -80,15 +88,16 @@ def test_workers_inherit_a_built_resolver_and_frozen_objects_only_when_on(
         # The master served its warm-up requests, and ended the request thread it borrowed: a
         # worker inheriting an idle executor without its thread would queue its requests on it.
         assert seen["master_threads"] == ["MainThread"]
+        frozen = said[0].split(" and ")[1].split()[0]
         assert said == [
-            "preload: structures built, 2 requests (200, 200) served and "
-            f"{said[0].split(' served and ')[1].split()[0]} objects frozen before the fork"
+            f"preload: structures built and {frozen} objects frozen before the fork; "
+            "warm-up: 2 requests served (200, 200)"
         ]
     else:
         assert seen["frozen"] == 0
-        # Uvicorn sets up its loop and protocol only once forked.
+        # Uvicorn sets up its loop only once forked (its HTTP protocol comes with the worker
+        # class, runtime/http_protocol.py, which Gunicorn's master imports either way).
         assert "uvloop" not in seen["imported_before_fork"]
-        assert "httptools" not in seen["imported_before_fork"]
         assert said == []
 
 
@@ -128,7 +137,7 @@ def test_the_masters_warm_up_requests_are_counted_nowhere(tmp_path, database):
     counted = {s.labels["view"]: s.value for s in samples if s.name == "django_http_requests_total"}
     # The master's 2 are not counted, and the worker's 3 are: a value the worker inherited from
     # the warm-up would write to its removed files.
-    assert said[0].startswith("preload: structures built, 2 requests (200, 200) served"), said
+    assert said[0].endswith("; warm-up: 2 requests served (200, 200)"), said
     assert counted[OPENAPI_VIEW] == 3, (counted, files)
     assert counted["healthz"] >= 1, counted
     assert next(s.value for s in samples if s.name == "gunicorn_worker_rss_bytes") > 0, text
@@ -153,7 +162,9 @@ def test_the_warm_up_stops_at_its_first_failed_answer(tmp_path, database):
         said = [m for m in server.messages() if m.startswith("preload: structures built")]
         assert requests.get(f"{server.url}{OPENAPI_PATH}", timeout=10).status_code == 200
     assert said, server.messages()
-    assert said[0].startswith("preload: structures built, 1 request (500) served"), said
+    assert said[0].endswith(
+        "; warm-up: 1 request served (500), 3 of 4 not: GET /api/products answered 500"
+    ), said
     assert seen["master_threads"] == ["MainThread"]
 
 
@@ -172,8 +183,9 @@ def test_with_a_database_that_never_answers_the_master_serves_no_warm_up_request
         ) as server:
             seen = report(server.url)
             said = [m for m in server.messages() if m.startswith("preload: ")]
-    assert said[0] == "preload: no warm-up request: the database did not answer within 2s", said
-    assert said[1].startswith("preload: structures built, no request served"), said
+    assert said[0].endswith(
+        "; warm-up: no request served, 4 of 4 not: the database did not answer SELECT 1 (within 2s)"
+    ), said
     assert seen["master_threads"] == ["MainThread"]
 
 
@@ -224,3 +236,147 @@ def test_a_database_that_takes_the_query_and_never_answers_costs_the_start_2_sec
     )
     assert waited.total_seconds() < 5, waited
     assert seen["master_threads"] == ["MainThread"]
+
+
+def _message(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!i", 4 + len(body)) + body
+
+
+# The answer to the probe's SELECT 1 (psycopg sends a query without parameters as one simple
+# Query message): its row description, the row, its completion, ready again.
+_SELECT_1 = (
+    _message(
+        b"T", struct.pack("!h", 1) + b"?column?\0" + struct.pack("!ihihih", 0, 0, 23, 4, -1, 0)
+    )
+    + _message(b"D", struct.pack("!hi", 1, 1) + b"1")
+    + _message(b"C", b"SELECT 1\0")
+    + _message(b"Z", b"I")
+)
+
+
+# What a server says once it has authenticated a client: Django refuses a server that does not
+# give its version, and psycopg reads the encoding.
+_READY = b"".join(
+    _message(b"S", f"{name}\0{value}\0".encode())
+    for name, value in (
+        ("server_version", "17.0"),
+        ("client_encoding", "UTF8"),
+        ("standard_conforming_strings", "on"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+    )
+) + _message(b"Z", b"I")
+
+
+def _postgres_frozen_after_the_probe(
+    listener: socket.socket, stop: threading.Event, taken: threading.Event
+) -> None:
+    """A database that freezes once the master's probe has passed: the probe's SELECT 1
+    (application_name "preload") is answered, every query of the warm-up's own connection is
+    taken and never answered."""
+    listener.settimeout(0.2)
+    held = []
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        startup = conn.recv(65536)
+        while len(startup) == 8:  # an encryption request (SSL, GSS), refused
+            conn.sendall(b"N")
+            startup = conn.recv(65536)
+        conn.sendall(_message(b"R", struct.pack("!i", 0)) + _READY)
+        if b"application_name\0preload\0" in startup:
+            query = _message(b"Q", b"SELECT 1\0")
+            received = b""
+            while not received.endswith(query):
+                received += conn.recv(65536)
+            conn.sendall(_SELECT_1)
+        else:
+            taken.set()  # the warm-up's own connection: its query is on its way
+        held.append(conn)
+    for conn in held:
+        conn.close()
+
+
+@dataclass
+class Frozen:
+    env: dict[str, str]
+    taken: threading.Event  # the warm-up connected, after the probe
+
+
+@contextlib.contextmanager
+def frozen_after_the_probe() -> Iterator[Frozen]:
+    stop = threading.Event()
+    taken = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        database = threading.Thread(
+            target=_postgres_frozen_after_the_probe, args=(listener, stop, taken)
+        )
+        database.start()
+        closed = str(free_port())  # no cache: the product list goes to the database
+        try:
+            env = {
+                "DB_HOST": "127.0.0.1",
+                "DB_PORT": str(listener.getsockname()[1]),
+                "REDIS_HOST": "127.0.0.1",
+                "REDIS_PORT": closed,
+                "REDIS_CACHE_HOST": "127.0.0.1",
+                "REDIS_CACHE_PORT": closed,
+            }
+            yield Frozen(env, taken)
+        finally:
+            stop.set()
+            database.join(5)
+
+
+def seconds_between(entries: list[dict], first: str, then: str) -> float:
+    start = next(e for e in entries if str(e["message"]).startswith(first))
+    end = next(e for e in entries if then in str(e["message"]))
+    delta = datetime.fromisoformat(end["timestamp"]) - datetime.fromisoformat(start["timestamp"])
+    return delta.total_seconds()
+
+
+def test_a_database_frozen_during_the_warm_up_delays_the_start_by_the_budget_at_most(tmp_path):
+    """The probe passed, then the database froze under the warm-up's query (PgBouncer or the
+    primary paused): at the budget the request is cancelled and its query cut, and the master
+    forks holding no thread. Without the cut it would wait for as long as the database does."""
+    with (
+        frozen_after_the_probe() as frozen,
+        preloaded(tmp_path, GUNICORN_PRELOAD_WARM_PATHS="/api/products", **frozen.env) as server,
+    ):
+        seen = report(server.url)
+        entries = server.entries()
+    said = [str(e["message"]) for e in entries if "warm-up:" in str(e["message"])]
+    assert said[0].endswith(
+        "warm-up: no request served, 2 of 2 not: the 10s budget ran out during GET /api/products"
+    ), said
+    # The budget (10 s) and the cut's effect, not the frozen database's time.
+    assert seconds_between(entries, "Listening at", "warm-up:") < 13
+    assert seen["master_threads"] == ["MainThread"]
+
+
+def test_a_stop_asked_for_during_the_warm_up_ends_it_at_once(tmp_path):
+    """SIGTERM while the master warms up (docker stop, a rollout): the request in flight is
+    cancelled, its query cut, and Gunicorn stops as it would have, without waiting out the
+    budget. Gunicorn handles the signal once when_ready returns."""
+    with (
+        frozen_after_the_probe() as frozen,
+        preloaded(
+            tmp_path, GUNICORN_PRELOAD_WARM_PATHS="/api/products", ready=False, **frozen.env
+        ) as server,
+    ):
+        assert frozen.taken.wait(30), server.messages()
+        time.sleep(0.5)  # the warm-up's query is sent, and held
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(timeout=30)
+        stopped_after = time.monotonic() - asked
+        entries = server.entries()
+    said = [str(e["message"]) for e in entries if "warm-up:" in str(e["message"])]
+    assert said[0].endswith("2 of 2 not: Gunicorn was asked to stop during GET /api/products"), said
+    # The workers forked after the warm-up stop at once (the drain finds no connection).
+    assert code == 0
+    assert stopped_after < 8, stopped_after
