@@ -227,9 +227,7 @@ def product_page_query(query: bytes) -> dict[str, Any] | None:
 
 _PAGE_DIGITS = len(str(MAX_PAGE))
 # GET /api/products, answered before Django on a hit (config/asgi.py).
-EDGE_ROUTES = (
-    EdgeRoute(view_name="api:products", parse=product_page_query, hit=product_page_hit),
-)
+EDGE_ROUTES = (EdgeRoute(view_name="api:products", parse=product_page_query, hit=product_page_hit),)
 
 
 def _page_fill(
