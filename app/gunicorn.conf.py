@@ -81,6 +81,18 @@ def on_starting(server: Any) -> None:
         stale.unlink()
 
 
+def on_exit(server: Any) -> None:
+    # The master's warm-up may have left a thread stuck in a request (config/preload.py): the
+    # interpreter's exit would wait for it, and a stop end in SIGKILL. Its workers are gone.
+    if preload_app and runtime_config.PRELOAD_FREEZE:
+        from config.preload import preload_left_behind
+
+        if preload_left_behind():
+            log.warning("exiting with a warm-up request thread still stuck")
+            logging.shutdown()
+            os._exit(0)
+
+
 def when_ready(server: Any) -> None:
     # The master has loaded Django and is about to fork the workers (config/preload.py).
     if preload_app and runtime_config.PRELOAD_FREEZE:

@@ -138,7 +138,7 @@ class WarmUp:
         return f"{served}, {self.planned - count} of {self.planned} not: {self.stopped}"
 
 
-def preload_requests(paths: Sequence[str]) -> WarmUp:
+def preload_requests(paths: Sequence[str], *, stopping: threading.Event | None = None) -> WarmUp:
     """GETs of `paths` through the project's ASGI application (the edge, Django's handler, every
     middleware, the views), each served twice by the master before the fork: a cached path is
     first filled, then answered from the cache. CPython specialises a function's bytecode in
@@ -197,10 +197,10 @@ def preload_requests(paths: Sequence[str]) -> WarmUp:
     if settings.SECURE_PROXY_SSL_HEADER:
         name, value = settings.SECURE_PROXY_SSL_HEADER
         headers.append((name.removeprefix("HTTP_").lower().replace("_", "-"), value))
-    stopping = threading.Event()
+    stopping = stopping or threading.Event()
     deadline = time.monotonic() + WARM_UP_BUDGET_SECONDS
     before = set(threading.enumerate())
-    with metrics_discarded(multiproc_dir), replica_checks_held(), _stops_seen(stopping):
+    with metrics_discarded(multiproc_dir), replica_checks_held():
         thread = threading.Thread(
             target=_warm_up_run,
             args=(warm_up, asgi.served, paths, host, headers, stopping, deadline),
@@ -214,26 +214,41 @@ def preload_requests(paths: Sequence[str]) -> WarmUp:
                 f"a request still ran {WARM_UP_GRACE_SECONDS:g}s after it was cancelled (code "
                 "waiting outside the database?): the master forks without it"
             )
-        else:
-            # Each step on its own: one that fails must not keep the others from running.
-            for what, step in (
-                ("the request threads", handler.executors.close),  # with their connections
-                ("the cache's connections", _redis_pools_close),
-            ):
-                try:
-                    step()
-                except Exception:  # Gunicorn stops if its master raises here
-                    log.warning("preload: ending %s failed", what, exc_info=True)
+        # Each step on its own: one that fails must not keep the others from running. A thread
+        # still in a call is not waited for (ExecutorPool.close).
+        for what, step in (
+            ("the request threads", handler.executors.close),  # with their connections
+            ("the cache's connections", _redis_pools_close),
+        ):
+            try:
+                step()
+            except Exception:  # Gunicorn stops if its master raises here
+                log.warning("preload: ending %s failed", what, exc_info=True)
         # Whatever close() left, the workers start from an empty pool of their own.
         handler.executors = ExecutorPool(EXECUTORS)
     # A request thread whose query was cut is still unwinding: it gets the grace to end.
     ended_by = time.monotonic() + WARM_UP_GRACE_SECONDS
     for started in set(threading.enumerate()) - before:
         started.join(max(0.0, ended_by - time.monotonic()))
-    running = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    running = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     if running:
-        log.error("preload: threads the warm-up started still run at the fork: %s", running)
+        _left_behind.extend(running)
+        log.error(
+            "preload: threads the warm-up started still run at the fork: %s",
+            [t.name for t in running],
+        )
     return warm_up
+
+
+# Threads the warm-up left running in the master (code stuck outside the database).
+_left_behind: list[threading.Thread] = []
+
+
+def preload_left_behind() -> bool:
+    """Whether the warm-up left a thread running in this master: interpreter exit would wait
+    for it (concurrent.futures joins its threads), so gunicorn.conf.py's on_exit ends the
+    process instead."""
+    return any(thread.is_alive() for thread in _left_behind)
 
 
 def _warm_up_wait(thread: threading.Thread, stopping: threading.Event, deadline: float) -> None:
@@ -305,9 +320,12 @@ def _warm_up_run(
         while not request.done():
             await asyncio.wait({request}, timeout=_POLL_SECONDS)
             if not request.done() and ended() is not None:
-                database_queries_cut_all()
                 request.cancel()
-                await asyncio.wait({request})  # bounded by the master's grace, not here
+                # Until it ends (or the master's grace is over): a query it sends after a cut
+                # is cut too.
+                while not request.done():
+                    database_queries_cut_all()
+                    await asyncio.wait({request}, timeout=_POLL_SECONDS)
                 return None
         return request.result()
 
@@ -405,8 +423,10 @@ def preload_freeze() -> int:
 
 
 def preload_finish(worker_class: type | None = None, paths: Sequence[str] = ()) -> None:
-    preload_warm(worker_class)
-    warm_up = preload_requests(paths)
+    stopping = threading.Event()
+    with _stops_seen(stopping):  # a stop asked for while the structures build ends it too
+        preload_warm(worker_class)
+        warm_up = preload_requests(paths, stopping=stopping)
     frozen = preload_freeze()
     log.log(
         logging.INFO if warm_up.stopped is None else logging.WARNING,

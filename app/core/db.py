@@ -486,11 +486,12 @@ def database_queries_cut() -> int:
 
 
 def database_queries_cut_all() -> int:
-    """Shuts the connection of every cuttable query in flight in this process, whatever its
-    database's checks say (they may be held): a preloading master's warm-up that outlived its
-    budget (config/preload.py). Returns how many were cut."""
+    """Shuts the connection of every query in flight in this process, whatever its database's
+    checks say (they may be held) and whether or not it may commit: a preloading master's
+    warm-up that outlived its budget (config/preload.py), whose answers no client waits for.
+    Returns how many were cut."""
     with _in_flight_lock:
-        queries = [query for query in _in_flight.values() if query.cuttable and not query.cut]
+        queries = [query for query in _in_flight.values() if not query.cut]
         for query in queries:
             _query_cut(query)
     return len(queries)

@@ -167,9 +167,9 @@ class ExecutorPool:
         self.created -= len(idle)
         for executor in idle:
             if executor.busy_since is not None:
-                # Still in a call its request left when cancelled (a preloading master's warm-up
-                # past its budget): the connections are that call's, and waiting for it could
-                # outlast any bound. Its thread ends once the call returns.
+                # Still in a call its request left when cancelled (a client gone, a preloading
+                # master's warm-up past its budget): the connections are that call's, and
+                # waiting for it could outlast any bound. Its thread ends once the call returns.
                 executor.shutdown(wait=False)
                 continue
             try:

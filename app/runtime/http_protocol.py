@@ -36,7 +36,8 @@ class TurnJoinedTransport(asyncio.Transport):
             self._loop.call_soon(self._flush)
         else:
             self._held = None
-            self._transport.write(held + data)
+            # One system call for both (a vectored write), the body not copied.
+            self._transport.writelines((held, data))
 
     def writelines(self, list_of_data: Any) -> None:
         self._flush()

@@ -29,6 +29,10 @@ class Counted:
         self._writes.append(bytes(data))
         self._transport.write(data)
 
+    def writelines(self, list_of_data: list[bytes]) -> None:  # one system call (writev)
+        self._writes.append(b"".join(list_of_data))
+        self._transport.writelines(list_of_data)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -231,27 +235,36 @@ def test_a_request_expecting_100_continue_gets_it_then_its_answer():
 
 
 def test_a_write_held_when_the_connection_is_lost_is_dropped_quietly():
+    """Aborted before the turn ends, or the connection lost under it (the transport closed,
+    as connection_lost does): the held write is dropped, and nothing complains of a write on
+    a closed transport."""
+
     async def main() -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         errors: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda _loop, context: errors.append(context))
-        accepted: asyncio.Future[asyncio.Transport] = loop.create_future()
+        accepted: asyncio.Queue[asyncio.Transport] = asyncio.Queue()
 
         class Accepting(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                accepted.set_result(transport)  # type: ignore[arg-type]
+                accepted.put_nowait(transport)  # type: ignore[arg-type]
 
         server = await loop.create_server(Accepting, "127.0.0.1", 0)
-        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        joined = TurnJoinedTransport(await accepted, loop)
-        joined.write(b"held")
-        joined.abort()  # before the turn ends
-        other = TurnJoinedTransport(await accepted, loop)
-        other.write(b"held too")
-        other._transport.close()  # the connection closed under it (connection_lost)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        aborted = TurnJoinedTransport(await accepted.get(), loop)
+        aborted.write(b"held")
+        aborted.abort()  # before the turn ends
+        lost = await accepted.get()
+        joined = TurnJoinedTransport(lost, loop)
+        joined.write(b"held too")
+        lost.close()  # under it, before the turn ends
         await asyncio.sleep(0.05)
-        writer.close()
+        received = [await reader.read() for reader, _ in clients]
+        for _, writer in clients:
+            writer.close()
         server.close()
+        assert received == [b"", b""]
         return errors
 
     assert uvloop.run(main()) == []
