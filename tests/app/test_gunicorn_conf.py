@@ -23,16 +23,20 @@ PROBE = (
 )
 
 
-def gunicorn_config(**env: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env={**os.environ, **env},
+def in_app(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """This Python on `args`, in app/, with exactly `env`."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
         cwd=ROOT / "app",
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
     )
-    return result.stdout.split()
+
+
+def gunicorn_config(**env: str) -> list[str]:
+    return in_app("-c", PROBE, env={**os.environ, **env}).stdout.split()
 
 
 CORES = len(os.sched_getaffinity(0))
@@ -105,14 +109,7 @@ def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
         "assert isinstance(application, Lifespan) and application.handler is h\n"
         "print(f'{type(h).__module__}.{type(h).__qualname__}')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "SERVER_RUNTIME": runtime, "APP_ENV": "test"},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = in_app("-c", script, env={**os.environ, "SERVER_RUNTIME": runtime, "APP_ENV": "test"})
     assert result.stdout.split() == [handler]
 
 
@@ -131,14 +128,7 @@ def test_a_warm_up_path_without_its_slash_stops_gunicorn():
 def warm_up_paths(**env: str) -> list[str]:
     script = "from runtime import config; print(','.join(config.PRELOAD_WARM_PATHS))"
     environ = {k: v for k, v in os.environ.items() if k != "GUNICORN_PRELOAD_WARM_PATHS"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**environ, **env},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = in_app("-c", script, env={**environ, **env})
     return [path for path in result.stdout.strip().split(",") if path]
 
 
@@ -168,28 +158,14 @@ def test_a_bad_gunicorn_setting_stops_only_gunicorn():
         "SERVER_RUNTIME": "fast",
         "GUNICORN_WORKERS": "four",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env={**os.environ, **bad},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = in_app("manage.py", "check", env={**os.environ, **bad}, check=False)
     assert result.returncode == 0, result.stderr
     script = (
         "from runtime import config\n"
         "print(len(config.INVALID), config.PROFILE, config.SERVER_RUNTIME, config.WORKERS,\n"
         "      config.PRELOAD_WARM_PATHS)"
     )
-    read = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, **bad},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    read = in_app("-c", script, env={**os.environ, **bad})
     assert read.stdout.split() == ["4", "io", "pooled", str(CORES), "()"]
 
 
@@ -217,12 +193,5 @@ def test_workers_boot_without_preload(tmp_path):
         "print('booted')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**env, "GUNICORN_PRELOAD": "false"},
-        cwd=ROOT / "app",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = in_app("-c", script, env={**env, "GUNICORN_PRELOAD": "false"}, check=False)
     assert "booted" in result.stdout, result.stderr

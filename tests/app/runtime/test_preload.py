@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,9 +189,13 @@ def test_with_a_database_that_never_answers_the_master_serves_no_warm_up_request
     assert seen["master_threads"] == ["MainThread"]
 
 
-def _pgbouncer_holding_queries(listener: socket.socket, stop: threading.Event) -> None:
-    """PgBouncer with no server to give a query to: it authenticates the client itself, then
-    holds each query it is sent (query_wait_timeout)."""
+def _serve_postgres_clients(
+    listener: socket.socket,
+    stop: threading.Event,
+    authenticated: Callable[[socket.socket, bytes], None],
+) -> None:
+    """Accepts clients until `stop`: refuses each encryption request (SSL, GSS: 8 bytes), lets
+    `authenticated` answer after the startup message, then holds the connection, unread."""
     listener.settimeout(0.2)
     held = []
     while not stop.is_set():
@@ -199,14 +203,24 @@ def _pgbouncer_holding_queries(listener: socket.socket, stop: threading.Event) -
             conn, _ = listener.accept()
         except TimeoutError:
             continue
-        # An encryption request (SSL, GSS: 8 bytes) is refused; then comes the startup message.
-        while len(conn.recv(65536)) == 8:
+        startup = conn.recv(65536)
+        while len(startup) == 8:
             conn.sendall(b"N")
-        ready = b"R" + struct.pack("!ii", 8, 0) + b"Z" + struct.pack("!i", 5) + b"I"
-        conn.sendall(ready)
-        held.append(conn)  # the query is read by nobody, never answered
+            startup = conn.recv(65536)
+        authenticated(conn, startup)
+        held.append(conn)
     for conn in held:
         conn.close()
+
+
+def _pgbouncer_holding_queries(listener: socket.socket, stop: threading.Event) -> None:
+    """PgBouncer with no server to give a query to: it authenticates the client itself, then
+    holds each query it is sent (query_wait_timeout)."""
+
+    def ready(conn: socket.socket, startup: bytes) -> None:
+        conn.sendall(b"R" + struct.pack("!ii", 8, 0) + b"Z" + struct.pack("!i", 5) + b"I")
+
+    _serve_postgres_clients(listener, stop, ready)
 
 
 def test_a_database_that_takes_the_query_and_never_answers_costs_the_start_2_seconds(tmp_path):
@@ -274,29 +288,19 @@ def _postgres_frozen_after_the_probe(
     """A database that freezes once the master's probe has passed: the probe's SELECT 1
     (application_name "preload") is answered, every query of the warm-up's own connection is
     taken and never answered."""
-    listener.settimeout(0.2)
-    held = []
-    while not stop.is_set():
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        startup = conn.recv(65536)
-        while len(startup) == 8:  # an encryption request (SSL, GSS), refused
-            conn.sendall(b"N")
-            startup = conn.recv(65536)
+
+    def ready(conn: socket.socket, startup: bytes) -> None:
         conn.sendall(_message(b"R", struct.pack("!i", 0)) + _READY)
-        if b"application_name\0preload\0" in startup:
-            query = _message(b"Q", b"SELECT 1\0")
-            received = b""
-            while not received.endswith(query):
-                received += conn.recv(65536)
-            conn.sendall(_SELECT_1)
-        else:
+        if b"application_name\0preload\0" not in startup:
             taken.set()  # the warm-up's own connection: its query is on its way
-        held.append(conn)
-    for conn in held:
-        conn.close()
+            return
+        query = _message(b"Q", b"SELECT 1\0")
+        received = b""
+        while not received.endswith(query):
+            received += conn.recv(65536)
+        conn.sendall(_SELECT_1)
+
+    _serve_postgres_clients(listener, stop, ready)
 
 
 @dataclass
