@@ -255,10 +255,8 @@ def _warm_up_wait(thread: threading.Thread, stopping: threading.Event, deadline:
     """On the master's own thread, where Gunicorn's signal handlers run: until the warm-up ends,
     or its grace after the budget or a stop is over."""
     limit = deadline + WARM_UP_GRACE_SECONDS
-    seen = False
     while thread.is_alive():
-        if stopping.is_set() and not seen:
-            seen = True
+        if stopping.is_set():  # the grace from the first poll that saw it (min keeps that one)
             limit = min(limit, time.monotonic() + WARM_UP_GRACE_SECONDS)
         if time.monotonic() >= limit:
             return

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -195,3 +196,24 @@ def test_workers_boot_without_preload(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     result = in_app("-c", script, env={**env, "GUNICORN_PRELOAD": "false"}, check=False)
     assert "booted" in result.stdout, result.stderr
+
+
+def test_a_master_left_with_a_stuck_warm_up_thread_still_exits():
+    """config/preload.py may leave a request thread stuck in the master (code waiting outside
+    the database): concurrent.futures joins its threads at interpreter exit, so without
+    gunicorn.conf.py's on_exit the master would wait for it, and a stop end in SIGKILL."""
+    script = (
+        "import runpy, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from config import preload\n"
+        "stuck = ThreadPoolExecutor(max_workers=1)\n"
+        "stuck.submit(time.sleep, 60)\n"
+        "preload._left_behind.extend(stuck._threads)\n"
+        "runpy.run_path('gunicorn.conf.py')['on_exit'](None)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_PRELOAD")}
+    started = time.monotonic()
+    result = in_app("-c", script, env=environ, check=False)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    assert "exiting with a warm-up request thread still stuck" in result.stdout + result.stderr
