@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -374,13 +374,16 @@ def test_a_stop_asked_for_during_the_warm_up_ends_it_at_once(tmp_path):
     ):
         assert frozen.taken.wait(30), server.messages()
         time.sleep(0.5)  # the warm-up's query is sent, and held
-        asked = time.monotonic()
+        asked = datetime.now(UTC)
         server.process.send_signal(signal.SIGTERM)
-        code = server.process.wait(timeout=30)
-        stopped_after = time.monotonic() - asked
+        # The workers forked after it then stop as any do: their own shutdown, with the
+        # database still frozen under their checks, is bounded by Gunicorn's graceful_timeout.
+        code = server.process.wait(timeout=60)
         entries = server.entries()
-    said = [str(e["message"]) for e in entries if "warm-up:" in str(e["message"])]
-    assert said[0].endswith("2 of 2 not: Gunicorn was asked to stop during GET /api/products"), said
-    # The workers forked after the warm-up stop at once (the drain finds no connection).
+    said = [e for e in entries if "warm-up:" in str(e["message"])]
+    message = str(said[0]["message"])
+    assert message.endswith("2 of 2 not: Gunicorn was asked to stop during GET /api/products")
     assert code == 0
-    assert stopped_after < 8, stopped_after
+    # The warm-up ended at the stop, not at its budget (10 s).
+    ended_after = datetime.fromisoformat(said[0]["timestamp"]) - asked
+    assert ended_after.total_seconds() < 5, ended_after
