@@ -254,10 +254,11 @@ def redis_cache_url() -> str:
     return f"redis://:{REDIS_CACHE_PASSWORD}@{REDIS_CACHE_HOST}:{REDIS_CACHE_PORT}/{REDIS_CACHE_DB}"
 
 
-# Connections each process holds at most to each Redis instance. A request holds one only for
-# the length of a command, so a web worker's concurrent requests share a few; past the cap a
-# caller waits (up to the socket timeout) for a free one instead of opening more. The fleet's
-# sum, processes x instances x cap, stays far below Redis' maxclients (10000).
+# Connections each process's Django caches hold at most to each Redis instance. A request holds
+# one only for the length of a command, so a web worker's concurrent requests share a few; past
+# the cap a caller waits (up to the socket timeout) for a free one instead of opening more. The
+# event loop's reads add one pipelined connection per worker (shop/redis.py). The fleet's sum,
+# processes x instances x (cap + 1), stays far below Redis' maxclients (10000).
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 32)
 _REDIS_OPTIONS = {
     # A slow or absent Redis must cost a request at most this much, never a hang.
@@ -303,8 +304,9 @@ EDGE_CACHE = env_bool("EDGE_CACHE", True)
 # stale.
 STOCK_CACHE_TTL = env_int("STOCK_CACHE_TTL", 60)
 # The event loop's reads of the cache instance (shop/redis.py: the product page's stock, a cached
-# product page) wait at most this long (seconds), for a connection, a free slot of the pool or an
-# answer: below the cache's own timeout, since on a miss the database answers anyway.
+# product page) wait at most this long (seconds) for a reply, connecting included: past it their
+# connection is dropped and every read on it is a miss. Below the cache's own timeout, since on a
+# miss the database answers anyway.
 SHOP_REDIS_TIMEOUT = 0.5
 
 # --- Upstream HTTP services of the product page ----------------------------------------------

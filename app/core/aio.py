@@ -1,7 +1,7 @@
 """Long-lived async clients, one per event loop.
 
 A Uvicorn worker runs one event loop in its main thread for its whole life, so it keeps one
-pooled HTTP session and one Redis pool there. Anywhere else (a WSGI worker or a test runs an
+pooled HTTP session and one Redis connection there. Anywhere else (a WSGI worker or a test runs an
 async view through async_to_sync, in a short-lived loop on another thread) a client is made
 for the call and closed after it, so nothing is left bound to a loop that is gone.
 

@@ -2,11 +2,11 @@
 
 Uvicorn sends lifespan.shutdown once the worker has stopped taking requests and the last one
 has ended (after the drain, runtime/workers.py). Then the event loop's long-lived clients (the
-upstream HTTP session, the stock Redis pool: core.aio) are closed, and so are the database
-connections the pooled handler's request threads kept open (DB_CONN_MAX_AGE) and those of the
-database checks (core.db's replica checkers): each is ended with PostgreSQL's Terminate
-message, so PgBouncer logs a "client close request", not a "client unexpected eof" as for a
-client that died. Without a lifespan answer Uvicorn logs that the
+upstream HTTP session, the cache instance's Redis connection: core.aio) are closed, and so are
+the database connections the pooled handler's request threads kept open (DB_CONN_MAX_AGE) and
+those of the database checks (core.db's replica checkers): each is ended with PostgreSQL's
+Terminate message, so PgBouncer logs a "client close request", not a "client unexpected eof" as
+for a client that died. Without a lifespan answer Uvicorn logs that the
 protocol is unsupported and the process's exit just drops them.
 """
 

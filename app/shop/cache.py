@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -176,9 +176,13 @@ async def _page_read(key: str) -> _PageRead:
         async with clients.use() as client:
             # The write mark rides along: a miss needs no round trip of its own to choose the
             # database, and reads it in the same instant as the version.
-            version, stored, mark = await client.mget(
-                cache.make_key(PRODUCTS_VERSION_KEY), key, cache.make_key(PRODUCTS_WRITTEN_KEY)
+            reply = await client.execute(
+                b"MGET",
+                cache.make_key(PRODUCTS_VERSION_KEY),
+                key,
+                cache.make_key(PRODUCTS_WRITTEN_KEY),
             )
+        version, stored, mark = cast(list[bytes | None], reply)
     except Exception:
         log.warning("product page read from Redis failed", exc_info=True)
         observe_cache("get_many", perf_counter() - start)

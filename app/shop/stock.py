@@ -99,8 +99,8 @@ _stock_retry = RetryInBackground(
 async def stock_cache_get(*, product_id: int) -> int | None:
     try:
         async with clients.use() as client:
-            value = await client.hget(_key(product_id), "n")
+            value = await client.execute(b"HGET", _key(product_id), b"n")
     except Exception:
         log.warning("stock read from Redis failed", exc_info=True)
         return None
-    return int(value) if value is not None else None
+    return int(value) if isinstance(value, bytes) else None

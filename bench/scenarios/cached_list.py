@@ -50,11 +50,12 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             f"Cached list / hello world: **{pct(measured)}** of the ceiling.",
             "",
             "**Why:** a hit is answered in front of Django (runtime/edge.py): the query read "
-            "plainly, one Redis MGET on the event loop's async client, the stored bytes with the "
-            "headers Django gave the route, the request's metrics, request ID and duration. What "
-            "remains against the hello world: Uvicorn's protocol for a larger body, the async "
-            "Redis client's round trip, and the metrics' multiprocess files; and Nginx's gzip of "
-            "each answer (2.5 KB of JSON; the hello world is below gzip_min_length), which "
+            "plainly, one Redis MGET on the worker's one pipelined connection (core/resp.py; "
+            "redis-py's asyncio client took about five times its CPU per MGET, measured), the "
+            "stored bytes with the headers Django gave the route, the request's metrics, request "
+            "ID and duration. What remains against the hello world: Uvicorn's protocol for a "
+            "larger body, the Redis round trip, and the metrics' multiprocess files; and Nginx's "
+            "gzip of each answer (2.5 KB of JSON; the hello world is below gzip_min_length), which "
             "hey's client asks for and unpacks. Nginx's JSON access log applies to both. Where "
             "the worker's time goes: docs/benchmarks/profile.md.",
             "",
