@@ -107,6 +107,37 @@ def test_the_default_leads_the_comparison_and_the_headline_names_the_strongest_a
     }
 
 
+def worker_count_data(default_rps: float, double_rps: float) -> dict:
+    runs = [
+        hey_run(config, label, rps)
+        for config, rps in (("uvicorn x2", default_rps), ("uvicorn x4", double_rps))
+        for label in ("c100", "c1000")
+    ]
+    return {"limit_rps": 333.3, "calls": 3, "upstream_ms": 300, "default_config": "uvicorn x2",
+            "runs": runs, "product_page": runs}  # fmt: skip
+
+
+def test_the_worker_count_is_held_to_the_geometric_mean_of_the_four_loads():
+    verdicts = []
+    for data in (worker_count_data(100.0, 80.0), worker_count_data(100.0, 125.0)):
+        headline: list[list[str]] = []
+        fanout.section({"worker_classes": data}, headline)
+        verdicts += [row[2:] for row in headline if row[0].startswith("1. worker count")]
+    loads = "fan-out c=100 {0}, fan-out c=1000 {0}, product page c=100 {0}, product page c=1000 {0}"
+    assert verdicts == [
+        ["yes: " + loads.format("1.25"), "1.25"],
+        ["**no**: " + loads.format("0.80"), "0.80"],
+    ]
+
+
+def test_a_run_without_twice_the_workers_on_every_load_has_no_worker_count_verdict():
+    data = worker_count_data(100.0, 80.0)
+    data["product_page"] = data["product_page"][:3]
+    headline: list[list[str]] = []
+    fanout.section({"worker_classes": data}, headline)
+    assert [row for row in headline if row[0].startswith("1. worker count")] == []
+
+
 def test_older_results_render_without_the_new_rows():
     headline: list[list[str]] = []
     assert list_cache.section({}, headline) == []
