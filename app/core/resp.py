@@ -218,7 +218,7 @@ class PipelinedRedis:
             await asyncio.get_running_loop().create_connection(
                 lambda: connection, self._host, self._port
             )
-        except OSError as error:
+        except Exception as error:  # refused, unresolved, unreachable: a failed connection
             connection.opening = None
             connection.fail(RespError(f"cannot connect to Redis: {error}"))
         connection.opening = None
