@@ -186,7 +186,7 @@ class PipelinedRedis:
     def __init__(
         self, *, host: str, port: int, password: str | None, db: int, timeout: float
     ) -> None:
-        self._host, self._port = host, port
+        self.host, self.port, self.db = host, port, db
         self._hello = [pack("AUTH", password)] if password else []
         if db:
             self._hello.append(pack("SELECT", db))
@@ -216,7 +216,7 @@ class PipelinedRedis:
     async def _connect(self, connection: _Connection) -> None:
         try:
             await asyncio.get_running_loop().create_connection(
-                lambda: connection, self._host, self._port
+                lambda: connection, self.host, self.port
             )
         except Exception as error:  # refused, unresolved, unreachable: a failed connection
             connection.opening = None

@@ -10,7 +10,8 @@ One trace per request:
   ASGI middleware, not opentelemetry-instrumentation-django: that one is a sync-only Django
   middleware and would push every request of the async stack through a thread.
 - inside it: each SQL statement (psycopg), each Redis command (redis-py: cache, read-your-writes
-  marks, the broker publish), each upstream call of the product page (aiohttp, which sends
+  marks, the broker publish; core.resp: the event loop's reads of the cache instance, spanned
+  here), each upstream call of the product page (aiohttp, which sends
   `traceparent` on) and each Celery publish, whose message headers carry the trace context.
 - worker: the task's span continues that trace (the Celery instrumentation reads the headers);
   the task's own SQL and Redis calls are its children. The outbox relay is enqueued after the
@@ -89,9 +90,47 @@ def setup(*, component: str) -> bool:
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
+    _trace_pipelined_redis()
     json_logging.trace_ids = current_trace_ids
     _started = True
     return True
+
+
+def _trace_pipelined_redis() -> None:
+    """core.resp's commands (the event loop's reads of the cache instance) as CLIENT spans of
+    the request that sent them, with the attributes redis-py's instrumentation gives its own,
+    so both read alike in a trace. Only inside a recording span, as that instrumentation: a
+    request the sampler dropped pays one check per command."""
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    from core.resp import PipelinedRedis, Reply
+
+    execute = PipelinedRedis.execute
+    if getattr(execute, "traced", False):
+        return
+    tracer = trace.get_tracer(__name__)
+
+    @functools.wraps(execute)
+    async def traced(client: PipelinedRedis, *args: bytes | str | int) -> Reply:
+        if not trace.get_current_span().is_recording() or not is_instrumentation_enabled():
+            return await execute(client, *args)
+        command = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        attributes: dict[str, str | int] = {
+            "db.system": "redis",
+            "db.statement": " ".join([command, *"?" * (len(args) - 1)]),  # values left out
+            "db.redis.database_index": client.db,
+            "net.peer.name": client.host,
+            "net.peer.port": client.port,
+            "net.transport": "ip_tcp",
+        }
+        with tracer.start_as_current_span(
+            command, kind=trace.SpanKind.CLIENT, attributes=attributes
+        ):
+            return await execute(client, *args)
+
+    traced.traced = True  # type: ignore[attr-defined]
+    PipelinedRedis.execute = traced  # type: ignore[method-assign,assignment]
 
 
 def sampler() -> Any:

@@ -542,3 +542,88 @@ def test_probes_checks_and_background_retries_start_no_trace(
     assert seen["servers"] == [["GET", "/no/metrics"]]
     # Only the W3C trace context crosses to upstreams and tasks; a client's baggage does not.
     assert seen["propagated"] == ["traceparent", "tracestate"]
+
+
+# The event loop's Redis client (core.resp) with tracing on: its commands inside a recording
+# span, outside any span, inside a suppressed one, and one that fails.
+PIPELINED_REDIS_SCRIPT = r"""
+import asyncio, json, sys
+import django
+django.setup()
+from core import tracing
+tracing.setup(component="web")
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from core.resp import PipelinedRedis, RespError
+
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+host, port, password, closed_port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+async def main():
+    client = PipelinedRedis(host=host, port=port, password=password, db=2, timeout=1)
+    broken = PipelinedRedis(host="127.0.0.1", port=closed_port, password=None, db=0, timeout=1)
+    await client.execute("PING")  # outside any span
+    with trace.get_tracer("test").start_as_current_span("request"):
+        replies = [await client.execute(b"MGET", "page:1", "version"),
+                   await client.execute("HGET", "stock:v:1", "n")]
+        with suppress_instrumentation():
+            await client.execute("PING")
+        try:
+            await broken.execute("GET", "x")
+        except RespError:
+            pass
+    await client.aclose()
+    return replies
+
+replies = asyncio.run(main())
+spans = memory.get_finished_spans()
+names = {s.context.span_id: s.name for s in spans}
+print(json.dumps({
+    "replies": [repr(r) for r in replies],
+    "spans": [[s.name, names.get(s.parent.span_id) if s.parent else None, str(s.kind),
+               dict(s.attributes), s.status.status_code.name] for s in spans],
+}))
+"""
+
+
+def test_the_event_loops_redis_commands_are_spans_of_the_request_that_sent_them(
+    redis_cache_container,
+):
+    from tests.app.conftest import REDIS_CACHE_PASSWORD, _address
+    from tests.app.core.test_resp import _unused_port
+
+    host, port = _address(redis_cache_container)
+    closed = _unused_port()
+    lines = django_script(
+        PIPELINED_REDIS_SCRIPT,
+        host,
+        str(port),
+        REDIS_CACHE_PASSWORD,
+        str(closed),
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        },
+        drop=not_otel,
+    )
+    (line,) = [line for line in lines if line.startswith('{"replies"')]
+    seen = json.loads(line)
+    assert seen["replies"] == ["[None, None]", "None"]
+    redis = {"db.system": "redis", "net.peer.name": host, "net.peer.port": port,
+             "net.transport": "ip_tcp"}  # fmt: skip
+    # The commands inside the request, children of its span, their values left out; none for
+    # the command outside any span nor for the suppressed one; a failed one is an error.
+    assert seen["spans"] == [
+        ["MGET", "request", "SpanKind.CLIENT",
+         {**redis, "db.statement": "MGET ? ?", "db.redis.database_index": 2}, "UNSET"],
+        ["HGET", "request", "SpanKind.CLIENT",
+         {**redis, "db.statement": "HGET ? ?", "db.redis.database_index": 2}, "UNSET"],
+        ["GET", "request", "SpanKind.CLIENT",
+         {**redis, "net.peer.name": "127.0.0.1", "net.peer.port": closed,
+          "db.statement": "GET ?", "db.redis.database_index": 0}, "ERROR"],
+        ["request", None, "SpanKind.INTERNAL", {}, "UNSET"],
+    ]  # fmt: skip
