@@ -7,7 +7,10 @@ logger, message and pid, the request ID when one is bound (core.request_context)
 also have its trace_id and span_id, so a trace and its log lines find each other.
 """
 
+import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -96,3 +99,27 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
                 structlog.processors.JSONRenderer(ensure_ascii=False),
             ],
         )
+
+
+class ThrottledWarning:
+    """A warning logged at most once every `every` seconds, with its traceback, then with how
+    many it stood for: a dependency down under load is one line per interval, not one per
+    request, and the lines that explain an outage are not rotated away by its repetitions."""
+
+    def __init__(self, logger: logging.Logger, *, every: float = 10.0) -> None:
+        self._logger = logger
+        self._every = every
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, message: str, *, exc_info: bool = True) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return
+            held, self._held, self._next = self._held, 0, now + self._every
+        if held:
+            message += f" ({held} more since the last such line, not logged)"
+        self._logger.warning(message, exc_info=exc_info)

@@ -86,7 +86,10 @@ class _Connection(asyncio.Protocol):
         self._progress = 0.0  # when a reply last completed, or commands began to wait
         self._timer: asyncio.TimerHandle | None = None
         self.failed = False
-        self.opening: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
+        # Held, since the loop keeps tasks weakly; never cancelled: uvloop's name lookup, cut
+        # short, logs its own failure as an unretrieved future. Connected late, the connection
+        # made for nothing is closed (connection_made).
+        self.opening: asyncio.Task[None] | None = None
 
     def send(self, command: bytes, *, hello: bool = False) -> "asyncio.Future[Reply] | None":
         future: asyncio.Future[Reply] | None = None if hello else self._loop.create_future()
@@ -123,8 +126,6 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.opening is not None:  # a connect that hangs is not left to the OS's timeout
-            self.opening.cancel()
         if self._transport is not None:
             self._transport.abort()
         while self._waiting:
@@ -219,7 +220,6 @@ class PipelinedRedis:
                 lambda: connection, self.host, self.port
             )
         except Exception as error:  # refused, unresolved, unreachable: a failed connection
-            connection.opening = None
             connection.fail(RespError(f"cannot connect to Redis: {error}"))
         connection.opening = None
 

@@ -5,14 +5,16 @@ import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 from ninja.renderers import JSONRenderer
+from redis.exceptions import ResponseError
 
+from core.logging import ThrottledWarning
 from core.metrics import count_cache_get, observe_cache
 from core.retry import RetryInBackground, retries_pending
 from core.schemas import MAX_PAGE, PAGE_SIZES
@@ -23,6 +25,9 @@ from shop.redis import clients
 from shop.schemas import ProductPage
 
 log = logging.getLogger(__name__)
+# Once per request, an outage would log a traceback for every page asked for.
+_read_failed = ThrottledWarning(log)
+_store_failed = ThrottledWarning(log)
 
 # Both keys live in the cache instance, which evicts when full. A version evicted starts again
 # from the clock (products_version), never from a value old pages were stored with; a mark
@@ -42,8 +47,8 @@ CONTENT_TYPE = f"{_RENDERER.media_type}; charset={_RENDERER.charset}"
 # replaced by the clock's, which no page was stored with.
 _BUMP = """
 redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
-local held = redis.call('GET', KEYS[1])
-if held and string.match(held, '^%d+$') then
+local held = redis.pcall('GET', KEYS[1])
+if type(held) == 'string' and string.match(held, '^[1-9]%d*$') then
   local bumped = redis.pcall('INCR', KEYS[1])
   if type(bumped) == 'number' then return bumped end
 end
@@ -97,14 +102,23 @@ def products_version() -> int | None:
     key = cache.make_key(PRODUCTS_VERSION_KEY)
     try:
         client = get_redis_connection("default")
-        held = client.get(key)
-        if held is None or not held.isdigit():
+        try:
+            held = client.get(key)
+        except ResponseError:  # a key of another type, set by hand: replaced like a bad value
+            held = b"-"
+        if not _is_version(held):
             client.set(key, time.time_ns(), nx=held is None)  # the first writer wins
             held = client.get(key)
     except Exception:
         log.warning("product list version unread; Redis unavailable", exc_info=True)
         return None
-    return int(held) if held is not None and held.isdigit() else None
+    return int(held) if _is_version(held) else None
+
+
+def _is_version(held: bytes | None) -> TypeGuard[bytes]:
+    """A version as this module writes it: a whole number without leading zeros, so the page
+    stored with int(held) carries the very bytes the next read compares (_BUMP agrees)."""
+    return held is not None and held.isdigit() and not held.startswith(b"0")
 
 
 def product_page_key(*, hot: bool | None, page: int, page_size: int) -> str:
@@ -137,8 +151,7 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         held, written, use_cache = read.version, read.written, read.answered
     # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
     # that just failed is not asked again: each call would wait out its own timeout.
-    return await sync_to_async(_page_fill)(
-        key=key,
+    body, version = await sync_to_async(_page_fill)(
         page=page,
         page_size=page_size,
         hot=hot,
@@ -146,6 +159,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
         written=written,
         use_cache=use_cache,
     )
+    if version is not None:
+        await _page_store(key, b"%d\n" % version + body)
+    return body
 
 
 async def product_page_hit(
@@ -184,7 +200,7 @@ async def _page_read(key: str) -> _PageRead:
             )
         version, stored, mark = cast(list[bytes | None], reply)
     except Exception:
-        log.warning("product page read from Redis failed", exc_info=True)
+        _read_failed.warning("product page read from Redis failed")
         observe_cache("get_many", perf_counter() - start)
         return _PageRead(key=key, body=None, version=None, written=False, answered=False)
     observe_cache("get_many", perf_counter() - start)
@@ -236,34 +252,38 @@ EDGE_ROUTES = (EdgeRoute(view_name="api:products", parse=product_page_query, hit
 
 def _page_fill(
     *,
-    key: str,
     page: int,
     page_size: int,
     hot: bool | None,
     held: bytes | None,
     written: bool,
     use_cache: bool,
-) -> bytes:
-    """Renders the page and stores it with the version read before its query (`held`, from
-    the read's MGET): a write that commits meanwhile bumps the version, so the page is stale
-    at once rather than for its TTL. A page missed soon after a write (`written`) is read from
-    the primary: a lagging replica would store the old rows with the new version."""
+) -> tuple[bytes, int | None]:
+    """Renders the page, and the version to store it with (None: not stored): the one read
+    before its query (`held`, from the read's MGET), so a write that commits meanwhile bumps
+    the version and the page is stale at once rather than for its TTL. A page missed soon
+    after a write (`written`) is read from the primary: a lagging replica would store the old
+    rows with the new version."""
     version: int | None = None
     if use_cache:
-        version = int(held) if held is not None and held.isdigit() else products_version()
+        version = int(held) if _is_version(held) else products_version()
     rows = selectors.product_list(page=page, page_size=page_size, hot=hot, from_primary=written)
     rendered: str = _RENDERER.render(
         None,  # type: ignore[arg-type]  # JSONRenderer never reads the request
         ProductPage.from_orm(rows).model_dump(),
         response_status=200,
     )
-    body = rendered.encode()
-    if version is None:
-        return body
+    return rendered.encode(), version
+
+
+async def _page_store(key: str, value: bytes) -> None:
+    """On the event loop's client, like the read: a stalled Redis costs the miss that stores
+    its page at most SHOP_REDIS_TIMEOUT more, not the Django cache's own timeout."""
     start = perf_counter()
     try:
-        get_redis_connection("default").set(key, b"%d\n" % version + body, ex=cache.default_timeout)
+        ttl = cache.default_timeout
+        async with clients.use() as client:
+            await client.execute(b"SET", key, value, *((b"EX", ttl) if ttl is not None else ()))
     except Exception:  # answered uncached
-        log.warning("product page not cached; Redis unavailable", exc_info=True)
+        _store_failed.warning("product page not cached; Redis unavailable")
     observe_cache("set", perf_counter() - start)
-    return body

@@ -8,8 +8,9 @@ Staleness is bounded by STOCK_CACHE_TTL seconds. Each copy carries the row's sto
 (raised under the row lock with every change) and Redis keeps only the highest one, so hooks
 of concurrent transactions that run out of commit order never put an older count back. A write
 lost to a Redis failure is retried in the background until it lands (core.retry), and every
-write sets the TTL, so the previous count is served at most until Redis answers again, and
-never past STOCK_CACHE_TTL seconds after it was written; the page then reads the database row.
+write sets the TTL, so the previous count is served at most until Redis answers again and the
+retry's next attempt lands, and never past STOCK_CACHE_TTL seconds after it was written; the
+page then reads the database row.
 """
 
 import logging
@@ -18,10 +19,12 @@ import threading
 from django.conf import settings
 from django_redis import get_redis_connection
 
+from core.logging import ThrottledWarning
 from core.retry import RetryInBackground, retries_pending
 from shop.redis import clients
 
 log = logging.getLogger(__name__)
+_read_failed = ThrottledWarning(log)  # once per request, an outage would flood the log
 
 
 def _key(product_id: int) -> str:
@@ -30,10 +33,18 @@ def _key(product_id: int) -> str:
     return f"stock:v:{product_id}"
 
 
-# KEYS[1]: the key; ARGV: version, stock, TTL in ms. Writes only a newer version than held.
+# KEYS[1]: the key; ARGV: version, stock, TTL in ms. Writes only a newer version than held. A
+# copy the page cannot read (another type, a version or a count that is not a whole number:
+# written by hand) is replaced whatever its version: otherwise no write could ever repair it.
 _SET_IF_NEWER = """
-local held = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
-if tonumber(ARGV[1]) <= held then return 0 end
+local held = redis.pcall('HMGET', KEYS[1], 'v', 'n')
+if held.err then
+  redis.call('DEL', KEYS[1])
+  held = {}
+end
+local version = tonumber(held[1]) or -1
+if not (held[2] and string.match(held[2], '^%d+$')) then version = -1 end
+if tonumber(ARGV[1]) <= version then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -97,10 +108,18 @@ _stock_retry = RetryInBackground(
 
 
 async def stock_cache_get(*, product_id: int) -> int | None:
+    """The cached count; None (the database answers) when Redis fails or holds anything but a
+    count: the cache is a copy, never trusted over the row."""
     try:
         async with clients.use() as client:
             value = await client.execute(b"HGET", _key(product_id), b"n")
     except Exception:
-        log.warning("stock read from Redis failed", exc_info=True)
+        _read_failed.warning("stock read from Redis failed")
         return None
-    return int(value) if isinstance(value, bytes) else None
+    if isinstance(value, bytes) and value.isdigit():
+        return int(value)
+    if value is not None:
+        _read_failed.warning(
+            f"stock copy of product {product_id} is not a count: ignored", exc_info=False
+        )
+    return None

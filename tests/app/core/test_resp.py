@@ -188,6 +188,32 @@ def test_a_server_that_accepts_and_never_answers_costs_the_timeout(blackhole):
     assert 0.3 <= on_uvloop(scenario) < 1.0
 
 
+def test_a_connect_still_under_way_when_its_connection_fails_is_left_to_finish(monkeypatch):
+    # Cancelled, uvloop's name lookup would log its own failure later as a future whose
+    # exception was never retrieved: an ERROR line for every stalled connect.
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        ended: list[str] = []
+
+        async def slow_connect(*args: Any, **kwargs: Any) -> Any:
+            try:
+                await asyncio.sleep(0.4)
+            except asyncio.CancelledError:
+                ended.append("cancelled")
+                raise
+            ended.append("finished")
+            raise OSError("Name or service not known")
+
+        monkeypatch.setattr(loop, "create_connection", slow_connect)
+        client = lean(("redis-cache.invalid", 6379), password=None, timeout=0.1)
+        with pytest.raises(RespError, match="no reply"):
+            await client.execute("PING")
+        await asyncio.sleep(0.5)
+        return ended
+
+    assert asyncio.run(scenario()) == ["finished"]
+
+
 def test_a_connection_redis_drops_fails_its_commands_and_the_next_command_reconnects(
     address, plain
 ):

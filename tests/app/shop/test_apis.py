@@ -266,6 +266,58 @@ def test_a_version_that_is_not_a_whole_number_is_replaced(
     assert redis_client.get(cache.make_key(PRODUCTS_VERSION_KEY)).isdigit()
 
 
+@pytest.mark.parametrize("planted", ["a list", b"0123"])
+def test_a_version_of_another_type_or_with_leading_zeros_is_replaced(
+    client, staff, redis_settings, redis_client, planted
+):
+    # A list would fail every GET and INCR of it; "0123" would never equal the "123" a page is
+    # stored with: either way caching would stay off until someone deleted the key.
+    from django.core.cache import cache
+
+    from shop.cache import PRODUCTS_VERSION_KEY, _is_version
+
+    key = cache.make_key(PRODUCTS_VERSION_KEY)
+
+    def plant() -> None:
+        redis_client.delete(key)
+        if planted == "a list":
+            redis_client.rpush(key, "a")
+        else:
+            redis_client.set(key, planted)
+
+    product = ProductFactory(name="Old name")
+    plant()
+    assert client.get("/api/products").status_code == 200
+    assert _is_version(redis_client.get(key))  # the miss replaced it
+    plant()
+    assert rename(client, staff, product.pk, "New name").status_code == 200
+    assert _is_version(redis_client.get(key))  # so did the write's bump
+    assert client.get("/api/products").json()["items"][0]["name"] == "New name"
+
+
+def test_a_redis_that_stalls_writes_costs_a_miss_at_most_its_timeout_more(
+    client, redis_settings, redis_client, caplog
+):
+    # The miss stores its page on the event loop's client, held to SHOP_REDIS_TIMEOUT like
+    # the read, not on Django's cache client and its 1 s socket timeout.
+    from shop.cache import product_page_key
+
+    redis_settings.SHOP_REDIS_TIMEOUT = 0.3
+    ProductFactory()
+    assert client.get("/api/products").status_code == 200  # the version is in place
+    redis_client.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    try:
+        started = time.monotonic()
+        answered = client.get("/api/products?page_size=10")
+        took = time.monotonic() - started
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert answered.status_code == 200
+    assert took < 0.9, took
+    assert "product page not cached; Redis unavailable" in caplog.text
+    assert redis_client.get(product_page_key(hot=None, page=1, page_size=10)) is None
+
+
 def test_while_its_bump_is_pending_the_writers_process_never_answers_an_older_page(
     client, staff, redis_settings, closed_port, caplog
 ):

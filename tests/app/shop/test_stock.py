@@ -101,3 +101,24 @@ def test_an_order_while_a_list_bump_is_pending_hands_its_count_to_the_retry(
     finally:
         redis_settings.CACHES = working
     wait_until(lambda: cached_stock(product.pk) == 9, timeout=10, what="the count written")
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [{"n": "abc"}, {"v": "1", "n": "12.5"}, {"v": "x", "n": "abc"}, {"n": "-42"}, "a string"],
+)
+def test_a_stock_copy_that_is_not_a_count_is_a_miss_and_the_next_write_replaces_it(
+    redis_settings, redis_client, broker_down, django_capture_on_commit_callbacks, planted
+):
+    # Written by hand or by another program: the product page reads the row rather than fail,
+    # and the copy the next stock change writes is read again.
+    product = ProductFactory(stock=10)
+    key = f"stock:v:{product.pk}"
+    if isinstance(planted, dict):
+        redis_client.hset(key, mapping=planted)
+    else:
+        redis_client.set(key, planted)
+    assert cached_stock(product.pk) is None
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=UserFactory(), items={product.pk: 1})
+    assert cached_stock(product.pk) == 9
