@@ -6,11 +6,11 @@ is one bytes write and one future. Commands of one loop turn leave in one write,
 resolve the futures in the order they were sent (Redis answers a connection's commands in
 order).
 
-The failure rules are those of the redis-py client it stands in for (shop/redis.py), as its
-callers use it: no retry, because the caller's fallback (the database) is the retry. A connection
-that goes `timeout` seconds with commands waiting and no reply completing (connecting included)
-fails every command in flight and is dropped, and so is one that answers something other than
-RESP. The next command opens a new connection.
+The failure rules are those of the redis-py asyncio client it replaced, as its callers use it:
+no retry, because the caller's fallback (the database) is the retry. A connection that goes
+`timeout` seconds with commands waiting and no reply completing (connecting included) fails
+every command in flight and is dropped, and so is one that answers something other than RESP.
+The next command opens a new connection.
 """
 
 import asyncio
