@@ -257,7 +257,7 @@ def redis_cache_url() -> str:
 # Connections each process's Django caches hold at most to each Redis instance. A request holds
 # one only for the length of a command, so a web worker's concurrent requests share a few; past
 # the cap a caller waits (up to the socket timeout) for a free one instead of opening more. The
-# event loop's reads add one pipelined connection per worker (shop/redis.py). The fleet's sum,
+# event loop's reads add one pipelined connection per worker (core/resp.py). The fleet's sum,
 # processes x instances x (cap + 1), stays far below Redis' maxclients (10000).
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 32)
 _REDIS_OPTIONS = {
