@@ -13,7 +13,7 @@ the sampler is asked first, with the trace ID the span would get:
   suppressed for its length: no SQL, Redis or upstream wrapper work. A Celery task it enqueues
   still carries its unsampled trace context (the Celery instrumentation injects it regardless),
   so the worker drops that trace as it did, and so do its upstream calls
-  (core.tracing.upstream_trace_configs sends their traceparent).
+  (core.tracing.UpstreamSessions sends their traceparent).
 
 Imported by core.tracing only once tracing is on (it imports opentelemetry).
 """

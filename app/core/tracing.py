@@ -11,8 +11,8 @@ One trace per request:
   middleware and would push every request of the async stack through a thread.
 - inside it: each SQL statement (psycopg), each Redis command (redis-py: cache, read-your-writes
   marks, the broker publish; core.resp: the event loop's reads of the cache instance, spanned
-  here), each upstream call of the product page (aiohttp, which sends
-  `traceparent` on) and each Celery publish, whose message headers carry the trace context.
+  here), each upstream call of the product page (aiohttp, which sends `traceparent` on:
+  UpstreamSessions) and each Celery publish, whose message headers carry the trace context.
 - worker: the task's span continues that trace (the Celery instrumentation reads the headers);
   the task's own SQL and Redis calls are its children. The outbox relay is enqueued after the
   order's commit, still inside the request, so it joins the request's trace; an email the
@@ -31,7 +31,10 @@ OpenTelemetry documents them.
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Probes and scrapes: frequent and all alike; a trace of each, or a root span of each SQL or
 # Redis call they make, would only bury the real ones. Exact paths (OpenTelemetry's own
@@ -196,24 +199,66 @@ def wrap_asgi(application: Any) -> Any:
     )
 
 
-def upstream_trace_configs() -> list[Any]:
-    """aiohttp trace configs for an upstream session (shop.upstream): every call carries its
-    request's trace in `traceparent`. aiohttp's instrumentation sends it for a sampled request;
-    inside a request the sampler dropped it is suppressed (core.sampled_asgi), and this sends the
-    dropped span's context (flags 00): the upstream logs the same trace ID and, parent-based,
-    drops it too. Empty when tracing is off."""
-    if not enabled():
-        return []
+class UpstreamSessions:
+    """The aiohttp sessions of an app's upstream calls: two over one connector (one pool, one
+    limit), so a call pays for tracing only when its request is traced.
+
+    aiohttp runs every hook of a session's trace configs on every call, recorded or not
+    (docs/BENCHMARKS.md, section 9: what tracing costs a request the sampler drops). A call inside
+    a recorded span goes through `traced`: OpenTelemetry's aiohttp instrumentation makes its span
+    and sends its traceparent. Every other call goes through `plain`, which runs no hook and sends
+    its request's trace context itself: a dropped request's (flags 00), so the upstream logs the
+    trace ID and, parent-based, drops it too. With tracing off both are one session and no header
+    is sent."""
+
+    def __init__(self, connector: "aiohttp.BaseConnector", **options: Any) -> None:
+        import aiohttp
+
+        self.plain = aiohttp.ClientSession(connector=connector, **options)
+        self.traced = self.plain
+        if not _started:
+            return
+        from opentelemetry.instrumentation import aiohttp_client  # demo-shop
+
+        aiohttp_client.AioHttpClientInstrumentor.uninstrument_session(self.plain)  # demo-shop
+        self.traced = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=False,
+            # Sends the traceparent where no instrumentation does (it then sends its own).
+            trace_configs=[_traceparent_config()],
+            **options,
+        )
+
+    def pick(self) -> "tuple[aiohttp.ClientSession, dict[str, str] | None]":
+        """The session for a call made now, and the headers it sends the trace in (None: the
+        session's hooks do, or tracing is off)."""
+        if not _started:
+            return self.plain, None
+        from opentelemetry import propagate, trace
+
+        if trace.get_current_span().is_recording():
+            return self.traced, None
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        return self.plain, headers
+
+    async def close(self) -> None:
+        if self.traced is not self.plain:
+            await self.traced.close()
+        await self.plain.close()  # the connector's owner
+
+
+def _traceparent_config() -> "aiohttp.TraceConfig":
     import aiohttp
     from opentelemetry import propagate
 
     async def on_request_start(session: Any, context: Any, params: Any) -> None:
-        if "traceparent" not in params.headers:  # else the instrumentation's span's, kept
+        if "traceparent" not in params.headers:
             propagate.inject(params.headers)
 
     config = aiohttp.TraceConfig()
     config.on_request_start.append(on_request_start)
-    return [config]
+    return config
 
 
 def wrap_wsgi(application: Any) -> Any:

@@ -13,6 +13,8 @@ not on every page.
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from time import monotonic
 from typing import Annotated, Any
 
@@ -43,7 +45,7 @@ class RecommendationsAnswer(UpstreamAnswer):
     product_ids: list[ProductId] = Field(max_length=100)
 
 
-def _session() -> aiohttp.ClientSession:
+def _sessions() -> tracing.UpstreamSessions:
     connector = aiohttp.TCPConnector(
         # Concurrent connections per worker across both services. A call past it waits for
         # one, so the pool caps a worker's calls at pool / latency: sized above the calls of
@@ -54,19 +56,25 @@ def _session() -> aiohttp.ClientSession:
         # Reuse idle connections for 30s, below the upstream server's own keep-alive timeout.
         keepalive_timeout=30,
     )
-    return aiohttp.ClientSession(
-        connector=connector,
-        raise_for_status=False,
-        # An unsampled request's calls still carry its trace (core.tracing says how).
-        trace_configs=tracing.upstream_trace_configs(),
-    )
+    # A traced request's calls and the others' on one pool (core.tracing says why two sessions).
+    return tracing.UpstreamSessions(connector, raise_for_status=False)
 
 
-async def _close(session: aiohttp.ClientSession) -> None:
-    await session.close()
+async def _close(sessions: tracing.UpstreamSessions) -> None:
+    await sessions.close()
 
 
-sessions: PerLoop[aiohttp.ClientSession] = PerLoop(_session, _close)
+sessions: PerLoop[tracing.UpstreamSessions] = PerLoop(_sessions, _close)
+
+
+@asynccontextmanager
+async def _get(url: str, *, timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+    async with sessions.use() as pair:
+        session, headers = pair.pick()
+        async with session.get(
+            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            yield response
 
 
 async def _body(response: aiohttp.ClientResponse, *, limit: int) -> bytes | None:
@@ -84,10 +92,7 @@ async def _body(response: aiohttp.ClientResponse, *, limit: int) -> bytes | None
 async def fetch_json(url: str, *, timeout: float) -> Any | None:
     """Any JSON, unvalidated: for the benchmark endpoints (bench_endpoints), not the shop."""
     try:
-        async with (
-            sessions.use() as session,
-            session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
-        ):
+        async with _get(url, timeout=timeout) as response:
             if response.status != 200:
                 return None
             body = await _body(response, limit=settings.UPSTREAM_MAX_BODY_BYTES)
@@ -160,10 +165,7 @@ async def _fetch[Answer: "UpstreamAnswer"](
     url: str, *, timeout: float, schema: type[Answer]
 ) -> Answer | None:
     try:
-        async with (
-            sessions.use() as session,
-            session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
-        ):
+        async with _get(url, timeout=timeout) as response:
             if response.status != 200:
                 log.warning("upstream answered %s", response.status, extra={"url": url})
                 return None

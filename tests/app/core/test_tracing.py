@@ -273,14 +273,19 @@ def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
     assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr
 
 
-# The upstream call each request below makes (CALL_UPSTREAM): a session built as an upstream
-# client builds it, after tracing's setup. A caller of sampled_first can make its own instead
-# (an app's client, in the session it builds).
+# The upstream call each request below makes (CALL_UPSTREAM): through the sessions an upstream
+# client builds after tracing's setup; it returns how many aiohttp hooks the call's session ran.
+# A caller of sampled_first can make its own instead (an app's client, in the sessions it builds).
 UPSTREAM_CALL = r"""
 async def call_upstream():
-    async with aiohttp.ClientSession(trace_configs=tracing.upstream_trace_configs()) as session:
-        async with session.get(upstream_url) as response:
+    sessions = tracing.UpstreamSessions(aiohttp.TCPConnector())
+    try:
+        session, headers = sessions.pick()
+        async with session.get(upstream_url, headers=headers) as response:
             await response.read()
+        return len(session.trace_configs)
+    finally:
+        await sessions.close()
 """
 
 # An ASGI app wrapped as config.asgi wraps Django's, at the default sampler (a tenth of new
@@ -320,11 +325,11 @@ async def inner(scope, receive, send):
     span = trace.get_current_span()
     with trace.get_tracer("test").start_as_current_span("child") as child:
         child_recording = child.is_recording()
-    await call_upstream()
+    hooks = await call_upstream()
     seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
                  "recording": span.is_recording(), "child": child_recording,
                  "instrumented": is_instrumentation_enabled(),
-                 "upstream_traceparent": upstream_saw[-1]})
+                 "upstream_traceparent": upstream_saw[-1], "upstream_hooks": hooks})
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -351,6 +356,8 @@ print(json.dumps({
     "seen": seen,
     "servers": [format(s.context.trace_id, "032x") for s in memory.get_finished_spans()
                 if s.kind == trace.SpanKind.SERVER],
+    "upstream_spans": [format(s.context.trace_id, "032x") for s in memory.get_finished_spans()
+                       if s.kind == trace.SpanKind.CLIENT and s.name == "GET"],
 }))
 """
 
@@ -388,9 +395,11 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     seen = sampled_first(f"00-{trace_id}-00f067aa0ba902b7-00")  # the client did not sample
     assert seen["statuses"] == [200]
     client = seen["seen"][0]
-    # Log lines still carry the client's trace; no span is recorded, no instrumentation runs.
+    # Log lines still carry the client's trace; no span is recorded, no instrumentation runs,
+    # and the upstream call goes through a session that runs no aiohttp hook at all.
     upstream = client.pop("upstream_traceparent")
     assert client == {
+        "upstream_hooks": 0,
         "trace_id": trace_id,
         "recording": False,
         "child": False,
@@ -408,8 +417,11 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     assert sorted(s["trace_id"] for s in kept) == sorted(seen["servers"])
     for s in new:
         assert under_a_tenth(s["trace_id"]) is s["recording"] is s["child"] is s["instrumented"]
-        # Every upstream call carries its request's trace, with the sampled flag as decided.
+        # Every upstream call carries its request's trace, with the sampled flag as decided; a
+        # kept request's call is a span of its trace, a dropped one's ran no hook.
         assert upstream_trace(s) == (s["trace_id"], s["recording"])
+        assert (s["upstream_hooks"] > 0) is s["recording"]
+    assert sorted(seen["upstream_spans"]) == sorted(s["trace_id"] for s in kept)
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
@@ -421,7 +433,9 @@ def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
         "child": True,
         "instrumented": True,
         "upstream_traceparent": seen["seen"][0]["upstream_traceparent"],
+        "upstream_hooks": seen["seen"][0]["upstream_hooks"],
     }
+    assert trace_id in seen["upstream_spans"]
     assert seen["seen"][0]["upstream_traceparent"].startswith(f"00-{trace_id}-")
     assert trace_id in seen["servers"]
 

@@ -17,7 +17,11 @@ async def call_upstream():
     answer = await upstream.price_get(product_id=7)
     # Answered: the call went out through the page's own path, not skipped or failed.
     assert answer is not None and str(answer.price) == "19.90", answer
+    async with upstream.sessions.use() as sessions:
+        session, _ = sessions.pick()  # the one the call went through, in this same context
+        hooks = len(session.trace_configs)
     await aio.loop_clients_close()
+    return hooks
 """
 
 
@@ -26,11 +30,14 @@ def test_the_product_pages_upstream_calls_carry_the_trace_sampled_or_not():
     seen = sampled_first(f"00-{trace_id}-00f067aa0ba902b7-00", upstream_call=PRICE_CALL)
     assert seen["statuses"] == [200]
     client, *new = seen["seen"]
-    # The client's unsampled trace: no span of the app's, so only the session's trace config
-    # can have sent it.
+    # The client's unsampled trace: no span of the app's and no hook of aiohttp's ran, so the
+    # sessions sent it themselves.
     assert upstream_trace(client) == (trace_id, False)
+    assert client["upstream_hooks"] == 0
     # New traces, both kinds among 200 at a tenth: each call carries its own request's trace and
-    # the sampler's decision.
+    # the sampler's decision; only a kept request's call runs aiohttp's hooks (a span of it).
     assert {s["recording"] for s in new} == {True, False}
     for s in new:
         assert upstream_trace(s) == (s["trace_id"], s["recording"])
+        assert (s["upstream_hooks"] > 0) is s["recording"]
+    assert sorted(seen["upstream_spans"]) == sorted(s["trace_id"] for s in new if s["recording"])
