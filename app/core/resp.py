@@ -24,6 +24,11 @@ class RespError(Exception):
     """Redis answered an error (its message), or the connection broke or stalled."""
 
 
+class ErrorReply(RespError):
+    """Redis answered this command with an error (WRONGTYPE, a script's): the connection is
+    sound, and the caller may tell its data from an outage."""
+
+
 class _Malformed(Exception):
     pass
 
@@ -59,7 +64,7 @@ def _parse(buffer: bytearray, start: int) -> tuple[Reply | RespError, int] | Non
     if kind == 43:  # + simple string
         return line, after
     if kind == 45:  # - error
-        return RespError(line.decode(errors="replace")), after
+        return ErrorReply(line.decode(errors="replace")), after
     if kind == 58:  # : integer
         return int(line), after
     raise _Malformed(f"a reply starting with {bytes([kind])!r}")

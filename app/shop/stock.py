@@ -20,11 +20,14 @@ from django.conf import settings
 from django_redis import get_redis_connection
 
 from core.logging import ThrottledWarning
+from core.resp import ErrorReply
 from core.retry import RetryInBackground, retries_pending
 from shop.redis import clients
 
 log = logging.getLogger(__name__)
-_read_failed = ThrottledWarning(log)  # once per request, an outage would flood the log
+# Once per request, an outage (or a copy set by hand) would flood the log.
+_read_failed = ThrottledWarning(log)
+_not_a_count = ThrottledWarning(log)
 
 
 def _key(product_id: int) -> str:
@@ -113,13 +116,15 @@ async def stock_cache_get(*, product_id: int) -> int | None:
     try:
         async with clients.use() as client:
             value = await client.execute(b"HGET", _key(product_id), b"n")
+    except ErrorReply:  # a copy of another type (WRONGTYPE): Redis itself answers
+        value = b"not a count"
     except Exception:
         _read_failed.warning("stock read from Redis failed")
         return None
     if isinstance(value, bytes) and value.isdigit():
         return int(value)
     if value is not None:
-        _read_failed.warning(
+        _not_a_count.warning(
             f"stock copy of product {product_id} is not a count: ignored", exc_info=False
         )
     return None

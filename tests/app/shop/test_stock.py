@@ -122,3 +122,19 @@ def test_a_stock_copy_that_is_not_a_count_is_a_miss_and_the_next_write_replaces_
     with django_capture_on_commit_callbacks(using="default", execute=True):
         order_create(customer=UserFactory(), items={product.pk: 1})
     assert cached_stock(product.pk) == 9
+
+
+def test_a_copy_that_is_not_a_count_does_not_hold_back_the_warning_that_redis_failed(
+    redis_settings, redis_client, closed_port, caplog
+):
+    # A copy of another type is Redis's data, not an outage, and each kind of warning is
+    # throttled on its own: a bad copy logged a moment ago must not hide that Redis then
+    # stopped answering.
+    product = ProductFactory(stock=10)
+    redis_client.set(f"stock:v:{product.pk}", "a string")
+    assert cached_stock(product.pk) is None
+    assert f"stock copy of product {product.pk} is not a count: ignored" in caplog.text
+    assert "stock read from Redis failed" not in caplog.text
+    redis_settings.REDIS_CACHE_PORT = closed_port  # the event loop's client's Redis
+    assert cached_stock(product.pk) is None
+    assert "stock read from Redis failed" in caplog.text
