@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 from ninja.renderers import JSONRenderer
-from redis.exceptions import ResponseError
 
 from core.logging import ThrottledWarning
 from core.metrics import count_cache_get, observe_cache
@@ -27,10 +26,11 @@ from shop.schemas import ProductPage
 log = logging.getLogger(__name__)
 # Once per request, an outage would log a traceback for every page asked for.
 _read_failed = ThrottledWarning(log)
+_version_failed = ThrottledWarning(log)
 _store_failed = ThrottledWarning(log)
 
 # Both keys live in the cache instance, which evicts when full. A version evicted starts again
-# from the clock (products_version), never from a value old pages were stored with; a mark
+# from the clock (_VERSION_START), never from a value old pages were stored with; a mark
 # evicted lets a lagging replica's page be cached at most until its CACHE_TTL runs out.
 PRODUCTS_VERSION_KEY = "products:version"
 # Present for READ_YOUR_WRITES_SECONDS after a product write: a page missed meanwhile is filled
@@ -94,25 +94,31 @@ _invalidation = RetryInBackground(
 )
 
 
-def products_version() -> int | None:
-    """The version a product page is stored with; None when Redis cannot say (the page is
-    then not stored). Missing (evicted, a new Redis) or not a whole number, it starts again
-    from the clock in nanoseconds: far above any count of bumps since the last start, so no
-    page stored with an earlier version is ever answered again."""
-    key = cache.make_key(PRODUCTS_VERSION_KEY)
+# KEYS: the version; ARGV: the clock. A version missing or not a whole number (evicted, a new
+# Redis, set by hand) starts again from the clock in nanoseconds: far above any count of bumps
+# since the last start, so no page stored with an earlier version is ever answered again. A
+# whole number is kept: another miss may have started it first. Returns the version held after.
+_VERSION_START = """
+local held = redis.pcall('GET', KEYS[1])
+if type(held) == 'string' and string.match(held, '^[1-9]%d*$') then return held end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+
+async def _version_start() -> bytes | None:
+    """The version a missed page is stored with when the read found none it could use; None
+    when Redis cannot say (the page is then not stored). On the event loop's client: a stalled
+    Redis costs the miss at most SHOP_REDIS_TIMEOUT more."""
     try:
-        client = get_redis_connection("default")
-        try:
-            held = client.get(key)
-        except ResponseError:  # a key of another type, set by hand: replaced like a bad value
-            held = b"-"
-        if not _is_version(held):
-            client.set(key, time.time_ns(), nx=held is None)  # the first writer wins
-            held = client.get(key)
+        async with clients.use() as client:
+            held = await client.execute(
+                b"EVAL", _VERSION_START, 1, cache.make_key(PRODUCTS_VERSION_KEY), time.time_ns()
+            )
     except Exception:
-        log.warning("product list version unread; Redis unavailable", exc_info=True)
-        return None
-    return int(held) if _is_version(held) else None
+        _version_failed.warning("product list version unread; Redis unavailable")
+        held = None
+    return held if isinstance(held, bytes) and _is_version(held) else None
 
 
 def _is_version(held: bytes | None) -> TypeGuard[bytes]:
@@ -133,8 +139,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
 
     A hit is one round trip on the event loop (the version, the page and the write mark in one
     MGET) and the stored bytes as they are: no thread, model, validation or rendering; a miss
-    adds the query and one SET. A page stored with another version than the current one is a
-    miss. Redis failing or slow (SHOP_REDIS_TIMEOUT) is a miss too: the database answers.
+    adds the query and one SET (and one EVAL first when no version is held). A page stored
+    with another version than the current one is a miss. Redis failing or slow
+    (SHOP_REDIS_TIMEOUT) is a miss too: the database answers.
     """
     key = product_page_key(hot=hot, page=page, page_size=page_size)
     if _invalidation.pending:
@@ -149,18 +156,15 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
             return read.body
         count_cache_get(hit=False)
         held, written, use_cache = read.version, read.written, read.answered
-    # The request's thread: the ORM is sync (core.db's read and its replica fallback). Redis
-    # that just failed is not asked again: each call would wait out its own timeout.
-    body, version = await sync_to_async(_page_fill)(
-        page=page,
-        page_size=page_size,
-        hot=hot,
-        held=held,
-        written=written,
-        use_cache=use_cache,
-    )
-    if version is not None:
-        await _page_store(key, b"%d\n" % version + body)
+    # Redis that just failed is not asked again: each call would wait out its own timeout. The
+    # version is the one held before the query: a write that commits meanwhile bumps it, and
+    # the page stored with it is stale at once rather than for its TTL.
+    if use_cache and not _is_version(held):
+        held = await _version_start()
+    # The request's thread: the ORM is sync (core.db's read and its replica fallback).
+    body = await sync_to_async(_page_fill)(page=page, page_size=page_size, hot=hot, written=written)
+    if use_cache and held is not None:
+        await _page_store(key, held + b"\n" + body)
     return body
 
 
@@ -250,30 +254,16 @@ _PAGE_DIGITS = len(str(MAX_PAGE))
 EDGE_ROUTES = (EdgeRoute(view_name="api:products", parse=product_page_query, hit=product_page_hit),)
 
 
-def _page_fill(
-    *,
-    page: int,
-    page_size: int,
-    hot: bool | None,
-    held: bytes | None,
-    written: bool,
-    use_cache: bool,
-) -> tuple[bytes, int | None]:
-    """Renders the page, and the version to store it with (None: not stored): the one read
-    before its query (`held`, from the read's MGET), so a write that commits meanwhile bumps
-    the version and the page is stale at once rather than for its TTL. A page missed soon
-    after a write (`written`) is read from the primary: a lagging replica would store the old
-    rows with the new version."""
-    version: int | None = None
-    if use_cache:
-        version = int(held) if _is_version(held) else products_version()
+def _page_fill(*, page: int, page_size: int, hot: bool | None, written: bool) -> bytes:
+    """Renders the page. A page missed soon after a write (`written`) is read from the primary:
+    a lagging replica would store the old rows with the new version."""
     rows = selectors.product_list(page=page, page_size=page_size, hot=hot, from_primary=written)
     rendered: str = _RENDERER.render(
         None,  # type: ignore[arg-type]  # JSONRenderer never reads the request
         ProductPage.from_orm(rows).model_dump(),
         response_status=200,
     )
-    return rendered.encode(), version
+    return rendered.encode()
 
 
 async def _page_store(key: str, value: bytes) -> None:

@@ -19,6 +19,17 @@ from tests.support import wait_until
 pytestmark = pytest.mark.django_db(databases=["default", "replica"], transaction=True)
 
 
+def held_version(redis_client) -> int:
+    """The list's version, started (as a miss starts it) when none is held yet."""
+    from django.core.cache import cache
+
+    from shop.cache import PRODUCTS_VERSION_KEY
+
+    key = cache.make_key(PRODUCTS_VERSION_KEY)
+    redis_client.set(key, time.time_ns(), nx=True)
+    return int(redis_client.get(key))
+
+
 def post(client, path, body, **headers):
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     return client.post(path, data=data, content_type="application/json", **headers)
@@ -142,12 +153,14 @@ def test_product_list_is_cached_and_invalidated_by_writes(client, staff, redis_s
     assert client.get("/api/products").json()["items"][0]["name"] == "New name"
 
 
-def test_a_cached_page_is_the_misses_bytes_stored_with_the_version(client, redis_settings):
+def test_a_cached_page_is_the_misses_bytes_stored_with_the_version(
+    client, redis_settings, redis_client
+):
     # The page is stored as the API rendered it, after its version: a hit answers those bytes
     # as they are, with no model, validation or rendering.
     from django.core.cache import cache
 
-    from shop.cache import product_page_key, products_version
+    from shop.cache import product_page_key
 
     product = ProductFactory(name="Lamp", description="Bright", price="19.90", stock=3)
     miss = client.get("/api/products?page_size=10")
@@ -168,7 +181,7 @@ def test_a_cached_page_is_the_misses_bytes_stored_with_the_version(client, redis
     }
     key = product_page_key(hot=None, page=1, page_size=10)
     stored = cache.client.get_client().get(key)
-    assert stored == b"%d\n" % products_version() + miss.content
+    assert stored == b"%d\n" % held_version(redis_client) + miss.content
     hit = client.get("/api/products?page_size=10")
     assert (hit.status_code, hit["Content-Type"]) == (200, miss["Content-Type"])
     assert hit.content == miss.content
@@ -237,12 +250,12 @@ def test_a_miss_is_its_read_and_one_store(redis_settings, redis_client):
 def test_a_page_stored_with_another_version_is_a_miss(client, redis_settings, redis_client):
     # A filler that read the version before a write and stored after it leaves a page with the
     # old version: never answered, whatever its TTL.
-    from shop.cache import product_page_key, products_version
+    from shop.cache import product_page_key
 
     product = ProductFactory(name="Right")
     key = product_page_key(hot=None, page=1, page_size=10)
     stale = json.dumps({"items": [], "page": 1, "page_size": 10, "count": 0}).encode()
-    redis_client.set(key, b"%d\n" % (products_version() - 1) + stale)
+    redis_client.set(key, b"%d\n" % (held_version(redis_client) - 1) + stale)
     assert client.get("/api/products?page_size=10").json()["items"][0]["id"] == product.pk
 
 
@@ -318,6 +331,36 @@ def test_a_redis_that_stalls_writes_costs_a_miss_at_most_its_timeout_more(
     assert redis_client.get(product_page_key(hot=None, page=1, page_size=10)) is None
 
 
+def test_a_redis_that_stalls_writes_with_no_version_held_costs_a_miss_at_most_its_timeout_more(
+    client, redis_settings, redis_client, caplog
+):
+    # No version held (evicted, a new Redis): the miss starts one, on the event loop's client
+    # too. A stall while it does costs the timeout once, and the page is answered, not stored.
+    from django.core.cache import cache
+
+    from shop.cache import PRODUCTS_VERSION_KEY, product_page_key
+
+    redis_settings.SHOP_REDIS_TIMEOUT = 0.3
+    ProductFactory()
+    redis_client.delete(cache.make_key(PRODUCTS_VERSION_KEY))
+    redis_client.execute_command("CLIENT", "PAUSE", 3000, "WRITE")  # scripts are held too
+    try:
+        started = time.monotonic()
+        answered = client.get("/api/products?page_size=10")
+        took = time.monotonic() - started
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert answered.status_code == 200
+    assert took < 0.9, took
+    assert "product list version unread; Redis unavailable" in caplog.text
+    assert redis_client.get(product_page_key(hot=None, page=1, page_size=10)) is None
+    # Redis back: the next miss starts the version and stores its page with it.
+    assert client.get("/api/products?page_size=10").content == answered.content
+    version = redis_client.get(cache.make_key(PRODUCTS_VERSION_KEY))
+    stored = redis_client.get(product_page_key(hot=None, page=1, page_size=10))
+    assert stored == version + b"\n" + answered.content
+
+
 def test_while_its_bump_is_pending_the_writers_process_never_answers_an_older_page(
     client, staff, redis_settings, closed_port, caplog
 ):
@@ -378,11 +421,11 @@ def test_an_invalidation_lost_to_a_redis_stall_lands_once_redis_answers(
 
 
 def test_a_page_value_without_its_separator_is_a_miss(client, redis_settings, redis_client):
-    from shop.cache import product_page_key, products_version
+    from shop.cache import product_page_key
 
     ProductFactory(name="Lamp")
     key = product_page_key(hot=None, page=1, page_size=10)
-    redis_client.set(key, b"%d" % products_version())
+    redis_client.set(key, b"%d" % held_version(redis_client))
     assert client.get("/api/products?page_size=10").json()["items"][0]["name"] == "Lamp"
 
 
