@@ -120,6 +120,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "",
     ]
     rows = []
+    budgets = []
     for (path,), runs in group(data["runs"], "path").items():
         by_state = {state: r for (state,), r in group(runs, "label").items()}
         if "off" not in by_state:
@@ -132,6 +133,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             or None
             for state, state_runs in by_state.items()
         }
+        budgets += tracing_budget(path, cpu)
         for state, state_runs in by_state.items():
             if state == "off":
                 continue
@@ -173,4 +175,38 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "errors off / state",
     ]
     lines += table(header, rows)
+    if budgets:
+        lines += ["", *budgets]
     return lines
+
+
+def tracing_budget(path: str, cpu: dict[str, float | None]) -> list[str]:
+    """What binds the default sampler's goal on one path, from its CPU rows: where throughput
+    follows CPU per request, 0.9 of off's throughput allows off / 0.9 per request. The states
+    split what tracing at a tenth costs: what each request pays whether kept or not (dropped:
+    metrics and tracing's own), and what a kept one pays more (all - dropped), a tenth of
+    which is the sampler's share."""
+    off, metrics, dropped, kept_all = (cpu.get(s) for s in ("off", "metrics", "dropped", "all"))
+    goal = GOALS["tracing"]
+    if not (off and metrics and dropped and kept_all and goal):
+        return []
+    allowed = off / goal
+    kept = kept_all - dropped
+    floor = dropped + 0.1 * kept
+    room = (allowed - dropped) / 0.1  # what a kept request may cost more than a dropped one
+    verdict = (
+        f"a kept request may cost at most {room:.2f} ms more than a dropped one, against "
+        f"{kept:.2f} measured"
+        if room > 0
+        else f"a dropped request alone already costs more than that ({dropped:.2f} ms), "
+        "whatever the kept ones cost"
+    )
+    return [
+        f"**What binds tracing's goal on `GET {path}`** (web CPU per request, ms): 0.9 of off's "
+        f"throughput allows {allowed:.2f} (off {off:.2f} / 0.9). Metrics alone take "
+        f"{metrics:.2f}; a request the sampler drops {dropped:.2f} ({dropped - metrics:+.2f} for "
+        f"tracing); a kept one {kept:.2f} more (every request traced: {kept_all:.2f}), a tenth of "
+        f"which is {0.1 * kept:.2f}. At a tenth that makes {floor:.2f}, {off / floor:.2f} of "
+        f"off's: {verdict}.",
+        "",
+    ]

@@ -5,7 +5,7 @@ the cached list against the same page uncached, and POST /api/orders against the
 import json
 
 from bench.order_load import percentile
-from bench.scenarios import fanout, list_cache, orders
+from bench.scenarios import fanout, list_cache, observability, orders
 
 from bench import hey, run, stack, web
 from tests.bench.test_parsing import HEY_OK
@@ -195,3 +195,33 @@ def test_order_percentiles_are_nearest_rank_as_hey_reports_them():
     assert percentile(ordered, 50) == 0.5
     assert percentile(ordered, 99) == 0.99
     assert percentile([0.3], 95) == 0.3
+
+
+def observability_results(cpu: dict[str, float]) -> dict:
+    runs = [
+        {**hey.parse(HEY_OK), "path": "/api/products", "c": 50, "seconds": 10, "label": state,
+         "round": 1, "config": "uvicorn x2", "ok_rps": 1000 / ms, "web_cpu_ms_per_ok": ms}
+        for state, ms in cpu.items()
+    ]  # fmt: skip
+    return {"observability": {"seconds": 10, "runs": runs}}
+
+
+def test_section_9_says_what_binds_tracings_goal_from_its_cpu_rows():
+    cpu = {"off": 0.29, "metrics": 0.31, "tracing": 0.44, "dropped": 0.34, "all": 0.80}
+    text = "\n".join(observability.section(observability_results(cpu), []))
+    assert (
+        "**What binds tracing's goal on `GET /api/products`** (web CPU per request, ms): 0.9 of "
+        "off's throughput allows 0.32 (off 0.29 / 0.9). Metrics alone take 0.31; a request the "
+        "sampler drops 0.34 (+0.03 for tracing); a kept one 0.46 more (every request traced: "
+        "0.80), a tenth of which is 0.05. At a tenth that makes 0.39, 0.75 of off's: a dropped "
+        "request alone already costs more than that (0.34 ms), whatever the kept ones cost."
+    ) in text
+    cpu = {"off": 3.76, "metrics": 3.97, "tracing": 4.66, "dropped": 4.0, "all": 5.92}
+    text = "\n".join(observability.section(observability_results(cpu), []))
+    assert "a kept request may cost at most 1.78 ms more than a dropped one, against 1.92" in text
+
+
+def test_section_9_has_no_budget_without_the_states_it_splits():
+    cpu = {"off": 0.29, "metrics": 0.31, "tracing": 0.44}
+    text = "\n".join(observability.section(observability_results(cpu), []))
+    assert "What binds" not in text
