@@ -7,10 +7,10 @@ The copy lives in the cache instance (settings.CACHES["default"]): evicted, it i
 Staleness is bounded by STOCK_CACHE_TTL seconds. Each copy carries the row's stock_version
 (raised under the row lock with every change) and Redis keeps only the highest one, so hooks
 of concurrent transactions that run out of commit order never put an older count back. A write
-lost to a Redis failure is retried in the background until it lands (core.retry), and every
-write sets the TTL, so the previous count is served at most until Redis answers again and the
-retry's next attempt lands, and never past STOCK_CACHE_TTL seconds after it was written; the
-page then reads the database row.
+lost to a Redis failure is retried in the background until it lands (core.retry); meanwhile the
+process that lost it reads the row. Every write sets the TTL, so another process serves the
+previous count at most until Redis answers again and the retry's next attempt lands, and never
+past STOCK_CACHE_TTL seconds after it was written; the page then reads the database row.
 """
 
 import logging
@@ -113,6 +113,9 @@ _stock_retry = RetryInBackground(
 async def stock_cache_get(*, product_id: int) -> int | None:
     """The cached count; None (the database answers) when Redis fails or holds anything but a
     count: the cache is a copy, never trusted over the row."""
+    if _stock_retry.pending:
+        # A count of this process's has not landed: Redis may hold an older one than the row.
+        return None
     try:
         async with clients.use() as client:
             value = await client.execute(b"HGET", _key(product_id), b"n")
