@@ -242,6 +242,12 @@ class UpstreamSessions:
         propagate.inject(headers)
         return self.plain, headers
 
+    def get(self, url: str, **options: Any) -> Any:
+        """`session.get(url, ...)` on the session pick() names, with its trace headers: an
+        async context manager of the response."""
+        session, headers = self.pick()
+        return session.get(url, headers=headers, **options)
+
     async def close(self) -> None:
         if self.traced is not self.plain:
             await self.traced.close()

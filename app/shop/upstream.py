@@ -13,8 +13,6 @@ not on every page.
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from time import monotonic
 from typing import Annotated, Any
 
@@ -67,16 +65,6 @@ async def _close(sessions: tracing.UpstreamSessions) -> None:
 sessions: PerLoop[tracing.UpstreamSessions] = PerLoop(_sessions, _close)
 
 
-@asynccontextmanager
-async def _get(url: str, *, timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
-    async with sessions.use() as pair:
-        session, headers = pair.pick()
-        async with session.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as response:
-            yield response
-
-
 async def _body(response: aiohttp.ClientResponse, *, limit: int) -> bytes | None:
     """The body, or None past `limit` bytes: a runaway answer never fills the worker's memory."""
     if response.content_length is not None and response.content_length > limit:
@@ -92,7 +80,10 @@ async def _body(response: aiohttp.ClientResponse, *, limit: int) -> bytes | None
 async def fetch_json(url: str, *, timeout: float) -> Any | None:
     """Any JSON, unvalidated: for the benchmark endpoints (bench_endpoints), not the shop."""
     try:
-        async with _get(url, timeout=timeout) as response:
+        async with (
+            sessions.use() as pair,
+            pair.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
+        ):
             if response.status != 200:
                 return None
             body = await _body(response, limit=settings.UPSTREAM_MAX_BODY_BYTES)
@@ -165,7 +156,10 @@ async def _fetch[Answer: "UpstreamAnswer"](
     url: str, *, timeout: float, schema: type[Answer]
 ) -> Answer | None:
     try:
-        async with _get(url, timeout=timeout) as response:
+        async with (
+            sessions.use() as pair,
+            pair.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
+        ):
             if response.status != 200:
                 log.warning("upstream answered %s", response.status, extra={"url": url})
                 return None
