@@ -537,5 +537,8 @@ LOGGING = {
     "loggers": {
         # DisallowedHost is answered with a 400; one line at warning is enough.
         "django.security.DisallowedHost": {"level": "WARNING"},
+        # A client's malformed tracestate is dropped (W3C) with a warning per request quoting
+        # it: a flood of lines any client can write, up to a header's size each.
+        "opentelemetry.trace.span": {"level": "ERROR"},
     },
 }

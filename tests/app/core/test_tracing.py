@@ -641,3 +641,52 @@ def test_the_event_loops_redis_commands_are_spans_of_the_request_that_sent_them(
           "db.statement": "GET ?", "db.redis.database_index": 0}, "ERROR"],
         ["request", None, "SpanKind.INTERNAL", {}, "UNSET"],
     ]  # fmt: skip
+
+
+# Requests whose tracestate breaks W3C's rules (a member's format, too many members), sampled and
+# not: the header is dropped as W3C says, and the client's value never reaches the log.
+BAD_TRACESTATE_SCRIPT = r"""
+import asyncio, json
+import django
+django.setup()
+from asgiref.testing import ApplicationCommunicator
+from core import tracing
+
+async def inner(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+app = tracing.wrap_asgi(inner)
+
+async def get(headers):
+    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
+             "query_string": b"", "scheme": "http", "headers": headers,
+             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+             "asgi": {"version": "3.0"}}
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(5)
+    await communicator.receive_output(5)
+    return start["status"]
+
+statuses = []
+for flags in ("00", "01"):
+    parent = f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}".encode()
+    for state in (b"k=" + b"x" * 300, b"BAD KEY=v", b",".join(b"k%d=v" % i for i in range(40))):
+        statuses.append(asyncio.run(get([(b"traceparent", parent), (b"tracestate", state)])))
+print(json.dumps({"statuses": sorted(set(statuses))}))
+"""
+
+
+def test_a_clients_malformed_tracestate_is_dropped_without_a_log_line_per_request():
+    lines = django_script(
+        BAD_TRACESTATE_SCRIPT,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        },
+        drop=not_otel,
+    )
+    (report,) = [line for line in lines if line.startswith('{"statuses"')]
+    assert json.loads(report) == {"statuses": [200]}
+    assert not [line for line in lines if "tracestate" in line.lower() or "w3c" in line], lines
