@@ -6,7 +6,6 @@ fixes has expired on its own (then there is nothing left to fix)."""
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable
 from time import monotonic
 
@@ -61,12 +60,16 @@ class RetryInBackground:
         self._pending = False
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
+        # Set by later(tried=False): the thread's next attempt is now, not after `every`.
+        self._now = threading.Event()
         # Raised by cancel(): a thread started before it ends at its next step.
         self._generation = 0
         _instances.append(self)
 
-    def later(self) -> None:
-        """Call after `attempt` (or the write it retries) failed."""
+    def later(self, *, tried: bool = True) -> None:
+        """Call after `attempt` (or the write it retries) failed; tried=False for a write handed
+        over without a try (its Redis is known to be failing): the next attempt is at once, so
+        a write made as Redis comes back lands then, not an interval later."""
         within = self._within()
         with self._lock:
             self._pending = True
@@ -79,6 +82,8 @@ class RetryInBackground:
                     daemon=True,
                 )
                 self._thread.start()
+        if not tried:
+            self._now.set()
 
     def cancel(self) -> None:
         """Forgets what is pending, without landing it; its thread ends at its next step."""
@@ -95,7 +100,8 @@ class RetryInBackground:
 
     def _run(self, generation: int) -> None:
         while True:
-            time.sleep(self._every)
+            self._now.wait(self._every)
+            self._now.clear()
             with self._lock:
                 if generation != self._generation:
                     return

@@ -62,8 +62,12 @@ def product_list_invalidate() -> None:
     at once. Runs after the write committed, so it never raises: a failed bump is retried in
     the background until it lands or every page stored before it has expired."""
     # While a write to this Redis is pending it is known to fail: the retry's bump, after this
-    # commit too, does for this one, and this request does not wait out the client's timeout.
-    if retries_pending() or not _bump():
+    # commit too, does for this one, at once, and this request does not wait out the client's
+    # timeout. At once: until it lands, a miss in another process may fill from a replica that
+    # has not replayed this write yet (no write mark) and store it under the current version.
+    if retries_pending():
+        _invalidation.later(tried=False)
+    elif not _bump():
         _invalidation.later()
 
 

@@ -4,6 +4,9 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
+# The most `stock` holds: a PositiveIntegerField's bound in Postgres.
+MAX_STOCK = 2**31 - 1
+
 
 class Product(models.Model):
     name = models.CharField(max_length=200)

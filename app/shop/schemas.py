@@ -13,14 +13,14 @@ from core.schemas import (
     json_integer,
     no_nul,
 )
-from shop.models import OrderItem
+from shop.models import MAX_STOCK, OrderItem
 
-Stock = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK), BeforeValidator(json_integer)]
 StockDelta = Annotated[
     int,
     Field(
-        ge=-(2**31 - 1),
-        le=2**31 - 1,
+        ge=-MAX_STOCK,
+        le=MAX_STOCK,
         description="Added to the current count (negative takes away), whatever was sold since"
         " you read it. Not together with stock.",
     ),

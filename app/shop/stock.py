@@ -22,12 +22,16 @@ from django_redis import get_redis_connection
 from core.logging import ThrottledWarning
 from core.resp import ErrorReply
 from core.retry import RetryInBackground, retries_pending
+from shop.models import MAX_STOCK
 from shop.redis import clients
 
 log = logging.getLogger(__name__)
 # Once per request, an outage (or a copy set by hand) would flood the log.
 _read_failed = ThrottledWarning(log)
 _not_a_count = ThrottledWarning(log)
+
+
+_DIGITS = len(str(MAX_STOCK))
 
 
 def _key(product_id: int) -> str:
@@ -37,8 +41,9 @@ def _key(product_id: int) -> str:
 
 
 # KEYS[1]: the key; ARGV: version, stock, TTL in ms. Writes only a newer version than held. A
-# copy the page cannot read (another type, a version or a count that is not a whole number:
-# written by hand) is replaced whatever its version: otherwise no write could ever repair it.
+# copy this script did not write (another type, a version or a count that is not a whole
+# number, no expiry: every write here sets one) is replaced whatever its version: otherwise
+# no write could ever repair it, and one planted with a huge version would be served forever.
 _SET_IF_NEWER = """
 local held = redis.pcall('HMGET', KEYS[1], 'v', 'n')
 if held.err then
@@ -47,6 +52,7 @@ if held.err then
 end
 local version = tonumber(held[1]) or -1
 if not (held[2] and string.match(held[2], '^%d+$')) then version = -1 end
+if redis.call('PTTL', KEYS[1]) == -1 then version = -1 end
 if tonumber(ARGV[1]) <= version then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -58,8 +64,11 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
     """Caches {product_id: (stock_version, stock)}, each only if newer than the copy held.
     Runs after the commit, so it never raises: a failed write is retried in the background."""
     # While a write to this Redis is pending it is known to fail: the retry writes these too,
-    # and this request does not wait out the client's timeout.
-    if retries_pending() or not _write(stocks):
+    # at once, and this request does not wait out the client's timeout.
+    if retries_pending():
+        _pending_add(stocks)
+        _stock_retry.later(tried=False)
+    elif not _write(stocks):
         _pending_add(stocks)
         _stock_retry.later()
 
@@ -124,8 +133,12 @@ async def stock_cache_get(*, product_id: int) -> int | None:
     except Exception:
         _read_failed.warning("stock read from Redis failed")
         return None
-    if isinstance(value, bytes) and value.isdigit():
-        return int(value)
+    # A count a row can hold (a longer one was not written from a row; int() refuses a string
+    # of thousands of digits).
+    if isinstance(value, bytes) and value.isdigit() and len(value) <= _DIGITS:
+        count = int(value)
+        if count <= MAX_STOCK:
+            return count
     if value is not None:
         _not_a_count.warning(
             f"stock copy of product {product_id} is not a count: ignored", exc_info=False

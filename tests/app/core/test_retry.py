@@ -92,3 +92,16 @@ def test_a_cancelled_retry_forgets_what_was_pending_and_its_thread_ends():
     retry.later()  # a new failure starts a new thread
     wait_until(lambda: attempts.calls > calls, timeout=10, what="a new attempt")
     retry.cancel()
+
+
+def test_a_write_handed_over_untried_is_attempted_at_once():
+    # Its Redis was failing, so the write was not tried: once Redis answers, it lands at the
+    # next attempt, which must not wait out the interval (readers elsewhere serve stale copies
+    # meanwhile).
+    attempts = Attempts(failures=0)
+    retry = RetryInBackground("retry-now", attempts, within=lambda: 60, every=30)
+    retry.later()  # a failure: the first attempt waits the interval
+    assert attempts.calls == 0
+    retry.later(tried=False)
+    wait_until(lambda: not retry.pending, timeout=5, what="the untried write attempted at once")
+    assert attempts.calls == 1

@@ -108,7 +108,18 @@ def test_an_order_while_a_list_bump_is_pending_hands_its_count_to_the_retry(
 
 @pytest.mark.parametrize(
     "planted",
-    [{"n": "abc"}, {"v": "1", "n": "12.5"}, {"v": "x", "n": "abc"}, {"n": "-42"}, "a string"],
+    [
+        {"n": "abc"},
+        {"v": "1", "n": "12.5"},
+        {"v": "x", "n": "abc"},
+        {"n": "-42"},
+        "a string",
+        # More than a row holds, and more digits than int() reads.
+        {"v": "2", "n": "2147483648"},
+        {"n": "9" * 32},
+        {"n": "9" * 5000},
+    ],
+    ids=["abc", "fraction", "bad-version", "negative", "string", "over-int", "32-digits", "5000"],
 )
 def test_a_stock_copy_that_is_not_a_count_is_a_miss_and_the_next_write_replaces_it(
     redis_settings, redis_client, broker_down, django_capture_on_commit_callbacks, planted
@@ -141,3 +152,19 @@ def test_a_copy_that_is_not_a_count_does_not_hold_back_the_warning_that_redis_fa
     redis_settings.REDIS_CACHE_PORT = closed_port  # the event loop's client's Redis
     assert cached_stock(product.pk) is None
     assert "stock read from Redis failed" in caplog.text
+
+
+def test_a_copy_with_a_huge_version_and_no_expiry_is_replaced_by_the_next_write(
+    redis_settings, redis_client, broker_down, django_capture_on_commit_callbacks
+):
+    # Planted by hand: every write of ours sets an expiry, so a copy without one is not ours,
+    # and its version must not keep every later count out for good.
+    redis_settings.STOCK_CACHE_TTL = 30
+    product = ProductFactory(stock=10)
+    key = f"stock:v:{product.pk}"
+    redis_client.hset(key, mapping={"v": 99999999999, "n": 5})
+    assert cached_stock(product.pk) == 5  # a count: served until the next write
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=UserFactory(), items={product.pk: 1})
+    assert cached_stock(product.pk) == 9
+    assert 0 < redis_client.pttl(key) <= 30_000
