@@ -288,9 +288,24 @@ async def call_upstream():
         await sessions.close()
 """
 
+# A GET of /x through `app` (the wrapped app a script builds) with these headers: its status.
+ASGI_GET = r"""
+async def get(headers):
+    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
+             "query_string": b"", "scheme": "http", "headers": headers,
+             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+             "asgi": {"version": "3.0"}}
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(5)
+    await communicator.receive_output(5)
+    return start["status"]
+"""
+
 # An ASGI app wrapped as config.asgi wraps Django's, at the default sampler (a tenth of new
 # traces): what the app sees inside each request, and the server spans exported.
-SAMPLED_FIRST_TEMPLATE = r"""
+SAMPLED_FIRST_TEMPLATE = (
+    r"""
 import asyncio, json, sys
 import django
 django.setup()
@@ -337,16 +352,9 @@ app = tracing.wrap_asgi(inner)
 memory = InMemorySpanExporter()
 trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
 
-async def get(headers):
-    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
-             "query_string": b"", "scheme": "http", "headers": headers,
-             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
-             "asgi": {"version": "3.0"}}
-    communicator = ApplicationCommunicator(app, scope)
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(5)
-    await communicator.receive_output(5)
-    return start["status"]
+"""
+    + ASGI_GET
+    + r"""
 
 traceparent = sys.argv[1]
 statuses = [asyncio.run(get([(b"traceparent", traceparent.encode())]))]
@@ -360,20 +368,28 @@ print(json.dumps({
                        if s.kind == trace.SpanKind.CLIENT and s.name == "GET"],
 }))
 """
+)
 
 
-def sampled_first(traceparent: str, *, upstream_call: str = UPSTREAM_CALL) -> dict:
+def traced_script(script: str, *args: str) -> tuple[dict, list[str]]:
+    """Runs a script that prints its '{"statuses": ...}' report, with tracing on and spans
+    exported nowhere: the report, and every line the script wrote (its log included)."""
     lines = django_script(
-        SAMPLED_FIRST_TEMPLATE.replace("\nCALL_UPSTREAM\n", upstream_call),
-        traceparent,
+        script,
+        *args,
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
         },
         drop=not_otel,
     )
-    (line,) = [line for line in lines if line.startswith('{"statuses"')]
-    return json.loads(line)
+    (report,) = [line for line in lines if line.startswith('{"statuses"')]
+    return json.loads(report), lines
+
+
+def sampled_first(traceparent: str, *, upstream_call: str = UPSTREAM_CALL) -> dict:
+    script = SAMPLED_FIRST_TEMPLATE.replace("\nCALL_UPSTREAM\n", upstream_call)
+    return traced_script(script, traceparent)[0]
 
 
 def under_a_tenth(trace_id: str) -> bool:
@@ -645,7 +661,8 @@ def test_the_event_loops_redis_commands_are_spans_of_the_request_that_sent_them(
 
 # Requests whose tracestate breaks W3C's rules (a member's format, too many members), sampled and
 # not: the header is dropped as W3C says, and the client's value never reaches the log.
-BAD_TRACESTATE_SCRIPT = r"""
+BAD_TRACESTATE_SCRIPT = (
+    r"""
 import asyncio, json
 import django
 django.setup()
@@ -658,16 +675,9 @@ async def inner(scope, receive, send):
 
 app = tracing.wrap_asgi(inner)
 
-async def get(headers):
-    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
-             "query_string": b"", "scheme": "http", "headers": headers,
-             "server": ("localhost", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
-             "asgi": {"version": "3.0"}}
-    communicator = ApplicationCommunicator(app, scope)
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(5)
-    await communicator.receive_output(5)
-    return start["status"]
+"""
+    + ASGI_GET
+    + r"""
 
 statuses = []
 for flags in ("00", "01"):
@@ -676,17 +686,10 @@ for flags in ("00", "01"):
         statuses.append(asyncio.run(get([(b"traceparent", parent), (b"tracestate", state)])))
 print(json.dumps({"statuses": sorted(set(statuses))}))
 """
+)
 
 
 def test_a_clients_malformed_tracestate_is_dropped_without_a_log_line_per_request():
-    lines = django_script(
-        BAD_TRACESTATE_SCRIPT,
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        },
-        drop=not_otel,
-    )
-    (report,) = [line for line in lines if line.startswith('{"statuses"')]
-    assert json.loads(report) == {"statuses": [200]}
+    report, lines = traced_script(BAD_TRACESTATE_SCRIPT)
+    assert report == {"statuses": [200]}
     assert not [line for line in lines if "tracestate" in line.lower() or "w3c" in line], lines
