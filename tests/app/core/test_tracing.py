@@ -437,7 +437,6 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
         # kept request's call is a span of its trace, a dropped one's ran no hook.
         assert upstream_trace(s) == (s["trace_id"], s["recording"])
         assert (s["upstream_hooks"] > 0) is s["recording"]
-    assert sorted(seen["upstream_spans"]) == sorted(s["trace_id"] for s in kept)
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
@@ -451,7 +450,6 @@ def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
         "upstream_traceparent": seen["seen"][0]["upstream_traceparent"],
         "upstream_hooks": seen["seen"][0]["upstream_hooks"],
     }
-    assert trace_id in seen["upstream_spans"]
     assert seen["seen"][0]["upstream_traceparent"].startswith(f"00-{trace_id}-")
     assert trace_id in seen["servers"]
 
