@@ -148,7 +148,8 @@ def test_a_stalled_redis_fails_the_commands_in_flight_after_the_timeout_and_is_l
     assert all(isinstance(error, RespError) for error in stalled), stalled
     assert not any(isinstance(error, ErrorReply) for error in stalled), stalled
     assert "no reply from Redis within 0.3 s" in str(stalled[0])
-    assert 0.3 <= took < 1.0
+    # uvloop's timers run on a millisecond clock: one may fire a hair before 0.3 s here.
+    assert 0.29 <= took < 1.0
     assert after == b"v"  # a new connection
 
 
@@ -188,7 +189,7 @@ def test_a_server_that_accepts_and_never_answers_costs_the_timeout(blackhole):
             await client.execute("PING")  # behind the AUTH, which is never answered
         return time.monotonic() - started
 
-    assert 0.3 <= on_uvloop(scenario) < 1.0
+    assert 0.29 <= on_uvloop(scenario) < 1.0  # uvloop's millisecond timers, as above
 
 
 def test_a_connect_still_under_way_when_its_connection_fails_is_left_to_finish(monkeypatch):
