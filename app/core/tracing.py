@@ -216,8 +216,14 @@ class UpstreamSessions:
 
         self.plain = aiohttp.ClientSession(connector=connector, **options)
         self.traced = self.plain
+        # Read by pick() on every call: bound once here, not imported per call.
+        self._trace: Any = None
+        self._inject: Any = None
         if not _started:
             return
+        from opentelemetry import propagate, trace
+
+        self._trace, self._inject = trace, propagate.inject
         from opentelemetry.instrumentation import aiohttp_client  # demo-shop
 
         aiohttp_client.AioHttpClientInstrumentor.uninstrument_session(self.plain)  # demo-shop
@@ -232,14 +238,12 @@ class UpstreamSessions:
     def pick(self) -> "tuple[aiohttp.ClientSession, dict[str, str] | None]":
         """The session for a call made now, and the headers it sends the trace in (None: the
         session's hooks do, or tracing is off)."""
-        if not _started:
+        if self._trace is None:
             return self.plain, None
-        from opentelemetry import propagate, trace
-
-        if trace.get_current_span().is_recording():
+        if self._trace.get_current_span().is_recording():
             return self.traced, None
         headers: dict[str, str] = {}
-        propagate.inject(headers)
+        self._inject(headers)
         return self.plain, headers
 
     def get(self, url: str, **options: Any) -> Any:
