@@ -28,21 +28,29 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import hey, stack, web
+from bench import claims, hey, stack, web
 from bench.scenarios.observability import OBSERVABILITY
 
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "20"))
 RATE = 200  # samples per second per process: py-spy's overhead stays near 1% of a core
 FANOUT = "/bench/fanout/async"
+# The same three calls through the same session with no framework around them (scenario 1's
+# ceiling): the fan-out's CPU without Django.
+RAW_FANOUT = "/bench/raw/fanout"
+DEFAULT_FANOUT = "fan-out, default handler"
+RAW_FANOUT_NAME = "fan-out, framework-free (raw ASGI)"
+# Issue 24: Python CPU per answered fan-out request under the default handler.
+CPU_GOAL = claims.get("profile.fanout_cpu_ms")
 LIST = "/api/products"
 PRODUCT = "/api/products/1"
 # (group, name, ASGI app, path, concurrency, web's extra environment): the fan-out (scenario 1)
-# under each handler, and the cached product list (scenario 4, c=50 as there) under the default
-# one; then the product page (scenario 9, c=100) in each observability state, off first: the
-# others are compared with it.
+# under each handler and with no framework, and the cached product list (scenario 4, c=50 as
+# there) under the default one; then the product page (scenario 9, c=100) in each
+# observability state, off first: the others are compared with it.
 Target = tuple[str, str, str, str, int, dict[str, str]]
 TARGETS: tuple[Target, ...] = (
-    ("handlers", "fan-out, default handler", web.BENCH_ASGI, FANOUT, 100, {}),
+    ("handlers", DEFAULT_FANOUT, web.BENCH_ASGI, FANOUT, 100, {}),
+    ("handlers", RAW_FANOUT_NAME, web.BENCH_ASGI, RAW_FANOUT, 100, {}),
     ("handlers", "fan-out, pooled with thread hops", web.BENCH_ASGI_HOPS, FANOUT, 100, {}),
     ("handlers", "fan-out, stock Django handler", web.BENCH_ASGI_STOCK, FANOUT, 100, {}),
     ("handlers", "cached list, default handler", web.BENCH_ASGI, LIST, 50, {}),
@@ -241,6 +249,34 @@ def added(
     return sorted(deltas.items(), key=lambda item: -item[1])[:top]
 
 
+def cpu_goal_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Issue 24's goal for the fan-out's Python CPU per request, against the same calls with no
+    framework in the same workers: how much of it is Django's, and how much the calls'."""
+    default, raw = results.get(DEFAULT_FANOUT), results.get(RAW_FANOUT_NAME)
+    if default is None or raw is None:
+        return []
+    cpu, floor = cpu_ms_per_request(default), cpu_ms_per_request(raw)
+    verdict = "met" if CPU_GOAL.met(cpu) else "**behind**"
+    reach = (
+        "so the goal is within what removing Django's share could give"
+        if CPU_GOAL.met(floor)
+        else "above the goal with no framework at all: Django's work cannot be where it is missed"
+    )
+    shares = ", ".join(
+        f"{package} {cpu_ms_per_request(raw, count):.2f} ms"
+        for package, count in raw["packages"].most_common(4)
+    )
+    return [
+        f"**Python CPU per fan-out request** ({CPU_GOAL.source}): goal {CPU_GOAL.sign} "
+        f"{CPU_GOAL.value:g} ms; the default handler {cpu:.2f} ms, {verdict}. The same three "
+        f"calls through the same aiohttp session with no framework, in the same workers "
+        f"(`{RAW_FANOUT}`): {floor:.2f} ms, {reach}. Django's own work is the difference, "
+        f"{cpu - floor:.2f} ms a request. Where the framework-free request's time goes, by "
+        f"package: {shares}.",
+        "",
+    ]
+
+
 def observability_markdown(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Scenario 9's states on the product page: what each adds to off, per request."""
     off_name, off = results[0]
@@ -311,6 +347,7 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
         "held the GIL per answered request (both workers sampled, so it is per request, not "
         "per worker).",
         "",
+        *cpu_goal_markdown(dict(results)),
     ]
     lines += [
         "Inclusive: the share of samples whose stack passes through each (callees included).",

@@ -15,6 +15,19 @@ BENCH_ASGI = "bench_endpoints.asgi:application"
 BENCH_ASGI_STOCK = "bench_endpoints.asgi_variants:stock"
 BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
 WSGI = "config.wsgi:application"
+# GUNICORN_REQUEST_THREADS's default (runtime/config.py), and the counts measured against it.
+REQUEST_THREADS = 128
+REQUEST_THREADS_TRIED = (REQUEST_THREADS // 2, REQUEST_THREADS * 2)
+
+
+def request_threads_config(threads: int) -> str:
+    """The default configuration's name with `threads` request threads per worker."""
+    return f"uvicorn x{cores()} ({threads} request threads)"
+
+
+def is_request_threads_config(name: str) -> bool:
+    """A variant of the default (request_threads_config), not an alternative server."""
+    return name.endswith(" request threads)")
 
 
 def standalone(command: str) -> str:
@@ -159,6 +172,21 @@ def all_web_configs() -> list[dict[str, Any]]:
             "full_only": True,
             "product_page": True,
         },
+        *(
+            {
+                # The default with fewer and more request threads per worker (runtime/asgi.py):
+                # not an alternative server, the choice of the default's own limit.
+                "name": request_threads_config(threads),
+                "profile": "io",
+                "workers": c,
+                "command": f"{GUNICORN} {BENCH_ASGI}",
+                "path": "/bench/fanout/async",
+                "env": {"GUNICORN_REQUEST_THREADS": str(threads)},
+                "full_only": True,
+                "product_page": True,
+            }
+            for threads in REQUEST_THREADS_TRIED
+        ),
     ]
     if stack.QUICK:
         # The seed's four (sync, gthread, gevent, Uvicorn), and any other BENCH_CONFIGS names
@@ -190,6 +218,7 @@ def web_env(config: dict[str, Any], *, preload: bool = True) -> dict[str, str]:
         "GUNICORN_WORKERS": str(config["workers"]),
         "GUNICORN_WORKER_CLASS": config.get("worker_class", ""),
         "GUNICORN_THREADS": "",
+        "GUNICORN_REQUEST_THREADS": "",
         "GUNICORN_PRELOAD": "true" if preload else "false",
         # The profile's own unless the configuration says otherwise.
         "GUNICORN_MAX_REQUESTS": "",

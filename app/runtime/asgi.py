@@ -9,14 +9,16 @@ of the per-request cost, and the request's database connection dies with its thr
 request also logs in to PgBouncer again (SCRAM, checked one at a time on one core: under a crowd
 of clients the logins queue until they time out as 503s; docs/ARCHITECTURE.md).
 
-Here a request borrows a single-thread executor from a pool and gives it back when it ends,
-the way a gthread worker reuses its threads: a request's sync calls still share one thread
-(asgiref's ThreadSensitiveContext(executor=...)), and that thread's database connection lives on
-for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS before reuse, as under WSGI. A thread serves
-one request at a time. The pool holds at most EXECUTORS; a request arriving when all are lent
-waits for one, so threads and PgBouncer client connections per worker are bounded too. A request
-that runs nothing on its thread (an async view, a cached page) never waits for it: Django's own
-per-request hops to it are skipped when they have nothing to do there (handle, below).
+Here a request borrows a single-thread executor from a pool at its first sync call and gives it
+back when it ends, the way a gthread worker reuses its threads: a request's sync calls still
+share one thread (asgiref's ThreadSensitiveContext(executor=...), given the request's Lease), and
+that thread's database connection lives on for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS
+before reuse, as under WSGI. A thread serves one request at a time. The pool holds at most
+EXECUTORS; a request whose first sync call finds all of them lent waits for one, so threads and
+PgBouncer client connections per worker are bounded. A request that runs nothing on its thread
+(an async view, a cached page) never takes one, so threads bound only the requests that use
+them: Django's own per-request hops to the thread are skipped when they have nothing to do
+there (handle, below).
 
 WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has been inside one
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
@@ -35,7 +37,7 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cache, partial
 from time import monotonic
 from typing import Any, cast
@@ -50,76 +52,31 @@ from django.dispatch import Signal
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
+from runtime import config as runtime_config
 from runtime import workers
 
-# Requests in flight per worker, each with its own thread and up to two PgBouncer client
-# connections (primary and replica). 128 x 2 workers / 0.3 s (a fan-out request's concurrent
-# upstream calls) = 853 requests a second, above what two cores serve (docs/BENCHMARKS.md,
-# scenario 1). PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000) for 3 web replicas
-# (1,536), Kubernetes for the web autoscaler's maximum (tests/k8s/test_k8s_workloads.py).
-EXECUTORS = 128
+# Request threads per worker (GUNICORN_REQUEST_THREADS), each with up to two PgBouncer client
+# connections (primary and replica). PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000)
+# for 3 web replicas at the default (1,536), Kubernetes for the web autoscaler's maximum
+# (tests/k8s/test_k8s_workloads.py).
+EXECUTORS = runtime_config.REQUEST_THREADS
 _SWAP = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-class Lease:
-    """One request's use of a RequestExecutor: what runs on its thread before the request's first
-    call there, and whether the request ran anything there."""
-
-    def __init__(self, executor: "RequestExecutor") -> None:
-        self.executor = executor
-        self.first: Callable[[], Any] | None = None
-        self.used = False
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        """On the thread, before each of the request's calls: `first` once. If it failed, every
-        call of the request fails with its error, as the whole request fails in Django."""
-        if self._error is not None:
-            raise self._error
-        first, self.first = self.first, None
-        if first is None:
-            return
-        try:
-            first()
-        except BaseException as error:
-            self._error = error
-            raise
-
-
 class RequestExecutor(ThreadPoolExecutor):
-    """A single-thread executor that knows since when its thread runs the current call, and
-    which request (Lease) it is lent to."""
+    """A single-thread executor that knows since when its thread runs the current call."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="django-request")
         self.busy_since: float | None = None
         self.thread_id: int | None = None
-        self.lease: Lease | None = None
-
-    def lend(self) -> Lease:
-        self.lease = Lease(self)
-        return self.lease
-
-    def end_lease(self, lease: Lease) -> bool:
-        """Whether the request of `lease` ran anything on this thread. A request cancelled
-        while its handler went on never touches the lease of the request lent the thread next."""
-        lease.first = None
-        if self.lease is lease:
-            self.lease = None
-        return lease.used
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        lease = self.lease
-        if lease is not None:
-            lease.used = True
-
         def timed() -> Any:
             self.thread_id = threading.get_ident()
             self.busy_since = monotonic()
             try:
-                if lease is not None:
-                    lease.start()
                 return fn(*args, **kwargs)
             finally:
                 self.busy_since = None
@@ -127,35 +84,130 @@ class RequestExecutor(ThreadPoolExecutor):
         return super().submit(timed)
 
 
+class Lease(Executor):
+    """One request's thread, the executor its ThreadSensitiveContext sends the request's sync
+    calls to. The first call borrows a RequestExecutor from the pool (or waits for one while all
+    are lent) and the request keeps it to its end. Also what runs on the thread before the
+    request's first call there (`first`), and whether the request ran anything there (`used`).
+
+    Called on the event loop only (asyncio's run_in_executor submits from there)."""
+
+    def __init__(self, pool: "ExecutorPool") -> None:
+        self.pool = pool
+        self.executor: RequestExecutor | None = None
+        self.first: Callable[[], Any] | None = None
+        self.used = False
+        self.ended = False
+        self._error: BaseException | None = None
+        # Calls made while the lease waits for a thread, in order; None when it does not wait.
+        self._waiting: list[tuple[Future[Any], Callable[[], Any]]] | None = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self.ended:
+            # A call from a task that outlived its request (cancelled, answered 504): the
+            # thread may be another request's by now.
+            raise RuntimeError("the request has ended: its thread is no longer its own")
+        self.used = True
+        call = partial(self._run, partial(fn, *args, **kwargs))
+        if self.executor is None and self._waiting is None:
+            self.executor = self.pool.take()
+            if self.executor is None:
+                self._waiting = []
+                self.pool.wait(self)
+        if self.executor is not None:
+            return self.executor.submit(call)
+        assert self._waiting is not None
+        future: Future[Any] = Future()
+        self._waiting.append((future, call))
+        return future
+
+    def lend(self, executor: RequestExecutor) -> None:
+        """The pool lends the thread this lease waited for: the calls made meanwhile run on it in
+        turn, less those their callers cancelled."""
+        self.executor = executor
+        waiting, self._waiting = self._waiting or [], None
+        for future, call in waiting:
+            if future.set_running_or_notify_cancel():
+                _chain(executor.submit(call), future)
+
+    def _run(self, call: Callable[[], Any]) -> Any:
+        """On the thread, before each of the request's calls: `first` once. If it failed, every
+        call of the request fails with its error, as the whole request fails in Django."""
+        if self._error is not None:
+            raise self._error
+        first, self.first = self.first, None
+        if first is not None:
+            try:
+                first()
+            except BaseException as error:
+                self._error = error
+                raise
+        return call()
+
+    def closing(self) -> bool:
+        """Whether the request ran anything on its thread. Closing its response runs there even
+        if request_started failed, and what was left to run first does not."""
+        self.first = None
+        self._error = None
+        return self.used
+
+    def end(self, *, stuck: bool = False) -> None:
+        """The request has ended: its thread goes back to the pool, unless it is stuck in a call,
+        and calls still waiting for a thread are cancelled."""
+        self.ended = True
+        self.first = None
+        for future, _ in self._waiting or []:
+            future.cancel()
+        self._waiting = None
+        executor, self.executor = self.executor, None
+        if executor is not None and not stuck:
+            self.pool.give_back(executor)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The pool's threads outlive the request: the pool ends them (ExecutorPool.close)."""
+
+
+def _chain(source: Future[Any], target: Future[Any]) -> None:
+    """`target` (running) ends as `source` does."""
+
+    def copy(done: Future[Any]) -> None:
+        error = done.exception()
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+
+
 class ExecutorPool:
-    """Single-thread executors, lent one per request, most recently returned first."""
+    """Single-thread executors, lent one per request that runs sync code, most recently returned
+    first."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.created = 0
         self._idle: list[RequestExecutor] = []
-        self._waiters: deque[asyncio.Future[RequestExecutor]] = deque()
+        self._waiters: deque[Lease] = deque()
 
-    async def borrow(self) -> RequestExecutor:
+    def take(self) -> RequestExecutor | None:
+        """An idle or new executor, or None when all `size` are lent."""
         if self._idle:
             return self._idle.pop()  # the warmest thread: its connection is the least likely stale
         if self.created < self.size:
             self.created += 1
             return RequestExecutor()
-        waiter: asyncio.Future[RequestExecutor] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give_back(waiter.result())  # lent just as the request went away
-            raise
+        return None
+
+    def wait(self, lease: Lease) -> None:
+        """`lease` is lent the next executor given back."""
+        self._waiters.append(lease)
 
     def give_back(self, executor: RequestExecutor) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(executor)
+            lease = self._waiters.popleft()
+            if not lease.ended:  # a request gone while it waited takes nothing
+                lease.lend(executor)
                 return
         self._idle.append(executor)
 
@@ -217,8 +269,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
-        # The requests in flight: their executor, and the future that aborts them.
-        self._in_flight: dict[RequestExecutor, asyncio.Future[None]] = {}
+        # The requests in flight: their lease, and the future that aborts them.
+        self._in_flight: dict[Lease, asyncio.Future[None]] = {}
         self._watching = False
         # The abort counter counts workers: a drain that several stuck threads cause is one.
         self._abort_counted = False
@@ -317,7 +369,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         request cancelled before it had one: on the request's thread if it ran anything there
         or a receiver is not thread-local, as Django does, else here on the event loop."""
         lease = _LEASE.get()
-        used = lease is None or lease.executor.end_lease(lease)
+        used = lease is None or lease.closing()
         if used or not _only_thread_local(signals.request_finished, self.__class__):
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
@@ -333,16 +385,14 @@ class PooledExecutorASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         timeout = workers.request_timeout()
         if timeout is None:  # not one of our Uvicorn workers: no watchdog
-            executor = await self.executors.borrow()
-            lease = executor.lend()
+            lease = Lease(self.executors)
             lent = _LEASE.set(lease)
             try:
-                async with ThreadSensitiveContext(executor=executor):
+                async with ThreadSensitiveContext(executor=lease):
                     await self.handle(scope, receive, send)
             finally:
                 _LEASE.reset(lent)
-                executor.end_lease(lease)
-                self.executors.give_back(executor)
+                lease.end()
             return
         if not self._watching:
             self._watching = True
@@ -350,11 +400,10 @@ class PooledExecutorASGIHandler(ASGIHandler):
         await self._call_watched(scope, receive, send)
 
     async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        executor = await self.executors.borrow()
-        lease = executor.lend()
+        lease = Lease(self.executors)
         lent = _LEASE.set(lease)
         abort: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[executor] = abort
+        self._in_flight[lease] = abort
         started = False
 
         async def tracked_send(message: Mapping[str, Any]) -> None:
@@ -367,7 +416,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         stuck = False
         task: asyncio.Future[Any] | None = None
         try:
-            async with ThreadSensitiveContext(executor=executor):
+            async with ThreadSensitiveContext(executor=lease):
                 task = asyncio.ensure_future(self.handle(scope, receive, tracked_send))
                 either: set[asyncio.Future[Any]] = {task, abort}
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -381,18 +430,17 @@ class PooledExecutorASGIHandler(ASGIHandler):
         finally:
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
-            del self._in_flight[executor]
+            del self._in_flight[lease]
             _LEASE.reset(lent)
-            executor.end_lease(lease)
-            if not stuck:
-                self.executors.give_back(executor)
+            lease.end(stuck=stuck)
 
     def _watch(self, timeout: float) -> None:
         """On the event loop, at each tick: a request thread busy past the timeout is stuck."""
         now = monotonic()
-        for executor, abort in list(self._in_flight.items()):
-            since = executor.busy_since
-            if abort.done() or since is None or now - since < timeout:
+        for lease, abort in list(self._in_flight.items()):
+            executor = lease.executor
+            since = None if executor is None else executor.busy_since
+            if executor is None or abort.done() or since is None or now - since < timeout:
                 continue
             abort.set_result(None)
             _report_stuck(executor, now - since)

@@ -99,6 +99,15 @@ if PROFILE not in PROFILES:
 WORKER_CLASS: str = os.environ.get("GUNICORN_WORKER_CLASS") or PROFILES[PROFILE]["worker_class"]
 WORKERS = _number("GUNICORN_WORKERS", PROFILES[PROFILE]["workers"])
 THREADS = _number("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
+# The io profile's request threads per worker (runtime/asgi.py, pooled runtime): how many of a
+# worker's requests run sync code (the ORM) at once, each thread with its own database
+# connections; a request that never leaves the event loop takes none. Chosen by make bench
+# (scenario 1's request threads row).
+REQUEST_THREADS_DEFAULT = 128
+REQUEST_THREADS = _number("GUNICORN_REQUEST_THREADS", REQUEST_THREADS_DEFAULT)
+if REQUEST_THREADS < 1:
+    INVALID.append(f"GUNICORN_REQUEST_THREADS must be at least 1, got {REQUEST_THREADS}")
+    REQUEST_THREADS = REQUEST_THREADS_DEFAULT
 BIND = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"
 # With preload: build what workers would each build lazily and gc.freeze() before the fork

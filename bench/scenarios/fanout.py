@@ -287,6 +287,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     lines += seed_comparison(data, headline)
     lines += handler_comparison(data)
     lines += worker_count_choice(data, headline)
+    lines += request_threads_choice(data, headline)
     failing = [
         config
         for (config, label), runs in group(data["runs"], "config", "label").items()
@@ -298,9 +299,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             "app is its own answer when an upstream call missed its 10 s timeout: nothing bounds "
             "its requests in flight, so ~500 per worker queue ~1,500 calls for the worker's "
             "UPSTREAM_POOL_SIZE upstream connections, and the wait counts against the timeout. "
-            "Django's rows are "
-            "bounded by the executor pool (128 requests per worker, runtime/asgi.py): the rest "
-            "wait in front of the view, where no timeout runs. A 504 is Nginx giving up on web "
+            "In Django's rows a request that runs sync code waits for one of the worker's "
+            "request threads (GUNICORN_REQUEST_THREADS, runtime/asgi.py), where no timeout runs; "
+            "the fan-out runs none. A 504 is Nginx giving up on web "
             "(5 s to connect, 35 s to answer) and a client timeout is hey's own 30 s. The other "
             "configurations kept every request at c=1000.",
             "",
@@ -321,7 +322,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
     both loads, same run; a headline verdict per endpoint and load."""
     page = data.get("product_page") or []
     default = default_config(data)
-    servers = product_page_order(data)
+    servers = [name for name in product_page_order(data) if not web.is_request_threads_config(name)]
     if not page or default not in servers:
         return []
     endpoints = (
@@ -381,6 +382,40 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
     ]
 
 
+def default_over(data: dict[str, Any], other: str) -> list[tuple[str, float]] | None:
+    """The default's throughput as a share of `other`'s on the four loads of the alternatives'
+    table (fan-out and product page, c=100 and c=1000); None unless both ran every load."""
+    default = default_config(data)
+    shares: list[tuple[str, float]] = []
+    for endpoint, runs in (("fan-out", data["runs"]), ("product page", data.get("product_page"))):
+        groups = group(runs or [], "config", "label")
+        for label in ("c100", "c1000"):
+            base, more = groups.get((default, label)), groups.get((other, label))
+            share = ratio(combine(base)["rps"], combine(more)["rps"]) if base and more else None
+            if share is None:
+                return None
+            shares.append((f"{endpoint} c={label[1:]}", share))
+    return shares
+
+
+def choice_verdict(
+    headline: list[list[str]], what: str, shares: list[tuple[str, float]]
+) -> tuple[str, float]:
+    """A headline row: the geometric mean of the default's shares, held to WORKER_COUNT's bound
+    (the default serves more across the four loads). The loads' figures and the mean."""
+    mean = math.prod(share for _, share in shares) ** (1 / len(shares))
+    each = ", ".join(f"{load} {share:.2f}" for load, share in shares)
+    headline.append(
+        [
+            f"1. {what}, geometric mean of four loads",
+            f"{WORKER_COUNT.sign} {WORKER_COUNT.value:g}",
+            ("yes" if WORKER_COUNT.met(mean) else "**no**") + f": {each}",
+            f"{mean:.2f}",
+        ]
+    )
+    return each, mean
+
+
 def worker_count_choice(data: dict[str, Any], headline: list[list[str]]) -> list[str]:
     """Issue 24: the default's worker count against twice as many, on the four loads of the
     alternatives' table; a headline verdict on the geometric mean of the default's share."""
@@ -388,35 +423,50 @@ def worker_count_choice(data: dict[str, Any], headline: list[list[str]]) -> list
     if not default or not default.startswith("uvicorn x"):
         return []
     double = f"uvicorn x{2 * int(default[len('uvicorn x') :])}"
-    shares: list[tuple[str, float]] = []
-    for endpoint, runs in (("fan-out", data["runs"]), ("product page", data.get("product_page"))):
-        groups = group(runs or [], "config", "label")
-        for label in ("c100", "c1000"):
-            base, more = groups.get((default, label)), groups.get((double, label))
-            share = ratio(combine(base)["rps"], combine(more)["rps"]) if base and more else None
-            if share is None:  # every load, or no verdict
-                return []
-            shares.append((f"{endpoint} c={label[1:]}", share))
-    mean = math.prod(share for _, share in shares) ** (1 / len(shares))
-    each = ", ".join(f"{load} {share:.2f}" for load, share in shares)
-    headline.append(
-        [
-            f"1. worker count: {default} (default) / {double}, geometric mean of four loads",
-            f"{WORKER_COUNT.sign} {WORKER_COUNT.value:g}",
-            ("yes" if WORKER_COUNT.met(mean) else "**no**") + f": {each}",
-            f"{mean:.2f}",
-        ]
-    )
+    shares = default_over(data, double)
+    if shares is None:  # every load, or no verdict
+        return []
+    each, mean = choice_verdict(headline, f"worker count: {default} (default) / {double}", shares)
     return [
         f"**The worker count** (issue 24): the default's {default} against {double}, the "
         "default's throughput as a share of the other's on each load of the table above: "
         f"{each}; geometric mean {mean:.2f}. The count that serves more across the four loads "
         "is the default. More workers hold more requests and upstream calls in flight at "
-        "c=1000 (each worker bounds its own: 128 requests, runtime/asgi.py's EXECUTORS, and "
-        "UPSTREAM_POOL_SIZE connections), and they are more processes on the two cores that "
-        "hey, Nginx and the stand-ins share; each also costs its own memory, which the "
-        "Kubernetes web pod's limit is sized for (k8s/base/web.yaml). `GUNICORN_WORKERS` "
+        "c=1000 (each worker bounds its own: GUNICORN_REQUEST_THREADS requests running sync "
+        "code, and UPSTREAM_POOL_SIZE connections), and they are more processes on the two "
+        "cores that hey, Nginx and the stand-ins share; each also costs its own memory, which "
+        "the Kubernetes web pod's limit is sized for (k8s/base/web.yaml). `GUNICORN_WORKERS` "
         "changes it.",
+        "",
+    ]
+
+
+def request_threads_choice(data: dict[str, Any], headline: list[list[str]]) -> list[str]:
+    """Issue 24: the default's request threads per worker against half and twice as many, on
+    the same four loads; a headline verdict for each."""
+    default = default_config(data)
+    if not default:
+        return []
+    lines: list[str] = []
+    for threads in web.REQUEST_THREADS_TRIED:
+        other = web.request_threads_config(threads)
+        shares = default_over(data, other)
+        if shares is None:
+            continue
+        what = f"request threads: {default} ({web.REQUEST_THREADS}, default) / {threads}"
+        each, mean = choice_verdict(headline, what, shares)
+        lines.append(f"against {threads} threads {each} (geometric mean {mean:.2f})")
+    if not lines:
+        return []
+    return [
+        f"**The request threads per worker** (issue 24): the default's {web.REQUEST_THREADS} "
+        "(GUNICORN_REQUEST_THREADS, runtime/asgi.py) against half and twice as many, the "
+        "default's throughput as a share of the other's: "
+        + "; ".join(lines)
+        + ". Only a request that runs sync code takes a thread (the product page's replica "
+        "read); the fan-out never does, so its rows show the noise between identical "
+        "configurations. Fewer threads queue the product page's requests at c=1000; more put "
+        "more threads on the GIL and more PgBouncer clients in line for its pool.",
         "",
     ]
 
@@ -555,10 +605,11 @@ def handler_comparison(data: dict[str, Any]) -> list[str]:
             header += [f"{label} req/s", f"{label} / default"]
         lines += [
             f"**What moved the number** ({base}, same workers, rounds interleaved). A request "
-            "borrows a reused single-thread executor instead of Django's new executor and "
-            "joining thread per request; Django's own middleware runs its sync methods on the "
-            "event loop instead of one thread hop each (13 per request with this "
-            "settings.MIDDLEWARE, each waiting for the GIL while the loop is busy); the "
+            "that runs sync code borrows a reused single-thread executor at its first call "
+            "there, instead of Django's new executor and joining thread per request; Django's "
+            "own middleware runs its sync methods on the event loop instead of one thread hop "
+            "each (13 per request with this settings.MIDDLEWARE, each waiting for the GIL while "
+            "the loop is busy); the "
             "request_started and request_finished receivers, thread-local, run on the request's "
             "thread only if the request runs anything there (an async view that never does "
             "never waits for a thread); and a "

@@ -114,6 +114,20 @@ def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
     assert result.stdout.split() == [handler]
 
 
+@pytest.mark.parametrize(("value", "size"), [("", "128"), ("32", "32")])
+def test_the_handlers_request_threads_per_worker_are_gunicorn_request_threads(value, size):
+    script = "from config.asgi import handler\nprint(handler.executors.size)\n"
+    env = {**os.environ, "GUNICORN_REQUEST_THREADS": value, "APP_ENV": "test"}
+    assert in_app("-c", script, env=env).stdout.split() == [size]
+
+
+@pytest.mark.parametrize("value", ["0", "-4"])
+def test_no_request_threads_stops_gunicorn(value):
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_REQUEST_THREADS=value)
+    assert f"GUNICORN_REQUEST_THREADS must be at least 1, got {value}" in excinfo.value.stderr
+
+
 def test_an_unknown_server_runtime_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(SERVER_RUNTIME="fast")

@@ -9,7 +9,11 @@ import pytest
 
 from bench import claims, report, run, stack
 
-SCENARIOS = sorted((stack.ROOT / "bench" / "scenarios").glob("*.py"))
+# make bench's scenarios, and make profile's (bench/profile.py).
+SCENARIOS = [
+    *sorted((stack.ROOT / "bench" / "scenarios").glob("*.py")),
+    stack.ROOT / "bench" / "profile.py",
+]
 # Counts of rows ("fewer than two rows: nothing to compare") and zero are not thresholds.
 COUNTS = {0, 1, 2}
 

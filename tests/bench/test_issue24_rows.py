@@ -23,7 +23,8 @@ def test_every_async_server_is_measured_on_the_product_page(monkeypatch):
     monkeypatch.setattr(web, "cores", lambda: 2)
     monkeypatch.setattr(stack, "QUICK", False)
     measured = [c["name"] for c in web.all_web_configs() if c.get("product_page")]
-    assert measured == ["uvicorn x2", *ALTERNATIVES]
+    threads = ["uvicorn x2 (64 request threads)", "uvicorn x2 (256 request threads)"]
+    assert measured == ["uvicorn x2", *ALTERNATIVES, *threads]
 
 
 def test_a_quick_run_measures_the_alternatives_bench_configs_names_exactly(monkeypatch):
@@ -225,3 +226,39 @@ def test_section_9_has_no_budget_without_the_states_it_splits():
     cpu = {"off": 0.29, "metrics": 0.31, "tracing": 0.44}
     text = "\n".join(observability.section(observability_results(cpu), []))
     assert "What binds" not in text
+
+
+def test_the_request_threads_are_held_against_half_and_twice_as_many_not_as_alternatives():
+    from runtime.config import REQUEST_THREADS_DEFAULT
+
+    assert web.REQUEST_THREADS == REQUEST_THREADS_DEFAULT
+    runs = [
+        hey_run(config, label, rps)
+        for config, rps in (
+            ("uvicorn x2", 100.0),
+            ("uvicorn x2 (64 request threads)", 80.0),
+            ("uvicorn x2 (256 request threads)", 125.0),
+            ("granian x2", 90.0),
+        )
+        for label in ("c100", "c1000")
+    ]
+    data = {"limit_rps": 333.3, "calls": 3, "upstream_ms": 300, "default_config": "uvicorn x2",
+            "runs": runs, "product_page": runs}  # fmt: skip
+    headline: list[list[str]] = []
+    fanout.section({"worker_classes": data}, headline)
+    verdicts = {row[0]: row[2:] for row in headline if row[0].startswith("1. request threads")}
+    loads = "fan-out c=100 {0}, fan-out c=1000 {0}, product page c=100 {0}, product page c=1000 {0}"
+    assert verdicts == {
+        "1. request threads: uvicorn x2 (128, default) / 64, geometric mean of four loads": [
+            "yes: " + loads.format("1.25"),
+            "1.25",
+        ],
+        "1. request threads: uvicorn x2 (128, default) / 256, geometric mean of four loads": [
+            "**no**: " + loads.format("0.80"),
+            "0.80",
+        ],
+    }
+    # A variant of the default's own limit is no alternative server: no verdict names it.
+    alternatives = [row for row in headline if "every alternative" in row[0]]
+    assert alternatives
+    assert not any("request threads" in row[2] for row in alternatives)

@@ -17,6 +17,7 @@ from tests.support import ROOT, django_script, run
 
 HANDLERS = [
     "fan-out, default handler",
+    "fan-out, framework-free (raw ASGI)",
     "fan-out, pooled with thread hops",
     "fan-out, stock Django handler",
     "cached list, default handler",
@@ -231,3 +232,32 @@ def test_each_observability_state_reaches_web_as_it_claims(state, default_sample
     else:
         # Every request traced.
         assert seen["sampler"].startswith("ParentBased{root:AlwaysOnSampler")
+
+
+def cpu_summary(samples: dict[str, int], rps: float) -> dict[str, Any]:
+    collapsed = "".join(
+        f"main (/usr/lib/python3.13/asyncio/events.py);f (site-packages/{path}/x.py) {count}\n"
+        for path, count in samples.items()
+    )
+    return {**profile.summarise(collapsed), "load": {"ok_rps": rps}, "path": "/", "c": 100}
+
+
+@pytest.mark.parametrize(
+    ("raw_ms", "verdict"),
+    [
+        (0.7, "0.70 ms, so the goal is within what removing Django's share could give"),
+        (1.7, "1.70 ms, above the goal with no framework at all"),
+    ],
+)
+def test_the_fanouts_cpu_goal_is_held_against_the_same_calls_with_no_framework(raw_ms, verdict):
+    # Samples for 1 ms of Python CPU a request, at 100 req/s for SECONDS at RATE a second.
+    per_ms = profile.RATE * profile.SECONDS * 100 / 1000
+    default = cpu_summary({"django": int(per_ms), "aiohttp": int(per_ms)}, 100.0)
+    raw = cpu_summary({"aiohttp": round(raw_ms * per_ms)}, 100.0)
+    lines = profile.cpu_goal_markdown(
+        {profile.DEFAULT_FANOUT: default, profile.RAW_FANOUT_NAME: raw}
+    )
+    text = " ".join(lines)
+    assert "goal ≤ 1.5 ms; the default handler 2.00 ms, **behind**" in text
+    assert verdict in text
+    assert profile.cpu_goal_markdown({profile.DEFAULT_FANOUT: default}) == []

@@ -426,11 +426,11 @@ def test_production_serves_its_host_over_tls(rendered) -> None:
 
 
 def test_one_pgbouncer_pod_admits_every_client_the_autoscalers_allow(deployment: Manifests) -> None:
-    """Each web worker lends up to runtime.asgi.EXECUTORS threads at once, each with its own
+    """Each web worker lends up to GUNICORN_REQUEST_THREADS threads at once, each with its own
     connection to each database alias it uses (DB_CONN_MAX_AGE keeps them); each Celery child
     holds one per alias. The Service may send them all to one PgBouncer pod (the other restarting
     or evicted), so one pod's max_client_conn must cover the fleet at its autoscalers' maxima."""
-    from runtime.asgi import EXECUTORS
+    from runtime.config import REQUEST_THREADS_DEFAULT
 
     aliases = 2  # default (primary) and replica
     autoscalers = {
@@ -438,7 +438,8 @@ def test_one_pgbouncer_pod_admits_every_client_the_autoscalers_allow(deployment:
         for h in deployment.of_kind("HorizontalPodAutoscaler")
     }
     config = deployment.config
-    web = autoscalers["web"] * int(config["GUNICORN_WORKERS"]) * EXECUTORS * aliases
+    threads = int(config.get("GUNICORN_REQUEST_THREADS") or REQUEST_THREADS_DEFAULT)
+    web = autoscalers["web"] * int(config["GUNICORN_WORKERS"]) * threads * aliases
     workers = sum(
         autoscalers[doc["metadata"]["name"]] * int(config["CELERY_CONCURRENCY"]) * aliases
         for doc in deployment.workers

@@ -113,7 +113,7 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
     import asyncio
     import threading
 
-    from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
+    from runtime.asgi import Lease, PooledExecutorASGIHandler
 
     before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
     handler = PooledExecutorASGIHandler()
@@ -121,11 +121,11 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
 
     async def two_stuck() -> None:
         for _ in range(2):
-            executor = RequestExecutor()
-            executor.submit(release.wait)
-            while executor.busy_since is None:
+            lease = Lease(handler.executors)
+            lease.submit(release.wait)
+            while lease.executor is None or lease.executor.busy_since is None:
                 await asyncio.sleep(0.01)
-            handler._in_flight[executor] = asyncio.get_running_loop().create_future()
+            handler._in_flight[lease] = asyncio.get_running_loop().create_future()
         await asyncio.sleep(0.05)
         handler._watch(0.01)
         handler._watch(0.01)

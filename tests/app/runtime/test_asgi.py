@@ -19,7 +19,7 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
 from runtime import asgi
-from runtime.asgi import ExecutorPool, PooledExecutorASGIHandler, RequestExecutor
+from runtime.asgi import ExecutorPool, Lease, PooledExecutorASGIHandler
 from tests.app.runtime import asgi_urls
 from tests.app.runtime.asgi_scope import scope
 
@@ -113,12 +113,12 @@ def test_with_conn_max_age_zero_each_request_still_closes_its_connection(app, co
 @pytest.mark.django_db(transaction=True)
 def test_a_request_that_runs_nothing_on_its_thread_never_starts_it(app):
     # Django sends request_started and request_finished through the request's thread: two
-    # thread hops for a view that never leaves the event loop. Here nothing waits for a thread.
+    # thread hops for a view that never leaves the event loop. Here it never takes a thread.
     asyncio.run(get(app, "/nothing"))
     asyncio.run(get(app, "/nothing"))
-    (executor,) = app.executors._idle
-    assert not executor._threads  # type: ignore[attr-defined]
+    assert app.executors.created == 0
     asyncio.run(get(app, "/threads"))
+    (executor,) = app.executors._idle
     assert len(executor._threads) == 1  # type: ignore[attr-defined]
 
 
@@ -182,9 +182,7 @@ def test_a_request_cancelled_by_its_client_ends_without_its_thread(app, monkeypa
     finally:
         signals.request_finished.disconnect(dispatch_uid="test.asgi.finished")
     assert finished == [True]
-    (executor,) = app.executors._idle
-    assert not executor._threads  # type: ignore[attr-defined]
-    assert executor.lease is None
+    assert app.executors.created == 0  # it never took a thread
 
 
 async def disconnect_while_waiting(app: PooledExecutorASGIHandler) -> None:
@@ -196,23 +194,28 @@ async def disconnect_while_waiting(app: PooledExecutorASGIHandler) -> None:
     await communicator.wait(20)
 
 
-def test_a_lease_ended_late_leaves_the_next_requests_lease_alone():
-    # A request cancelled while its handler went on may end its lease after the thread was
-    # lent again: the next request's request_started must still run before its first call.
-    executor = RequestExecutor()
+def test_a_task_that_outlives_its_request_cannot_run_on_the_thread_lent_next():
+    # A request cancelled while a task of its went on (a client gone, an answer of 504) gives its
+    # thread back; the next request's request_started still runs first there, and the old
+    # task's late call is refused rather than run on a thread that is no longer its request's.
+    pool = ExecutorPool(1)
+    stale = Lease(pool)
     try:
-        stale = executor.lend()
+        thread = stale.submit(threading.get_ident).result(5)
+        stale.end()
         ran: list[str] = []
-        current = executor.lend()
+        current = Lease(pool)
         current.first = lambda: ran.append("request_started")
-        assert executor.end_lease(stale) is False
-        assert executor.lease is current
-        executor.submit(lambda: ran.append("call")).result(5)
-        assert ran == ["request_started", "call"]
-        assert executor.end_lease(current) is True
-        assert executor.lease is None
+        assert current.submit(threading.get_ident).result(5) == thread  # lent again
+        with pytest.raises(RuntimeError, match="request has ended"):
+            stale.submit(ran.append, "stale")
+        assert ran == ["request_started"]
+        assert current.closing() is True
+        current.end()
+        assert pool._idle
+        assert pool.created == 1
     finally:
-        executor.shutdown()
+        pool.close()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -255,3 +258,53 @@ async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
     # It got one of the two threads back, not a third.
     assert (await waiting.response())["threads"][0] in threads
     assert app.executors.created == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_never_leaves_the_event_loop_is_served_while_every_thread_is_lent(app):
+    # Threads bound the requests that run sync code, not the async ones (the fan-out, a cached
+    # page): those take no thread, so they never queue behind the ones that do.
+    asyncio.run(served_while_every_thread_is_lent(app))
+
+
+async def served_while_every_thread_is_lent(app: PooledExecutorASGIHandler) -> None:
+    asgi_urls.RELEASE = asyncio.Event()
+    app.executors = ExecutorPool(1)
+    held = await Request(app, "/hold").start()
+    await asyncio.sleep(0.2)
+    waiting = await Request(app, "/threads").start()
+    await asyncio.sleep(0.2)
+    assert app.executors.created == 1
+    assert len(app.executors._waiters) == 1  # /threads waits at its first sync call
+    assert await asyncio.wait_for(get(app, "/nothing"), 5) == {"threads": []}
+    assert app.executors.created == 1
+    asgi_urls.RELEASE.set()
+    thread = (await held.response())["threads"][0]
+    assert (await waiting.response())["threads"] == [thread, thread]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_gone_while_it_waits_for_a_thread_takes_none(app):
+    asyncio.run(gone_while_waiting_for_a_thread(app))
+
+
+async def gone_while_waiting_for_a_thread(app: PooledExecutorASGIHandler) -> None:
+    asgi_urls.RELEASE = asyncio.Event()
+    app.executors = ExecutorPool(1)
+    held = await Request(app, "/hold").start()
+    await asyncio.sleep(0.2)
+    gone = ApplicationCommunicator(app, scope("/threads"))
+    await gone.send_input({"type": "http.request", "body": b""})
+    await asyncio.sleep(0.2)
+    assert len(app.executors._waiters) == 1
+    await gone.send_input({"type": "http.disconnect"})
+    await gone.wait(20)  # it ends without the thread it waited for
+    (lease,) = app.executors._waiters
+    assert lease.ended
+    assert lease.executor is None
+    asgi_urls.RELEASE.set()
+    thread = (await held.response())["threads"][0]
+    # The thread went back to the pool, not to the request that left, and serves the next one.
+    assert app.executors._idle
+    assert not app.executors._waiters
+    assert (await get(app, "/threads"))["threads"] == [thread, thread]
