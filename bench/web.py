@@ -16,7 +16,7 @@ BENCH_ASGI_STOCK = "bench_endpoints.asgi_variants:stock"
 BENCH_ASGI_HOPS = "bench_endpoints.asgi_variants:hops"
 WSGI = "config.wsgi:application"
 # GUNICORN_REQUEST_THREADS's default (runtime/config.py), and the counts measured against it.
-REQUEST_THREADS = 128
+REQUEST_THREADS = 64
 REQUEST_THREADS_TRIED = (REQUEST_THREADS // 2, REQUEST_THREADS * 2)
 
 

@@ -57,7 +57,7 @@ from runtime import workers
 
 # Request threads per worker (GUNICORN_REQUEST_THREADS), each with up to two PgBouncer client
 # connections (primary and replica). PGBOUNCER_MAX_CLIENT_CONN is sized from it: compose (2,000)
-# for 3 web replicas at the default (1,536), Kubernetes for the web autoscaler's maximum
+# for 3 web replicas at up to 128 (1,536), Kubernetes for the web autoscaler's maximum
 # (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = runtime_config.REQUEST_THREADS
 _SWAP = threading.Lock()

@@ -103,7 +103,7 @@ THREADS = _number("GUNICORN_THREADS", PROFILES[PROFILE]["threads"])
 # worker's requests run sync code (the ORM) at once, each thread with its own database
 # connections; a request that never leaves the event loop takes none. Chosen by make bench
 # (scenario 1's request threads row).
-REQUEST_THREADS_DEFAULT = 128
+REQUEST_THREADS_DEFAULT = 64
 REQUEST_THREADS = _number("GUNICORN_REQUEST_THREADS", REQUEST_THREADS_DEFAULT)
 if REQUEST_THREADS < 1:
     INVALID.append(f"GUNICORN_REQUEST_THREADS must be at least 1, got {REQUEST_THREADS}")

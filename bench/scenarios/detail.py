@@ -62,8 +62,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "(through PgBouncer, on a connection kept for `DB_CONN_MAX_AGE`), a Redis read, two "
         "upstream calls, django-ninja's validation and JSON rendering, on the same two cores as "
         "Nginx, hey, PgBouncer, Postgres and the stand-ins. At c=1000 the throughput holds and "
-        "the latency grows: a worker runs at most 128 requests' sync code at once "
-        "(GUNICORN_REQUEST_THREADS, runtime/asgi.py), the rest wait for a thread at their first "
+        "the latency grows: a worker runs at most GUNICORN_REQUEST_THREADS "
+        "requests' sync code at once (runtime/asgi.py), the rest wait for a thread at their first "
         "ORM call. An error here would be a 503 `database_unavailable` "
         "(PgBouncer's `query_wait_timeout`, 10 s, on the replica and then the primary), a 504 "
         "from Nginx, or hey's 30 s client timeout.",

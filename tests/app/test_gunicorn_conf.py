@@ -114,7 +114,7 @@ def test_the_asgi_app_is_the_runtimes_handler(runtime, handler):
     assert result.stdout.split() == [handler]
 
 
-@pytest.mark.parametrize(("value", "size"), [("", "128"), ("32", "32")])
+@pytest.mark.parametrize(("value", "size"), [("", "64"), ("32", "32")])
 def test_the_handlers_request_threads_per_worker_are_gunicorn_request_threads(value, size):
     script = "from config.asgi import handler\nprint(handler.executors.size)\n"
     env = {**os.environ, "GUNICORN_REQUEST_THREADS": value, "APP_ENV": "test"}

@@ -41,8 +41,8 @@ def test_bench_configs_select_by_name_but_the_default_stays_known(monkeypatch):
         "uvicorn x2 (pooled, thread hops)",
         "uvicorn x2 (max_requests 1000)",
         "uvicorn x2 (head and body in two writes)",
-        "uvicorn x2 (64 request threads)",
-        "uvicorn x2 (256 request threads)",
+        "uvicorn x2 (32 request threads)",
+        "uvicorn x2 (128 request threads)",
     ]
 
 

@@ -23,7 +23,7 @@ def test_every_async_server_is_measured_on_the_product_page(monkeypatch):
     monkeypatch.setattr(web, "cores", lambda: 2)
     monkeypatch.setattr(stack, "QUICK", False)
     measured = [c["name"] for c in web.all_web_configs() if c.get("product_page")]
-    threads = ["uvicorn x2 (64 request threads)", "uvicorn x2 (256 request threads)"]
+    threads = ["uvicorn x2 (32 request threads)", "uvicorn x2 (128 request threads)"]
     assert measured == ["uvicorn x2", *ALTERNATIVES, *threads]
 
 
@@ -236,8 +236,8 @@ def test_the_request_threads_are_held_against_half_and_twice_as_many_not_as_alte
         hey_run(config, label, rps)
         for config, rps in (
             ("uvicorn x2", 100.0),
-            ("uvicorn x2 (64 request threads)", 80.0),
-            ("uvicorn x2 (256 request threads)", 125.0),
+            ("uvicorn x2 (32 request threads)", 80.0),
+            ("uvicorn x2 (128 request threads)", 125.0),
             ("granian x2", 90.0),
         )
         for label in ("c100", "c1000")
@@ -249,11 +249,11 @@ def test_the_request_threads_are_held_against_half_and_twice_as_many_not_as_alte
     verdicts = {row[0]: row[2:] for row in headline if row[0].startswith("1. request threads")}
     loads = "fan-out c=100 {0}, fan-out c=1000 {0}, product page c=100 {0}, product page c=1000 {0}"
     assert verdicts == {
-        "1. request threads: uvicorn x2 (128, default) / 64, geometric mean of four loads": [
+        "1. request threads: uvicorn x2 (64, default) / 32, geometric mean of four loads": [
             "yes: " + loads.format("1.25"),
             "1.25",
         ],
-        "1. request threads: uvicorn x2 (128, default) / 256, geometric mean of four loads": [
+        "1. request threads: uvicorn x2 (64, default) / 128, geometric mean of four loads": [
             "**no**: " + loads.format("0.80"),
             "0.80",
         ],
