@@ -30,6 +30,30 @@ def is_request_threads_config(name: str) -> bool:
     return name.endswith(" request threads)")
 
 
+def cpu_seconds() -> float:
+    """CPU time the web container has used (every process, exited workers included), from its
+    cgroup: v2 cpu.stat usage_usec, or v1 cpuacct.usage (ns)."""
+    out = stack.compose(
+        "exec", "-T", "web", "sh", "-c",
+        "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage",
+    ).stdout  # fmt: skip
+    for line in out.splitlines():
+        if line.startswith("usage_usec"):
+            return int(line.split()[1]) / 1e6
+    return int(out.split()[0]) / 1e9
+
+
+def measured_load(path: str, **kwargs: Any) -> dict[str, Any]:
+    """stack.load, with web's CPU time over the run: per answered request (web_cpu_ms_per_ok)
+    and in cores (web_cores: CPU seconds per second of the run)."""
+    before = cpu_seconds()
+    run = stack.load(path, **kwargs)
+    cpu = cpu_seconds() - before
+    run["web_cpu_ms_per_ok"] = round(1000 * cpu / run["ok"], 3) if run["ok"] else None
+    run["web_cores"] = round(cpu / run["wall_s"], 2) if run["wall_s"] else None
+    return run
+
+
 def standalone(command: str) -> str:
     """A server run without Gunicorn: no gunicorn.conf.py on_starting creates the metrics
     directory compose points PROMETHEUS_MULTIPROC_DIR at, so the command does."""

@@ -92,15 +92,13 @@ def measure(results: dict[str, Any]) -> None:
             # alike (the framework-free one below reuses this worker's warm pool otherwise).
             stack.warm(path, n=20 if sync else N_WARM, c=10 if sync else 100)
             labels = {"config": config["name"], "round": round_}
-            fanout.append(
-                stack.load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels)
-            )
+            # The alternatives' rows with web's CPU: what a lead costs the shared machine.
+            load = web.measured_load if config.get("product_page") else stack.load
+            fanout.append(load(path, c=100, n=N_SYNC if sync else N_ASYNC, label="c100", **labels))
             # c=1000 for the async and gevent workers only: five sync workers at 0.9 s a
             # request would queue 1,000 clients past Nginx's 35 s read timeout; that is known.
             if not sync and (not stack.QUICK or config.get("product_page")):
-                fanout.append(
-                    stack.load(path, c=1000, seconds=C1000_SECONDS, label="c1000", **labels)
-                )
+                fanout.append(load(path, c=1000, seconds=C1000_SECONDS, label="c1000", **labels))
             if config.get("product_page"):
                 measure_product_page(results, labels)
             if not config.get("default"):
@@ -124,7 +122,7 @@ def measure_product_page(results: dict[str, Any], labels: dict[str, Any]) -> Non
     stack.warm(PRODUCT_PATH, n=N_WARM, c=100)
     for c in (100, 1000):
         results["worker_classes"]["product_page"].append(
-            stack.load(PRODUCT_PATH, c=c, seconds=PRODUCT_SECONDS, label=f"c{c}", **labels)
+            web.measured_load(PRODUCT_PATH, c=c, seconds=PRODUCT_SECONDS, label=f"c{c}", **labels)
         )
 
 
@@ -317,9 +315,38 @@ def product_page_order(data: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda name: name != default)
 
 
+def web_cpu(runs: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Web's CPU ms per answered request and cores used, the mean over the rounds (None for
+    runs measured without them)."""
+    per_ok = [r["web_cpu_ms_per_ok"] for r in runs if r.get("web_cpu_ms_per_ok")]
+    cores = [r["web_cores"] for r in runs if r.get("web_cores")]
+    return (
+        sum(per_ok) / len(per_ok) if per_ok else None,
+        sum(cores) / len(cores) if cores else None,
+    )
+
+
+def lead_text(name: str, share: float, runs: dict[str, list[dict[str, Any]]]) -> str:
+    """What a lead over the default cost: the leader's and the default's web CPU per request
+    and cores, and which of the two the lead came from."""
+    (lead_cpu, lead_cores), (cpu, cores) = web_cpu(runs[name]), web_cpu(runs["default"])
+    if lead_cpu is None or lead_cores is None or cpu is None or cores is None:
+        return ""
+    source = (
+        "it spent no less CPU per request: its lead is CPU it took from what shares the cores"
+        if lead_cpu >= cpu
+        else "it spent less CPU per request"
+    )
+    return (
+        f" ({name} {share:.2f}x: web CPU {lead_cpu:.2f} ms a request on {lead_cores:.2f} "
+        f"cores, the default {cpu:.2f} ms on {cores:.2f}; {source})"
+    )
+
+
 def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> list[str]:
     """Issue 24: every async server against the default on the fan-out and the product page,
-    both loads, same run; a headline verdict per endpoint and load."""
+    both loads, same run; a headline verdict per endpoint and load, and for a lead over the
+    default, what it cost in web's CPU."""
     page = data.get("product_page") or []
     default = default_config(data)
     servers = [name for name in product_page_order(data) if not web.is_request_threads_config(name)]
@@ -330,6 +357,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
         ("product page", group(page, "config", "label")),
     )
     rows = []
+    leads: list[str] = []
     for endpoint, groups in endpoints:
         for label in ("c100", "c1000"):
             base = groups.get((default, label))
@@ -346,11 +374,14 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
                 stronger = strongest is None or (share or 0) > strongest[1]
                 if config != default and share is not None and stronger:
                     strongest = (config, share)
+                cpu, cores = web_cpu(runs)
                 rows.append(
                     [
                         endpoint,
                         f"**{config}** (default)" if config == default else config,
                         *load_cells(runs[0], combined),
+                        num(cpu, 2),
+                        num(cores, 2),
                         "1.00x" if config == default else (f"{share:.2f}x" if share else "-"),
                     ]
                 )
@@ -358,6 +389,9 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
                 continue
             name, share = strongest
             ahead = DEFAULT_AHEAD.met(1 / share)
+            lead = lead_text(name, share, {name: groups[(name, label)], "default": base})
+            if not ahead and lead:
+                leads.append(f"{endpoint} c={label[1:]}{lead}")
             headline.append(
                 [
                     f"1. {endpoint}, default ({default}) / every alternative, c={label[1:]}",
@@ -367,19 +401,37 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
                     f"{1 / share:.2f}",
                 ]
             )
-    return [
+    lines = [
         "**The default against every alternative server** (issue 24): the same rounds as the "
         "rows above, the default first, each alternative's throughput as a share of the "
         "default's. The product page is scenario 3's `GET /api/products/1` (a replica read, a "
         f"Redis stock read, two 50 ms upstream calls), {page[0]['seconds']} s per row. Goal: "
         f"the default at or ahead of every alternative at both loads ({DEFAULT_AHEAD.source}); "
-        "the headline names the strongest alternative of each load.",
+        "the headline names the strongest alternative of each load. Web CPU: the web "
+        "container's CPU time (its cgroup: every process) per answered request, and in cores "
+        "(CPU seconds per second of the run) out of the two that hey, Nginx and the upstream "
+        "stand-ins share with it.",
         "",
         *table(
-            ["endpoint", "configuration", *load_columns(each="round"), "/ default"],
+            [
+                "endpoint",
+                "configuration",
+                *load_columns(each="round"),
+                "web CPU ms / request",
+                "web cores",
+                "/ default",
+            ],
             rows,
         ),
     ]
+    if leads:
+        lines += [
+            "**Where an alternative leads by more than the noise**, what the lead cost: "
+            + "; ".join(leads)
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def default_over(data: dict[str, Any], other: str) -> list[tuple[str, float]] | None:

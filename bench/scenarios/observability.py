@@ -55,19 +55,6 @@ STATE_TEXT = {
 OBSERVABILITY_PATHS = (("/api/products/1", 100), ("/api/products", 50))[: 1 if stack.QUICK else 2]
 
 
-def web_cpu_seconds() -> float:
-    """CPU time the web container has used (every process, exited workers included), from its
-    cgroup: v2 cpu.stat usage_usec, or v1 cpuacct.usage (ns)."""
-    out = stack.compose(
-        "exec", "-T", "web", "sh", "-c",
-        "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage",
-    ).stdout  # fmt: skip
-    for line in out.splitlines():
-        if line.startswith("usage_usec"):
-            return int(line.split()[1]) / 1e6
-    return int(out.split()[0]) / 1e9
-
-
 def measure(results: dict[str, Any]) -> None:
     """Each state against off in the default web configuration, alternated in one run: the row
     is the ratio of their throughputs, next to web's CPU time per request (which other
@@ -87,15 +74,10 @@ def measure(results: dict[str, Any]) -> None:
                 stack.wait_http("/healthz")
                 for path, c in OBSERVABILITY_PATHS:
                     stack.warm(path)
-                    cpu_before = web_cpu_seconds()
-                    run = stack.load(
+                    run = web.measured_load(
                         path, c=c, seconds=OBSERVABILITY_SECONDS, label=state, round=round_,
                         config=default["name"],
                     )  # fmt: skip
-                    cpu = web_cpu_seconds() - cpu_before
-                    run["web_cpu_ms_per_ok"] = (
-                        round(1000 * cpu / run["ok"], 3) if run["ok"] else None
-                    )
                     runs.append(run)
     finally:
         web.switch_web(default)

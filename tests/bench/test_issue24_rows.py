@@ -262,3 +262,30 @@ def test_the_request_threads_are_held_against_half_and_twice_as_many_not_as_alte
     alternatives = [row for row in headline if "every alternative" in row[0]]
     assert alternatives
     assert not any("request threads" in row[2] for row in alternatives)
+
+
+def test_a_lead_over_the_default_says_what_it_cost_in_web_cpu():
+    def run(config: str, label: str, rps: float, cpu: float, cores: float) -> dict:
+        return hey_run(config, label, rps, web_cpu_ms_per_ok=cpu, web_cores=cores)
+
+    runs = [
+        run("uvicorn x2", "c100", 100.0, 2.0, 0.6),
+        run("uvicorn x2", "c1000", 100.0, 2.0, 1.0),
+        run("uvicorn x4", "c100", 100.0, 1.5, 0.6),
+        # Ahead by more than the noise, at no less CPU per request and on more cores.
+        run("uvicorn x4", "c1000", 120.0, 2.1, 1.3),
+    ]
+    data = {"limit_rps": 333.3, "calls": 3, "upstream_ms": 300, "default_config": "uvicorn x2",
+            "runs": runs, "product_page": runs}  # fmt: skip
+    headline: list[list[str]] = []
+    lines = fanout.section({"worker_classes": data}, headline)
+    (leads,) = [line for line in lines if line.startswith("**Where an alternative leads")]
+    lead = (
+        "c=1000 (uvicorn x4 1.20x: web CPU 2.10 ms a request on 1.30 cores, the default 2.00 ms "
+        "on 1.00; it spent no less CPU per request: its lead is CPU it took from what shares "
+        "the cores)"
+    )
+    assert leads.count(lead) == 2  # the fan-out and the product page
+    assert "c=100 " not in leads  # at c=100 it is level: no lead to explain
+    row = next(line for line in lines if line.startswith("| fan-out | uvicorn x4 | c=1000"))
+    assert "| 2.10 | 1.30 | 1.20x |" in row
