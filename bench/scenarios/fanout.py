@@ -51,6 +51,7 @@ SEED_UVICORN = claims.get("fanout.seed_uvicorn_rps")
 C100_TARGET = claims.get("fanout.c100_target")
 C1000_TARGET = claims.get("fanout.c1000_target")
 WORKER_COUNT = claims.get("fanout.worker_count")
+REQUEST_THREADS = claims.get("fanout.request_threads")
 # Issue 24: the default at or ahead of every alternative server, both loads, same run.
 DEFAULT_AHEAD = claims.get("fanout.default_over_alternatives")
 
@@ -451,17 +452,17 @@ def default_over(data: dict[str, Any], other: str) -> list[tuple[str, float]] | 
 
 
 def choice_verdict(
-    headline: list[list[str]], what: str, shares: list[tuple[str, float]]
+    headline: list[list[str]], what: str, shares: list[tuple[str, float]], claim: claims.Claim
 ) -> tuple[str, float]:
-    """A headline row: the geometric mean of the default's shares, held to WORKER_COUNT's bound
-    (the default serves more across the four loads). The loads' figures and the mean."""
+    """A headline row: the geometric mean of the default's shares, held to `claim`. The loads'
+    figures and the mean."""
     mean = math.prod(share for _, share in shares) ** (1 / len(shares))
     each = ", ".join(f"{load} {share:.2f}" for load, share in shares)
     headline.append(
         [
             f"1. {what}, geometric mean of four loads",
-            f"{WORKER_COUNT.sign} {WORKER_COUNT.value:g}",
-            ("yes" if WORKER_COUNT.met(mean) else "**no**") + f": {each}",
+            f"{claim.sign} {claim.value:g}",
+            ("yes" if claim.met(mean) else "**no**") + f": {each}",
             f"{mean:.2f}",
         ]
     )
@@ -478,7 +479,8 @@ def worker_count_choice(data: dict[str, Any], headline: list[list[str]]) -> list
     shares = default_over(data, double)
     if shares is None:  # every load, or no verdict
         return []
-    each, mean = choice_verdict(headline, f"worker count: {default} (default) / {double}", shares)
+    what = f"worker count: {default} (default) / {double}"
+    each, mean = choice_verdict(headline, what, shares, WORKER_COUNT)
     return [
         f"**The worker count** (issue 24): the default's {default} against {double}, the "
         "default's throughput as a share of the other's on each load of the table above: "
@@ -506,14 +508,14 @@ def request_threads_choice(data: dict[str, Any], headline: list[list[str]]) -> l
         if shares is None:
             continue
         what = f"request threads: {default} ({web.REQUEST_THREADS}, default) / {threads}"
-        each, mean = choice_verdict(headline, what, shares)
+        each, mean = choice_verdict(headline, what, shares, REQUEST_THREADS)
         lines.append(f"against {threads} threads {each} (geometric mean {mean:.2f})")
     if not lines:
         return []
     return [
         f"**The request threads per worker** (issue 24): the default's {web.REQUEST_THREADS} "
         "(GUNICORN_REQUEST_THREADS, runtime/asgi.py) against half and twice as many, the "
-        "default's throughput as a share of the other's: "
+        f"default's throughput as a share of the other's ({REQUEST_THREADS.source}): "
         + "; ".join(lines)
         + ". Only a request that runs sync code takes a thread (the product page's replica "
         "read); the fan-out never does, so its rows show the noise between identical "

@@ -267,11 +267,17 @@ def test_a_request_that_never_leaves_the_event_loop_is_served_while_every_thread
     asyncio.run(served_while_every_thread_is_lent(app))
 
 
-async def served_while_every_thread_is_lent(app: PooledExecutorASGIHandler) -> None:
+async def its_one_thread_held(app: PooledExecutorASGIHandler) -> Request:
+    """A pool of one thread, lent to a request that holds it until asgi_urls.RELEASE is set."""
     asgi_urls.RELEASE = asyncio.Event()
     app.executors = ExecutorPool(1)
     held = await Request(app, "/hold").start()
     await asyncio.sleep(0.2)
+    return held
+
+
+async def served_while_every_thread_is_lent(app: PooledExecutorASGIHandler) -> None:
+    held = await its_one_thread_held(app)
     waiting = await Request(app, "/threads").start()
     await asyncio.sleep(0.2)
     assert app.executors.created == 1
@@ -289,10 +295,7 @@ def test_a_request_gone_while_it_waits_for_a_thread_takes_none(app):
 
 
 async def gone_while_waiting_for_a_thread(app: PooledExecutorASGIHandler) -> None:
-    asgi_urls.RELEASE = asyncio.Event()
-    app.executors = ExecutorPool(1)
-    held = await Request(app, "/hold").start()
-    await asyncio.sleep(0.2)
+    held = await its_one_thread_held(app)
     gone = ApplicationCommunicator(app, scope("/threads"))
     await gone.send_input({"type": "http.request", "body": b""})
     await asyncio.sleep(0.2)
