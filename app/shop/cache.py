@@ -42,13 +42,18 @@ _RENDERER = JSONRenderer()
 CONTENT_TYPE = f"{_RENDERER.media_type}; charset={_RENDERER.charset}"
 
 
+# A version as this module writes it, a whole number without leading zeros, so the page stored
+# with it carries the very bytes the next read compares: the rule in Lua, for `held` in the
+# scripts below (_is_version is the same in Python).
+_LUA_IS_VERSION = "type(held) == 'string' and string.match(held, '^[1-9]%d*$')"
+
 # KEYS: the version, the write mark; ARGV: a fresh version (the clock), the mark's TTL. Marks,
 # then bumps: a version that is missing or not a whole number (evicted, overwritten by hand) is
 # replaced by the clock's, which no page was stored with.
-_BUMP = """
+_BUMP = f"""
 redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
 local held = redis.pcall('GET', KEYS[1])
-if type(held) == 'string' and string.match(held, '^[1-9]%d*$') then
+if {_LUA_IS_VERSION} then
   local bumped = redis.pcall('INCR', KEYS[1])
   if type(bumped) == 'number' then return bumped end
 end
@@ -65,10 +70,9 @@ def product_list_invalidate() -> None:
     # commit too, does for this one, at once, and this request does not wait out the client's
     # timeout. At once: until it lands, a miss in another process may fill from a replica that
     # has not replayed this write yet (no write mark) and store it under the current version.
-    if retries_pending():
-        _invalidation.later(tried=False)
-    elif not _bump():
-        _invalidation.later()
+    known_failing = retries_pending()
+    if known_failing or not _bump():
+        _invalidation.later(tried=not known_failing)
 
 
 def _bump(*, retry: bool = False) -> bool:
@@ -102,9 +106,9 @@ _invalidation = RetryInBackground(
 # Redis, set by hand) starts again from the clock in nanoseconds: far above any count of bumps
 # since the last start, so no page stored with an earlier version is ever answered again. A
 # whole number is kept: another miss may have started it first. Returns the version held after.
-_VERSION_START = """
+_VERSION_START = f"""
 local held = redis.pcall('GET', KEYS[1])
-if type(held) == 'string' and string.match(held, '^[1-9]%d*$') then return held end
+if {_LUA_IS_VERSION} then return held end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """
@@ -126,8 +130,7 @@ async def _version_start() -> bytes | None:
 
 
 def _is_version(held: bytes | None) -> TypeGuard[bytes]:
-    """A version as this module writes it: a whole number without leading zeros, so the page
-    stored with int(held) carries the very bytes the next read compares (_BUMP agrees)."""
+    """A version as this module writes it (_LUA_IS_VERSION, the scripts' rule)."""
     return held is not None and held.isdigit() and not held.startswith(b"0")
 
 

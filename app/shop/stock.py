@@ -65,12 +65,10 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
     Runs after the commit, so it never raises: a failed write is retried in the background."""
     # While a write to this Redis is pending it is known to fail: the retry writes these too,
     # at once, and this request does not wait out the client's timeout.
-    if retries_pending():
+    known_failing = retries_pending()
+    if known_failing or not _write(stocks):
         _pending_add(stocks)
-        _stock_retry.later(tried=False)
-    elif not _write(stocks):
-        _pending_add(stocks)
-        _stock_retry.later()
+        _stock_retry.later(tried=not known_failing)
 
 
 def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
@@ -129,9 +127,12 @@ async def stock_cache_get(*, product_id: int) -> int | None:
         async with clients.use() as client:
             value = await client.execute(b"HGET", _key(product_id), b"n")
     except ErrorReply:  # a copy of another type (WRONGTYPE): Redis itself answers
-        value = b"not a count"
+        _copy_ignored(product_id)
+        return None
     except Exception:
         _read_failed.warning("stock read from Redis failed")
+        return None
+    if value is None:  # no copy
         return None
     # A count a row can hold (a longer one was not written from a row; int() refuses a string
     # of thousands of digits).
@@ -139,8 +140,11 @@ async def stock_cache_get(*, product_id: int) -> int | None:
         count = int(value)
         if count <= MAX_STOCK:
             return count
-    if value is not None:
-        _not_a_count.warning(
-            f"stock copy of product {product_id} is not a count: ignored", exc_info=False
-        )
+    _copy_ignored(product_id)
     return None
+
+
+def _copy_ignored(product_id: int) -> None:
+    _not_a_count.warning(
+        f"stock copy of product {product_id} is not a count: ignored", exc_info=False
+    )
