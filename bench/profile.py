@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import claims, hey, stack, web
 from bench.scenarios.observability import OBSERVABILITY
+from bench.stats import num
 
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "20"))
 RATE = 200  # samples per second per process: py-spy's overhead stays near 1% of a core
@@ -208,6 +209,7 @@ def profile(
         text=True,
     )
     time.sleep(2)
+    started, cpu_before = time.monotonic(), web.cpu_seconds()
     record = [
         # --gil: only the thread holding the GIL, i.e. Python's CPU time (the idle executor
         # threads would otherwise fill the samples).
@@ -218,11 +220,21 @@ def profile(
         "--full-filenames",
     ]  # fmt: skip
     subprocess.run(record, capture_output=True, check=True, timeout=SECONDS + 60)
+    # py-spy reads the workers from outside their container: none of its CPU is web's.
+    web_cpu, window = web.cpu_seconds() - cpu_before, time.monotonic() - started
     stdout, _ = load.communicate(timeout=SECONDS + 120)
     summary = summarise(out.read_text())
     summary["load"] = hey.parse(stdout)
+    summary["web_cpu_s"], summary["window_s"] = web_cpu, window
     summary["path"], summary["c"] = path, c
     return summary
+
+
+def web_cpu_ms_per_request(summary: dict[str, Any]) -> float | None:
+    """All of web's CPU time (its cgroup: every process, user and system) over the sampling
+    window, per request answered in it; None for a summary without it."""
+    answered = summary["load"].get("ok_rps", 0) * summary.get("window_s", 0)
+    return 1000 * summary["web_cpu_s"] / answered if answered and "web_cpu_s" in summary else None
 
 
 def cpu_ms_per_request(summary: dict[str, Any], samples: int | None = None) -> float:
@@ -250,13 +262,16 @@ def added(
 
 
 def cpu_goal_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Issue 24's goal for the fan-out's Python CPU per request, against the same calls with no
-    framework in the same workers: how much of it is Django's, and how much the calls'."""
+    """Issue 24's goal for the fan-out's Python CPU per request, held to the smaller of its two
+    upper bounds (the GIL held, and all of web's CPU), against the same calls with no framework
+    in the same workers: how much of it is Django's, and how much the calls'."""
     default, raw = results.get(DEFAULT_FANOUT), results.get(RAW_FANOUT_NAME)
     if default is None or raw is None:
         return []
-    cpu, floor = cpu_ms_per_request(default), cpu_ms_per_request(raw)
-    verdict = "met" if CPU_GOAL.met(cpu) else "**behind**"
+    held, floor = cpu_ms_per_request(default), cpu_ms_per_request(raw)
+    whole = web_cpu_ms_per_request(default)
+    bound = held if whole is None else min(held, whole)
+    verdict = "met" if CPU_GOAL.met(bound) else "**behind**"
     reach = (
         "so the goal is within what removing Django's share could give"
         if CPU_GOAL.met(floor)
@@ -266,13 +281,21 @@ def cpu_goal_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
         f"{package} {cpu_ms_per_request(raw, count):.2f} ms"
         for package, count in raw["packages"].most_common(4)
     )
+    measured = f"the GIL held {held:.2f} ms a request"
+    if whole is not None:
+        measured += f", all of web's CPU {whole:.2f} ms a request"
+        if whole < held:
+            measured += (
+                " (less than the GIL was held: its holder waited for a core while it held it, "
+                "and Python's CPU is at most web's)"
+            )
     return [
         f"**Python CPU per fan-out request** ({CPU_GOAL.source}): goal {CPU_GOAL.sign} "
-        f"{CPU_GOAL.value:g} ms; the default handler {cpu:.2f} ms, {verdict}. The same three "
-        f"calls through the same aiohttp session with no framework, in the same workers "
-        f"(`{RAW_FANOUT}`): {floor:.2f} ms, {reach}. Django's own work is the difference, "
-        f"{cpu - floor:.2f} ms a request. Where the framework-free request's time goes, by "
-        f"package: {shares}.",
+        f"{CPU_GOAL.value:g} ms; the default handler at most {bound:.2f} ms, {verdict} "
+        f"({measured}). The same three calls through the same aiohttp session with no "
+        f"framework, in the same workers (`{RAW_FANOUT}`): the GIL held {floor:.2f} ms, {reach}. "
+        f"Django's own work is the difference, {held - floor:.2f} ms of the GIL a request. Where "
+        f"the framework-free request's time goes, by package: {shares}.",
         "",
     ]
 
@@ -341,11 +364,17 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
     rps = [f"{r['load'].get('ok_rps', 0):.0f}" for _, r in results]
     lines.append("| **ok req/s during sampling** | " + " | ".join(rps) + " |")
     cpu = [f"**{cpu_ms_per_request(r):.2f}**" for _, r in results]
-    lines += ["| **Python CPU ms per request** | " + " | ".join(cpu) + " |", ""]
+    lines.append("| **Python CPU ms per request** | " + " | ".join(cpu) + " |")
+    web_cpu = [num(web_cpu_ms_per_request(r), 2) for _, r in results]
+    lines += ["| **web CPU ms per request (cgroup)** | " + " | ".join(web_cpu) + " |", ""]
     lines += [
         "Python CPU per request: samples / rate / (req/s x seconds), i.e. the time the workers "
         "held the GIL per answered request (both workers sampled, so it is per request, not "
-        "per worker).",
+        "per worker). A thread holding the GIL is sampled even while it waits for a core "
+        "(runnable, preempted), so on shared cores this can exceed the CPU time web spent at "
+        "all. Web CPU per request: the web container's CPU time (its cgroup: every process, "
+        "user and system) over the sampling window, per request answered in it; the Python "
+        "CPU in it is a part of it.",
         "",
         *cpu_goal_markdown(dict(results)),
     ]
