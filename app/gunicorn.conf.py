@@ -94,6 +94,14 @@ def on_exit(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
+    if worker_class == "runtime.workers.UvicornWorker":
+        # The values in effect, for whoever changed them (runtime/asgi.py uses them).
+        log.info(
+            "request threads: %d per worker; a request waits up to %gs for one, then is "
+            "answered 503 (GUNICORN_REQUEST_THREADS, GUNICORN_THREAD_WAIT_SECONDS)",
+            runtime_config.REQUEST_THREADS,
+            runtime_config.THREAD_WAIT_SECONDS,
+        )
     # The master has loaded Django and is about to fork the workers (config/preload.py).
     if preload_app and runtime_config.PRELOAD_FREEZE:
         from config.preload import preload_finish

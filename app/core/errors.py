@@ -21,6 +21,13 @@ class DomainError(Exception):
         self.retry_after = retry_after
 
 
+class ServerBusy(DomainError):
+    """Nothing of the request ran, and the server could not start it in time: ask again."""
+
+    status = 503
+    code = "server_busy"
+
+
 def error_response(
     status: int, code: str, message: str, *, fields: dict[str, list[str]] | None = None
 ) -> JsonResponse:

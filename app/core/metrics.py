@@ -173,6 +173,13 @@ WORKER_ABORTS = Counter(
     " once however many of its threads were stuck).",
     ["reason"],
 )
+REQUESTS_REFUSED = Counter(
+    "web_requests_refused",
+    "Requests answered 503 server_busy before any of their sync code ran, by reason"
+    " (no_request_thread: none of their worker's request threads came free within"
+    " GUNICORN_THREAD_WAIT_SECONDS, runtime/asgi.py).",
+    ["reason"],
+)
 # Each process's own check of each replica (core.db): the lowest and the highest across live
 # workers, so one worker that found a replica unfit shows.
 REPLICA_SERVING = Gauge(
@@ -229,6 +236,10 @@ def count_worker_abort(reason: str = "timeout") -> None:
     """Called by Gunicorn's worker_abort hook, in the dying worker (the counter's file stays),
     and by the request watchdog (runtime/asgi.py) for a request thread stuck past the timeout."""
     WORKER_ABORTS.labels(reason).inc()
+
+
+def count_request_refused(reason: str) -> None:
+    REQUESTS_REFUSED.labels(reason).inc()
 
 
 def observe_cache(operation: str, seconds: float) -> None:

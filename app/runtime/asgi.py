@@ -15,10 +15,11 @@ share one thread (asgiref's ThreadSensitiveContext(executor=...), given the requ
 that thread's database connection lives on for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS
 before reuse, as under WSGI. A thread serves one request at a time. The pool holds at most
 EXECUTORS; a request whose first sync call finds all of them lent waits for one, so threads and
-PgBouncer client connections per worker are bounded. A request that runs nothing on its thread
-(an async view, a cached page) never takes one, so threads bound only the requests that use
-them: Django's own per-request hops to the thread are skipped when they have nothing to do
-there (handle, below).
+PgBouncer client connections per worker are bounded, and no longer than THREAD_WAIT_SECONDS:
+then it is answered 503, having run nothing on a thread (Lease._no_thread). A request that runs
+nothing on its thread (an async view, a cached page) never takes one, so threads bound only the
+requests that use them: Django's own per-request hops to the thread are skipped when they have
+nothing to do there (handle, below).
 
 WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has been inside one
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
@@ -31,6 +32,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import sys
 import threading
@@ -52,6 +54,7 @@ from django.dispatch import Signal
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
+from core.errors import ServerBusy
 from runtime import config as runtime_config
 from runtime import workers
 
@@ -60,6 +63,7 @@ from runtime import workers
 # for 3 web replicas at up to 128 (1,536), Kubernetes for the web autoscaler's maximum
 # (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = runtime_config.REQUEST_THREADS
+THREAD_WAIT_SECONDS = runtime_config.THREAD_WAIT_SECONDS
 _SWAP = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -101,19 +105,26 @@ class Lease(Executor):
         self._error: BaseException | None = None
         # Calls made while the lease waits for a thread, in order; None when it does not wait.
         self._waiting: list[tuple[Future[Any], Callable[[], Any]]] | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+        # Refused a thread (_no_thread): what the request still runs goes to the pool's overflow.
+        self._refused = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self.ended:
             # A call from a task that outlived its request (cancelled, answered 504): the
             # thread may be another request's by now.
             raise RuntimeError("the request has ended: its thread is no longer its own")
-        self.used = True
         call = partial(self._run, partial(fn, *args, **kwargs))
+        if self._refused:
+            return self.pool.overflow().submit(call)
         if self.executor is None and self._waiting is None:
             self.executor = self.pool.take()
             if self.executor is None:
                 self._waiting = []
                 self.pool.wait(self)
+                self._give_up = asyncio.get_running_loop().call_later(
+                    self.pool.wait_seconds, self._no_thread
+                )
         if self.executor is not None:
             return self.executor.submit(call)
         assert self._waiting is not None
@@ -124,15 +135,46 @@ class Lease(Executor):
     def lend(self, executor: RequestExecutor) -> None:
         """The pool lends the thread this lease waited for: the calls made meanwhile run on it in
         turn, less those their callers cancelled."""
+        self._stop_waiting()
         self.executor = executor
         waiting, self._waiting = self._waiting or [], None
         for future, call in waiting:
             if future.set_running_or_notify_cancel():
                 _chain(executor.submit(call), future)
 
+    def _no_thread(self) -> None:
+        """No thread came free within the pool's wait: the calls waiting fail with ServerBusy
+        (a 503 the client may retry: nothing of the request ran on a thread, so nothing of it
+        was written there), and the lease leaves the line."""
+        self._give_up = None
+        self._refused = True
+        self.pool.leave(self)
+        waiting, self._waiting = self._waiting or [], None
+        busy = ServerBusy(
+            "The server is busy; retry shortly.", retry_after=math.ceil(self.pool.wait_seconds)
+        )
+        for future, _ in waiting:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(busy)
+        from core.metrics import count_request_refused
+
+        count_request_refused("no_request_thread")
+        log.warning(
+            "a request waited %gs for a request thread, all %d of this worker's busy: answered "
+            "503 (GUNICORN_REQUEST_THREADS, GUNICORN_THREAD_WAIT_SECONDS)",
+            self.pool.wait_seconds,
+            self.pool.size,
+        )
+
+    def _stop_waiting(self) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+
     def _run(self, call: Callable[[], Any]) -> Any:
         """On the thread, before each of the request's calls: `first` once. If it failed, every
         call of the request fails with its error, as the whole request fails in Django."""
+        self.used = True
         if self._error is not None:
             raise self._error
         first, self.first = self.first, None
@@ -156,6 +198,7 @@ class Lease(Executor):
         and calls still waiting for a thread are cancelled."""
         self.ended = True
         self.first = None
+        self._stop_waiting()
         for future, _ in self._waiting or []:
             future.cancel()
         self._waiting = None
@@ -184,11 +227,22 @@ class ExecutorPool:
     """Single-thread executors, lent one per request that runs sync code, most recently returned
     first."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, wait_seconds: float = THREAD_WAIT_SECONDS) -> None:
         self.size = size
+        # How long a request waits for a thread before it is answered 503 (Lease._no_thread).
+        self.wait_seconds = wait_seconds
         self.created = 0
         self._idle: list[RequestExecutor] = []
         self._waiters: deque[Lease] = deque()
+        self._overflow: RequestExecutor | None = None
+
+    def overflow(self) -> RequestExecutor:
+        """One thread beside the pool's, for what a request refused a thread still runs (Django
+        runs a view's exception through the middleware on the request's thread, and closes its
+        response there): it never waits again in the line it was refused from."""
+        if self._overflow is None:
+            self._overflow = RequestExecutor()
+        return self._overflow
 
     def take(self) -> RequestExecutor | None:
         """An idle or new executor, or None when all `size` are lent."""
@@ -203,6 +257,10 @@ class ExecutorPool:
         """`lease` is lent the next executor given back."""
         self._waiters.append(lease)
 
+    def leave(self, lease: Lease) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(lease)
+
     def give_back(self, executor: RequestExecutor) -> None:
         while self._waiters:
             lease = self._waiters.popleft()
@@ -212,12 +270,14 @@ class ExecutorPool:
         self._idle.append(executor)
 
     def close(self) -> int:
-        """Closes the idle threads' database connections, each on its own thread, and ends the
-        threads (a stopping worker: runtime/lifespan.py); how many connections were open."""
+        """Closes the idle threads' (and the overflow's) database connections, each on its own
+        thread, and ends the threads (a stopping worker: runtime/lifespan.py); how many
+        connections were open."""
         opened = 0
         idle, self._idle = self._idle, []
         self.created -= len(idle)
-        for executor in idle:
+        overflow, self._overflow = self._overflow, None
+        for executor in idle + ([overflow] if overflow else []):
             if executor.busy_since is not None:
                 # Still in a call its request left when cancelled (a client gone, a preloading
                 # master's warm-up past its budget): the connections are that call's, and

@@ -128,6 +128,31 @@ def test_no_request_threads_stops_gunicorn(value):
     assert f"GUNICORN_REQUEST_THREADS must be at least 1, got {value}" in excinfo.value.stderr
 
 
+WHEN_READY = (
+    "import logging, runpy, sys\n"
+    "logging.basicConfig(stream=sys.stdout, format='%(message)s', level=logging.INFO)\n"
+    "runpy.run_path('gunicorn.conf.py')['when_ready'](None)\n"
+)
+
+
+def test_the_master_says_the_request_threads_and_wait_in_effect():
+    env = {**os.environ, "GUNICORN_PRELOAD": "false"}
+    lines = in_app("-c", WHEN_READY, env={**env, "GUNICORN_REQUEST_THREADS": "12"}).stdout
+    assert (
+        "request threads: 12 per worker; a request waits up to 5s for one, then is answered 503"
+        in lines
+    )
+    env["GUNICORN_PROFILE"] = "cpu"  # sync workers: no request threads to speak of
+    assert "request threads" not in in_app("-c", WHEN_READY, env=env).stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-1.5"])
+def test_no_wait_for_a_request_thread_stops_gunicorn(value):
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=value)
+    assert f"GUNICORN_THREAD_WAIT_SECONDS must be above 0, got {value}" in excinfo.value.stderr
+
+
 def test_an_unknown_server_runtime_stops_gunicorn():
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(SERVER_RUNTIME="fast")

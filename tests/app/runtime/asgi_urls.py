@@ -37,6 +37,15 @@ async def pid(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"backend_pid": await sync_to_async(_backend_pid)()})
 
 
+# What /write's sync call appended: a test reads it to see whether the call ran.
+WRITES: list[int] = []
+
+
+async def write(request: HttpRequest) -> JsonResponse:
+    await sync_to_async(WRITES.append)(1)
+    return JsonResponse({"written": len(WRITES)})
+
+
 async def nothing(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"threads": []})
 
@@ -51,5 +60,6 @@ urlpatterns = [
     path("hold", hold),
     path("pid", pid),
     path("nothing", nothing),
+    path("write", write),
     path("wait", wait),
 ]

@@ -21,7 +21,7 @@ from django.core.handlers.asgi import ASGIHandler
 from runtime import asgi
 from runtime.asgi import ExecutorPool, Lease, PooledExecutorASGIHandler
 from tests.app.runtime import asgi_urls
-from tests.app.runtime.asgi_scope import scope
+from tests.app.runtime.asgi_scope import answer, scope
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.asgi_urls")]
 
@@ -81,9 +81,9 @@ def test_every_handler_runs_a_requests_sync_calls_on_one_thread_with_one_connect
     # database connection and its transactions. Answered as JSON by either handler.
     conn_max_age(0)
     first, second = asyncio.run(two_requests(any_handler))
-    for answer in (first, second):
-        assert answer["threads"][0] == answer["threads"][1]
-        assert answer["backend_pid"] > 0
+    for each in (first, second):
+        assert each["threads"][0] == each["threads"][1]
+        assert each["backend_pid"] > 0
     # CONN_MAX_AGE=0: no connection outlives its request, whichever thread ran it.
     assert second["backend_pid"] != first["backend_pid"]
 
@@ -267,10 +267,11 @@ def test_a_request_that_never_leaves_the_event_loop_is_served_while_every_thread
     asyncio.run(served_while_every_thread_is_lent(app))
 
 
-async def its_one_thread_held(app: PooledExecutorASGIHandler) -> Request:
-    """A pool of one thread, lent to a request that holds it until asgi_urls.RELEASE is set."""
+async def its_one_thread_held(app: PooledExecutorASGIHandler, wait: float = 20) -> Request:
+    """A pool of one thread, lent to a request that holds it until asgi_urls.RELEASE is set;
+    another request waits up to `wait` seconds for it."""
     asgi_urls.RELEASE = asyncio.Event()
-    app.executors = ExecutorPool(1)
+    app.executors = ExecutorPool(1, wait_seconds=wait)
     held = await Request(app, "/hold").start()
     await asyncio.sleep(0.2)
     return held
@@ -311,3 +312,35 @@ async def gone_while_waiting_for_a_thread(app: PooledExecutorASGIHandler) -> Non
     assert app.executors._idle
     assert not app.executors._waiters
     assert (await get(app, "/threads"))["threads"] == [thread, thread]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_gets_no_thread_in_time_is_refused_503_having_run_nothing(app):
+    # Nginx gives up on a request at 35 s: one that queued for a thread into that time could
+    # commit its write after the client was answered 504. It is refused before it runs instead.
+    from prometheus_client import REGISTRY
+
+    counted = ("web_requests_refused_total", {"reason": "no_request_thread"})
+    before = REGISTRY.get_sample_value(*counted) or 0
+    status, headers, body = asyncio.run(refused_while_the_thread_is_held(app))
+    assert status == 503
+    assert json.loads(body) == {
+        "error": {"code": "server_busy", "message": "The server is busy; retry shortly."}
+    }
+    assert (b"retry-after", b"1") in headers
+    assert REGISTRY.get_sample_value(*counted) == before + 1
+    assert asgi_urls.WRITES == [1]  # the write ran once: for the request after, not the refused
+
+
+async def refused_while_the_thread_is_held(
+    app: PooledExecutorASGIHandler,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    asgi_urls.WRITES.clear()
+    held = await its_one_thread_held(app, wait=0.3)
+    refused = await answer(app, scope("/write"), b"")
+    assert asgi_urls.WRITES == []
+    assert not app.executors._waiters  # it left the line
+    asgi_urls.RELEASE.set()
+    await held.response()
+    assert await get(app, "/write") == {"written": 1}  # the thread serves the next request
+    return refused
