@@ -15,8 +15,9 @@ share one thread (asgiref's ThreadSensitiveContext(executor=...), given the requ
 that thread's database connection lives on for DB_CONN_MAX_AGE, checked by CONN_HEALTH_CHECKS
 before reuse, as under WSGI. A thread serves one request at a time. The pool holds at most
 EXECUTORS; a request whose first sync call finds all of them lent waits for one, so threads and
-PgBouncer client connections per worker are bounded, and no longer than THREAD_WAIT_SECONDS:
-then it is answered 503, having run nothing on a thread (Lease._no_thread). A request that runs
+PgBouncer client connections per worker are bounded. One that may write (not GET, HEAD or
+OPTIONS) waits no longer than THREAD_WAIT_SECONDS: then it is answered 503, having run nothing
+on a thread (Lease._no_thread). A request that runs
 nothing on its thread (an async view, a cached page) never takes one, so threads bound only the
 requests that use them: Django's own per-request hops to the thread are skipped when they have
 nothing to do there (handle, below).
@@ -64,6 +65,9 @@ from runtime import workers
 # (tests/k8s/test_k8s_workloads.py).
 EXECUTORS = runtime_config.REQUEST_THREADS
 THREAD_WAIT_SECONDS = runtime_config.THREAD_WAIT_SECONDS
+# Requests that wait for a thread as long as it takes (Nginx's proxy_read_timeout still ends
+# them): a read cut off by Nginx has written nothing, so only the others are refused in time.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SWAP = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -96,8 +100,10 @@ class Lease(Executor):
 
     Called on the event loop only (asyncio's run_in_executor submits from there)."""
 
-    def __init__(self, pool: "ExecutorPool") -> None:
+    def __init__(self, pool: "ExecutorPool", *, bounded: bool = True) -> None:
         self.pool = pool
+        # Whether its wait for a thread is bounded (_no_thread): a request that may write.
+        self.bounded = bounded
         self.executor: RequestExecutor | None = None
         self.first: Callable[[], Any] | None = None
         self.used = False
@@ -122,9 +128,10 @@ class Lease(Executor):
             if self.executor is None:
                 self._waiting = []
                 self.pool.wait(self)
-                self._give_up = asyncio.get_running_loop().call_later(
-                    self.pool.wait_seconds, self._no_thread
-                )
+                if self.bounded:
+                    self._give_up = asyncio.get_running_loop().call_later(
+                        self.pool.wait_seconds, self._no_thread
+                    )
         if self.executor is not None:
             return self.executor.submit(call)
         assert self._waiting is not None
@@ -445,7 +452,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         timeout = workers.request_timeout()
         if timeout is None:  # not one of our Uvicorn workers: no watchdog
-            lease = Lease(self.executors)
+            lease = Lease(self.executors, bounded=scope.get("method") not in SAFE_METHODS)
             lent = _LEASE.set(lease)
             try:
                 async with ThreadSensitiveContext(executor=lease):
@@ -460,7 +467,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         await self._call_watched(scope, receive, send)
 
     async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        lease = Lease(self.executors)
+        lease = Lease(self.executors, bounded=scope.get("method") not in SAFE_METHODS)
         lent = _LEASE.set(lease)
         abort: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[lease] = abort

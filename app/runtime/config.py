@@ -108,10 +108,11 @@ REQUEST_THREADS = _number("GUNICORN_REQUEST_THREADS", REQUEST_THREADS_DEFAULT)
 if REQUEST_THREADS < 1:
     INVALID.append(f"GUNICORN_REQUEST_THREADS must be at least 1, got {REQUEST_THREADS}")
     REQUEST_THREADS = REQUEST_THREADS_DEFAULT
-# The longest a request's first sync call waits for a request thread; past it the request is
-# answered 503 server_busy, having run nothing there. Nginx's proxy_read_timeout (35 s) less
-# GUNICORN_TIMEOUT (30 s, the most one sync call runs before the watchdog answers): a request
-# never queues into the time Nginx would cut it in, after its write committed.
+# The longest the first sync call of a request that may write (not GET, HEAD or OPTIONS) waits
+# for a request thread; past it the request is answered 503 server_busy, having run nothing
+# there. Nginx's proxy_read_timeout (35 s) less GUNICORN_TIMEOUT (30 s, the most one sync call
+# runs before the watchdog answers): a request never queues into the time Nginx would cut it
+# in, after its write committed.
 THREAD_WAIT_SECONDS = _number("GUNICORN_THREAD_WAIT_SECONDS", 5.0)
 if THREAD_WAIT_SECONDS <= 0:
     INVALID.append(f"GUNICORN_THREAD_WAIT_SECONDS must be above 0, got {THREAD_WAIT_SECONDS:g}")

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
 # Set by a test to let the held requests finish.
 RELEASE = asyncio.Event()
@@ -41,6 +42,7 @@ async def pid(request: HttpRequest) -> JsonResponse:
 WRITES: list[int] = []
 
 
+@csrf_exempt
 async def write(request: HttpRequest) -> JsonResponse:
     await sync_to_async(WRITES.append)(1)
     return JsonResponse({"written": len(WRITES)})
