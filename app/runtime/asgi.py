@@ -17,10 +17,9 @@ before reuse, as under WSGI. A thread serves one request at a time. The pool hol
 EXECUTORS; a request whose first sync call finds all of them lent waits for one, so threads and
 PgBouncer client connections per worker are bounded. One that may write (not GET, HEAD or
 OPTIONS) waits no longer than THREAD_WAIT_SECONDS: then it is answered 503, having run nothing
-on a thread (Lease._no_thread). A request that runs
-nothing on its thread (an async view, a cached page) never takes one, so threads bound only the
-requests that use them: Django's own per-request hops to the thread are skipped when they have
-nothing to do there (handle, below).
+on a thread (Lease._no_thread). A request that runs nothing on its thread (an async view, a
+cached page) never takes one, so threads bound only the requests that use them: Django's own
+per-request hops to the thread are skipped when they have nothing to do there (handle, below).
 
 WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has been inside one
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
