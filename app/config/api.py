@@ -12,7 +12,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.apis import router as accounts_router
 from core.db import DATABASE_ERRORS, database_error_response
-from core.errors import DomainError, error_response
+from core.errors import DomainError, domain_error_response, error_response
 from ops.apis import router as ops_router
 from reports.apis import router as reports_router  # demo-shop
 from shop.apis import router as shop_router  # demo-shop
@@ -103,11 +103,7 @@ def on_not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 @api.exception_handler(DomainError)
 def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    fields = {exc.field: [exc.message]} if exc.field else None
-    response = error_response(exc.status, exc.code, exc.message, fields=fields)
-    if exc.retry_after is not None:
-        response["Retry-After"] = str(exc.retry_after)
-    return response
+    return domain_error_response(exc)
 
 
 def on_database_error(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -37,6 +37,15 @@ def error_response(
     return JsonResponse({"error": body}, status=status)
 
 
+def domain_error_response(exc: DomainError) -> JsonResponse:
+    """The JSON answer to a DomainError: its status and code, the field it names, Retry-After."""
+    fields = {exc.field: [exc.message]} if exc.field else None
+    response = error_response(exc.status, exc.code, exc.message, fields=fields)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     # Reached for DisallowedHost too: the Host header is not one this site serves.
     return error_response(400, "bad_request", "The request could not be understood.")

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonR
 
 from core import metrics, request_context, tracing
 from core.db import DATABASE_ERRORS, database_error_response
-from core.errors import ServerBusy, error_response
+from core.errors import ServerBusy, domain_error_response, error_response
 from core.selectors import readiness_get
 
 LIVENESS_PATH = "/healthz"
@@ -122,9 +122,7 @@ class JsonErrorMiddleware(_SyncAndAsyncMiddleware):
             log.warning("database error in %s", request.path, exc_info=exception)
             return database_error_response(exception)
         if isinstance(exception, ServerBusy):  # no request thread came free (runtime/asgi.py)
-            response = error_response(exception.status, exception.code, exception.message)
-            response["Retry-After"] = str(exception.retry_after)
-            return response
+            return domain_error_response(exception)
         return None
 
 
