@@ -12,6 +12,7 @@ GUNICORN_PROFILE picks the worker model for the workload (see the README):
   mixed gthread workers on the WSGI app; cores + 1 processes x GUNICORN_THREADS threads.
 """
 
+import math
 import os
 from typing import Any
 
@@ -114,8 +115,11 @@ if REQUEST_THREADS < 1:
 # runs before the watchdog answers): a request never queues into the time Nginx would cut it
 # in, after its write committed.
 THREAD_WAIT_SECONDS = _number("GUNICORN_THREAD_WAIT_SECONDS", 5.0)
-if THREAD_WAIT_SECONDS <= 0:
-    INVALID.append(f"GUNICORN_THREAD_WAIT_SECONDS must be above 0, got {THREAD_WAIT_SECONDS:g}")
+# Finite: the wait is an event-loop timer, and its Retry-After a whole number of seconds.
+if not 0 < THREAD_WAIT_SECONDS < math.inf:
+    INVALID.append(
+        f"GUNICORN_THREAD_WAIT_SECONDS must be a finite number above 0, got {THREAD_WAIT_SECONDS:g}"
+    )
     THREAD_WAIT_SECONDS = 5.0
 BIND = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 PRELOAD = os.environ.get("GUNICORN_PRELOAD", "true").lower() == "true"

@@ -146,11 +146,14 @@ def test_the_master_says_the_request_threads_and_wait_in_effect():
     assert "request threads" not in in_app("-c", WHEN_READY, env=env).stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-1.5"])
-def test_no_wait_for_a_request_thread_stops_gunicorn(value):
+@pytest.mark.parametrize("value", ["0", "-1.5", "nan", "inf"])
+def test_no_wait_or_an_endless_one_for_a_request_thread_stops_gunicorn(value):
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=value)
-    assert f"GUNICORN_THREAD_WAIT_SECONDS must be above 0, got {value}" in excinfo.value.stderr
+    assert (
+        f"GUNICORN_THREAD_WAIT_SECONDS must be a finite number above 0, got {value}"
+        in excinfo.value.stderr
+    )
 
 
 def test_an_unknown_server_runtime_stops_gunicorn():
