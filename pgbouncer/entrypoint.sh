@@ -5,6 +5,13 @@ set -eu
 : "${DB_NAME:=app}" "${DB_REPLICA_NAMES:=app_replica}" "${DB_USER:=app}"
 : "${PRIMARY_HOST:=db-primary}" "${REPLICA_HOSTS:=db-replica}"
 : "${PGBOUNCER_POOL_SIZE:=20}" "${PGBOUNCER_MAX_CLIENT_CONN:=2000}"
+: "${DB_CHECK_SUFFIX=_check}"
+case $DB_CHECK_SUFFIX in
+  *[!0-9A-Za-z_]*)
+    echo "pgbouncer: DB_CHECK_SUFFIX may hold only letters, digits and _, got '$DB_CHECK_SUFFIX'" >&2
+    exit 1
+    ;;
+esac
 : "${DB_PASSWORD:?DB_PASSWORD must be set}"
 : "${PGBOUNCER_STATS_USER:=pgbouncer_stats}"
 # How often watch-hosts.sh looks up the database hosts' addresses (defaults: .env.example).
@@ -52,7 +59,24 @@ REPLICA_DATABASES=$(printf '%s\n' "$DB_REPLICA_NAMES" "$REPLICA_HOSTS" | awk -v 
       printf "%s = host=%s port=5432 dbname=%s\\n", names[i], hosts[i], db
     }
   }') || { echo "pgbouncer: DB_REPLICA_NAMES and REPLICA_HOSTS do not match" >&2; exit 1; }
-export DB_NAME DB_USER PRIMARY_HOST REPLICA_DATABASES PGBOUNCER_POOL_SIZE \
+# The web's health checks (app/core/db.py) connect to <database>$DB_CHECK_SUFFIX: the same
+# server, in a pool of its own, so a check never queues behind requests holding the app's pool
+# (lock waits, a slow report) and a busy pool is never taken for a dead server. Two servers and
+# no reserve: a check is one short query in autocommit. Empty suffix: no such databases.
+CHECK_DATABASES=
+if [ -n "$DB_CHECK_SUFFIX" ]; then
+  CHECK_DATABASES=$(printf '%s\n' "$REPLICA_DATABASES" | sed 's/\\n/\n/g' | awk -v db="$DB_NAME" \
+    -v primary="$PRIMARY_HOST" -v suffix="$DB_CHECK_SUFFIX" '
+    BEGIN { lines[0] = db " = host=" primary " port=5432 dbname=" db; n = 1 }
+    NF { lines[n++] = $0 }
+    END {
+      for (i = 0; i < n; i++) {
+        split(lines[i], parts, " = ")
+        printf "%s%s = %s pool_size=2 reserve_pool_size=0\\n", parts[1], suffix, parts[2]
+      }
+    }')
+fi
+export DB_NAME DB_USER PRIMARY_HOST REPLICA_DATABASES CHECK_DATABASES PGBOUNCER_POOL_SIZE \
   PGBOUNCER_MAX_CLIENT_CONN PGBOUNCER_LOG_DISCONNECTIONS RUN_DIR
 
 umask 077

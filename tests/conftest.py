@@ -10,6 +10,10 @@ import pytest  # demo-shop
 os.environ.setdefault("APP_ENV", "test")
 # testcontainers' reaper image cannot be pulled without a registry; every fixture stops its own.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+# The unit tests reach Postgres directly, with no PgBouncer to hold the health checks' databases
+# (settings.DATABASE_CHECK_SUFFIX): for the Django processes they start (pytest's own settings
+# are loaded before this runs: tests/app/conftest.py); compose sets the stack's value.
+os.environ.setdefault("DB_CHECK_SUFFIX", "")
 
 # demo-shop: begin
 # The demo shop's tests (README "Make it yours"): they go with app/shop. A module that imports

@@ -29,6 +29,14 @@ class Budget:
     def reserve(self) -> int:
         return config_value("pgbouncer/pgbouncer.ini.template", "reserve_pool_size")
 
+    @staticmethod
+    def checks() -> int:
+        """The health checks' pool on each server (DB_CHECK_SUFFIX): its size and reserve."""
+        text = (ROOT / "pgbouncer/entrypoint.sh").read_text()
+        match = re.search(r"pool_size=(\d+) reserve_pool_size=(\d+)", text)
+        assert match, "the check databases' pool not found in pgbouncer/entrypoint.sh"
+        return int(match.group(1)) + int(match.group(2))
+
     @property
     def direct(self) -> int:
         """The exporters' role's CONNECTION LIMIT: all they may hold on one server."""
@@ -38,7 +46,7 @@ class Budget:
 
     @property
     def demand(self) -> int:
-        per_pod = (self.pool_size + self.reserve) * self.POOLS_PER_SERVER
+        per_pod = (self.pool_size + self.reserve) * self.POOLS_PER_SERVER + self.checks()
         return self.pgbouncer_pods * per_pod + self.direct
 
     @staticmethod
@@ -51,6 +59,7 @@ class Budget:
     def check(self, where: str) -> None:
         assert self.demand <= self.supply(), (
             f"{where}: {self.pgbouncer_pods} PgBouncer pod(s) x ({self.pool_size} + "
-            f"{self.reserve} reserve) + {self.direct} for the exporters = {self.demand} server "
+            f"{self.reserve} reserve + {self.checks()} for the checks) + {self.direct} for the "
+            f"exporters = {self.demand} server "
             f"connections, but Postgres admits {self.supply()} (max_connections - superuser slots)"
         )

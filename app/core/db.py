@@ -213,11 +213,13 @@ def database_connect(
 
 
 def _connect_params(alias: str, timeout: float, application_name: str) -> dict[str, Any]:
+    """A check's connection: to PgBouncer's check database for the alias, whose pool no request
+    holds (settings.DATABASE_CHECK_SUFFIX)."""
     db = settings.DATABASES[alias]
     return {
         "host": str(db["HOST"]),
         "port": str(db["PORT"]),
-        "dbname": str(db["NAME"]),
+        "dbname": f"{db['NAME']}{settings.DATABASE_CHECK_SUFFIX}",
         "user": str(db["USER"]),
         "password": str(db["PASSWORD"]),
         "connect_timeout": max(1, int(timeout)),
@@ -348,9 +350,9 @@ class _InFlight:
 
 
 # How long the primary may go without a check reaching it before its queries fail fast and
-# the cuttable ones in flight are cut: past PgBouncer's reserve_pool_timeout (3 s), so a
-# check queued behind a busy pool is not taken for a dead primary, and under its
-# query_wait_timeout (10 s), which a query sent to a frozen primary would otherwise wait.
+# the cuttable ones in flight are cut: under PgBouncer's query_wait_timeout (10 s), which a
+# query sent to a frozen primary would otherwise wait. A check never waits for the requests'
+# pool (its own: _connect_params), so only the server or the path to it delays it.
 PRIMARY_STALL_SECONDS = 5.0
 
 

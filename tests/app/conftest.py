@@ -85,6 +85,14 @@ def _address(container: DockerContainer) -> tuple[str, int]:
     return container.get_container_host_ip(), int(container.get_exposed_port(6379))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checks_reach_postgres_directly() -> None:
+    """No PgBouncer here, so no check databases (settings.DATABASE_CHECK_SUFFIX): the checks
+    connect to the test database itself. pytest-django loaded the settings before any conftest
+    could set DB_CHECK_SUFFIX for them."""
+    settings.DATABASE_CHECK_SUFFIX = ""
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(postgres_container: DockerContainer) -> None:
     host = postgres_container.get_container_host_ip()

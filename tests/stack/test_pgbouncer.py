@@ -5,11 +5,15 @@ with the app's own credentials; PgBouncer's statistics are read as its stats use
 role may not: stats_users)."""
 
 import json
+import subprocess
+import threading
+import time
 
 import pytest
+import requests
 
 from bench import pgbouncer_clients  # demo-shop
-from tests.support import docker, wait_until
+from tests.support import ROOT, docker, wait_until
 
 PREPARED = """
 import json, os, sys, psycopg
@@ -153,3 +157,106 @@ def test_a_server_back_at_another_address_is_reached_without_restarting_pgbounce
         timeout=60,
         what="the replica streaming from the primary again",
     )
+
+
+# --- The health checks' own pool ------------------------------------------------------------
+
+# Clients of the app's pool that each wait on one advisory lock inside a transaction, as
+# requests wait on a hot row: each holds a server connection until the lock is released.
+HOLD_THE_POOL = """
+import json, os, sys, threading, psycopg
+kw = dict(host="pgbouncer", port=6432, dbname=os.environ["DB_NAME"], user=os.environ["DB_USER"],
+          password=os.environ["DB_PASSWORD"])
+results = []
+def wait_on_the_lock():
+    try:
+        with psycopg.connect(**kw) as conn, conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '60s'")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (int(sys.argv[2]),))
+        results.append("ok")
+    except Exception as exc:
+        results.append(f"{type(exc).__name__}: {exc}"[:200])
+threads = [threading.Thread(target=wait_on_the_lock) for _ in range(int(sys.argv[1]))]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(results))
+"""
+LOCK_KEY = 4242
+
+
+def lock_waiters(stack) -> int:
+    return int(
+        stack.psql(
+            "db-primary",
+            f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {LOCK_KEY} "
+            "AND NOT granted",
+        )
+    )
+
+
+def test_requests_holding_the_whole_pool_neither_make_the_primary_look_down_nor_fail_a_write(
+    stack,
+):
+    """Every server connection of the app's pool (and its reserve) waits on a lock for longer
+    than the primary may go unchecked (PRIMARY_STALL_SECONDS): the checks, in a pool of their
+    own (DB_CHECK_SUFFIX), still reach it, so /readyz says the primary is ok and a write queued
+    behind the pool is served once the lock goes, not refused as "primary stopped answering"."""
+    from core.db import PRIMARY_STALL_SECONDS
+
+    me = stack.token("pool-held")
+    stack.token("pool-held")  # a second token, revoked while the pool is held
+    tokens = stack.get("/api/auth/tokens", headers=me).json()
+    (spare,) = [token["id"] for token in tokens if not token["current"]][:1]
+    pool = int(stack.env().get("PGBOUNCER_POOL_SIZE") or 20)
+    clients = pool + 5 + 15  # the pool, its reserve, and a queue behind them
+    holder = subprocess.Popen(
+        ["docker", "compose", "exec", "-T", "db-primary",
+         "psql", "-U", "postgres", "-d", "app", "-XAtq"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=stack.env(), text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None
+    waiters: subprocess.Popen[str] | None = None
+    revoked: list[requests.Response] = []
+    try:
+        holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_KEY});\n")
+        holder.stdin.flush()
+        wait_until(
+            lambda: stack.psql(
+                "db-primary",
+                f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {LOCK_KEY}"
+                " AND granted",
+            ) == "1",
+            timeout=30,
+            what="the lock taken",
+        )  # fmt: skip
+        waiters = subprocess.Popen(
+            ["docker", "compose", "exec", "-T", "web",
+             "python3", "-c", HOLD_THE_POOL, str(clients), str(LOCK_KEY)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=stack.env(), text=True,
+        )  # fmt: skip
+        wait_until(lambda: lock_waiters(stack) >= pool, timeout=30, what="the pool held")
+        time.sleep(PRIMARY_STALL_SECONDS + 1.5)
+        checks = stack.readyz().json()["checks"]
+        assert checks["primary"]["ok"], checks
+        revoke = threading.Thread(
+            target=lambda: revoked.append(
+                requests.delete(stack.url(f"/api/auth/tokens/{spare}"), headers=me, timeout=60)
+            )
+        )
+        revoke.start()
+        time.sleep(0.5)
+    finally:
+        holder.stdin.write(f"SELECT pg_advisory_unlock({LOCK_KEY});\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    revoke.join(timeout=60)
+    out, err = waiters.communicate(timeout=60)
+    results = json.loads(out.strip().splitlines()[-1])
+    # Each waiter held its server connection (or queued for one) until the lock went.
+    assert results == ["ok"] * clients, err
+    (answer,) = revoked
+    assert answer.status_code == 204, answer.text
+    assert spare not in [token["id"] for token in stack.get("/api/auth/tokens", headers=me).json()]
