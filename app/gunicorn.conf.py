@@ -97,8 +97,9 @@ def when_ready(server: Any) -> None:
     if worker_class == "runtime.workers.UvicornWorker":
         # The values in effect, for whoever changed them (runtime/asgi.py uses them).
         log.info(
-            "request threads: %d per worker; a request waits up to %gs for one, then is "
-            "answered 503 (GUNICORN_REQUEST_THREADS, GUNICORN_THREAD_WAIT_SECONDS)",
+            "request threads: %d per worker; a request that may write (not GET, HEAD or OPTIONS) "
+            "waits up to %gs for one, then is answered 503 (GUNICORN_REQUEST_THREADS, "
+            "GUNICORN_THREAD_WAIT_SECONDS)",
             runtime_config.REQUEST_THREADS,
             runtime_config.THREAD_WAIT_SECONDS,
         )

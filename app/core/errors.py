@@ -43,6 +43,11 @@ def domain_error_response(exc: DomainError) -> JsonResponse:
     response = error_response(exc.status, exc.code, exc.message, fields=fields)
     if exc.retry_after is not None:
         response["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, ServerBusy):
+        # Logged once where the request was refused (runtime.asgi), with what the operator
+        # needs; Django's handler skips a response marked logged (django.utils.log.log_response)
+        # rather than add its "Service Unavailable" error for every refusal of a flood.
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

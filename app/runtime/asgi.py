@@ -17,7 +17,8 @@ before reuse, as under WSGI. A thread serves one request at a time. The pool hol
 EXECUTORS; a request whose first sync call finds all of them lent waits for one, so threads and
 PgBouncer client connections per worker are bounded. One that may write (not GET, HEAD or
 OPTIONS) waits no longer than THREAD_WAIT_SECONDS: then it is answered 503, having run nothing
-on a thread (Lease._no_thread). A request that runs nothing on its thread (an async view, a
+on a thread (Lease._no_thread); it is lent a thread before the reads waiting, whose wait has no
+bound (ExecutorPool.give_back). A request that runs nothing on its thread (an async view, a
 cached page) never takes one, so threads bound only the requests that use them: Django's own
 per-request hops to the thread are skipped when they have nothing to do there (handle, below).
 
@@ -239,6 +240,10 @@ class ExecutorPool:
         self.wait_seconds = wait_seconds
         self.created = 0
         self._idle: list[RequestExecutor] = []
+        # Two lines, each first come first served: the requests that may write, whose wait is
+        # bounded (Lease.bounded), are lent a thread before the reads, whose wait is not; a
+        # flood of reads would otherwise keep every write waiting until it is refused.
+        self._writers: deque[Lease] = deque()
         self._waiters: deque[Lease] = deque()
         self._overflow: RequestExecutor | None = None
 
@@ -260,19 +265,20 @@ class ExecutorPool:
         return None
 
     def wait(self, lease: Lease) -> None:
-        """`lease` is lent the next executor given back."""
-        self._waiters.append(lease)
+        """`lease` is lent an executor given back, after the leases ahead of it in its line."""
+        (self._writers if lease.bounded else self._waiters).append(lease)
 
     def leave(self, lease: Lease) -> None:
         with contextlib.suppress(ValueError):
-            self._waiters.remove(lease)
+            (self._writers if lease.bounded else self._waiters).remove(lease)
 
     def give_back(self, executor: RequestExecutor) -> None:
-        while self._waiters:
-            lease = self._waiters.popleft()
-            if not lease.ended:  # a request gone while it waited takes nothing
-                lease.lend(executor)
-                return
+        for line in (self._writers, self._waiters):
+            while line:
+                lease = line.popleft()
+                if not lease.ended:  # a request gone while it waited takes nothing
+                    lease.lend(executor)
+                    return
         self._idle.append(executor)
 
     def close(self) -> int:

@@ -142,6 +142,16 @@ if any(not path.startswith("/") for path in PRELOAD_WARM_PATHS):
 MAX_REQUESTS = _number("GUNICORN_MAX_REQUESTS", PROFILES[PROFILE]["max_requests"])
 MAX_REQUESTS_JITTER = _number("GUNICORN_MAX_REQUESTS_JITTER", MAX_REQUESTS // 10)
 TIMEOUT = _number("GUNICORN_TIMEOUT", 30)
+# Nginx's proxy_read_timeout for web (nginx/nginx.conf; tests/app/test_gunicorn_conf.py keeps
+# the two equal). A request that may write waits for a thread, then runs: if both together can
+# outlast it, Nginx answers 504 to a write that commits afterwards.
+NGINX_READ_TIMEOUT = 35
+if PROFILE == "io" and POOLED and THREAD_WAIT_SECONDS + TIMEOUT > NGINX_READ_TIMEOUT:
+    INVALID.append(
+        f"GUNICORN_THREAD_WAIT_SECONDS ({THREAD_WAIT_SECONDS:g}) plus GUNICORN_TIMEOUT ({TIMEOUT}) "
+        f"must not exceed Nginx's proxy_read_timeout ({NGINX_READ_TIMEOUT} s): a write would "
+        "wait into the time Nginx gives it, and could commit after Nginx answered 504"
+    )
 GRACEFUL_TIMEOUT = _number("GUNICORN_GRACEFUL_TIMEOUT", 25)
 KEEPALIVE = _number("GUNICORN_KEEPALIVE", 75)
 BACKLOG = _number("GUNICORN_BACKLOG", 2048)

@@ -1,6 +1,7 @@
 """The worker profiles of app/gunicorn.conf.py, read by Gunicorn's own config loader."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -139,8 +140,8 @@ def test_the_master_says_the_request_threads_and_wait_in_effect():
     env = {**os.environ, "GUNICORN_PRELOAD": "false"}
     lines = in_app("-c", WHEN_READY, env={**env, "GUNICORN_REQUEST_THREADS": "12"}).stdout
     assert (
-        "request threads: 12 per worker; a request waits up to 5s for one, then is answered 503"
-        in lines
+        "request threads: 12 per worker; a request that may write (not GET, HEAD or OPTIONS) "
+        "waits up to 5s for one, then is answered 503" in lines
     )
     env["GUNICORN_PROFILE"] = "cpu"  # sync workers: no request threads to speak of
     assert "request threads" not in in_app("-c", WHEN_READY, env=env).stdout
@@ -154,6 +155,27 @@ def test_no_wait_or_an_endless_one_for_a_request_thread_stops_gunicorn(value):
         f"GUNICORN_THREAD_WAIT_SECONDS must be a finite number above 0, got {value}"
         in excinfo.value.stderr
     )
+
+
+@pytest.mark.parametrize(("wait", "timeout"), [("6", "30"), ("60", "30"), ("5", "31")])
+def test_a_wait_and_timeout_beyond_nginxs_read_timeout_stop_gunicorn(wait, timeout):
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=wait, GUNICORN_TIMEOUT=timeout)
+    assert (
+        f"GUNICORN_THREAD_WAIT_SECONDS ({wait}) plus GUNICORN_TIMEOUT ({timeout}) must not exceed "
+        "Nginx's proxy_read_timeout (35 s)"
+    ) in excinfo.value.stderr
+    # Sync workers wait for no request thread: their timeout is Nginx's business alone.
+    gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=wait, GUNICORN_PROFILE="cpu")
+
+
+def test_the_read_timeout_the_wait_is_held_to_is_nginxs():
+    from runtime import config as runtime_config
+
+    conf = (ROOT / "nginx/nginx.conf").read_text()
+    assert re.findall(r"proxy_read_timeout (\d+)s;", conf) == [
+        str(runtime_config.NGINX_READ_TIMEOUT)
+    ]
 
 
 def test_an_unknown_server_runtime_stops_gunicorn():

@@ -48,6 +48,16 @@ async def write(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"written": len(WRITES)})
 
 
+# The names /called/<name> ran its sync call for, in the order they ran.
+CALLED: list[str] = []
+
+
+@csrf_exempt
+async def called(request: HttpRequest, name: str) -> JsonResponse:
+    await sync_to_async(CALLED.append)(name)
+    return JsonResponse({"called": name})
+
+
 async def nothing(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"threads": []})
 
@@ -64,4 +74,5 @@ urlpatterns = [
     path("nothing", nothing),
     path("write", write),
     path("wait", wait),
+    path("called/<str:name>", called),
 ]

@@ -8,6 +8,7 @@ pooled handler's own gains, so those tests run for it alone."""
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -315,10 +316,12 @@ async def gone_while_waiting_for_a_thread(app: PooledExecutorASGIHandler) -> Non
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_that_gets_no_thread_in_time_is_refused_503_having_run_nothing(app):
+def test_a_request_that_gets_no_thread_in_time_is_refused_503_having_run_nothing(app, caplog):
     # Nginx gives up on a request at 35 s: one that queued for a thread into that time could
     # commit its write after the client was answered 504. It is refused before it runs instead.
     from prometheus_client import REGISTRY
+
+    caplog.set_level(logging.INFO)
 
     counted = ("web_requests_refused_total", {"reason": "no_request_thread"})
     before = REGISTRY.get_sample_value(*counted) or 0
@@ -330,6 +333,30 @@ def test_a_request_that_gets_no_thread_in_time_is_refused_503_having_run_nothing
     assert (b"retry-after", b"1") in headers
     assert REGISTRY.get_sample_value(*counted) == before + 1
     assert asgi_urls.WRITES == [1]  # the call ran once: for the read after, not the refused
+    # One line per refusal, the runtime's: not Django's "Service Unavailable" error beside it.
+    said = [(r.name, r.levelname) for r in caplog.records if r.name != "core.requests"]
+    assert said == [("runtime.asgi", "WARNING")], said
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_may_write_is_lent_a_thread_before_the_reads_waiting_ahead_of_it(app):
+    # A write waits a bounded time, a read does not: served in arrival order, a flood of reads
+    # would keep every write waiting until it is refused.
+    assert asyncio.run(a_read_then_a_write_waiting(app)) == ["write", "read"]
+
+
+async def a_read_then_a_write_waiting(app: PooledExecutorASGIHandler) -> list[str]:
+    asgi_urls.CALLED.clear()
+    held = await its_one_thread_held(app)
+    read = asyncio.ensure_future(answer(app, scope("/called/read")))
+    await asyncio.sleep(0.2)
+    write = asyncio.ensure_future(answer(app, scope("/called/write", method="POST")))
+    await asyncio.sleep(0.2)
+    assert (len(app.executors._waiters), len(app.executors._writers)) == (1, 1)
+    asgi_urls.RELEASE.set()
+    await held.response()
+    assert [(await read)[0], (await write)[0]] == [200, 200]
+    return asgi_urls.CALLED
 
 
 async def refused_while_the_thread_is_held(
@@ -339,7 +366,7 @@ async def refused_while_the_thread_is_held(
     held = await its_one_thread_held(app, wait=0.3)
     refused = await answer(app, scope("/write", method="POST"), b"")
     assert asgi_urls.WRITES == []
-    assert not app.executors._waiters  # it left the line
+    assert not app.executors._writers  # it left the line
     # A read waits past the bound: cut off by Nginx, it would have written nothing.
     reading = await Request(app, "/write").start()
     await asyncio.sleep(0.6)
