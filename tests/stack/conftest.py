@@ -115,6 +115,16 @@ class Stack:
             "exec", "-T", service, "psql", "-U", "postgres", "-d", database, "-XAtq", "-c", sql
         ).stdout.strip()
 
+    def psql_session(self, service: str = "db-primary") -> "subprocess.Popen[str]":
+        """An open psql session as the local superuser, fed SQL on its stdin, ended by closing
+        it: a lock another session holds across a test's requests."""
+        return subprocess.Popen(
+            ["docker", "compose", "exec", "-T", service,
+             "psql", "-U", "postgres", "-d", "app", "-XAtq"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=self.env(), text=True,
+        )  # fmt: skip
+
     def get(self, path: str, **kwargs: object) -> requests.Response:
         timeout = kwargs.pop("timeout", 10)
         return requests.get(self.url(path), timeout=timeout, **kwargs)  # type: ignore[arg-type]

@@ -211,12 +211,7 @@ def test_requests_holding_the_whole_pool_neither_make_the_primary_look_down_nor_
     (spare,) = [token["id"] for token in tokens if not token["current"]][:1]
     pool = int(stack.env().get("PGBOUNCER_POOL_SIZE") or 20)
     clients = pool + 5 + 15  # the pool, its reserve, and a queue behind them
-    holder = subprocess.Popen(
-        ["docker", "compose", "exec", "-T", "db-primary",
-         "psql", "-U", "postgres", "-d", "app", "-XAtq"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        cwd=ROOT, env=stack.env(), text=True,
-    )  # fmt: skip
+    holder = stack.psql_session()
     assert holder.stdin is not None
     waiters: subprocess.Popen[str] | None = None
     revoked: list[requests.Response] = []

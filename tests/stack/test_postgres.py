@@ -73,12 +73,7 @@ def test_a_write_waiting_on_a_locked_row_ends_at_lock_timeout_as_json_and_change
         )
 
     # Another session holds the row (an operator's transaction, a long batch) and stays open.
-    holder = subprocess.Popen(
-        ["docker", "compose", "exec", "-T", "db-primary",
-         "psql", "-U", "postgres", "-d", "app", "-XAtq"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        cwd=ROOT, env=stack.env(), text=True,
-    )  # fmt: skip
+    holder = stack.psql_session()
     assert holder.stdin is not None
     try:
         holder.stdin.write(
