@@ -64,6 +64,22 @@ REPLICA_DATABASES=$(printf '%s\n' "$DB_REPLICA_NAMES" "$REPLICA_HOSTS" | awk -v 
 # (lock waits, a slow report) and a busy pool is never taken for a dead server. Two servers and
 # no reserve: a check is one short query in autocommit. Empty suffix: no such databases.
 CHECK_DATABASES=
+APP_DATABASES=",$DB_NAME,$(printf '%s' "$DB_REPLICA_NAMES" | tr -d ' '),"
+for name in $(printf '%s' "$APP_DATABASES" | tr ',' ' '); do
+  [ -n "$DB_CHECK_SUFFIX" ] || break
+  check=$name$DB_CHECK_SUFFIX
+  # One of the app's names would replace that database (the replica's reads sent elsewhere).
+  case $APP_DATABASES in
+    *",$check,"*)
+      echo "pgbouncer: DB_CHECK_SUFFIX '$DB_CHECK_SUFFIX' makes $check, one of the app's databases" >&2
+      exit 1
+      ;;
+  esac
+  if [ ${#check} -gt 63 ]; then
+    echo "pgbouncer: DB_CHECK_SUFFIX makes $check, longer than PgBouncer's 63 characters" >&2
+    exit 1
+  fi
+done
 if [ -n "$DB_CHECK_SUFFIX" ]; then
   CHECK_DATABASES=$(printf '%s\n' "$REPLICA_DATABASES" | sed 's/\\n/\n/g' | awk -v db="$DB_NAME" \
     -v primary="$PRIMARY_HOST" -v suffix="$DB_CHECK_SUFFIX" '

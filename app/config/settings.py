@@ -1,6 +1,7 @@
 """All settings, read from the environment (12-factor). `.env.example` lists every variable."""
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -190,6 +191,24 @@ DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
 # requests that hold the app's pool (lock waits) and a busy pool is not taken for a dead server.
 # Empty: the checks use the app's databases (a Postgres reached without PgBouncer, the tests').
 DATABASE_CHECK_SUFFIX = env_str("DB_CHECK_SUFFIX", "_check")
+# The same rules as PgBouncer's entrypoint, so neither starts with a value the other refuses: a
+# check name that is one of the app's databases would replace that database in PgBouncer (the
+# replica's reads sent to the primary), and PgBouncer takes names of at most 63 characters.
+_APP_DATABASES = {str(database["NAME"]) for database in DATABASES.values()}
+if not re.fullmatch(r"[0-9A-Za-z_]*", DATABASE_CHECK_SUFFIX):
+    raise ImproperlyConfigured(
+        f"DB_CHECK_SUFFIX may hold only letters, digits and _, got {DATABASE_CHECK_SUFFIX!r}"
+    )
+for _name in sorted(_APP_DATABASES) if DATABASE_CHECK_SUFFIX else []:
+    _check = f"{_name}{DATABASE_CHECK_SUFFIX}"
+    if _check in _APP_DATABASES:
+        raise ImproperlyConfigured(
+            f"DB_CHECK_SUFFIX {DATABASE_CHECK_SUFFIX!r} makes {_check}, one of the app's databases"
+        )
+    if len(_check) > 63:
+        raise ImproperlyConfigured(
+            f"DB_CHECK_SUFFIX makes {_check}, longer than PgBouncer's 63 characters"
+        )
 # After a write, that customer's reads use the primary this long. Streaming replication lags by
 # milliseconds when healthy; 5s also covers a replica catching up after a burst.
 READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 5)

@@ -148,9 +148,9 @@ TIMEOUT = _number("GUNICORN_TIMEOUT", 30)
 NGINX_READ_TIMEOUT = 35
 if PROFILE == "io" and POOLED and THREAD_WAIT_SECONDS + TIMEOUT > NGINX_READ_TIMEOUT:
     INVALID.append(
-        f"GUNICORN_THREAD_WAIT_SECONDS ({THREAD_WAIT_SECONDS:g}) plus GUNICORN_TIMEOUT ({TIMEOUT}) "
-        f"must not exceed Nginx's proxy_read_timeout ({NGINX_READ_TIMEOUT} s): a write would "
-        "wait into the time Nginx gives it, and could commit after Nginx answered 504"
+        f"GUNICORN_THREAD_WAIT_SECONDS ({THREAD_WAIT_SECONDS:.12g}) plus GUNICORN_TIMEOUT "
+        f"({TIMEOUT}) must not exceed Nginx's proxy_read_timeout ({NGINX_READ_TIMEOUT} s): a "
+        "write would wait into the time Nginx gives it, and could commit after Nginx answered 504"
     )
 GRACEFUL_TIMEOUT = _number("GUNICORN_GRACEFUL_TIMEOUT", 25)
 KEEPALIVE = _number("GUNICORN_KEEPALIVE", 75)

@@ -157,7 +157,9 @@ def test_no_wait_or_an_endless_one_for_a_request_thread_stops_gunicorn(value):
     )
 
 
-@pytest.mark.parametrize(("wait", "timeout"), [("6", "30"), ("60", "30"), ("5", "31")])
+@pytest.mark.parametrize(
+    ("wait", "timeout"), [("6", "30"), ("60", "30"), ("5", "31"), ("5.0000001", "30")]
+)
 def test_a_wait_and_timeout_beyond_nginxs_read_timeout_stop_gunicorn(wait, timeout):
     with pytest.raises(subprocess.CalledProcessError) as excinfo:
         gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=wait, GUNICORN_TIMEOUT=timeout)

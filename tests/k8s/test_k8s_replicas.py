@@ -82,6 +82,20 @@ def test_pgbouncer_gets_a_database_on_each_pod_and_django_the_same_names(
     ).stdout
     assert "app_replica = host=db-replica-0.db-replica port=5432 dbname=app" in ini
     assert "app_replica2 = host=db-replica-1.db-replica port=5432 dbname=app" in ini
+    # Each server again for the health checks (DB_CHECK_SUFFIX), in a pool of its own.
+    for name, host in [
+        ("app", "db-primary"),
+        ("app_replica", "db-replica-0.db-replica"),
+        ("app_replica2", "db-replica-1.db-replica"),
+    ]:
+        assert (
+            f"{name}_check = host={host} port=5432 dbname=app pool_size=2 reserve_pool_size=0"
+        ) in ini
+    # A suffix that names one of the app's databases would replace it: refused at start.
+    clash = {**env, "DB_CHECK_SUFFIX": "_replica"}
+    result = subprocess.run(["sh", "-c", script], env=clash, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "makes app_replica, one of the app's databases" in result.stderr
     # Half of it (a name with no host) stops PgBouncer at start.
     half = {**env, "REPLICA_HOSTS": "db-replica-0.db-replica"}
     result = subprocess.run(["sh", "-c", script], env=half, capture_output=True, text=True)

@@ -53,6 +53,21 @@ def test_production_refuses_a_development_value(name):
     assert name in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("suffix", "said"),
+    [
+        ("x y", "DB_CHECK_SUFFIX may hold only letters, digits and _, got 'x y'"),
+        # app + _replica is the replica's database: PgBouncer would send its reads elsewhere.
+        ("_replica", "DB_CHECK_SUFFIX '_replica' makes app_replica, one of the app's databases"),
+        ("_" + "c" * 60, "longer than PgBouncer's 63 characters"),
+    ],
+)
+def test_a_check_suffix_pgbouncer_cannot_take_is_refused(suffix, said):
+    result = load_settings({"DB_CHECK_SUFFIX": suffix, "DB_REPLICA_NAMES": "app_replica"})
+    assert result.returncode != 0
+    assert said in result.stderr
+
+
 def test_production_refuses_debug():
     result = load_settings({"APP_ENV": "production", "DJANGO_DEBUG": "true", **real_secrets()})
     assert result.returncode != 0
