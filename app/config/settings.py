@@ -185,10 +185,11 @@ for _index, _name in enumerate(DB_REPLICA_NAMES):
     # In tests every replica alias is the primary itself (Django's documented mirror pattern).
     DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
-# The health checks (core.db: each process's primary and replica checks, /readyz, the preloading
-# master's probe) connect to each database's name plus this: PgBouncer's pool of its own for
-# them (pgbouncer/entrypoint.sh reads the same variable), so a check never queues behind
-# requests that hold the app's pool (lock waits) and a busy pool is not taken for a dead server.
+# The health checks (core.db: each process's primary and replica checks, which route reads and
+# fail writes fast, and the preloading master's probe) connect to each database's name plus
+# this: PgBouncer's pool of its own for them (pgbouncer/entrypoint.sh reads the same variable),
+# so a check never queues behind requests that hold the app's pool (lock waits) and a busy pool
+# is not taken for a dead server.
 # Empty: the checks use the app's databases (a Postgres reached without PgBouncer, the tests').
 DATABASE_CHECK_SUFFIX = env_str("DB_CHECK_SUFFIX", "_check")
 # The same rules as PgBouncer's entrypoint, so neither starts with a value the other refuses: a

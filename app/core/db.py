@@ -205,21 +205,29 @@ REPLICA_STATE_SQL = (
 
 
 def database_connect(
-    alias: str, timeout: float, *, application_name: str = "replica-check"
+    alias: str,
+    timeout: float,
+    *,
+    application_name: str = "replica-check",
+    checks_pool: bool = True,
 ) -> psycopg.Connection[Any]:
     """A connection of its own, not Django's: a check or probe never borrows or poisons a
-    request's."""
-    return psycopg.connect(**_connect_params(alias, timeout, application_name))
+    request's. `checks_pool`: through PgBouncer's pool for the checks (_connect_params), else
+    through the requests' own."""
+    return psycopg.connect(**_connect_params(alias, timeout, application_name, checks_pool))
 
 
-def _connect_params(alias: str, timeout: float, application_name: str) -> dict[str, Any]:
+def _connect_params(
+    alias: str, timeout: float, application_name: str, checks_pool: bool = True
+) -> dict[str, Any]:
     """A check's connection: to PgBouncer's check database for the alias, whose pool no request
-    holds (settings.DATABASE_CHECK_SUFFIX)."""
+    holds (settings.DATABASE_CHECK_SUFFIX), so only the server or the path to it delays it."""
     db = settings.DATABASES[alias]
+    suffix = settings.DATABASE_CHECK_SUFFIX if checks_pool else ""
     return {
         "host": str(db["HOST"]),
         "port": str(db["PORT"]),
-        "dbname": f"{db['NAME']}{settings.DATABASE_CHECK_SUFFIX}",
+        "dbname": f"{db['NAME']}{suffix}",
         "user": str(db["USER"]),
         "password": str(db["PASSWORD"]),
         "connect_timeout": max(1, int(timeout)),

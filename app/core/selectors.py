@@ -46,7 +46,10 @@ class Readiness:
 
 
 def _database_check(alias: str, timeout: float) -> dict[str, Any]:
-    with database_connect(alias, timeout, application_name="readyz") as conn:
+    # Through the requests' own PgBouncer pool, not the checks': ok means a request's query gets
+    # through now. After an outage PgBouncer reconnects each pool on its own schedule
+    # (server_login_retry), and the checks' pool may be back before the requests' is.
+    with database_connect(alias, timeout, application_name="readyz", checks_pool=False) as conn:
         row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return {"in_recovery": bool(row and row[0])}
 
