@@ -220,8 +220,9 @@ def database_connect(
 def _connect_params(
     alias: str, timeout: float, application_name: str, checks_pool: bool = True
 ) -> dict[str, Any]:
-    """A check's connection: to PgBouncer's check database for the alias, whose pool no request
-    holds (settings.DATABASE_CHECK_SUFFIX), so only the server or the path to it delays it."""
+    """A connection's parameters for the alias: with `checks_pool`, PgBouncer's check database,
+    whose pool no request holds (settings.DATABASE_CHECK_SUFFIX), so only the server or the path
+    to it delays a check; without, the requests' own database and pool (/readyz)."""
     db = settings.DATABASES[alias]
     suffix = settings.DATABASE_CHECK_SUFFIX if checks_pool else ""
     return {
