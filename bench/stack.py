@@ -31,6 +31,15 @@ CELERY_SERVICES = ["worker", "worker-reports", "worker-email", "beat"]
 
 # Rounds of every measurement: a burst of load from elsewhere hits one round, not every one.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "") or (1 if QUICK else 2))
+
+
+def in_round_order(items: list[Any], round_: int) -> list[Any]:
+    """The runs of one round: in order in odd rounds, reversed in even ones. A drift through a
+    round (a machine warming, a neighbour's load building) then favours no run: over a forward
+    and a reversed round each run's mean position is the same."""
+    return list(items) if round_ % 2 else list(reversed(items))
+
+
 # A/B alternations per comparison (scenarios 2 and 4).
 ALTERNATIONS = 1 if QUICK else 2
 # BENCH_ONLY=reports,pgbouncer: only these steps (the scenarios' STEP names); their results replace

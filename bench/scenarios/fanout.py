@@ -59,7 +59,8 @@ DEFAULT_AHEAD = claims.get("fanout.default_over_alternatives")
 def measure(results: dict[str, Any]) -> None:
     """Scenarios 1, 3 and 4: every configuration of web is started once per round and
     measured; the rounds interleave the configurations, so a burst of load from elsewhere on the
-    machine hits one round of each, not every run of one configuration. With BENCH_CONFIGS,
+    machine hits one round of each, not every run of one configuration, and even rounds run them
+    in reverse order (stack.in_round_order). With BENCH_CONFIGS,
     scenario 1's selected rows only."""
     # Filled as the runs finish, so a failure halfway keeps what was measured.
     fanout: list[dict[str, Any]] = []
@@ -82,7 +83,7 @@ def measure(results: dict[str, Any]) -> None:
         detail.begin(results)
         cached_list.begin(results)
     for round_ in range(1, stack.ROUNDS + 1):
-        for config in web.web_configs():
+        for config in stack.in_round_order(web.web_configs(), round_):
             stack.log(f"round {round_}: web as {config['name']}")
             seconds = web.switch_web(config)
             switches.append({"config": config["name"], "round": round_, "seconds": seconds})
@@ -266,7 +267,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     switches = data.get("switch_seconds") or []
     if switches:
         lines += [
-            "Web recreated per configuration (`up -d --no-deps --wait web`): "
+            "Web recreated per configuration (`up -d --no-deps --wait web`), the "
+            "configurations in the order of the table in odd rounds and reversed in even ones: "
             + ", ".join(f"{s['config']} {s['seconds']} s" for s in switches)
             + ".",
             "",
@@ -404,7 +406,7 @@ def alternatives_comparison(data: dict[str, Any], headline: list[list[str]]) -> 
             )
     lines = [
         "**The default against every alternative server** (issue 24): the same rounds as the "
-        "rows above, the default first, each alternative's throughput as a share of the "
+        "rows above, the default's row first, each alternative's throughput as a share of the "
         "default's. The product page is scenario 3's `GET /api/products/1` (a replica read, a "
         f"Redis stock read, two 50 ms upstream calls), {page[0]['seconds']} s per row. Goal: "
         f"the default at or ahead of every alternative at both loads ({DEFAULT_AHEAD.source}); "

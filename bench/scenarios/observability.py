@@ -12,7 +12,9 @@ STEP = "observability"
 
 OBSERVABILITY_SECONDS = 4 if stack.QUICK else 10
 # The states alternated: the ratio of one pair is at the mercy of whatever else the machine runs.
-OBSERVABILITY_ROUNDS = 1 if stack.QUICK else 2
+# Three rounds, the middle one reversed (stack.in_round_order): the median discards one disturbed
+# round, and no state always runs first after the machine's last scenario.
+OBSERVABILITY_ROUNDS = 1 if stack.QUICK else 3
 SINK = "http://otlp-sink:4318"
 # off: no Prometheus recording, tracing not even imported. metrics: recording only. tracing:
 # metrics and tracing at the default sampler (settings: a tenth of new traces kept). all: every
@@ -60,12 +62,16 @@ def measure(results: dict[str, Any]) -> None:
     is the ratio of their throughputs, next to web's CPU time per request (which other
     loads on a shared machine disturb far less than they disturb throughput)."""
     runs: list[dict[str, Any]] = []
-    results["observability"] = {"seconds": OBSERVABILITY_SECONDS, "runs": runs}
+    results["observability"] = {
+        "seconds": OBSERVABILITY_SECONDS,
+        "rounds": OBSERVABILITY_ROUNDS,
+        "runs": runs,
+    }
     default = web.default_config()
     stack.compose("up", "-d", "--no-deps", "--wait", "--wait-timeout", "60", "otlp-sink")
     try:
         for round_ in range(1, OBSERVABILITY_ROUNDS + 1):
-            for state, env in OBSERVABILITY.items():
+            for state, env in stack.in_round_order(list(OBSERVABILITY.items()), round_):
                 stack.log(f"round {round_}: metrics and tracing {state}")
                 stack.compose(
                     "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "web",
@@ -90,7 +96,8 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         return lines
     lines += [
         "The default web configuration recreated in each state, alternated, "
-        f"{data['seconds']} s per run: off (`METRICS_ENABLED=false`, "
+        f"{data['seconds']} s per run, in {data.get('rounds', 2)} rounds, every other one in "
+        "reverse order: off (`METRICS_ENABLED=false`, "
         "`OTEL_EXPORTER_OTLP_ENDPOINT` unset: nothing of tracing imported); metrics only; "
         "metrics and tracing at the default sampler (`parentbased_traceidratio`, 0.1); tracing "
         "on with no new trace kept (ARG 0: what tracing costs a request it drops); and "

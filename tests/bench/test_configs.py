@@ -187,3 +187,13 @@ def test_gevent_and_httpx_are_locked_for_the_bench_image_only():
     assert {"gevent", "httpx"} <= set(bench)
     # The bench image is the runtime image plus these: every runtime package at its version.
     assert {name: bench.get(name) for name in runtime} == runtime
+
+
+def test_even_rounds_run_in_reverse_so_no_run_always_comes_first():
+    runs = ["off", "metrics", "tracing"]
+    assert stack.in_round_order(runs, 1) == runs
+    assert stack.in_round_order(runs, 2) == runs[::-1]
+    assert stack.in_round_order(runs, 3) == runs
+    # Over a forward and a reversed round every run holds the same mean position.
+    positions = {run: sum(stack.in_round_order(runs, r).index(run) for r in (1, 2)) for run in runs}
+    assert len(set(positions.values())) == 1
