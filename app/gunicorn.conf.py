@@ -144,6 +144,9 @@ def post_worker_init(worker: Any) -> None:
 
     def abort(signum: int, frame: Any) -> None:
         worker_abort(worker)
+        from core.metric_values import flush
+
+        flush()  # os._exit skips atexit: the requests this worker answered are still counted
         sys.stderr.flush()
         os._exit(1)
 
@@ -153,8 +156,10 @@ def post_worker_init(worker: Any) -> None:
     # This worker's checks of the primary and each replica (core/db.py), before its first
     # request: a read never waits for them, nor goes to the primary for want of them.
     from core.db import replica_checkers_start
+    from core.metric_values import flushing_start
 
     replica_checkers_start()
+    flushing_start()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -61,6 +61,25 @@ def wait_until[T](
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last!r}")
 
 
+# Web workers write their requests' metrics to the shared files at least this often
+# (core.metric_values.FLUSH_SECONDS is 1 s), so a count read twice this far apart has settled.
+METRICS_SETTLE_SECONDS = 1.5
+
+
+def settled[T](read: Callable[[], T], *, timeout: float = 15) -> T:
+    """A metric's value once no worker holds a part of it unwritten: the same when read again
+    METRICS_SETTLE_SECONDS later, with nothing sent meanwhile."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while time.monotonic() < deadline:
+        time.sleep(METRICS_SETTLE_SECONDS)
+        again = read()
+        if again == value:
+            return value
+        value = again
+    raise AssertionError(f"the value kept changing for {timeout}s: last {value!r}")
+
+
 # The services of compose's "monitoring" profile (docker-compose.yml), in start order.
 MONITORING_SERVICES = [
     "prometheus",

@@ -4,7 +4,9 @@ Under Gunicorn every worker is its own process, so prometheus_client runs in mul
 app/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before the master imports this module, each
 process writes its values to files there, and a scrape of any worker sums them all (counters and
 histograms of workers that have exited included, so totals never go backwards when a worker is
-recycled). Without the variable (tests, manage.py) the default in-process registry is used.
+recycled). What every request records is written to those files in batches, at most a second
+late (core.metric_values). Without the variable (tests, manage.py) the default in-process
+registry is used.
 
 What is recorded, and where:
   - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
@@ -38,6 +40,8 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from core import metric_values
 
 # In multiprocess mode every value written first checks whether its process has forked since, by
 # its process ID, and os.getpid() is a system call each time: several per request. The ID is
@@ -121,8 +125,18 @@ def _files_remove(multiproc_dir: str, identifier: str) -> None:
         path.unlink(missing_ok=True)
 
 
+# What every request records: written to the files in batches (core.metric_values).
+PER_REQUEST = frozenset(
+    {
+        "django_http_requests",
+        "django_http_request_duration_seconds",
+        "django_db_query_duration_seconds",
+        "django_cache_operation_duration_seconds",
+        "django_cache_gets",
+    }
+)
 if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later
-    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
+    values.ValueClass = metric_values.buffered(process_identifier=_process_id, names=PER_REQUEST)
 
 # Every metric has labels: a labelled metric writes no value, and so no file, until a process
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up; what
@@ -307,6 +321,7 @@ def render(multiproc_dir: str | None = None) -> tuple[bytes, str]:
     runtime.middleware), else this process's."""
     registry = REGISTRY
     if multiproc_dir:
+        metric_values.flush()  # this process's own, at least, as of now
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST

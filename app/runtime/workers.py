@@ -187,6 +187,9 @@ class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
                 "exiting with %d request thread(s) still stuck", len(_stuck_threads),
                 extra={"stuck": len(_stuck_threads)},
             )  # fmt: skip
+            from core.metric_values import flush
+
+            flush()  # the requests it answered, counted: os._exit skips atexit, which would
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()

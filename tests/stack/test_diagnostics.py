@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, run, wait_until
+from tests.support import ROOT, run, settled, wait_until
 
 # ops/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
 TASK_DETAIL_VIEW = "api:task_detail"
@@ -123,6 +123,17 @@ def per_worker(stack) -> dict[str, float]:
     return {pid: float(value) for pid, value in json.loads(out).items()}
 
 
+def all_written(stack, total: float) -> dict[str, float]:
+    """Each worker's count once their files hold `total`: a worker writes its requests' metrics
+    within a second (core.metric_values)."""
+
+    def counts() -> dict[str, float] | None:
+        found = per_worker(stack)
+        return found if sum(found.values()) == total else None
+
+    return wait_until(counts, timeout=10, what=f"{total} requests in the workers' files")
+
+
 def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
     for path in ("/metrics", "/metrics?format=prometheus"):
         outside = stack.get(path)
@@ -130,7 +141,7 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
         assert outside.headers["Content-Type"] == "application/json"
         assert outside.json()["error"]["code"] == "not_found"
 
-    before = task_detail_404s(scrape(stack))
+    before = settled(lambda: task_detail_404s(scrape(stack)))  # earlier tests' requests
     sent = 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         # Concurrent bursts open several upstream connections, which the kernel spreads over
@@ -139,9 +150,9 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
             burst = list(pool.map(lambda _: stack.get("/api/tasks/x").status_code, range(64)))
             assert burst == [404] * 64
             sent += 64
-            if len([c for c in per_worker(stack).values() if c > 0]) >= 2:
+            counts = all_written(stack, before + sent)
+            if len([c for c in counts.values() if c > 0]) >= 2:
                 break
-    counts = per_worker(stack)
     assert len([c for c in counts.values() if c > 0]) >= 2, counts
     # Whichever worker answers the scrape, it reports the sum over every worker's file.
     for _ in range(4):

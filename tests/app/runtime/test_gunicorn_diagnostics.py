@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.runtime.gunicorn_process import Gunicorn
 from tests.app.runtime.gunicorn_process import gunicorn as start_gunicorn
-from tests.support import wait_until
+from tests.support import settled, wait_until
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def stopped_pids(server: Gunicorn) -> set[int]:
 
 
 def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicorn):
-    before = healthz_count(gunicorn.url)
+    before = settled(lambda: healthz_count(gunicorn.url))  # the start's probes
     statuses = [requests.get(gunicorn.url + "/healthz", timeout=10).status_code for _ in range(24)]
     # Fresh connections, the case a plain SIGTERM to a Uvicorn worker fails (reset by peer).
     assert statuses == [200] * 24
@@ -73,7 +73,13 @@ def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicor
     wait_until(lambda: boots() >= 2 + len(tripped), timeout=20, what="a replacement for each")
     assert any(e["logger"] == "uvicorn.error" for e in gunicorn.entries())
 
-    # Every request is counted once, though most of the workers that served them are gone.
+    # Every request is counted once, though most of the workers that served them are gone
+    # (each wrote its own as it exited); a live worker's within core.metric_values' interval.
+    wait_until(
+        lambda: healthz_count(gunicorn.url) == before + 24 + 12,
+        timeout=5,
+        what="every request counted",
+    )
     assert healthz_count(gunicorn.url) == before + 24 + 12
 
 

@@ -1,0 +1,115 @@
+"""Per-request counters and histograms added up in memory and written to prometheus_client's
+multiprocess files by a thread of the process every FLUSH_SECONDS, not on every increment.
+
+Writing a value to its file (prometheus_client's MmapedValue.inc) takes its lock, checks for a
+fork and packs the value into the mapped file, and a request records several. Here an
+increment of a family in `names` only adds under one lock. What was added reaches the files:
+
+- every FLUSH_SECONDS, from a thread of each web worker (flushing_start);
+- before a scrape renders (core.metrics.render), for the process answering it;
+- when the process ends: interpreter exit (atexit), and before each os._exit of a web worker
+  (gunicorn.conf.py's abort, runtime.workers).
+
+A scrape sums the files, so it sees another live worker's requests at most FLUSH_SECONDS late,
+and a worker killed outright (SIGKILL, the OOM killer) loses at most that much of its counts.
+Gauges, and every family not in `names`, are written at once, as prometheus_client does.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import values
+
+FLUSH_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
+# Reentrant: a worker's SIGABRT handler flushes on the thread its signal interrupted, maybe
+# inside an increment; the process then ends, so that increment never resumes.
+_lock = threading.RLock()
+# Values holding an amount not yet written, each once.
+_dirty: list[Any] = []
+_flusher: list[threading.Thread | None] = [None]
+
+
+def _after_fork_in_child() -> None:
+    # The parent's amounts are the parent's to write; its lock may have been held by a thread
+    # that does not exist here, and so does its flushing thread.
+    global _lock  # per process, by design
+    _lock = threading.RLock()
+    for value in _dirty:
+        value._pending = 0.0
+        value._queued = False
+    _dirty.clear()
+    _flusher[0] = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) -> type:
+    """prometheus_client's multiprocess value class, its increments of `names` buffered."""
+    base = values.MultiProcessValue(process_identifier=process_identifier)  # type: ignore[no-untyped-call]
+
+    class BufferedValue(base):  # type: ignore[misc,valid-type]
+        def __init__(self, typ: str, metric_name: str, *args: Any, **kwargs: Any) -> None:
+            super().__init__(typ, metric_name, *args, **kwargs)
+            self._buffered = metric_name in names
+            self._pending = 0.0
+            self._queued = False
+
+        def inc(self, amount: float) -> None:
+            if not self._buffered:
+                super().inc(amount)
+                return
+            with _lock:
+                self._pending += amount
+                if not self._queued:
+                    self._queued = True
+                    _dirty.append(self)
+
+        def get(self) -> float:
+            with _lock:
+                pending = self._pending
+            return float(super().get()) + pending
+
+        def write_pending(self) -> None:
+            """Under _lock: the amount added since the last write, into the file."""
+            amount, self._pending, self._queued = self._pending, 0.0, False
+            super().inc(amount)
+
+    return BufferedValue
+
+
+def flush() -> None:
+    """Writes every amount this process added and has not written yet."""
+    with _lock:
+        while _dirty:
+            value = _dirty.pop()
+            try:
+                value.write_pending()
+            except Exception:  # one value's file must not keep the others from theirs
+                log.exception("could not write a metric's value to its file")
+
+
+atexit.register(flush)
+
+
+def flushing_start() -> None:
+    """This process's thread that writes every FLUSH_SECONDS: a web worker's, started as it
+    begins (gunicorn.conf.py's post_worker_init), never the master's, which must fork holding
+    no thread; what the master adds is written at its exit."""
+    if _flusher[0] is None:
+        thread = threading.Thread(target=_flush_every, name="metrics-flush", daemon=True)
+        _flusher[0] = thread
+        thread.start()
+
+
+def _flush_every() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        flush()
