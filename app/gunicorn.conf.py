@@ -142,16 +142,28 @@ def post_worker_init(worker: Any) -> None:
     # process that just ends closes the connection and Nginx answers its JSON 504.
     import signal
 
+    from core.metric_values import flush
+
     def abort(signum: int, frame: Any) -> None:
         worker_abort(worker)
-        from core.metric_values import flush
-
-        flush()  # os._exit skips atexit: the requests this worker answered are still counted
+        # os._exit skips atexit, where the last requests' metrics are written. Bounded: the
+        # thread this interrupted may hold what another thread's flush waits for.
+        flush(wait=0.5)
         sys.stderr.flush()
         os._exit(1)
 
+    def flush_then_end(signum: int, frame: Any) -> None:
+        # Uvicorn re-raises the SIGTERM (or SIGINT) it caught once its server has stopped, into
+        # the handler it found: the default action would end the worker without atexit.
+        flush(wait=0.5)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
     if signal.getsignal(signal.SIGABRT) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGABRT, abort)
+    for ending in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(ending) in (signal.SIG_DFL, None):
+            signal.signal(ending, flush_then_end)
 
     # This worker's checks of the primary and each replica (core/db.py), before its first
     # request: a read never waits for them, nor goes to the primary for want of them.

@@ -10,9 +10,11 @@ increment of a family in `names` only adds under one lock. What was added reache
 - when the process ends: interpreter exit (atexit), and before each os._exit of a web worker
   (gunicorn.conf.py's abort, runtime.workers).
 
-A scrape sums the files, so it sees another live worker's requests at most FLUSH_SECONDS late,
-and a worker killed outright (SIGKILL, the OOM killer) loses at most that much of its counts.
-Gauges, and every family not in `names`, are written at once, as prometheus_client does.
+A scrape sums the files, so it sees another live worker's requests about FLUSH_SECONDS late.
+A worker killed outright loses about that much of its counts: SIGKILL, the OOM killer, or
+Gunicorn's SIGKILL when a worker's exit waits on a stuck thread (a gthread worker's WORKER
+TIMEOUT). Gauges, and every family not in `names`, are written at once, as prometheus_client
+does.
 """
 
 import atexit
@@ -48,7 +50,12 @@ def _after_fork_in_child() -> None:
     _flusher[0] = None
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# Held across a fork, so the child never copies a value half taken out of _dirty.
+os.register_at_fork(
+    before=lambda: _lock.acquire(),
+    after_in_parent=lambda: _lock.release(),
+    after_in_child=_after_fork_in_child,
+)
 
 
 def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) -> type:
@@ -73,9 +80,8 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
                     _dirty.append(self)
 
         def get(self) -> float:
-            with _lock:
-                pending = self._pending
-            return float(super().get()) + pending
+            with _lock:  # a flush between the two reads would count its amount twice
+                return float(super().get()) + self._pending
 
         def write_pending(self) -> None:
             """Under _lock: the amount added since the last write, into the file."""
@@ -85,15 +91,22 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
     return BufferedValue
 
 
-def flush() -> None:
-    """Writes every amount this process added and has not written yet."""
-    with _lock:
+def flush(*, wait: float | None = None) -> None:
+    """Writes every amount this process added and has not written yet. `wait`: at most this
+    long for another thread's flush, for a signal handler on a thread that may hold what that
+    flush waits for; None: as long as it takes."""
+    if not _lock.acquire(timeout=-1 if wait is None else wait):
+        log.warning("metrics not written: another thread's flush held them past %ss", wait)
+        return
+    try:
         while _dirty:
             value = _dirty.pop()
             try:
                 value.write_pending()
             except Exception:  # one value's file must not keep the others from theirs
                 log.exception("could not write a metric's value to its file")
+    finally:
+        _lock.release()
 
 
 atexit.register(flush)
@@ -102,7 +115,9 @@ atexit.register(flush)
 def flushing_start() -> None:
     """This process's thread that writes every FLUSH_SECONDS: a web worker's, started as it
     begins (gunicorn.conf.py's post_worker_init), never the master's, which must fork holding
-    no thread; what the master adds is written at its exit."""
+    no thread. The master adds nothing of its own (its warm-up's values are discarded,
+    core.metrics.metrics_discarded); what a warm-up request outliving its budget adds later
+    is written at the master's exit, if that runs atexit."""
     if _flusher[0] is None:
         thread = threading.Thread(target=_flush_every, name="metrics-flush", daemon=True)
         _flusher[0] = thread

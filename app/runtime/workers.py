@@ -189,7 +189,7 @@ class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # untyped upstream
             )  # fmt: skip
             from core.metric_values import flush
 
-            flush()  # the requests it answered, counted: os._exit skips atexit, which would
+            flush()  # os._exit skips atexit, where the last requests' metrics are written
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -1,12 +1,15 @@
 """A real Gunicorn from app/gunicorn.conf.py, two Uvicorn workers on the ASGI app, no mocks:
 
 - the memory guard with a 1 MB limit recycles workers while every request still succeeds;
-- /metrics sums the request counters of every worker, the recycled ones included;
+- /metrics sums the request counters of every worker, the recycled ones included, and those
+  of a worker stopped by SIGTERM;
 - Gunicorn's and Uvicorn's own log lines are JSON.
 Only probes are requested, so neither Postgres nor Redis is needed.
 """
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -81,6 +84,31 @@ def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicor
         what="every request counted",
     )
     assert healthz_count(gunicorn.url) == before + 24 + 12
+
+
+@pytest.mark.parametrize("runtime", ["pooled", "stock"])
+def test_a_worker_stopped_by_sigterm_writes_its_last_requests_metrics_first(tmp_path, runtime):
+    """Uvicorn ends a worker by re-raising the SIGTERM it caught once its server has stopped;
+    the default action would skip atexit, and with it the last second's metrics, still in
+    memory (core.metric_values): gunicorn.conf.py's handler writes them first."""
+    with start_gunicorn(
+        tmp_path, GUNICORN_WORKERS="1", GUNICORN_MAX_REQUESTS="0", SERVER_RUNTIME=runtime
+    ) as server:
+        before = settled(lambda: healthz_count(server.url))
+        for _ in range(5):
+            assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+        # At once: well within the worker's next write of its metrics. Killed by the signal,
+        # the worker logs no "Worker exiting": its replacement is what shows it has gone.
+        (worker,) = [
+            int(m.split("pid: ")[1].split()[0]) for m in server.messages() if "Booting worker" in m
+        ]
+        os.kill(worker, signal.SIGTERM)
+        wait_until(
+            lambda: len([m for m in server.messages() if "Booting worker" in m]) == 2,
+            timeout=20,
+            what="its replacement",
+        )
+        assert settled(lambda: healthz_count(server.url)) == before + 5
 
 
 def test_every_line_gunicorn_writes_is_json(gunicorn):
