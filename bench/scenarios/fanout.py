@@ -54,6 +54,8 @@ WORKER_COUNT = claims.get("fanout.worker_count")
 REQUEST_THREADS = claims.get("fanout.request_threads")
 # Issue 24: the default at or ahead of every alternative server, both loads, same run.
 DEFAULT_AHEAD = claims.get("fanout.default_over_alternatives")
+# Issue 24: Django's own cost, the default's fan-out as a share of the framework-free app's.
+OF_FRAMEWORK_FREE = claims.get("fanout.of_framework_free")
 
 
 def measure(results: dict[str, Any]) -> None:
@@ -237,6 +239,17 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
                     pct(achieved),
                 ]
             )
+            if config == default and of_ceiling is not None and raw:
+                met = OF_FRAMEWORK_FREE.met(of_ceiling) and not combined["failed"]
+                headline.append(
+                    [
+                        f"1. fan-out, {config}, c=100, against the framework-free app",
+                        f"{OF_FRAMEWORK_FREE.sign} {OF_FRAMEWORK_FREE.value:.0%} of "
+                        f"{num(combine(raw)['rps'], 0)} req/s, 0 errors",
+                        f"{num(combined['rps'], 0)} req/s, errors {errors_text(combined)}",
+                        f"{of_ceiling:.1%}" + ("" if met else ", **behind**"),
+                    ]
+                )
         elif config == default and of_ceiling is not None:
             headline.append(
                 [

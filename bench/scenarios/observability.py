@@ -135,7 +135,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
                     f"`GET {path}`, {load_text(runs[0])}",
                     STATE_TEXT.get(state, state),
                     f"{num(off['rps'], 0)} / {num(on['rps'], 0)}",
-                    f"**{num(share, 2)}**",
+                    f"**{num(share, 3)}**" + standing(share, goal),
                     "-" if goal is None else f"≥ {goal}",
                     f"{num(cpu['off'], 2)} / {num(cpu[state], 2)}",
                     f"**{num(cpu_share, 2)}**",
@@ -149,7 +149,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
                     "-" if goal is None else f"≥ {goal}",
                     f"{num(on['rps'], 0)} / {num(off['rps'], 0)} req/s; "
                     f"CPU {num(cpu[state], 2)} / {num(cpu['off'], 2)} ms per request",
-                    f"{num(share, 2)} (CPU {num(cpu_share, 2)})",
+                    f"{num(share, 3)} (CPU {num(cpu_share, 2)})" + standing(share, goal),
                 ]
             )
     header = [
@@ -167,6 +167,13 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     if budgets:
         lines += ["", *budgets]
     return lines
+
+
+def standing(share: float | None, goal: float | None) -> str:
+    """Beside a ratio held to a goal: behind it by any margin, however it rounds."""
+    if goal is None or share is None or share >= goal:
+        return ""
+    return ", **behind**"
 
 
 def tracing_budget(path: str, cpu: dict[str, float | None]) -> list[str]:
