@@ -171,6 +171,17 @@ def test_a_wait_and_timeout_beyond_nginxs_read_timeout_stop_gunicorn(wait, timeo
     gunicorn_config(GUNICORN_THREAD_WAIT_SECONDS=wait, GUNICORN_PROFILE="cpu")
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5"])
+def test_no_timeout_with_request_threads_stops_gunicorn(timeout):
+    with pytest.raises(subprocess.CalledProcessError) as excinfo:
+        gunicorn_config(GUNICORN_TIMEOUT=timeout)
+    assert (
+        f"GUNICORN_TIMEOUT must be above 0 with request threads, got {timeout}: with no timeout"
+    ) in excinfo.value.stderr
+    # Sync workers: Gunicorn's own meaning of 0 (no timeout) stands.
+    gunicorn_config(GUNICORN_TIMEOUT="0", GUNICORN_PROFILE="cpu")
+
+
 def test_the_read_timeout_the_wait_is_held_to_is_nginxs():
     from runtime import config as runtime_config
 
