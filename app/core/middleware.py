@@ -109,13 +109,32 @@ class JsonErrorMiddleware(_SyncAndAsyncMiddleware):
     """The errors the API's own handlers (config/api.py) never see get its JSON shape too: a
     database error a view outside the API let through (the admin, for one) its JSON 503, not
     a 500; a method a route does not serve, which django-ninja and Django's views answer with
-    an HTML 405, a JSON 405 that names the methods it does serve (Allow kept)."""
+    an HTML 405, a JSON 405 that names the methods it does serve (Allow kept).
+
+    HEAD, which HTTP requires wherever GET is served, is served as GET where django-ninja
+    refused it (Django's own views serve it already): the route's GET runs again as GET, and
+    the server (Uvicorn, Gunicorn) sends its headers without the body. A route's 405 names
+    HEAD beside GET."""
 
     def _call(self, request: HttpRequest) -> HttpResponse:
-        return _json_not_allowed(self.get_response(request))
+        response = self.get_response(request)
+        if _head_refused(request, response):
+            request.method = "GET"
+            try:
+                response = self.get_response(request)
+            finally:
+                request.method = "HEAD"  # the metrics and logs name what the client sent
+        return _json_not_allowed(response)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return _json_not_allowed(await self.get_response(request))
+        response = await self.get_response(request)
+        if _head_refused(request, response):
+            request.method = "GET"
+            try:
+                response = await self.get_response(request)
+            finally:
+                request.method = "HEAD"
+        return _json_not_allowed(response)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DATABASE_ERRORS):
@@ -126,11 +145,24 @@ class JsonErrorMiddleware(_SyncAndAsyncMiddleware):
         return None
 
 
+def _allowed(response: HttpResponseNotAllowed) -> set[str]:
+    methods = {m.strip() for m in response["Allow"].split(",") if m.strip()}
+    return methods | {"HEAD"} if "GET" in methods else methods
+
+
+def _head_refused(request: HttpRequest, response: HttpResponse) -> bool:
+    return (
+        request.method == "HEAD"
+        and isinstance(response, HttpResponseNotAllowed)
+        and "GET" in _allowed(response)
+    )
+
+
 def _json_not_allowed(response: HttpResponse) -> HttpResponse:
     if not isinstance(response, HttpResponseNotAllowed):
         return response
     # Built from a set: sorted, so the same route always names its methods alike.
-    allowed = ", ".join(sorted(m.strip() for m in response["Allow"].split(",") if m.strip()))
+    allowed = ", ".join(sorted(_allowed(response)))
     json = error_response(405, "method_not_allowed", f"This path serves only {allowed}.")
     json["Allow"] = allowed
     return json

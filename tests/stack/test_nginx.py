@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import socket
 import uuid
 
 import pytest
@@ -36,6 +37,24 @@ def test_request_id_is_minted_or_kept_and_returned(stack, path):
     assert len(minted) == 32
     mine = str(uuid.uuid4())
     assert stack.get(path, headers={"X-Request-ID": mine}).headers["X-Request-ID"] == mine
+
+
+def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
+    """Through Nginx and Uvicorn, the raw bytes: HEAD on an API route that serves GET gets the
+    GET's status and headers (here its JSON 404), and nothing after them."""
+    request = (
+        f"HEAD /api/tasks/x HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
+        conn.sendall(request.encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), head
+    assert b"content-type: application/json" in head.lower()
+    assert body == b""
+    assert stack.get("/api/tasks/x").status_code == 404
 
 
 def test_server_header_has_no_version(stack):

@@ -43,8 +43,8 @@ def test_a_programming_error_outside_the_api_stays_a_500(client):
         ("put", "/api/auth/token", "POST"),
         ("head", "/api/tasks", "POST"),
         ("options", "/api/tasks", "POST"),
-        ("post", "/api/tasks/1", "GET"),
-        ("delete", "/api/products", "GET, POST"),  # demo-shop
+        ("post", "/api/tasks/1", "GET, HEAD"),
+        ("delete", "/api/products", "GET, HEAD, POST"),  # demo-shop
     ],
 )
 def test_a_method_the_path_does_not_serve_is_a_json_405_naming_the_ones_it_does(
@@ -61,3 +61,13 @@ def test_a_method_the_path_does_not_serve_is_a_json_405_naming_the_ones_it_does(
         "code": "method_not_allowed",
         "message": f"This path serves only {allowed}.",
     }
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/x", "/api/auth/tokens"])
+def test_head_is_answered_as_get_would_be_without_the_body(client, path):
+    """HTTP requires HEAD wherever GET is served; django-ninja refuses it with a 405."""
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code != 405
+    assert head["Content-Type"] == got["Content-Type"] == "application/json"
+    assert head.content == b""
