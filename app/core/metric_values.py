@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 # Reentrant: a worker's SIGABRT handler flushes on the thread its signal interrupted, maybe
 # inside an increment; the process then ends, so that increment never resumes.
 _lock = threading.RLock()
-# Values holding an amount not yet written, each once.
-_dirty: list[Any] = []
+# Values holding an amount not yet written.
+_dirty: set[Any] = set()
 _flusher: list[threading.Thread | None] = [None]
 
 
@@ -45,7 +45,6 @@ def _after_fork_in_child() -> None:
     _lock = threading.RLock()
     for value in _dirty:
         value._pending = 0.0
-        value._queued = False
     _dirty.clear()
     _flusher[0] = None
 
@@ -67,7 +66,6 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
             super().__init__(typ, metric_name, *args, **kwargs)
             self._buffered = metric_name in names
             self._pending = 0.0
-            self._queued = False
 
         def inc(self, amount: float) -> None:
             if not self._buffered:
@@ -75,9 +73,7 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
                 return
             with _lock:
                 self._pending += amount
-                if not self._queued:
-                    self._queued = True
-                    _dirty.append(self)
+                _dirty.add(self)
 
         def get(self) -> float:
             with _lock:  # a flush between the two reads would count its amount twice
@@ -85,7 +81,7 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
 
         def write_pending(self) -> None:
             """Under _lock: the amount added since the last write, into the file."""
-            amount, self._pending, self._queued = self._pending, 0.0, False
+            amount, self._pending = self._pending, 0.0
             super().inc(amount)
 
     return BufferedValue

@@ -125,19 +125,6 @@ def _files_remove(multiproc_dir: str, identifier: str) -> None:
         path.unlink(missing_ok=True)
 
 
-# What every request records: written to the files in batches (core.metric_values).
-PER_REQUEST = frozenset(
-    {
-        "django_http_requests",
-        "django_http_request_duration_seconds",
-        "django_db_query_duration_seconds",
-        "django_cache_operation_duration_seconds",
-        "django_cache_gets",
-    }
-)
-if values.ValueClass is not values.MutexValue:  # multiprocess mode; labelled values come later
-    values.ValueClass = metric_values.buffered(process_identifier=_process_id, names=PER_REQUEST)
-
 # Every metric has labels: a labelled metric writes no value, and so no file, until a process
 # uses it, which keeps the Gunicorn master's (preloaded) import free of files to clean up; what
 # its warm-up requests write is discarded (metrics_discarded).
@@ -194,6 +181,14 @@ REQUESTS_REFUSED = Counter(
     " GUNICORN_THREAD_WAIT_SECONDS, runtime/asgi.py).",
     ["reason"],
 )
+# What every request records: written to the files in batches (core.metric_values). Set here,
+# after the metrics are defined: being labelled, none has a value yet.
+PER_REQUEST = frozenset(
+    next(iter(metric.describe())).name
+    for metric in (REQUESTS, REQUEST_LATENCY, QUERY_LATENCY, CACHE_LATENCY, CACHE_GETS)
+)
+if values.ValueClass is not values.MutexValue:  # multiprocess mode
+    values.ValueClass = metric_values.buffered(process_identifier=_process_id, names=PER_REQUEST)
 # Each process's own check of each replica (core.db): the lowest and the highest across live
 # workers, so one worker that found a replica unfit shows.
 REPLICA_SERVING = Gauge(

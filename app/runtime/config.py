@@ -146,19 +146,21 @@ TIMEOUT = _number("GUNICORN_TIMEOUT", 30)
 # the two equal). A request that may write waits for a thread, then runs: if both together can
 # outlast it, Nginx answers 504 to a write that commits afterwards.
 NGINX_READ_TIMEOUT = 35
-if PROFILE == "io" and POOLED and TIMEOUT <= 0:
-    # Gunicorn reads 0 as no timeout: the request watchdog would never answer a stuck sync call.
-    INVALID.append(
-        f"GUNICORN_TIMEOUT must be above 0 with request threads, got {TIMEOUT}: with no "
-        "timeout a write's sync code runs past Nginx's proxy_read_timeout "
-        f"({NGINX_READ_TIMEOUT} s), and could commit after Nginx answered 504"
-    )
-elif PROFILE == "io" and POOLED and THREAD_WAIT_SECONDS + TIMEOUT > NGINX_READ_TIMEOUT:
-    INVALID.append(
-        f"GUNICORN_THREAD_WAIT_SECONDS ({THREAD_WAIT_SECONDS:.12g}) plus GUNICORN_TIMEOUT "
-        f"({TIMEOUT}) must not exceed Nginx's proxy_read_timeout ({NGINX_READ_TIMEOUT} s): a "
-        "write would wait into the time Nginx gives it, and could commit after Nginx answered 504"
-    )
+if PROFILE == "io" and POOLED:
+    if TIMEOUT <= 0:
+        # Gunicorn reads 0 as no timeout: the request watchdog would never answer a stuck call.
+        INVALID.append(
+            f"GUNICORN_TIMEOUT must be above 0 with request threads, got {TIMEOUT}: with no "
+            "timeout a write's sync code runs past Nginx's proxy_read_timeout "
+            f"({NGINX_READ_TIMEOUT} s), and could commit after Nginx answered 504"
+        )
+    elif THREAD_WAIT_SECONDS + TIMEOUT > NGINX_READ_TIMEOUT:
+        INVALID.append(
+            f"GUNICORN_THREAD_WAIT_SECONDS ({THREAD_WAIT_SECONDS:.12g}) plus GUNICORN_TIMEOUT "
+            f"({TIMEOUT}) must not exceed Nginx's proxy_read_timeout ({NGINX_READ_TIMEOUT} s): "
+            "a write would wait into the time Nginx gives it, and could commit after Nginx "
+            "answered 504"
+        )
 GRACEFUL_TIMEOUT = _number("GUNICORN_GRACEFUL_TIMEOUT", 25)
 KEEPALIVE = _number("GUNICORN_KEEPALIVE", 75)
 BACKLOG = _number("GUNICORN_BACKLOG", 2048)
