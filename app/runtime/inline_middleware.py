@@ -14,15 +14,18 @@ names); runtime.asgi's handler swaps in these classes when it builds the async m
 WSGI workers never use them.
 """
 
+import functools
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
+from django.contrib.messages.storage import default_storage
 from django.contrib.sessions import middleware as sessions
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.functional import SimpleLazyObject, empty
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
@@ -92,12 +95,32 @@ class SessionMiddleware(InlineMixin, sessions.SessionMiddleware):
 
 
 class MessageMiddleware(InlineMixin, messages.MessageMiddleware):
-    """process_request makes a lazy storage; process_response stores only messages read or
-    added during the request (cookie or session)."""
+    """The request's message storage is built when first used: an API request never uses one, so
+    it never pays for building a cookie storage, a session storage and a cookie signer.
+    process_response stores only messages read or added during the request (cookie or session)."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(  # type: ignore[attr-defined]
+            functools.partial(default_storage, request)
+        )
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if _unused(request):
+            return response  # nothing was read or added: nothing to store
+        return cast(HttpResponse, super().process_response(request, response))
 
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
-        storage = getattr(request, "_messages", None)
-        return storage is not None and bool(storage.used or storage.added_new)
+        if _unused(request):
+            return False
+        storage: Any = request._messages  # type: ignore[attr-defined]
+        return bool(storage.used or storage.added_new)
+
+
+def _unused(request: HttpRequest) -> bool:
+    """No message storage, or MessageMiddleware's lazy one never built (a view may set its own)."""
+    storage: Any = getattr(request, "_messages", None)
+    lazy = isinstance(storage, SimpleLazyObject)
+    return storage is None or (lazy and storage._wrapped is empty)
 
 
 class CsrfViewMiddleware(InlineMixin, csrf.CsrfViewMiddleware):

@@ -11,6 +11,15 @@ async def hello(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"hello": "world"})
 
 
+KEPT: list[HttpRequest] = []
+
+
+async def kept(request: HttpRequest) -> JsonResponse:
+    """hello, keeping the request for the test to look at once it is answered."""
+    KEPT.append(request)
+    return JsonResponse({"hello": "world"})
+
+
 def session_write(request: HttpRequest) -> JsonResponse:
     request.session["visits"] = request.session.get("visits", 0) + 1
     messages.info(request, "saved")
@@ -34,6 +43,7 @@ def form(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("hello", hello),
+    path("kept", kept),
     path("slash/", hello),
     path("session/write", session_write),
     path("session/read", session_read),

@@ -12,10 +12,12 @@ import pytest
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
+from django.utils.functional import SimpleLazyObject, empty
 from django.utils.module_loading import import_string
 
 from runtime import inline_middleware
 from runtime.asgi import PooledExecutorASGIHandler, RequestExecutor
+from tests.app.runtime import inline_urls
 from tests.app.runtime.asgi_scope import answer, scope
 
 pytestmark = [pytest.mark.urls("tests.app.runtime.inline_urls")]
@@ -92,6 +94,8 @@ async def transcript(app: ASGIHandler) -> list[tuple[Any, ...]]:
     )  # fmt: skip
     written = await request(app, "/session/write")
     steps.append(written)
+    # A request that never touches the message waiting in its cookie leaves it there.
+    steps.append(await request(app, "/hello", headers=cookie_header(cookies(written[1]))))
     steps.append(await request(app, "/session/read", headers=cookie_header(cookies(written[1]))))
     return [shape(*step) for step in steps]
 
@@ -106,11 +110,12 @@ def test_the_inline_chain_answers_exactly_as_djangos_own():
         hops.executors.close()
     assert got == expected
     statuses = [step[0] for step in got]
-    assert statuses == [200, 301, 400, 200, 403, 200, 200, 200]
+    assert statuses == [200, 301, 400, 200, 403, 200, 200, 200, 200]
     # The session was saved (the save went to the request's thread: on the event loop Django
     # refuses database access) and read back with its message.
     assert got[-1][-1] == b'{"visits": 1, "messages": ["saved"]}'
-    assert "sessionid" in got[-2][2]
+    assert "sessionid" in got[-3][2]
+    assert got[-2][2] == []  # the untouched message's cookie neither rewritten nor deleted
 
 
 @pytest.mark.django_db(transaction=True)
@@ -123,7 +128,7 @@ def test_the_pooled_handler_answers_exactly_as_the_stock_one():
     finally:
         pooled.executors.close()
     assert got == expected
-    assert [step[0] for step in expected] == [200, 301, 400, 200, 403, 200, 200, 200]
+    assert [step[0] for step in expected] == [200, 301, 400, 200, 403, 200, 200, 200, 200]
 
 
 def sync_middleware_methods() -> int:
@@ -164,6 +169,21 @@ def test_a_get_hands_its_thread_no_job_instead_of_one_per_middleware_method():
     assert inline_jobs == 0
     assert sync_middleware_methods() == 13  # the seven classes of settings.MIDDLEWARE
     assert hop_jobs == sync_middleware_methods() + 1
+
+
+def test_a_request_that_never_uses_messages_builds_no_message_storage():
+    """Building one (a cookie and a session storage, a signer) is wasted on every API request;
+    a view that uses messages gets its storage all the same (the transcripts above)."""
+    app = PooledExecutorASGIHandler()
+    try:
+        status, headers, _ = asyncio.run(request(app, "/kept"))
+    finally:
+        app.executors.close()
+    assert status == 200
+    assert not any(name.lower() == b"set-cookie" for name, _ in headers)
+    storage = inline_urls.KEPT[-1]._messages
+    assert isinstance(storage, SimpleLazyObject)
+    assert storage._wrapped is empty
 
 
 def test_every_django_middleware_in_settings_has_an_inline_twin():
