@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, run, wait_until
 
@@ -51,6 +52,11 @@ LIFTED_LIMITS = {
 LOGGED = {"PGBOUNCER_LOG_DISCONNECTIONS": "true"}
 
 
+# Run inside the web container: /metrics as Prometheus reads it.
+SCRAPE = (
+    "import urllib.request;"
+    "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
+)
 # Run inside the web container: /readyz from the container itself, as a probe reads it (Nginx
 # answers it 404). Prints the status and the JSON body, 503 included.
 READYZ = """
@@ -146,6 +152,21 @@ class Stack:
         ).stdout
         answer = json.loads(out.strip().splitlines()[-1])
         return Probe(answer["status"], answer["body"])
+
+    def metrics(self) -> str:
+        """web's /metrics from inside its container (every worker's, combined), as Prometheus
+        scrapes it: Nginx does not serve it."""
+        return self.compose("exec", "-T", "web", "python3", "-c", SCRAPE).stdout
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of web's /metrics by name and labels (those given, others any); None when
+        it has none."""
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == name and wanted:
+                    return float(sample.value)
+        return None
 
     def wait_ready(self) -> None:
         # "ok", not only 200: a degraded stack (replica or Redis down) also answers 200.

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, run, settled, wait_until
 
@@ -17,10 +16,6 @@ from tests.support import ROOT, run, settled, wait_until
 TASK_DETAIL_VIEW = "api:task_detail"
 METRICS_DIR = "/dev/shm/djstack-metrics"  # app/runtime/config.py's default
 
-SCRAPE = (
-    "import urllib.request;"
-    "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
-)
 # Per worker process: the same counter read from each process's own file, not summed.
 PER_WORKER = f"""
 import glob, json
@@ -105,17 +100,11 @@ def test_gunicorn_and_celery_log_json(stack):
     assert not [e for e in web if e["logger"] in {"gunicorn.access", "uvicorn.access"}]
 
 
-def scrape(stack) -> str:
-    return stack.compose("exec", "-T", "web", "python3", "-c", SCRAPE).stdout
-
-
-def task_detail_404s(text: str) -> float:
-    wanted = {"method": "GET", "view": TASK_DETAIL_VIEW, "status": "404"}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "django_http_requests_total" and sample.labels == wanted:
-                return float(sample.value)
-    return 0.0
+def task_detail_404s(stack) -> float:
+    found = stack.metric(
+        "django_http_requests_total", method="GET", view=TASK_DETAIL_VIEW, status="404"
+    )
+    return found or 0.0
 
 
 def per_worker(stack) -> dict[str, float]:
@@ -141,7 +130,7 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
         assert outside.headers["Content-Type"] == "application/json"
         assert outside.json()["error"]["code"] == "not_found"
 
-    before = settled(lambda: task_detail_404s(scrape(stack)))  # earlier tests' requests
+    before = settled(lambda: task_detail_404s(stack))  # earlier tests' requests
     sent = 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         # Concurrent bursts open several upstream connections, which the kernel spreads over
@@ -156,12 +145,12 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
     assert len([c for c in counts.values() if c > 0]) >= 2, counts
     # Whichever worker answers the scrape, it reports the sum over every worker's file.
     for _ in range(4):
-        total = task_detail_404s(scrape(stack))
+        total = task_detail_404s(stack)
         assert total == before + sent
         assert total == sum(counts.values())
     # A product list reads the database (replica) and the cache.
     assert stack.get("/api/products").status_code == 200
-    text = scrape(stack)
+    text = stack.metrics()
     for family in (
         "django_http_request_duration_seconds_bucket",
         "django_db_query_duration_seconds_count",

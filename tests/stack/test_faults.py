@@ -27,7 +27,6 @@ import requests
 
 from tests.stack import reliability
 from tests.stack.faultload import Traffic, in_flight, join, lost_writes
-from tests.stack.test_replicas import web_gauge
 from tests.support import ROOT, docker, run, wait_until
 
 # Web from the fault image: compose reads COMPOSE_FILE for every command given this environment.
@@ -493,16 +492,9 @@ def test_a_hung_worker_is_killed_and_the_client_gets_a_json_504(stack, shop):
 
 # --- 3b. A request thread stuck in sync code ---------------------------------------------------
 
-METRICS = (
-    "import urllib.request; "
-    "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
-)
-
 
 def request_thread_aborts(stack) -> float:
-    out = stack.compose("exec", "-T", "web", "python3", "-c", METRICS).stdout
-    match = re.search(r'^gunicorn_worker_aborts_total\{reason="request_thread"\} (\S+)$', out, re.M)
-    return float(match.group(1)) if match else 0.0
+    return stack.metric("gunicorn_worker_aborts_total", reason="request_thread") or 0.0
 
 
 @pytest.fixture(scope="class")
@@ -728,7 +720,7 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
         ready_status, ready = probe.status_code, probe.json()
         web_health = compose_health(stack, "web")
         # PrimaryUnreachableFromApp's gauge: the app's own check, through PgBouncer.
-        reachable_down = web_gauge(stack, "django_db_primary_reachable", alias="default")
+        reachable_down = stack.metric("django_db_primary_reachable", alias="default")
     finally:
         stack.compose("start", "db-primary")
         wait_until(
@@ -737,7 +729,7 @@ def test_primary_down_writes_get_503_reads_use_the_replica(stack, shop):
             what="/readyz ok with the primary back",
         )
     reachable_back = wait_until(
-        lambda: web_gauge(stack, "django_db_primary_reachable", alias="default") == 1,
+        lambda: stack.metric("django_db_primary_reachable", alias="default") == 1,
         timeout=30,
         what="django_db_primary_reachable 1 with the primary back",
     )

@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from bench import pgbouncer_clients  # demo-shop
-from tests.stack.test_replicas import web_gauge
 from tests.support import ROOT, docker, wait_until
 
 PREPARED = """
@@ -236,7 +235,7 @@ def test_requests_holding_the_whole_pool_neither_make_the_primary_look_down_nor_
         )  # fmt: skip
         wait_until(lambda: lock_waiters(stack) >= pool, timeout=30, what="the pool held")
         time.sleep(PRIMARY_STALL_SECONDS + 1.5)
-        assert web_gauge(stack, "django_db_primary_reachable", alias="default") == 1
+        assert stack.metric("django_db_primary_reachable", alias="default") == 1
         revoke = threading.Thread(
             target=lambda: revoked.append(
                 requests.delete(stack.url(f"/api/auth/tokens/{spare}"), headers=me, timeout=60)

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stack.conftest import Stack
 from tests.support import ROOT, run, wait_until
@@ -59,24 +58,10 @@ def until_past_read_your_writes() -> Iterator[None]:
 # thaws (or Nginx's 504 at 30 s).
 CHECK_SECONDS = 0.5
 IN_FLIGHT_BOUND = 2 * 2 * CHECK_SECONDS + 3
-SCRAPE = (
-    "import urllib.request;"
-    "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
-)
 
 
-def web_gauge(stack: Stack, name: str, **labels: str) -> float:
-    """A sample of web's /metrics (every worker's, combined), by name and labels."""
-    text = stack.compose("exec", "-T", "web", "python3", "-c", SCRAPE).stdout
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise AssertionError(f"no {name} {labels}")
-
-
-def serving_gauge(stack: Stack, alias: str) -> float:
-    return web_gauge(stack, "django_db_replica_serving", alias=alias)
+def serving_gauge(stack: Stack, alias: str) -> float | None:
+    return stack.metric("django_db_replica_serving", alias=alias)
 
 
 def ready_checks(stack: Stack) -> dict[str, dict[str, object]]:

@@ -41,6 +41,12 @@ class Gunicorn:
     def messages(self) -> list[str]:
         return [str(e["message"]) for e in self.entries()]
 
+    def booted_workers(self) -> list[int]:
+        """The PID of each worker the master has started so far ("Booting worker with pid: N")."""
+        return [
+            int(m.split("pid: ")[1].split()[0]) for m in self.messages() if "Booting worker" in m
+        ]
+
 
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, *args: str, ready: bool = True, **env: str) -> Iterator[Gunicorn]:

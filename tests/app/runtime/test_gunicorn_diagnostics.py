@@ -68,12 +68,13 @@ def test_memory_guard_recycles_uvicorn_workers_without_failing_a_request(gunicor
     tripped = {int(e["pid"]) for e in guard}
     wait_until(lambda: tripped <= stopped_pids(gunicorn), timeout=20, what="the workers to stop")
 
-    def boots() -> int:
-        return sum(str(e["message"]).startswith("Booting worker") for e in gunicorn.entries())
-
     # The first two workers, then one replacement per stopped worker (several may still be
     # forking when the last one stops: waited for, not assumed).
-    wait_until(lambda: boots() >= 2 + len(tripped), timeout=20, what="a replacement for each")
+    wait_until(
+        lambda: len(gunicorn.booted_workers()) >= 2 + len(tripped),
+        timeout=20,
+        what="a replacement for each",
+    )
     assert any(e["logger"] == "uvicorn.error" for e in gunicorn.entries())
 
     # Every request is counted once, though most of the workers that served them are gone
@@ -99,12 +100,10 @@ def test_a_worker_stopped_by_sigterm_writes_its_last_requests_metrics_first(tmp_
             assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
         # At once: well within the worker's next write of its metrics. Killed by the signal,
         # the worker logs no "Worker exiting": its replacement is what shows it has gone.
-        (worker,) = [
-            int(m.split("pid: ")[1].split()[0]) for m in server.messages() if "Booting worker" in m
-        ]
+        (worker,) = server.booted_workers()
         os.kill(worker, signal.SIGTERM)
         wait_until(
-            lambda: len([m for m in server.messages() if "Booting worker" in m]) == 2,
+            lambda: len(server.booted_workers()) == 2,
             timeout=20,
             what="its replacement",
         )

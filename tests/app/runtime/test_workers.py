@@ -94,11 +94,7 @@ def test_a_stopping_worker_leaves_closing_idle_connections_to_the_client(tmp_pat
         if stop == "SIGTERM to the master":
             server.process.send_signal(signal.SIGTERM)
         else:
-            (worker,) = [
-                int(m.split("pid: ")[1].split()[0])
-                for m in server.messages()
-                if "Booting worker" in m
-            ]
+            (worker,) = server.booted_workers()
             os.kill(worker, signal.SIGTERM)
         wait_until(
             lambda: any("draining before stop (SIGTERM)" in m for m in server.messages()),
