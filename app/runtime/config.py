@@ -46,6 +46,16 @@ def use_multiprocess_metrics() -> str:
     return os.environ[_MULTIPROC_DIR]
 
 
+def single_process_metrics() -> None:
+    """For a process that is none of Gunicorn's (manage.py): its metrics stay in its own registry.
+    Run in the web container (`docker compose exec web python3 manage.py shell`), it inherits
+    the variable; its files there would be summed into web's /metrics (its queries counted as
+    web's), and, never marked dead by Gunicorn's child_exit, its gauges (a replica's lag, its
+    serving flag) would outlive it until web restarts. Before anything imports prometheus_client,
+    which reads the variable on import."""
+    os.environ.pop(_MULTIPROC_DIR, None)
+
+
 def multiproc_dir() -> str | None:
     """The multiprocess metrics directory, when this process is (or was forked from) Gunicorn's
     master; None elsewhere (tests, manage.py, Celery): the in-process registry is used."""

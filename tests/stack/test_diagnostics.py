@@ -148,8 +148,10 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
         total = task_detail_404s(stack)
         assert total == before + sent
         assert total == sum(counts.values())
-    # A product list reads the database (replica) and the cache.
+    # A product list reads the cache (filled by the preloading master's warm-up, so no query);
+    # a product page, missing or not, reads the database.
     assert stack.get("/api/products").status_code == 200
+    assert stack.get("/api/products/999999999").status_code == 404
     text = stack.metrics()
     for family in (
         "django_http_request_duration_seconds_bucket",
@@ -178,6 +180,34 @@ def recreate_web(stack, **env: str) -> None:
     )
     stack.compose("restart", "nginx")
     stack.wait_ready()
+
+
+def test_a_manage_py_command_in_the_web_container_leaves_webs_metrics_alone(stack):
+    """The README's `docker compose exec web python3 manage.py ...` inherits web's
+    PROMETHEUS_MULTIPROC_DIR; its files there would be summed into web's /metrics and outlive it
+    (app/manage.py)."""
+    script = (
+        "import os; from django.contrib.auth import get_user_model; from django.db import router;"
+        "User = get_user_model(); list(User.objects.all()[:5]);"
+        "print('ran', os.getpid(), router.db_for_read(User))"
+    )
+
+    def selects(alias: str) -> float:
+        found = stack.metric(
+            "django_db_query_duration_seconds_count", alias=alias, operation="select"
+        )
+        return found or 0.0
+
+    before = {alias: settled(lambda a=alias: selects(a)) for alias in ("default", "replica")}
+    out = stack.compose("exec", "-T", "web", "python3", "manage.py", "shell", "-c", script)
+    ((pid, alias),) = [
+        line.split()[1:] for line in out.stdout.splitlines() if line.startswith("ran ")
+    ]
+    files = stack.compose("exec", "-T", "web", "sh", "-c", 'ls "$PROMETHEUS_MULTIPROC_DIR"')
+    names = files.stdout.split()
+    assert names  # web's own
+    assert not [name for name in names if name.endswith(f"_{pid}.db")], names
+    assert settled(lambda: selects(alias)) == before[alias]  # the command's query is not web's
 
 
 def test_memory_guard_replaces_workers_without_failing_a_request(stack):
