@@ -1,8 +1,13 @@
-"""URL names: the metrics' view label and reverse() name a route, never one of its operations."""
+"""URL names: the metrics' view label and reverse() name a route, never one of its operations.
+And the methods the routes serve, which Nginx's own 405s name."""
 
+import re
 from collections import defaultdict
 
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
+
+from tests.support import ROOT
 
 
 def _patterns(resolver: URLResolver, prefix: str = "") -> list[tuple[str, str | None, str]]:
@@ -32,3 +37,35 @@ def test_the_product_routes_are_named_for_the_route():
     assert resolve("/api/products/1").view_name == "api:product"
     assert resolve("/api/products").view_name == "api:products"
     assert resolve("/api/orders").view_name == "api:orders"
+
+
+def _served_methods(client: Client) -> set[str]:
+    """The methods the app's routes serve between them, as each route's own 405 names them (a
+    method none serves, asked of each route with its parameters filled in)."""
+    served = {"GET", "HEAD", "POST"}  # the admin's and the browsable docs'
+    for route, _, _ in _patterns(get_resolver()):
+        if not route.startswith("api/"):
+            continue
+        path = "/" + re.sub(r"<[^>]+>", "1", route)
+        if path in ("/api/openapi.json", "/api/docs"):
+            continue  # django-ninja's own views of the schema, which answer any method as GET
+        response = client.generic("PROPFIND", path)
+        if path == "/api/":
+            assert response.status_code == 404  # the API's root: no route
+            continue
+        assert response.status_code == 405, (path, response.status_code)
+        served |= {m.strip() for m in response["Allow"].split(",")}
+    return served
+
+
+def test_nginx_names_in_its_own_405s_the_methods_the_app_serves(client):
+    """Nginx answers a 405 itself for TRACE, and for a static file's methods beyond GET and HEAD
+    (nginx.conf, $nginx_allow): away from the static files its Allow must name what the app's
+    routes serve between them, no more and no fewer."""
+    conf = (ROOT / "nginx/nginx.conf").read_text()
+    block = re.search(r"map \$uri \$nginx_allow \{(.*?)\}", conf, re.S)
+    assert block is not None
+    default = re.search(r'default "([^"]+)";', block[1])
+    assert default is not None
+    assert {m.strip() for m in default[1].split(",")} == _served_methods(client)
+    assert '~^/static/ "GET, HEAD";' in block[1]

@@ -57,6 +57,19 @@ def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
     assert stack.get("/api/tasks/x").status_code == 404
 
 
+def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
+    """TRACE anywhere, and a static file's methods beyond GET and HEAD, never reach Django:
+    Nginx answers the 405 with the methods of the path (nginx.conf, $nginx_allow)."""
+    static = requests.post(stack.url("/static/admin/css/base.css"), timeout=10)
+    assert static.status_code == 405
+    assert static.headers["Allow"] == "GET, HEAD"
+    assert static.json()["error"]["code"] == "method_not_allowed"
+    traced = requests.request("TRACE", stack.url("/api/products"), timeout=10)
+    assert traced.status_code == 405
+    assert traced.headers["Allow"] == "GET, HEAD, POST, PATCH, DELETE"
+    assert traced.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_server_header_has_no_version(stack):
     assert stack.get("/healthz").headers["Server"] == "nginx"
 
