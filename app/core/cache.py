@@ -14,7 +14,7 @@ from typing import Any
 from django_redis.cache import CONNECTION_INTERRUPTED, RedisCache
 from django_redis.pool import ConnectionFactory
 
-from core.metrics import count_cache_get, observe_cache
+from core import metrics
 
 _MISS = object()
 
@@ -45,7 +45,7 @@ def _timed(name: str) -> Callable[..., Any]:
         try:
             return parent(self, *args, **kwargs)
         finally:
-            observe_cache(name, perf_counter() - start)
+            metrics.observe_cache(name, perf_counter() - start)
 
     return method
 
@@ -54,11 +54,11 @@ class InstrumentedRedisCache(RedisCache):  # type: ignore[misc]  # django-redis 
     def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
         start = perf_counter()
         value = self._get(key, _MISS, version, client)
-        observe_cache("get", perf_counter() - start)
+        metrics.observe_cache("get", perf_counter() - start)
         if value is _MISS or value is CONNECTION_INTERRUPTED:
-            count_cache_get(hit=False)
+            metrics.count_cache_get(hit=False)
             return default
-        count_cache_get(hit=True)
+        metrics.count_cache_get(hit=True)
         return value
 
     set = _timed("set")

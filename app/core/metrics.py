@@ -11,7 +11,8 @@ registry is used.
 What is recorded, and where:
   - requests: RequestDiagnosticsMiddleware (core.middleware), by method, view and status;
   - queries: an execute_wrapper installed on every database connection as it is created;
-  - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation.
+  - cache: core.cache.InstrumentedRedisCache, the cache backend, by operation, and a domain's
+    own Redis calls to the cache instance, timed and counted alike (observe_cache, count_cache_get);
   - replicas: whether each serves reads and its lag, from core.db's checks;
   - worker aborts: Gunicorn's worker_abort hook (app/gunicorn.conf.py), on WORKER TIMEOUT;
   - each worker's resident memory and its limit: runtime.metrics.

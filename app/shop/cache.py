@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django_redis import get_redis_connection
 from ninja.renderers import JSONRenderer
 
+from core import metrics
 from core.logging import ThrottledWarning
-from core.metrics import count_cache_get, observe_cache
 from core.retry import RetryInBackground, retries_pending
 from core.schemas import MAX_PAGE, PAGE_SIZES
 from runtime import edge
@@ -161,7 +161,7 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
             read = await _page_read(key)
         if read.body is not None:
             return read.body
-        count_cache_get(hit=False)
+        metrics.count_cache_get(hit=False)
         held, written, use_cache = read.version, read.written, read.answered
     # Redis that just failed is not asked again: each call would wait out its own timeout. The
     # version is the one held before the query: a write that commits meanwhile bumps it, and
@@ -212,13 +212,13 @@ async def _page_read(key: str) -> _PageRead:
         version, stored, mark = cast(list[bytes | None], reply)
     except Exception:
         _read_failed.warning("product page read from Redis failed")
-        observe_cache("get_many", perf_counter() - start)
+        metrics.observe_cache("get_many", perf_counter() - start)
         return _PageRead(key=key, body=None, version=None, written=False, answered=False)
-    observe_cache("get_many", perf_counter() - start)
+    metrics.observe_cache("get_many", perf_counter() - start)
     if isinstance(version, bytes) and isinstance(stored, bytes):
         stored_version, separator, body = stored.partition(b"\n")
         if separator and stored_version == version:
-            count_cache_get(hit=True)
+            metrics.count_cache_get(hit=True)
             return _PageRead(
                 key=key, body=body, version=version, written=mark is not None, answered=True
             )
@@ -283,4 +283,4 @@ async def _page_store(key: str, value: bytes) -> None:
             await client.execute(b"SET", key, value, *((b"EX", ttl) if ttl is not None else ()))
     except Exception:  # answered uncached
         _store_failed.warning("product page not cached; Redis unavailable")
-    observe_cache("set", perf_counter() - start)
+    metrics.observe_cache("set", perf_counter() - start)

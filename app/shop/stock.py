@@ -15,10 +15,12 @@ past STOCK_CACHE_TTL seconds after it was written; the page then reads the datab
 
 import logging
 import threading
+from time import perf_counter
 
 from django.conf import settings
 from django_redis import get_redis_connection
 
+from core import metrics
 from core.logging import ThrottledWarning
 from core.resp import ErrorReply
 from core.retry import RetryInBackground, retries_pending
@@ -73,6 +75,7 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
 
 def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
     ttl_ms = int(settings.STOCK_CACHE_TTL * 1000)
+    start = perf_counter()
     try:
         client = get_redis_connection("default")
         script = client.register_script(_SET_IF_NEWER)
@@ -84,6 +87,8 @@ def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
         if not retry:  # once per failure, not every retry
             log.warning("stock not cached yet; Redis unavailable", exc_info=True)
         return False
+    finally:
+        metrics.observe_cache("set", perf_counter() - start)
     return True
 
 
@@ -123,6 +128,7 @@ async def stock_cache_get(*, product_id: int) -> int | None:
     if _stock_retry.pending:
         # A count of this process's has not landed: Redis may hold an older one than the row.
         return None
+    start = perf_counter()
     try:
         async with clients.use() as client:
             value = await client.execute(b"HGET", _key(product_id), b"n")
@@ -132,19 +138,24 @@ async def stock_cache_get(*, product_id: int) -> int | None:
     except Exception:
         _read_failed.warning("stock read from Redis failed")
         return None
+    finally:
+        metrics.observe_cache("get", perf_counter() - start)
     if value is None:  # no copy
+        metrics.count_cache_get(hit=False)
         return None
     # A count a row can hold (a longer one was not written from a row; int() refuses a string
     # of thousands of digits).
     if isinstance(value, bytes) and value.isdigit() and len(value) <= _DIGITS:
         count = int(value)
         if count <= MAX_STOCK:
+            metrics.count_cache_get(hit=True)
             return count
     _copy_ignored(product_id)
     return None
 
 
 def _copy_ignored(product_id: int) -> None:
+    metrics.count_cache_get(hit=False)  # the row answers, as for no copy
     _not_a_count.warning(
         f"stock copy of product {product_id} is not a count: ignored", exc_info=False
     )

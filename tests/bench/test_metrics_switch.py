@@ -2,6 +2,7 @@
 the default records (tests/app/core/test_metrics.py), and the product's settings have no such
 switch. Each case runs in a fresh interpreter: the switch is applied once, as Django starts."""
 
+import ast
 import json
 
 from tests.support import ROOT, django_script
@@ -40,3 +41,20 @@ def test_metrics_enabled_false_records_nothing():
 
 def test_the_product_records_whatever_metrics_enabled_says():
     assert counted(METRICS_ENABLED="false") == {"requests": 1.0, "gets": 1.0}
+
+
+def test_every_caller_reaches_the_recorders_that_the_switch_replaces_through_their_module():
+    """The switch replaces the recorders in their modules (bench_endpoints.apps.metrics_off): a
+    caller holding its own reference (`from core.metrics import observe_cache`) went on
+    recording in the observability scenario's "off" state."""
+    replaced = {
+        "core.metrics": {"observe_request", "observe_cache", "count_cache_get"},
+        "runtime.metrics": {"refresh_worker_memory"},
+    }
+    held = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in replaced:
+                names = {alias.name for alias in node.names} & replaced[node.module]
+                held += [f"{path.relative_to(ROOT)}: {name}" for name in sorted(names)]
+    assert held == []

@@ -23,13 +23,12 @@ def metrics_off() -> None:
     such switch, so its recorders are replaced here, in the modules that call them."""
     from django.db.backends.signals import connection_created
 
-    from core import cache, metrics
+    from core import metrics
     from runtime import metrics as worker_metrics
 
+    # Every caller reaches these through their module (tests/bench/test_metrics_switch.py).
     metrics.observe_request = _nothing
     worker_metrics.refresh_worker_memory = _nothing
     metrics.observe_cache = _nothing
     metrics.count_cache_get = _nothing
-    # core.cache imported these two by name: its own references are replaced as well.
-    vars(cache).update(observe_cache=_nothing, count_cache_get=_nothing)
     connection_created.disconnect(dispatch_uid="core.metrics.query_timer")

@@ -2,6 +2,7 @@
 
 import pytest
 from asgiref.sync import async_to_sync
+from prometheus_client import REGISTRY
 
 from shop.services import order_create
 from shop.stock import stock_cache_get
@@ -168,3 +169,30 @@ def test_a_copy_with_a_huge_version_and_no_expiry_is_replaced_by_the_next_write(
         order_create(customer=UserFactory(), items={product.pk: 1})
     assert cached_stock(product.pk) == 9
     assert 0 < redis_client.pttl(key) <= 30_000
+
+
+def test_the_stock_read_and_write_are_in_the_cache_metrics(
+    redis_settings, broker_down, django_capture_on_commit_callbacks
+):
+    """The product page's Redis read is one of its cache calls: timed, and counted a hit or a
+    miss like the cache backend's own gets; so is the write after a stock change."""
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    timed = "django_cache_operation_duration_seconds_count"
+    before = {
+        "get": sample(timed, operation="get"),
+        "set": sample(timed, operation="set"),
+        "hit": sample("django_cache_gets_total", result="hit"),
+        "miss": sample("django_cache_gets_total", result="miss"),
+    }
+    product = ProductFactory(stock=10)
+    assert cached_stock(product.pk) is None  # no copy yet
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=UserFactory(), items={product.pk: 1})
+    assert cached_stock(product.pk) == 9
+    assert sample(timed, operation="get") == before["get"] + 2
+    assert sample(timed, operation="set") >= before["set"] + 1  # the copy, and the list's bump
+    assert sample("django_cache_gets_total", result="miss") == before["miss"] + 1
+    assert sample("django_cache_gets_total", result="hit") == before["hit"] + 1
