@@ -5,9 +5,6 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from runtime import config
-
-    config.single_process_metrics()  # a one-off command is no web worker
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -55,9 +55,12 @@ def measured_load(path: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def standalone(command: str) -> str:
-    """A server run without Gunicorn: no gunicorn.conf.py on_starting creates the metrics
-    directory compose points PROMETHEUS_MULTIPROC_DIR at, so the command does."""
-    return f"sh -c 'mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec {command}'"
+    """A server run without Gunicorn: no gunicorn.conf.py hands its workers the metrics
+    directory (GUNICORN_METRICS_DIR) or creates it, so the command does."""
+    return (
+        'sh -c \'export PROMETHEUS_MULTIPROC_DIR="$GUNICORN_METRICS_DIR" && '
+        f'mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && exec {command}\''
+    )
 
 
 def cores() -> int:

@@ -95,9 +95,8 @@ OTHER_INSTANCE: dict[str, dict[str, str | None]] = {
     },
 }
 
-# Read by the Django code, but meant for web alone: in a Celery worker it would switch
-# prometheus_client to multiprocess files nobody empties (app/runtime/config.py).
-ONLY = {"PROMETHEUS_MULTIPROC_DIR": ("web",)}
+# Read by the Django code (app/runtime/config.py), but used by Gunicorn's master alone.
+ONLY = {"GUNICORN_METRICS_DIR": ("web",)}
 
 
 def documented() -> dict[str, str]:

@@ -36,24 +36,19 @@ def _number[N: (int, float)](name: str, default: N) -> N:
 
 def use_multiprocess_metrics() -> str:
     """Prometheus multiprocess mode (core/metrics.py): every worker writes its metric values to
-    files here and a scrape sums them. Gunicorn's config calls it first, while only that file has
-    run: prometheus_client reads the variable on import, and with preload_app the master imports
-    it while loading Django. RAM-backed, like worker_tmp_dir; emptied when the master starts
-    (on_starting). Never on import of this module: in a Celery worker it would switch
-    prometheus_client to files nobody empties."""
-    if not os.environ.get(_MULTIPROC_DIR):
-        os.environ[_MULTIPROC_DIR] = "/dev/shm/djstack-metrics"  # noqa: S108
-    return os.environ[_MULTIPROC_DIR]
+    files in GUNICORN_METRICS_DIR and a scrape sums them. Gunicorn's config calls it first, while
+    only that file has run: prometheus_client reads PROMETHEUS_MULTIPROC_DIR on import, and with
+    preload_app the master imports it while loading Django. RAM-backed, like worker_tmp_dir;
+    emptied when the master starts (on_starting).
 
-
-def single_process_metrics() -> None:
-    """For a process that is none of Gunicorn's (manage.py): its metrics stay in its own registry.
-    Run in the web container (`docker compose exec web python3 manage.py shell`), it inherits
-    the variable; its files there would be summed into web's /metrics (its queries counted as
-    web's), and, never marked dead by Gunicorn's child_exit, its gauges (a replica's lag, its
-    serving flag) would outlive it until web restarts. Before anything imports prometheus_client,
-    which reads the variable on import."""
-    os.environ.pop(_MULTIPROC_DIR, None)
+    Set in the master's own environment, which only its workers inherit, never in the
+    container's: a process started beside them (manage.py, python -c, django-admin) would write
+    its own files there, summed into web's /metrics and, never marked dead by Gunicorn's
+    child_exit, its gauges (a replica's lag, its serving flag) kept until web restarts; a Celery
+    worker would switch to files nobody empties."""
+    directory = os.environ.get("GUNICORN_METRICS_DIR") or "/dev/shm/djstack-metrics"  # noqa: S108
+    os.environ[_MULTIPROC_DIR] = directory
+    return directory
 
 
 def multiproc_dir() -> str | None:

@@ -59,7 +59,7 @@ def gunicorn(tmp_path: Path, *args: str, ready: bool = True, **env: str) -> Iter
         "APP_ENV": "test",
         "GUNICORN_PROFILE": "io",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "GUNICORN_METRICS_DIR": str(tmp_path / "metrics"),
         **env,
     }
     with log.open("w") as out:
