@@ -67,3 +67,15 @@ def test_nginx_names_in_its_own_405s_the_methods_the_app_serves(client):
     assert default is not None
     assert {m.strip() for m in default[1].split(",")} == _served_methods(client)
     assert '~^/static/ "GET, HEAD";' in block[1]
+
+
+def test_the_schema_and_its_docs_page_refuse_other_methods_with_the_json_405():
+    """django-ninja's views of the schema answered any method as a GET, and Django's CSRF check
+    answered a POST without a token with its HTML 403 before them."""
+    browser = Client(enforce_csrf_checks=True)
+    for path in ("/api/openapi.json", "/api/docs"):
+        for method in ("POST", "PUT", "DELETE", "PROPFIND"):
+            response = browser.generic(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response["Content-Type"] == "application/json"
+            assert response["Allow"] == "GET, HEAD"

@@ -61,9 +61,10 @@ def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
     """TRACE and methods outside HTTP's own anywhere, and a static file's methods beyond GET and
     HEAD, never reach Django: Nginx answers the 405 with the methods of the path (nginx.conf,
     $nginx_allow)."""
-    static = requests.post(stack.url("/static/admin/css/base.css"), timeout=10)
+    static = requests.put(stack.url("/static/admin/css/base.css"), timeout=10)
     assert static.status_code == 405
     assert static.headers["Allow"] == "GET, HEAD"
+    assert static.headers["Content-Type"] == "application/json"  # not the file's text/css
     assert static.json()["error"]["code"] == "method_not_allowed"
     # Uvicorn's parser refuses a method it does not know with a plain-text 400 (FOO); one it
     # knows (PROPFIND) Django would refuse with its own JSON 405: both stop at Nginx.
