@@ -183,7 +183,7 @@ def preload_requests(paths: Sequence[str], *, stopping: threading.Event | None =
         return warm_up
     multiproc_dir = runtime_config.multiproc_dir()
     if multiproc_dir is None:
-        warm_up.stopped = "no multiprocess metrics directory (PROMETHEUS_MULTIPROC_DIR)"
+        warm_up.stopped = "no multiprocess metrics directory (gunicorn.conf.py sets it)"
         return warm_up
     # A host the deployment allows, and the scheme Nginx says, so each request takes the path a
     # real one takes (no DisallowedHost, no redirect to HTTPS).

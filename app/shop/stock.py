@@ -127,6 +127,7 @@ async def stock_cache_get(*, product_id: int) -> int | None:
     count: the cache is a copy, never trusted over the row."""
     if _stock_retry.pending:
         # A count of this process's has not landed: Redis may hold an older one than the row.
+        metrics.count_cache_get(hit=False)
         return None
     start = perf_counter()
     try:
@@ -137,6 +138,7 @@ async def stock_cache_get(*, product_id: int) -> int | None:
         return None
     except Exception:
         _read_failed.warning("stock read from Redis failed")
+        metrics.count_cache_get(hit=False)  # the row answers, as the cache backend counts it
         return None
     finally:
         metrics.observe_cache("get", perf_counter() - start)

@@ -13,7 +13,8 @@ STEP = "observability"
 OBSERVABILITY_SECONDS = 4 if stack.QUICK else 10
 # The states alternated: the ratio of one pair is at the mercy of whatever else the machine runs.
 # Five rounds, every other one reversed (stack.in_round_order): the median discards two disturbed
-# rounds, and no state always runs first after the machine's last scenario.
+# rounds, and no state always runs first after the machine's last scenario (the first one does
+# in three rounds of five, the last in two).
 OBSERVABILITY_ROUNDS = 1 if stack.QUICK else 5
 SINK = "http://otlp-sink:4318"
 # off: no Prometheus recording, tracing not even imported. metrics: recording only. tracing:

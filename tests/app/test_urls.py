@@ -40,9 +40,9 @@ def test_the_product_routes_are_named_for_the_route():
 
 
 def _served_methods(client: Client) -> set[str]:
-    """The methods the app's routes serve between them, as each route's own 405 names them (a
+    """The methods the API's routes serve between them, as each route's own 405 names them (a
     method none serves, asked of each route with its parameters filled in)."""
-    served = {"GET", "HEAD", "POST"}  # the admin's and the browsable docs'
+    served: set[str] = set()
     for route, _, _ in _patterns(get_resolver()):
         if not route.startswith("api/"):
             continue
@@ -58,7 +58,7 @@ def _served_methods(client: Client) -> set[str]:
 
 def test_nginx_names_in_its_own_405s_the_methods_the_app_serves(client):
     """Nginx answers a 405 itself for TRACE, and for a static file's methods beyond GET and HEAD
-    (nginx.conf, $nginx_allow): away from the static files its Allow must name what the app's
+    (nginx.conf, $nginx_allow): away from the static files its Allow must name what the API's
     routes serve between them, no more and no fewer."""
     conf = (ROOT / "nginx/nginx.conf").read_text()
     block = re.search(r"map \$uri \$nginx_allow \{(.*?)\}", conf, re.S)

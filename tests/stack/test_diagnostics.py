@@ -15,19 +15,20 @@ from tests.support import ROOT, run, settled, wait_until
 
 # ops/apis.py: GET /api/tasks/{task_id}, url_name "task_detail" in the "api" namespace.
 TASK_DETAIL_VIEW = "api:task_detail"
-METRICS_DIR = "/dev/shm/djstack-metrics"  # app/runtime/config.py's default
 
-# Per worker process: the same counter read from each process's own file, not summed.
+# Per worker process: the same counter read from each process's own file, not summed (GETs
+# only, as task_detail_404s reads: a HEAD is counted under its own method).
 PER_WORKER = f"""
-import glob, json
+import glob, json, os
 from prometheus_client.multiprocess import MultiProcessCollector
 counts = {{}}
-for path in glob.glob('{METRICS_DIR}/counter_*.db'):
+for path in glob.glob(os.path.join(os.environ['GUNICORN_METRICS_DIR'], 'counter_*.db')):
     pid = path.rsplit('_', 1)[1][:-3]
     for metric in MultiProcessCollector.merge([path]):
         for s in metric.samples:
-            if (s.name, s.labels.get('view'), s.labels.get('status')) == (
-                'django_http_requests_total', '{TASK_DETAIL_VIEW}', '404'
+            labels = (s.labels.get('method'), s.labels.get('view'), s.labels.get('status'))
+            if (s.name, *labels) == (
+                'django_http_requests_total', 'GET', '{TASK_DETAIL_VIEW}', '404'
             ):
                 counts[pid] = counts.get(pid, 0) + s.value
 print(json.dumps(counts))

@@ -58,9 +58,9 @@ def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
 
 
 def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
-    """TRACE and methods outside HTTP's own anywhere, and a static file's methods beyond GET and
-    HEAD, never reach Django: Nginx answers the 405 with the methods of the path (nginx.conf,
-    $nginx_allow)."""
+    """TRACE and methods beyond the seven the app may serve, anywhere, and a static file's methods
+    beyond GET and HEAD, never reach Django: Nginx answers the JSON 405 with the methods of the
+    path (nginx.conf, $nginx_allow), typed JSON whatever the path's extension."""
     static = requests.put(stack.url("/static/admin/css/base.css"), timeout=10)
     assert static.status_code == 405
     assert static.headers["Allow"] == "GET, HEAD"
@@ -68,6 +68,12 @@ def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
     assert static.json()["error"]["code"] == "method_not_allowed"
     # Uvicorn's parser refuses a method it does not know with a plain-text 400 (FOO); one it
     # knows (PROPFIND) Django would refuse with its own JSON 405: both stop at Nginx.
+    # Every JSON answer of Nginx's own is typed JSON, whatever the path's extension.
+    for path, status in (("/media/x.css", 404), ("/__debug__/x.js", 404)):
+        answer = stack.get(path)
+        assert (answer.status_code, answer.headers["Content-Type"]) == (status, "application/json")
+    too_large = requests.post(stack.url("/static/x.css"), data=b"x" * (1024 * 1024 + 1), timeout=10)
+    assert (too_large.status_code, too_large.headers["Content-Type"]) == (413, "application/json")
     for method in ("TRACE", "FOO", "PROPFIND"):
         refused = requests.request(method, stack.url("/api/products"), timeout=10)
         assert refused.status_code == 405, method

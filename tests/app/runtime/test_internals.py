@@ -90,6 +90,7 @@ def test_django_asgi_handle_is_the_one_the_pooled_handler_reproduces() -> None:
 
 
 def test_django_middleware_internals() -> None:
+    from django.contrib.messages.middleware import MessageMiddleware
     from django.contrib.messages.storage.base import BaseStorage
     from django.contrib.sessions.backends.base import SessionBase
     from django.middleware.csrf import CsrfViewMiddleware
@@ -123,6 +124,14 @@ def test_django_middleware_internals() -> None:
         "Django",
         "BaseStorage.used / BaseStorage.added_new",
         "the flags the message storage sets when read or added to",
+    )
+    # Its MessageMiddleware builds the storage Django's process_request would, on first use.
+    require(
+        "request._messages = default_storage(request)"
+        in inspect.getsource(MessageMiddleware.process_request),
+        "Django",
+        "MessageMiddleware.process_request",
+        "request._messages = default_storage(request), its whole work",
     )
 
 

@@ -53,12 +53,18 @@ def test_a_process_started_beside_gunicorn_keeps_its_metrics_to_itself(tmp_path,
     files.mkdir()
     web = render({}, tmp_path, "docker-compose.yml")["web"]["environment"]
     assert isinstance(web, dict)
-    env = {**os.environ, **{name: str(value) for name, value in web.items()}}
+    mine = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {**mine, **{name: str(value) for name, value in web.items()}}
     for name in ("GUNICORN_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR"):
         if name in env:
             env[name] = str(files)  # web's metrics directory, the test's own here
     result = subprocess.run(
-        [sys.executable, *command], env=env, cwd=ROOT / "app", capture_output=True, text=True
+        [sys.executable, *command],
+        env=env,
+        cwd=ROOT / "app",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in files.iterdir()) == []
