@@ -34,6 +34,9 @@ def _number[N: (int, float)](name: str, default: N) -> N:
         return default
 
 
+_METRICS_DIR_DEFAULT = "/dev/shm/djstack-metrics"  # noqa: S108
+
+
 def use_multiprocess_metrics() -> str:
     """Prometheus multiprocess mode (core/metrics.py): every worker writes its metric values to
     files in GUNICORN_METRICS_DIR and a scrape sums them. Gunicorn's config calls it first, while
@@ -46,7 +49,7 @@ def use_multiprocess_metrics() -> str:
     its own files there, summed into web's /metrics and, never marked dead by Gunicorn's
     child_exit, its gauges (a replica's lag, its serving flag) kept until web restarts; a Celery
     worker would switch to files nobody empties."""
-    directory = os.environ.get("GUNICORN_METRICS_DIR") or "/dev/shm/djstack-metrics"  # noqa: S108
+    directory = os.environ.get("GUNICORN_METRICS_DIR") or _METRICS_DIR_DEFAULT
     os.environ[_MULTIPROC_DIR] = directory
     return directory
 
