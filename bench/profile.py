@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """`make profile`: where a web worker's CPU goes on the fan-out view (scenario 1's load, c=100),
 sampled with py-spy from the host, for the default ASGI handler and the ones it is measured
-against (bench/django/bench_endpoints/asgi_variants.py); and the product page in scenario 9's
+against (bench/django/bench_endpoints/asgi_variants.py); the product page in scenario 9's
 observability states (off, metrics only, metrics + tracing at the default sampler, every request
-traced). Writes docs/benchmarks/profile.md: per target, the share of samples by package (where
-the time is spent, leaf frame) and the functions with the most samples; per observability state,
-the CPU per request it adds to off, by package and by function.
+traced), and the cached list in those up to a request the sampler drops. Writes
+docs/benchmarks/profile.md: per target, the share of samples by package (where the time is
+spent, leaf frame) and the functions with the most samples; per observability state, the CPU per
+request it adds to off, by package and by function.
 
 Uses `make bench`'s project, images and harness (bench/stack.py), and builds its web images.
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
@@ -58,6 +59,12 @@ TARGETS: tuple[Target, ...] = (
     *(
         ("observability", f"product page, {state}", web.BENCH_ASGI, PRODUCT, 100, env)
         for state, env in OBSERVABILITY.items()
+    ),
+    # The cached list: the least work per request, so tracing's fixed cost per request weighs
+    # most. The states up to a dropped request: what a request the sampler drops costs.
+    *(
+        ("observability", f"cached list, {state}", web.BENCH_ASGI, LIST, 50, OBSERVABILITY[state])
+        for state in ("off", "metrics", "dropped")
     ),
 )
 # The names PROFILE_ONLY accepts, in TARGETS' order.
@@ -301,7 +308,7 @@ def cpu_goal_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def observability_markdown(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Scenario 9's states on the product page: what each adds to off, per request."""
+    """Scenario 9's states on one path: what each adds to off (the first), per request."""
     off_name, off = results[0]
     lines = [
         f'## Observability: what each state adds to "{off_name}"',
@@ -397,9 +404,15 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
             share = 100 * count / max(r["total"], 1)
             lines.append(f"| {count} | {share:.1f}% | `{function}` |")
         lines.append("")
-    observed = [(name, r) for name, r in results if r["path"] == PRODUCT]
-    if len(observed) > 1:
-        lines += observability_markdown(observed)
+    for path in (PRODUCT, LIST):
+        # The path's observability states (named "<page>, <state>"), off first.
+        observed = [
+            (name, r)
+            for name, r in results
+            if r["path"] == path and name.rpartition(", ")[2] in OBSERVABILITY
+        ]
+        if len(observed) > 1:
+            lines += observability_markdown(observed)
     return "\n".join(lines)
 
 

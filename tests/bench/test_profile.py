@@ -23,7 +23,11 @@ HANDLERS = [
     "cached list, default handler",
 ]
 STATES = ["off", "metrics", "tracing", "dropped", "all"]
-PAGES = [f"product page, {state}" for state in STATES]
+# The cached list's states up to a request the sampler drops: its tracing goal binds there.
+LIST_STATES = ["off", "metrics", "dropped"]
+PAGES = [f"product page, {state}" for state in STATES] + [
+    f"cached list, {state}" for state in LIST_STATES
+]
 
 
 def names(targets: list[profile.Target]) -> list[str]:
@@ -34,8 +38,13 @@ def test_profile_only_selects_only_the_named_group():
     assert names(profile.selected_targets("handlers")) == HANDLERS
     observability = profile.selected_targets("observability")
     assert names(observability) == PAGES
-    # Each state's own environment, off first (the others are compared with it).
-    assert [env for *_, env in observability] == [OBSERVABILITY[state] for state in STATES]
+    # Each state's own environment, off first on each path (the others are compared with it).
+    assert [env for *_, env in observability] == [
+        OBSERVABILITY[state] for state in STATES + LIST_STATES
+    ]
+    assert [path for *_, path, _, _ in observability] == [profile.PRODUCT] * len(STATES) + [
+        profile.LIST
+    ] * len(LIST_STATES)
     assert names(profile.selected_targets("")) == HANDLERS + PAGES
 
 
@@ -115,8 +124,20 @@ def test_profile_md_holds_only_the_selected_columns(only, expected, monkeypatch,
     # The tracing states export to the sink: it is started only when they are profiled.
     (up,) = [args for args in composed if args[0] == "up"]
     assert ("otlp-sink" in up) is (only != "handlers")
-    observed = any(line.startswith("## Observability") for line in lines)
-    assert observed is (only != "handlers")
+    # One comparison per path, each with its own off; the handlers' cached list is in neither.
+    observed = [line for line in lines if line.startswith("## Observability")]
+    assert observed == (
+        []
+        if only == "handlers"
+        else [
+            '## Observability: what each state adds to "product page, off"',
+            '## Observability: what each state adds to "cached list, off"',
+        ]
+    )
+    if only != "handlers":
+        cached = lines.index(observed[1])
+        columns = next(line for line in lines[cached:] if line.startswith("| package |"))
+        assert columns == "| package | cached list, metrics | cached list, dropped |"
 
 
 def render_web(env: dict[str, str]) -> dict[str, Any]:
