@@ -8,7 +8,6 @@ so they are timed too.
 
 import functools
 from collections.abc import Callable
-from time import perf_counter
 from typing import Any
 
 from django_redis.cache import CONNECTION_INTERRUPTED, RedisCache
@@ -41,20 +40,16 @@ def _timed(name: str) -> Callable[..., Any]:
 
     @functools.wraps(parent)
     def method(self: RedisCache, *args: Any, **kwargs: Any) -> Any:
-        start = perf_counter()
-        try:
+        with metrics.cache_call(name):
             return parent(self, *args, **kwargs)
-        finally:
-            metrics.observe_cache(name, perf_counter() - start)
 
     return method
 
 
 class InstrumentedRedisCache(RedisCache):  # type: ignore[misc]  # django-redis ships no types
     def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
-        start = perf_counter()
-        value = self._get(key, _MISS, version, client)
-        metrics.observe_cache("get", perf_counter() - start)
+        with metrics.cache_call("get"):
+            value = self._get(key, _MISS, version, client)
         if value is _MISS or value is CONNECTION_INTERRUPTED:
             metrics.count_cache_get(hit=False)
             return default

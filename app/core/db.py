@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from time import monotonic, perf_counter
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -672,16 +672,14 @@ def _replica_down_ask(alias: str) -> bool:
     or does not answer reads as "up" (the read's own failure marks a dead replica) and is not
     asked again for REPLICA_RETRY_AFTER_SECONDS: past each local TTL a read would otherwise
     wait out the client's timeout, every second, for as long as it hangs."""
-    start = perf_counter()
     try:
-        key = caches["state"].make_key(replica_down_key(alias))
-        held = get_redis_connection("state").get(key)
+        with metrics.cache_call("get"):
+            key = caches["state"].make_key(replica_down_key(alias))
+            held = get_redis_connection("state").get(key)
     except Exception:
         log.warning("replica-down mark unread; Redis unavailable", exc_info=True)
         _replica_down_remember(alias, False, seconds=settings.REPLICA_RETRY_AFTER_SECONDS)
         return False
-    finally:
-        metrics.observe_cache("get", perf_counter() - start)
     metrics.count_cache_get(hit=held is not None)
     _replica_down_remember(alias, held is not None)
     return held is not None

@@ -4,7 +4,6 @@ page is stored with, and the invalidation product writes call (shop/services.py)
 import logging
 import time
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any, TypeGuard, cast
 
 from asgiref.sync import sync_to_async
@@ -153,7 +152,9 @@ async def product_page_aget(*, page: int, page_size: int, hot: bool | None = Non
     key = product_page_key(hot=hot, page=page, page_size=page_size)
     if _invalidation.pending:
         # A write of this process committed and its bump has not landed: every page in Redis
-        # may hold the rows from before it. The primary answers, nothing is stored, until then.
+        # may hold the rows from before it. The primary answers, nothing is stored, until then;
+        # a miss, as a stock read skipped for its pending write is (shop.stock).
+        metrics.count_cache_get(hit=False)
         held, written, use_cache = None, True, False
     else:
         read = edge.handed()  # the edge's read of this page, when it missed
@@ -198,23 +199,21 @@ class _PageRead:
 
 async def _page_read(key: str) -> _PageRead:
     """One MGET of the version, the page and the write mark; a hit is counted."""
-    start = perf_counter()
     try:
-        async with clients.use() as client:
-            # The write mark rides along: a miss needs no round trip of its own to choose the
-            # database, and reads it in the same instant as the version.
-            reply = await client.execute(
-                b"MGET",
-                cache.make_key(PRODUCTS_VERSION_KEY),
-                key,
-                cache.make_key(PRODUCTS_WRITTEN_KEY),
-            )
+        with metrics.cache_call("get_many"):
+            async with clients.use() as client:
+                # The write mark rides along: a miss needs no round trip of its own to choose
+                # the database, and reads it in the same instant as the version.
+                reply = await client.execute(
+                    b"MGET",
+                    cache.make_key(PRODUCTS_VERSION_KEY),
+                    key,
+                    cache.make_key(PRODUCTS_WRITTEN_KEY),
+                )
         version, stored, mark = cast(list[bytes | None], reply)
     except Exception:
         _read_failed.warning("product page read from Redis failed")
-        metrics.observe_cache("get_many", perf_counter() - start)
         return _PageRead(key=key, body=None, version=None, written=False, answered=False)
-    metrics.observe_cache("get_many", perf_counter() - start)
     if isinstance(version, bytes) and isinstance(stored, bytes):
         stored_version, separator, body = stored.partition(b"\n")
         if separator and stored_version == version:
@@ -276,11 +275,10 @@ def _page_fill(*, page: int, page_size: int, hot: bool | None, written: bool) ->
 async def _page_store(key: str, value: bytes) -> None:
     """On the event loop's client, like the read: a stalled Redis costs the miss that stores
     its page at most SHOP_REDIS_TIMEOUT more, not the Django cache's own timeout."""
-    start = perf_counter()
+    ttl = cache.default_timeout
     try:
-        ttl = cache.default_timeout
-        async with clients.use() as client:
-            await client.execute(b"SET", key, value, *((b"EX", ttl) if ttl is not None else ()))
+        with metrics.cache_call("set"):
+            async with clients.use() as client:
+                await client.execute(b"SET", key, value, *((b"EX", ttl) if ttl is not None else ()))
     except Exception:  # answered uncached
         _store_failed.warning("product page not cached; Redis unavailable")
-    metrics.observe_cache("set", perf_counter() - start)

@@ -15,7 +15,6 @@ past STOCK_CACHE_TTL seconds after it was written; the page then reads the datab
 
 import logging
 import threading
-from time import perf_counter
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -75,20 +74,18 @@ def stock_cache_set(*, stocks: dict[int, tuple[int, int]]) -> None:
 
 def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
     ttl_ms = int(settings.STOCK_CACHE_TTL * 1000)
-    start = perf_counter()
     try:
-        client = get_redis_connection("default")
-        script = client.register_script(_SET_IF_NEWER)
-        pipe = client.pipeline(transaction=False)
-        for pid, (version, n) in stocks.items():
-            script(keys=[_key(pid)], args=[version, n, ttl_ms], client=pipe)
-        pipe.execute()
+        with metrics.cache_call("set"):
+            client = get_redis_connection("default")
+            script = client.register_script(_SET_IF_NEWER)
+            pipe = client.pipeline(transaction=False)
+            for pid, (version, n) in stocks.items():
+                script(keys=[_key(pid)], args=[version, n, ttl_ms], client=pipe)
+            pipe.execute()
     except Exception:
         if not retry:  # once per failure, not every retry
             log.warning("stock not cached yet; Redis unavailable", exc_info=True)
         return False
-    finally:
-        metrics.observe_cache("set", perf_counter() - start)
     return True
 
 
@@ -129,10 +126,10 @@ async def stock_cache_get(*, product_id: int) -> int | None:
         # A count of this process's has not landed: Redis may hold an older one than the row.
         metrics.count_cache_get(hit=False)
         return None
-    start = perf_counter()
     try:
-        async with clients.use() as client:
-            value = await client.execute(b"HGET", _key(product_id), b"n")
+        with metrics.cache_call("get"):
+            async with clients.use() as client:
+                value = await client.execute(b"HGET", _key(product_id), b"n")
     except ErrorReply:  # a copy of another type (WRONGTYPE): Redis itself answers
         _copy_ignored(product_id)
         return None
@@ -140,8 +137,6 @@ async def stock_cache_get(*, product_id: int) -> int | None:
         _read_failed.warning("stock read from Redis failed")
         metrics.count_cache_get(hit=False)  # the row answers, as the cache backend counts it
         return None
-    finally:
-        metrics.observe_cache("get", perf_counter() - start)
     if value is None:  # no copy
         metrics.count_cache_get(hit=False)
         return None

@@ -4,6 +4,7 @@ switch. Each case runs in a fresh interpreter: the switch is applied once, as Dj
 
 import ast
 import json
+from pathlib import Path
 
 from tests.support import ROOT, django_script
 
@@ -54,7 +55,32 @@ def test_every_caller_reaches_the_recorders_that_the_switch_replaces_through_the
     held = []
     for path in sorted((ROOT / "app").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module in replaced:
-                names = {alias.name for alias in node.names} & replaced[node.module]
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            module = imported_module(path, node)
+            if module in replaced:
+                names = {alias.name for alias in node.names} & (replaced[module] | {"*"})
                 held += [f"{path.relative_to(ROOT)}: {name}" for name in sorted(names)]
     assert held == []
+
+
+def imported_module(path: Path, node: ast.ImportFrom) -> str:
+    """The dotted module a `from ... import` names, a relative one (`from .metrics import x`
+    in app/core/) resolved against the file's package."""
+    if not node.level:
+        return node.module or ""
+    package = path.relative_to(ROOT / "app").parent.parts
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def test_a_relative_import_resolves_to_the_module_it_names():
+    def module(source: str, where: str) -> str:
+        (node,) = ast.parse(source).body
+        assert isinstance(node, ast.ImportFrom)
+        return imported_module(ROOT / "app" / where, node)
+
+    assert module("from .metrics import observe_cache", "core/cache.py") == "core.metrics"
+    assert module("from ..metrics import count_cache_get", "core/sub/x.py") == "core.metrics"
+    assert module("from . import metrics", "core/__init__.py") == "core"
+    assert module("from core.metrics import observe_request", "shop/cache.py") == "core.metrics"

@@ -7,6 +7,7 @@ import time
 import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
+from prometheus_client import REGISTRY
 
 from shop.models import Order, Product
 from tests.app.accounts.factories import UserFactory, bearer
@@ -391,8 +392,13 @@ def test_while_its_bump_is_pending_the_writers_process_never_answers_an_older_pa
     try:
         assert rename(client, staff, product.pk, "Middle name").status_code == 200
         assert _invalidation.pending
+        misses = REGISTRY.get_sample_value("django_cache_gets_total", {"result": "miss"}) or 0
         for _ in range(3):
             assert client.get("/api/products").json()["items"][0]["name"] == "Middle name"
+        # Each a miss in the cache metrics: the database answered what Redis would have.
+        assert REGISTRY.get_sample_value("django_cache_gets_total", {"result": "miss"}) == (
+            misses + 3
+        )
         # A second write while the first's bump is pending does not try Redis again (each try
         # would wait out the client's timeout): the retry's bump does for both.
         assert rename(client, staff, product.pk, "New name").status_code == 200
