@@ -204,6 +204,8 @@ def tracing_budget(path: str, cpu: dict[str, float | None]) -> list[str]:
         f"{metrics:.2f}; a request the sampler drops {dropped:.2f} ({dropped - metrics:+.2f} for "
         f"tracing); a kept one {kept:.2f} more (every request traced: {kept_all:.2f}), a tenth of "
         f"which is {0.1 * kept:.2f}. At a tenth that makes {floor:.2f}, {off / floor:.2f} of "
-        f"off's: {verdict}.",
+        f"off's: {verdict}. Where each state's CPU goes, by package and by function: `make "
+        f"profile`'s comparison of this path's states with off ([profile.md]"
+        "(benchmarks/profile.md)).",
         "",
     ]

@@ -215,7 +215,9 @@ def test_section_9_says_what_binds_tracings_goal_from_its_cpu_rows():
         "off's throughput allows 0.32 (off 0.29 / 0.9). Metrics alone take 0.31; a request the "
         "sampler drops 0.34 (+0.03 for tracing); a kept one 0.46 more (every request traced: "
         "0.80), a tenth of which is 0.05. At a tenth that makes 0.39, 0.75 of off's: a dropped "
-        "request alone already costs more than that (0.34 ms), whatever the kept ones cost."
+        "request alone already costs more than that (0.34 ms), whatever the kept ones cost. "
+        "Where each state's CPU goes, by package and by function: `make profile`'s comparison "
+        "of this path's states with off ([profile.md](benchmarks/profile.md))."
     ) in text
     cpu = {"off": 3.76, "metrics": 3.97, "tracing": 4.66, "dropped": 4.0, "all": 5.92}
     text = "\n".join(observability.section(observability_results(cpu), []))
