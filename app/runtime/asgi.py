@@ -57,6 +57,7 @@ from django.urls import set_script_prefix
 
 from core.errors import ServerBusy
 from runtime import config as runtime_config
+from runtime import metrics as worker_metrics
 from runtime import workers
 
 # Request threads per worker (GUNICORN_REQUEST_THREADS), each with up to two PgBouncer client
@@ -264,6 +265,14 @@ class ExecutorPool:
             return RequestExecutor()
         return None
 
+    def lent(self) -> int:
+        """Executors lent now; a stuck one stays lent, as it is never given back."""
+        return self.created - len(self._idle)
+
+    def waiting(self) -> int:
+        """Requests waiting for an executor (one gone while it waited takes none)."""
+        return sum(not lease.ended for line in (self._writers, self._waiters) for lease in line)
+
     def wait(self, lease: Lease) -> None:
         """`lease` is lent an executor given back, after the leases ahead of it in its line."""
         (self._writers if lease.bounded else self._waiters).append(lease)
@@ -468,7 +477,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
             return
         if not self._watching:
             self._watching = True
-            workers.on_tick(lambda: self._watch(timeout))
+            workers.on_tick(lambda: self._tick(timeout))
         await self._call_watched(scope, receive, send)
 
     async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -505,6 +514,13 @@ class PooledExecutorASGIHandler(ASGIHandler):
             del self._in_flight[lease]
             _LEASE.reset(lent)
             lease.end(stuck=stuck)
+
+    def _tick(self, timeout: float) -> None:
+        self._watch(timeout)
+        pool = self.executors
+        worker_metrics.observe_request_threads(
+            size=pool.size, lent=pool.lent(), waiting=pool.waiting()
+        )
 
     def _watch(self, timeout: float) -> None:
         """On the event loop, at each tick: a request thread busy past the timeout is stuck."""

@@ -1,8 +1,9 @@
-"""The web worker's own metrics: its resident memory and the memory guard's limit, next to
-core.metrics' request, query and cache metrics and served with them at /metrics
-(runtime.middleware). Each worker refreshes them itself, at most every RSS_EVERY_SECONDS as it
-finishes a request (refresh_worker_memory). Alerts: WebWorkerMemoryHigh, WorkerMemoryGrowing
-(monitoring/rules/alerts.yml).
+"""The web worker's own metrics: its resident memory and the memory guard's limit, and its
+request threads, next to core.metrics' request, query and cache metrics and served with them at
+/metrics (runtime.middleware). Each worker refreshes them itself: its memory at most every
+RSS_EVERY_SECONDS as it finishes a request (refresh_worker_memory), its threads at the ticks of
+its event loop when they change (observe_request_threads). Alerts: WebWorkerMemoryHigh,
+WorkerMemoryGrowing, WebRequestThreadsBusy (monitoring/rules/alerts.yml).
 """
 
 import os
@@ -26,6 +27,32 @@ WORKER_MEMORY_LIMIT = Gauge(
     ["kind"],
     multiprocess_mode="livemax",
 )
+# Each worker's request threads (runtime.asgi's pool), summed over the live workers: how many it
+# may lend, how many are lent (a request keeps its thread to its end), and how many requests wait
+# for one. Alert WebRequestThreadsBusy: nearly all lent, before waits turn into 503s. Labelled,
+# as the memory gauges: a metric with no labels opens its file when it is built, which is in
+# the preloading master, before its metrics directory exists, and would leave a file of the
+# master's own; a labelled one only when a worker first sets it.
+REQUEST_THREADS = Gauge(
+    "gunicorn_request_threads",
+    "Request threads the web workers may lend (GUNICORN_REQUEST_THREADS each).",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+REQUEST_THREADS_LENT = Gauge(
+    "gunicorn_request_threads_lent",
+    "Request threads lent to a request, which keeps its thread until it ends.",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+REQUEST_THREAD_WAITERS = Gauge(
+    "gunicorn_request_thread_waiters",
+    "Requests waiting for a request thread, all of their worker's being lent.",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+# What this worker last wrote: the gauges' files are written only when a figure changes.
+_threads_written: tuple[int, int, int] | None = None
 # A worker re-reads its RSS (one small /proc read) at most this often: a fraction of the scrape
 # interval (15s), and nothing per request in between.
 RSS_EVERY_SECONDS = 5.0
@@ -58,3 +85,15 @@ def observe_worker_memory() -> None:
     # The abort counter exported at 0 before the first abort: increase() needs the 0 -> 1 step.
     WORKER_ABORTS.labels("timeout")
     WORKER_ABORTS.labels("request_thread")
+
+
+def observe_request_threads(*, size: int, lent: int, waiting: int) -> None:
+    """This worker's request threads, at each tick of its event loop (runtime.asgi)."""
+    global _threads_written  # per process, by design
+    figures = (size, lent, waiting)
+    if figures == _threads_written:
+        return
+    _threads_written = figures
+    REQUEST_THREADS.labels("web").set(size)
+    REQUEST_THREADS_LENT.labels("web").set(lent)
+    REQUEST_THREAD_WAITERS.labels("web").set(waiting)

@@ -50,7 +50,7 @@ def test_every_caller_reaches_the_recorders_that_the_switch_replaces_through_the
     recording in the observability scenario's "off" state."""
     replaced = {
         "core.metrics": {"observe_request", "observe_cache", "count_cache_get"},
-        "runtime.metrics": {"refresh_worker_memory"},
+        "runtime.metrics": {"refresh_worker_memory", "observe_request_threads"},
     }
     held = []
     for path in sorted((ROOT / "app").rglob("*.py")):

@@ -144,12 +144,20 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
             counts = all_written(stack, before + sent)
             if len([c for c in counts.values() if c > 0]) >= 2:
                 break
-    assert len([c for c in counts.values() if c > 0]) >= 2, counts
+    served = len([c for c in counts.values() if c > 0])
+    assert served >= 2, counts
     # Whichever worker answers the scrape, it reports the sum over every worker's file.
     for _ in range(4):
         total = task_detail_404s(stack)
         assert total == before + sent
         assert total == sum(counts.values())
+    # The request threads of every worker that served, summed (GUNICORN_REQUEST_THREADS, 64
+    # each), written as each worker's loop ticks; at rest none is lent and no request waits.
+    threads = stack.metric("gunicorn_request_threads") or 0
+    assert threads >= 64 * served, threads
+    assert threads % 64 == 0, threads
+    for idle in ("gunicorn_request_threads_lent", "gunicorn_request_thread_waiters"):
+        wait_until(lambda: stack.metric(idle) == 0, timeout=10, what=f"{idle} at 0")  # noqa: B023
     # A product list reads the cache (filled by the preloading master's warm-up, so no query);
     # a product page, missing or not, reads the database.
     assert stack.get("/api/products").status_code == 200

@@ -29,6 +29,7 @@ def metrics_off() -> None:
     # Every caller reaches these through their module (tests/bench/test_metrics_switch.py).
     metrics.observe_request = _nothing
     worker_metrics.refresh_worker_memory = _nothing
+    worker_metrics.observe_request_threads = _nothing
     metrics.observe_cache = _nothing
     metrics.count_cache_get = _nothing
     connection_created.disconnect(dispatch_uid="core.metrics.query_timer")

@@ -243,6 +243,18 @@ def test_concurrent_requests_get_their_own_threads_and_wait_when_all_are_lent(ap
     asyncio.run(three_requests_on_two_threads(app))
 
 
+def request_thread_gauges(app: PooledExecutorASGIHandler) -> dict[str, float | None]:
+    """The worker's request-thread gauges as a tick of its event loop leaves them."""
+    from prometheus_client import REGISTRY
+
+    app._tick(timeout=30)
+    names = ("threads", "threads_lent", "thread_waiters")
+    return {
+        name: REGISTRY.get_sample_value(f"gunicorn_request_{name}", {"kind": "web"})
+        for name in names
+    }
+
+
 async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
     asgi_urls.RELEASE = asyncio.Event()
     app.executors = ExecutorPool(2)
@@ -252,6 +264,8 @@ async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
     await asyncio.sleep(0.2)
     assert app.executors.created == 2
     assert len(app.executors._waiters) == 1  # the third request waits for a thread
+    # In the worker's metrics (alert WebRequestThreadsBusy): both lent, one request waiting.
+    assert request_thread_gauges(app) == {"threads": 2, "threads_lent": 2, "thread_waiters": 1}
 
     asgi_urls.RELEASE.set()
     threads = [(await r.response())["threads"][0] for r in held]
@@ -259,6 +273,7 @@ async def three_requests_on_two_threads(app: PooledExecutorASGIHandler) -> None:
     # It got one of the two threads back, not a third.
     assert (await waiting.response())["threads"][0] in threads
     assert app.executors.created == 2
+    assert request_thread_gauges(app) == {"threads": 2, "threads_lent": 0, "thread_waiters": 0}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -307,6 +322,7 @@ async def gone_while_waiting_for_a_thread(app: PooledExecutorASGIHandler) -> Non
     (lease,) = app.executors._waiters
     assert lease.ended
     assert lease.executor is None
+    assert app.executors.waiting() == 0  # still in the line, but waiting for nothing
     asgi_urls.RELEASE.set()
     thread = (await held.response())["threads"][0]
     # The thread went back to the pool, not to the request that left, and serves the next one.
