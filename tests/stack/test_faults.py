@@ -940,6 +940,37 @@ def test_pgbouncer_down_gives_json_503_and_recovers_without_restarting_web(stack
     assert after == started_at  # the same web containers, not restarted
 
 
+def test_web_stopped_is_a_json_502_within_the_connect_timeout_not_a_late_504(stack, shop):
+    """Web stopped: its address answers nothing (no refusal), so Nginx's connect times out. The
+    client gets the JSON 502 bad_gateway within proxy_connect_timeout (2 s), where it got a 504
+    "took too long" after 5 s; connections would pile up at Nginx for as long as web is down."""
+    stack.compose("stop", "web")
+    answers: list[tuple[requests.Response, float]] = []
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            answers.append((stack.get("/api/products", timeout=30), time.monotonic() - started))
+    finally:
+        recreate_web(stack, **FAULTS)
+    reliability.record(
+        "Web down (docker compose stop web)",
+        load="3 reads through Nginx",
+        sent=len(answers),
+        errors=len(answers),
+        lost=0,
+        notes="JSON 502 bad_gateway + Retry-After from Nginx within its 2 s connect timeout "
+        f"(slowest {max(seconds for _, seconds in answers):.1f} s); served again once web is back",
+    )
+    for response, seconds in answers:
+        assert response.status_code == 502, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "bad_gateway"
+        assert response.headers["Retry-After"] == "5"
+        # The old connect timeout: the answer comes at the new one's 2 s, far below it.
+        assert seconds < 5, seconds
+    assert stack.get("/api/products").status_code == 200
+
+
 # --- 6. 1,000 concurrent clients through PgBouncer (pool 20) -----------------------------------
 
 

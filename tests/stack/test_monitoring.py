@@ -371,7 +371,7 @@ def nginx_5xx(monitoring: Monitoring) -> float:
 
 
 def test_web_stopped_makes_nginx_502s_counted_and_fires_nginx_5xx_ratio_and_resolves(monitoring):
-    """The 502 storm at the edge: web stopped, every request gets Nginx's own 502/504 (Django
+    """The 502 storm at the edge: web stopped, every request gets Nginx's own 502 (Django
     never sees them); mtail counts them from Nginx's syslog copy, Prometheus sees the counter
     rise, and Nginx5xxRatioHigh fires, is mailed on call, and resolves once web is back."""
     wait_until(
@@ -404,7 +404,9 @@ def test_web_stopped_makes_nginx_502s_counted_and_fires_nginx_5xx_ratio_and_reso
 
     provoke(monitoring, "Nginx5xxRatioHigh", "oncall@localhost", ("nginx-log",), fault, recover)
     assert statuses
-    assert set(statuses) <= {502, 504}, statuses
+    # Nginx's 502 whether the connect is refused or times out (a stopped container's address
+    # answers nothing): never a 504, which says the application took too long.
+    assert set(statuses) == {502}, statuses
     # Every one of them counted (one UDP datagram each, on the same host's bridge).
     assert nginx_5xx(monitoring) >= before + len(statuses), (before, len(statuses))
 

@@ -39,18 +39,22 @@ def test_request_id_is_minted_or_kept_and_returned(stack, path):
     assert stack.get(path, headers={"X-Request-ID": mine}).headers["X-Request-ID"] == mine
 
 
-def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
-    """Through Nginx and Uvicorn, the raw bytes: HEAD on an API route that serves GET gets the
-    GET's status and headers (here its JSON 404), and nothing after them."""
-    request = (
-        f"HEAD /api/tasks/x HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\nConnection: close\r\n\r\n"
-    )
+def raw_answer(stack, request_line: str) -> tuple[bytes, bytes]:
+    """Nginx's answer to a request line sent as it is: (head, body)."""
+    request = f"{request_line}\r\nHost: 127.0.0.1:{stack.port}\r\nConnection: close\r\n\r\n"
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
         conn.sendall(request.encode())
         raw = b""
         while chunk := conn.recv(65536):
             raw += chunk
     head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
+    """Through Nginx and Uvicorn, the raw bytes: HEAD on an API route that serves GET gets the
+    GET's status and headers (here its JSON 404), and nothing after them."""
+    head, body = raw_answer(stack, "HEAD /api/tasks/x HTTP/1.1")
     assert head.startswith(b"HTTP/1.1 404"), head
     assert b"content-type: application/json" in head.lower()
     assert body == b""
@@ -79,6 +83,21 @@ def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
         assert refused.status_code == 405, method
         assert refused.headers["Allow"] == "GET, HEAD, POST, PATCH, DELETE"
         assert refused.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_nginxs_own_403_and_505_are_json_too(stack):
+    # A directory of the static files has no index: no such file, as JSON (was Nginx's HTML 403).
+    for path in ("/static/", "/static/admin/"):
+        answer = stack.get(path)
+        assert answer.status_code == 404, path
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.json()["error"]["code"] == "not_found"
+    # A request line naming an HTTP version Nginx does not speak (was Nginx's HTML 505).
+    for version in ("HTTP/2.0", "HTTP/9.9"):
+        head, body = raw_answer(stack, f"GET /api/products {version}")
+        assert head.startswith(b"HTTP/1.1 505"), head
+        assert b"content-type: application/json" in head.lower()
+        assert json.loads(body)["error"]["code"] == "http_version_not_supported"
 
 
 def test_server_header_has_no_version(stack):
