@@ -1,7 +1,7 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 from ninja import Field, Schema
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StringConstraints, field_validator
 
 from core.schemas import (
     CachedPageQuery,
@@ -27,7 +27,10 @@ StockDelta = Annotated[
     BeforeValidator(json_integer),
 ]
 Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_integer)]
-Name = Annotated[str, no_nul(min_length=1, max_length=200)]
+# As no_nul's pattern, and something besides whitespace: a name of spaces only names nothing.
+# In the pattern rather than a validator, so the schema says it too.
+NAME_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 Description = Annotated[str, no_nul(max_length=5000)]
 
 
@@ -50,6 +53,15 @@ class ProductPatch(InputSchema):
     )
     stock_delta: StockDelta | None = None
     hot: bool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # A field left out keeps its value; one sent as null would read the same, and the
+        # client be answered 200 for a value none of these fields can take.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class ProductOut(Schema):

@@ -697,6 +697,44 @@ def test_stock_and_stock_delta_together_are_a_400(client, staff):
     assert mug.stock == 2
 
 
+@pytest.mark.parametrize("field", ["name", "description", "price", "stock", "stock_delta", "hot"])
+def test_a_field_patched_to_null_is_a_400_naming_it_and_changes_nothing(client, staff, field):
+    mug = ProductFactory(name="Mug", stock=5, price="2.00")
+    response = patch(client, staff, mug.pk, {"name": "Cup", field: None})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "must not be null" in " ".join(error["fields"][field])
+    mug.refresh_from_db()
+    assert (mug.name, mug.stock, str(mug.price)) == ("Mug", 5, "2.00")
+
+
+@pytest.mark.parametrize("name", [" ", "   ", "\t\n"])
+def test_a_blank_product_name_is_a_400_naming_it(client, staff, name):
+    response = client.post(
+        "/api/products",
+        data=json.dumps({"name": name, "price": "1.00", "stock": 1}),
+        content_type="application/json",
+        **staff,
+    )
+    assert response.status_code == 400, response.text
+    assert list(response.json()["error"]["fields"]) == ["name"]
+    assert patch(client, staff, ProductFactory().pk, {"name": name}).status_code == 400
+    assert not Product.objects.filter(name=name).exists()
+
+
+@pytest.mark.parametrize("name", ["Tea pot", " Teapot", "Teapot\t", "\u202eTeapot"])
+def test_a_product_name_with_spaces_around_a_word_is_kept_as_sent(client, staff, name):
+    response = client.post(
+        "/api/products",
+        data=json.dumps({"name": name, "price": "1.00", "stock": 1}),
+        content_type="application/json",
+        **staff,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+
+
 def test_patching_an_unknown_product_is_a_json_404(client, staff):
     response = patch(client, staff, 987654, {"name": "Ghost"})
     assert response.status_code == 404
