@@ -123,6 +123,10 @@ restore: ## Restore FILE=backups/<time>.dump into the running stack's primary (r
 	@# re-created as the app's role, which owns them; the replica follows by streaming.
 	$(COMPOSE) exec -T db-primary pg_restore -U postgres --dbname=$(DB_NAME) --clean --if-exists \
 	  --no-owner --role=$${DB_USER:-app} --single-transaction --exit-on-error < $(FILE)
+	@# The cache instance's copies of the replaced rows go too: it would serve them until they
+	@# expired, and a versioned copy would refuse the restored rows' older versions.
+	$(COMPOSE) exec -T redis-cache sh -c \
+	  'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli --no-auth-warning FLUSHALL'
 
 # The scripts run with the image's Python (tomllib: 3.11+), not whichever python3 their shebang
 # finds first on PATH.
