@@ -13,12 +13,17 @@ def make(stack, *args: str) -> str:
     return run("make", "-s", *args, cwd=ROOT, env=stack.env(), timeout=300).stdout.strip()
 
 
-def test_backup_then_restore_into_an_empty_stack(stack, tmp_path):
-    staff = stack.token("backup-staff", staff=True)
+def product_and_customer(stack, name: str) -> tuple[int, dict[str, str]]:
+    """A product with 100 in stock, and a new customer's token."""
+    staff = stack.token(f"{name}-staff", staff=True)
     product = stack.post_json(
-        "/api/products", {"name": "Kept", "price": "3.35", "stock": 100}, headers=staff
+        "/api/products", {"name": name, "price": "3.35", "stock": 100}, headers=staff
     ).json()["id"]
-    customer = stack.token(f"backup-{uuid.uuid4().hex[:6]}")
+    return int(product), stack.token(f"{name}-{uuid.uuid4().hex[:6]}")
+
+
+def test_backup_then_restore_into_an_empty_stack(stack, tmp_path):
+    product, customer = product_and_customer(stack, "backup")
     placed = {}
     for quantity in (1, 2, 3):
         response = stack.post_json(
@@ -67,11 +72,7 @@ def test_backup_then_restore_into_an_empty_stack(stack, tmp_path):
 def test_a_restore_leaves_no_cached_copy_of_the_rows_it_replaced(stack, tmp_path):
     # Restored into the running stack: the cache instance still holds the page and the stock
     # copy of a later sale, which the restored rows do not have.
-    staff = stack.token("restore-cache-staff", staff=True)
-    product = stack.post_json(
-        "/api/products", {"name": "Restored", "price": "1.00", "stock": 100}, headers=staff
-    ).json()["id"]
-    customer = stack.token(f"restore-cache-{uuid.uuid4().hex[:6]}")
+    product, customer = product_and_customer(stack, "restore-cache")
 
     def buy(quantity: int) -> None:
         response = stack.post_json(

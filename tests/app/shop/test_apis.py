@@ -711,12 +711,7 @@ def test_a_field_patched_to_null_is_a_400_naming_it_and_changes_nothing(client, 
 
 @pytest.mark.parametrize("name", [" ", "   ", "\t\n"])
 def test_a_blank_product_name_is_a_400_naming_it(client, staff, name):
-    response = client.post(
-        "/api/products",
-        data=json.dumps({"name": name, "price": "1.00", "stock": 1}),
-        content_type="application/json",
-        **staff,
-    )
+    response = post(client, "/api/products", {"name": name, "price": "1.00", "stock": 1}, **staff)
     assert response.status_code == 400, response.text
     assert list(response.json()["error"]["fields"]) == ["name"]
     assert patch(client, staff, ProductFactory().pk, {"name": name}).status_code == 400
@@ -725,12 +720,7 @@ def test_a_blank_product_name_is_a_400_naming_it(client, staff, name):
 
 @pytest.mark.parametrize("name", ["Tea pot", " Teapot", "Teapot\t", "\u202eTeapot"])
 def test_a_product_name_with_spaces_around_a_word_is_kept_as_sent(client, staff, name):
-    response = client.post(
-        "/api/products",
-        data=json.dumps({"name": name, "price": "1.00", "stock": 1}),
-        content_type="application/json",
-        **staff,
-    )
+    response = post(client, "/api/products", {"name": name, "price": "1.00", "stock": 1}, **staff)
     assert response.status_code == 201, response.text
     assert response.json()["name"] == name
 
