@@ -27,9 +27,15 @@ StockDelta = Annotated[
     BeforeValidator(json_integer),
 ]
 Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_integer)]
-# As no_nul's pattern, and something besides whitespace: a name of spaces only names nothing.
-# In the pattern rather than a validator, so the schema says it too.
-NAME_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# As no_nul's pattern, and at least one character that shows: a name of spaces, controls or
+# invisible marks (zero-width, joiners, fillers, Braille blank) names nothing. The set is
+# spelled out rather than \s, which the validator (Rust) and schema-driven clients (Python,
+# JavaScript) each read differently; in the pattern, so the schema says it too.
+_UNSEEN = (
+    r"\x00-\x20\x7f-\xa0\xad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+NAME_PATTERN = rf"^[^\x00]*[^{_UNSEEN}][^\x00]*$"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 Description = Annotated[str, no_nul(max_length=5000)]
 

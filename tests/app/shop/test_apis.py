@@ -709,7 +709,14 @@ def test_a_field_patched_to_null_is_a_400_naming_it_and_changes_nothing(client, 
     assert (mug.name, mug.stock, str(mug.price)) == ("Mug", 5, "2.00")
 
 
-@pytest.mark.parametrize("name", [" ", "   ", "\t\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        " ", "   ", "\t\n", "\u00a0", "\u3000", "\u2028", "\x1c\x1f\x7f",
+        "\u200b", " \u200b ", "\ufeff", "\u2060", "\u180e", "\u00ad", "\u034f", "\u115f",
+        "\u3164", "\u2800", "\u202e", "\u200e", "\ufe0f",
+    ],
+)  # fmt: skip
 def test_a_blank_product_name_is_a_400_naming_it(client, staff, name):
     response = post(client, "/api/products", {"name": name, "price": "1.00", "stock": 1}, **staff)
     assert response.status_code == 400, response.text
@@ -718,7 +725,9 @@ def test_a_blank_product_name_is_a_400_naming_it(client, staff, name):
     assert not Product.objects.filter(name=name).exists()
 
 
-@pytest.mark.parametrize("name", ["Tea pot", " Teapot", "Teapot\t", "\u202eTeapot"])
+@pytest.mark.parametrize(
+    "name", ["Tea pot", " Teapot", "Teapot\t", "\u202eTeapot", "\u00e9", "\u4e2d"]
+)
 def test_a_product_name_with_spaces_around_a_word_is_kept_as_sent(client, staff, name):
     response = post(client, "/api/products", {"name": name, "price": "1.00", "stock": 1}, **staff)
     assert response.status_code == 201, response.text
