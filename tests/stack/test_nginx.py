@@ -39,9 +39,10 @@ def test_request_id_is_minted_or_kept_and_returned(stack, path):
     assert stack.get(path, headers={"X-Request-ID": mine}).headers["X-Request-ID"] == mine
 
 
-def raw_answer(stack, request_line: str) -> tuple[bytes, bytes]:
-    """Nginx's answer to a request line sent as it is: (head, body)."""
-    request = f"{request_line}\r\nHost: 127.0.0.1:{stack.port}\r\nConnection: close\r\n\r\n"
+def raw_answer(stack, request_line: str, *headers: str, host: bool = True) -> tuple[bytes, bytes]:
+    """Nginx's answer to a request line and headers sent as they are: (head, body)."""
+    lines = [request_line, *([f"Host: 127.0.0.1:{stack.port}"] if host else []), *headers]
+    request = "\r\n".join([*lines, "Connection: close", "", ""])
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
         conn.sendall(request.encode())
         raw = b""
@@ -85,13 +86,38 @@ def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):
         assert refused.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_nginxs_own_403_and_505_are_json_too(stack):
-    # A directory of the static files has no index: no such file, as JSON (was Nginx's HTML 403).
-    for path in ("/static/", "/static/admin/"):
-        answer = stack.get(path)
+def test_nginxs_own_errors_are_json_too(stack):
+    # A directory of the static files, with or without its slash: no such file, as JSON (was
+    # Nginx's HTML 403, or a year-cached HTML 301 to the container's own port).
+    for path in ("/static/", "/static/admin/", "/static/admin", "/static/admin/css"):
+        answer = stack.get(path, allow_redirects=False)
         assert answer.status_code == 404, path
         assert answer.headers["Content-Type"] == "application/json"
         assert answer.json()["error"]["code"] == "not_found"
+        assert "Location" not in answer.headers
+    file = static_path()
+    for headers, status, code in (
+        ({"If-Match": '"nope"'}, 412, "precondition_failed"),
+        # Uncompressed: Nginx applies no Range to a gzipped answer.
+        (
+            {"Range": "bytes=999999999-", "Accept-Encoding": "identity"},
+            416,
+            "range_not_satisfiable",
+        ),
+    ):
+        answer = stack.get(file, headers=headers)
+        assert answer.status_code == status, headers
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.json()["error"]["code"] == code
+    assert stack.get(file).status_code == 200  # the file itself, unconditionally
+    # A transfer coding Nginx does not decode (was HTML 501).
+    head, body = raw_answer(stack, "POST /api/orders HTTP/1.1", "Transfer-Encoding: gzip")
+    assert head.startswith(b"HTTP/1.1 501"), head
+    assert json.loads(body)["error"]["code"] == "not_implemented"
+    # No Host at all (HTTP/1.0): Nginx's JSON 400, Django never sees it.
+    head, body = raw_answer(stack, "GET /healthz HTTP/1.0", host=False)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["error"]["code"] == "bad_request"
     # A request line naming an HTTP version Nginx does not speak (was Nginx's HTML 505).
     for version in ("HTTP/2.0", "HTTP/9.9"):
         head, body = raw_answer(stack, f"GET /api/products {version}")
