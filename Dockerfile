@@ -164,7 +164,7 @@ RUN groupadd --system --gid ${NGINX_UID} nginx \
 # /etc/nginx/nginx.conf points at the rendered file so `nginx -s quit` and `nginx -t` use it.
 # No certificate or key is ever in the image: TLS files are mounted (docker-compose.tls.yml).
 COPY nginx/nginx.conf /etc/nginx/nginx.conf.template
-COPY nginx/security-headers.conf /etc/nginx/security-headers.conf
+COPY nginx/security-headers.conf nginx/json-answer.conf /etc/nginx/
 COPY nginx/entrypoint.sh nginx/watch-upstream.sh /etc/nginx/
 RUN ln -sf /tmp/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY --from=builder /srv/static /srv/static
