@@ -173,3 +173,24 @@ def test_the_admin_form_says_the_server_is_busy_not_that_the_password_is_wrong(
         busy = admin_login(client, "ann", PASSWORD).content.decode()
     assert "The server is busy checking other logins" in busy
     assert "enter the correct username and password" not in busy
+
+
+def test_with_its_redis_down_the_lock_fails_open_and_says_so(
+    client, redis_settings, closed_port, caplog
+):
+    # README "Rate limits": logins keep working while the lock's Redis is down, and the log says
+    # the account was not throttled; only Nginx's per-address limit is left.
+    from accounts.throttle import UNAVAILABLE
+
+    UserFactory(username="ann")
+    working = redis_settings.CACHES
+    redis_settings.CACHES = {
+        **working,
+        "state": {**working["state"], "LOCATION": f"redis://127.0.0.1:{closed_port}/3"},
+    }
+    try:
+        assert [login(client, "ann", "guess").status_code for _ in range(6)] == [401] * 6
+        assert login(client, "ann", PASSWORD).status_code == 201
+    finally:
+        redis_settings.CACHES = working
+    assert UNAVAILABLE in caplog.text
