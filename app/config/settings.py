@@ -1,6 +1,7 @@
 """All settings, read from the environment (12-factor). `.env.example` lists every variable."""
 
 import importlib.util
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +91,14 @@ if OTEL_TRACES_SAMPLER not in OTEL_TRACES_SAMPLERS or not 0 <= OTEL_TRACES_SAMPL
         f"OTEL_TRACES_SAMPLER must be one of {', '.join(OTEL_TRACES_SAMPLERS)} and"
         f" OTEL_TRACES_SAMPLER_ARG a ratio from 0 to 1; got {OTEL_TRACES_SAMPLER!r},"
         f" {OTEL_TRACES_SAMPLER_ARG!r}"
+    )
+# At most this many new traces a second in each process under parentbased_traceidratio (the
+# ratio's choice, capped: core/sampling.py); 0: no cap. Tracing's cost then stops growing with
+# the traffic: ten a second is a tenth of each worker's requests up to 100 a second.
+TRACES_MAX_PER_SECOND = env_float("TRACES_MAX_PER_SECOND", 10.0)
+if not 0 <= TRACES_MAX_PER_SECOND < math.inf:
+    raise ImproperlyConfigured(
+        f"TRACES_MAX_PER_SECOND must be 0 (no cap) or more; got {TRACES_MAX_PER_SECOND!r}"
     )
 
 # Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image

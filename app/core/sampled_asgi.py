@@ -29,6 +29,8 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+_NO_PARENT = Context()
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 # The trace ID the next new trace of this context starts with, when the decision was taken on it.
 _preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
 
@@ -55,12 +57,17 @@ class SampledFirstMiddleware:
         traced: Any,
         *,
         sampler: sampling.Sampler,
+        root: sampling.Sampler,
         id_generator: PresetIdGenerator,
         excluded_paths: frozenset[str],
     ) -> None:
+        """`root`: what decides a new trace under `sampler` (a ParentBased's root sampler, or
+        the sampler itself); asked directly when no parent was sent, its decision is the same
+        without the parent's lookups."""
         self.app = app
         self.traced = traced
         self.sampler = sampler
+        self.root = root
         self.ids = id_generator
         self.excluded_paths = excluded_paths
         # W3C trace context (the propagator core.tracing sets before it builds this) reads only
@@ -74,6 +81,9 @@ class SampledFirstMiddleware:
             else None
         )
         self.suppressed = _suppressing()
+        # The key trace.set_span_in_context() puts a span under: a context is built here at
+        # once, with the suppression's entries, rather than copied twice.
+        (self.span_key,) = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -83,18 +93,25 @@ class SampledFirstMiddleware:
             with suppress_instrumentation():
                 await self.app(scope, receive, send)
             return
+        parent_context = None
         if self.fields is None or any(name in self.fields for name, _ in scope.get("headers", ())):
             parent = propagate.extract(scope, getter=asgi_getter)
+            parent_context = trace.get_current_span(parent).get_span_context()
+            if not parent_context.is_valid:
+                parent_context = None
         else:
-            parent = Context()  # what the propagator extracts from a request without its headers
-        parent_context = trace.get_current_span(parent).get_span_context()
-        new_trace = not parent_context.is_valid
-        trace_id = self.ids.generate_trace_id() if new_trace else parent_context.trace_id
-        decision = self.sampler.should_sample(
+            parent = _NO_PARENT  # what the propagator extracts from a request without its headers
+        if parent_context is None:
+            trace_id = self.ids.generate_trace_id()
+            sampler = self.root
+        else:
+            trace_id = parent_context.trace_id
+            sampler = self.sampler
+        decision = sampler.should_sample(
             parent, trace_id, scope.get("method", "HTTP"), trace.SpanKind.SERVER
         )
         if decision.decision != sampling.Decision.DROP:
-            preset = _preset_trace_id.set(trace_id if new_trace else None)
+            preset = _preset_trace_id.set(trace_id if parent_context is None else None)
             try:
                 await self.traced(scope, receive, send)
             finally:
@@ -105,14 +122,12 @@ class SampledFirstMiddleware:
                 trace_id,
                 self.ids.generate_span_id(),
                 is_remote=False,
-                trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+                trace_flags=_NOT_SAMPLED,
                 trace_state=decision.trace_state,
             )
         )
         # The span and the suppression in one context, attached once.
-        token = context.attach(
-            Context({**trace.set_span_in_context(span, parent), **self.suppressed})
-        )
+        token = context.attach(Context({**parent, self.span_key: span, **self.suppressed}))
         try:
             await self.app(scope, receive, send)
         finally:

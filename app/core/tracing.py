@@ -23,7 +23,8 @@ One trace per request:
 Spans leave through a BatchSpanProcessor: a background thread exports them over OTLP/HTTP
 (protobuf) to $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces; a request never waits on the collector,
 and while it is down at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans wait, the rest are dropped.
-Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, read by settings (sampler()); a web
+Which traces are kept is OTEL_TRACES_SAMPLER and its ARG, under TRACES_MAX_PER_SECOND, read by
+settings (sampler()); a web
 request the sampler drops is decided on before any of the above runs, and skips it all
 (core.sampled_asgi). The SDK's other standard variables (headers, batch sizes) work as
 OpenTelemetry documents them.
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 EXCLUDED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _started = False
+# What decides a trace started here: the sampler's root under ParentBased (setup()).
+_new_traces: Any = None
 
 
 def enabled() -> bool:
@@ -58,7 +61,7 @@ def setup(*, component: str) -> bool:
     Web calls it while loading the app (a preloaded Gunicorn master: the SDK restarts its export
     thread in each forked worker); Celery in each pool process (worker_process_init).
     """
-    global _started
+    global _started, _new_traces
     if not enabled() or _started:
         return False
     from opentelemetry import propagate, trace
@@ -75,9 +78,10 @@ def setup(*, component: str) -> bool:
     from core import logging as json_logging
     from core.sampled_asgi import PresetIdGenerator
 
+    _new_traces, whole = samplers()
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"djstack-{component}"}),
-        sampler=sampler(),
+        sampler=whole,
         id_generator=PresetIdGenerator(),
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
@@ -137,10 +141,18 @@ def _trace_pipelined_redis() -> None:
 
 
 def sampler() -> Any:
+    return samplers()[1]
+
+
+def samplers() -> tuple[Any, Any]:
     """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
-    the environment, so the project's default holds wherever the variable is unset."""
+    the environment, so the project's default holds wherever the variable is unset; the ratio
+    under ParentBased capped at TRACES_MAX_PER_SECOND new traces a second (core.sampling).
+    First what decides a new trace under it: its root, or itself."""
     from django.conf import settings
     from opentelemetry.sdk.trace import sampling
+
+    from core.sampling import RateCapped
 
     name: str = settings.OTEL_TRACES_SAMPLER
     root = name.removeprefix("parentbased_")
@@ -151,7 +163,12 @@ def sampler() -> Any:
         if root == "always_on"
         else sampling.ALWAYS_OFF
     )
-    return sampling.ParentBased(chosen) if name.startswith("parentbased_") else chosen
+    if not name.startswith("parentbased_"):
+        return chosen, chosen  # asked for each span: no cap, which would drop spans of a trace
+    cap: float = settings.TRACES_MAX_PER_SECOND
+    if root == "traceidratio" and cap > 0:
+        chosen = RateCapped(chosen, per_second=cap)
+    return chosen, sampling.ParentBased(chosen)
 
 
 def flush(*, timeout_seconds: float = 2.0) -> None:
@@ -194,6 +211,7 @@ def wrap_asgi(application: Any) -> Any:
         application,
         traced,
         sampler=provider.sampler,
+        root=_new_traces,
         id_generator=provider.id_generator,
         excluded_paths=EXCLUDED_PATHS,
     )

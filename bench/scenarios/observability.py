@@ -17,8 +17,13 @@ OBSERVABILITY_SECONDS = 4 if stack.QUICK else 10
 # in three rounds of five, the last in two).
 OBSERVABILITY_ROUNDS = 1 if stack.QUICK else 5
 SINK = "http://otlp-sink:4318"
+# The settings' defaults (tests/bench checks): the sampler's ratio, and TRACES_MAX_PER_SECOND,
+# the new traces a second each worker keeps at most.
+RATIO = 0.1
+TRACES_CAP = 10
 # off: no Prometheus recording, tracing not even imported. metrics: recording only. tracing:
-# metrics and tracing at the default sampler (settings: a tenth of new traces kept). all: every
+# metrics and tracing at the default sampler (settings: a tenth of new traces kept, at most
+# TRACES_CAP a second in each worker). all: every
 # request traced (server span, SQL, Redis and upstream spans). Spans are exported over OTLP/HTTP
 # to otlp-sink, which answers without decoding (bench/compose.bench.yml).
 OBSERVABILITY = {
@@ -28,7 +33,8 @@ OBSERVABILITY = {
         "METRICS_ENABLED": "true",
         "OTEL_EXPORTER_OTLP_ENDPOINT": SINK,
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "OTEL_TRACES_SAMPLER_ARG": str(RATIO),
+        "TRACES_MAX_PER_SECOND": str(TRACES_CAP),
     },
     # Tracing on, no new trace kept: what it costs the requests the sampler drops, which at the
     # default are nine in ten.
@@ -48,7 +54,7 @@ OBSERVABILITY = {
 GOALS = {"metrics": 0.97, "tracing": 0.9, "dropped": None, "all": None}
 STATE_TEXT = {
     "metrics": "metrics only",
-    "tracing": "metrics + tracing (default sampler, a tenth)",
+    "tracing": f"metrics + tracing (default sampler: a tenth, at most {TRACES_CAP}/s a worker)",
     "dropped": "metrics + tracing, no request kept",
     "all": "metrics + tracing of every request",
     "on": "metrics + tracing of every request",  # results from before the sampler's default
@@ -63,12 +69,14 @@ def measure(results: dict[str, Any]) -> None:
     is the ratio of their throughputs, next to web's CPU time per request (which other
     loads on a shared machine disturb far less than they disturb throughput)."""
     runs: list[dict[str, Any]] = []
+    default = web.default_config()
     results["observability"] = {
         "seconds": OBSERVABILITY_SECONDS,
         "rounds": OBSERVABILITY_ROUNDS,
+        "traces_cap": TRACES_CAP,
+        "workers": default["workers"],
         "runs": runs,
     }
-    default = web.default_config()
     stack.compose("up", "-d", "--no-deps", "--wait", "--wait-timeout", "60", "otlp-sink")
     try:
         for round_ in range(1, OBSERVABILITY_ROUNDS + 1):
@@ -100,7 +108,9 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         f"{data['seconds']} s per run, in {data.get('rounds', 2)} rounds, every other one in "
         "reverse order: off (`METRICS_ENABLED=false`, "
         "`OTEL_EXPORTER_OTLP_ENDPOINT` unset: nothing of tracing imported); metrics only; "
-        "metrics and tracing at the default sampler (`parentbased_traceidratio`, 0.1); tracing "
+        "metrics and tracing at the default sampler (`parentbased_traceidratio`, 0.1, at most "
+        f"`TRACES_MAX_PER_SECOND`={data.get('traces_cap', '-')} new traces a second in each "
+        "worker); tracing "
         "on with no new trace kept (ARG 0: what tracing costs a request it drops); and "
         "every request traced (`parentbased_always_on`: server, SQL, Redis and upstream spans, "
         "exported over OTLP/HTTP to a sink that drops them unread). State / off: the ratio of "
@@ -123,7 +133,12 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
             or None
             for state, state_runs in by_state.items()
         }
-        budgets += tracing_budget(path, cpu)
+        tracing_runs = by_state.get("tracing")
+        budgets += tracing_budget(
+            path,
+            cpu,
+            kept=kept_share(data, combine(tracing_runs)["rps"]) if tracing_runs else None,
+        )
         for state, state_runs in by_state.items():
             if state == "off":
                 continue
@@ -177,23 +192,38 @@ def standing(share: float | None, goal: float | None) -> str:
     return ", **behind**"
 
 
-def tracing_budget(path: str, cpu: dict[str, float | None]) -> list[str]:
+def kept_share(data: dict[str, Any], rps: float | None) -> tuple[float, str]:
+    """The share of requests the default sampler kept at this throughput, and how it reads: a
+    tenth, or fewer where the cap binds (cap x workers a second), on results that record it."""
+    ratio = (RATIO, "a tenth of the requests")
+    cap, workers = data.get("traces_cap"), data.get("workers")
+    if not (cap and workers and rps):
+        return ratio
+    capped = cap * workers / rps
+    text = f"{capped:.1%} of the requests (the cap binds at the tracing state's throughput)"
+    return min(ratio, (capped, text))
+
+
+def tracing_budget(
+    path: str, cpu: dict[str, float | None], *, kept: tuple[float, str] | None
+) -> list[str]:
     """What binds the default sampler's goal on one path, from its CPU rows: where throughput
     follows CPU per request, 0.9 of off's throughput allows off / 0.9 per request. The states
-    split what tracing at a tenth costs: what each request pays whether kept or not (dropped:
-    metrics and tracing's own), and what a kept one pays more (all - dropped), a tenth of
-    which is the sampler's share."""
+    split what tracing at the default costs: what each request pays whether kept or not
+    (dropped: metrics and tracing's own), and what a kept one pays more (all - dropped), times
+    the share of requests the sampler keeps (`kept`: the share, and how it reads)."""
     off, metrics, dropped, kept_all = (cpu.get(s) for s in ("off", "metrics", "dropped", "all"))
     goal = GOALS["tracing"]
-    if not (off and metrics and dropped and kept_all and goal):
+    if not (off and metrics and dropped and kept_all and goal and kept):
         return []
+    kept_share, share = kept
     allowed = off / goal
-    kept = kept_all - dropped
-    floor = dropped + 0.1 * kept
-    room = (allowed - dropped) / 0.1  # what a kept request may cost more than a dropped one
+    more = kept_all - dropped
+    floor = dropped + kept_share * more
+    room = (allowed - dropped) / kept_share  # what a kept request may cost more than a dropped
     verdict = (
         f"a kept request may cost at most {room:.2f} ms more than a dropped one, against "
-        f"{kept:.2f} measured"
+        f"{more:.2f} measured"
         if room > 0
         else f"a dropped request alone already costs more than that ({dropped:.2f} ms), "
         "whatever the kept ones cost"
@@ -202,10 +232,10 @@ def tracing_budget(path: str, cpu: dict[str, float | None]) -> list[str]:
         f"**What binds tracing's goal on `GET {path}`** (web CPU per request, ms): 0.9 of off's "
         f"throughput allows {allowed:.2f} (off {off:.2f} / 0.9). Metrics alone take "
         f"{metrics:.2f}; a request the sampler drops {dropped:.2f} ({dropped - metrics:+.2f} for "
-        f"tracing); a kept one {kept:.2f} more (every request traced: {kept_all:.2f}), a tenth of "
-        f"which is {0.1 * kept:.2f}. At a tenth that makes {floor:.2f}, {off / floor:.2f} of "
-        f"off's: {verdict}. Where each state's CPU goes, by package and by function: `make "
-        f"profile`'s comparison of this path's states with off ([profile.md]"
-        "(benchmarks/profile.md)).",
+        f"tracing); a kept one {more:.2f} more (every request traced: {kept_all:.2f}). The "
+        f"default keeps {share}, which adds {kept_share * more:.3f}: "
+        f"{floor:.2f}, {off / floor:.2f} of off's: {verdict}. Where each state's CPU goes, by "
+        "package and by function: `make profile`'s comparison of this path's states with off "
+        "([profile.md](benchmarks/profile.md)).",
         "",
     ]

@@ -198,13 +198,13 @@ def test_order_percentiles_are_nearest_rank_as_hey_reports_them():
     assert percentile([0.3], 95) == 0.3
 
 
-def observability_results(cpu: dict[str, float]) -> dict:
+def observability_results(cpu: dict[str, float], **data: object) -> dict:
     runs = [
         {**hey.parse(HEY_OK), "path": "/api/products", "c": 50, "seconds": 10, "label": state,
          "round": 1, "config": "uvicorn x2", "ok_rps": 1000 / ms, "web_cpu_ms_per_ok": ms}
         for state, ms in cpu.items()
     ]  # fmt: skip
-    return {"observability": {"seconds": 10, "runs": runs}}
+    return {"observability": {"seconds": 10, "runs": runs, **data}}
 
 
 def test_section_9_says_what_binds_tracings_goal_from_its_cpu_rows():
@@ -214,14 +214,47 @@ def test_section_9_says_what_binds_tracings_goal_from_its_cpu_rows():
         "**What binds tracing's goal on `GET /api/products`** (web CPU per request, ms): 0.9 of "
         "off's throughput allows 0.32 (off 0.29 / 0.9). Metrics alone take 0.31; a request the "
         "sampler drops 0.34 (+0.03 for tracing); a kept one 0.46 more (every request traced: "
-        "0.80), a tenth of which is 0.05. At a tenth that makes 0.39, 0.75 of off's: a dropped "
-        "request alone already costs more than that (0.34 ms), whatever the kept ones cost. "
-        "Where each state's CPU goes, by package and by function: `make profile`'s comparison "
-        "of this path's states with off ([profile.md](benchmarks/profile.md))."
+        "0.80). The default keeps a tenth of the requests, which adds 0.046: 0.39, 0.75 of "
+        "off's: a dropped request alone already costs more than that (0.34 ms), whatever the "
+        "kept ones cost. Where each state's CPU goes, by package and by function: `make "
+        "profile`'s comparison of this path's states with off ([profile.md](benchmarks/"
+        "profile.md))."
     ) in text
     cpu = {"off": 3.76, "metrics": 3.97, "tracing": 4.66, "dropped": 4.0, "all": 5.92}
     text = "\n".join(observability.section(observability_results(cpu), []))
     assert "a kept request may cost at most 1.78 ms more than a dropped one, against 1.92" in text
+
+
+def test_section_9_weighs_a_kept_trace_by_the_share_the_cap_leaves():
+    """At 1/0.44 ms = 2,273 req/s, 10 traces a second in each of 2 workers keep 0.9% of the
+    requests, not a tenth; under the cap's throughput, a tenth still."""
+    cpu = {"off": 0.29, "metrics": 0.30, "tracing": 0.44, "dropped": 0.31, "all": 0.80}
+    capped = observability_results(cpu, traces_cap=10, workers=2)
+    text = "\n".join(observability.section(capped, []))
+    assert (
+        "The default keeps 0.9% of the requests (the cap binds at the tracing state's "
+        "throughput), which adds 0.004: 0.31, 0.92 of off's: a kept request may cost at most "
+        "1.39 ms more than a dropped one, against 0.49 measured."
+    ) in text
+    assert "(`parentbased_traceidratio`, 0.1, at most `TRACES_MAX_PER_SECOND`=10 new" in text
+    quiet = observability_results(cpu, traces_cap=1000, workers=2)
+    assert "The default keeps a tenth of the requests" in "\n".join(
+        observability.section(quiet, [])
+    )
+
+
+def test_the_tracing_state_is_the_settings_default_sampler():
+    from django.conf import settings
+
+    assert (
+        observability.OBSERVABILITY["tracing"]["OTEL_TRACES_SAMPLER"]
+        == settings.OTEL_TRACES_SAMPLER
+    )
+    assert settings.OTEL_TRACES_SAMPLER_ARG == observability.RATIO
+    assert settings.TRACES_MAX_PER_SECOND == observability.TRACES_CAP
+    tracing = observability.OBSERVABILITY["tracing"]
+    assert tracing["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert tracing["TRACES_MAX_PER_SECOND"] == "10"
 
 
 def test_section_9_has_no_budget_without_the_states_it_splits():

@@ -73,7 +73,7 @@ print(json.dumps({
 
 
 def not_otel(name: str) -> bool:
-    return name.startswith("OTEL_")
+    return name.startswith(("OTEL_", "TRACES_"))
 
 
 def run_app(**env: str) -> dict:
@@ -190,6 +190,8 @@ def test_a_request_continues_the_clients_trace_in_a_span_named_after_its_route()
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            # The ratio alone, so that a trace's ID says whether it is kept.
+            "TRACES_MAX_PER_SECOND": "0",
         },
         drop=not_otel,
     )
@@ -238,6 +240,9 @@ print(json.dumps({
     "new_over_a_tenth": kept(tenth + 1),
     "client_sampled": kept(2**64 - 1, parent_sampled=True),
     "client_not_sampled": kept(1, parent_sampled=False),
+    # Last: new traces in a burst, each one the ratio keeps at 1, then a client's.
+    "burst_kept": sum(kept(n + 1) for n in range(50)),
+    "client_sampled_after_burst": kept(2**64 - 2, parent_sampled=True),
 }))
 """
 
@@ -249,7 +254,9 @@ def sampler_decisions(**env: str) -> dict:
 
 def test_by_default_a_tenth_of_new_traces_are_kept_and_a_client_decides_for_its_own():
     seen = sampler_decisions()
-    assert seen["description"].startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    assert seen["description"].startswith(
+        "ParentBased{root:RateCapped{TraceIdRatioBased{0.1}, 10/s}"
+    )
     assert seen["new_under_a_tenth"] is True
     assert seen["new_over_a_tenth"] is False
     assert seen["client_sampled"] is True
@@ -262,15 +269,45 @@ def test_parentbased_always_on_keeps_every_new_trace():
     assert seen["client_not_sampled"] is False
 
 
+def test_the_cap_bounds_new_traces_not_a_clients_and_zero_lifts_it():
+    """Past the cap (a burst of 50 new traces the ratio keeps, at 5 a second) the rest are
+    dropped; a client's sampled traceparent is still followed; with 0, the ratio alone."""
+    capped = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="5")
+    assert capped["description"] == (
+        "ParentBased{root:RateCapped{TraceIdRatioBased{1.0}, 5/s},"
+        "remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
+        "localParentNotSampled:AlwaysOffSampler}"
+    )
+    # Five tokens, two of them taken by the script's two new traces before the burst (a fourth
+    # if a fifth of a second passed meanwhile).
+    assert capped["burst_kept"] in (3, 4)
+    assert capped["client_sampled_after_burst"] is True
+    uncapped = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="0")
+    assert "RateCapped" not in uncapped["description"]
+    assert uncapped["burst_kept"] == 50
+
+
+def test_a_sampler_asked_for_each_span_is_never_capped():
+    seen = sampler_decisions(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="1")
+    assert seen["description"] == "TraceIdRatioBased{1.0}"
+    assert seen["burst_kept"] == 50
+
+
 @pytest.mark.parametrize(
-    "env",
-    [{"OTEL_TRACES_SAMPLER": "sometimes"}, {"OTEL_TRACES_SAMPLER_ARG": "1.5"}],
-    ids=["unknown-sampler", "ratio-over-one"],
+    ("env", "message"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER must be one of"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "OTEL_TRACES_SAMPLER must be one of"),
+        ({"TRACES_MAX_PER_SECOND": "-1"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
+        ({"TRACES_MAX_PER_SECOND": "inf"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
+        ({"TRACES_MAX_PER_SECOND": "nan"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
+    ],
+    ids=["unknown-sampler", "ratio-over-one", "cap-negative", "cap-infinite", "cap-nan"],
 )
-def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env):
+def test_a_sampler_setting_outside_its_choices_is_refused_at_start(env, message):
     result = django_process("import django; django.setup()", env=env, drop=not_otel)
     assert result.returncode != 0
-    assert "OTEL_TRACES_SAMPLER must be one of" in result.stderr
+    assert message in result.stderr
 
 
 # The upstream call each request below makes (CALL_UPSTREAM): through the sessions an upstream
@@ -380,6 +417,8 @@ def traced_script(script: str, *args: str) -> tuple[dict, list[str]]:
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            # The ratio alone, so that a trace's ID says whether it is kept.
+            "TRACES_MAX_PER_SECOND": "0",
         },
         drop=not_otel,
     )
