@@ -10,7 +10,8 @@ the sampler is asked first, with the trace ID the span would get:
   ID (PresetIdGenerator), so the sampler decides alike and the trace is exactly as before;
 - not sampled: the request goes straight to Django inside a non-recording span with that trace
   ID (log lines keep their trace_id), the parent's trace state kept, and the instrumentations
-  suppressed for its length: no SQL, Redis or upstream wrapper work. A Celery task it enqueues
+  suppressed for its length (core.tracing.unsampled set too, which its own checks read first):
+  no SQL, Redis or upstream wrapper work. A Celery task it enqueues
   still carries its unsampled trace context (the Celery instrumentation injects it regardless),
   so the worker drops that trace as it did, and so do its upstream calls
   (core.tracing.UpstreamSessions sends their traceparent).
@@ -28,6 +29,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from core.tracing import unsampled
 
 _NO_PARENT = Context()
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
@@ -128,9 +131,11 @@ class SampledFirstMiddleware:
         )
         # The span and the suppression in one context, attached once.
         token = context.attach(Context({**parent, self.span_key: span, **self.suppressed}))
+        marked = unsampled.set(True)
         try:
             await self.app(scope, receive, send)
         finally:
+            unsampled.reset(marked)
             context.detach(token)
 
 

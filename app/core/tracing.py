@@ -32,6 +32,7 @@ OpenTelemetry documents them.
 
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 EXCLUDED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _started = False
+# True for the length of a web request the sampler dropped (core.sampled_asgi): this module's own
+# checks for a recording span read it first, in one call where OpenTelemetry's take several.
+unsampled: ContextVar[bool] = ContextVar("unsampled_request", default=False)
 # What decides a trace started here: the sampler's root under ParentBased (setup()).
 _new_traces: Any = None
 
@@ -78,7 +82,7 @@ def setup(*, component: str) -> bool:
     from core import logging as json_logging
     from core.sampled_asgi import PresetIdGenerator
 
-    _new_traces, whole = samplers()
+    _new_traces, whole = samplers(component=component)
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"djstack-{component}"}),
         sampler=whole,
@@ -107,7 +111,7 @@ def _trace_pipelined_redis() -> None:
     """core.resp's commands (the event loop's reads of the cache instance) as CLIENT spans of
     the request that sent them, with the attributes redis-py's instrumentation gives its own,
     so both read alike in a trace. Only inside a recording span, as that instrumentation: a
-    request the sampler dropped pays one check per command."""
+    request the sampler dropped pays one check per command (`unsampled`)."""
     from opentelemetry import trace
     from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
@@ -120,7 +124,11 @@ def _trace_pipelined_redis() -> None:
 
     @functools.wraps(execute)
     async def traced(client: PipelinedRedis, *args: bytes | str | int) -> Reply:
-        if not trace.get_current_span().is_recording() or not is_instrumentation_enabled():
+        if (
+            unsampled.get()
+            or not trace.get_current_span().is_recording()
+            or not is_instrumentation_enabled()
+        ):
             return await execute(client, *args)
         command = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
         attributes: dict[str, str | int] = {
@@ -140,35 +148,42 @@ def _trace_pipelined_redis() -> None:
     PipelinedRedis.execute = traced  # type: ignore[method-assign,assignment]
 
 
-def sampler() -> Any:
-    return samplers()[1]
+def sampler(*, component: str = "web") -> Any:
+    return samplers(component=component)[1]
 
 
-def samplers() -> tuple[Any, Any]:
+def samplers(*, component: str) -> tuple[Any, Any]:
     """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
-    the environment, so the project's default holds wherever the variable is unset; the ratio
-    under ParentBased capped at TRACES_MAX_PER_SECOND new traces a second (core.sampling).
-    First what decides a new trace under it: its root, or itself."""
+    the environment, so the project's default holds wherever the variable is unset; first what
+    decides a new trace under it (its root, or itself). Under parentbased_traceidratio, the
+    traces recorded are capped at TRACES_MAX_PER_SECOND a second (core.sampling): the new ones,
+    and in web (whose parents are its clients') those a client's traceparent asks for."""
     from django.conf import settings
     from opentelemetry.sdk.trace import sampling
 
-    from core.sampling import RateCapped
+    from core.sampling import CappedParent, CappedRatio, TraceBudget
 
     name: str = settings.OTEL_TRACES_SAMPLER
     root = name.removeprefix("parentbased_")
-    chosen: sampling.Sampler = (
-        sampling.TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG)
-        if root == "traceidratio"
-        else sampling.ALWAYS_ON
-        if root == "always_on"
-        else sampling.ALWAYS_OFF
-    )
     if not name.startswith("parentbased_"):
-        return chosen, chosen  # asked for each span: no cap, which would drop spans of a trace
+        # Asked for each span: no cap, which would drop spans of a trace it kept.
+        alone: sampling.Sampler = (
+            sampling.TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG)
+            if root == "traceidratio"
+            else sampling.ALWAYS_ON
+            if root == "always_on"
+            else sampling.ALWAYS_OFF
+        )
+        return alone, alone
+    if root != "traceidratio":
+        chosen = sampling.ALWAYS_ON if root == "always_on" else sampling.ALWAYS_OFF
+        return chosen, sampling.ParentBased(chosen)
     cap: float = settings.TRACES_MAX_PER_SECOND
-    if root == "traceidratio" and cap > 0:
-        chosen = RateCapped(chosen, per_second=cap)
-    return chosen, sampling.ParentBased(chosen)
+    budget = TraceBudget(cap) if cap > 0 else None
+    ratio = CappedRatio(settings.OTEL_TRACES_SAMPLER_ARG, budget=budget)
+    if budget is None or component != "web":
+        return ratio, sampling.ParentBased(ratio)
+    return ratio, sampling.ParentBased(ratio, remote_parent_sampled=CappedParent(budget=budget))
 
 
 def flush(*, timeout_seconds: float = 2.0) -> None:
@@ -340,6 +355,8 @@ def name_span(request: Any) -> None:
 
 def name_route_span(method: str, route: str | None) -> None:
     """The current server span's name: the method and the route (runtime.edge names its own)."""
+    if unsampled.get():
+        return
     from opentelemetry import trace
 
     span = trace.get_current_span()

@@ -1,13 +1,21 @@
-"""core.sampling.RateCapped: the ratio sampler's choice, at most so many new traces a second,
-on a clock the test moves."""
+"""core.sampling: the ratio for new traces and the cap on the traces recorded, on a clock the
+test moves, each decision in a context of its own (a request's)."""
 
 import contextvars
 
 import pytest
 from opentelemetry.sdk.trace import sampling
-from opentelemetry.trace import TraceState
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
-from core.sampling import RateCapped
+from core.sampling import CappedParent, CappedRatio, TraceBudget
+
+TENTH = int(0.1 * 2**64)
 
 
 class Clock:
@@ -18,19 +26,28 @@ class Clock:
         return self.now
 
 
-def kept(sampler: sampling.Sampler, count: int, *, trace_id: int = 1) -> int:
-    """Of `count` new traces, each decided in a context of its own (a request's), how many
-    the sampler keeps."""
-    results = [
-        contextvars.copy_context().run(sampler.should_sample, None, trace_id + n, "GET")
-        for n in range(count)
-    ]
+def budget(per_second: float, clock: Clock) -> TraceBudget:
+    return TraceBudget(per_second, clock=clock)
+
+
+def decide(sampler: sampling.Sampler, trace_id: int, parent=None) -> sampling.SamplingResult:  # type: ignore[no-untyped-def]
+    return contextvars.copy_context().run(sampler.should_sample, parent, trace_id, "GET")
+
+
+def kept(sampler: sampling.Sampler, count: int, *, trace_id: int = 1, parent=None) -> int:  # type: ignore[no-untyped-def]
+    results = [decide(sampler, trace_id + n, parent) for n in range(count)]
     return sum(r.decision is sampling.Decision.RECORD_AND_SAMPLE for r in results)
+
+
+def client_parent(*, sampled: bool, state: TraceState | None = None):  # type: ignore[no-untyped-def]
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    parent = SpanContext(2**100, 0x1234, is_remote=True, trace_flags=flags, trace_state=state)
+    return set_span_in_context(NonRecordingSpan(parent))
 
 
 def test_a_burst_keeps_one_seconds_worth_then_one_per_tick_of_the_rate():
     clock = Clock()
-    capped = RateCapped(sampling.ALWAYS_ON, per_second=8, clock=clock)
+    capped = CappedRatio(1.0, budget=budget(8, clock))
     assert kept(capped, 25) == 8
     clock.now += 0.0625  # half a token
     assert kept(capped, 5) == 0
@@ -40,44 +57,36 @@ def test_a_burst_keeps_one_seconds_worth_then_one_per_tick_of_the_rate():
     assert kept(capped, 25) == 8
 
 
-def test_under_the_cap_the_ratio_alone_decides():
+def test_under_the_cap_the_ratio_alone_decides_as_opentelemetrys_own():
     clock = Clock()
-    ratio = sampling.TraceIdRatioBased(0.1)
-    capped = RateCapped(ratio, per_second=10, clock=clock)
-    tenth = int(0.1 * 2**64)
-    # Eight requests a second under the ratio (and as many over it): each kept, none other.
+    capped = CappedRatio(0.1, budget=budget(16, clock))
+    theirs = sampling.TraceIdRatioBased(0.1)
+    # Sixteen new traces a second under the ratio (and more over it): each kept, none other;
+    # only the ID's low 64 bits count.
     for _ in range(30):
         clock.now += 0.125
-        assert kept(capped, 1, trace_id=tenth - 1) == 1
-        assert kept(capped, 1, trace_id=tenth + 1) == 0
+        for trace_id in (TENTH - 1, TENTH, TENTH + 1, 2**64 + TENTH - 1):
+            ours, reference = decide(capped, trace_id), decide(theirs, trace_id)
+            assert ours.decision is reference.decision, trace_id
+            assert ours.trace_state == reference.trace_state
+
+
+def test_with_no_budget_it_is_the_ratio():
+    uncapped = CappedRatio(1.0, budget=None)
+    assert kept(uncapped, 500) == 500
+    assert uncapped.get_description() == "TraceIdRatioBased{1.0}"
 
 
 def test_a_drop_of_the_ratio_takes_no_token():
     clock = Clock()
-    capped = RateCapped(sampling.ALWAYS_OFF, per_second=1, clock=clock)
-    assert kept(capped, 50) == 0
-    assert kept(RateCapped(sampling.ALWAYS_ON, per_second=1, clock=clock), 3) == 1
-
-
-def test_a_capped_drop_keeps_the_trace_state():
-    class Keeps(sampling.Sampler):
-        def should_sample(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            state = TraceState([("vendor", "x")])
-            return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, None, state)
-
-        def get_description(self) -> str:
-            return "Keeps"
-
-    capped = RateCapped(Keeps(), per_second=1, clock=Clock())
-    contextvars.copy_context().run(capped.should_sample, None, 1, "GET")
-    dropped = contextvars.copy_context().run(capped.should_sample, None, 2, "GET")
-    assert dropped.decision is sampling.Decision.DROP
-    assert dropped.trace_state == TraceState([("vendor", "x")])
+    shared = budget(1, clock)
+    assert kept(CappedRatio(0.0, budget=shared), 50) == 0
+    assert kept(CappedRatio(1.0, budget=shared), 3) == 1
 
 
 def test_under_one_a_second_it_still_keeps_one_now_and_then():
     clock = Clock()
-    capped = RateCapped(sampling.ALWAYS_ON, per_second=0.5, clock=clock)
+    capped = CappedRatio(1.0, budget=budget(0.5, clock))
     assert kept(capped, 5) == 1
     clock.now += 1.75
     assert kept(capped, 5) == 0
@@ -85,20 +94,9 @@ def test_under_one_a_second_it_still_keeps_one_now_and_then():
     assert kept(capped, 5) == 1
 
 
-@pytest.mark.parametrize("per_second", [0, -1.0])
-def test_a_cap_of_nothing_is_refused(per_second):
-    with pytest.raises(ValueError, match="per_second must be over 0"):
-        RateCapped(sampling.ALWAYS_ON, per_second=per_second)
-
-
-def test_its_description_names_both():
-    capped = RateCapped(sampling.TraceIdRatioBased(0.1), per_second=10)
-    assert capped.get_description() == "RateCapped{TraceIdRatioBased{0.1}, 10/s}"
-
-
 def test_a_trace_it_kept_is_kept_when_asked_again_in_its_context_for_no_token():
     """core.sampled_asgi decides first, then the SDK asks again at the server span."""
-    capped = RateCapped(sampling.ALWAYS_ON, per_second=1, clock=Clock())
+    capped = CappedRatio(1.0, budget=budget(1, Clock()))
 
     def request(trace_id: int) -> list[bool]:
         return [
@@ -109,3 +107,38 @@ def test_a_trace_it_kept_is_kept_when_asked_again_in_its_context_for_no_token():
 
     assert contextvars.copy_context().run(request, 7) == [True, True]
     assert contextvars.copy_context().run(request, 8) == [False, False]  # the one token spent
+
+
+def test_a_clients_sampled_parent_spends_the_same_budget_and_keeps_its_trace_state():
+    clock = Clock()
+    shared = budget(4, clock)
+    new_traces = CappedRatio(1.0, budget=shared)
+    clients = sampling.ParentBased(new_traces, remote_parent_sampled=CappedParent(budget=shared))
+    state = TraceState([("vendor", "x")])
+    asked = client_parent(sampled=True, state=state)
+    assert kept(clients, 3, parent=asked) == 3
+    assert kept(new_traces, 3) == 1  # the fourth token
+    dropped = decide(clients, 99, asked)
+    assert dropped.decision is sampling.Decision.DROP
+    assert dropped.trace_state == state
+    clock.now += 1
+    followed = decide(clients, 100, asked)
+    assert followed.decision is sampling.Decision.RECORD_AND_SAMPLE
+    assert followed.trace_state == state
+    # A client's unsampled parent is obeyed as before, and spends nothing.
+    assert kept(clients, 10, parent=client_parent(sampled=False)) == 0
+    assert kept(clients, 3, parent=asked) == 3
+
+
+@pytest.mark.parametrize("per_second", [0, -1.0])
+def test_a_budget_of_nothing_is_refused(per_second):
+    with pytest.raises(ValueError, match="per_second must be over 0"):
+        TraceBudget(per_second)
+
+
+def test_their_descriptions_name_the_cap():
+    shared = TraceBudget(10)
+    assert CappedRatio(0.1, budget=shared).get_description() == (
+        "Capped{TraceIdRatioBased{0.1}, 10/s}"
+    )
+    assert CappedParent(budget=shared).get_description() == "Capped{AlwaysOnSampler, 10/s}"

@@ -216,13 +216,14 @@ def test_a_request_continues_the_clients_trace_in_a_span_named_after_its_route()
 # ratio * 2^64), and under a client's traceparent that is sampled, and one that is not.
 SAMPLER_SCRIPT = r"""
 import json
+import os
 import django
 django.setup()
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from core import tracing
 
-sampler = tracing.sampler()
+sampler = tracing.sampler(component=os.environ.get("SAMPLER_COMPONENT", "web"))
 tenth = int(0.1 * 2**64)
 
 def kept(trace_id, parent_sampled=None):
@@ -254,8 +255,11 @@ def sampler_decisions(**env: str) -> dict:
 
 def test_by_default_a_tenth_of_new_traces_are_kept_and_a_client_decides_for_its_own():
     seen = sampler_decisions()
-    assert seen["description"].startswith(
-        "ParentBased{root:RateCapped{TraceIdRatioBased{0.1}, 10/s}"
+    assert seen["description"] == (
+        "ParentBased{root:Capped{TraceIdRatioBased{0.1}, 10/s},"
+        "remoteParentSampled:Capped{AlwaysOnSampler, 10/s},"
+        "remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
+        "localParentNotSampled:AlwaysOffSampler}"
     )
     assert seen["new_under_a_tenth"] is True
     assert seen["new_over_a_tenth"] is False
@@ -269,22 +273,30 @@ def test_parentbased_always_on_keeps_every_new_trace():
     assert seen["client_not_sampled"] is False
 
 
-def test_the_cap_bounds_new_traces_not_a_clients_and_zero_lifts_it():
-    """Past the cap (a burst of 50 new traces the ratio keeps, at 5 a second) the rest are
-    dropped; a client's sampled traceparent is still followed; with 0, the ratio alone."""
-    capped = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="5")
-    assert capped["description"] == (
-        "ParentBased{root:RateCapped{TraceIdRatioBased{1.0}, 5/s},"
-        "remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
-        "localParentNotSampled:AlwaysOffSampler}"
+def test_the_cap_bounds_what_web_records_clients_included_and_zero_lifts_it():
+    """Five tokens a second: the script's first two new traces and its sampled client take
+    three, a burst of 50 new traces the ratio keeps the rest (a sixth if a fifth of a second
+    passed meanwhile); then a client's sampled traceparent is dropped in web, followed in a
+    worker (whose parents are web's own, already within its cap). With 0, the ratio alone."""
+    web = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="5")
+    assert web["description"].startswith(
+        "ParentBased{root:Capped{TraceIdRatioBased{1.0}, 5/s},"
+        "remoteParentSampled:Capped{AlwaysOnSampler, 5/s},"
     )
-    # Five tokens, two of them taken by the script's two new traces before the burst (a fourth
-    # if a fifth of a second passed meanwhile).
-    assert capped["burst_kept"] in (3, 4)
-    assert capped["client_sampled_after_burst"] is True
+    assert web["burst_kept"] in (2, 3)
+    assert web["client_sampled_after_burst"] is False
+    worker = sampler_decisions(
+        OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="5", SAMPLER_COMPONENT="worker"
+    )
+    assert worker["description"].startswith(
+        "ParentBased{root:Capped{TraceIdRatioBased{1.0}, 5/s},remoteParentSampled:AlwaysOnSampler,"
+    )
+    assert worker["burst_kept"] in (3, 4)
+    assert worker["client_sampled_after_burst"] is True
     uncapped = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="0")
-    assert "RateCapped" not in uncapped["description"]
+    assert "Capped" not in uncapped["description"]
     assert uncapped["burst_kept"] == 50
+    assert uncapped["client_sampled_after_burst"] is True
 
 
 def test_a_sampler_asked_for_each_span_is_never_capped():
