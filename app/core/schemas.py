@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -99,6 +100,38 @@ class InputSchema(Schema):
         if not isinstance(getattr(data, "_obj", data), dict):
             raise ValueError("the body must be a JSON object")
         return data
+
+
+def _fields_never_null(schema: dict[str, Any]) -> None:
+    """A PATCH body's schema as PatchSchema validates it: each field left out, or a value; the
+    `| None` its type needs for "left out" is no value a client may send."""
+    for field in schema.get("properties", {}).values():
+        choices = field.pop("anyOf", None)
+        if choices is not None:
+            values = [choice for choice in choices if choice != {"type": "null"}]
+            if len(values) == 1:
+                field.update(values[0])
+            else:
+                field["anyOf"] = values
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
+class PatchSchema(InputSchema):
+    """A PATCH body: the fields sent change, those left out keep their value. A field sent as
+    null is refused (400 naming it), and the OpenAPI schema says so: none of them is nullable.
+    Read with .dict(exclude_unset=True)."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra=_fields_never_null)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # A field left out keeps its value; one sent as null would read the same, and the
+        # client be answered 200 for a value none of these fields can take.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class ErrorDetail(Schema):

@@ -1,13 +1,14 @@
-from typing import Annotated, Any
+from typing import Annotated
 
 from ninja import Field, Schema
-from pydantic import BeforeValidator, StringConstraints, field_validator
+from pydantic import BeforeValidator, StringConstraints
 
 from core.schemas import (
     CachedPageQuery,
     InputSchema,
     Money,
     MoneyOut,
+    PatchSchema,
     PositiveId,
     Timestamp,
     json_integer,
@@ -48,7 +49,7 @@ class ProductIn(InputSchema):
     hot: bool = False
 
 
-class ProductPatch(InputSchema):
+class ProductPatch(PatchSchema):
     name: Name | None = None
     description: Description | None = None
     price: Money | None = None
@@ -59,15 +60,6 @@ class ProductPatch(InputSchema):
     )
     stock_delta: StockDelta | None = None
     hot: bool | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # A field left out keeps its value; one sent as null would read the same, and the
-        # client be answered 200 for a value none of these fields can take.
-        if value is None:
-            raise ValueError("must not be null; leave the field out to keep its value")
-        return value
 
 
 class ProductOut(Schema):

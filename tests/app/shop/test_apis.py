@@ -125,6 +125,25 @@ def test_every_canonical_product_page_size_is_served(client, size):
     assert response.json()["page_size"] == size
 
 
+def test_the_openapi_schema_of_a_product_patch_allows_no_null(client):
+    """As the PATCH refuses a null (test_a_field_patched_to_null_is_a_400_naming_it_...): a
+    client generated from the schema never sends one."""
+    document = client.get("/api/openapi.json").json()
+    body = document["paths"]["/api/products/{product_id}"]["patch"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    fields = schema["properties"]
+    assert set(fields) == {"name", "description", "price", "stock", "stock_delta", "hot"}
+    assert "required" not in schema
+    for name, field in fields.items():
+        assert "null" not in json.dumps(field), (name, field)
+        assert "anyOf" not in field, (name, field)
+    assert fields["hot"]["type"] == "boolean"
+    assert fields["stock"]["type"] == "integer"
+    assert fields["stock"]["description"].startswith("Sets an absolute count")
+    assert fields["name"]["pattern"]
+
+
 def test_the_openapi_schema_lists_the_canonical_product_page_sizes(client):
     operation = client.get("/api/openapi.json").json()["paths"]["/api/products"]["get"]
     [size] = [p for p in operation["parameters"] if p["name"] == "page_size"]
