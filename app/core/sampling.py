@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import sampling
@@ -108,19 +109,11 @@ class CappedParent(sampling.Sampler):
         self.budget = budget
 
     def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
+        self, parent_context: Context | None, trace_id: int, *args: Any, **kwargs: Any
     ) -> sampling.SamplingResult:
+        # The rest of the arguments as the SDK passes them, on to the static sampler.
         static = sampling.ALWAYS_ON if self.budget.take(trace_id) else sampling.ALWAYS_OFF
-        return static.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
+        return static.should_sample(parent_context, trace_id, *args, **kwargs)
 
     def get_description(self) -> str:
         return f"Capped{{{sampling.ALWAYS_ON.get_description()}, {self.budget}}}"
