@@ -10,8 +10,10 @@ own. All are restored, and the sink removed, at the end.
 """
 
 import json
+import math
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -57,12 +59,15 @@ def traced(stack) -> Iterator[None]:
         stack.compose("up", "--detach", "--no-deps", "--wait", "--wait-timeout", "90", "beat")
 
 
-def spans_of(stack, trace_id: str) -> list[dict[str, Any]]:
-    """The sink's spans of this trace (its JSON lines; compose may prefix terminal escapes)."""
+def all_spans(stack) -> list[dict[str, Any]]:
+    """The sink's spans (its JSON lines; compose may prefix terminal escapes)."""
     out = stack.compose("logs", "--no-color", "--no-log-prefix", SINK).stdout
     lines = (re.sub(r"^(\x1b\[[0-9;]*[A-Za-z])+", "", line) for line in out.splitlines())
-    spans = [json.loads(line) for line in lines if line.startswith("{")]
-    return [span for span in spans if span["trace_id"] == trace_id]
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def spans_of(stack, trace_id: str) -> list[dict[str, Any]]:
+    return [span for span in all_spans(stack) if span["trace_id"] == trace_id]
 
 
 def new_trace() -> tuple[str, str, str]:
@@ -176,3 +181,47 @@ def test_the_product_page_fan_out_is_in_the_trace_of_its_request(stack, traced):
     assert "/recommendations/" in urls[1], urls
     for span in clients:
         assert view["span_id"] in ancestors(span, spans)
+
+
+# The default sampler, every new trace wanted (a ratio of 1), capped at one recorded trace a
+# second in each of two workers.
+CAPPED = {
+    **TRACING,
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "1",
+    "TRACES_MAX_PER_SECOND": "1",
+    "GUNICORN_WORKERS": "2",
+}
+# Past OpenTelemetry's export delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): each worker has exported
+# every span it held that long.
+EXPORTED_SECONDS = 6
+
+
+def test_a_client_asking_for_every_trace_gets_no_more_recorded_than_the_cap(stack, traced):
+    """README, Tracing: each worker records at most TRACES_MAX_PER_SECOND traces a second,
+    those a client asks for included. Of 40 requests in a burst, each with a sampled
+    traceparent, each worker records one, and one more a second; every one is answered. A
+    second later the next is recorded again: a rate, not a quota."""
+    recreate(stack, CAPPED)
+    try:
+        asked = []
+        started = time.monotonic()
+        for _ in range(40):
+            trace_id, _, traceparent = new_trace()
+            response = stack.get("/api/products", headers={"traceparent": traceparent})
+            assert response.status_code == 200, response.text
+            asked.append(trace_id)
+        elapsed = time.monotonic() - started
+        time.sleep(1.5)  # a token again in each worker
+        trace_id, _, traceparent = new_trace()
+        response = stack.get("/api/products", headers={"traceparent": traceparent})
+        assert response.status_code == 200, response.text
+        spans = wait_until(
+            lambda: spans_of(stack, trace_id), timeout=30, what=f"the spans of {trace_id}"
+        )
+        assert only(spans, kind="SERVER")["name"] == "GET api/products"
+        time.sleep(EXPORTED_SECONDS)
+        recorded = {span["trace_id"] for span in all_spans(stack)} & set(asked)
+        assert 1 <= len(recorded) <= 2 * (1 + math.ceil(elapsed)), (len(recorded), elapsed)
+    finally:
+        recreate(stack, TRACING)
