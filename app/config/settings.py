@@ -92,14 +92,15 @@ if OTEL_TRACES_SAMPLER not in OTEL_TRACES_SAMPLERS or not 0 <= OTEL_TRACES_SAMPL
         f" OTEL_TRACES_SAMPLER_ARG a ratio from 0 to 1; got {OTEL_TRACES_SAMPLER!r},"
         f" {OTEL_TRACES_SAMPLER_ARG!r}"
     )
-# At most this many traces recorded a second in each process under parentbased_traceidratio
-# (core/sampling.py: new traces, and in web those a client's traceparent asks for); 0: no cap.
-# Tracing's cost then stops growing with the traffic: ten a second is a tenth of each worker's
-# requests up to 100 a second.
+# At most this many traces recorded a second in each process under the parentbased_* samplers
+# (core/sampling.py: the new traces the ratio keeps, and in web those a client's traceparent asks
+# for); 0: no cap. Tracing's cost then stops growing with the traffic: ten a second is a tenth
+# of each worker's requests up to 100 a second.
 TRACES_MAX_PER_SECOND = env_float("TRACES_MAX_PER_SECOND", 10.0)
 if not 0 <= TRACES_MAX_PER_SECOND < math.inf:
     raise ImproperlyConfigured(
-        f"TRACES_MAX_PER_SECOND must be 0 (no cap) or more; got {TRACES_MAX_PER_SECOND!r}"
+        "TRACES_MAX_PER_SECOND must be a finite number, 0 (no cap) or more;"
+        f" got {TRACES_MAX_PER_SECOND!r}"
     )
 
 # Django Debug Toolbar: only with DEBUG on and the package present, i.e. in `make dev`'s image

@@ -119,10 +119,11 @@ def _fields_never_null(schema: dict[str, Any]) -> None:
 
 class PatchSchema(InputSchema):
     """A PATCH body: the fields sent change, those left out keep their value. A field sent as
-    null is refused (400 naming it), and the OpenAPI schema says so: none of them is nullable.
-    Read with .dict(exclude_unset=True)."""
+    null is refused (400 naming it), and so is a field it does not have (a misspelt name would
+    change nothing and be answered 200); the OpenAPI schema says both: none is nullable, no
+    other property is allowed. Read with .dict(exclude_unset=True)."""
 
-    model_config = ConfigDict(strict=True, json_schema_extra=_fields_never_null)
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_fields_never_null)
 
     @field_validator("*", mode="before")
     @classmethod

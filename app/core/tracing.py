@@ -155,9 +155,10 @@ def sampler(*, component: str = "web") -> Any:
 def samplers(*, component: str) -> tuple[Any, Any]:
     """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
     the environment, so the project's default holds wherever the variable is unset; first what
-    decides a new trace under it (its root, or itself). Under parentbased_traceidratio, the
-    traces recorded are capped at TRACES_MAX_PER_SECOND a second (core.sampling): the new ones,
-    and in web (whose parents are its clients') those a client's traceparent asks for."""
+    decides a new trace under it (its root, or itself). Under a parentbased_* sampler each
+    process records at most TRACES_MAX_PER_SECOND traces a second (core.sampling): the new ones
+    the ratio keeps, and in web (whose parents are its clients') those a client's traceparent
+    asks for, whichever the root. A plain sampler is asked for every span: no cap there."""
     from django.conf import settings
     from opentelemetry.sdk.trace import sampling
 
@@ -166,7 +167,6 @@ def samplers(*, component: str) -> tuple[Any, Any]:
     name: str = settings.OTEL_TRACES_SAMPLER
     root = name.removeprefix("parentbased_")
     if not name.startswith("parentbased_"):
-        # Asked for each span: no cap, which would drop spans of a trace it kept.
         alone: sampling.Sampler = (
             sampling.TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG)
             if root == "traceidratio"
@@ -175,15 +175,18 @@ def samplers(*, component: str) -> tuple[Any, Any]:
             else sampling.ALWAYS_OFF
         )
         return alone, alone
-    if root != "traceidratio":
-        chosen = sampling.ALWAYS_ON if root == "always_on" else sampling.ALWAYS_OFF
-        return chosen, sampling.ParentBased(chosen)
     cap: float = settings.TRACES_MAX_PER_SECOND
     budget = TraceBudget(cap) if cap > 0 else None
-    ratio = CappedRatio(settings.OTEL_TRACES_SAMPLER_ARG, budget=budget)
+    chosen: sampling.Sampler = (
+        CappedRatio(settings.OTEL_TRACES_SAMPLER_ARG, budget=budget)
+        if root == "traceidratio"
+        else sampling.ALWAYS_ON
+        if root == "always_on"  # every new trace, as asked: uncapped
+        else sampling.ALWAYS_OFF
+    )
     if budget is None or component != "web":
-        return ratio, sampling.ParentBased(ratio)
-    return ratio, sampling.ParentBased(ratio, remote_parent_sampled=CappedParent(budget=budget))
+        return chosen, sampling.ParentBased(chosen)
+    return chosen, sampling.ParentBased(chosen, remote_parent_sampled=CappedParent(budget=budget))
 
 
 def flush(*, timeout_seconds: float = 2.0) -> None:

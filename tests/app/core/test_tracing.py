@@ -244,6 +244,8 @@ print(json.dumps({
     # Last: new traces in a burst, each one the ratio keeps at 1, then a client's.
     "burst_kept": sum(kept(n + 1) for n in range(50)),
     "client_sampled_after_burst": kept(2**64 - 2, parent_sampled=True),
+    # Then clients' sampled traceparents in a burst, each its own trace.
+    "clients_burst_kept": sum(kept(2**65 + n, parent_sampled=True) for n in range(50)),
 }))
 """
 
@@ -299,6 +301,23 @@ def test_the_cap_bounds_what_web_records_clients_included_and_zero_lifts_it():
     assert uncapped["client_sampled_after_burst"] is True
 
 
+@pytest.mark.parametrize("root", ["always_off", "always_on"])
+def test_under_every_parentbased_sampler_web_caps_what_its_clients_ask_for(root):
+    """Its own new traces as the root says (none, or all: as asked), and the clients' sampled
+    traceparents within the budget: five tokens, one taken by the script's first sampled client
+    and one by its second (a sixth if a fifth of a second passed meanwhile)."""
+    web = sampler_decisions(OTEL_TRACES_SAMPLER=f"parentbased_{root}", TRACES_MAX_PER_SECOND="5")
+    assert "remoteParentSampled:Capped{AlwaysOnSampler, 5/s}" in web["description"]
+    assert web["burst_kept"] == (50 if root == "always_on" else 0)
+    assert web["clients_burst_kept"] in (3, 4)
+    worker = sampler_decisions(
+        OTEL_TRACES_SAMPLER=f"parentbased_{root}",
+        TRACES_MAX_PER_SECOND="5",
+        SAMPLER_COMPONENT="worker",
+    )
+    assert worker["clients_burst_kept"] == 50
+
+
 def test_a_sampler_asked_for_each_span_is_never_capped():
     seen = sampler_decisions(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="1")
     assert seen["description"] == "TraceIdRatioBased{1.0}"
@@ -310,9 +329,18 @@ def test_a_sampler_asked_for_each_span_is_never_capped():
     [
         ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER must be one of"),
         ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "OTEL_TRACES_SAMPLER must be one of"),
-        ({"TRACES_MAX_PER_SECOND": "-1"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
-        ({"TRACES_MAX_PER_SECOND": "inf"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
-        ({"TRACES_MAX_PER_SECOND": "nan"}, "TRACES_MAX_PER_SECOND must be 0 (no cap) or more"),
+        (
+            {"TRACES_MAX_PER_SECOND": "-1"},
+            "TRACES_MAX_PER_SECOND must be a finite number, 0 (no cap) or more",
+        ),
+        (
+            {"TRACES_MAX_PER_SECOND": "inf"},
+            "TRACES_MAX_PER_SECOND must be a finite number, 0 (no cap) or more",
+        ),
+        (
+            {"TRACES_MAX_PER_SECOND": "nan"},
+            "TRACES_MAX_PER_SECOND must be a finite number, 0 (no cap) or more",
+        ),
     ],
     ids=["unknown-sampler", "ratio-over-one", "cap-negative", "cap-infinite", "cap-nan"],
 )

@@ -135,6 +135,7 @@ def test_the_openapi_schema_of_a_product_patch_allows_no_null(client):
     fields = schema["properties"]
     assert set(fields) == {"name", "description", "price", "stock", "stock_delta", "hot"}
     assert "required" not in schema
+    assert schema["additionalProperties"] is False
     for name, field in fields.items():
         assert "null" not in json.dumps(field), (name, field)
         assert "anyOf" not in field, (name, field)
@@ -726,6 +727,19 @@ def test_a_field_patched_to_null_is_a_400_naming_it_and_changes_nothing(client, 
     assert "must not be null" in " ".join(error["fields"][field])
     mug.refresh_from_db()
     assert (mug.name, mug.stock, str(mug.price)) == ("Mug", 5, "2.00")
+
+
+@pytest.mark.parametrize("body", [{"stok": 3}, {"name": "Cup", "stok": 3}, {"id": 99}])
+def test_a_field_a_product_has_not_is_a_400_naming_it_and_changes_nothing(client, staff, body):
+    mug = ProductFactory(name="Mug", stock=5, price="2.00")
+    response = patch(client, staff, mug.pk, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    unknown = next(field for field in body if field not in ("name",))
+    assert unknown in error["fields"], error
+    mug.refresh_from_db()
+    assert (mug.pk, mug.name, mug.stock) == (mug.pk, "Mug", 5)
 
 
 @pytest.mark.parametrize(
