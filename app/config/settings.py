@@ -152,7 +152,8 @@ _DB_PASSWORD = env_secret("DB_PASSWORD", production=PRODUCTION, dev_default=f"{D
 
 def _database(name: str) -> dict[str, object]:
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # core.postgresql: PostgreSQL with no write committing past its request's deadline.
+        "ENGINE": "core.postgresql",
         "NAME": name,
         "USER": env_str("DB_USER", "app"),
         "PASSWORD": _DB_PASSWORD,

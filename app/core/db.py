@@ -56,6 +56,7 @@ from core import metrics
 from core.db_router import PRIMARY, replica_aliases
 from core.errors import error_response
 from core.tracing import untraced
+from core.write_deadline import WriteTooLate
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
@@ -71,10 +72,20 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P04", "55P03"})
 
 
 def database_error_response(exc: BaseException) -> JsonResponse:
-    """The answer to a database error a view did not handle: a 503 that says which kind, never
-    a 500. The API's handler (config/api.py) and JsonErrorMiddleware (other views) use it."""
+    """The answer to a database error a view did not handle: a 503 that says which kind (a 504
+    for a write refused past its request's deadline), never a 500. The API's handler
+    (config/api.py) and JsonErrorMiddleware (other views) use it."""
     code = sqlstate(exc)
-    if code == STATEMENT_TIMEOUT:
+    if isinstance(exc, WriteTooLate):
+        # The request outlasted its deadline and its writes were refused (core/write_deadline.py):
+        # the answer Nginx gives a request that took too long, with what became of it.
+        response = error_response(
+            504,
+            "gateway_timeout",
+            "The application took too long to answer; nothing this request would have written "
+            "was saved.",
+        )
+    elif code == STATEMENT_TIMEOUT:
         # statement_timeout (or an operator) cancelled the query: the server is up, the query
         # was too heavy for now.
         response = error_response(

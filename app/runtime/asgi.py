@@ -26,7 +26,8 @@ WORKER TIMEOUT for sync code (the watchdog below): a request whose thread has be
 sync call longer than Gunicorn's timeout is stuck, as surely as a worker whose event loop went
 silent. Its thread's stack is logged as worker_abort logs stacks, the abort counted, the client
 answered a JSON 504 at once, its executor never lent again, and the worker drains and is
-replaced (runtime/workers.py); the other requests in flight finish.
+replaced (runtime/workers.py); the other requests in flight finish. Whatever the request writes
+past the timeout, or after that 504, is refused and rolled back (core/write_deadline.py).
 """
 
 import asyncio
@@ -55,6 +56,7 @@ from django.dispatch import Signal
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
+from core import write_deadline
 from core.errors import ServerBusy
 from runtime import config as runtime_config
 from runtime import metrics as worker_metrics
@@ -350,8 +352,9 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
-        # The requests in flight: their lease, and the future that aborts them.
-        self._in_flight: dict[Lease, asyncio.Future[None]] = {}
+        # The requests in flight: their lease, the future that aborts them, and their deadline
+        # for writes (core/write_deadline.py).
+        self._in_flight: dict[Lease, tuple[asyncio.Future[None], write_deadline.Deadline]] = {}
         self._watching = False
         # The abort counter counts workers: a drain that several stuck threads cause is one.
         self._abort_counted = False
@@ -478,13 +481,18 @@ class PooledExecutorASGIHandler(ASGIHandler):
         if not self._watching:
             self._watching = True
             workers.on_tick(lambda: self._tick(timeout))
-        await self._call_watched(scope, receive, send)
+        await self._call_watched(scope, receive, send, timeout)
 
-    async def _call_watched(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _call_watched(
+        self, scope: dict[str, Any], receive: Any, send: Any, timeout: float
+    ) -> None:
         lease = Lease(self.executors, bounded=scope.get("method") not in SAFE_METHODS)
         lent = _LEASE.set(lease)
         abort: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[lease] = abort
+        # Set before the request's task is created, which copies this context (and its sync
+        # calls after it): a write must commit within the timeout the watchdog holds it to.
+        deadline, deadline_set = write_deadline.start(timeout)
+        self._in_flight[lease] = (abort, deadline)
         started = False
 
         async def tracked_send(message: Mapping[str, Any]) -> None:
@@ -512,6 +520,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
             del self._in_flight[lease]
+            write_deadline.end(deadline_set)
             _LEASE.reset(lent)
             lease.end(stuck=stuck)
 
@@ -525,11 +534,13 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def _watch(self, timeout: float) -> None:
         """On the event loop, at each tick: a request thread busy past the timeout is stuck."""
         now = monotonic()
-        for lease, abort in list(self._in_flight.items()):
+        for lease, (abort, deadline) in list(self._in_flight.items()):
             executor = lease.executor
             since = None if executor is None else executor.busy_since
             if executor is None or abort.done() or since is None or now - since < timeout:
                 continue
+            if not write_deadline.answer(deadline):
+                continue  # a COMMIT is under way: the request answers itself, or the next tick
             abort.set_result(None)
             _report_stuck(executor, now - since)
             if not self._abort_counted:

@@ -560,6 +560,44 @@ class TestSyncViewStuck:
         assert t.failures == [], t.failures[:5]
         assert lost == 0
 
+    def test_nothing_a_request_writes_after_it_was_answered_504_is_kept(self, stack):
+        """Two requests outlast GUNICORN_TIMEOUT=10 and write afterwards: a sync view whose
+        transaction commits as soon as the watchdog answered it 504, and an async view that
+        writes only after 11 s, past its deadline (it answers 504 itself). Neither row is kept
+        (core/write_deadline.py); before, both were: a client told its request took too long
+        who asked again had it done twice."""
+        boots_before = len(messages(stack, "Booting worker"))
+        refusals_before = len(messages(stack, "past the request's deadline"))
+        tag = uuid.uuid4().hex[:12]
+        names = [f"late-sync-{tag}", f"late-async-{tag}"]
+        paths = [f"/faults/write-late?seconds=30&name={names[0]}"]
+        paths.append(f"/faults/write-after?seconds=11&name={names[1]}")
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda p: requests.post(stack.url(p), timeout=60), paths))
+        assert [a.status_code for a in answers] == [504, 504], [a.text for a in answers]
+        assert [a.json()["error"]["code"] for a in answers] == ["gateway_timeout"] * 2
+        # The watchdog's answer to the stuck thread; the async view's own, as it was refused.
+        assert "nothing this request would have written" in answers[1].json()["error"]["message"]
+        wait_until(
+            lambda: len(messages(stack, "past the request's deadline")) >= refusals_before + 2,
+            timeout=20,
+            what="both writes refused",
+        )
+        wait_until(
+            lambda: len(messages(stack, "Booting worker")) > boots_before,
+            timeout=30,
+            what="a replacement for the worker the watchdog drained",
+        )
+        kept = stack.psql(
+            "db-primary", f"SELECT username FROM accounts_user WHERE username LIKE 'late-%-{tag}'"
+        )
+        assert kept == ""
+        refusals = messages(stack, "past the request's deadline")[refusals_before:]
+        assert {r["message"].split(" past")[0] for r in refusals} == {
+            "refused COMMIT",
+            "refused statement outside a transaction",
+        }
+
 
 # --- 4. A leaking endpoint ----------------------------------------------------------------------
 

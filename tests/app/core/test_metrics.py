@@ -113,6 +113,7 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
     import asyncio
     import threading
 
+    from core import write_deadline
     from runtime.asgi import Lease, PooledExecutorASGIHandler
 
     before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
@@ -125,7 +126,8 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
             lease.submit(release.wait)
             while lease.executor is None or lease.executor.busy_since is None:
                 await asyncio.sleep(0.01)
-            handler._in_flight[lease] = asyncio.get_running_loop().create_future()
+            abort = asyncio.get_running_loop().create_future()
+            handler._in_flight[lease] = (abort, write_deadline.Deadline(at=0.0))
         await asyncio.sleep(0.05)
         handler._watch(0.01)
         handler._watch(0.01)

@@ -9,4 +9,6 @@ urlpatterns = [
     path("block", views.block),
     path("leak", views.leak),
     path("query", views.query),
+    path("write-late", views.write_late),
+    path("write-after", views.write_after),
 ]

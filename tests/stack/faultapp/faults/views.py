@@ -5,9 +5,13 @@ import os
 import socket
 import time
 
-from django.db import connections
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import connections, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+
+from core import write_deadline
 
 MIB = 1024 * 1024
 # Memory this worker has "leaked": kept for the life of the process, which the memory guard ends.
@@ -44,6 +48,33 @@ def hang_sync(request: HttpRequest) -> JsonResponse:
     GUNICORN_TIMEOUT."""
     time.sleep(_seconds(request, 60, 120))  # blocking on purpose
     return JsonResponse({"hung": True})
+
+
+def _name(request: HttpRequest) -> str:
+    return request.GET.get("name", "")[:100] or "fault-writer"
+
+
+@csrf_exempt
+def write_late(request: HttpRequest) -> JsonResponse:
+    """Creates a user in a transaction it holds open (blocking) until the watchdog has answered
+    the client 504, or `seconds`, then commits: back at once, before the worker the watchdog
+    drains can end, the worst moment for a commit."""
+    deadline = write_deadline.DEADLINE.get()
+    stop = time.monotonic() + _seconds(request, 60, 60)
+    with transaction.atomic():
+        get_user_model().objects.create(username=_name(request))
+        while not (deadline and deadline.answered) and time.monotonic() < stop:
+            time.sleep(0.02)  # blocking on purpose
+    return JsonResponse({"written": True})
+
+
+@csrf_exempt
+async def write_after(request: HttpRequest) -> JsonResponse:
+    """Awaits `seconds`, then creates a user: an async view that writes only once its request is
+    past its deadline. Nothing stops it there: no thread is stuck for the watchdog to see."""
+    await asyncio.sleep(_seconds(request, 11, 60))
+    await sync_to_async(get_user_model().objects.create)(username=_name(request))
+    return JsonResponse({"written": True})
 
 
 def block(request: HttpRequest) -> JsonResponse:

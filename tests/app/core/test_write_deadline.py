@@ -1,0 +1,108 @@
+"""core/write_deadline.py on the real database: past its request's deadline, or once the watchdog
+has answered the request, nothing the request writes is kept."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, transaction
+
+from accounts.models import ApiToken, User
+from core import write_deadline
+from core.db import database_error_response
+from tests.app.accounts.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def deadline() -> Iterator[write_deadline.Deadline]:
+    """A request's deadline a minute away, set in this test's context as runtime/asgi.py sets it
+    in a request's (the test's writes run in it)."""
+    value, token = write_deadline.start(60)
+    yield value
+    write_deadline.end(token)
+
+
+def run_out(deadline: write_deadline.Deadline) -> None:
+    deadline.at = time.monotonic() - 0.001
+
+
+def test_a_transaction_within_its_requests_deadline_commits(deadline):
+    with transaction.atomic():
+        User.objects.create(username="in-time")
+    assert User.objects.filter(username="in-time").exists()
+
+
+def test_a_transaction_whose_commit_comes_past_the_deadline_is_rolled_back(deadline):
+    hooks: list[str] = []
+
+    def write_then_run_out() -> None:
+        with transaction.atomic():
+            User.objects.create(username="too-late")
+            transaction.on_commit(lambda: hooks.append("ran"))
+            run_out(deadline)
+
+    with pytest.raises(write_deadline.WriteTooLate, match="COMMIT was refused"):
+        write_then_run_out()
+    assert not User.objects.filter(username="too-late").exists()
+    assert hooks == []  # what was to follow the commit (an email's outbox row, a task) never ran
+    assert not connection.in_atomic_block
+    assert connection.get_autocommit()
+
+
+def test_past_the_deadline_a_write_outside_a_transaction_is_refused_and_a_read_runs(deadline):
+    UserFactory(username="ann")
+    run_out(deadline)
+    with pytest.raises(write_deadline.WriteTooLate, match="statement outside a transaction"):
+        User.objects.create(username="too-late")
+    with pytest.raises(write_deadline.WriteTooLate):
+        User.objects.filter(username="ann").update(first_name="Ann")
+    assert list(User.objects.values_list("username", "first_name")) == [("ann", "")]
+
+
+def test_once_the_watchdog_answered_the_request_nothing_commits_even_in_time(deadline):
+    assert write_deadline.answer(deadline)
+    with (
+        pytest.raises(write_deadline.WriteTooLate, match="its client was answered already"),
+        transaction.atomic(),
+    ):
+        User.objects.create(username="after-the-504")
+    assert not User.objects.filter(username="after-the-504").exists()
+
+
+def test_the_watchdog_does_not_answer_while_a_commit_is_under_way(deadline):
+    with write_deadline.committing():
+        assert not write_deadline.answer(deadline)  # the request will answer itself
+        assert not deadline.answered
+    assert write_deadline.answer(deadline)
+
+
+def test_without_a_deadline_celery_and_commands_commit_whenever_they_finish():
+    assert write_deadline.DEADLINE.get() is None
+    with transaction.atomic():
+        User.objects.create(username="a-task")
+    User.objects.create(username="a-command")
+    assert User.objects.filter(username__in=["a-task", "a-command"]).count() == 2
+
+
+def test_a_refused_write_is_a_json_504_saying_nothing_was_saved(client, deadline):
+    UserFactory(username="ann")
+    run_out(deadline)
+    response = client.post(
+        "/api/auth/token",
+        {"username": "ann", "password": "correct horse battery staple"},
+        content_type="application/json",
+    )
+    assert response.status_code == 504
+    assert response["Retry-After"] == "5"
+    error = response.json()["error"]
+    assert error["code"] == "gateway_timeout"
+    assert "nothing this request would have written was saved" in error["message"]
+    assert not ApiToken.objects.exists()
+
+
+def test_the_refusal_carries_postgres_own_sqlstate_for_a_transaction_out_of_time():
+    answer = database_error_response(write_deadline.WriteTooLate("late"))
+    assert answer.status_code == 504
+    assert write_deadline.WriteTooLate("late").sqlstate == "25P04"
