@@ -148,10 +148,6 @@ def _trace_pipelined_redis() -> None:
     PipelinedRedis.execute = traced  # type: ignore[method-assign,assignment]
 
 
-def sampler(*, component: str = "web") -> Any:
-    return samplers(component=component)[1]
-
-
 def samplers(*, component: str) -> tuple[Any, Any]:
     """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
     the environment, so the project's default holds wherever the variable is unset; first what
@@ -165,25 +161,20 @@ def samplers(*, component: str) -> tuple[Any, Any]:
     from core.sampling import CappedParent, CappedRatio, TraceBudget
 
     name: str = settings.OTEL_TRACES_SAMPLER
-    root = name.removeprefix("parentbased_")
-    if not name.startswith("parentbased_"):
-        alone: sampling.Sampler = (
-            sampling.TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG)
-            if root == "traceidratio"
-            else sampling.ALWAYS_ON
-            if root == "always_on"
-            else sampling.ALWAYS_OFF
-        )
-        return alone, alone
+    ratio: float = settings.OTEL_TRACES_SAMPLER_ARG
+    parent_based = name.startswith("parentbased_")
     cap: float = settings.TRACES_MAX_PER_SECOND
-    budget = TraceBudget(cap) if cap > 0 else None
+    budget = TraceBudget(cap) if parent_based and cap > 0 else None
+    root = name.removeprefix("parentbased_")
     chosen: sampling.Sampler = (
-        CappedRatio(settings.OTEL_TRACES_SAMPLER_ARG, budget=budget)
+        (CappedRatio(ratio, budget=budget) if parent_based else sampling.TraceIdRatioBased(ratio))
         if root == "traceidratio"
         else sampling.ALWAYS_ON
         if root == "always_on"  # every new trace, as asked: uncapped
         else sampling.ALWAYS_OFF
     )
+    if not parent_based:
+        return chosen, chosen
     if budget is None or component != "web":
         return chosen, sampling.ParentBased(chosen)
     return chosen, sampling.ParentBased(chosen, remote_parent_sampled=CappedParent(budget=budget))

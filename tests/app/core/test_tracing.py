@@ -223,7 +223,7 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from core import tracing
 
-sampler = tracing.sampler(component=os.environ.get("SAMPLER_COMPONENT", "web"))
+sampler = tracing.samplers(component=os.environ.get("SAMPLER_COMPONENT", "web"))[1]
 tenth = int(0.1 * 2**64)
 
 def kept(trace_id, parent_sampled=None):
