@@ -6,15 +6,16 @@ calls add up past its proxy_read_timeout, and nothing stops an async view when N
 Whatever the request wrote afterwards would commit, and a client told "took too long" who
 asks again would place a second order.
 
-So each request our Uvicorn workers serve carries a deadline (runtime/asgi.py: its arrival plus
-Gunicorn's timeout, which sits below Nginx's proxy_read_timeout so that a commit just in time
-and its answer still reach Nginx). Past it, or once the watchdog has answered the request:
+So each request carries a deadline: its arrival plus Gunicorn's timeout, which sits below
+Nginx's proxy_read_timeout so that a commit just in time and its answer still reach Nginx
+(runtime/asgi.py under Uvicorn workers; WSGIDeadline under gthread, whose threads nothing
+stops). Past it, or once the watchdog has answered the request:
 - the COMMIT of a transaction is refused, and Django's atomic rolls the transaction back;
 - a statement outside a transaction is refused unless it is a SELECT: it would commit itself.
 The refusal is WriteTooLate, an OperationalError with PostgreSQL's own SQLSTATE for a
 transaction past its time (25P04), answered as a JSON 504 saying nothing was saved
-(core.db.database_error_response). Requests without a deadline (Celery, commands, tests, other
-servers) are never refused.
+(core.db.database_error_response). Work outside a request (Celery, commands, tests) has no
+deadline and is never refused.
 
 A COMMIT and the watchdog's answer exclude each other (one lock): the watchdog does not answer
 while a COMMIT is under way (the request answers itself once it ends), and a request it has
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import OperationalError
 
 log = logging.getLogger(__name__)
@@ -131,3 +133,18 @@ def autocommit_guard(
     ):
         _refuse(deadline, "statement outside a transaction")
     return execute(sql, params, many, context)
+
+
+class WSGIDeadline:
+    """A WSGI application whose every request has `seconds` to commit (config/wsgi.py)."""
+
+    def __init__(self, application: WSGIHandler, *, seconds: float) -> None:
+        self.application = application
+        self.seconds = seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        _, token = start(self.seconds)
+        try:
+            return self.application(environ, start_response)
+        finally:
+            end(token)

@@ -106,3 +106,24 @@ def test_the_refusal_carries_postgres_own_sqlstate_for_a_transaction_out_of_time
     answer = database_error_response(write_deadline.WriteTooLate("late"))
     assert answer.status_code == 504
     assert write_deadline.WriteTooLate("late").sqlstate == "25P04"
+
+
+def test_under_gthread_a_request_has_the_same_deadline():
+    from config import wsgi
+    from runtime import config as runtime_config
+
+    assert isinstance(wsgi.application, write_deadline.WSGIDeadline)
+    assert wsgi.application.seconds == runtime_config.TIMEOUT
+
+    def late_writer(environ: dict[str, object], start_response: object) -> list[bytes]:
+        deadline = write_deadline.DEADLINE.get()
+        assert deadline is not None
+        run_out(deadline)
+        User.objects.create(username="late-thread")
+        return [b"written"]
+
+    served = write_deadline.WSGIDeadline(late_writer, seconds=60)  # type: ignore[arg-type]
+    with pytest.raises(write_deadline.WriteTooLate):
+        served({}, lambda *args: None)
+    assert write_deadline.DEADLINE.get() is None  # the thread's next request starts afresh
+    assert not User.objects.filter(username="late-thread").exists()
