@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
@@ -138,7 +139,12 @@ def order_create(
 
 
 def _order_for_key(*, customer: User, key: str, fingerprint: str) -> Order | None:
-    order = Order.objects.using(PRIMARY).filter(customer=customer, idempotency_key=key).first()
+    order = (
+        Order.objects.using(PRIMARY)
+        .filter(customer=customer, idempotency_key=key)
+        .prefetch_related("items__product")
+        .first()
+    )
     if order is not None and order.request_fingerprint != fingerprint:
         raise IdempotencyConflict(
             "This Idempotency-Key was used for a different order.", field="Idempotency-Key"
@@ -190,4 +196,7 @@ def _order_place(
     transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
     transaction.on_commit(product_list_invalidate, using=PRIMARY)
     transaction.on_commit(lambda: recent_write_mark(user_id=customer.pk), using=PRIMARY)
+    # Everything the answer shows, read before the commit: once the order is committed, a
+    # database that stops answering must not turn its 201 into an error.
+    prefetch_related_objects([order], "items__product")
     return order
