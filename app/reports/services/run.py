@@ -129,7 +129,14 @@ def report_complete(*, report_id: int, attempt: int, totals: Totals, path: str) 
 
 def report_run(*, report_id: int) -> RunResult:
     """One run of a report: claim, build, complete. Safe to call any number of times."""
-    claim = report_claim(report_id=report_id)
+    try:
+        claim = report_claim(report_id=report_id)
+    except DATABASE_ERRORS:
+        # Nothing was claimed (a lock held past lock_timeout, PgBouncer or the primary gone): the
+        # report is still queued, and this message must not end here, or only the sweeper's
+        # visibility-timeout pass would ever run it.
+        log.warning("report %s: could not be claimed; retrying", report_id, exc_info=True)
+        return RunResult("retry", retry_in=settings.REPORT_STALE_SECONDS)
     if isinstance(claim, RunResult):
         return claim
     report, attempt = claim

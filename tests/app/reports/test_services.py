@@ -9,6 +9,7 @@ import tracemalloc
 from datetime import date, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.db import connection, connections, transaction
 from django.db.models import Count, F, Sum
@@ -466,3 +467,28 @@ def test_the_retention_sweep_task_runs_and_zero_days_keeps_every_file(media_root
     settings.REPORT_RETENTION_DAYS = 30
     assert report_files_expire.apply().get() == {"expired": 1}
     assert not (media_root / "reports" / str(old.pk)).exists()
+
+
+def test_a_claim_the_database_refuses_leaves_the_report_queued_and_the_task_retries(
+    broker_down, settings
+):
+    """A lock held past lock_timeout (or the database gone) at the claim: before, the task
+    failed and the report stayed queued until the sweeper's visibility-timeout pass (an hour),
+    counting against its owner's cap all the while."""
+    report = new_report()
+    holder = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+    try:
+        holder.execute("SELECT 1 FROM reports_report WHERE id = %s FOR UPDATE", [report.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '100ms'")
+        try:
+            result = report_run(report_id=report.pk)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        holder.close()
+    assert (result.status, result.retry_in) == ("retry", settings.REPORT_STALE_SECONDS)
+    report.refresh_from_db()
+    assert (report.state, report.attempts) == (State.QUEUED, 0)
+    assert report_run(report_id=report.pk).status == "done"  # the retry, the lock gone
