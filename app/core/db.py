@@ -52,7 +52,7 @@ from django.db.backends.signals import connection_created
 from django.http import JsonResponse
 from django_redis import get_redis_connection
 
-from core import metrics
+from core import metrics, write_deadline
 from core.db_router import PRIMARY, replica_aliases
 from core.errors import error_response
 from core.tracing import untraced
@@ -79,12 +79,8 @@ def database_error_response(exc: BaseException) -> JsonResponse:
     if isinstance(exc, WriteTooLate):
         # The request outlasted its deadline and its writes were refused (core/write_deadline.py):
         # the answer Nginx gives a request that took too long, with what became of it.
-        response = error_response(
-            504,
-            "gateway_timeout",
-            "The application took too long to answer; nothing this request would have written "
-            "was saved.",
-        )
+        message = write_deadline.PARTLY_SAVED if exc.saved_before else write_deadline.NOTHING_SAVED
+        response = error_response(504, "gateway_timeout", message)
     elif code == STATEMENT_TIMEOUT:
         # statement_timeout (or an operator) cancelled the query: the server is up, the query
         # was too heavy for now.

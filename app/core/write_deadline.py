@@ -17,10 +17,12 @@ transaction past its time (25P04), answered as a JSON 504 saying nothing was sav
 (core.db.database_error_response). Work outside a request (Celery, commands, tests) has no
 deadline and is never refused.
 
-A COMMIT and the watchdog's answer exclude each other (one lock): the watchdog does not answer
-while a COMMIT is under way (the request answers itself once it ends), and a request it has
-answered cannot start one. Each autocommit write is one statement, bounded by the role's
-statement_timeout rather than the lock.
+What commits (a COMMIT, a write outside a transaction) and the watchdog's answer exclude each
+other (one lock): the watchdog does not answer while one is under way, nor once one succeeded
+(the request answers itself, or Nginx does), and a request it answered cannot start one. So the
+watchdog's 504 always means nothing was saved. A COMMIT whose connection stalls has an outcome
+no one knows until it returns; web logs it if it ends past the deadline, and a client that had
+Nginx's 504 meanwhile learns it by asking again with the same Idempotency-Key.
 """
 
 import logging
@@ -39,6 +41,15 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's transaction_timeout: the transaction ran past the time it was given.
 SQLSTATE = "25P04"
+# The 504 of a request of which nothing was saved: a refused write's, and the watchdog's.
+NOTHING_SAVED = (
+    "The application took too long to answer; nothing this request would have written was saved."
+)
+# A refused write's 504 when an earlier statement of the request had committed already.
+PARTLY_SAVED = (
+    "The application took too long to answer; what this request wrote after its deadline was "
+    "not saved, but a part it wrote before was."
+)
 
 _lock = threading.Lock()
 
@@ -48,6 +59,8 @@ class Deadline:
     at: float  # monotonic()
     answered: bool = False  # the server has answered the client already (the watchdog's 504)
     committing: bool = False
+    saved: bool = False  # a COMMIT, or a write outside a transaction, of the request succeeded
+    saved_at: float = 0.0  # monotonic(), the last time it did
 
 
 DEADLINE: ContextVar[Deadline | None] = ContextVar("write_deadline", default=None)
@@ -55,6 +68,10 @@ DEADLINE: ContextVar[Deadline | None] = ContextVar("write_deadline", default=Non
 
 class WriteTooLate(OperationalError):
     sqlstate = SQLSTATE
+
+    def __init__(self, message: str, *, saved_before: bool = False) -> None:
+        super().__init__(message)
+        self.saved_before = saved_before
 
 
 def start(seconds: float) -> tuple[Deadline, Token[Deadline | None]]:
@@ -68,11 +85,14 @@ def end(token: Token[Deadline | None]) -> None:
     DEADLINE.reset(token)
 
 
-def answer(deadline: Deadline) -> bool:
-    """The watchdog is about to answer the request: True if it may (no COMMIT of the request is
-    under way), and from then on none can start."""
+def answer(deadline: Deadline) -> bool | None:
+    """The watchdog would answer the request 504 (NOTHING_SAVED). True: it may, and from then on
+    no COMMIT of the request can start. False: it must not, something of the request was saved
+    (the request answers itself, or Nginx does). None: a COMMIT is under way; ask again."""
     with _lock:
         if deadline.committing:
+            return None
+        if deadline.saved:
             return False
         deadline.answered = True
         return True
@@ -82,14 +102,18 @@ def _refuse(deadline: Deadline, what: str) -> None:
     late = monotonic() - deadline.at
     reason = "its client was answered already" if deadline.answered else f"{late:.1f}s late"
     log.warning(
-        "refused %s past the request's deadline (%s): nothing it wrote is kept",
+        "refused %s past the request's deadline (%s): what it wrote since is not kept",
         what,
         reason,
-        extra={"late_seconds": round(late, 3), "answered": deadline.answered},
+        extra={
+            "late_seconds": round(late, 3),
+            "answered": deadline.answered,
+            "saved_before": deadline.saved,
+        },
     )
     raise WriteTooLate(
-        f"The request ran past its deadline ({reason}); its {what} was refused and nothing "
-        "it wrote was kept."
+        f"The request ran past its deadline ({reason}); its {what} was refused.",
+        saved_before=deadline.saved,
     )
 
 
@@ -98,41 +122,55 @@ def _due(deadline: Deadline) -> bool:
 
 
 @contextmanager
-def committing() -> Iterator[None]:
-    """Around a COMMIT: refused past the deadline; meanwhile the watchdog does not answer."""
+def committing(what: str = "COMMIT") -> Iterator[None]:
+    """Around what commits (a COMMIT, a write outside a transaction): refused past the deadline;
+    meanwhile the watchdog does not answer, and once it succeeded the watchdog never does."""
     deadline = DEADLINE.get()
     if deadline is None:
         yield
         return
     with _lock:
-        if _due(deadline):
-            refuse = True
-        else:
-            refuse = False
-            deadline.committing = True
+        refuse = _due(deadline)
+        deadline.committing = not refuse
     if refuse:
-        _refuse(deadline, "COMMIT")
+        _refuse(deadline, what)
     try:
         yield
-    finally:
+    except BaseException:
         with _lock:
             deadline.committing = False
+        raise
+    now = monotonic()
+    with _lock:
+        deadline.committing = False
+        deadline.saved = True
+        deadline.saved_at = now
+    late = now - deadline.at
+    if late > 0:
+        # Begun in time, ended past the deadline (a stalled connection, a lock at commit): the
+        # client may have had Nginx's 504 meanwhile. Its Idempotency-Key replays what was saved.
+        log.warning(
+            "a %s begun in time ended %.1fs past the request's deadline: it was saved, and the "
+            "client may have been answered 504 meanwhile",
+            what,
+            late,
+            extra={"late_seconds": round(late, 3)},
+        )
 
 
 def autocommit_guard(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
-    """An execute wrapper: a statement outside a transaction commits itself, so past the
-    deadline only a SELECT runs."""
-    deadline = DEADLINE.get()
+    """An execute wrapper: a statement outside a transaction commits itself, so it is guarded
+    as a COMMIT is, unless it is a SELECT."""
     if (
-        deadline is not None
-        and not context["connection"].in_atomic_block
-        and _due(deadline)
-        and sql.lstrip()[:6].upper() != "SELECT"
+        DEADLINE.get() is None
+        or context["connection"].in_atomic_block
+        or sql.lstrip()[:6].upper() == "SELECT"
     ):
-        _refuse(deadline, "statement outside a transaction")
-    return execute(sql, params, many, context)
+        return execute(sql, params, many, context)
+    with committing("statement outside a transaction"):
+        return execute(sql, params, many, context)
 
 
 class WSGIDeadline:

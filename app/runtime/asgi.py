@@ -33,6 +33,7 @@ past the timeout, or after that 504, is refused and rolled back (core/write_dead
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import math
 import os
@@ -355,6 +356,8 @@ class PooledExecutorASGIHandler(ASGIHandler):
         # The requests in flight: their lease, the future that aborts them, and their deadline
         # for writes (core/write_deadline.py).
         self._in_flight: dict[Lease, tuple[asyncio.Future[None], write_deadline.Deadline]] = {}
+        # Those the watchdog found stuck (answered 504 unless something of theirs was saved).
+        self._stuck: set[Lease] = set()
         self._watching = False
         # The abort counter counts workers: a drain that several stuck threads cause is one.
         self._abort_counted = False
@@ -520,6 +523,11 @@ class PooledExecutorASGIHandler(ASGIHandler):
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
             del self._in_flight[lease]
+            if lease in self._stuck:
+                # Found stuck but not answered (it had saved something): its thread may still be.
+                self._stuck.discard(lease)
+                executor = lease.executor
+                stuck = stuck or (executor is not None and executor.busy_since is not None)
             write_deadline.end(deadline_set)
             _LEASE.reset(lent)
             lease.end(stuck=stuck)
@@ -537,11 +545,19 @@ class PooledExecutorASGIHandler(ASGIHandler):
         for lease, (abort, deadline) in list(self._in_flight.items()):
             executor = lease.executor
             since = None if executor is None else executor.busy_since
-            if executor is None or abort.done() or since is None or now - since < timeout:
+            if executor is None or lease in self._stuck or since is None or now - since < timeout:
                 continue
-            if not write_deadline.answer(deadline):
-                continue  # a COMMIT is under way: the request answers itself, or the next tick
-            abort.set_result(None)
+            answering = write_deadline.answer(deadline)
+            if answering is None:
+                continue  # a COMMIT is under way: it answers itself, or the next tick looks again
+            if not answering and now - deadline.saved_at < timeout:
+                continue  # it saved lately: its own answer is on its way
+            self._stuck.add(lease)
+            if answering:
+                abort.set_result(None)  # nothing of it was saved, and nothing will be
+            # Else something was saved: a 504 from here would be an error for a committed write.
+            # The request answers itself if its thread comes back (or Nginx answers); the thread
+            # is stuck all the same.
             _report_stuck(executor, now - since)
             if not self._abort_counted:
                 self._abort_counted = True
@@ -569,12 +585,19 @@ def _report_stuck(executor: RequestExecutor, seconds: float) -> None:
     )
 
 
+# Sent only when nothing of the request was saved, nor will be (core/write_deadline.py).
+GATEWAY_TIMEOUT_BODY = (
+    json.dumps(
+        {"error": {"code": "gateway_timeout", "message": write_deadline.NOTHING_SAVED}},
+        separators=(",", ":"),
+    ).encode()
+    + b"\n"
+)
+
+
 async def send_gateway_timeout(send: Any) -> None:
     """The JSON 504 Nginx would give, given here at once: the thread may never return."""
-    body = (
-        b'{"error":{"code":"gateway_timeout","message":"The application took too long to '
-        b'answer."}}\n'
-    )
+    body = GATEWAY_TIMEOUT_BODY
     await send(
         {
             "type": "http.response.start",

@@ -69,6 +69,11 @@ def messages(stack, needle: str) -> list[dict[str, Any]]:
     return [e for e in json_lines(stack, "web") if needle in str(e.get("message", ""))]
 
 
+def wait_for_messages(stack, needle: str, *, count: int, timeout: float, what: str) -> None:
+    """Until web has logged `needle` `count` times or more."""
+    wait_until(lambda: len(messages(stack, needle)) >= count, timeout=timeout, what=what)
+
+
 @pytest.fixture(scope="module")
 def faults(stack) -> Iterator[None]:
     build_fault_image(stack)
@@ -127,8 +132,10 @@ def test_sighup_reload_under_load_loses_nothing(stack, shop):
         kill = f"import os, signal; os.kill({master}, signal.SIGHUP)"
         stack.compose("exec", "-T", "web", "python3", "-c", kill)
         join(slow_get + slow_post)
-        wait_until(
-            lambda: len(messages(stack, "Booting worker")) >= boots_before + 2,
+        wait_for_messages(
+            stack,
+            "Booting worker",
+            count=boots_before + 2,
             timeout=30,
             what="new workers after SIGHUP",
         )
@@ -458,10 +465,8 @@ def test_a_hung_worker_is_killed_and_the_client_gets_a_json_504(stack, shop):
             timeout=15,
             what="the worker_abort line",
         )
-        wait_until(
-            lambda: len(messages(stack, "Booting worker")) > boots_before,
-            timeout=15,
-            what="a replacement worker",
+        wait_for_messages(
+            stack, "Booting worker", count=boots_before + 1, timeout=15, what="a replacement worker"
         )
     abort = messages(stack, "aborted (WORKER TIMEOUT)")[-1]
     retried, lost = lost_writes(stack, t)
@@ -528,8 +533,10 @@ class TestSyncViewStuck:
             started = time.monotonic()
             stuck = requests.get(stack.url(path), timeout=60)
             took = time.monotonic() - started
-            wait_until(
-                lambda: len(messages(stack, "Booting worker")) > boots_before,
+            wait_for_messages(
+                stack,
+                "Booting worker",
+                count=boots_before + 1,
                 timeout=30,
                 what="a replacement worker",
             )
@@ -577,14 +584,19 @@ class TestSyncViewStuck:
         assert [a.status_code for a in answers] == [504, 504], [a.text for a in answers]
         assert [a.json()["error"]["code"] for a in answers] == ["gateway_timeout"] * 2
         # The watchdog's answer to the stuck thread; the async view's own, as it was refused.
-        assert "nothing this request would have written" in answers[1].json()["error"]["message"]
-        wait_until(
-            lambda: len(messages(stack, "past the request's deadline")) >= refusals_before + 2,
+        for answer in answers:
+            assert "nothing this request would have written" in answer.json()["error"]["message"]
+        wait_for_messages(
+            stack,
+            "past the request's deadline",
+            count=refusals_before + 2,
             timeout=20,
             what="both writes refused",
         )
-        wait_until(
-            lambda: len(messages(stack, "Booting worker")) > boots_before,
+        wait_for_messages(
+            stack,
+            "Booting worker",
+            count=boots_before + 1,
             timeout=30,
             what="a replacement for the worker the watchdog drained",
         )
@@ -597,6 +609,58 @@ class TestSyncViewStuck:
             "refused COMMIT",
             "refused statement outside a transaction",
         }
+
+    def test_an_order_whose_commit_outlasts_the_timeout_is_answered_201_not_504(self, stack):
+        """The watchdog's 504 says nothing was saved, so it never goes out during a COMMIT or
+        after one. An order waits 3 s for its product's row, then its COMMIT waits for its
+        customer's row (the foreign key is checked at COMMIT) until 11 s, past
+        GUNICORN_TIMEOUT=10: the order is saved and answered 201, and no worker is replaced.
+        Before, the watchdog answered 504 at 10 s and the order was saved a second later."""
+        username = f"late-commit-{uuid.uuid4().hex[:8]}"
+        customer = stack.token(username)
+        staff = stack.token("faults-staff", staff=True)
+        body = {"name": f"fault-{uuid.uuid4().hex[:6]}", "price": "1.00", "stock": 10}
+        product = stack.post_json("/api/products", body, headers=staff).json()["id"]
+        reports_before = len(messages(stack, "past the timeout (WORKER TIMEOUT)"))
+        holders = [stack.psql_session(), stack.psql_session()]
+        locks = [
+            f"SELECT 1 FROM shop_product WHERE id = {int(product)} FOR UPDATE;",
+            f"SELECT 1 FROM accounts_user WHERE username = '{username}' FOR UPDATE;",
+        ]
+        try:
+            for holder, lock in zip(holders, locks, strict=True):
+                assert holder.stdin is not None
+                holder.stdin.write(f"BEGIN;\n{lock}\n")
+                holder.stdin.flush()
+            time.sleep(1)  # both locks held
+            started = time.monotonic()
+            with ThreadPoolExecutor(1) as pool:
+                placed = pool.submit(
+                    stack.post_json,
+                    "/api/orders",
+                    {"items": [{"product_id": product, "quantity": 1}]},
+                    headers={**customer, "Idempotency-Key": username},
+                    timeout=60,
+                )
+                for holder, release_at in zip(holders, (3, 11), strict=True):
+                    time.sleep(max(0.0, started + release_at - time.monotonic()))
+                    assert holder.stdin is not None
+                    holder.stdin.close()  # the session ends: its lock is released
+                    holder.wait(timeout=10)
+                answer = placed.result()
+            took = time.monotonic() - started
+        finally:
+            for holder in holders:
+                if holder.poll() is None:
+                    holder.kill()
+        assert answer.status_code == 201, answer.text
+        assert took > 10.5  # its COMMIT ran past the timeout
+        kept = stack.psql(
+            "db-primary", f"SELECT count(*) FROM shop_order WHERE idempotency_key = '{username}'"
+        )
+        assert kept == "1"
+        assert messages(stack, "a COMMIT begun in time ended")
+        assert len(messages(stack, "past the timeout (WORKER TIMEOUT)")) == reports_before
 
 
 # --- 4. A leaking endpoint ----------------------------------------------------------------------

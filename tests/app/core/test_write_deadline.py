@@ -1,6 +1,7 @@
 """core/write_deadline.py on the real database: past its request's deadline, or once the watchdog
 has answered the request, nothing the request writes is kept."""
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -73,9 +74,52 @@ def test_once_the_watchdog_answered_the_request_nothing_commits_even_in_time(dea
 
 def test_the_watchdog_does_not_answer_while_a_commit_is_under_way(deadline):
     with write_deadline.committing():
-        assert not write_deadline.answer(deadline)  # the request will answer itself
+        assert write_deadline.answer(deadline) is None  # ask again: it may yet fail
         assert not deadline.answered
-    assert write_deadline.answer(deadline)
+    assert write_deadline.answer(deadline) is False  # it succeeded: saved
+
+
+def test_the_watchdog_never_answers_a_request_that_saved_something(deadline):
+    User.objects.filter(username="nobody").exists()  # a read commits nothing
+    assert not deadline.saved
+    UserFactory(username="ann")  # a write outside a transaction commits itself
+    assert deadline.saved
+    assert write_deadline.answer(deadline) is False
+    assert not deadline.answered
+
+
+def test_the_watchdog_answers_a_request_that_saved_nothing_and_then_nothing_commits(deadline):
+    def failing_write() -> None:
+        with transaction.atomic():
+            User.objects.create(username="rolled-back")
+            raise LookupError("the view failed before its commit")
+
+    with pytest.raises(LookupError):
+        failing_write()
+    assert not deadline.saved
+    assert write_deadline.answer(deadline) is True
+    assert deadline.answered
+
+
+def test_a_refusal_after_an_earlier_write_was_saved_says_so(deadline):
+    UserFactory(username="ann")
+    run_out(deadline)
+    with pytest.raises(write_deadline.WriteTooLate) as refused:
+        User.objects.create(username="too-late")
+    assert refused.value.saved_before
+    answer = json.loads(database_error_response(refused.value).content)
+    assert answer["error"]["message"] == write_deadline.PARTLY_SAVED
+    assert list(User.objects.values_list("username", flat=True)) == ["ann"]
+
+
+def test_a_commit_begun_in_time_that_ends_past_the_deadline_is_logged(deadline, caplog):
+    # What the backend does around each COMMIT (core/postgresql), the connection stalling past
+    # the deadline: the COMMIT succeeded, so it was saved, and the client may have had a 504.
+    with write_deadline.committing():
+        run_out(deadline)
+    assert deadline.saved
+    assert write_deadline.answer(deadline) is False
+    assert "a COMMIT begun in time ended" in caplog.text
 
 
 def test_without_a_deadline_celery_and_commands_commit_whenever_they_finish():
@@ -86,19 +130,23 @@ def test_without_a_deadline_celery_and_commands_commit_whenever_they_finish():
     assert User.objects.filter(username__in=["a-task", "a-command"]).count() == 2
 
 
-def test_a_refused_write_is_a_json_504_saying_nothing_was_saved(client, deadline):
+def test_a_refused_write_is_a_json_504_saying_nothing_was_saved(client):
     UserFactory(username="ann")
+    deadline, token = write_deadline.start(60)  # the request's, begun after ann existed
     run_out(deadline)
-    response = client.post(
-        "/api/auth/token",
-        {"username": "ann", "password": "correct horse battery staple"},
-        content_type="application/json",
-    )
+    try:
+        response = client.post(
+            "/api/auth/token",
+            {"username": "ann", "password": "correct horse battery staple"},
+            content_type="application/json",
+        )
+    finally:
+        write_deadline.end(token)
     assert response.status_code == 504
     assert response["Retry-After"] == "5"
     error = response.json()["error"]
     assert error["code"] == "gateway_timeout"
-    assert "nothing this request would have written was saved" in error["message"]
+    assert error["message"] == write_deadline.NOTHING_SAVED
     assert not ApiToken.objects.exists()
 
 

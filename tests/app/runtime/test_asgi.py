@@ -19,6 +19,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 
+from core import write_deadline
 from runtime import asgi
 from runtime.asgi import ExecutorPool, Lease, PooledExecutorASGIHandler
 from tests.app.runtime import asgi_urls
@@ -390,3 +391,45 @@ async def refused_while_the_thread_is_held(
     await held.response()
     assert await reading.response() == {"written": 1}
     return refused
+
+
+def test_the_watchdog_answers_504_only_a_stuck_request_that_saved_nothing(caplog):
+    """Its 504 says nothing was saved (core/write_deadline.py), so it is never sent for a request
+    that committed something, nor during a COMMIT; the stuck thread is reported all the same."""
+    handler = PooledExecutorASGIHandler()
+    release = threading.Event()
+    deadlines = {
+        "nothing saved": write_deadline.Deadline(at=0.0),
+        "saved": write_deadline.Deadline(at=0.0, saved=True),
+        # Its thread has a timeout's grace after it saved to come back with its answer.
+        "just saved": write_deadline.Deadline(at=0.0, saved=True, saved_at=time.monotonic() + 60),
+        "committing": write_deadline.Deadline(at=0.0, committing=True),
+    }
+    aborts: dict[str, asyncio.Future[None]] = {}
+
+    async def four_stuck() -> None:
+        for name, deadline in deadlines.items():
+            lease = Lease(handler.executors)
+            lease.submit(release.wait)
+            while lease.executor is None or lease.executor.busy_since is None:
+                await asyncio.sleep(0.01)
+            aborts[name] = asyncio.get_running_loop().create_future()
+            handler._in_flight[lease] = (aborts[name], deadline)
+        await asyncio.sleep(0.05)
+        handler._watch(0.01)
+        handler._watch(0.01)  # each stuck request is reported once
+
+    try:
+        asyncio.run(four_stuck())
+    finally:
+        release.set()
+        handler.executors.close()
+    assert {name: abort.done() for name, abort in aborts.items()} == {
+        "nothing saved": True,
+        "saved": False,
+        "just saved": False,
+        "committing": False,
+    }
+    assert deadlines["nothing saved"].answered
+    assert caplog.text.count("past the timeout (WORKER TIMEOUT)") == 2
+    assert asgi.GATEWAY_TIMEOUT_BODY.decode().count(write_deadline.NOTHING_SAVED) == 1
