@@ -184,7 +184,10 @@ def test_celery_workers_and_beat_check_their_heartbeat(any_variant: Manifests) -
 
 def test_data_services_use_their_native_checks(any_variant: Manifests) -> None:
     pgbouncer = main_container(any_variant, "pgbouncer").spec
-    assert pgbouncer["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    # The app's database as the app (pgbouncer/Dockerfile): no WARNING in PgBouncer's log per probe.
+    assert pgbouncer["readinessProbe"]["exec"]["command"][-1].startswith(
+        'pg_isready --host=127.0.0.1 --port=6432 --username="$DB_USER" --dbname="$DB_NAME"'
+    )
     assert "tcpSocket" in pgbouncer["livenessProbe"]
     nginx = main_container(any_variant, "nginx").spec
     assert nginx["readinessProbe"]["httpGet"]["path"] == "/nginx-health"
