@@ -166,7 +166,7 @@ def autocommit_guard(
     if (
         DEADLINE.get() is None
         or context["connection"].in_atomic_block
-        or sql.lstrip()[:6].upper() == "SELECT"
+        or sql[:32].lstrip()[:6].upper() == "SELECT"  # a prefix: no copy of a long statement
     ):
         return execute(sql, params, many, context)
     with committing("statement outside a transaction"):
