@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 
-from core import metrics, request_context, tracing
+from core import metrics, request_context, tracing, write_deadline
 from core.db import DATABASE_ERRORS, database_error_response
 from core.errors import ServerBusy, domain_error_response, error_response
 from core.selectors import readiness_get
@@ -234,9 +234,16 @@ class RequestDiagnosticsMiddleware(_SyncAndAsyncMiddleware):
             path=request.path,
             client=request.META.get("REMOTE_ADDR", ""),
             view=_view_name(request),
-            status=response.status_code,
+            status=_status_sent(response),
             seconds=seconds,
         )
+
+
+def _status_sent(response: HttpResponse) -> int:
+    """The status the client got: the watchdog's 504 if it answered first (runtime/asgi.py), not
+    what the request's thread came back with later."""
+    deadline = write_deadline.DEADLINE.get()
+    return 504 if deadline is not None and deadline.answered else response.status_code
 
 
 def request_observe(

@@ -221,6 +221,11 @@ class Lease(Executor):
         """The pool's threads outlive the request: the pool ends them (ExecutorPool.close)."""
 
 
+def _outcome_dropped(task: "asyncio.Task[Any]") -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _chain(source: Future[Any], target: Future[Any]) -> None:
     """`target` (running) ends as `source` does."""
 
@@ -435,7 +440,16 @@ class PooledExecutorASGIHandler(ASGIHandler):
             asyncio.create_task(self.listen_for_disconnect(receive)),
             asyncio.create_task(process_request(request, send)),
         ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The request itself was cancelled (the watchdog answered it, the server stops): the
+            # view's task may wait on a stuck thread for good. Their outcomes are nobody's, taken
+            # here: asyncio would log the listener's RequestAborted as never retrieved.
+            tasks[0].cancel()
+            for task in tasks:
+                task.add_done_callback(_outcome_dropped)
+            raise
         for task in tasks:
             if task.done():
                 with contextlib.suppress(RequestAborted):

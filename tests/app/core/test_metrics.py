@@ -12,6 +12,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 import core.metrics  # connects the query timer before any database connection exists
+from core import write_deadline
 from tests.support import ROOT
 
 pytestmark = pytest.mark.urls("tests.app.core.diagnostics_urls")
@@ -215,3 +216,17 @@ def test_the_prometheus_client_internals_metrics_discarded_reads_are_there():
         "Histogram child _sum": hasattr(histogram.labels("x"), "_sum"),
     }
     assert all(found.values()), f"prometheus_client changed: {found}; pin the version before"
+
+
+def test_a_request_the_watchdog_answered_is_counted_with_the_504_its_client_got(client):
+    # Its thread came back later with its own answer (a 503 after a lock timeout, or a 200),
+    # which no one received: Nginx's access log has the 504.
+    labels = {"method": "GET", "view": "diag-ok"}
+    before = value(client, "django_http_requests_total", status="504", **labels)
+    deadline, token = write_deadline.start(60)
+    write_deadline.answer(deadline)
+    try:
+        client.get("/ok")
+    finally:
+        write_deadline.end(token)
+    assert value(client, "django_http_requests_total", status="504", **labels) == before + 1
