@@ -48,6 +48,19 @@ def _trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -
     return event_dict
 
 
+# Set by core.write_deadline: whether the request this line belongs to was already answered 504 by
+# the watchdog while its thread still runs. Such a line carries client_status 504 next to what
+# it says of the request (Django's "Internal Server Error" for the status its thread came back
+# with later), so nobody reading it takes that status for the client's.
+answered: Callable[[], bool] | None = None
+
+
+def _client_status(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    if answered is not None and answered():
+        event_dict.setdefault("client_status", 504)
+    return event_dict
+
+
 def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     # timestamp, level, logger, message first: the line reads well before any tool parses it.
     head: EventDict = {key: event_dict.pop(key) for key in _LEADING if key in event_dict}
@@ -62,6 +75,7 @@ SHARED_PROCESSORS: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     add_request_id,
     _trace_ids,
+    _client_status,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     _timestamp,

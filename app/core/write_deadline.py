@@ -37,6 +37,8 @@ from typing import Any
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import OperationalError
 
+from core import logging as json_logging
+
 log = logging.getLogger(__name__)
 
 # PostgreSQL's transaction_timeout: the transaction ran past the time it was given.
@@ -64,6 +66,15 @@ class Deadline:
 
 
 DEADLINE: ContextVar[Deadline | None] = ContextVar("write_deadline", default=None)
+
+
+def _answered() -> bool:
+    deadline = DEADLINE.get()
+    return deadline is not None and deadline.answered
+
+
+# Every line a request logs once its client has the watchdog's 504 says so (core.logging).
+json_logging.answered = _answered
 
 
 class WriteTooLate(OperationalError):

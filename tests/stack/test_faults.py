@@ -613,6 +613,52 @@ class TestSyncViewStuck:
             "refused statement outside a transaction",
         }
 
+    def test_under_gthread_nothing_written_past_the_deadline_is_kept(self, stack):
+        """GUNICORN_PROFILE=mixed (gthread): no watchdog, and Gunicorn keeps a worker whose
+        request thread is stuck, since its main thread beats. WSGIDeadline (config/wsgi.py)
+        sets the same deadline: a transaction committing at 11 s and a write outside one at
+        11 s, with GUNICORN_TIMEOUT=10, are both refused and answered 504 by the app before
+        Nginx gives up at 35 s; neither row is kept and no worker is replaced."""
+        recreate_web(stack, **FAULTS, GUNICORN_TIMEOUT="10", GUNICORN_PROFILE="mixed")
+        try:
+            boots_before = len(messages(stack, "Booting worker"))
+            refusals_before = len(messages(stack, "past the request's deadline"))
+            tag = uuid.uuid4().hex[:12]
+            paths = [
+                f"/faults/write-late?seconds=11&name=late-gthread-sync-{tag}",
+                f"/faults/write-after?seconds=11&name=late-gthread-async-{tag}",
+            ]
+            started = time.monotonic()
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(lambda p: requests.post(stack.url(p), timeout=60), paths))
+            took = time.monotonic() - started
+            assert [a.status_code for a in answers] == [504, 504], [a.text for a in answers]
+            wait_for_messages(
+                stack,
+                "past the request's deadline",
+                count=refusals_before + 2,
+                timeout=20,
+                what="both writes refused",
+            )
+            refusals = messages(stack, "past the request's deadline")[refusals_before:]
+            boots = len(messages(stack, "Booting worker")) - boots_before
+        finally:
+            recreate_web(stack, **FAULTS, GUNICORN_TIMEOUT="10")  # the class's web
+        for answer in answers:
+            assert answer.json()["error"]["code"] == "gateway_timeout"
+            assert "nothing this request would have written" in answer.json()["error"]["message"]
+        assert took < 35  # the app's answer, not Nginx's
+        kept = stack.psql(
+            "db-primary",
+            f"SELECT username FROM accounts_user WHERE username LIKE 'late-gthread-%-{tag}'",
+        )
+        assert kept == ""
+        assert {r["message"].split(" past")[0] for r in refusals} == {
+            "refused COMMIT",
+            "refused statement outside a transaction",
+        }
+        assert boots == 0
+
     def test_an_order_whose_commit_outlasts_the_timeout_is_answered_201_not_504(self, stack):
         """The watchdog's 504 says nothing was saved, so it never goes out during a COMMIT or
         after one. An order waits 3 s for its product's row, then its COMMIT waits for its

@@ -2,6 +2,7 @@
 has answered the request, nothing the request writes is kept."""
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from django.db import connection, transaction
 from accounts.models import ApiToken, User
 from core import write_deadline
 from core.db import database_error_response
+from core.logging import JsonFormatter
 from tests.app.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -175,3 +177,18 @@ def test_under_gthread_a_request_has_the_same_deadline():
         served({}, lambda *args: None)
     assert write_deadline.DEADLINE.get() is None  # the thread's next request starts afresh
     assert not User.objects.filter(username="late-thread").exists()
+
+
+def test_a_line_logged_once_the_watchdog_answered_carries_the_status_its_client_got(deadline):
+    """A thread still running after the watchdog's 504 may log what Django makes of its later
+    status ("Internal Server Error", 500): the line says the client got 504."""
+
+    def line() -> dict[str, object]:
+        record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "late", (), None)
+        record.status_code = 500
+        return dict(json.loads(JsonFormatter().format(record)))
+
+    assert "client_status" not in line()
+    assert write_deadline.answer(deadline) is True
+    assert line()["client_status"] == 504
+    assert line()["status_code"] == 500  # what Django says of the thread's own response
