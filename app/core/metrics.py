@@ -110,7 +110,7 @@ def _children_drop(factory: type) -> None:
             for labels, child in list(children.items()):
                 if _holds(child, factory):
                     del children[labels]
-    for lookup in (_request_children, _query_children, _cache_children, _cache_get_children):
+    for lookup in (_request_records, _query_records, _cache_records, _cache_get_records):
         lookup.clear()
 
 
@@ -219,27 +219,31 @@ REPLICA_LAG = Gauge(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
 
-# Labelled children, looked up once per label set rather than through .labels() on every call.
-_request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
-_query_children: dict[tuple[str, str], Any] = {}
-_cache_children: dict[str, Any] = {}
-_cache_get_children: dict[bool, Any] = {}
+# Each label set's recording (core.metric_values.recorder), built at its first use rather than
+# looked up through .labels() on every call.
+_request_records: dict[tuple[str, str, int], tuple[Callable[[float], None], Any]] = {}
+_query_records: dict[tuple[str, str], Callable[[float], None]] = {}
+_cache_records: dict[str, Callable[[float], None]] = {}
+_cache_get_records: dict[bool, Callable[[float], None]] = {}
 
 
 def observe_request(method: str, view: str, status: int, seconds: float) -> None:
     key = (method, view, status)
-    children = _request_children.get(key)
-    if children is None:
+    entry = _request_records.get(key)
+    if entry is None:
         label_method = method if method in _METHODS else "other"
-        children = _request_children[key] = (
-            REQUESTS.labels(label_method, view, str(status)),
-            REQUEST_LATENCY.labels(label_method, view),
+        entry = _request_records[key] = (
+            metric_values.recorder(
+                counted=[REQUESTS.labels(label_method, view, str(status))],
+                observed=REQUEST_LATENCY.labels(label_method, view),
+            ),
+            # Rare, and so written at once (not a per-request family).
             ERRORS.labels(label_method, view, str(status)) if status >= 500 else None,
         )
-    children[0].inc()
-    children[1].observe(seconds)
-    if children[2] is not None:
-        children[2].inc()
+    record, errors = entry
+    record(seconds)
+    if errors is not None:
+        errors.inc()
 
 
 def count_worker_abort(reason: str = "timeout") -> None:
@@ -253,10 +257,12 @@ def count_request_refused(reason: str) -> None:
 
 
 def observe_cache(operation: str, seconds: float) -> None:
-    child = _cache_children.get(operation)
-    if child is None:
-        child = _cache_children[operation] = CACHE_LATENCY.labels(operation)
-    child.observe(seconds)
+    record = _cache_records.get(operation)
+    if record is None:
+        record = _cache_records[operation] = metric_values.recorder(
+            observed=CACHE_LATENCY.labels(operation)
+        )
+    record(seconds)
 
 
 class cache_call:  # lower case, as contextlib.suppress: `with metrics.cache_call("get"):`
@@ -277,10 +283,12 @@ class cache_call:  # lower case, as contextlib.suppress: `with metrics.cache_cal
 
 
 def count_cache_get(*, hit: bool) -> None:
-    child = _cache_get_children.get(hit)
-    if child is None:
-        child = _cache_get_children[hit] = CACHE_GETS.labels("hit" if hit else "miss")
-    child.inc()
+    record = _cache_get_records.get(hit)
+    if record is None:
+        record = _cache_get_records[hit] = metric_values.recorder(
+            counted=[CACHE_GETS.labels("hit" if hit else "miss")]
+        )
+    record(1.0)
 
 
 def _operation(sql: object) -> str:
@@ -302,10 +310,12 @@ def _time_query(
         raise
     finally:
         key = (alias, _operation(sql))
-        child = _query_children.get(key)
-        if child is None:
-            child = _query_children[key] = QUERY_LATENCY.labels(*key)
-        child.observe(perf_counter() - start)
+        record = _query_records.get(key)
+        if record is None:
+            record = _query_records[key] = metric_values.recorder(
+                observed=QUERY_LATENCY.labels(*key)
+            )
+        record(perf_counter() - start)
 
 
 def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

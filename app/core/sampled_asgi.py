@@ -20,6 +20,7 @@ Imported by core.tracing only once tracing is on (it imports opentelemetry).
 """
 
 from contextvars import ContextVar
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -34,6 +35,7 @@ from core.tracing import unsampled
 
 _NO_PARENT = Context()
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_name = itemgetter(0)  # of an ASGI header pair
 # The trace ID the next new trace of this context starts with, when the decision was taken on it.
 _preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
 
@@ -97,7 +99,8 @@ class SampledFirstMiddleware:
                 await self.app(scope, receive, send)
             return
         parent_context = None
-        if self.fields is None or any(name in self.fields for name, _ in scope.get("headers", ())):
+        fields = self.fields
+        if fields is None or not fields.isdisjoint(map(_name, scope.get("headers", ()))):
             parent = propagate.extract(scope, getter=asgi_getter)
             parent_context = trace.get_current_span(parent).get_span_context()
             if not parent_context.is_valid:

@@ -142,3 +142,41 @@ def test_the_buffered_families_are_the_per_request_metrics():
             metrics.CACHE_GETS,
         )
     } == metrics.PER_REQUEST
+
+
+def test_a_recording_under_one_lock_counts_as_prometheus_clients_own_calls_do(tmp_path):
+    """core.metrics records each request, query and cache call in one call of its recorder
+    (metric_values.recorder): the same samples as inc() and observe() on the same children,
+    on every bucket's edge and past the last one."""
+    found = run(
+        tmp_path,
+        """
+amounts = [0.0, 0.0004, 0.0005, 0.00051, 0.005, 0.3, 1.0, 29.9, 30.0, 31.0, 1e9]
+for amount in amounts:
+    metrics.observe_request("GET", "recorded", 503, amount)
+    metrics.REQUESTS.labels("GET", "called", "503").inc()
+    metrics.ERRORS.labels("GET", "called", "503").inc()
+    metrics.REQUEST_LATENCY.labels("GET", "called").observe(amount)
+    metrics.observe_cache("recorded", amount)
+    metrics.CACHE_LATENCY.labels("called").observe(amount)
+metrics.count_cache_get(hit=True)
+metrics.CACHE_GETS.labels("miss").inc()
+body, _ = metrics.render(sys.argv[1])
+lines = [line for line in body.decode().splitlines() if not line.startswith("#")]
+def samples(label, value):
+    return sorted(line.replace(label + '="' + value + '"', label + '="x"') for line in lines
+                  if label + '="' + value + '"' in line)
+print(json.dumps({
+    "requests": [samples("view", "recorded"), samples("view", "called")],
+    "cache": [samples("operation", "recorded"), samples("operation", "called")],
+    "gets": [samples("result", "hit"), samples("result", "miss")],
+    "paths": sorted({record.__name__ for record in [
+        *(record for record, _ in metrics._request_records.values()),
+        *metrics._cache_records.values(), *metrics._cache_get_records.values()]}),
+}))
+""",
+    )
+    for recorded, called in (found["requests"], found["cache"], found["gets"]):
+        assert recorded == called
+        assert recorded
+    assert found["paths"] == ["count", "record"]  # one lock each, not through the children
