@@ -74,6 +74,14 @@ def wait_for_messages(stack, needle: str, *, count: int, timeout: float, what: s
     wait_until(lambda: len(messages(stack, needle)) >= count, timeout=timeout, what=what)
 
 
+def writes_refused(stack, *, before: int) -> set[str]:
+    """What web refused past a request's deadline (core/write_deadline.py) since it had logged
+    `before` such refusals, once it has logged two more: each test sends two late writes."""
+    refused = "past the request's deadline"
+    wait_for_messages(stack, refused, count=before + 2, timeout=20, what="both writes refused")
+    return {line["message"].split(" past")[0] for line in messages(stack, refused)[before:]}
+
+
 @pytest.fixture(scope="module")
 def faults(stack) -> Iterator[None]:
     build_fault_image(stack)
@@ -589,13 +597,7 @@ class TestSyncViewStuck:
         # The watchdog's answer to the stuck thread; the async view's own, as it was refused.
         for answer in answers:
             assert "nothing this request would have written" in answer.json()["error"]["message"]
-        wait_for_messages(
-            stack,
-            "past the request's deadline",
-            count=refusals_before + 2,
-            timeout=20,
-            what="both writes refused",
-        )
+        refused = writes_refused(stack, before=refusals_before)
         wait_for_messages(
             stack,
             "Booting worker",
@@ -607,11 +609,7 @@ class TestSyncViewStuck:
             "db-primary", f"SELECT username FROM accounts_user WHERE username LIKE 'late-%-{tag}'"
         )
         assert kept == ""
-        refusals = messages(stack, "past the request's deadline")[refusals_before:]
-        assert {r["message"].split(" past")[0] for r in refusals} == {
-            "refused COMMIT",
-            "refused statement outside a transaction",
-        }
+        assert refused == {"refused COMMIT", "refused statement outside a transaction"}
 
     def test_under_gthread_nothing_written_past_the_deadline_is_kept(self, stack):
         """GUNICORN_PROFILE=mixed (gthread): no watchdog, and Gunicorn keeps a worker whose
@@ -633,14 +631,7 @@ class TestSyncViewStuck:
                 answers = list(pool.map(lambda p: requests.post(stack.url(p), timeout=60), paths))
             took = time.monotonic() - started
             assert [a.status_code for a in answers] == [504, 504], [a.text for a in answers]
-            wait_for_messages(
-                stack,
-                "past the request's deadline",
-                count=refusals_before + 2,
-                timeout=20,
-                what="both writes refused",
-            )
-            refusals = messages(stack, "past the request's deadline")[refusals_before:]
+            refused = writes_refused(stack, before=refusals_before)
             boots = len(messages(stack, "Booting worker")) - boots_before
         finally:
             recreate_web(stack, **FAULTS, GUNICORN_TIMEOUT="10")  # the class's web
@@ -653,10 +644,7 @@ class TestSyncViewStuck:
             f"SELECT username FROM accounts_user WHERE username LIKE 'late-gthread-%-{tag}'",
         )
         assert kept == ""
-        assert {r["message"].split(" past")[0] for r in refusals} == {
-            "refused COMMIT",
-            "refused statement outside a transaction",
-        }
+        assert refused == {"refused COMMIT", "refused statement outside a transaction"}
         assert boots == 0
 
     def test_an_order_whose_commit_outlasts_the_timeout_is_answered_201_not_504(self, stack):
