@@ -43,6 +43,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache, partial
 from time import monotonic
 from typing import Any, cast
@@ -354,15 +355,20 @@ def _connections_close() -> int:
     return opened
 
 
+@dataclass(slots=True)
+class Watched:
+    """A request in flight, as the watchdog sees it."""
+
+    abort: asyncio.Future[None]  # done: the watchdog answered it 504
+    deadline: write_deadline.Deadline  # for its writes (core/write_deadline.py)
+    stuck: bool = False  # found stuck: answered 504 unless something of it was saved
+
+
 class PooledExecutorASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.executors = ExecutorPool(EXECUTORS)
-        # The requests in flight: their lease, the future that aborts them, and their deadline
-        # for writes (core/write_deadline.py).
-        self._in_flight: dict[Lease, tuple[asyncio.Future[None], write_deadline.Deadline]] = {}
-        # Those the watchdog found stuck (answered 504 unless something of theirs was saved).
-        self._stuck: set[Lease] = set()
+        self._in_flight: dict[Lease, Watched] = {}
         self._watching = False
         # The abort counter counts workers: a drain that several stuck threads cause is one.
         self._abort_counted = False
@@ -509,7 +515,7 @@ class PooledExecutorASGIHandler(ASGIHandler):
         # Set before the request's task is created, which copies this context (and its sync
         # calls after it): a write must commit within the timeout the watchdog holds it to.
         deadline, deadline_set = write_deadline.start(timeout)
-        self._in_flight[lease] = (abort, deadline)
+        watched = self._in_flight[lease] = Watched(abort, deadline)
         started = False
 
         async def tracked_send(message: Mapping[str, Any]) -> None:
@@ -537,9 +543,9 @@ class PooledExecutorASGIHandler(ASGIHandler):
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
             del self._in_flight[lease]
-            if lease in self._stuck:
-                # Found stuck but not answered (it had saved something): its thread may still be.
-                self._stuck.discard(lease)
+            if watched.stuck:
+                # Found stuck (answered 504, or not as it had saved something): its thread may
+                # still be.
                 executor = lease.executor
                 stuck = stuck or (executor is not None and executor.busy_since is not None)
             write_deadline.end(deadline_set)
@@ -556,19 +562,20 @@ class PooledExecutorASGIHandler(ASGIHandler):
     def _watch(self, timeout: float) -> None:
         """On the event loop, at each tick: a request thread busy past the timeout is stuck."""
         now = monotonic()
-        for lease, (abort, deadline) in list(self._in_flight.items()):
+        for lease, watched in list(self._in_flight.items()):
             executor = lease.executor
             since = None if executor is None else executor.busy_since
-            if executor is None or lease in self._stuck or since is None or now - since < timeout:
+            if executor is None or watched.stuck or since is None or now - since < timeout:
                 continue
+            deadline = watched.deadline
             answering = write_deadline.answer(deadline)
             if answering is None:
                 continue  # a COMMIT is under way: it answers itself, or the next tick looks again
             if not answering and now - deadline.saved_at < timeout:
                 continue  # it saved lately: its own answer is on its way
-            self._stuck.add(lease)
+            watched.stuck = True
             if answering:
-                abort.set_result(None)  # nothing of it was saved, and nothing will be
+                watched.abort.set_result(None)  # nothing of it was saved, and nothing will be
             # Else something was saved: a 504 from here would be an error for a committed write.
             # The request answers itself if its thread comes back (or Nginx answers); the thread
             # is stuck all the same.

@@ -414,7 +414,7 @@ def test_the_watchdog_answers_504_only_a_stuck_request_that_saved_nothing(caplog
             while lease.executor is None or lease.executor.busy_since is None:
                 await asyncio.sleep(0.01)
             aborts[name] = asyncio.get_running_loop().create_future()
-            handler._in_flight[lease] = (aborts[name], deadline)
+            handler._in_flight[lease] = asgi.Watched(aborts[name], deadline)
         await asyncio.sleep(0.05)
         handler._watch(0.01)
         handler._watch(0.01)  # each stuck request is reported once
