@@ -115,7 +115,7 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
     import threading
 
     from core import write_deadline
-    from runtime.asgi import Lease, PooledExecutorASGIHandler
+    from runtime.asgi import Lease, PooledExecutorASGIHandler, Watched
 
     before = value(client, "gunicorn_worker_aborts_total", reason="request_thread")
     handler = PooledExecutorASGIHandler()
@@ -128,7 +128,7 @@ def test_two_stuck_request_threads_in_one_worker_count_one_abort(client):
             while lease.executor is None or lease.executor.busy_since is None:
                 await asyncio.sleep(0.01)
             abort = asyncio.get_running_loop().create_future()
-            handler._in_flight[lease] = (abort, write_deadline.Deadline(at=0.0))
+            handler._in_flight[lease] = Watched(abort, write_deadline.Deadline(at=0.0))
         await asyncio.sleep(0.05)
         handler._watch(0.01)
         handler._watch(0.01)
