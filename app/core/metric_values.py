@@ -88,36 +88,49 @@ def buffered(*, process_identifier: Callable[[], int], names: frozenset[str]) ->
     return BufferedValue
 
 
-def recorder(*, counted: Sequence[Any] = (), observed: Any = None) -> Callable[[float], None]:
-    """A call of one amount that adds 1 to each labelled counter of `counted` and observes the
-    amount in the labelled histogram `observed`: what their inc() and observe() record, taken
-    under one lock when every value is buffered here rather than a lock per value (a request
-    records several). Otherwise (not multiprocess, or a family not buffered) through them."""
+def _all_buffered(values_: Sequence[Any]) -> bool:
+    return all(getattr(value, "_buffered", False) for value in values_)
+
+
+def counter(*counted: Any) -> Callable[[], None]:
+    """A call that adds 1 to each labelled counter of `counted`: what their inc() records, under
+    one lock when every value is buffered here. Otherwise (not multiprocess, or a family not
+    buffered) through them."""
     counters = tuple(child._value for child in counted)
-    touched = [*counters]
-    if observed is not None:
-        touched += [observed._sum, *observed._buckets]
-    if not all(getattr(value, "_buffered", False) for value in touched):
+    if not _all_buffered(counters):
+
+        def through() -> None:
+            for child in counted:
+                child.inc()
+
+        return through
+
+    def count() -> None:
+        with _lock:
+            for value in counters:
+                value._pending += 1.0
+            _dirty.update(counters)
+
+    return count
+
+
+def recorder(*, observed: Any, counted: Sequence[Any] = ()) -> Callable[[float], None]:
+    """A call of one amount that observes it in the labelled histogram `observed` and adds 1 to
+    each labelled counter of `counted`: what their observe() and inc() record, under one lock
+    when every value is buffered here rather than a lock per value (a request records several).
+    Otherwise (not multiprocess, or a family not buffered) through them."""
+    counters = tuple(child._value for child in counted)
+    total = observed._sum
+    buckets = tuple(observed._buckets)
+    if not _all_buffered([*counters, total, *buckets]):
 
         def through(amount: float) -> None:
             for child in counted:
                 child.inc()
-            if observed is not None:
-                observed.observe(amount)
+            observed.observe(amount)
 
         return through
-    if observed is None:
-
-        def count(amount: float) -> None:
-            with _lock:
-                for value in counters:
-                    value._pending += 1.0
-                _dirty.update(counters)
-
-        return count
-    total = observed._sum
     always = (*counters, total)
-    buckets = tuple(observed._buckets)
     # Ascending, +Inf last: the first bound at or above the amount is its bucket, as observe()
     # finds it.
     bounds = tuple(observed._upper_bounds)

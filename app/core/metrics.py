@@ -219,31 +219,52 @@ REPLICA_LAG = Gauge(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OPERATIONS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
 
-# Each label set's recording (core.metric_values.recorder), built at its first use rather than
-# looked up through .labels() on every call.
-_request_records: dict[tuple[str, str, int], tuple[Callable[[float], None], Any]] = {}
-_query_records: dict[tuple[str, str], Callable[[float], None]] = {}
-_cache_records: dict[str, Callable[[float], None]] = {}
-_cache_get_records: dict[bool, Callable[[float], None]] = {}
+
+class _Records[K, R](dict[K, R]):
+    """Each label set's recording (core.metric_values), built by `build` at its first use
+    rather than looked up through .labels() on every call."""
+
+    def __init__(self, build: Callable[[K], R]) -> None:
+        super().__init__()
+        self.build = build
+
+    def __missing__(self, key: K) -> R:
+        record = self[key] = self.build(key)
+        return record
+
+
+def _request_record(
+    key: tuple[str, str, int],
+) -> tuple[Callable[[float], None], Callable[[], None] | None]:
+    method, view, status = key
+    method = method if method in _METHODS else "other"
+    return (
+        metric_values.recorder(
+            observed=REQUEST_LATENCY.labels(method, view),
+            counted=[REQUESTS.labels(method, view, str(status))],
+        ),
+        # Rare, and so written at once (not a per-request family).
+        metric_values.counter(ERRORS.labels(method, view, str(status))) if status >= 500 else None,
+    )
+
+
+_request_records = _Records(_request_record)
+_query_records = _Records[tuple[str, str], Callable[[float], None]](
+    lambda key: metric_values.recorder(observed=QUERY_LATENCY.labels(*key))
+)
+_cache_records = _Records[str, Callable[[float], None]](
+    lambda operation: metric_values.recorder(observed=CACHE_LATENCY.labels(operation))
+)
+_cache_get_records = _Records[bool, Callable[[], None]](
+    lambda hit: metric_values.counter(CACHE_GETS.labels("hit" if hit else "miss"))
+)
 
 
 def observe_request(method: str, view: str, status: int, seconds: float) -> None:
-    key = (method, view, status)
-    entry = _request_records.get(key)
-    if entry is None:
-        label_method = method if method in _METHODS else "other"
-        entry = _request_records[key] = (
-            metric_values.recorder(
-                counted=[REQUESTS.labels(label_method, view, str(status))],
-                observed=REQUEST_LATENCY.labels(label_method, view),
-            ),
-            # Rare, and so written at once (not a per-request family).
-            ERRORS.labels(label_method, view, str(status)) if status >= 500 else None,
-        )
-    record, errors = entry
+    record, count_error = _request_records[method, view, status]
     record(seconds)
-    if errors is not None:
-        errors.inc()
+    if count_error is not None:
+        count_error()
 
 
 def count_worker_abort(reason: str = "timeout") -> None:
@@ -257,12 +278,7 @@ def count_request_refused(reason: str) -> None:
 
 
 def observe_cache(operation: str, seconds: float) -> None:
-    record = _cache_records.get(operation)
-    if record is None:
-        record = _cache_records[operation] = metric_values.recorder(
-            observed=CACHE_LATENCY.labels(operation)
-        )
-    record(seconds)
+    _cache_records[operation](seconds)
 
 
 class cache_call:  # lower case, as contextlib.suppress: `with metrics.cache_call("get"):`
@@ -283,12 +299,7 @@ class cache_call:  # lower case, as contextlib.suppress: `with metrics.cache_cal
 
 
 def count_cache_get(*, hit: bool) -> None:
-    record = _cache_get_records.get(hit)
-    if record is None:
-        record = _cache_get_records[hit] = metric_values.recorder(
-            counted=[CACHE_GETS.labels("hit" if hit else "miss")]
-        )
-    record(1.0)
+    _cache_get_records[hit]()
 
 
 def _operation(sql: object) -> str:
@@ -309,13 +320,7 @@ def _time_query(
         QUERY_ERRORS.labels(alias).inc()
         raise
     finally:
-        key = (alias, _operation(sql))
-        record = _query_records.get(key)
-        if record is None:
-            record = _query_records[key] = metric_values.recorder(
-                observed=QUERY_LATENCY.labels(*key)
-            )
-        record(perf_counter() - start)
+        _query_records[alias, _operation(sql)](perf_counter() - start)
 
 
 def _install_query_timer(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

@@ -525,7 +525,6 @@ class PooledExecutorASGIHandler(ASGIHandler):
             started = True
             await send(message)
 
-        stuck = False
         task: asyncio.Future[Any] | None = None
         try:
             async with ThreadSensitiveContext(executor=lease):
@@ -535,7 +534,6 @@ class PooledExecutorASGIHandler(ASGIHandler):
                 if not abort.done():
                     await task  # its result, or its exception
                     return
-                stuck = True
                 task.cancel()
                 if not started:
                     await send_gateway_timeout(send)
@@ -543,11 +541,12 @@ class PooledExecutorASGIHandler(ASGIHandler):
             if task is not None and not task.done():
                 task.cancel()  # this request was cancelled (client gone, server stopping)
             del self._in_flight[lease]
-            if watched.stuck:
-                # Found stuck (answered 504, or not as it had saved something): its thread may
-                # still be.
-                executor = lease.executor
-                stuck = stuck or (executor is not None and executor.busy_since is not None)
+            # Found stuck: answered 504 (its thread may still run), or not, as it had saved
+            # something, and its thread still busy.
+            executor = lease.executor
+            stuck = watched.stuck and (
+                abort.done() or (executor is not None and executor.busy_since is not None)
+            )
             write_deadline.end(deadline_set)
             _LEASE.reset(lent)
             lease.end(stuck=stuck)
