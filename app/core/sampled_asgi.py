@@ -9,7 +9,8 @@ the sampler is asked first, with the trace ID the span would get:
 - sampled: the request goes through OpenTelemetry's middleware, whose span gets that same trace
   ID (PresetIdGenerator), so the sampler decides alike and the trace is exactly as before;
 - not sampled: the request goes straight to Django inside a non-recording span with that trace
-  ID (log lines keep their trace_id), the parent's trace state kept, and the instrumentations
+  ID (log lines keep their trace_id; its span ID is drawn when first read), the parent's trace
+  state kept, and the instrumentations
   suppressed for its length (core.tracing.unsampled set too, which its own checks read first):
   no SQL, Redis or upstream wrapper work. A Celery task it enqueues
   still carries its unsampled trace context (the Celery instrumentation injects it regardless),
@@ -49,6 +50,33 @@ class PresetIdGenerator(RandomIdGenerator):
             return super().generate_trace_id()
         _preset_trace_id.set(None)  # once: the request's server span
         return trace_id
+
+
+class DroppedSpan(trace.NonRecordingSpan):
+    """A dropped request's span, whose context (a span ID drawn, every ID checked) is built only
+    once something reads it: a log line, a propagated traceparent. A request answered from the
+    edge cache reads none."""
+
+    def __init__(
+        self, trace_id: int, trace_state: trace.TraceState | None, ids: RandomIdGenerator
+    ) -> None:
+        self._trace_id = trace_id
+        self._trace_state = trace_state
+        self._ids = ids
+        self._built: trace.SpanContext | None = None
+
+    @property  # NonRecordingSpan's attribute, which its methods read
+    def _context(self) -> trace.SpanContext:  # type: ignore[override]
+        built = self._built
+        if built is None:
+            built = self._built = trace.SpanContext(
+                self._trace_id,
+                self._ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=_NOT_SAMPLED,
+                trace_state=self._trace_state,
+            )
+        return built
 
 
 class SampledFirstMiddleware:
@@ -123,15 +151,7 @@ class SampledFirstMiddleware:
             finally:
                 _preset_trace_id.reset(preset)
             return
-        span = trace.NonRecordingSpan(
-            trace.SpanContext(
-                trace_id,
-                self.ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=_NOT_SAMPLED,
-                trace_state=decision.trace_state,
-            )
-        )
+        span = DroppedSpan(trace_id, decision.trace_state, self.ids)
         # The span and the suppression in one context, attached once.
         token = context.attach(Context({**parent, self.span_key: span, **self.suppressed}))
         marked = unsampled.set(True)

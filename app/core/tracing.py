@@ -31,7 +31,7 @@ OpenTelemetry documents them.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -122,14 +122,7 @@ def _trace_pipelined_redis() -> None:
         return
     tracer = trace.get_tracer(__name__)
 
-    @functools.wraps(execute)
-    async def traced(client: PipelinedRedis, *args: bytes | str | int) -> Reply:
-        if (
-            unsampled.get()
-            or not trace.get_current_span().is_recording()
-            or not is_instrumentation_enabled()
-        ):
-            return await execute(client, *args)
+    async def spanned(client: PipelinedRedis, args: tuple[bytes | str | int, ...]) -> Reply:
         command = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
         attributes: dict[str, str | int] = {
             "db.system": "redis",
@@ -143,6 +136,18 @@ def _trace_pipelined_redis() -> None:
             command, kind=trace.SpanKind.CLIENT, attributes=attributes
         ):
             return await execute(client, *args)
+
+    # Not a coroutine of its own: a call outside a recording span gets execute's own, with no
+    # layer above it to pass through at each resumption.
+    @functools.wraps(execute)
+    def traced(client: PipelinedRedis, *args: bytes | str | int) -> Awaitable[Reply]:
+        if (
+            unsampled.get()
+            or not trace.get_current_span().is_recording()
+            or not is_instrumentation_enabled()
+        ):
+            return execute(client, *args)
+        return spanned(client, args)
 
     traced.traced = True  # type: ignore[attr-defined]
     PipelinedRedis.execute = traced  # type: ignore[method-assign,assignment]

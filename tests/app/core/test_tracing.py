@@ -419,6 +419,9 @@ async def inner(scope, receive, send):
         child_recording = child.is_recording()
     hooks = await call_upstream()
     seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
+                 # Read after the upstream call, which sent it (a dropped request's is drawn
+                 # when first read).
+                 "span_id": format(span.get_span_context().span_id, "016x"),
                  "recording": span.is_recording(), "child": child_recording,
                  "instrumented": is_instrumentation_enabled(),
                  "upstream_traceparent": upstream_saw[-1], "upstream_hooks": hooks})
@@ -493,6 +496,7 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
     # Log lines still carry the client's trace; no span is recorded, no instrumentation runs,
     # and the upstream call goes through a session that runs no aiohttp hook at all.
     upstream = client.pop("upstream_traceparent")
+    span_id = client.pop("span_id")
     assert client == {
         "upstream_hooks": 0,
         "trace_id": trace_id,
@@ -501,8 +505,9 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
         "instrumented": False,
     }
     # The upstream call still carries the trace, unsampled, so the upstream drops it too.
-    assert upstream.startswith(f"00-{trace_id}-")
-    assert not int(upstream[-2:], 16) & 1  # not sampled
+    # As the request's own span: the one its log lines name.
+    assert upstream == f"00-{trace_id}-{span_id}-00"
+    assert int(span_id, 16) != 0
     assert trace_id not in seen["servers"]
     # New traces: each kept one is exported with the very trace ID the sampler kept, recorded
     # and instrumented inside; each dropped one is neither. 200 at a tenth: never none kept.
@@ -516,6 +521,8 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
         # kept request's call is a span of its trace, a dropped one's ran no hook.
         assert upstream_trace(s) == (s["trace_id"], s["recording"])
         assert (s["upstream_hooks"] > 0) is s["recording"]
+        if not s["recording"]:  # the dropped request's span, drawn once: the same at each read
+            assert s["upstream_traceparent"].split("-")[2] == s["span_id"] != "0" * 16
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
@@ -528,6 +535,7 @@ def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
         "instrumented": True,
         "upstream_traceparent": seen["seen"][0]["upstream_traceparent"],
         "upstream_hooks": seen["seen"][0]["upstream_hooks"],
+        "span_id": seen["seen"][0]["span_id"],
     }
     assert seen["seen"][0]["upstream_traceparent"].startswith(f"00-{trace_id}-")
     assert trace_id in seen["servers"]
