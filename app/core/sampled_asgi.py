@@ -22,6 +22,7 @@ Imported by core.tracing only once tracing is on (it imports opentelemetry).
 
 from contextvars import ContextVar
 from operator import itemgetter
+from random import getrandbits as _random_bits
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -36,6 +37,8 @@ from core.tracing import unsampled
 
 _NO_PARENT = Context()
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_SERVER = trace.SpanKind.SERVER
+_DROP = sampling.Decision.DROP
 _name = itemgetter(0)  # of an ASGI header pair
 # The trace ID the next new trace of this context starts with, when the decision was taken on it.
 _preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
@@ -136,15 +139,16 @@ class SampledFirstMiddleware:
         else:
             parent = _NO_PARENT  # what the propagator extracts from a request without its headers
         if parent_context is None:
-            trace_id = self.ids.generate_trace_id()
+            # As RandomIdGenerator (PresetIdGenerator's base) draws one, without its two calls.
+            trace_id = _random_bits(128)
+            while trace_id == trace.INVALID_TRACE_ID:
+                trace_id = _random_bits(128)
             sampler = self.root
         else:
             trace_id = parent_context.trace_id
             sampler = self.sampler
-        decision = sampler.should_sample(
-            parent, trace_id, scope.get("method", "HTTP"), trace.SpanKind.SERVER
-        )
-        if decision.decision != sampling.Decision.DROP:
+        decision = sampler.should_sample(parent, trace_id, scope.get("method", "HTTP"), _SERVER)
+        if decision.decision is not _DROP:
             preset = _preset_trace_id.set(trace_id if parent_context is None else None)
             try:
                 await self.traced(scope, receive, send)

@@ -79,6 +79,8 @@ class CappedRatio(sampling.TraceIdRatioBased):
     def __init__(self, rate: float, *, budget: TraceBudget | None) -> None:
         super().__init__(rate)
         self.budget = budget
+        # The parent's `bound`, a property: read once here, not at every decision.
+        self._under = self.bound
 
     def should_sample(
         self,
@@ -90,7 +92,7 @@ class CappedRatio(sampling.TraceIdRatioBased):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> sampling.SamplingResult:
-        if trace_id & self.TRACE_ID_LIMIT >= self.bound or not (
+        if trace_id & self.TRACE_ID_LIMIT >= self._under or not (
             self.budget is None or self.budget.take(trace_id)
         ):
             return _DROPPED
