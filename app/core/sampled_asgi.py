@@ -38,6 +38,7 @@ from core.tracing import unsampled
 _NO_PARENT = Context()
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _SERVER = trace.SpanKind.SERVER
+_W3C = TraceContextTextMapPropagator()
 _DROP = sampling.Decision.DROP
 _name = itemgetter(0)  # of an ASGI header pair
 # The trace ID the next new trace of this context starts with, when the decision was taken on it.
@@ -67,6 +68,7 @@ class DroppedSpan(trace.NonRecordingSpan):
         self._trace_state = trace_state
         self._ids = ids
         self._built: trace.SpanContext | None = None
+        self._headers: dict[str, str] | None = None
 
     @property  # NonRecordingSpan's attribute, which its methods read
     def _context(self) -> trace.SpanContext:  # type: ignore[override]
@@ -80,6 +82,15 @@ class DroppedSpan(trace.NonRecordingSpan):
                 trace_state=self._trace_state,
             )
         return built
+
+    def traceparent(self) -> dict[str, str]:
+        """The W3C trace context headers that carry this span (traceparent, and tracestate when
+        the parent sent one), built once: every upstream call of its request sends the same."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = {}
+            _W3C.inject(headers, context=trace.set_span_in_context(self))
+        return dict(headers)  # the caller's to change
 
 
 class SampledFirstMiddleware:

@@ -251,11 +251,22 @@ class UpstreamSessions:
         # Read by pick() on every call: bound once here, not imported per call.
         self._trace: Any = None
         self._inject: Any = None
+        self._dropped: Any = None
         if not _started:
             return
         from opentelemetry import propagate, trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        from core.sampled_asgi import DroppedSpan
 
         self._trace, self._inject = trace, propagate.inject
+        # Under W3C trace context alone (core.tracing sets it), a dropped request's headers are
+        # its span's, built once for all its calls. Read once: a propagator set later is not.
+        self._dropped = (
+            DroppedSpan
+            if type(propagate.get_global_textmap()) is TraceContextTextMapPropagator
+            else None
+        )
         from opentelemetry.instrumentation import aiohttp_client  # demo-shop
 
         aiohttp_client.AioHttpClientInstrumentor.uninstrument_session(self.plain)  # demo-shop
@@ -272,8 +283,11 @@ class UpstreamSessions:
         session's hooks do, or tracing is off)."""
         if self._trace is None:
             return self.plain, None
-        if self._trace.get_current_span().is_recording():
+        span = self._trace.get_current_span()
+        if span.is_recording():
             return self.traced, None
+        if type(span) is self._dropped:
+            return self.plain, span.traceparent()
         headers: dict[str, str] = {}
         self._inject(headers)
         return self.plain, headers

@@ -7,6 +7,7 @@ load exactly what `import redis` loads and nothing more: no tracer provider, exp
 instrumentation or propagator. Each case runs in a fresh interpreter: whether a module was
 imported is a fact of the process."""
 
+import itertools
 import json
 import re
 import subprocess
@@ -396,10 +397,12 @@ import aiohttp, http.server, threading
 
 seen = []
 upstream_saw = []
+upstream_states = []
 
 class Upstream(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         upstream_saw.append(self.headers.get("traceparent"))
+        upstream_states.append(self.headers.get("tracestate"))
         body = b'{"price": "19.90"}'  # an answer the price service could give
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -436,8 +439,9 @@ trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
     + ASGI_GET
     + r"""
 
-traceparent = sys.argv[1]
-statuses = [asyncio.run(get([(b"traceparent", traceparent.encode())]))]
+traceparent, *tracestate = sys.argv[1:]
+statuses = [asyncio.run(get([(b"traceparent", traceparent.encode()),
+                             *((b"tracestate", state.encode()) for state in tracestate)]))]
 statuses += [asyncio.run(get([])) for _ in range(200)]
 print(json.dumps({
     "statuses": sorted(set(statuses)),
@@ -446,6 +450,7 @@ print(json.dumps({
                 if s.kind == trace.SpanKind.SERVER],
     "upstream_spans": [format(s.context.trace_id, "032x") for s in memory.get_finished_spans()
                        if s.kind == trace.SpanKind.CLIENT and s.name == "GET"],
+    "upstream_headers": [list(pair) for pair in zip(upstream_saw, upstream_states)],
 }))
 """
 )
@@ -469,9 +474,13 @@ def traced_script(script: str, *args: str) -> tuple[dict, list[str]]:
     return json.loads(report), lines
 
 
-def sampled_first(traceparent: str, *, upstream_call: str = UPSTREAM_CALL) -> dict:
+def sampled_first(
+    traceparent: str, *, upstream_call: str = UPSTREAM_CALL, tracestate: str | None = None
+) -> dict:
+    """Runs SAMPLED_FIRST_TEMPLATE: its first request sends this traceparent (and tracestate),
+    then 200 send none."""
     script = SAMPLED_FIRST_TEMPLATE.replace("\nCALL_UPSTREAM\n", upstream_call)
-    return traced_script(script, traceparent)[0]
+    return traced_script(script, traceparent, *([tracestate] if tracestate else []))[0]
 
 
 def under_a_tenth(trace_id: str) -> bool:
@@ -523,6 +532,50 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
         assert (s["upstream_hooks"] > 0) is s["recording"]
         if not s["recording"]:  # the dropped request's span, drawn once: the same at each read
             assert s["upstream_traceparent"].split("-")[2] == s["span_id"] != "0" * 16
+
+
+# Two upstream calls in each request; the first call's caller changes the headers it was given.
+TWO_UPSTREAM_CALLS = r"""
+async def call_upstream():
+    sessions = tracing.UpstreamSessions(aiohttp.TCPConnector())
+    try:
+        for _ in range(2):
+            session, headers = sessions.pick()
+            async with session.get(upstream_url, headers=headers) as response:
+                await response.read()
+            if headers is not None:
+                headers["traceparent"] = "changed by its caller"
+        return len(session.trace_configs)
+    finally:
+        await sessions.close()
+"""
+
+
+def test_every_upstream_call_of_a_dropped_request_carries_its_trace_and_the_clients_state():
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen = sampled_first(
+        f"00-{trace_id}-00f067aa0ba902b7-00",
+        upstream_call=TWO_UPSTREAM_CALLS,
+        tracestate="vendor=abc,other=1",
+    )
+    client = seen["seen"][0]
+    assert client["recording"] is False
+    carried = [f"00-{trace_id}-{client['span_id']}-00", "vendor=abc,other=1"]
+    # Both calls: the request's own span, unsampled, and the state its client sent, whatever
+    # the first call's caller did with the headers it got.
+    assert seen["upstream_headers"][:2] == [carried, carried]
+    # New traces: no state to carry; a dropped one's calls carry the same span, a kept one's
+    # each a span of its own.
+    for s, calls in zip(
+        seen["seen"][1:],
+        itertools.batched(seen["upstream_headers"][2:], 2, strict=True),
+        strict=True,
+    ):
+        assert [upstream_trace({"upstream_traceparent": p}) for p, _ in calls] == [
+            (s["trace_id"], s["recording"])
+        ] * 2
+        assert [state for _, state in calls] == [None, None]
+        assert (calls[0] == calls[1]) is not s["recording"]
 
 
 def test_a_sampled_client_trace_is_recorded_with_its_instrumentation():
