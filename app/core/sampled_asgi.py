@@ -9,8 +9,7 @@ the sampler is asked first, with the trace ID the span would get:
 - sampled: the request goes through OpenTelemetry's middleware, whose span gets that same trace
   ID (PresetIdGenerator), so the sampler decides alike and the trace is exactly as before;
 - not sampled: the request goes straight to Django inside a non-recording span with that trace
-  ID (log lines keep their trace_id; its span ID is drawn when first read), the parent's trace
-  state kept, and the instrumentations
+  ID (log lines keep their trace_id), the parent's trace state kept, and the instrumentations
   suppressed for its length (core.tracing.unsampled set too, which its own checks read first):
   no SQL, Redis or upstream wrapper work. A Celery task it enqueues
   still carries its unsampled trace context (the Celery instrumentation injects it regardless),
@@ -61,26 +60,29 @@ class DroppedSpan(trace.NonRecordingSpan):
     once something reads it: a log line, a propagated traceparent. A request answered from the
     edge cache reads none."""
 
+    _built: trace.SpanContext | None = None  # until first read, none in the instance
+
     def __init__(
         self, trace_id: int, trace_state: trace.TraceState | None, ids: RandomIdGenerator
     ) -> None:
         self._trace_id = trace_id
         self._trace_state = trace_state
         self._ids = ids
-        self._built: trace.SpanContext | None = None
         self._headers: dict[str, str] | None = None
 
     @property  # NonRecordingSpan's attribute, which its methods read
     def _context(self) -> trace.SpanContext:  # type: ignore[override]
         built = self._built
         if built is None:
-            built = self._built = trace.SpanContext(
+            drawn = trace.SpanContext(
                 self._trace_id,
                 self._ids.generate_span_id(),
                 is_remote=False,
                 trace_flags=_NOT_SAMPLED,
                 trace_state=self._trace_state,
             )
+            # One dict step: of two threads reading it first, both get the one kept.
+            built = self.__dict__.setdefault("_built", drawn)
         return built
 
     def traceparent(self) -> dict[str, str]:

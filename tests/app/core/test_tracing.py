@@ -422,8 +422,8 @@ async def inner(scope, receive, send):
         child_recording = child.is_recording()
     hooks = await call_upstream()
     seen.append({"trace_id": format(span.get_span_context().trace_id, "032x"),
-                 # Read after the upstream call, which sent it (a dropped request's is drawn
-                 # when first read).
+                 # Read after the upstream call, which sent it (a dropped request's context
+                 # is built when first read).
                  "span_id": format(span.get_span_context().span_id, "016x"),
                  "recording": span.is_recording(), "child": child_recording,
                  "instrumented": is_instrumentation_enabled(),
@@ -530,7 +530,7 @@ def test_an_unsampled_request_runs_without_instrumentation_in_its_trace():
         # kept request's call is a span of its trace, a dropped one's ran no hook.
         assert upstream_trace(s) == (s["trace_id"], s["recording"])
         assert (s["upstream_hooks"] > 0) is s["recording"]
-        if not s["recording"]:  # the dropped request's span, drawn once: the same at each read
+        if not s["recording"]:  # the dropped request's span: the same at each read
             assert s["upstream_traceparent"].split("-")[2] == s["span_id"] != "0" * 16
 
 
