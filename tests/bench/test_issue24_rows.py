@@ -254,7 +254,7 @@ def test_the_tracing_state_is_the_settings_default_sampler():
     assert settings.TRACES_MAX_PER_SECOND == observability.TRACES_CAP
     tracing = observability.OBSERVABILITY["tracing"]
     assert tracing["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
-    assert tracing["TRACES_MAX_PER_SECOND"] == "10"
+    assert tracing["TRACES_MAX_PER_SECOND"] == "5"
 
 
 def test_section_9_has_no_budget_without_the_states_it_splits():

@@ -247,7 +247,7 @@ def test_each_observability_state_reaches_web_as_it_claims(state, default_sample
         # The default sampler: a tenth of new traces kept, at most 10 a second, a client's
         # traceparent decides.
         assert seen["sampler"] == default_sampler
-        assert default_sampler.startswith("ParentBased{root:Capped{TraceIdRatioBased{0.1}, 10/s}")
+        assert default_sampler.startswith("ParentBased{root:Capped{TraceIdRatioBased{0.1}, 5/s}")
     elif state == "dropped":
         # Tracing on, no new trace kept: what tracing costs the requests it drops.
         assert seen["sampler"].startswith("ParentBased{root:Capped{TraceIdRatioBased{0.0}")

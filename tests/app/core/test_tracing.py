@@ -259,8 +259,8 @@ def sampler_decisions(**env: str) -> dict:
 def test_by_default_a_tenth_of_new_traces_are_kept_and_a_client_decides_for_its_own():
     seen = sampler_decisions()
     assert seen["description"] == (
-        "ParentBased{root:Capped{TraceIdRatioBased{0.1}, 10/s},"
-        "remoteParentSampled:Capped{AlwaysOnSampler, 10/s},"
+        "ParentBased{root:Capped{TraceIdRatioBased{0.1}, 5/s},"
+        "remoteParentSampled:Capped{AlwaysOnSampler, 5/s},"
         "remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
         "localParentNotSampled:AlwaysOffSampler}"
     )
