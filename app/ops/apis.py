@@ -66,7 +66,13 @@ def task_create(request: HttpRequest, payload: AddIn) -> Status[Any]:
     )
 
 
-@router.get("/tasks/{task_id}", response={200: TaskOut, **errors(404)}, url_name="task_detail")
+# Staff only, as its creation: a task's state and result are not anyone's to poll.
+@router.get(
+    "/tasks/{task_id}",
+    auth=staff_auth,
+    response={200: TaskOut, **errors(401, 403, 404)},
+    url_name="task_detail",
+)
 def task_detail(request: HttpRequest, task_id: str) -> dict[str, Any]:
     try:
         uuid.UUID(task_id)

@@ -9,7 +9,7 @@ def test_celery_round_trip(stack):
     assert response.status_code == 202
     status_url = response.json()["status_url"]
     result = wait_until(
-        lambda: (r := stack.get(status_url).json())["state"] == "SUCCESS" and r,
+        lambda: (r := stack.get(status_url, headers=staff).json())["state"] == "SUCCESS" and r,
         timeout=30,
         what="the task to succeed",
     )

@@ -54,12 +54,12 @@ def raw_answer(stack, request_line: str, *headers: str, host: bool = True) -> tu
 
 def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
     """Through Nginx and Uvicorn, the raw bytes: HEAD on an API route that serves GET gets the
-    GET's status and headers (here its JSON 404), and nothing after them."""
+    GET's status and headers (here its JSON 401: staff only), and nothing after them."""
     head, body = raw_answer(stack, "HEAD /api/tasks/x HTTP/1.1")
-    assert head.startswith(b"HTTP/1.1 404"), head
+    assert head.startswith(b"HTTP/1.1 401"), head
     assert b"content-type: application/json" in head.lower()
     assert body == b""
-    assert stack.get("/api/tasks/x").status_code == 404
+    assert stack.get("/api/tasks/x").status_code == 401
 
 
 def test_nginxs_own_405s_are_json_and_name_what_the_path_serves(stack):

@@ -1,4 +1,5 @@
 import json
+import uuid
 
 import pytest
 
@@ -44,10 +45,20 @@ def test_task_create_by_a_customer_is_a_403_and_enqueues_nothing(client, celery_
     assert celery_broker.llen("default") == 0
 
 
-def test_task_detail_with_a_malformed_id_is_a_404(client):
-    response = client.get("/api/tasks/not-a-uuid")
+def test_task_detail_with_a_malformed_id_is_a_404(client, staff):
+    response = client.get("/api/tasks/not-a-uuid", **staff)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_task_detail_takes_staff(client):
+    path = f"/api/tasks/{uuid.uuid4()}"
+    anonymous = client.get(path)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+    customer = client.get(path, **bearer(UserFactory()))
+    assert customer.status_code == 403
+    assert customer.json()["error"] == {"code": "forbidden", "message": "Staff only."}
 
 
 @pytest.fixture
