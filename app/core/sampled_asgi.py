@@ -90,8 +90,9 @@ class DroppedSpan(trace.NonRecordingSpan):
         the parent sent one), built once: every upstream call of its request sends the same."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = {}
+            headers = {}
             _W3C.inject(headers, context=trace.set_span_in_context(self))
+            self._headers = headers  # once filled: a thread reading meanwhile builds its own
         return dict(headers)  # the caller's to change
 
 

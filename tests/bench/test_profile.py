@@ -244,7 +244,7 @@ def test_each_observability_state_reaches_web_as_it_claims(state, default_sample
     assert seen["endpoint"] == SINK == "http://otlp-sink:4318"
     assert set(services["otlp-sink"]["networks"]) & set(services["web"]["networks"])
     if state == "tracing":
-        # The default sampler: a tenth of new traces kept, at most 10 a second, a client's
+        # The default sampler: a tenth of new traces kept, at most 5 a second, a client's
         # traceparent decides.
         assert seen["sampler"] == default_sampler
         assert default_sampler.startswith("ParentBased{root:Capped{TraceIdRatioBased{0.1}, 5/s}")

@@ -17,7 +17,7 @@ from tests.support import ROOT, run, settled, wait_until
 TASK_DETAIL_VIEW = "api:task_detail"
 
 # Per worker process: the same counter read from each process's own file, not summed (GETs
-# only, as task_detail_404s reads: a HEAD is counted under its own method).
+# only, as task_detail_refusals reads: a HEAD is counted under its own method).
 PER_WORKER = f"""
 import glob, json, os
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -28,7 +28,7 @@ for path in glob.glob(os.path.join(os.environ['GUNICORN_METRICS_DIR'], 'counter_
         for s in metric.samples:
             labels = (s.labels.get('method'), s.labels.get('view'), s.labels.get('status'))
             if (s.name, *labels) == (
-                'django_http_requests_total', 'GET', '{TASK_DETAIL_VIEW}', '404'
+                'django_http_requests_total', 'GET', '{TASK_DETAIL_VIEW}', '401'
             ):
                 counts[pid] = counts.get(pid, 0) + s.value
 print(json.dumps(counts))
@@ -49,7 +49,7 @@ def lines_with_request_id(stack, service: str, request_id: str) -> list[dict[str
 def test_request_id_and_duration_come_back_through_nginx(stack):
     mine = str(uuid.uuid4())
     response = stack.get("/api/tasks/not-a-task", headers={"X-Request-ID": mine})
-    assert response.status_code == 404
+    assert response.status_code == 401  # staff only
     # Exactly one header: Nginx's, equal to the ID Django used (requests would join two).
     assert response.headers["X-Request-ID"] == mine
     assert 0 <= float(response.headers["X-Request-Duration"]) < 5
@@ -79,7 +79,9 @@ def test_a_task_logs_the_request_id_of_the_request_that_enqueued_it(stack):
     assert response.headers["X-Request-ID"] == mine
     status_url = response.json()["status_url"]
     wait_until(
-        lambda: stack.get(status_url).json()["state"] == "SUCCESS", timeout=30, what="the task"
+        lambda: stack.get(status_url, headers=headers).json()["state"] == "SUCCESS",
+        timeout=30,
+        what="the task",
     )
     lines = wait_until(
         lambda: lines_with_request_id(stack, "worker", mine), timeout=10, what="worker lines"
@@ -102,9 +104,10 @@ def test_gunicorn_and_celery_log_json(stack):
     assert not [e for e in web if e["logger"] in {"gunicorn.access", "uvicorn.access"}]
 
 
-def task_detail_404s(stack) -> float:
+def task_detail_refusals(stack) -> float:
+    """Anonymous GETs of a task, each answered 401 (staff only)."""
     found = stack.metric(
-        "django_http_requests_total", method="GET", view=TASK_DETAIL_VIEW, status="404"
+        "django_http_requests_total", method="GET", view=TASK_DETAIL_VIEW, status="401"
     )
     return found or 0.0
 
@@ -132,14 +135,14 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
         assert outside.headers["Content-Type"] == "application/json"
         assert outside.json()["error"]["code"] == "not_found"
 
-    before = settled(lambda: task_detail_404s(stack))  # earlier tests' requests
+    before = settled(lambda: task_detail_refusals(stack))  # earlier tests' requests
     sent = 0
     with ThreadPoolExecutor(max_workers=16) as pool:
         # Concurrent bursts open several upstream connections, which the kernel spreads over
         # both Uvicorn workers; repeat until each worker has served some.
         for _ in range(5):
             burst = list(pool.map(lambda _: stack.get("/api/tasks/x").status_code, range(64)))
-            assert burst == [404] * 64
+            assert burst == [401] * 64
             sent += 64
             counts = all_written(stack, before + sent)
             if len([c for c in counts.values() if c > 0]) >= 2:
@@ -148,7 +151,7 @@ def test_metrics_are_hidden_from_outside_and_summed_over_workers_inside(stack):
     assert served >= 2, counts
     # Whichever worker answers the scrape, it reports the sum over every worker's file.
     for _ in range(4):
-        total = task_detail_404s(stack)
+        total = task_detail_refusals(stack)
         assert total == before + sent
         assert total == sum(counts.values())
     # The request threads of every worker that served, summed (GUNICORN_REQUEST_THREADS, 64

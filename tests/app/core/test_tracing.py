@@ -716,7 +716,7 @@ def test_probes_checks_and_background_retries_start_no_trace(
 # The event loop's Redis client (core.resp) with tracing on: its commands inside a recording
 # span, outside any span, inside a suppressed one, and one that fails.
 PIPELINED_REDIS_SCRIPT = r"""
-import asyncio, json, sys
+import asyncio, inspect, json, sys
 import django
 django.setup()
 from core import tracing
@@ -752,6 +752,8 @@ spans = memory.get_finished_spans()
 names = {s.context.span_id: s.name for s in spans}
 print(json.dumps({
     "replies": [repr(r) for r in replies],
+    # Wrapped, still a coroutine function to whoever asks, as execute is.
+    "coroutine_function": inspect.iscoroutinefunction(PipelinedRedis.execute),
     "spans": [[s.name, names.get(s.parent.span_id) if s.parent else None, str(s.kind),
                dict(s.attributes), s.status.status_code.name] for s in spans],
 }))
@@ -782,6 +784,7 @@ def test_the_event_loops_redis_commands_are_spans_of_the_request_that_sent_them(
     (line,) = [line for line in lines if line.startswith('{"replies"')]
     seen = json.loads(line)
     assert seen["replies"] == ["[None, None]", "None"]
+    assert seen["coroutine_function"] is True
     redis = {"db.system": "redis", "net.peer.name": host, "net.peer.port": port,
              "net.transport": "ip_tcp"}  # fmt: skip
     # The commands inside the request, children of its span, their values left out; none for
