@@ -30,11 +30,11 @@ def is_request_threads_config(name: str) -> bool:
     return name.endswith(" request threads)")
 
 
-def cpu_seconds() -> float:
-    """CPU time the web container has used (every process, exited workers included), from its
+def cpu_seconds(service: str = "web") -> float:
+    """CPU time a service's container has used (every process, exited ones included), from its
     cgroup: v2 cpu.stat usage_usec, or v1 cpuacct.usage (ns)."""
     out = stack.compose(
-        "exec", "-T", "web", "sh", "-c",
+        "exec", "-T", service, "sh", "-c",
         "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage",
     ).stdout  # fmt: skip
     for line in out.splitlines():

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench import claims, incontainer, stack, web
 from bench.order_load import OrderLoad
-from bench.stats import combine, errors_text, group, ms, opening, rps_cell, table
+from bench.stats import combine, errors_text, group, ms, num, opening, rps_cell, table
 
 STEP = "orders"
 CLIENTS = 10
@@ -17,9 +17,17 @@ SECONDS = 8 if stack.QUICK else 20
 # Seeded products (1,000,000 in stock each); the harness sets their stock higher still, so no
 # order is refused for stock. "a product each": customer i orders PRODUCT_IDS[i], one order's
 # latency; "one product": everyone orders the first, so the orders queue on its row lock
-# (select_for_update in shop.services), what a best-seller sees.
+# (select_for_update in shop.services), what a best-seller sees; "one customer alone": one
+# order's latency with nothing queued before it. (label, products, customers)
 PRODUCT_IDS = list(range(2, 2 + CLIENTS))
-SHAPES = (("a product each", PRODUCT_IDS), ("one product", PRODUCT_IDS[:1]))
+SHAPES = (
+    ("a product each", PRODUCT_IDS, CLIENTS),
+    ("one product", PRODUCT_IDS[:1], CLIENTS),
+    ("one customer alone", PRODUCT_IDS[:1], 1),
+)
+# The CPU an order costs, where: every running container's cgroup and this process (the
+# customers' threads), so what binds the latency at c=10 is measured, not guessed.
+GENERATOR = "load generator (bench)"
 STOCK = 10_000_000
 PREFIX = "bench-order-"
 # How long the email worker gets, after the last round, to send every confirmation.
@@ -44,12 +52,30 @@ def outbox() -> dict[str, Any]:
     return dict(stack.in_web(incontainer.script("order_outbox"), PREFIX))
 
 
+def cpu_now() -> dict[str, float]:
+    """CPU seconds so far: each running service's container, and this process."""
+    running = stack.compose("ps", "--services", "--status", "running").stdout.split()
+    return {service: web.cpu_seconds(service) for service in running} | {
+        GENERATOR: time.process_time()
+    }
+
+
+def cpu_ms_per(count: int, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        name: round(1000 * (after[name] - before[name]) / count, 3)
+        for name in after
+        if name in before and count
+    }
+
+
 def measure(results: dict[str, Any]) -> None:
     """The default configuration with the email worker and the mail catcher running: logged-in
     customers post orders for one product line at c=10 for a bounded time, each round; then
     the outbox rows of their orders and the messages the mail catcher received are counted."""
     runs: list[dict[str, Any]] = []
-    data: dict[str, Any] = {"clients": CLIENTS, "seconds": SECONDS, "runs": runs}
+    data: dict[str, Any] = {
+        "clients": CLIENTS, "seconds": SECONDS, "runs": runs, "cores": web.cores()
+    }  # fmt: skip
     results["orders"] = data
     web.switch_web(web.default_config())
     stack.compose(
@@ -72,18 +98,22 @@ def measure(results: dict[str, Any]) -> None:
         for name in names
     ]
     data["before"] = outbox()
+    started = cpu_now()
     orders = 0
     for round_ in range(1, stack.ROUNDS + 1):
-        for label, product_ids in SHAPES:
-            stack.log(f"round {round_}: {CLIENTS} customers placing orders, {label}")
-            run = OrderLoad(stack.BASE, tokens=tokens, product_ids=product_ids).run(SECONDS)
-            run.update(path="/api/orders", c=CLIENTS, seconds=SECONDS, label=label, round=round_)
+        for label, product_ids, customers in SHAPES:
+            stack.log(f"round {round_}: {customers} customer(s) placing orders, {label}")
+            load = OrderLoad(stack.BASE, tokens=tokens[:customers], product_ids=product_ids)
+            before = cpu_now()
+            run = load.run(SECONDS)
+            run["cpu_ms_per_ok"] = cpu_ms_per(run["ok"], before, cpu_now())
+            run.update(path="/api/orders", c=customers, seconds=SECONDS, label=label, round=round_)
             if not run["requests"]:
                 raise RuntimeError(f"no order answered ({label}): the clients failed to start")
             orders += run["orders"]
             runs.append(run)
             summary = {k: run[k] for k in ("ok_rps", "ok", "failed")}
-            stack.log(f"  POST /api/orders c={CLIENTS} {SECONDS}s: {summary}")
+            stack.log(f"  POST /api/orders c={customers} {SECONDS}s: {summary}")
     data["orders"] = orders
     # Every confirmation sent (or given up on) before counting, within a bound.
     deadline = time.monotonic() + OUTBOX_WAIT_SECONDS
@@ -95,6 +125,8 @@ def measure(results: dict[str, Any]) -> None:
             break
         time.sleep(2)
     data["after"] = after
+    # From the first order to the last email sent: the email worker catches up after the runs.
+    data["cpu_ms_per_order"] = cpu_ms_per(orders, started, cpu_now())
     data["outbox_wait_s"] = round(time.monotonic() - waited, 1)
     stack.log(f"  outbox: {after} for {orders} orders")
 
@@ -115,10 +147,7 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "token each, from `POST /api/auth/token`), each posting one order after another (one "
         "product line, quantity 1, a new `Idempotency-Key` each) for "
         f"{data['seconds']} s per run, in the default web configuration with the email "
-        "worker and the mail catcher running. Two shapes, alternated: each customer ordering "
-        "a product of their own (one order's latency: the headline), and all of them "
-        "ordering the same product (every order waits for the one before it on the "
-        "product's row lock, `select_for_update` in shop/services.py: a best-seller). The "
+        f"worker and the mail catcher running. {shapes_text(data)} The "
         "products' stock is set far above what the run can sell, and Nginx's per-address "
         "write limit is lifted as for every scenario (`NGINX_RATE_WRITES`, bench/stack.py's "
         "compose_env; bench/compose.bench.yml is unchanged): neither is what is measured. "
@@ -127,12 +156,14 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
     ]
     rows = []
     headline_done = False
+    combined_by_label: dict[str, dict[str, Any]] = {}
     for (label,), runs in group(data["runs"], "label").items():
-        combined = combine(runs)
+        combined = combined_by_label[label] = combine(runs)
+        clients = runs[0].get("c", data["clients"])
         rows.append(
             [
                 label,
-                f"c={data['clients']}, {data['seconds']} s",
+                f"c={clients}, {data['seconds']} s",
                 rps_cell(combined),
                 ms(combined["mean_s"]),
                 f"**{ms(combined['p50_s'])}**",
@@ -142,17 +173,17 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
                 f"{LATENCY.sign} {LATENCY.value:g} ms",
             ]
         )
-        if headline_done:
+        # The first shape (a product each) is the seeds' case under load; alone, its p50.
+        if headline_done and clients != 1:
             continue
-        # The first shape (a product each) is the seeds' case: one customer's order.
         headline_done = True
-        for key, name in (("p50_s", "p50"), ("p95_s", "p95")):
+        for key, name in (("p50_s", "p50"), ("p95_s", "p95"))[: 1 if clients == 1 else 2]:
             value = combined[key]
             if value is None:
                 continue
             headline.append(
                 [
-                    f"15. POST /api/orders, {label}, c={data['clients']}, {name}",
+                    f"15. POST /api/orders, {label}, c={clients}, {name}",
                     f"{LATENCY.sign} {LATENCY.value:g} ms (the seeds)",
                     f"{ms(value)} ms, errors {errors_text(combined)}, emails sent {sent:,} of "
                     f"{data['orders']:,}",
@@ -172,4 +203,67 @@ def section(results: dict[str, Any], headline: list[list[str]]) -> list[str]:
         "the email worker (Celery, queue `email`) sends it after the answer has gone.",
         "",
     ]
+    lines += binding(data, combined_by_label)
     return lines
+
+
+def shapes_text(data: dict[str, Any]) -> str:
+    shapes = [
+        "each customer ordering a product of their own (one order's latency under load: the "
+        "headline)",
+        "all of them ordering the same product (every order waits for the one before it on the "
+        "product's row lock, `select_for_update` in shop/services.py: a best-seller)",
+        "one customer alone (nothing queued before an order: its own latency)",
+    ]
+    # Results from before the third shape was measured have the first two.
+    ran = {run["label"] for run in data["runs"]}
+    shapes = [text for (label, _, _), text in zip(SHAPES, shapes, strict=True) if label in ran]
+    count = {2: "Two", 3: "Three"}.get(len(shapes), str(len(shapes)))
+    return f"{count} shapes, alternated: {', '.join(shapes[:-1])}, and {shapes[-1]}."
+
+
+def binding(data: dict[str, Any], combined: dict[str, dict[str, Any]]) -> list[str]:
+    """What binds the latency at c=10: the CPU an order costs, by where it is spent, against
+    the machine's cores (Little's law: c clients at X orders/s wait c / X each)."""
+    per_order = data.get("cpu_ms_per_order")  # not in results from before it was measured
+    label = SHAPES[0][0]
+    during = [r["cpu_ms_per_ok"] for r in data["runs"] if r["label"] == label and per_order]
+    if not during or label not in combined:
+        return []
+    names = sorted(per_order, key=lambda name: -per_order[name])
+    rows = [
+        [
+            name,
+            num(sum(run.get(name, 0) for run in during) / len(during), 2),
+            num(per_order[name], 2),
+        ]
+        for name in names
+    ]
+    total = sum(per_order.values())
+    rows.append(["**all**", "", f"**{num(total, 2)}**"])
+    cores = data["cores"]
+    ceiling = 1000 * cores / total
+    rps = combined[label]["rps"]
+    mean = combined[label]["mean_s"]
+    clients = data["clients"]
+    alone = combined.get(SHAPES[2][0])
+    lines = [
+        f"**What binds it** (CPU ms per order: each container's cgroup and the load generator's "
+        f"own process; during the {label!r} runs, and from the first order to the last email "
+        "sent, which takes in the email worker's catching up after the runs):",
+        "",
+        *table(["where", f"during the runs ({label})", "first order to last email"], rows),
+        f"Every order costs {num(total, 1)} ms of CPU on the machine's {cores} cores, so they "
+        f"can take at most {num(ceiling, 0)} orders/s; {label} did {num(rps, 0)} "
+        f"({num(rps / ceiling * 100 if rps else None, 0)}% of that ceiling). At c={clients} a "
+        f"closed loop then waits c / throughput: {num(clients / rps * 1000 if rps else None, 0)}"
+        f" ms (measured mean {ms(mean)} ms). At the CPU ceiling itself each order would wait "
+        f"{num(clients * total / cores, 0)} ms: the seeds' 100 ms at c={clients} needs an order "
+        f"to cost at most {num(100 * cores / clients, 0)} ms of the machine's CPU.",
+    ]
+    if alone is not None:
+        lines[-1] += (
+            f" One customer alone (nothing queued): p50 {ms(alone['p50_s'])} ms, p95 "
+            f"{ms(alone['p95_s'])} ms."
+        )
+    return [*lines, ""]
