@@ -44,6 +44,13 @@ _name = itemgetter(0)  # of an ASGI header pair
 _preset_trace_id: ContextVar[int | None] = ContextVar("preset_trace_id", default=None)
 
 
+def w3c_alone() -> bool:
+    """Whether the global propagator is W3C trace context alone (core.tracing sets it), which
+    reads and writes only traceparent and tracestate. Callers read it once, when built: a
+    propagator set later is not seen."""
+    return type(propagate.get_global_textmap()) is TraceContextTextMapPropagator
+
+
 class PresetIdGenerator(RandomIdGenerator):
     """Random IDs, except a new trace's where SampledFirstMiddleware decided on one."""
 
@@ -120,15 +127,11 @@ class SampledFirstMiddleware:
         self.root = root
         self.ids = id_generator
         self.excluded_paths = excluded_paths
-        # W3C trace context (the propagator core.tracing sets before it builds this) reads only
-        # its own two headers: a request that has neither (ASGI header names are lowercase)
-        # starts a new trace without the propagator decoding each header. Any other propagator
-        # is asked every time. Read once: a propagator set after this is not seen.
-        textmap = propagate.get_global_textmap()
+        # Under W3C trace context alone, a request that has neither of its headers (ASGI header
+        # names are lowercase) starts a new trace without the propagator decoding each header.
+        # Any other propagator is asked every time.
         self.fields: frozenset[bytes] | None = (
-            frozenset(field.encode("latin-1") for field in textmap.fields)
-            if type(textmap) is TraceContextTextMapPropagator
-            else None
+            frozenset(field.encode("latin-1") for field in _W3C.fields) if w3c_alone() else None
         )
         self.suppressed = _suppressing()
         # The key trace.set_span_in_context() puts a span under: a context is built here at

@@ -258,18 +258,13 @@ class UpstreamSessions:
         if not _started:
             return
         from opentelemetry import propagate, trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        from core.sampled_asgi import DroppedSpan
+        from core.sampled_asgi import DroppedSpan, w3c_alone
 
         self._trace, self._inject = trace, propagate.inject
-        # Under W3C trace context alone (core.tracing sets it), a dropped request's headers are
-        # its span's, built once for all its calls. Read once: a propagator set later is not.
-        self._dropped = (
-            DroppedSpan
-            if type(propagate.get_global_textmap()) is TraceContextTextMapPropagator
-            else None
-        )
+        # Under W3C trace context alone, a dropped request's headers are its span's, built once
+        # for all its calls.
+        self._dropped = DroppedSpan if w3c_alone() else None
         from opentelemetry.instrumentation import aiohttp_client  # demo-shop
 
         aiohttp_client.AioHttpClientInstrumentor.uninstrument_session(self.plain)  # demo-shop

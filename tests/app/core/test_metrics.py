@@ -72,6 +72,18 @@ def test_unknown_paths_share_one_label_rather_than_one_series_each(client):
     assert value(client, "django_http_requests_total", **labels) == before + 2
 
 
+def test_made_up_methods_share_one_series_and_one_record(client):
+    labels = {"method": "other", "view": "diag-ok"}
+    before = value(client, "django_http_requests_total", status="200", **labels)
+    client.generic("BREW", "/ok")  # a record per label set: a client's verbs must not grow it
+    records = len(core.metrics._request_records)
+    for verb in ("PROPFIND", "X-1", "X-2"):
+        client.generic(verb, "/ok")
+    assert len(core.metrics._request_records) == records
+    assert value(client, "django_http_requests_total", status="200", **labels) == before + 4
+    assert value(client, "django_http_requests_total", method="BREW", view="diag-ok") == 0
+
+
 def test_probes_are_counted_under_their_own_names(client):
     labels = {"method": "GET", "view": "healthz", "status": "200"}
     before = value(client, "django_http_requests_total", **labels)
