@@ -89,9 +89,12 @@ PathId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
 
 class InputSchema(Schema):
-    """A request body: a JSON object whose types are strict (no "5" for 5, no 0 for false)."""
+    """A request body: a JSON object whose types are strict (no "5" for 5, no 0 for false) and
+    whose fields are all known: a misspelt optional field (a price guard, a flag) would be
+    dropped and the request carried out without it, so it is a 400 naming the field. The
+    OpenAPI schema says so (no other property is allowed)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,9 +122,9 @@ def _fields_never_null(schema: dict[str, Any]) -> None:
 
 class PatchSchema(InputSchema):
     """A PATCH body: the fields sent change, those left out keep their value. A field sent as
-    null is refused (400 naming it), and so is a field it does not have (a misspelt name would
-    change nothing and be answered 200); the OpenAPI schema says both: none is nullable, no
-    other property is allowed. Read with .dict(exclude_unset=True)."""
+    null is refused (400 naming it), as is, for any body, a field it does not have; the OpenAPI
+    schema says both: none is nullable, no other property is allowed. Read with
+    .dict(exclude_unset=True)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_fields_never_null)
 

@@ -48,6 +48,32 @@ def test_every_status_an_operation_can_answer_is_documented(method, path, operat
         assert "429" in documented, f"{method.upper()} {path}: 429 (Nginx's rate limit)"
 
 
+def _bodies() -> list[tuple[str, str, dict[str, Any]]]:
+    schemas = _schema()["components"]["schemas"]
+    found = []
+    for method, path, operation in _operations():
+        content = operation.get("requestBody", {}).get("content", {})
+        for media in content.values():
+            ref = media["schema"].get("$ref", "")
+            found.append((method, path, schemas[ref.rsplit("/", 1)[1]]))
+    return found
+
+
+def test_every_request_body_allows_no_property_it_does_not_declare():
+    """As the API answers one (tests/app/shop/test_apis.py, ..._misspelt_...): a 400 naming it,
+    never the request carried out without the field the client meant."""
+    bodies = _bodies()
+    assert bodies  # otherwise the check below would pass for want of anything to check
+    schemas = _schema()["components"]["schemas"]
+    for method, path, schema in bodies:
+        assert schema.get("additionalProperties") is False, f"{method.upper()} {path}"
+        for field in schema["properties"].values():
+            items = field.get("items", {})
+            if "$ref" in items:  # a list of objects: each one closed too
+                nested = schemas[items["$ref"].rsplit("/", 1)[1]]
+                assert nested.get("additionalProperties") is False, f"{method.upper()} {path}"
+
+
 # demo-shop: begin
 def test_orders_and_reports_document_the_csrf_403():
     paths = _schema()["paths"]

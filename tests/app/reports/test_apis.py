@@ -73,6 +73,8 @@ def test_a_report_is_accepted_while_the_broker_is_down(client, customer, broker_
         ({"date_from": "2025-03-01", "date_to": "2025-02-28"}, "date_to"),
         ({"date_from": "2024-01-01", "date_to": "2025-01-01"}, "date_to"),
         ({"date_from": "2025-01-01", "date_to": "2025-01-31", "product_id": 0}, "product_id"),
+        # Misspelt: the report would cover every product.
+        ({"date_from": "2025-01-01", "date_to": "2025-01-31", "product": 5}, "product"),
     ],
 )
 def test_invalid_parameters_are_a_400_naming_the_field(client, customer, body, field):

@@ -573,6 +573,39 @@ def test_invalid_orders_name_the_field(client, customer, items, field):
     assert Order.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # A misspelt price guard: the order would be placed at whatever the price is now.
+        ({"items": [{"quantity": 1, "expected_price": "0.01"}]}, "items.0.expected_price"),
+        # A key in the body, not the header: a retry would place a second order.
+        ({"items": [{"quantity": 1}], "idempotency_key": "abc"}, "idempotency_key"),
+    ],
+)
+def test_a_misspelt_field_in_an_order_is_a_400_naming_it_and_places_nothing(
+    client, customer, body, field
+):
+    _, headers = customer
+    mug = ProductFactory(stock=5, price="3.20")
+    for item in body["items"]:
+        item["product_id"] = mug.pk
+    response = post(client, "/api/orders", body, **headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+    assert field in response.json()["error"]["fields"], response.json()
+    assert Order.objects.count() == 0
+    mug.refresh_from_db()
+    assert mug.stock == 5
+
+
+def test_a_misspelt_field_in_a_new_product_is_a_400_naming_it_and_creates_nothing(client, staff):
+    body = {"name": "Typo", "price": "2.00", "stock": 3, "hott": True}
+    response = post(client, "/api/products", body, **staff)
+    assert response.status_code == 400, response.text
+    assert list(response.json()["error"]["fields"]) == ["hott"]
+    assert not Product.objects.filter(name="Typo").exists()
+
+
 def test_lines_for_the_same_product_are_added_up(client, customer):
     _, headers = customer
     mug = ProductFactory(stock=5, price="1.00")
