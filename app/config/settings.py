@@ -93,9 +93,10 @@ if OTEL_TRACES_SAMPLER not in OTEL_TRACES_SAMPLERS or not 0 <= OTEL_TRACES_SAMPL
         f" {OTEL_TRACES_SAMPLER_ARG!r}"
     )
 # At most this many traces recorded a second in each process under the parentbased_* samplers
-# (core/sampling.py: the new traces the ratio keeps, and in web those a client's traceparent asks
-# for); 0: no cap. Tracing's cost then stops growing with the traffic: five a second is a tenth
-# of each worker's requests up to 50 a second. A kept trace costs a worker many times what a
+# (core/sampling.py: the new traces the ratio keeps, and in web as many again of those a
+# client's traceparent asks for, a budget of their own); 0: no cap. Tracing's cost then stops
+# growing with the traffic: five a second is a tenth of each worker's requests up to 50 a
+# second. A kept trace costs a worker many times what a
 # dropped one does (docs/BENCHMARKS.md, section 9, what binds tracing's goal).
 TRACES_MAX_PER_SECOND = env_float("TRACES_MAX_PER_SECOND", 5.0)
 if not 0 <= TRACES_MAX_PER_SECOND < math.inf:

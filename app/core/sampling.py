@@ -6,8 +6,9 @@ statement, Redis command and upstream call, their export: docs/BENCHMARKS.md, se
 under a ratio alone tracing's cost grows with the traffic. Under the cap (a TraceBudget) it
 stops growing past `per_second` recorded traces a second, while a quiet process still keeps its
 full ratio. The same bargain as the per-instance rate limits other tracers ship with (Datadog's,
-X-Ray's reservoir). A web worker spends the same budget on the traces its clients ask for (a
-sampled traceparent): a client can no longer have every request traced.
+X-Ray's reservoir). A web worker caps the traces its clients ask for (a sampled traceparent)
+with a budget of their own: a client can no longer have every request traced, nor, by asking
+for every trace, take the budget the ratio's traces are kept within.
 
 Both samplers decide at a trace's first span in this process (under ParentBased: its root, and
 a remote parent's delegate); asked for every span, they would drop spans of a trace they kept.

@@ -160,9 +160,11 @@ def samplers(*, component: str) -> tuple[Any, Any]:
     """The sampler settings.OTEL_TRACES_SAMPLER names, built here rather than by the SDK from
     the environment, so the project's default holds wherever the variable is unset; first what
     decides a new trace under it (its root, or itself). Under a parentbased_* sampler each
-    process records at most TRACES_MAX_PER_SECOND traces a second (core.sampling): the new ones
-    the ratio keeps, and in web (whose parents are its clients') those a client's traceparent
-    asks for, whichever the root. A plain sampler is asked for every span: no cap there."""
+    process records at most TRACES_MAX_PER_SECOND traces a second (core.sampling) of the new
+    ones the ratio keeps, and in web (whose parents are its clients') as many again of those a
+    client's traceparent asks for, whichever the root: a budget each, so clients asking for
+    every trace cannot starve the ratio's. A plain sampler is asked for every span: no cap
+    there."""
     from django.conf import settings
     from opentelemetry.sdk.trace import sampling
 
@@ -185,7 +187,8 @@ def samplers(*, component: str) -> tuple[Any, Any]:
         return chosen, chosen
     if budget is None or component != "web":
         return chosen, sampling.ParentBased(chosen)
-    return chosen, sampling.ParentBased(chosen, remote_parent_sampled=CappedParent(budget=budget))
+    clients = CappedParent(budget=TraceBudget(cap))
+    return chosen, sampling.ParentBased(chosen, remote_parent_sampled=clients)
 
 
 def flush(*, timeout_seconds: float = 2.0) -> None:

@@ -109,15 +109,17 @@ def test_a_trace_it_kept_is_kept_when_asked_again_in_its_context_for_no_token():
     assert contextvars.copy_context().run(request, 8) == [False, False]  # the one token spent
 
 
-def test_a_clients_sampled_parent_spends_the_same_budget_and_keeps_its_trace_state():
+def test_a_clients_sampled_parent_spends_its_own_budget_and_keeps_its_trace_state():
     clock = Clock()
-    shared = budget(4, clock)
-    new_traces = CappedRatio(1.0, budget=shared)
-    clients = sampling.ParentBased(new_traces, remote_parent_sampled=CappedParent(budget=shared))
+    new_traces = CappedRatio(1.0, budget=budget(4, clock))
+    clients = sampling.ParentBased(
+        new_traces, remote_parent_sampled=CappedParent(budget=budget(4, clock))
+    )
     state = TraceState([("vendor", "x")])
     asked = client_parent(sampled=True, state=state)
-    assert kept(clients, 3, parent=asked) == 3
-    assert kept(new_traces, 3) == 1  # the fourth token
+    assert kept(clients, 10, parent=asked) == 4
+    # Clients asking for every trace take none of the ratio's budget.
+    assert kept(new_traces, 10) == 4
     dropped = decide(clients, 99, asked)
     assert dropped.decision is sampling.Decision.DROP
     assert dropped.trace_state == state

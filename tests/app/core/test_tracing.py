@@ -242,11 +242,12 @@ print(json.dumps({
     "new_over_a_tenth": kept(tenth + 1),
     "client_sampled": kept(2**64 - 1, parent_sampled=True),
     "client_not_sampled": kept(1, parent_sampled=False),
+    # Then clients' sampled traceparents in a burst, each its own trace, then a new one.
+    "clients_burst_kept": sum(kept(2**65 + n, parent_sampled=True) for n in range(50)),
+    "new_after_clients_burst": kept(7),
     # Last: new traces in a burst, each one the ratio keeps at 1, then a client's.
     "burst_kept": sum(kept(n + 1) for n in range(50)),
     "client_sampled_after_burst": kept(2**64 - 2, parent_sampled=True),
-    # Then clients' sampled traceparents in a burst, each its own trace.
-    "clients_burst_kept": sum(kept(2**65 + n, parent_sampled=True) for n in range(50)),
 }))
 """
 
@@ -276,16 +277,20 @@ def test_parentbased_always_on_keeps_every_new_trace():
     assert seen["client_not_sampled"] is False
 
 
-def test_the_cap_bounds_what_web_records_clients_included_and_zero_lifts_it():
-    """Five tokens a second: the script's first two new traces and its sampled client take
-    three, a burst of 50 new traces the ratio keeps the rest (a sixth if a fifth of a second
-    passed meanwhile); then a client's sampled traceparent is dropped in web, followed in a
-    worker (whose parents are web's own, already within its cap). With 0, the ratio alone."""
+def test_the_cap_bounds_what_web_records_clients_apart_and_zero_lifts_it():
+    """Five tokens a second for new traces, and in web five more for clients' (a token more
+    for either if a fifth of a second passed meanwhile). New traces: the script's first two, a
+    new one after the clients' burst, then a burst of 50 keeps the two left. Clients': the
+    first sampled one, then a burst of 50 keeps the four left, and one after that is dropped;
+    the burst took nothing from the new traces. In a worker (whose parents are web's own,
+    already within its cap) every client's is followed. With 0, the ratio alone."""
     web = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="5")
     assert web["description"].startswith(
         "ParentBased{root:Capped{TraceIdRatioBased{1.0}, 5/s},"
         "remoteParentSampled:Capped{AlwaysOnSampler, 5/s},"
     )
+    assert web["clients_burst_kept"] in (4, 5)
+    assert web["new_after_clients_burst"] is True
     assert web["burst_kept"] in (2, 3)
     assert web["client_sampled_after_burst"] is False
     worker = sampler_decisions(
@@ -294,7 +299,9 @@ def test_the_cap_bounds_what_web_records_clients_included_and_zero_lifts_it():
     assert worker["description"].startswith(
         "ParentBased{root:Capped{TraceIdRatioBased{1.0}, 5/s},remoteParentSampled:AlwaysOnSampler,"
     )
-    assert worker["burst_kept"] in (3, 4)
+    assert worker["clients_burst_kept"] == 50
+    assert worker["new_after_clients_burst"] is True
+    assert worker["burst_kept"] in (2, 3)
     assert worker["client_sampled_after_burst"] is True
     uncapped = sampler_decisions(OTEL_TRACES_SAMPLER_ARG="1", TRACES_MAX_PER_SECOND="0")
     assert "Capped" not in uncapped["description"]
@@ -305,12 +312,12 @@ def test_the_cap_bounds_what_web_records_clients_included_and_zero_lifts_it():
 @pytest.mark.parametrize("root", ["always_off", "always_on"])
 def test_under_every_parentbased_sampler_web_caps_what_its_clients_ask_for(root):
     """Its own new traces as the root says (none, or all: as asked), and the clients' sampled
-    traceparents within the budget: five tokens, one taken by the script's first sampled client
-    and one by its second (a sixth if a fifth of a second passed meanwhile)."""
+    traceparents within their budget: five tokens, one taken by the script's first sampled
+    client (a sixth if a fifth of a second passed meanwhile)."""
     web = sampler_decisions(OTEL_TRACES_SAMPLER=f"parentbased_{root}", TRACES_MAX_PER_SECOND="5")
     assert "remoteParentSampled:Capped{AlwaysOnSampler, 5/s}" in web["description"]
     assert web["burst_kept"] == (50 if root == "always_on" else 0)
-    assert web["clients_burst_kept"] in (3, 4)
+    assert web["clients_burst_kept"] in (4, 5)
     worker = sampler_decisions(
         OTEL_TRACES_SAMPLER=f"parentbased_{root}",
         TRACES_MAX_PER_SECOND="5",
