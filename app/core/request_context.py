@@ -21,6 +21,7 @@ STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)
 # The Celery message header that carries it (protocol 2 headers become task.request attributes).
 TASK_HEADER = "request_id"
 # Longer or non-printable IDs from a client are replaced, not trusted into logs and headers.
+# Nginx's $req_id map (nginx/nginx.conf) applies the same rule first.
 MAX_LENGTH = 200
 
 

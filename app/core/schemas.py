@@ -84,8 +84,20 @@ MAX_BIGINT = 2**63 - 1
 PositiveId = Annotated[int, Field(ge=1, le=MAX_BIGINT), BeforeValidator(json_integer)]
 
 
-# Database ids in a URL: declared in the schema (a fuzzer reads it) and within bigint.
-PathId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+_CANONICAL_ID = re.compile(r"[1-9][0-9]*", re.ASCII)
+
+
+def _canonical_id(value: object) -> object:
+    # As written in the URL: "1_0", "+1", " 1", "01" and "1.0" would all parse as an int, so one
+    # object would answer at many URLs (and be cached under each).
+    if isinstance(value, str) and not _CANONICAL_ID.fullmatch(value):
+        raise ValueError("must be a positive whole number in decimal digits, no leading zero")
+    return value
+
+
+# Database ids in a URL: declared in the schema (a fuzzer reads it), within bigint, and spelt
+# one way only.
+PathId = Annotated[int, Path(ge=1, le=MAX_BIGINT), BeforeValidator(_canonical_id)]
 
 
 class InputSchema(Schema):

@@ -13,9 +13,10 @@ their order, and a close or an end of file sends what is held first.
 """
 
 import asyncio
+import json
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 
 class TurnJoinedTransport(asyncio.Transport):
@@ -98,8 +99,37 @@ class TurnJoinedTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
+# Uvicorn's answer to bytes its parser refuses (a control character in a header value, a bad
+# request line or body framing) is plain text; every error of this API is JSON
+# (core/errors.py), this one included. Nginx passes such a header on, so a client meets it.
+_NOT_HTTP = json.dumps(
+    {
+        "error": {
+            "code": "bad_request",
+            "message": "The request is not valid HTTP: a header or the request line holds a "
+            "character HTTP does not allow (a control character, say), or its body's framing "
+            "is malformed.",
+        }
+    }
+).encode()
+
+
 class HeadWithBodyProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol over a TurnJoinedTransport: one write per response of one body chunk."""
+    """HttpToolsProtocol over a TurnJoinedTransport: one write per response of one body chunk,
+    and a request its parser refuses answered in JSON."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(TurnJoinedTransport(transport, self.loop))
+
+    def send_400_response(self, msg: str) -> None:
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(_NOT_HTTP),
+            b"connection: close\r\n\r\n",
+            _NOT_HTTP,
+        ]
+        self.transport.write(b"".join(content))
+        self.transport.close()

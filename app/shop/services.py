@@ -32,14 +32,19 @@ if TYPE_CHECKING:
     from accounts.models import User
 
 
-def _validated(product: Product, *, fields_sent: dict[str, str] | None = None) -> None:
-    """full_clean() as a 400 naming the field (as the request named it), never a 500."""
+def _validated(product: Product, *, stock_delta: int | None = None) -> None:
+    """full_clean() as a 400 naming the field as the request named it, never a 500. A stock
+    moved by `stock_delta` is named so, with the count it would leave: the rule is the
+    stock's, the value sent is not what breaks it."""
     try:
         product.full_clean()
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
-        field = (fields_sent or {}).get(field, field)
-        raise InvalidProduct(f"{field}: {' '.join(messages)}", field=field) from exc
+        rule = " ".join(messages)
+        if field == "stock" and stock_delta:
+            field = "stock_delta"
+            rule = f"{stock_delta:+d} would leave stock at {product.stock}: {rule}"
+        raise InvalidProduct(f"{field}: {rule}", field=field) from exc
 
 
 @transaction.atomic(using=PRIMARY)
@@ -82,7 +87,7 @@ def product_update(*, product_id: int, stock_delta: int | None = None, **fields:
     changed = set(fields) | ({"stock"} if stock_delta else set())
     if not changed:
         return product
-    _validated(product, fields_sent={"stock": "stock_delta"} if stock_delta else None)
+    _validated(product, stock_delta=stock_delta)
     if "stock" in changed:
         product.stock_version += 1
         changed.add("stock_version")

@@ -58,6 +58,27 @@ def test_request_id_and_duration_come_back_through_nginx(stack):
     assert re.fullmatch(r"[0-9a-f]{32}", minted)
 
 
+@pytest.mark.parametrize(
+    "theirs", ["caf\u00e9-1", "x" * 201, "a\x01b", "a\x7fb"], ids=["latin-1", "201", "ctl", "del"]
+)
+def test_a_request_id_django_would_replace_is_replaced_by_nginx_with_one_id_throughout(
+    stack, theirs
+):
+    """Nginx keeps what Django keeps (core/request_context.py's rule): the client, Nginx's
+    access log and web's log carry one ID, so grepping the answer's finds the request."""
+    sent = {"X-Request-ID": theirs.encode("latin-1")}
+    response = stack.get("/api/tasks/not-a-task", headers=sent)
+    assert response.status_code == 401
+    minted = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", minted), minted
+    wait_until(
+        lambda: lines_with_request_id(stack, "web", minted), timeout=10, what="the web log line"
+    )
+    assert wait_until(
+        lambda: lines_with_request_id(stack, "nginx", minted), timeout=10, what="Nginx's line"
+    )
+
+
 def test_the_web_log_has_json_lines_with_the_request_id(stack):
     mine = str(uuid.uuid4())
     stack.get("/api/tasks/not-a-task", headers={"X-Request-ID": mine})

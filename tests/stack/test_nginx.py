@@ -52,6 +52,15 @@ def raw_answer(stack, request_line: str, *headers: str, host: bool = True) -> tu
     return head, body
 
 
+def test_a_header_nginx_passes_on_and_uvicorn_refuses_is_a_json_400(stack):
+    """A control character in a header value: Nginx forwards it, Uvicorn's parser refuses the
+    request; the client reads JSON, as for every other error (runtime/http_protocol.py)."""
+    head, body = raw_answer(stack, "GET /api/products HTTP/1.1", "X-Foo: a\x01b")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
 def test_head_is_answered_as_get_with_its_headers_and_no_body(stack):
     """Through Nginx and Uvicorn, the raw bytes: HEAD on an API route that serves GET gets the
     GET's status and headers (here its JSON 401: staff only), and nothing after them."""

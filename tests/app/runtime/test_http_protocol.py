@@ -3,6 +3,7 @@ else about HTTP changes. Served over real sockets on uvloop, as a worker serves;
 counted on the connection's own transport, under the protocol."""
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -199,6 +200,37 @@ def test_an_app_failing_after_its_head_closes_the_connection_with_the_head_sent(
 
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert received.endswith(b"content-length: 9\r\n\r\n")  # the head, and no body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Foo: a\x01b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x7fb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["control", "delete", "chunk"],
+)
+def test_a_request_the_parser_refuses_is_a_json_400_that_closes_the_connection(request_bytes):
+    async def main() -> tuple[bytes, bytes, bytes]:
+        server, port = await serving(hello, HeadWithBodyProtocol)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_bytes)
+        head, body = await read_response(reader)
+        rest = await asyncio.wait_for(reader.read(), 5)  # b"": closed after it
+        writer.close()
+        server.close()
+        return head, body, rest
+
+    head, body, rest = uvloop.run(main())
+
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"content-type: application/json\r\n" in head
+    assert b"connection: close\r\n" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request"
+    assert "not valid HTTP" in error["message"]
+    assert rest == b""
 
 
 def test_a_request_expecting_100_continue_gets_it_then_its_answer():

@@ -715,7 +715,11 @@ def test_stock_delta_past_what_the_column_holds_is_a_400_naming_it(client, staff
     response = patch(client, staff, mug.pk, {"stock_delta": 1})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
-    assert "stock_delta" in response.json()["error"]["fields"]
+    # The count it would leave is what breaks the rule, not the 1 sent.
+    assert response.json()["error"]["fields"]["stock_delta"] == [
+        "stock_delta: +1 would leave stock at 2147483648: Ensure this value is less than or"
+        " equal to 2147483647."
+    ]
     mug.refresh_from_db()
     assert mug.stock == 2**31 - 1
 
@@ -798,6 +802,16 @@ def test_a_product_name_with_spaces_around_a_word_is_kept_as_sent(client, staff,
     response = post(client, "/api/products", {"name": name, "price": "1.00", "stock": 1}, **staff)
     assert response.status_code == 201, response.text
     assert response.json()["name"] == name
+
+
+@pytest.mark.parametrize("spelt", ["1_0", "+10", "%2010", "010", "10.0", "1%5F0"])
+def test_a_product_id_is_spelt_one_way_in_the_url(client, spelt):
+    """Each of these parsed as 10: one product answering (and cached) at many URLs."""
+    response = client.get(f"/api/products/{spelt}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "no leading zero" in " ".join(error["fields"]["product_id"])
 
 
 def test_patching_an_unknown_product_is_a_json_404(client, staff):
