@@ -97,7 +97,8 @@ def _canonical_id(value: object) -> object:
 
 # Database ids in a URL: declared in the schema (a fuzzer reads it), within bigint, and spelt
 # one way only.
-PathId = Annotated[int, Path(ge=1, le=MAX_BIGINT), BeforeValidator(_canonical_id)]
+# Path last: django-ninja takes the parameter's source from the last Annotated argument.
+PathId = Annotated[int, BeforeValidator(_canonical_id), Path(ge=1, le=MAX_BIGINT)]
 
 
 class InputSchema(Schema):

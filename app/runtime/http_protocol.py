@@ -10,6 +10,8 @@ Here a connection's transport holds a write until the next one, which it joins, 
 end of the event loop's current turn. The head waits for nothing but the rest of the turn: a
 response whose body comes later (a stream, a slow view) still gets its head at once. Writes keep
 their order, and a close or an end of file sends what is held first.
+
+A request the parser refuses is answered in JSON, as every other error of the API.
 """
 
 import asyncio

@@ -196,7 +196,10 @@ def test_what_binds_the_order_latency_is_the_cpu_an_order_costs_against_the_core
         "ok_rps": 50.0, "average_s": 0.2, "percentiles_s": {"50": 0.19, "95": 0.3, "99": 0.4},
         "status": {"201": 400}, "errors": {}, "ok": 400, "failed": 0, "requests": 400,
         "orders": 400, "c": 10, "seconds": 8, "label": "a product each", "round": 1,
-        "cpu_ms_per_ok": {"web": 20.0, "db-primary": 10.0, "load generator (bench)": 2.0},
+        "cpu_ms_per_ok": {
+            "web": 20.0, "db-primary": 10.0, "load generator (bench)": 2.0,
+            "the whole machine": 34.0,
+        },
     }  # fmt: skip
     alone = {
         **run_, "c": 1, "label": "one customer alone", "ok_rps": 40.0,
@@ -206,26 +209,34 @@ def test_what_binds_the_order_latency_is_the_cpu_an_order_costs_against_the_core
         "clients": 10, "seconds": 8, "runs": [run_, alone], "orders": 800, "cores": 2,
         "outbox_wait_s": 2.0, "after": {"outbox": {"sent": 800}, "delivered": 800},
         "cpu_ms_per_order": {
-            "web": 20.0, "db-primary": 10.0, "worker-email": 8.0, "load generator (bench)": 2.0,
-            "redis": 0.01,
+            "web": 20.0, "db-primary": 10.0, "worker-email": 6.0, "load generator (bench)": 2.0,
+            "redis": 0.01, "the whole machine": 42.0,
         },
     }  # fmt: skip
     headline: list[list[str]] = []
     text = "\n".join(orders.section({"orders": data}, headline))
     assert "| one customer alone | c=1, 8 s | **40** (40) | 200 | **30** | 50 | 60 | 0 |" in text
-    assert "| worker-email | 0.00 | 8.00 |" in text
+    assert "| worker-email | 0.00 | 6.00 |" in text
     assert "| redis | 0.00 | 0.01 |" in text
-    assert "| **all** |  | **40.01** |" in text
-    # 40 ms an order on 2 cores: 50 orders/s at most, and 10 clients at that rate wait 200 ms.
-    assert "can take at most 50 orders/s; a product each did 50 (100% of that ceiling)" in text
+    assert "| elsewhere (Docker's proxy and daemons, the kernel) | 2.00 | 3.99 |" in text
+    assert "| **the whole machine** (/proc/stat) | **34.00** | **42.00** |" in text
+    # 34 ms an order during the runs and 6 of its email after them: 40 ms on 2 cores, 50
+    # orders/s at most, and 10 clients at that rate wait 200 ms.
+    assert "an order took 34.0 ms of the machine's CPU, and its email 6.0 ms more" in text
+    assert "that is at most 50 orders/s; a product each did 50 (100% of that ceiling)" in text
     assert "At the CPU ceiling itself each order would wait 200 ms" in text
     assert "needs an order to cost at most 20 ms of the machine's CPU" in text
     assert "One customer alone (nothing queued): p50 30 ms, p95 50 ms." in text
     assert [(row[0], row[3]) for row in headline] == [
         ("15. POST /api/orders, a product each, c=10, p50", "**behind**"),
         ("15. POST /api/orders, a product each, c=10, p95", "**behind**"),
-        ("15. POST /api/orders, one customer alone, c=1, p50", "met"),
+        ("15. POST /api/orders, one customer alone, c=1, p50", "met (reference)"),
     ]
+
+
+def test_one_shape_alone_is_described_as_one():
+    run_ = {"label": "a product each"}
+    assert orders.shapes_text({"runs": [run_]}).startswith("One shape: each customer ordering")
 
 
 def test_order_percentiles_are_nearest_rank_as_hey_reports_them():

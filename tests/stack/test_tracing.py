@@ -198,10 +198,10 @@ EXPORTED_SECONDS = 6
 
 
 def test_a_client_asking_for_every_trace_gets_no_more_recorded_than_the_cap(stack, traced):
-    """README, Tracing: each worker records at most TRACES_MAX_PER_SECOND traces a second,
-    those a client asks for included. Of 40 requests in a burst, each with a sampled
-    traceparent, each worker records one, and one more a second; every one is answered. A
-    second later the next is recorded again: a rate, not a quota."""
+    """README, Tracing: each worker records at most TRACES_MAX_PER_SECOND of the traces its
+    clients ask for a second (a budget apart from its new traces'). Of 40 requests in a burst,
+    each with a sampled traceparent, each worker records one, and one more a second; every one
+    is answered. A second later the next is recorded again: a rate, not a quota."""
     recreate(stack, CAPPED)
     try:
         asked = []
