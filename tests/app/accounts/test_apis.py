@@ -53,6 +53,17 @@ def test_nul_bytes_are_a_400_not_a_database_error(client):
     assert "username" in response.json()["error"]["fields"]
 
 
+def test_an_undeclared_body_field_is_a_400_naming_it_and_issues_no_token(client):
+    from accounts.models import ApiToken
+
+    UserFactory(username="ann")
+    body = {"username": "ann", "password": "correct horse battery staple", "scope": "admin"}
+    response = client.post("/api/auth/token", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == ["scope"]
+    assert not ApiToken.objects.exists()
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"HTTP_AUTHORIZATION": "Bearer expired-or-revoked"}],

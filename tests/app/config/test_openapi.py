@@ -60,8 +60,8 @@ def _bodies() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_every_request_body_allows_no_property_it_does_not_declare():
-    """As the API answers one (tests/app/shop/test_apis.py, ..._misspelt_...): a 400 naming it,
-    never the request carried out without the field the client meant."""
+    """As the API answers one (tests/app/accounts/test_apis.py, ..._undeclared_...): a 400
+    naming it, never the request carried out without the field the client meant."""
     bodies = _bodies()
     assert bodies  # otherwise the check below would pass for want of anything to check
     schemas = _schema()["components"]["schemas"]
