@@ -420,6 +420,11 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # resident size (MB; Celery counts KiB): a leak or one huge report never accumulates.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_MAX_TASKS_PER_CHILD", 1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_MAX_MEMORY_PER_CHILD_MB", 200) * 1024
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set (then every this many tasks: in effect never). A worker's connections live by
+# DB_CONN_MAX_AGE, checked around each task (close_stale_connections, config/celery.py), as
+# web's do: a new one per task was a SCRAM login at PgBouncer and at the worker per email.
+CELERY_DB_REUSE_MAX = 1_000_000
 # Each worker's own exporter of its processes' memory (runtime/celery_metrics.py); 0: off.
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 9808)
 # Each queue has its own worker service (compose) or Deployment (k8s): a flood of reports never

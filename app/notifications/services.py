@@ -50,6 +50,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.db_router import PRIMARY
+from core.orm import insert_unless_exists
 from core.queue import task_publish
 from notifications.models import OutboxEmail
 
@@ -79,14 +80,10 @@ def outbox_email_create(*, key: str, to: str, subject: str, body: str) -> Outbox
 
     The key names the event: writing the same key again returns the first row, unchanged.
     """
-    email, created = OutboxEmail.objects.using(PRIMARY).get_or_create(
-        key=key,
-        defaults={
-            "recipient": to,
-            "subject": subject,
-            "body": body,
-            "message_id": _message_id(key),
-        },
+    email, created = insert_unless_exists(
+        OutboxEmail(key=key, recipient=to, subject=subject, body=body, message_id=_message_id(key)),
+        unique_field="key",
+        using=PRIMARY,
     )
     if created:
         transaction.on_commit(partial(outbox_email_enqueue, email_id=email.pk), using=PRIMARY)

@@ -1,9 +1,8 @@
 """The shop's emails. The shop composes them; the outbox (notifications) stores and sends them."""
 
-from core.db_router import PRIMARY
 from notifications.models import OutboxEmail
 from notifications.services import outbox_email_create
-from shop.models import Order, OrderItem
+from shop.models import Order
 
 
 def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
@@ -11,12 +10,8 @@ def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
     customer = order.customer
     if not customer.email:
         return None
-    items = (
-        OrderItem.objects.using(PRIMARY)
-        .filter(order=order)
-        .select_related("product")
-        .order_by("pk")
-    )
+    # The lines as placed: order_create fills them in from the rows it wrote (no query).
+    items = order.items.all()
     lines = [f"  {item.quantity} x {item.product.name} at {item.unit_price}" for item in items]
     body = "\n".join(
         [

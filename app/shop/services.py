@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import prefetch_related_objects
 
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
+from core.orm import related_cache_fill
 from shop.cache import product_list_invalidate
 from shop.errors import (
     ConflictingStockChange,
@@ -191,17 +191,18 @@ def _order_place(
     order = Order.objects.using(PRIMARY).create(
         customer=customer, total=total, idempotency_key=key, request_fingerprint=fingerprint
     )
-    OrderItem.objects.using(PRIMARY).bulk_create(
+    lines = OrderItem.objects.using(PRIMARY).bulk_create(
         OrderItem(order=order, product=p, quantity=items[p.pk], unit_price=p.price)
         for p in products
     )
+    # Everything the answer and the email show, from the rows just written and locked: once
+    # the order is committed, a database that stops answering must not turn its 201 into an
+    # error, and a read would only return them.
+    related_cache_fill(order, relation="items", objects=lines)
     # Transactional outbox: the confirmation email commits with the order, or neither does.
     order_confirmation_create(order=order)
     stocks = {p.pk: (p.stock_version, p.stock) for p in products}
     transaction.on_commit(lambda: stock_cache_set(stocks=stocks), using=PRIMARY)
     transaction.on_commit(product_list_invalidate, using=PRIMARY)
     transaction.on_commit(lambda: recent_write_mark(user_id=customer.pk), using=PRIMARY)
-    # Everything the answer shows, read before the commit: once the order is committed, a
-    # database that stops answering must not turn its 201 into an error.
-    prefetch_related_objects([order], "items__product")
     return order

@@ -7,7 +7,9 @@ import weakref
 import pytest
 import yaml
 from celery import signals
+from celery.fixups.django import DjangoWorkerFixup
 from django.conf import settings
+from django.db import connections
 
 import notifications.tasks  # noqa: F401 - registers the tasks, as the worker's autodiscovery does
 import reports.tasks  # noqa: F401  # demo-shop
@@ -89,6 +91,26 @@ def test_stale_database_connections_are_closed_around_every_task():
             r() if isinstance(r, weakref.ReferenceType) else r for _, r in signal.receivers
         ]
         assert close_stale_connections in receivers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_its_database_connection_from_task_to_task():
+    """Celery's Django fixup, as a worker runs it around each task, with this project's own
+    receiver: the connection the first task opened serves the next ones (DB_CONN_MAX_AGE
+    governs, as in web). The fixup alone closes it around every task."""
+    fixup = DjangoWorkerFixup(app)
+    task = app.tasks["notifications.send_email"]
+    connection = connections["default"]
+    connection.ensure_connection()
+    opened = connection.connection
+    for _ in range(3):
+        for receiver in (fixup.on_task_prerun, close_stale_connections):
+            receiver(sender=task)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        for receiver in (fixup.on_task_postrun, close_stale_connections):
+            receiver(sender=task)
+    assert connection.connection is opened
 
 
 def test_beat_runs_every_sweep_and_drops_a_sweep_that_waited_too_long():

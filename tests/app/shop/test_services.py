@@ -47,3 +47,20 @@ def test_an_order_holds_all_its_answer_shows_so_nothing_is_read_after_its_commit
         ("Desk", 1),
         ("Lamp", 2),
     ]
+
+
+def test_placing_an_order_reads_back_nothing_it_wrote():
+    """An order's statements: the product rows locked, their stock moved, the order, its lines
+    and its confirmation written, and nothing read back (the answer and the email come from
+    the rows written). The confirmation is one INSERT, not get_or_create's read, savepoint and
+    insert."""
+    customer = UserFactory(email="buyer@example.com")
+    products = [ProductFactory(stock=5), ProductFactory(stock=5)]
+    with CaptureQueriesContext(connections["default"]) as primary:
+        order, _ = order_create(customer=customer, items={p.pk: 1 for p in products})
+    statements = [q["sql"].split(None, 3)[:3] for q in primary.captured_queries]
+    writes = [s[0] for s in statements if s[0] not in ("SAVEPOINT", "RELEASE")]
+    assert writes == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"], statements
+    assert "FOR UPDATE" in primary.captured_queries[1]["sql"]
+    assert order.items.all()[0].product.name == products[0].name
+    assert [line.product_id for line in order.items.all()] == [p.pk for p in products]
