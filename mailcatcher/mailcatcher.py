@@ -6,6 +6,8 @@ SMTP on port 1025 (aiosmtpd, from Debian). HTTP on port 8025:
   GET    /health             {"status": "ok"}
   GET    /messages[?to=ADDR] every message received (oldest first), optionally only those to ADDR
   DELETE /messages           forget them all
+Each message says which connection it came over (peer: the client's address and port). A
+recipient @refused.invalid is refused with 550, as a real server refuses an address.
 The app's containers reach it as mailcatcher:1025 / :8025; only `make dev`
 (docker-compose.dev.yml) publishes the page, on 127.0.0.1.
 """
@@ -27,6 +29,8 @@ SMTP_PORT = 1025
 HTTP_PORT = 8025
 # Oldest messages are dropped past this: memory stays bounded however long it runs.
 MAX_MESSAGES = 10_000
+# Reserved for examples that must not resolve (RFC 2606).
+REFUSED_DOMAIN = "refused.invalid"
 
 _lock = threading.Lock()
 _messages: list[dict[str, Any]] = []
@@ -34,13 +38,21 @@ _received = 0
 
 
 class Catcher:
-    """aiosmtpd handler: every message accepted with 250 is stored."""
+    """aiosmtpd handler: every message accepted with 250 is stored as received, and read out
+    (parsed) when first asked for: receiving stays cheap when a load test sends hundreds. A
+    recipient at REFUSED_DOMAIN is refused (550), as a real server refuses an address: the
+    senders' tests of a refusal."""
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower().endswith("@" + REFUSED_DOMAIN):
+            return "550 5.1.1 Recipient refused here (mail catcher)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         global _received
-        raw = envelope.original_content or envelope.content
-        message = message_from_bytes(raw, policy=policy.default)
-        body = message.get_body(preferencelist=("plain",))
         with _lock:
             _received += 1
             _messages.append(
@@ -48,16 +60,38 @@ class Catcher:
                     "id": _received,
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": list(envelope.rcpt_tos),
-                    "from": str(message.get("From", "")),
-                    "to": str(message.get("To", "")),
-                    "subject": str(message.get("Subject", "")),
-                    "message_id": str(message.get("Message-ID", "")),
-                    "body": body.get_content() if body is not None else "",
+                    # The client's address and port: messages sent over one connection share it.
+                    "peer": "{}:{}".format(*session.peer[:2]),
                     "received_at": time.time(),
+                    "raw": envelope.original_content or envelope.content,
                 }
             )
             del _messages[:-MAX_MESSAGES]
         return "250 Message accepted for delivery"
+
+
+def read_out(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored message with its headers and plain-text body, parsed once (under _lock). One
+    the parser cannot read keeps its fields empty and says why in its body."""
+    raw = stored.get("raw")
+    if raw is None:
+        return stored
+    fields = {"from": "", "to": "", "subject": "", "message_id": "", "body": ""}
+    try:
+        message = message_from_bytes(raw, policy=policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        fields = {
+            "from": str(message.get("From", "")),
+            "to": str(message.get("To", "")),
+            "subject": str(message.get("Subject", "")),
+            "message_id": str(message.get("Message-ID", "")),
+            "body": body.get_content() if body is not None else "",
+        }
+    except Exception as exc:  # noqa: BLE001 - any message a client sends must stay readable
+        fields["body"] = f"(not parsed: {type(exc).__name__}: {exc})"
+    stored.update(fields)
+    del stored["raw"]
+    return stored
 
 
 # Self-contained: no script, styles inline, nothing fetched from elsewhere.
@@ -115,14 +149,14 @@ class Api(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/":
             with _lock:
-                page = render_page(list(_messages))
+                page = render_page([read_out(m) for m in _messages])
             self._html(200, page)
         elif url.path == "/health":
             self._json(200, {"status": "ok"})
         elif url.path == "/messages":
             to = parse_qs(url.query).get("to", [None])[0]
             with _lock:
-                found = [m for m in _messages if to is None or to in m["rcpt_tos"]]
+                found = [read_out(m) for m in _messages if to is None or to in m["rcpt_tos"]]
             self._json(200, found)
         else:
             self._json(404, {"error": "not found"})

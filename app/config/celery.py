@@ -9,6 +9,7 @@ from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 
 from core import request_context, tracing
+from notifications.relay import relay_close
 from runtime import celery_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -49,6 +50,12 @@ def start_tracing(**kwargs: Any) -> None:
 @signals.worker_process_shutdown.connect
 def flush_tracing(**kwargs: Any) -> None:
     tracing.flush()
+
+
+# ...and its SMTP connection, kept open from one email to the next, is closed with QUIT.
+@signals.worker_process_shutdown.connect
+def close_smtp(**kwargs: Any) -> None:
+    relay_close()
 
 
 def close_stale_connections(**kwargs: Any) -> None:

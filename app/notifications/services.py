@@ -12,13 +12,15 @@ Sending, one statement decides who sends:
 1. Claim: UPDATE ... SET state='sending' WHERE id=... AND state='pending' AND next_attempt_at <=
    now(). Of two relays racing for a row (the on-commit task and a sweep, a redelivered message,
    a retry) at most one changes it; the other sends nothing.
-2. Open the SMTP connection, record handed_off_at, run the SMTP transaction.
+2. Open the SMTP connection (or check this process's open one with a NOOP: relay.py), record
+   handed_off_at, run the SMTP transaction.
 3. Mark sent: UPDATE ... WHERE state='sending'.
 
 The crash windows, and the choice made for each:
-- Claimed, handed_off_at not set (the connection was being opened): nothing reached the server.
-  The sweeper returns the row to pending once the claim is older than OUTBOX_CLAIM_TIMEOUT
-  (longer than the relay's hard time limit, so a live relay is never overtaken); it is sent later.
+- Claimed, handed_off_at not set (the connection was being opened or checked): nothing reached
+  the server. The sweeper returns the row to pending once the claim is older than
+  OUTBOX_CLAIM_TIMEOUT (longer than the relay's hard time limit, so a live relay is never
+  overtaken); it is sent later.
 - handed_off_at set, not marked sent (the SMTP exchange itself, milliseconds): the server may have
   accepted the message. At most once here: the sweeper marks the row failed ("outcome unknown")
   and logs an error with the Message-ID for an operator to look up in the relay's log; it is
@@ -42,23 +44,21 @@ from functools import partial
 from typing import Literal
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
-from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail import EmailMessage
 from django.core.mail.message import sanitize_address
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.db_router import PRIMARY
-from core.orm import insert_unless_exists
+from core.orm import insert_unless_exists, update_returning
 from core.queue import task_publish
 from notifications.models import OutboxEmail
+from notifications.relay import SEND_ERRORS, relay_connection, relay_discard
 
 log = logging.getLogger(__name__)
 State = OutboxEmail.State
 
-# Everything smtplib and the socket under it raise for a refused, dropped or timed-out exchange.
-SEND_ERRORS = (smtplib.SMTPException, OSError)
 # A claim older than this is abandoned: longer than the relay task's hard time limit.
 OUTBOX_CLAIM_TIMEOUT = timedelta(seconds=settings.EMAIL_TIME_LIMIT + 60)
 
@@ -160,14 +160,15 @@ def _backoff(attempts: int) -> float:
 
 def _claim(email_id: int) -> OutboxEmail | None:
     now = timezone.now()
-    claimed = (
-        OutboxEmail.objects.using(PRIMARY)
-        .filter(pk=email_id, state=State.PENDING, next_attempt_at__lte=now)
-        .update(state=State.SENDING, claimed_at=now, handed_off_at=None, attempts=F("attempts") + 1)
+    claimed = update_returning(
+        OutboxEmail.objects.filter(pk=email_id, state=State.PENDING, next_attempt_at__lte=now),
+        using=PRIMARY,
+        state=State.SENDING,
+        claimed_at=now,
+        handed_off_at=None,
+        attempts=F("attempts") + 1,
     )
-    if not claimed:
-        return None
-    return OutboxEmail.objects.using(PRIMARY).get(pk=email_id)
+    return claimed[0] if claimed else None
 
 
 def _after_error(email: OutboxEmail, exc: BaseException) -> Delivery:
@@ -201,22 +202,18 @@ def _undeliverable(email: OutboxEmail, exc: ValueError) -> Delivery:
     return Delivery("failed")
 
 
-def outbox_email_deliver(*, email_id: int, connection: BaseEmailBackend | None = None) -> Delivery:
-    """Claims one due email and sends it; "skipped" when another relay has it or it is not due.
-
-    `connection`: an SMTP connection the caller reuses over several emails (the sweeper).
-    """
+def outbox_email_deliver(*, email_id: int) -> Delivery:
+    """Claims one due email and sends it over this process's SMTP connection (relay.py);
+    "skipped" when another relay has it or it is not due."""
     email = _claim(email_id)
     if email is None:
         return Delivery("skipped")
-    smtp = connection or get_connection(fail_silently=False)
     message = EmailMessage(
         subject=email.subject,
         body=email.body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[email.recipient],
         headers={"Message-ID": email.message_id},
-        connection=smtp,
     )
     try:
         # What the SMTP backend would build and refuse mid-exchange, built before it starts.
@@ -225,30 +222,25 @@ def outbox_email_deliver(*, email_id: int, connection: BaseEmailBackend | None =
     except ValueError as exc:
         return _undeliverable(email, exc)
     try:
-        smtp.open()
+        # Connected (or a reused connection answered its NOOP) before the hand-off is recorded.
+        smtp = relay_connection()
         OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(
             handed_off_at=timezone.now()
         )
         if smtp.send_messages([message]) != 1:
             raise smtplib.SMTPException("the server accepted the message for no recipient")
     except SEND_ERRORS as exc:
-        _close_quietly(smtp)
+        relay_discard()
         return _after_error(email, exc)
-    finally:
-        if connection is None:
-            _close_quietly(smtp)
+    except BaseException:
+        # Interrupted mid-exchange (the soft time limit): the connection's state is unknown.
+        relay_discard()
+        raise
     OutboxEmail.objects.using(PRIMARY).filter(pk=email.pk, state=State.SENDING).update(
         state=State.SENT, sent_at=timezone.now(), last_error=""
     )
     log.info("email %s sent to %s, %s", email.key, email.recipient, email.message_id)
     return Delivery("sent")
-
-
-def _close_quietly(connection: BaseEmailBackend) -> None:
-    try:
-        connection.close()
-    except SEND_ERRORS:
-        log.debug("closing the SMTP connection failed", exc_info=True)
 
 
 def outbox_claims_release() -> tuple[int, int]:
@@ -289,8 +281,9 @@ def outbox_claims_release() -> tuple[int, int]:
 def outbox_sweep(*, budget_seconds: float, limit: int = 500) -> dict[str, int]:
     """Sends what is due and left behind (broker down at commit, worker killed, retries).
 
-    One SMTP connection for the batch; stops at the first send error (the server is down or
-    refusing: each row keeps its own backoff) or when the time budget is spent.
+    Over this process's SMTP connection, as the relay task does; stops at the first send error
+    (the server is down or refusing: each row keeps its own backoff) or when the time budget is
+    spent.
     """
     released, unknown = outbox_claims_release()
     due = list(
@@ -303,16 +296,12 @@ def outbox_sweep(*, budget_seconds: float, limit: int = 500) -> dict[str, int]:
     if not due:
         return counts
     deadline = time.monotonic() + budget_seconds
-    connection = get_connection(fail_silently=False)
-    try:
-        for email_id in due:
-            if time.monotonic() > deadline:
-                break
-            delivery = outbox_email_deliver(email_id=email_id, connection=connection)
-            if delivery.status == "sent":
-                counts["sent"] += 1
-            elif delivery.status != "skipped":
-                break
-    finally:
-        _close_quietly(connection)
+    for email_id in due:
+        if time.monotonic() > deadline:
+            break
+        delivery = outbox_email_deliver(email_id=email_id)
+        if delivery.status == "sent":
+            counts["sent"] += 1
+        elif delivery.status != "skipped":
+            break
     return counts

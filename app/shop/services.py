@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
-from core.orm import related_cache_fill
+from core.orm import related_cache_fill, values_update
 from shop.cache import product_list_invalidate
 from shop.errors import (
     ConflictingStockChange,
@@ -186,7 +186,7 @@ def _order_place(
     for product in products:
         product.stock -= items[product.pk]
         product.stock_version += 1
-    Product.objects.using(PRIMARY).bulk_update(products, ["stock", "stock_version"])
+    values_update(products, fields=["stock", "stock_version"], using=PRIMARY)
     total = sum((p.price * items[p.pk] for p in products), Decimal("0"))
     order = Order.objects.using(PRIMARY).create(
         customer=customer, total=total, idempotency_key=key, request_fingerprint=fingerprint

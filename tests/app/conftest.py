@@ -5,9 +5,11 @@ real replica. Containers start only when a test asks for the database or the cac
 """
 
 import copy
+import json
 import secrets
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -79,6 +81,45 @@ def redis_cache_container() -> Iterator[DockerContainer]:
     _start(container)
     yield container
     container.stop()
+
+
+@pytest.fixture(scope="session")
+def mailcatcher_container() -> Iterator[DockerContainer]:
+    """The project's mail catcher: a real SMTP server (1025) and its HTTP API (8025)."""
+    container = DockerContainer(image("mailcatcher")).with_exposed_ports(1025, 8025)
+    _start(container)
+    yield container
+    container.stop()
+
+
+class MailCatcher:
+    def __init__(self, container: DockerContainer) -> None:
+        host = container.get_container_host_ip()
+        self.smtp = host, int(container.get_exposed_port(1025))
+        self.api = f"http://{host}:{container.get_exposed_port(8025)}/messages"
+
+    def messages(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(self.api, timeout=5) as response:  # noqa: S310 - the test's
+            return list(json.loads(response.read()))
+
+    def clear(self) -> None:
+        request = urllib.request.Request(self.api, method="DELETE")  # noqa: S310 - the test's
+        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+
+
+@pytest.fixture
+def smtp_server(settings, mailcatcher_container: DockerContainer) -> Iterator[MailCatcher]:  # type: ignore[no-untyped-def]
+    """The real SMTP backend pointed at the mail catcher, emptied; this process's kept SMTP
+    connection (notifications.relay) closed before and after."""
+    from notifications.relay import relay_close
+
+    catcher = MailCatcher(mailcatcher_container)
+    catcher.clear()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = catcher.smtp
+    relay_close()
+    yield catcher
+    relay_close()
 
 
 def _address(container: DockerContainer) -> tuple[str, int]:

@@ -226,6 +226,31 @@ def test_an_order_confirmation_is_mailed_once(stack):
     assert message["message_id"].startswith(f"<order-confirmation.{order_id}.")
 
 
+def test_the_email_worker_keeps_its_smtp_connection_and_replaces_one_the_server_dropped(stack):
+    """Each pool process of worker-email sends one email after another over one connection
+    (notifications/relay.py); a restart of the mail server drops them all, and the next emails
+    go out over new ones at their first attempt, with no error recorded."""
+    headers, address, _ = customer(stack)
+    product_id = product(stack)
+    before = [place_order(stack, headers, product_id) for _ in range(4)]
+    wait_for_mail(stack, address, expected_confirmations(before), timeout=30)
+    peers = {message["peer"] for message in catcher(stack, address)}
+    concurrency = int(stack.compose("exec", "-T", "worker-email", "sh", "-c",
+                                    "echo ${CELERY_CONCURRENCY:-2}").stdout)  # fmt: skip
+    assert len(peers) <= concurrency < len(before), peers
+    stack.compose("restart", "mailcatcher")
+    wait_healthy(stack, "mailcatcher")
+    after = [place_order(stack, headers, product_id) for _ in range(4)]
+    # The catcher keeps messages in memory: only the ones sent since the restart.
+    wait_for_mail(stack, address, expected_confirmations(after), timeout=30)
+    outcomes = stack.psql(
+        "db-primary",
+        "SELECT string_agg(DISTINCT state || ' ' || attempts || ' [' || last_error || ']', ',') "
+        f"FROM notifications_outboxemail WHERE recipient = '{address}'",
+    )
+    assert outcomes == "sent 1 []", outcomes
+
+
 def test_orders_succeed_while_redis_is_down_and_every_confirmation_arrives_once(stack):
     headers, address, _ = customer(stack)
     product_id = product(stack)

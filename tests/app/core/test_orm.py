@@ -5,9 +5,11 @@ import threading
 
 import pytest
 from django.db import connections, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from core.orm import insert_unless_exists, related_cache_fill
+from core.orm import insert_unless_exists, related_cache_fill, update_returning, values_update
 from notifications.models import OutboxEmail
 from shop.models import Order, OrderItem  # demo-shop
 from tests.app.accounts.factories import UserFactory  # demo-shop
@@ -66,6 +68,75 @@ def test_two_transactions_inserting_one_key_leave_one_row_and_neither_fails():
     assert created
     assert results["second"] == (row, False)
     assert list(OutboxEmail.objects.using("default").values_list("subject", flat=True)) == ["first"]
+
+
+@pytest.mark.django_db
+def test_update_returning_changes_what_update_would_and_returns_those_rows_in_one_statement():
+    first, _ = insert_unless_exists(email("a", "1"), unique_field="key", using="default")
+    insert_unless_exists(email("b", "1"), unique_field="key", using="default")
+    pending = OutboxEmail.objects.filter(pk=first.pk, state="pending")
+    with CaptureQueriesContext(connections["default"]) as queries:
+        [row] = update_returning(
+            pending, using="default", state="sending", attempts=F("attempts") + 1
+        )
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    assert (row.pk, row.state, row.attempts, row.subject) == (first.pk, "sending", 1, "1")
+    assert row.created_at == first.created_at
+    # Nothing matches any more: nothing changed, nothing returned.
+    assert update_returning(pending, using="default", state="sent") == []
+    stored = dict(OutboxEmail.objects.using("default").values_list("key", "state"))
+    assert stored == {"a": "sending", "b": "pending"}
+
+
+@pytest.mark.django_db
+def test_values_update_writes_each_objects_fields_to_its_row_in_one_statement():
+    rows = [
+        insert_unless_exists(email(key, key), unique_field="key", using="default")[0]
+        for key in ("a", "b", "c")
+    ]
+    rows[0].attempts, rows[0].last_error, rows[0].handed_off_at = 7, "x", timezone.now()
+    rows[1].attempts, rows[1].last_error, rows[1].handed_off_at = 40000, "", None
+    rows[1].subject = "not written: not a field named"
+    with CaptureQueriesContext(connections["default"]) as queries:
+        values_update(rows[:2], fields=["attempts", "last_error", "handed_off_at"], using="default")
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    stored = {
+        e.key: (e.attempts, e.last_error, e.handed_off_at, e.subject)
+        for e in OutboxEmail.objects.using("default")
+    }
+    assert stored == {
+        "a": (7, "x", rows[0].handed_off_at, "a"),
+        "b": (40000, "", None, "b"),
+        "c": (0, "", None, "c"),
+    }
+
+
+@pytest.mark.django_db
+def test_update_returning_with_a_filter_nothing_can_match_changes_nothing():
+    assert (
+        update_returning(OutboxEmail.objects.filter(pk__in=[]), using="default", attempts=1) == []
+    )
+
+
+@pytest.mark.django_db
+def test_values_update_refuses_an_object_twice_and_no_field():
+    row, _ = insert_unless_exists(email("a", "1"), unique_field="key", using="default")
+    with pytest.raises(ValueError, match="twice"):
+        values_update([row, row], fields=["attempts"], using="default")
+    with pytest.raises(ValueError, match="no field"):
+        values_update([row], fields=[], using="default")
+
+
+# demo-shop: begin
+@pytest.mark.django_db
+def test_update_returning_refuses_a_filter_across_a_join():
+    with pytest.raises(ValueError, match="own table"):
+        update_returning(
+            Order.objects.filter(customer__username="x"), using="default", status="cancelled"
+        )
+
+
+# demo-shop: end
 
 
 # demo-shop: begin
