@@ -178,7 +178,7 @@ bench: base-image ## Benchmarks on this machine (own project, port 28080): docs/
 	  exit $$status
 
 .PHONY: profile
-profile: ## py-spy on the web workers under bench load (after make bench's build): docs/benchmarks/profile.md
+profile: ## py-spy on web (and the email worker, placing orders) under bench load: docs/benchmarks/profile.md
 	bench/ensure-tools.sh
 	ulimit -n 20000 && $(PYTHON) bench/profile.py
 

@@ -6,14 +6,16 @@ observability states (off, metrics only, metrics + tracing at the default sample
 traced), and the cached list in those up to a request the sampler drops. Writes
 docs/benchmarks/profile.md: per target, the share of samples by package (where the time is
 spent, leaf frame) and the functions with the most samples; per observability state, the CPU per
-request it adds to off, by package and by function.
+request it adds to off, by package and by function. Then scenario 15's orders (c=10, a product
+each): web's workers and the email worker's pool sampled at once, the CPU an order costs in each,
+by package, by the steps of its path and by function.
 
 Uses `make bench`'s project, images and harness (bench/stack.py), and builds its web images.
 py-spy runs as root on the host and reads the workers' memory by their host PIDs; it is installed
-into build/py-spy from PyPI when missing. Bounded: PROFILE_SECONDS
-of sampling per target while hey runs for 5 s longer. PROFILE_ONLY=handlers or
-PROFILE_ONLY=observability: only that group of targets (the file then holds only its tables);
-any other name is refused before anything is built or started.
+into build/py-spy from PyPI when missing. Bounded: PROFILE_SECONDS of sampling per target while
+hey (or the customers) runs for 5 s longer. PROFILE_ONLY=handlers, PROFILE_ONLY=observability or
+PROFILE_ONLY=orders: only that group (the file then holds only its tables); any other name is
+refused before anything is built or started.
 """
 # ruff: noqa: S603, S607
 
@@ -23,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import claims, hey, stack, web
+from bench.order_load import OrderLoad
+from bench.scenarios import orders
 from bench.scenarios.observability import OBSERVABILITY
 from bench.stats import num
 
@@ -67,8 +72,13 @@ TARGETS: tuple[Target, ...] = (
         for state in ("off", "metrics", "dropped")
     ),
 )
-# The names PROFILE_ONLY accepts, in TARGETS' order.
-GROUPS = tuple(dict.fromkeys(group for group, *_ in TARGETS))
+# Placing orders (scenario 15's c=10 "a product each"): web and the email worker sampled at once,
+# what an order costs in each.
+ORDERS = "orders"
+ORDER_SERVICES = ("web", "worker-email")
+ORDER_PROGRAMS = {"web": "gunicorn", "worker-email": "celery"}
+# The names PROFILE_ONLY accepts, in TARGETS' order, then the orders.
+GROUPS = (*dict.fromkeys(group for group, *_ in TARGETS), ORDERS)
 ONLY = os.environ.get("PROFILE_ONLY", "")
 # The package a leaf frame's file belongs to, first match wins.
 PACKAGES = (
@@ -110,6 +120,23 @@ THROUGH = (
     ("recording metrics (prometheus_client)", ("prometheus_client/",)),
     ("OpenTelemetry (spans, context, instrumentation)", ("opentelemetry/", "wrapt/")),
 )
+# Inclusive, on the order path: where an order's CPU goes in web and in the email worker.
+ORDER_THROUGH = (
+    ("authentication (the bearer token's row)", ("accounts/auth.py",)),
+    ("the idempotency key's lookup", ("_order_for_key",)),
+    ("placing the order (its transaction)", ("_order_place",)),
+    (
+        "after the commit (caches, read-your-writes mark, the email's enqueue)",
+        ("run_and_clear_commit_hooks",),
+    ),
+    ("enqueueing the email (Celery's publish)", ("core/queue.py",)),
+    ("the email relay task (claim, send, mark sent)", ("outbox_email_deliver",)),
+    ("SMTP (smtplib, building the message)", ("smtplib.py", "django/core/mail/")),
+    ("compiling SQL (Django's ORM)", ("Compiler.as_sql", "Compiler.pre_sql_setup")),
+    ("psycopg (sending, waiting, reading)", ("psycopg/",)),
+    ("Celery receiving and acknowledging", ("kombu/",)),
+    ("logging", ("logging/",)),
+)
 OUT = stack.OUT / "profile.md"
 
 
@@ -124,9 +151,10 @@ def py_spy() -> str:
     return str(venv / "bin" / "py-spy")
 
 
-def master_pid() -> int:
-    """Gunicorn's master in web, by host PID (`docker top`)."""
-    container = stack.compose("ps", "-q", "web").stdout.strip()
+def master_pid(service: str = "web", program: str = "gunicorn") -> int:
+    """The service's main `program` process (Gunicorn's master in web, Celery's in a worker),
+    by host PID (`docker top`): the one whose parent is not another of them."""
+    container = stack.compose("ps", "-q", service).stdout.strip()
     out = subprocess.run(
         ["docker", "top", container, "-eo", "pid,ppid,args"],
         capture_output=True,
@@ -136,7 +164,7 @@ def master_pid() -> int:
     procs = {}
     for line in out.splitlines()[1:]:
         pid, ppid, args = line.split(None, 2)
-        if "gunicorn" in args and "docker-init" not in args:
+        if program in args and "docker-init" not in args:
             procs[int(pid)] = int(ppid)
     return next(pid for pid, ppid in procs.items() if ppid not in procs)
 
@@ -159,7 +187,9 @@ def short(frame: str) -> str:
     return f"{function} ({where}" if where else function
 
 
-def summarise(collapsed: str) -> dict[str, Any]:
+def summarise(
+    collapsed: str, through_frames: tuple[tuple[str, tuple[str, ...]], ...] = THROUGH
+) -> dict[str, Any]:
     by_package: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
     through: collections.Counter[str] = collections.Counter()
@@ -173,14 +203,15 @@ def summarise(collapsed: str) -> dict[str, Any]:
         total += int(count)
         by_package[package(frames[-1])] += int(count)
         by_function[leaf] += int(count)
-        for name, needles in THROUGH:
+        for name, needles in through_frames:
             if any(needle in stack for needle in needles):
                 through[name] += int(count)
     return {"total": total, "packages": by_package, "functions": by_function, "through": through}
 
 
 def selected_targets(only: str) -> list[Target]:
-    """PROFILE_ONLY: the targets of the group it names, every target when it is empty."""
+    """PROFILE_ONLY: the targets of the group it names, every target when it is empty (the
+    orders are no target: main() profiles them when they are named, or nothing is)."""
     if only and only not in GROUPS:
         # A typo would otherwise profile nothing and write an empty profile.md over the last one.
         raise SystemExit(
@@ -217,16 +248,8 @@ def profile(
     )
     time.sleep(2)
     started, cpu_before = time.monotonic(), web.cpu_seconds()
-    record = [
-        # --gil: only the thread holding the GIL, i.e. Python's CPU time (the idle executor
-        # threads would otherwise fill the samples).
-        spy, "record", "--pid", str(master_pid()), "--subprocesses", "--nonblocking", "--gil",
-        "--format", "raw", "--rate", str(RATE), "--duration", str(SECONDS), "--output", str(out),
-        # Whole paths: py-spy's short ones drop the opentelemetry/ of its namespace packages
-        # (its redis instrumentation reads as redis/__init__.py) and the app's /app/.
-        "--full-filenames",
-    ]  # fmt: skip
-    subprocess.run(record, capture_output=True, check=True, timeout=SECONDS + 60)
+    subprocess.run(record(spy, master_pid(), out), capture_output=True, check=True,
+                   timeout=SECONDS + 60)  # fmt: skip
     # py-spy reads the workers from outside their container: none of its CPU is web's.
     web_cpu, window = web.cpu_seconds() - cpu_before, time.monotonic() - started
     stdout, _ = load.communicate(timeout=SECONDS + 120)
@@ -235,6 +258,56 @@ def profile(
     summary["web_cpu_s"], summary["window_s"] = web_cpu, window
     summary["path"], summary["c"] = path, c
     return summary
+
+
+def record(spy: str, pid: int, out: Path) -> list[str]:
+    """py-spy sampling a process and its children for SECONDS, raw stacks into `out`."""
+    return [
+        # --gil: only the thread holding the GIL, i.e. Python's CPU time (the idle executor
+        # threads would otherwise fill the samples).
+        spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--gil",
+        "--format", "raw", "--rate", str(RATE), "--duration", str(SECONDS), "--output", str(out),
+        # Whole paths: py-spy's short ones drop the opentelemetry/ of its namespace packages
+        # (its redis instrumentation reads as redis/__init__.py) and the app's /app/.
+        "--full-filenames",
+    ]  # fmt: skip
+
+
+def profile_orders(spy: str) -> dict[str, Any]:
+    """Scenario 15's customers (c=10, a product each) placing orders for SECONDS + 5 s, with
+    web's workers and the email worker's pool sampled at once, and each container's CPU over
+    the sampling window."""
+    stack.log("profile: placing orders")
+    tokens = orders.customers_ready()
+    load = OrderLoad(stack.BASE, tokens=tokens, product_ids=orders.PRODUCT_IDS)
+    done: dict[str, Any] = {}
+    clients = threading.Thread(target=lambda: done.update(load.run(SECONDS + 5)), daemon=True)
+    clients.start()
+    time.sleep(2)
+    pids = {service: master_pid(service, ORDER_PROGRAMS[service]) for service in ORDER_SERVICES}
+    outs = {service: stack.ROOT / "build" / f"profile-orders-{service}.txt" for service in pids}
+    outs["web"].parent.mkdir(exist_ok=True)
+    cpu_before = {service: web.cpu_seconds(service) for service in pids}
+    started = time.monotonic()
+    spies = [
+        subprocess.Popen(
+            record(spy, pid, outs[service]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for service, pid in pids.items()
+    ]
+    for sampler in spies:
+        sampler.wait(timeout=SECONDS + 60)
+    window = time.monotonic() - started
+    cpu = {service: web.cpu_seconds(service) - cpu_before[service] for service in pids}
+    clients.join(timeout=SECONDS + 120)
+    return {
+        "load": {"ok_rps": done.get("ok_rps", 0), "p50_s": done.get("percentiles_s", {}).get(50)},
+        "window_s": window,
+        "services": {
+            service: {**summarise(outs[service].read_text(), ORDER_THROUGH), "cpu_s": cpu[service]}
+            for service in pids
+        },
+    }
 
 
 def web_cpu_ms_per_request(summary: dict[str, Any]) -> float | None:
@@ -345,19 +418,66 @@ def observability_markdown(results: list[tuple[str, dict[str, Any]]]) -> list[st
     return lines
 
 
-def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
-    host = stack.host_info()
+def orders_markdown(result: dict[str, Any]) -> list[str]:
+    """Where an order's CPU goes in web and in the email worker, in ms per order placed."""
+    rate, services = result["load"]["ok_rps"], result["services"]
+    answered = rate * result["window_s"]
+
+    def per_order(count: float) -> str:
+        return f"{1000 * count / RATE / answered:.2f}" if answered else "-"
+
+    names = list(services)
     lines = [
-        "# Where a web worker's CPU goes: the fan-out view under load",
+        "## Placing an order: where web's and the email worker's CPU goes",
         "",
-        f"`make profile` on {host['cores']} cores / {host['memory_gib']} GiB ({host['cpu']}), "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. py-spy samples both Uvicorn "
-        f"workers ({RATE}/s each, {SECONDS} s, the thread holding the GIL) while hey keeps 100 "
-        f"clients on `{FANOUT}` (three concurrent 300 ms upstream calls), or 50 on `{LIST}` "
-        "(served from Redis), through Nginx. Shares are of samples by the leaf frame's "
-        "package: the time a worker spends in each.",
+        f"`POST /api/orders` through Nginx, {orders.CLIENTS} customers each posting one order "
+        "after another (docs/BENCHMARKS.md's section 15, a product each): "
+        f"{rate:.0f} orders/s during sampling, p50 {num(1000 * (result['load']['p50_s'] or 0))} "
+        f"ms. py-spy samples web's workers and the email worker's pool at once ({RATE}/s each "
+        f"process, {SECONDS} s, the thread holding the GIL). Figures are ms per order placed in "
+        "the window: the email worker's are its confirmations' cost only as far as it kept up "
+        "(section 15 counts how far it fell behind).",
         "",
+        "| per order | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        "| **Python CPU ms (GIL held)** | "
+        + " | ".join(f"**{per_order(services[n]['total'])}**" for n in names)
+        + " |",
+        "| container CPU ms (cgroup) | "
+        + " | ".join(
+            f"{1000 * services[n]['cpu_s'] / answered:.2f}" if answered else "-" for n in names
+        )
+        + " |",
+        "| samples | " + " | ".join(str(services[n]["total"]) for n in names) + " |",
+        "",
+        "Inclusive, ms of Python CPU per order whose stack passes through each (callees "
+        "included; rows overlap).",
+        "",
+        "| through | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
     ]
+    for through, _ in ORDER_THROUGH:
+        cells = [per_order(services[n]["through"].get(through, 0)) for n in names]
+        lines.append(f"| {through} | " + " | ".join(cells) + " |")
+    packages = sorted(
+        {p for n in names for p in services[n]["packages"]},
+        key=lambda p: -sum(services[n]["packages"].get(p, 0) for n in names),
+    )
+    lines += ["", "By the leaf frame's package, ms per order.", ""]
+    lines += ["| package | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for pkg in packages:
+        cells = [per_order(services[n]["packages"].get(pkg, 0)) for n in names]
+        lines.append(f"| {pkg} | " + " | ".join(cells) + " |")
+    for name in names:
+        lines += ["", f"### Top functions: orders, {name}", "", "| ms per order | function |"]
+        lines.append("|---|---|")
+        for function, count in services[name]["functions"].most_common(12):
+            lines.append(f"| {per_order(count)} | `{function}` |")
+    return [*lines, ""]
+
+
+def targets_markdown(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    lines: list[str] = []
     names = [name for name, _ in results]
     packages = sorted(
         {p for _, r in results for p in r["packages"]},
@@ -413,6 +533,30 @@ def markdown(results: list[tuple[str, dict[str, Any]]]) -> str:
         ]
         if len(observed) > 1:
             lines += observability_markdown(observed)
+    return lines
+
+
+def markdown(
+    results: list[tuple[str, dict[str, Any]]], placed: dict[str, Any] | None = None
+) -> str:
+    """The targets' tables (when any were profiled), then the orders' (when they were)."""
+    host = stack.host_info()
+    lines = [
+        "# Where the CPU goes under load: web's workers, and an order's path",
+        "",
+        f"`make profile` on {host['cores']} cores / {host['memory_gib']} GiB ({host['cpu']}), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. py-spy samples both Uvicorn "
+        f"workers ({RATE}/s each, {SECONDS} s, the thread holding the GIL) while hey keeps 100 "
+        f"clients on `{FANOUT}` (three concurrent 300 ms upstream calls), or 50 on `{LIST}` "
+        "(served from Redis), through Nginx. Shares are of samples by the leaf frame's "
+        "package: the time a worker spends in each. The last section samples web and the "
+        "email worker while customers place orders.",
+        "",
+    ]
+    if results:
+        lines += targets_markdown(results)
+    if placed is not None:
+        lines += orders_markdown(placed)
     return "\n".join(lines)
 
 
@@ -434,11 +578,12 @@ def main() -> int:
         results = [
             (name, profile(name, app, path, c, env, spy)) for _, name, app, path, c, env in targets
         ]
+        placed = profile_orders(spy) if ONLY in ("", ORDERS) else None
     finally:
         # The sink is in a compose profile, which `down` leaves running.
         stack.compose("rm", "--stop", "--force", "otlp-sink", check=False)
         stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
-    OUT.write_text(markdown(results) + "\n")
+    OUT.write_text(markdown(results, placed) + "\n")
     stack.log(f"wrote {OUT}")
     return 0
 

@@ -92,17 +92,10 @@ def cpu_ms_per(count: int, before: dict[str, float], after: dict[str, float]) ->
     }
 
 
-def measure(results: dict[str, Any]) -> None:
-    """The default configuration with the email worker and the mail catcher running: logged-in
-    customers post orders for one product line for a bounded time, in each shape (SHAPES: c=10
-    and c=1), each round, with the CPU each container, the load generator and the machine spent
-    per order; then the outbox rows of their orders and the messages the mail catcher received
-    are counted."""
-    runs: list[dict[str, Any]] = []
-    data: dict[str, Any] = {
-        "clients": CLIENTS, "seconds": SECONDS, "runs": runs, "cores": web.cores()
-    }  # fmt: skip
-    results["orders"] = data
+def customers_ready() -> list[str]:
+    """The default web configuration with the email worker and the mail catcher running, the
+    products stocked far above what a run sells, and CLIENTS customers logged in: their bearer
+    tokens."""
     web.switch_web(web.default_config())
     stack.compose(
         "up", "-d", "--no-deps", "--wait", "--wait-timeout", "120", "mailcatcher", "worker-email"
@@ -119,10 +112,24 @@ def measure(results: dict[str, Any]) -> None:
         incontainer.script("order_customers"), PREFIX, str(CLIENTS), password
     )  # fmt: skip
     # Logged in as a client does: a token each, through Nginx (its login limit is lifted).
-    tokens = [
+    return [
         send_json("/api/auth/token", {"username": name, "password": password})["token"]
         for name in names
     ]
+
+
+def measure(results: dict[str, Any]) -> None:
+    """The default configuration with the email worker and the mail catcher running: logged-in
+    customers post orders for one product line for a bounded time, in each shape (SHAPES: c=10
+    and c=1), each round, with the CPU each container, the load generator and the machine spent
+    per order; then the outbox rows of their orders and the messages the mail catcher received
+    are counted."""
+    runs: list[dict[str, Any]] = []
+    data: dict[str, Any] = {
+        "clients": CLIENTS, "seconds": SECONDS, "runs": runs, "cores": web.cores()
+    }  # fmt: skip
+    results["orders"] = data
+    tokens = customers_ready()
     data["before"] = outbox()
     started = services_cpu()
     orders = 0

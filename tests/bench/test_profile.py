@@ -46,6 +46,8 @@ def test_profile_only_selects_only_the_named_group():
         profile.LIST
     ] * len(LIST_STATES)
     assert names(profile.selected_targets("")) == HANDLERS + PAGES
+    # The orders are no target: main() profiles them itself.
+    assert profile.selected_targets("orders") == []
 
 
 @pytest.mark.parametrize("only", ["observabilty", "off", "handlers,observability", " "])
@@ -54,7 +56,7 @@ def test_an_unknown_profile_only_is_refused(only):
         profile.selected_targets(only)
     assert str(refused.value) == (
         f"PROFILE_ONLY={only!r} is not a group of targets: one of handlers, observability, "
-        "or empty for all of them"
+        "orders, or empty for all of them"
     )
 
 
@@ -75,7 +77,7 @@ def test_make_profile_refuses_an_unknown_name_before_building_or_starting_anythi
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "PROFILE_ONLY='handler' is not a group of targets: one of handlers, observability, "
-        "or empty for all of them"
+        "orders, or empty for all of them"
     )
 
 
@@ -87,9 +89,54 @@ def fake_summary(path: str, c: int) -> dict[str, Any]:
     return {**summary, "load": {"ok_rps": 100.0}, "path": path, "c": c}
 
 
+ORDERS_HEADING = "## Placing an order: where web's and the email worker's CPU goes"
+
+
+def fake_orders(spy: str) -> dict[str, Any]:
+    """100 orders/s over a 20 s window: 2,000 orders. web: 2,000 samples at 200/s = 10 s of
+    Python CPU, 5 ms an order; the worker half of that."""
+    web = profile.summarise(
+        "main (/app/x.py);_order_place (/app/shop/services.py:1);execute (psycopg/c.py) 1500\n"
+        "main (/app/x.py);authenticate (/app/accounts/auth.py:1);get (django/x.py) 500\n",
+        profile.ORDER_THROUGH,
+    )
+    worker = profile.summarise(
+        "main (celery/x.py);outbox_email_deliver (/app/notifications/services.py:1);"
+        "sendmail (/usr/lib/python3.13/smtplib.py:1) 1000\n",
+        profile.ORDER_THROUGH,
+    )
+    return {
+        "load": {"ok_rps": 100.0, "p50_s": 0.12},
+        "window_s": 20.0,
+        "services": {"web": {**web, "cpu_s": 14.0}, "worker-email": {**worker, "cpu_s": 6.0}},
+    }
+
+
+def test_the_orders_section_gives_each_services_cpu_per_order_and_its_steps(monkeypatch):
+    monkeypatch.setattr(
+        stack, "host_info", lambda: {"cores": 2, "memory_gib": 4, "cpu": "test cpu"}
+    )
+    lines = profile.markdown([], fake_orders("py-spy")).splitlines()
+    assert ORDERS_HEADING in lines
+    assert "| **Python CPU ms (GIL held)** | **5.00** | **2.50** |" in lines
+    assert "| container CPU ms (cgroup) | 7.00 | 3.00 |" in lines
+    assert "| authentication (the bearer token's row) | 1.25 | 0.00 |" in lines
+    assert "| placing the order (its transaction) | 3.75 | 0.00 |" in lines
+    assert "| the email relay task (claim, send, mark sent) | 0.00 | 2.50 |" in lines
+    assert "| SMTP (smtplib, building the message) | 0.00 | 2.50 |" in lines
+    assert "| psycopg (sending, waiting, reading) | 3.75 | 0.00 |" in lines
+    # No target was profiled: no table of theirs.
+    assert not [line for line in lines if line.startswith("| package | default")]
+
+
 @pytest.mark.parametrize(
     ("only", "expected"),
-    [("handlers", HANDLERS), ("observability", PAGES), ("", HANDLERS + PAGES)],
+    [
+        ("handlers", HANDLERS),
+        ("observability", PAGES),
+        ("orders", []),
+        ("", HANDLERS + PAGES),
+    ],
 )
 def test_profile_md_holds_only_the_selected_columns(only, expected, monkeypatch, tmp_path):
     composed: list[tuple[str, ...]] = []
@@ -108,6 +155,7 @@ def test_profile_md_holds_only_the_selected_columns(only, expected, monkeypatch,
     monkeypatch.setattr(profile, "ONLY", only)
     monkeypatch.setattr(profile, "py_spy", lambda: "py-spy")
     monkeypatch.setattr(profile, "profile", sampled)
+    monkeypatch.setattr(profile, "profile_orders", fake_orders)
     monkeypatch.setattr(profile, "OUT", tmp_path / "profile.md")
     monkeypatch.setattr(stack, "OUT", tmp_path)
     monkeypatch.setattr(stack, "compose", compose)
@@ -117,9 +165,12 @@ def test_profile_md_holds_only_the_selected_columns(only, expected, monkeypatch,
     assert profile.main() == 0
     assert [name for name, _ in profiled] == expected
     lines = (tmp_path / "profile.md").read_text().splitlines()
+    assert (ORDERS_HEADING in lines) is (only in ("", "orders"))
+    if not expected:
+        return
     header = next(line for line in lines if line.startswith("| package |"))
     assert header == "| package | " + " | ".join(expected) + " |"
-    tops = [line.removeprefix("## Top functions: ") for line in lines if "Top functions" in line]
+    tops = [line.removeprefix("## Top functions: ") for line in lines if line.startswith("## Top")]
     assert tops == expected
     # The tracing states export to the sink: it is started only when they are profiled.
     (up,) = [args for args in composed if args[0] == "up"]
