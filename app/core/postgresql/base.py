@@ -1,9 +1,12 @@
 """Django's PostgreSQL backend, with no write committing past its request's deadline
-(core/write_deadline.py says why). settings.DATABASES names this package as the ENGINE."""
+(core/write_deadline.py says why), and a health check (CONN_HEALTH_CHECKS) that costs no round
+trip. settings.DATABASES names this package as the ENGINE."""
 
+import select
 from typing import Any
 
 from django.db.backends.postgresql import base
+from psycopg import pq
 
 from core import write_deadline
 
@@ -16,3 +19,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _commit(self) -> None:
         with write_deadline.committing():
             super()._commit()  # type: ignore[misc]  # not in django-stubs
+
+    def is_usable(self) -> bool:
+        """Django's check sends SELECT 1 before a request's (or task's) first query: a round
+        trip through PgBouncer to Postgres each time. An idle connection has nothing to read,
+        so one that has (the server closed it, or sent the error it closes with: a PgBouncer or
+        Postgres restart, an idle timeout) or whose socket reports a hang-up is not reused.
+        One not idle (a transaction left open) gets Django's SELECT 1."""
+        connection = self.connection
+        if connection is None or connection.closed or connection.broken:
+            return False
+        if connection.info.transaction_status != pq.TransactionStatus.IDLE:
+            return bool(super().is_usable())
+        # poll, not select: a worker's descriptors may number past select's 1024.
+        poller = select.poll()
+        poller.register(connection.fileno(), select.POLLIN)
+        return not poller.poll(0)
