@@ -31,6 +31,8 @@ class OrderLoad:
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.order_ids: list[int] = []
+        # time.monotonic() of each 2xx answer: what a window inside the run answered.
+        self.answered_at: list[float] = []
 
     def run(self, seconds: float) -> dict[str, Any]:
         """Every customer posts orders one after another until `seconds` have passed; the
@@ -86,6 +88,8 @@ class OrderLoad:
             with self._lock:
                 self.statuses[response.status] += 1
                 self.latencies.append(elapsed)
+                if 200 <= response.status < 300:
+                    self.answered_at.append(time.monotonic())
                 if response.status == 201:
                     self.order_ids.append(int(json.loads(answer)["id"]))
         conn.close()

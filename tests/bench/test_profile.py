@@ -118,7 +118,10 @@ def test_the_orders_section_gives_each_services_cpu_per_order_and_its_steps(monk
     )
     lines = profile.markdown([], fake_orders("py-spy")).splitlines()
     assert ORDERS_HEADING in lines
-    assert "| **Python CPU ms (GIL held)** | **5.00** | **2.50** |" in lines
+    assert (
+        "| **GIL held ms (Python's CPU, and its waits for a core)** | **5.00** | **2.50** |"
+        in lines
+    )
     assert "| container CPU ms (cgroup) | 7.00 | 3.00 |" in lines
     assert "| authentication (the bearer token's row) | 1.25 | 0.00 |" in lines
     assert "| placing the order (its transaction) | 3.75 | 0.00 |" in lines
@@ -358,3 +361,28 @@ def test_the_cpu_goal_takes_the_smaller_bound_of_the_gil_held_and_webs_whole_cpu
         profile.cpu_goal_markdown({profile.DEFAULT_FANOUT: default, profile.RAW_FANOUT_NAME: raw})
     )
     assert bound in text
+
+
+def test_when_the_orders_fail_the_targets_profiles_are_kept_and_the_failure_told(
+    monkeypatch, tmp_path
+):
+    def failed(spy: str) -> dict[str, Any]:
+        raise RuntimeError("the customers' orders did not run")
+
+    monkeypatch.setattr(profile, "ONLY", "")
+    monkeypatch.setattr(profile, "py_spy", lambda: "py-spy")
+    monkeypatch.setattr(
+        profile, "profile", lambda name, app, path, c, env, spy: fake_summary(path, c)
+    )
+    monkeypatch.setattr(profile, "profile_orders", failed)
+    monkeypatch.setattr(profile, "OUT", tmp_path / "profile.md")
+    monkeypatch.setattr(stack, "OUT", tmp_path)
+    monkeypatch.setattr(stack, "compose", lambda *a, **k: SimpleNamespace(stdout="", returncode=0))
+    monkeypatch.setattr(
+        stack, "host_info", lambda: {"cores": 2, "memory_gib": 4, "cpu": "test cpu"}
+    )
+    with pytest.raises(RuntimeError, match="did not run"):
+        profile.main()
+    lines = (tmp_path / "profile.md").read_text().splitlines()
+    assert "| package | " + " | ".join(HANDLERS + PAGES) + " |" in lines
+    assert ORDERS_HEADING not in lines

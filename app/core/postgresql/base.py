@@ -22,12 +22,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def is_usable(self) -> bool:
         """Django's check sends SELECT 1 before a request's (or task's) first query: a round
-        trip through PgBouncer to Postgres each time. An idle connection has nothing to read,
-        so one that has (the server closed it, or sent the error it closes with: a PgBouncer or
-        Postgres restart, an idle timeout) or whose socket reports a hang-up is not reused.
-        One not idle (a transaction left open) gets Django's SELECT 1."""
+        trip through PgBouncer to Postgres each time. An idle connection has nothing to read
+        (PgBouncer sends an idle client nothing), so one whose socket is readable (the peer
+        closed it, or sent the error it closes with: PgBouncer restarted or stopped, Postgres
+        itself without PgBouncer) or reports a hang-up is not reused; one not idle (a
+        transaction left open) gets Django's SELECT 1. What this cannot see, and SELECT 1
+        could only by waiting on it: a peer gone without closing (its node lost). Its first
+        query fails as a connection lost mid-request does: a write's JSON 503, a replica read
+        answered by the primary (core/db.py)."""
         connection = self.connection
-        if connection is None or connection.closed or connection.broken:
+        if connection is None or connection.closed:
             return False
         if connection.info.transaction_status != pq.TransactionStatus.IDLE:
             return bool(super().is_usable())
