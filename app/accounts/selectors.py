@@ -5,6 +5,7 @@ from django.utils.crypto import constant_time_compare
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
 from core.db_router import PRIMARY
+from core.orm import one_or_none
 
 
 def _valid(token: ApiToken) -> bool:
@@ -16,11 +17,10 @@ def api_token_get(*, token: str) -> ApiToken | None:
     """The live token row (its user loaded) for a bearer token: not expired, the user active
     and their password unchanged since."""
     # The primary: a token minted a moment ago must work at once, whatever the replica's lag.
-    found = (
+    found = one_or_none(
         ApiToken.objects.using(PRIMARY)
         .select_related("user")
         .filter(digest=token_digest(token), user__is_active=True, expires_at__gt=timezone.now())
-        .first()
     )
     return found if found is not None and _valid(found) else None
 

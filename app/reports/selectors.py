@@ -11,13 +11,14 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from core import db
 from core.db_router import PRIMARY
+from core.orm import one_or_none
 from reports.models import Report
 from shop.models import Order, OrderItem
 
 
 def report_get(*, owner_id: int, report_id: int) -> Report | None:
     """Another customer's report is None, exactly like a missing one."""
-    return Report.objects.using(PRIMARY).filter(pk=report_id, owner_id=owner_id).first()
+    return one_or_none(Report.objects.using(PRIMARY).filter(pk=report_id, owner_id=owner_id))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from django.db.models import Prefetch, QuerySet
 
 from core import db
 from core.db_router import PRIMARY
+from core.orm import aone_or_none, one_or_none
 from shop.models import Order, OrderItem, Product
 from shop.stock import stock_cache_get
 from shop.upstream import price_get, recommendations_get
@@ -26,7 +27,7 @@ class Page[T]:
 
 def product_get(*, product_id: int) -> Product | None:
     def query(alias: str) -> Product | None:
-        return Product.objects.using(alias).filter(pk=product_id).first()
+        return one_or_none(Product.objects.using(alias).filter(pk=product_id))
 
     return db.read(query, primary_decides_missing=True)
 
@@ -91,7 +92,7 @@ async def product_detail_get(*, product_id: int) -> ProductDetail | None:
 
 async def _product_aget(product_id: int) -> Product | None:
     async def query(alias: str) -> Product | None:
-        return await Product.objects.using(alias).filter(pk=product_id).afirst()
+        return await aone_or_none(Product.objects.using(alias).filter(pk=product_id))
 
     return await db.aread(query, primary_decides_missing=True)
 
@@ -122,6 +123,6 @@ def order_get(*, customer_id: int, order_id: int) -> Order | None:
     """Another customer's order is None, exactly like a missing one."""
 
     def query(alias: str) -> Order | None:
-        return _orders(alias, customer_id).filter(pk=order_id).first()
+        return one_or_none(_orders(alias, customer_id).filter(pk=order_id))
 
     return db.read(query, user_id=customer_id)

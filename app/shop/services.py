@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from core.db import recent_write_mark
 from core.db_router import PRIMARY
-from core.orm import related_cache_fill, values_update
+from core.orm import one_or_none, related_cache_fill, values_update
 from shop.cache import product_list_invalidate
 from shop.errors import (
     ConflictingStockChange,
@@ -71,7 +71,7 @@ def product_update(*, product_id: int, stock_delta: int | None = None, **fields:
             "Send either stock (an absolute count) or stock_delta (a change), not both.",
             field="stock_delta",
         )
-    product = Product.objects.using(PRIMARY).select_for_update().filter(pk=product_id).first()
+    product = one_or_none(Product.objects.using(PRIMARY).select_for_update().filter(pk=product_id))
     if product is None:
         raise ProductNotFound(f"No product {product_id}.")
     for name, value in fields.items():
@@ -144,11 +144,10 @@ def order_create(
 
 
 def _order_for_key(*, customer: User, key: str, fingerprint: str) -> Order | None:
-    order = (
+    order = one_or_none(
         Order.objects.using(PRIMARY)
         .filter(customer=customer, idempotency_key=key)
         .prefetch_related("items__product")
-        .first()
     )
     if order is not None and order.request_fingerprint != fingerprint:
         raise IdempotencyConflict(

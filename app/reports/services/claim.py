@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from core.db import DATABASE_ERRORS
 from core.db_router import PRIMARY
+from core.orm import one_or_none
 from reports.models import Report
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def report_claim(*, report_id: int) -> tuple[Report, int] | RunResult:
     """Takes the report for a new run: (the report, the run's number), or why not."""
     now = timezone.now()
     with transaction.atomic(using=PRIMARY):
-        report = Report.objects.using(PRIMARY).select_for_update().filter(pk=report_id).first()
+        report = one_or_none(Report.objects.using(PRIMARY).select_for_update().filter(pk=report_id))
         if report is None or report.state in (State.DONE, State.FAILED):
             return RunResult("skipped")
         if (

@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.db import DATABASE_ERRORS
 from core.db_router import PRIMARY
 from core.files import file_leftovers_remove, file_write_atomic
+from core.orm import one_or_none
 from reports import selectors
 from reports.errors import ReportInvalid
 from reports.models import Report
@@ -95,11 +96,10 @@ def _build(report: Report, attempt: int) -> tuple[Totals, str]:
 def report_complete(*, report_id: int, attempt: int, totals: Totals, path: str) -> bool:
     """Marks the report done with its file and totals, if this run still holds it."""
     with transaction.atomic(using=PRIMARY):
-        report = (
+        report = one_or_none(
             report_held(report_id=report_id, attempt=attempt)
             .select_for_update()
             .select_related("owner")
-            .first()
         )
         if report is None:
             return False

@@ -4,14 +4,22 @@ rows the caller holds."""
 import threading
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connections, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core.orm import insert_unless_exists, related_cache_fill, update_returning, values_update
+from core.orm import (
+    aone_or_none,
+    insert_unless_exists,
+    one_or_none,
+    related_cache_fill,
+    update_returning,
+    values_update,
+)
 from notifications.models import OutboxEmail
-from shop.models import Order, OrderItem  # demo-shop
+from shop.models import Order, OrderItem, Product  # demo-shop
 from tests.app.accounts.factories import UserFactory  # demo-shop
 from tests.app.shop.factories import ProductFactory  # demo-shop
 
@@ -155,3 +163,19 @@ def test_a_filled_relation_answers_without_a_query_and_a_fresh_instance_still_re
 
 
 # demo-shop: end
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fetch", [one_or_none, async_to_sync(aone_or_none)], ids=["sync", "async"])
+def test_one_or_none_answers_a_unique_lookup_without_ordering_and_refuses_two_rows(fetch):
+    """first() would ORDER BY the model's ordering (Product's is the id): compiled for nothing
+    when a unique key decides the row."""
+    product, other = ProductFactory(), ProductFactory()
+    with CaptureQueriesContext(connections["default"]) as queries:
+        assert fetch(Product.objects.using("default").filter(pk=product.pk)) == product
+    [query] = queries.captured_queries
+    assert "ORDER BY" not in query["sql"]
+    assert query["sql"].endswith("LIMIT 2")
+    assert fetch(Product.objects.using("default").filter(pk=-1)) is None
+    with pytest.raises(Product.MultipleObjectsReturned):
+        fetch(Product.objects.using("default").filter(pk__in=[product.pk, other.pk]))
