@@ -41,23 +41,29 @@ def _key(product_id: int) -> str:
     return f"stock:v:{product_id}"
 
 
-# KEYS[1]: the key; ARGV: version, stock, TTL in ms. Writes only a newer version than held. A
-# copy this script did not write (another type, a version or a count that is not a whole
-# number, no expiry: every write here sets one) is replaced whatever its version: otherwise
-# no write could ever repair it, and one planted with a huge version would be served forever.
+# KEYS: one key a product; ARGV: its version and stock, pair after pair, then the TTL in ms.
+# Each product's copy is written only if newer than the one held. A copy this script did not
+# write (another type, a version or a count that is not a whole number, no expiry: every write
+# here sets one) is replaced whatever its version: otherwise no write could ever repair it, and
+# one planted with a huge version would be served forever. One script for every product: one
+# round trip (a pipeline of scripts costs a SCRIPT EXISTS round trip before it).
 _SET_IF_NEWER = """
-local held = redis.pcall('HMGET', KEYS[1], 'v', 'n')
-if held.err then
-  redis.call('DEL', KEYS[1])
-  held = {}
+local ttl = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  local new, count = ARGV[2 * i - 1], ARGV[2 * i]
+  local held = redis.pcall('HMGET', key, 'v', 'n')
+  if held.err then
+    redis.call('DEL', key)
+    held = {}
+  end
+  local version = tonumber(held[1]) or -1
+  if not (held[2] and string.match(held[2], '^%d+$')) then version = -1 end
+  if redis.call('PTTL', key) == -1 then version = -1 end
+  if tonumber(new) > version then
+    redis.call('HSET', key, 'v', new, 'n', count)
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
-local version = tonumber(held[1]) or -1
-if not (held[2] and string.match(held[2], '^%d+$')) then version = -1 end
-if redis.call('PTTL', KEYS[1]) == -1 then version = -1 end
-if tonumber(ARGV[1]) <= version then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
 """
 
 
@@ -77,11 +83,10 @@ def _write(stocks: dict[int, tuple[int, int]], *, retry: bool = False) -> bool:
     try:
         with metrics.cache_call("set"):
             client = get_redis_connection("default")
-            script = client.register_script(_SET_IF_NEWER)
-            pipe = client.pipeline(transaction=False)
-            for pid, (version, n) in stocks.items():
-                script(keys=[_key(pid)], args=[version, n, ttl_ms], client=pipe)
-            pipe.execute()
+            client.register_script(_SET_IF_NEWER)(
+                keys=[_key(pid) for pid in stocks],
+                args=[*(x for pair in stocks.values() for x in pair), ttl_ms],
+            )
     except Exception:
         if not retry:  # once per failure, not every retry
             log.warning("stock not cached yet; Redis unavailable", exc_info=True)

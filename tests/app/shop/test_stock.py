@@ -196,3 +196,31 @@ def test_the_stock_read_and_write_are_in_the_cache_metrics(
     assert sample(timed, operation="set") >= before["set"] + 1  # the copy, and the list's bump
     assert sample("django_cache_gets_total", result="miss") == before["miss"] + 1
     assert sample("django_cache_gets_total", result="hit") == before["hit"] + 1
+
+
+def test_an_order_of_several_products_caches_their_counts_in_one_round_trip_each_only_if_newer(
+    redis_settings, redis_client, broker_down, django_capture_on_commit_callbacks
+):
+    redis_settings.STOCK_CACHE_TTL = 30
+    first, held, third = (
+        ProductFactory(stock=10),
+        ProductFactory(stock=10),
+        ProductFactory(stock=10),
+    )
+    customer = UserFactory()
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=customer, items={first.pk: 1})  # the script is loaded now
+    # A newer copy of one product, as another worker's later hook writes it: kept.
+    redis_client.hset(f"stock:v:{held.pk}", mapping={"v": 99, "n": 3})
+    redis_client.pexpire(f"stock:v:{held.pk}", 30_000)
+    redis_client.config_resetstat()
+    with django_capture_on_commit_callbacks(using="default", execute=True):
+        order_create(customer=customer, items={first.pk: 1, held.pk: 2, third.pk: 3})
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in redis_client.info("commandstats").items()
+        if name.startswith(("cmdstat_evalsha", "cmdstat_script"))
+    }
+    # The stock write is one EVALSHA for every product, no SCRIPT EXISTS before it.
+    assert calls == {"evalsha": 1}
+    assert [cached_stock(p.pk) for p in (first, held, third)] == [8, 3, 7]
