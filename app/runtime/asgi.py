@@ -458,7 +458,11 @@ class PooledExecutorASGIHandler(ASGIHandler):
             raise
         for task in tasks:
             if task.done():
-                with contextlib.suppress(RequestAborted):
+                # The listener's RequestAborted (the client gone, or the response complete) is
+                # looked at, not raised: raised here it would put this frame in its traceback,
+                # and this frame holds the task that holds it, a cycle keeping the whole
+                # request alive until the garbage collector finds it.
+                if task.cancelled() or not isinstance(task.exception(), RequestAborted):
                     task.result()
             else:
                 task.cancel()  # a view may handle its cancellation
@@ -470,6 +474,11 @@ class PooledExecutorASGIHandler(ASGIHandler):
             await self._close(None)
         else:
             await self._close(response)
+        # Django's own middleware ties the request to itself (request.user's lazy object and
+        # request.auser close over it, the messages storage keeps it): cycles that only the
+        # garbage collector frees, and everything the request holds with them. Nothing reads
+        # the request after its response is closed, so it lets go of all it holds.
+        request.__dict__.clear()
 
     async def _close(self, response: HttpResponseBase | None) -> None:
         """Closes the response (which sends request_finished), or sends request_finished for a

@@ -7,6 +7,7 @@ Django's stock ASGIHandler is the way back. The reuse of threads and the pool's 
 pooled handler's own gains, so those tests run for it alone."""
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -433,3 +434,41 @@ def test_the_watchdog_answers_504_only_a_stuck_request_that_saved_nothing(caplog
     assert deadlines["nothing saved"].answered
     assert caplog.text.count("past the timeout (WORKER TIMEOUT)") == 2
     assert asgi.GATEWAY_TIMEOUT_BODY.decode().count(write_deadline.NOTHING_SAVED) == 1
+
+
+async def served_until_the_client_is_told_it_ended(app: ASGIHandler, path: str) -> None:
+    """One request as Uvicorn serves it: once the response is complete, the app's receive()
+    answers http.disconnect (what Django's disconnect listener then raises on)."""
+    communicator = ApplicationCommunicator(app, scope(path))
+    await communicator.send_input({"type": "http.request", "body": b""})
+    while (await communicator.receive_output(20)).get("more_body", True):
+        pass
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(20)
+
+
+async def cyclic_garbage_of_requests(app: ASGIHandler, path: str, count: int) -> list[object]:
+    """What the garbage collector, not reference counting, would have to free of `count`
+    requests: objects only a reference cycle keeps."""
+    await served_until_the_client_is_told_it_ended(app, path)  # imports and caches warmed
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(count):
+            await served_until_the_client_is_told_it_ended(app, path)
+        gc.collect()
+        return list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/nothing", "/threads"])
+def test_a_request_leaves_nothing_for_the_garbage_collector(app, path):
+    """Django's disconnect listener raises RequestAborted when the response is complete, and its
+    middleware ties the request to itself (request.user, request.auser, the messages storage):
+    cycles that kept every request's objects until a collection, which had them all to
+    examine. Each request's objects are freed when it ends."""
+    garbage = asyncio.run(cyclic_garbage_of_requests(app, path, 5))
+    assert [type(o).__qualname__ for o in garbage] == []

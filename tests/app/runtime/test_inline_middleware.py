@@ -181,7 +181,7 @@ def test_a_request_that_never_uses_messages_builds_no_message_storage():
         app.executors.close()
     assert status == 200
     assert not any(name.lower() == b"set-cookie" for name, _ in headers)  # as Django's own
-    storage = inline_urls.KEPT[-1]._messages  # never built: what the change is for
+    storage = inline_urls.KEPT[-1]  # never built: what the change is for
     assert isinstance(storage, SimpleLazyObject)
     assert storage._wrapped is empty
 
