@@ -5,13 +5,16 @@ SMTP on port 1025 (aiosmtpd, from Debian). HTTP on port 8025:
   GET    /                   a page listing every message (newest first): subject, from, to, body
   GET    /health             {"status": "ok"}
   GET    /messages[?to=ADDR] every message received (oldest first), optionally only those to ADDR
-  DELETE /messages           forget them all
+  GET    /quits              the connections that ended with QUIT (peer), oldest first
+  DELETE /messages           forget them all, and the QUITs
 Each message says which connection it came over (peer: the client's address and port). A
-recipient @refused.invalid is refused with 550, as a real server refuses an address.
+recipient @refused.invalid is refused with 550, as a real server refuses an address, and one
+@slow.invalid is answered after SLOW_SECONDS, as a server that stalls mid-exchange.
 The app's containers reach it as mailcatcher:1025 / :8025; only `make dev`
 (docker-compose.dev.yml) publishes the page, on 127.0.0.1.
 """
 
+import asyncio
 import html
 import json
 import signal
@@ -31,9 +34,12 @@ HTTP_PORT = 8025
 MAX_MESSAGES = 10_000
 # Reserved for examples that must not resolve (RFC 2606).
 REFUSED_DOMAIN = "refused.invalid"
+SLOW_DOMAIN = "slow.invalid"
+SLOW_SECONDS = 5.0
 
 _lock = threading.Lock()
 _messages: list[dict[str, Any]] = []
+_quits: list[str] = []
 _received = 0
 
 
@@ -48,8 +54,18 @@ class Catcher:
     ) -> str:
         if address.lower().endswith("@" + REFUSED_DOMAIN):
             return "550 5.1.1 Recipient refused here (mail catcher)"
+        if address.lower().endswith("@" + SLOW_DOMAIN):
+            await asyncio.sleep(SLOW_SECONDS)
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        # Which connections were closed politely, not dropped: the senders' tests of how they
+        # end one.
+        with _lock:
+            _quits.append(_peer(session))
+            del _quits[:-MAX_MESSAGES]
+        return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         global _received
@@ -61,13 +77,17 @@ class Catcher:
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": list(envelope.rcpt_tos),
                     # The client's address and port: messages sent over one connection share it.
-                    "peer": "{}:{}".format(*session.peer[:2]),
+                    "peer": _peer(session),
                     "received_at": time.time(),
                     "raw": envelope.original_content or envelope.content,
                 }
             )
             del _messages[:-MAX_MESSAGES]
         return "250 Message accepted for delivery"
+
+
+def _peer(session: Any) -> str:
+    return "{}:{}".format(*session.peer[:2])
 
 
 def read_out(stored: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +178,10 @@ class Api(BaseHTTPRequestHandler):
             with _lock:
                 found = [read_out(m) for m in _messages if to is None or to in m["rcpt_tos"]]
             self._json(200, found)
+        elif url.path == "/quits":
+            with _lock:
+                quits = list(_quits)
+            self._json(200, quits)
         else:
             self._json(404, {"error": "not found"})
 
@@ -167,6 +191,7 @@ class Api(BaseHTTPRequestHandler):
             return
         with _lock:
             _messages.clear()
+            _quits.clear()
         self._json(200, {"cleared": True})
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

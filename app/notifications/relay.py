@@ -46,19 +46,27 @@ def _opened_with() -> tuple[object, ...]:
     return (settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT)
 
 
+def _session(held: _Held | None) -> smtplib.SMTP | None:
+    """The held connection's open SMTP session: None for none, or a backend without a server."""
+    backend = held.backend if held is not None else None
+    return backend.connection if isinstance(backend, SMTPBackend) else None
+
+
+def _wait_at_most(session: smtplib.SMTP, seconds: float | None) -> None:
+    if session.sock is not None:
+        session.sock.settimeout(seconds)
+
+
 def _answers(held: _Held) -> bool:
-    backend = held.backend
-    if not isinstance(backend, SMTPBackend):
+    if not isinstance(held.backend, SMTPBackend):
         return True  # locmem, console: no server to lose
-    if backend.connection is None or time.monotonic() - held.used > IDLE_SECONDS:
+    session = _session(held)
+    if session is None or time.monotonic() - held.used > IDLE_SECONDS:
         return False
-    sock = backend.connection.sock
     try:
-        if sock is not None:
-            sock.settimeout(NOOP_TIMEOUT)
-        code, _ = backend.connection.noop()
-        if sock is not None:
-            sock.settimeout(backend.timeout)
+        _wait_at_most(session, NOOP_TIMEOUT)
+        code, _ = session.noop()
+        _wait_at_most(session, held.backend.timeout)
     except SEND_ERRORS:
         return False
     return code == 250
@@ -84,25 +92,22 @@ def relay_discard() -> None:
     failed or interrupted exchange its state is unknown, and a QUIT could wait for an answer."""
     global _held
     held, _held = _held, None
-    backend = held.backend if held is not None else None
-    if isinstance(backend, SMTPBackend) and backend.connection is not None:
+    session = _session(held)
+    if session is not None:
         try:
-            backend.connection.close()
+            session.close()
         except OSError:
             log.debug("closing the SMTP socket failed", exc_info=True)
-        backend.connection = None
 
 
 def relay_close() -> None:
     """Says QUIT (waiting at most NOOP_TIMEOUT) and forgets the connection: a process that
     ends."""
-    held = _held
-    backend = held.backend if held is not None else None
-    if isinstance(backend, SMTPBackend) and backend.connection is not None:
+    session = _session(_held)
+    if session is not None:
         try:
-            if backend.connection.sock is not None:
-                backend.connection.sock.settimeout(NOOP_TIMEOUT)
-            backend.connection.quit()
+            _wait_at_most(session, NOOP_TIMEOUT)
+            session.quit()
         except SEND_ERRORS:
             log.debug("QUIT on the SMTP connection failed", exc_info=True)
     relay_discard()

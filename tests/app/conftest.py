@@ -102,6 +102,12 @@ class MailCatcher:
         with urllib.request.urlopen(self.api, timeout=5) as response:  # noqa: S310 - the test's
             return list(json.loads(response.read()))
 
+    def quits(self) -> list[str]:
+        """The connections (peers) that ended with QUIT."""
+        quits = self.api.removesuffix("/messages") + "/quits"
+        with urllib.request.urlopen(quits, timeout=5) as response:  # noqa: S310 - the test's
+            return list(json.loads(response.read()))
+
     def clear(self) -> None:
         request = urllib.request.Request(self.api, method="DELETE")  # noqa: S310 - the test's
         urllib.request.urlopen(request, timeout=5).close()  # noqa: S310

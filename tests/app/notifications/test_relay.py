@@ -3,10 +3,14 @@ the project's mail catcher: a real SMTP server that says which connection each m
 over (its peer)."""
 
 import os
+import signal
 import socket
 
 import pytest
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
 
+import config.celery  # noqa: F401 - connects its worker_process_shutdown receivers
 from notifications import relay
 from notifications.models import OutboxEmail
 from notifications.services import outbox_email_create, outbox_email_deliver, outbox_sweep
@@ -87,3 +91,42 @@ def test_a_forked_child_never_uses_its_parents_connection(smtp_server):
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert relay.relay_connection() is held
+
+
+def test_a_pool_process_that_ends_says_quit_on_its_connection(broker_down, smtp_server):
+    """Celery's worker_process_shutdown (config/celery.py): the server sees the kept connection
+    end with QUIT, not dropped, and the process holds none after."""
+    [email] = emails(1, "quit")
+    assert outbox_email_deliver(email_id=email.pk).status == "sent"
+    [message] = smtp_server.messages()
+    assert smtp_server.quits() == []
+    signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    assert smtp_server.quits() == [message["peer"]]
+    assert relay._held is None
+
+
+def test_an_exchange_interrupted_mid_send_is_never_trusted_again(broker_down, smtp_server):
+    """A soft time limit fires inside smtplib while the server stalls on a recipient (the mail
+    catcher answers @slow.invalid late; SIGALRM raises what Celery's signal raises): the
+    connection, its state unknown, is dropped, and the next email goes over a new one at its
+    first attempt."""
+    stalled, after = emails(2, "stall")
+    OutboxEmail.objects.filter(pk=stalled.pk).update(recipient="someone@slow.invalid")
+
+    def time_limit(signum: int, frame: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, time_limit)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(SoftTimeLimitExceeded):
+            outbox_email_deliver(email_id=stalled.pk)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert relay._held is None
+    assert outbox_email_deliver(email_id=after.pk).status == "sent"
+    after.refresh_from_db()
+    assert (after.state, after.attempts, after.last_error) == (State.SENT, 1, "")
+    [message] = smtp_server.messages()
+    assert message["rcpt_tos"] == [after.recipient]
