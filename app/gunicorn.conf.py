@@ -5,7 +5,6 @@ runtime/config.py: the one place Gunicorn's variables are read, which the runtim
 """
 
 import faulthandler
-import gc
 import logging
 import os
 import sys
@@ -111,16 +110,7 @@ def when_ready(server: Any) -> None:
         preload_finish(server.worker_class, runtime_config.PRELOAD_WARM_PATHS)
 
 
-# A worker's young-generation collection threshold, in net container allocations (Python's
-# default is 2,000). A request leaves no reference cycle behind (runtime/asgi.py), so what a
-# young collection examines is mostly the objects of requests still in flight, and finds them
-# alive: at the default, a worker with many requests in flight ran it several times a second
-# for nothing. Garbage that does form cycles (an error's traceback) is still collected.
-GC_YOUNG_THRESHOLD = 20_000
-
-
 def post_fork(server: Any, worker: Any) -> None:
-    gc.set_threshold(GC_YOUNG_THRESHOLD)
     # With preload_app the master may hold sockets opened while loading Django; a child must
     # never share them, or two processes talk over one Postgres connection. Without preload,
     # Django is not loaded yet: there is nothing to close.

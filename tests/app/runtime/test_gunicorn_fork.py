@@ -1,13 +1,10 @@
-"""A real Gunicorn master and the Uvicorn workers forked from it (gunicorn.conf.py's post_fork): no
-worker keeps a Postgres connection the master opened while preloading, or two processes would
-talk to Postgres over one socket; and a worker's garbage collector leaves alone the objects of
-requests in flight."""
+"""A real Gunicorn master that preloads the app holding a Postgres connection, two Uvicorn
+workers forked from it: no worker keeps the master's connection (gunicorn.conf.py's post_fork),
+or two processes would talk to Postgres over one socket."""
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
 from testcontainers.core.container import DockerContainer
 
 from tests.app.conftest import DB_PASSWORD
@@ -61,26 +58,3 @@ def test_no_worker_shares_the_database_connection_the_master_opened_while_preloa
         assert opened in sockets(master), "the master holds the connection it preloaded"
         for worker in children(master):
             assert opened not in sockets(worker), f"worker {worker} shares the master's connection"
-
-
-def test_a_worker_runs_no_young_collection_for_requests_in_flight(tmp_path) -> None:
-    """gunicorn.conf.py's GC_YOUNG_THRESHOLD: a burst of requests, dozens in flight at once,
-    leaves the worker's young collections where they were (Python's default threshold ran
-    them over and over, examining those requests' live objects each time)."""
-
-    def served(path: str) -> int:
-        return requests.get(server.url + path, timeout=10).status_code
-
-    with gunicorn(
-        tmp_path,
-        "tests.app.runtime.gc_app:application",
-        PYTHONPATH=f"{ROOT / 'app'}:{ROOT}",
-        GUNICORN_WORKERS="1",
-    ) as server:
-        before = requests.get(server.url + "/gc", timeout=5).json()
-        with ThreadPoolExecutor(32) as pool:
-            statuses = list(pool.map(served, ["/in-flight"] * 600))
-        after = requests.get(server.url + "/gc", timeout=5).json()
-    assert statuses == [200] * 600
-    assert before["threshold"][0] == 20_000
-    assert after["young"] - before["young"] <= 1
