@@ -19,7 +19,7 @@ from core.orm import (
     values_update,
 )
 from notifications.models import OutboxEmail
-from shop.models import Order, OrderItem, Product  # demo-shop
+from shop.models import Order, OrderItem  # demo-shop
 from tests.app.accounts.factories import UserFactory  # demo-shop
 from tests.app.shop.factories import ProductFactory  # demo-shop
 
@@ -168,14 +168,20 @@ def test_a_filled_relation_answers_without_a_query_and_a_fresh_instance_still_re
 @pytest.mark.django_db
 @pytest.mark.parametrize("fetch", [one_or_none, async_to_sync(aone_or_none)], ids=["sync", "async"])
 def test_one_or_none_answers_a_unique_lookup_without_ordering_and_refuses_two_rows(fetch):
-    """first() would ORDER BY the model's ordering (Product's is the id): compiled for nothing
-    when a unique key decides the row."""
-    product, other = ProductFactory(), ProductFactory()
+    """first() would ORDER BY the model's ordering (or its key): compiled for nothing when a
+    unique key decides the row."""
+    row = OutboxEmail.objects.using("default").create(
+        key="a", recipient="a@example.com", subject="s", body="", message_id="a"
+    )
+    OutboxEmail.objects.using("default").create(
+        key="b", recipient="b@example.com", subject="s", body="", message_id="b"
+    )
+    emails = OutboxEmail.objects.using("default")
     with CaptureQueriesContext(connections["default"]) as queries:
-        assert fetch(Product.objects.using("default").filter(pk=product.pk)) == product
+        assert fetch(emails.filter(key="a")) == row
     [query] = queries.captured_queries
     assert "ORDER BY" not in query["sql"]
     assert query["sql"].endswith("LIMIT 2")
-    assert fetch(Product.objects.using("default").filter(pk=-1)) is None
-    with pytest.raises(Product.MultipleObjectsReturned):
-        fetch(Product.objects.using("default").filter(pk__in=[product.pk, other.pk]))
+    assert fetch(emails.filter(key="c")) is None
+    with pytest.raises(OutboxEmail.MultipleObjectsReturned):
+        fetch(emails.filter(subject="s"))
