@@ -96,17 +96,19 @@ class MailCatcher:
     def __init__(self, container: DockerContainer) -> None:
         host = container.get_container_host_ip()
         self.smtp = host, int(container.get_exposed_port(1025))
-        self.api = f"http://{host}:{container.get_exposed_port(8025)}/messages"
+        self.base = f"http://{host}:{container.get_exposed_port(8025)}"
+        self.api = self.base + "/messages"
+
+    def _read(self, path: str) -> list[Any]:
+        with urllib.request.urlopen(self.base + path, timeout=5) as response:  # noqa: S310 - the test's
+            return list(json.loads(response.read()))
 
     def messages(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.api, timeout=5) as response:  # noqa: S310 - the test's
-            return list(json.loads(response.read()))
+        return self._read("/messages")
 
     def quits(self) -> list[str]:
         """The connections (peers) that ended with QUIT."""
-        quits = self.api.removesuffix("/messages") + "/quits"
-        with urllib.request.urlopen(quits, timeout=5) as response:  # noqa: S310 - the test's
-            return list(json.loads(response.read()))
+        return self._read("/quits")
 
     def clear(self) -> None:
         request = urllib.request.Request(self.api, method="DELETE")  # noqa: S310 - the test's
