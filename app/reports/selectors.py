@@ -136,7 +136,7 @@ def _chunk(
         items = items.filter(product_id=product_id)
     lines: dict[int, list[Line]] = {pk: [] for pk, _ in heads}
     rows = items.order_by("order_id", "product_id").values_list(
-        "order_id", "product_id", "product__name", "quantity", "unit_price"
+        "order_id", "product_id", "product_name", "quantity", "unit_price"
     )
     for order_id, pid, name, quantity, unit_price in rows:
         lines[order_id].append(Line(pid, name, quantity, unit_price))

@@ -111,7 +111,7 @@ class ProductAdmin(ModelAdmin[Product]):
 
 class OrderItemInline(_TabularInline):
     model = OrderItem
-    fields = ("product", "quantity", "unit_price")
+    fields = ("product", "product_name", "quantity", "unit_price")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -137,8 +137,8 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
 
 @admin.register(OrderItem)
 class OrderItemAdmin(ReadOnlyAdmin[OrderItem]):
-    list_display = ("id", "order", "product", "quantity", "unit_price")
+    list_display = ("id", "order", "product", "product_name", "quantity", "unit_price")
     list_filter = ("order__status",)
-    search_fields = ("=order__id", "product__name")
+    search_fields = ("=order__id", "product_name")
     list_select_related = ("order", "product")
     show_full_result_count = False

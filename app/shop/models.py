@@ -74,6 +74,9 @@ class Order(models.Model):
 class OrderItem(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    # The name when ordered, like the unit price: an order, its replay and its email show what
+    # was bought, whatever the catalogue calls the product later.
+    product_name = models.CharField(max_length=200)
     quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
 

@@ -12,7 +12,7 @@ def order_confirmation_create(*, order: Order) -> OutboxEmail | None:
         return None
     # The lines as placed: order_create fills them in from the rows it wrote (no query).
     items = order.items.all()
-    lines = [f"  {item.quantity} x {item.product.name} at {item.unit_price}" for item in items]
+    lines = [f"  {item.quantity} x {item.product_name} at {item.unit_price}" for item in items]
     body = "\n".join(
         [
             f"Hello {customer.get_username()},",

@@ -14,7 +14,7 @@ from core.schemas import (
     json_integer,
     no_nul,
 )
-from shop.models import MAX_STOCK, OrderItem
+from shop.models import MAX_STOCK
 
 Stock = Annotated[int, Field(ge=0, le=MAX_STOCK), BeforeValidator(json_integer)]
 StockDelta = Annotated[
@@ -118,10 +118,6 @@ class OrderItemOut(Schema):
     product_name: str
     quantity: int
     unit_price: MoneyOut
-
-    @staticmethod
-    def resolve_product_name(item: OrderItem) -> str:
-        return item.product.name
 
 
 class OrderOut(Schema):

@@ -191,7 +191,9 @@ def _order_place(
         customer=customer, total=total, idempotency_key=key, request_fingerprint=fingerprint
     )
     lines = OrderItem.objects.using(PRIMARY).bulk_create(
-        OrderItem(order=order, product=p, quantity=items[p.pk], unit_price=p.price)
+        OrderItem(
+            order=order, product=p, product_name=p.name, quantity=items[p.pk], unit_price=p.price
+        )
         for p in products
     )
     # Everything the answer and the email show, from the rows just written and locked: once

@@ -46,8 +46,8 @@ def bulk_orders(customer_id: int, product_ids: list[int], count: int, days: int)
         )
         cursor.execute(
             """
-            INSERT INTO shop_orderitem (order_id, product_id, quantity, unit_price)
-            SELECT o.id, p.id, 1 + (o.id + p.id) %% 4, p.price
+            INSERT INTO shop_orderitem (order_id, product_id, product_name, quantity, unit_price)
+            SELECT o.id, p.id, p.name, 1 + (o.id + p.id) %% 4, p.price
             FROM shop_order AS o
             JOIN shop_product AS p ON p.id = ANY(%s) AND (o.id + p.id) %% 3 <> 0
             """,

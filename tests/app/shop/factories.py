@@ -30,5 +30,6 @@ class OrderItemFactory(factory.django.DjangoModelFactory):
 
     order = factory.SubFactory(OrderFactory)
     product = factory.SubFactory(ProductFactory)
+    product_name = factory.SelfAttribute("product.name")
     quantity = 1
     unit_price = Decimal("9.99")

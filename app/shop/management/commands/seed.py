@@ -35,8 +35,8 @@ FROM generate_series(%(first)s, %(last)s) AS g,
 """  # noqa: S608
 
 ITEMS_SQL = """
-INSERT INTO shop_orderitem (order_id, product_id, quantity, unit_price)
-SELECT o.id, p.id, 1 + (o.id + j) %% 3, p.price
+INSERT INTO shop_orderitem (order_id, product_id, product_name, quantity, unit_price)
+SELECT o.id, p.id, p.name, 1 + (o.id + j) %% 3, p.price
 FROM shop_order AS o
 CROSS JOIN LATERAL generate_series(0, o.id %% 3) AS j
 JOIN LATERAL (
