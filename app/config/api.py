@@ -15,6 +15,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from accounts.apis import router as accounts_router
 from core.db import DATABASE_ERRORS, database_error_response
 from core.errors import DomainError, domain_error_response, error_response
+from core.parser import JSONParser
 from ops.apis import router as ops_router
 from reports.apis import router as reports_router  # demo-shop
 from shop.apis import router as shop_router  # demo-shop
@@ -23,19 +24,27 @@ from shop.apis import router as shop_router  # demo-shop
 class ProjectAPI(NinjaAPI):
     """The schema also lists the 429 Nginx answers (nginx/nginx.conf's limit_req zones) before a
     request reaches Django: every unsafe method counts against the writes' zone, so every unsafe
-    operation can answer it, in the API's error shape, with Retry-After."""
+    operation can answer it, in the API's error shape, with Retry-After. And the 415 the parser
+    answers (core/parser.py) wherever a body is read."""
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(*args, **kwargs)
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
         limited = {
             "description": "Too many requests from this address (Nginx's rate limit); "
             "Retry-After says when to try again.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+            "content": content,
+        }
+        unlabelled = {
+            "description": "The body is not labelled application/json.",
+            "content": content,
         }
         for methods in schema["paths"].values():
             for method, operation in methods.items():
                 if method in UNSAFE_METHODS:
                     operation["responses"].setdefault(429, limited)
+                if "requestBody" in operation:
+                    operation["responses"].setdefault(415, unlabelled)
         return schema
 
 
@@ -46,6 +55,7 @@ api = ProjectAPI(
     # demo-shop: else title="djstack API",
     version="1.0.0",
     urls_namespace="api",
+    parser=JSONParser(),
     docs_url="/docs",
     # The schema and its docs page are read-only: another method gets the JSON 405
     # (core.middleware), where django-ninja's views would answer any method as a GET. Exempt from
@@ -96,9 +106,9 @@ def on_authentication_error(request: HttpRequest, exc: Exception) -> HttpRespons
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
-        # Ninja's own parse failure: malformed JSON or bytes that are not UTF-8.
-        return error_response(400, "malformed_json", "The body is not valid JSON.")
+    if isinstance(exc.__cause__, DomainError):
+        # Ninja's "Cannot parse request body" around the parser's own reason (core/parser.py).
+        return domain_error_response(exc.__cause__)
     return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc))
 
 
