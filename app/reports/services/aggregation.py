@@ -51,9 +51,8 @@ class Totals:
 
 @dataclass
 class _Cell:
-    """One CSV line in the making: a product on a day."""
+    """One CSV line in the making: a product on a day, under one name it was sold under."""
 
-    name: str
     orders: int = 0
     units: int = 0
     revenue: Decimal = field(default_factory=lambda: Decimal("0"))
@@ -62,6 +61,9 @@ class _Cell:
 def report_csv_write(*, out: TextIO, orders: Iterable[OrderWithLines]) -> Totals:
     """Per day and product: orders, units, revenue; then a total line. Returns the totals.
 
+    A product renamed during a day has a line for each name it was sold under: the name is the
+    order line's, frozen when the order was placed, as the order's own page shows it.
+
     `orders` must come oldest first: a day is complete when the next one starts, so only that
     day's products are held in memory, and `orders` may be a stream of any length.
     """
@@ -69,12 +71,12 @@ def report_csv_write(*, out: TextIO, orders: Iterable[OrderWithLines]) -> Totals
     writer.writerow(CSV_HEADER)
     totals = Totals()
     day: date | None = None
-    products: dict[int, _Cell] = {}  # the current day's, by product id
+    products: dict[tuple[int, str], _Cell] = {}  # the current day's, by product id and name
 
     def flush() -> None:
-        for pid in sorted(products):
-            cell = products[pid]
-            row = [day, pid, _as_text(cell.name), cell.orders, cell.units, f"{cell.revenue:.2f}"]
+        for pid, name in sorted(products):
+            cell = products[pid, name]
+            row = [day, pid, _as_text(name), cell.orders, cell.units, f"{cell.revenue:.2f}"]
             writer.writerow(row)
         products.clear()
 
@@ -86,14 +88,15 @@ def report_csv_write(*, out: TextIO, orders: Iterable[OrderWithLines]) -> Totals
             flush()
             day = order_day
         totals.orders += 1
-        seen: set[int] = set()
+        seen: set[tuple[int, str]] = set()
         for line in order.lines:
             amount = line.quantity * line.unit_price
-            cell = products.get(line.product_id)
+            key = (line.product_id, line.product_name)
+            cell = products.get(key)
             if cell is None:
-                cell = products[line.product_id] = _Cell(line.product_name)
-            if line.product_id not in seen:  # an order counts once per product
-                seen.add(line.product_id)
+                cell = products[key] = _Cell()
+            if key not in seen:  # an order counts once per product
+                seen.add(key)
                 cell.orders += 1
             cell.units += line.quantity
             cell.revenue += amount

@@ -20,7 +20,15 @@ def login(client, body, content_type="application/json"):
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""],
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+        "application/+json",
+        "application/json-seq",
+        "text/json",
+    ],
 )
 def test_a_body_not_labelled_json_is_a_415_naming_its_type_and_changes_nothing(
     client, content_type
@@ -33,6 +41,26 @@ def test_a_body_not_labelled_json_is_a_415_naming_its_type_and_changes_nothing(
     assert "application/json" in error["message"]
     assert (content_type.split(";")[0] or "not labelled") in error["message"]
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["iso-8859-1", "utf-16"])
+def test_json_said_to_be_in_another_charset_than_utf8_is_a_415(client, charset):
+    UserFactory(username="ann")
+    response = login(client, GOOD, f"application/json; charset={charset}")
+    assert response.status_code == 415, response.text
+    assert f"this one said '{charset}'" in response.json()["error"]["message"]
+    assert not ApiToken.objects.exists()
+
+
+def test_what_the_client_sent_is_named_in_a_refusal_but_not_echoed_at_length(client):
+    long_type = "text/" + "x" * 10_000
+    long_name = "n" * 10_000
+    typed = login(client, GOOD, long_type).json()["error"]["message"]
+    twice = login(client, f'{{"{long_name}": 1, "{long_name}": 2}}').json()["error"]["message"]
+    assert "text/xxx" in typed
+    assert "'nnn" in twice
+    assert len(typed) < 200
+    assert len(twice) < 200
 
 
 @pytest.mark.parametrize(
@@ -51,9 +79,10 @@ def test_json_and_its_suffix_types_are_read(client, content_type):
         ("\ufeff" + GOOD, "byte order mark"),
         (b'{"username": "\xff"}', "not UTF-8"),
         ('{"username": [' + "[" * 100_000 + "]" * 100_000 + "]}", "too deeply"),
-        ('{"username": ' + "9" * 5_000 + "}", "not valid JSON"),
+        ('{"username": ' + "9" * 5_000 + "}", "a number of more than 4300 digits."),
+        ('{"username": "a\x01"}', "Invalid control character at line 1 column 16."),
     ],
-    ids=["name-twice", "truncated", "bom", "latin-1", "deep", "long-number"],
+    ids=["name-twice", "truncated", "bom", "latin-1", "deep", "long-number", "control"],
 )
 def test_a_malformed_body_is_a_400_saying_what_is_wrong_and_changes_nothing(client, body, says):
     UserFactory(username="ann")

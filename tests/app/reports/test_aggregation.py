@@ -68,6 +68,22 @@ def test_orders_add_up_per_day_and_product_then_a_total_line():
     assert totals == Totals(orders=4, units=10, revenue=Decimal("30.50"))
 
 
+def test_a_product_renamed_during_a_day_has_a_line_for_each_name_it_was_sold_under():
+    """The name is the order line's, as placed (shop.OrderItem.product_name): the report agrees
+    with each order's page, not with the first order of the day."""
+    rows, _ = written(
+        [
+            order(at(3, 9), [teapots(1)]),
+            order(at(3, 10), [Line(TEAPOT, "Big teapot", 2, Decimal("2.00"))]),
+            order(at(3, 11), [teapots(1)]),
+        ]
+    )
+    assert rows[1:3] == [
+        ["2025-03-03", str(TEAPOT), "Big teapot", "1", "2", "4.00"],
+        ["2025-03-03", str(TEAPOT), "Teapot", "2", "2", "4.00"],
+    ]
+
+
 def test_no_orders_is_a_header_and_a_zero_total():
     rows, totals = written([])
     assert rows == [CSV_HEADER, ["total", "", "", "0", "0", "0.00"]]
