@@ -644,19 +644,22 @@ def test_idempotency_key_replays_the_first_order(client, customer):
 
 
 def test_an_order_shows_the_name_its_product_had_when_it_was_placed(client, customer, staff):
-    """Like the unit price, the name is the order's record: renaming the product later changes
-    neither a replay of the order, its page nor the list of orders."""
+    """The name and the unit price are the order's record: renaming and repricing the product
+    later changes neither a replay of the order, its page nor the list of orders."""
     _, headers = customer
-    mug = ProductFactory(stock=5, name="Mug")
+    mug = ProductFactory(stock=5, name="Mug", price="9.99")
     items = [{"product_id": mug.pk, "quantity": 1}]
     first = order(client, headers, items, key="renamed-later")
     assert first.status_code == 201, first.text
-    assert patch(client, staff, mug.pk, {"name": "Big mug"}).status_code == 200
+    renamed = patch(client, staff, mug.pk, {"name": "Big mug", "price": "12.00"})
+    assert renamed.status_code == 200, renamed.text
     replay = order(client, headers, items, key="renamed-later")
     page = client.get(f"/api/orders/{first.json()['id']}", **headers)
     listed = client.get("/api/orders", **headers).json()["items"]
     names = [r["items"][0]["product_name"] for r in (first.json(), replay.json(), page.json())]
     assert [*names, listed[0]["items"][0]["product_name"]] == ["Mug"] * 4
+    answers = (first.json(), replay.json(), page.json(), listed[0])
+    assert [r["items"][0]["unit_price"] for r in answers] == ["9.99"] * 4
     assert Product.objects.get(pk=mug.pk).name == "Big mug"
 
 
